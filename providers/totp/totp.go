@@ -400,3 +400,20 @@ func CodeAt(seed []byte, params Params, t time.Time) (string, error) {
 	secret := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(seed)
 	return hotp.GenerateCodeCustom(secret, uint64(t.Unix()/int64(params.Period)), params.opts())
 }
+
+// ActiveFactors lists the user's active TOTP factors.
+func (p *Provider) ActiveFactors(ctx context.Context, userID string) ([]storage.Factor, error) {
+	return p.store.ListFactors(ctx, userID, Method, storage.FactorActive)
+}
+
+// ActiveFactor loads one active TOTP factor of the user, or storage.ErrNotFound.
+func (p *Provider) ActiveFactor(ctx context.Context, userID, id string) (*storage.Factor, error) {
+	f, err := p.store.GetFactor(ctx, userID, id)
+	if err != nil {
+		return nil, err
+	}
+	if f.Method != Method || f.State != storage.FactorActive {
+		return nil, storage.ErrNotFound
+	}
+	return f, nil
+}
