@@ -1,0 +1,150 @@
+// Command authd serves the twofactor gRPC API.
+//
+//	authd [flags]                         serve (see -h for every setting)
+//	authd apikey add -name N -roles R,R   add an API key to the key file and print it once
+//	authd keys rotate                     add a new sealing key and make it active
+//	authd keys reseal                     re-encrypt stored secrets with the active key
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/server/app"
+	"github.com/twofactor/twofactor/storage"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "authd:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) >= 2 {
+		switch args[0] + " " + args[1] {
+		case "apikey add":
+			return apikeyAdd(args[2:])
+		case "keys rotate", "keys reseal":
+			return keys(args[1], args[2:])
+		}
+	}
+	cfg, err := app.Parse("authd", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	log, err := app.NewLogger(cfg, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := a.ReloadAPIKeys(); err != nil {
+				log.Error("reload API keys", "error", err.Error())
+			} else {
+				log.Info("reloaded API keys", "path", cfg.APIKeysFile)
+			}
+		}
+	}()
+	return a.Serve(ctx)
+}
+
+func apikeyAdd(args []string) error {
+	fs := flag.NewFlagSet("authd apikey add", flag.ContinueOnError)
+	name := fs.String("name", "", "who uses the key, e.g. nextcloud-prod")
+	roles := fs.String("roles", "login", "comma-separated roles: login, selfservice, admin")
+	rest, err := splitServeFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	cfg, err := app.Parse("authd", rest, os.Getenv)
+	if err != nil {
+		return err
+	}
+	if *name == "" {
+		return errors.New("-name is required")
+	}
+	token, entry, err := server.NewAPIKey(*name, strings.Split(*roles, ","))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	if err := server.AppendAPIKey(cfg.APIKeysFile, entry); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "added key %s (%s) to %s; send SIGHUP to running authd replicas to load it.\nThe key, shown once:\n", entry.ID, *roles, cfg.APIKeysFile)
+	fmt.Println(token)
+	return nil
+}
+
+func keys(cmd string, args []string) error {
+	cfg, err := app.Parse("authd keys "+cmd, args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "rotate":
+		id, err := storage.RotateKeyFile(cfg.KeyFile)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("active sealing key is now %s; copy %s to every replica, restart them, then run: authd keys reseal\n", id, cfg.KeyFile)
+		return nil
+	default:
+		ring, err := storage.LoadKeyRing(cfg.KeyFile)
+		if err != nil {
+			return err
+		}
+		ctx := context.Background()
+		st, err := storage.Open(ctx, cfg.DatabaseURL, storage.Options{MaxOpenConns: 2})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if err := st.Migrate(ctx); err != nil {
+			return err
+		}
+		n, err := st.ResealFactors(ctx, ring)
+		fmt.Printf("resealed %d secrets with key %s\n", n, ring.ActiveKeyID())
+		return err
+	}
+}
+
+// splitServeFlags parses the subcommand's own flags and returns the rest
+// (the serve flags such as -data-dir) for app.Parse.
+func splitServeFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	var own, rest []string
+	for i := 0; i < len(args); i++ {
+		name := strings.TrimLeft(strings.SplitN(args[i], "=", 2)[0], "-")
+		if fs.Lookup(name) != nil {
+			own = append(own, args[i])
+			if !strings.Contains(args[i], "=") && i+1 < len(args) {
+				own = append(own, args[i+1])
+				i++
+			}
+			continue
+		}
+		rest = append(rest, args[i])
+	}
+	return rest, fs.Parse(own)
+}

@@ -1,0 +1,274 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/pquerna/otp"
+
+	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/storage"
+)
+
+// App is one running authd replica.
+type App struct {
+	cfg     *Config
+	log     *slog.Logger
+	store   *storage.Store
+	apiKeys *server.APIKeys
+	srv     *server.Server
+	grpc    *grpc.Server
+	health  *health.Server
+	lis     net.Listener
+	closers []func()
+}
+
+// NewLogger builds the structured logger the configuration asks for.
+func NewLogger(cfg *Config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("log-level %q: want debug, info, warn or error", cfg.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
+
+// New opens the stores, prepares keys on first start, wires the services and
+// starts listening. Serve then serves until its context ends.
+func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	if created, err := storage.EnsureKeyFile(cfg.KeyFile); err != nil {
+		return nil, err
+	} else if created {
+		log.Info("generated a sealing key ring", "path", cfg.KeyFile)
+	}
+	ring, err := storage.LoadKeyRing(cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.ensureAPIKeys(); err != nil {
+		return nil, err
+	}
+	kf, err := server.LoadAPIKeyFile(cfg.APIKeysFile)
+	if err != nil {
+		return nil, err
+	}
+	if a.apiKeys, err = server.NewAPIKeys(kf.Keys); err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.APIKeysFile, err)
+	}
+
+	if a.store, err = storage.Open(ctx, cfg.DatabaseURL, storage.Options{}); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { a.store.Close() })
+	if err := a.store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+
+	alg, err := totp.ParseAlgorithm(cfg.TOTPAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	tp, err := totp.New(a.store, ring, totp.Config{
+		Issuer: cfg.TOTPIssuer, Algorithm: alg, Digits: otp.Digits(cfg.TOTPDigits),
+		Period: uint(cfg.TOTPPeriod), Skew: uint(cfg.TOTPSkew), SkewSet: true,
+	}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	a.srv, err = server.New(server.Deps{
+		Store: a.store, Keys: ring, APIKeys: a.apiKeys, TOTP: tp, Logger: log,
+	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts})
+	if err != nil {
+		return nil, err
+	}
+
+	opts := append(a.srv.ServerOptions(),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(1<<20),
+	)
+	if cfg.TLSCert != "" {
+		tc, err := serverTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	a.grpc = grpc.NewServer(opts...)
+	a.srv.Register(a.grpc)
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	if cfg.Reflection {
+		reflection.Register(a.grpc)
+	}
+	if a.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	return a, nil
+}
+
+// Addr is the address the gRPC server listens on.
+func (a *App) Addr() string { return a.lis.Addr().String() }
+
+// ReloadAPIKeys re-reads the API key file (on SIGHUP).
+func (a *App) ReloadAPIKeys() error {
+	kf, err := server.LoadAPIKeyFile(a.cfg.APIKeysFile)
+	if err != nil {
+		return err
+	}
+	return a.apiKeys.Replace(kf.Keys)
+}
+
+// Serve serves until ctx ends, then shuts down gracefully: health turns
+// NOT_SERVING, RPCs in flight finish (up to ShutdownGrace), connections close.
+func (a *App) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- a.grpc.Serve(a.lis) }()
+	go a.watchHealth(ctx, 5*time.Second)
+	go a.sweep(ctx, time.Minute)
+	a.log.Info("authd serving", "addr", a.Addr(), "database", string(a.store.Dialect()), "tls", a.cfg.TLSCert != "", "mtls", a.cfg.TLSClientCA != "")
+	select {
+	case err := <-errc:
+		a.close()
+		return err
+	case <-ctx.Done():
+	}
+	a.health.Shutdown()
+	done := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(a.cfg.ShutdownGrace):
+		a.log.Warn("shutdown grace over; closing connections")
+		a.grpc.Stop()
+	}
+	a.close()
+	a.log.Info("authd stopped")
+	return nil
+}
+
+func (a *App) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// watchHealth reports NOT_SERVING while a dependency is unreachable and SERVING
+// again when it returns.
+func (a *App) watchHealth(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		st := healthpb.HealthCheckResponse_SERVING
+		if err := a.checkDeps(ctx); err != nil {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+			a.log.Warn("not serving", "error", err.Error())
+		}
+		a.health.SetServingStatus("", st)
+		for name := range a.grpc.GetServiceInfo() {
+			a.health.SetServingStatus(name, st)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *App) checkDeps(ctx context.Context) error {
+	return a.store.Ping(ctx)
+}
+
+func (a *App) sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.srv.Sweep(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Warn("sweep", "error", err.Error())
+			}
+		}
+	}
+}
+
+// ensureAPIKeys creates, on first start, an API key file holding one admin key
+// with every role, and writes that key (mode 0600) where authctl finds it.
+func (a *App) ensureAPIKeys() error {
+	if _, err := os.Stat(a.cfg.APIKeysFile); err == nil {
+		return nil
+	}
+	token, entry, err := server.NewAPIKey("admin", []string{server.RoleAdmin, server.RoleLogin, server.RoleSelfService})
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(a.cfg.AdminKeyPath(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write admin key: %w", err)
+	}
+	if _, err := f.WriteString(token + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := server.AppendAPIKey(a.cfg.APIKeysFile, entry); err != nil {
+		return err
+	}
+	a.log.Info("generated an admin API key (roles admin, login, selfservice); authctl reads it from the data folder",
+		"path", a.cfg.AdminKeyPath(), "key_id", entry.ID)
+	return nil
+}
+
+func serverTLS(cfg *Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls-cert/tls-key: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls-client-ca %s: no PEM certificates", cfg.TLSClientCA)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
