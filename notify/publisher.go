@@ -110,6 +110,17 @@ func (p *Publisher) core() (*nats.Conn, error) {
 	return p.nc, nil
 }
 
+// flush waits until the server has processed everything sent on nc, bounded by ctx or,
+// when ctx has no deadline, by HealthTimeout.
+func flush(ctx context.Context, nc *nats.Conn) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, HealthTimeout)
+		defer cancel()
+	}
+	return nc.FlushWithContext(ctx)
+}
+
 type revokedMsg struct {
 	V             int    `json:"v"`
 	AppPasswordID string `json:"app_password_id"`
@@ -130,7 +141,7 @@ func (p *Publisher) AnnounceRevoked(ctx context.Context, appPasswordID string) e
 	if err := nc.Publish(p.names.AppPasswordRevoked(), data); err != nil {
 		return fmt.Errorf("notify: announce revoked: %w", err)
 	}
-	if err := nc.FlushWithContext(ctx); err != nil {
+	if err := flush(ctx, nc); err != nil {
 		return fmt.Errorf("notify: announce revoked: flush: %w", err)
 	}
 	return nil
@@ -174,7 +185,7 @@ func (p *Publisher) AnnouncePushResponse(ctx context.Context, challengeID string
 	if err := nc.Publish(p.names.PushResponse(challengeID), nil); err != nil {
 		return fmt.Errorf("notify: announce push response: %w", err)
 	}
-	if err := nc.FlushWithContext(ctx); err != nil {
+	if err := flush(ctx, nc); err != nil {
 		return fmt.Errorf("notify: announce push response: flush: %w", err)
 	}
 	return nil

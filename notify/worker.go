@@ -207,11 +207,16 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h 
 func (w *Worker) Run(ctx context.Context) error {
 	sem := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var handBack []jetstream.Msg // received while stopping; naked once unsubscribed
 	cc, err := w.cons.Consume(func(msg jetstream.Msg) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			return // left unacknowledged; redelivered after AckWait
+			mu.Lock()
+			handBack = append(handBack, msg)
+			mu.Unlock()
+			return
 		}
 		wg.Add(1)
 		go func() {
@@ -224,9 +229,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("notify: worker %s: consume: %w", w.cfg.Durable, err)
 	}
 	<-ctx.Done()
-	cc.Stop()
+	cc.Drain() // buffered messages reach the callback, which sets them aside
 	<-cc.Closed()
 	wg.Wait()
+	_ = w.js.Conn().Flush() // the server has dropped our pull requests
+	// Hand set-aside messages back at once so another replica takes them now rather
+	// than after AckWait.
+	mu.Lock()
+	for _, m := range handBack {
+		_ = m.Nak()
+	}
+	mu.Unlock()
+	_ = w.js.Conn().Flush()
 	return nil
 }
 
@@ -339,27 +353,15 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
 
 // handle runs the handler, keeping the message in progress and turning a panic into an
 // error.
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, m Message) (err error) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(w.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, m Message) error {
+	return inProgressWhile(msg, w.cfg.AckWait, func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("handler panic: %v", r)
 			}
-		}
-	}()
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v", r)
-		}
-	}()
-	return w.h(ctx, m)
+		}()
+		return w.h(ctx, m)
+	})
 }
 
 func (w *Worker) ack(ctx context.Context, msg jetstream.Msg, m Message) {
@@ -410,9 +412,9 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, m Message, c
 		w.observe(Outcome{Result: OutcomeRetry, Message: m, Delay: d, Err: cause})
 		return
 	}
-	if err := msg.TermWithReason("dead-lettered"); err != nil {
-		w.log.Error("cannot terminate dead-lettered message", "msg_id", m.ID, "err", err)
-	}
+	// Acknowledge (not Term): every server version removes an acknowledged message from
+	// a work queue, and the dead letter now holds it.
+	w.ack(ctx, msg, m)
 	w.observe(Outcome{Result: OutcomeDeadLettered, Message: m, Err: cause})
 }
 
