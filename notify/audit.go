@@ -14,9 +14,11 @@ import (
 // receives the events it missed. fromStart matters only when the durable consumer does not
 // exist yet: true starts at the oldest kept event, false at the next new one.
 //
-// Each event is acknowledged only after fn returns nil. If fn fails, the event is handed
-// back to the server and TailAudit returns fn's error; the next tail starts with that
-// event again. Order is strict: the consumer allows one unacknowledged event at a time.
+// Delivery is at least once: each event is acknowledged only after fn returns nil, and an
+// event may be seen again after a failure or a crash (NATS 2.9 may also repeat an event
+// handed back after a failure), so consumers dedupe by AuditEvent.ID. If fn fails, the
+// event is handed back to the server and TailAudit returns fn's error; the next tail
+// starts with that event again. Order is strict: the consumer allows one unacknowledged event at a time.
 // A payload that cannot be decoded is terminated (kept in the stream, never redelivered to
 // this consumer) rather than blocking the tail. TailAudit returns nil when ctx ends.
 //
