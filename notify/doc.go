@@ -1,0 +1,84 @@
+// Package notify owns everything twofactor does with NATS JetStream: the subject and
+// stream names, the versioned event schema, the publisher used by authd, the audit tail,
+// the delivery-worker framework used by notifyd, and an embedded server for single-node
+// deployments.
+//
+// # Subjects and streams
+//
+// Every name derives from a prefix (default "twofactor", see Names), so tenants and tests
+// can share one NATS server. With prefix p and P its upper-case form:
+//
+//	subject                              stream / kind           retention
+//	p.gateway.send.<email|sms|telegram|signal>  P_GATEWAY        work queue, max age = code lifetime
+//	p.push.request                       P_PUSH                  work queue, max age = challenge lifetime
+//	p.gateway.status                     P_GATEWAY_STATUS        limits
+//	p.audit.<event>                      P_AUDIT                 limits (days)
+//	p.deadletter.<original subject without p.>  P_DEADLETTER     limits
+//	p.push.response.<challengeID>        core NATS (wakes a VerifyChallenge long-poll)
+//	p.apppassword.revoked                core NATS (cache invalidation broadcast)
+//	(key-value bucket) P_DELIVERED       ids delivered by workers, TTL
+//
+// # Event schema (JSON, version 1)
+//
+// Every payload has "v", the schema version. Decoders accept versions up to
+// SchemaVersion and refuse later ones; unknown fields are ignored, so adding an optional
+// field is compatible and does not bump the version. Times are RFC 3339 in UTC.
+//
+// AuditEvent, on p.audit.<event>, message id = id:
+//
+//	field        type              meaning
+//	v            int               schema version (1)
+//	id           string            unique event id (UUID); the JetStream message id
+//	time         RFC 3339 time     when it happened (UTC)
+//	event        string            one of the Event* constants, e.g. "challenge.rejected"
+//	user_id      string            the user concerned
+//	actor        string            the human who acted (admin RPCs), if any
+//	caller       string            the authenticated API caller (backend) name
+//	method       string            factor: totp, webauthn, email, sms, push, backupcode, ...
+//	result       string            outcome: accepted, rejected, expired, throttled, ...
+//	client_ip    string            end user's IP as reported by the backend
+//	user_agent   string            end user's user agent as reported by the backend
+//	request_id   string            request id for correlation with logs
+//	details      map string→string event-specific extras (never secrets)
+//
+// GatewaySend, on p.gateway.send.<channel>, message id = challenge_id:
+//
+//	v int; challenge_id string; channel string (email|sms|telegram|signal);
+//	user_id string; destination string (address, number or chat id); code string (the
+//	one-time code); expires_at time
+//
+// PushRequest, on p.push.request, message id = challenge_id:
+//
+//	v int; challenge_id string; user_id string; device_id string; number int (the number
+//	shown for number matching); expires_at time; endpoint string (push endpoint, optional);
+//	client string; client_ip string; user_agent string
+//
+// GatewayStatus, on p.gateway.status, message id = id:
+//
+//	v int; id string; time time; challenge_id string; channel string; subject string
+//	(original subject); state string (delivered|failed); attempts int; error string
+//
+// # Security properties
+//
+//   - Audit events record who did what, when, from where and with what result, and never
+//     carry a secret (OWASP ASVS 4.0 V7.1.1, V7.1.3, V7.1.4). They are JSON-encoded, so
+//     attacker-controlled text such as a user agent cannot forge fields or lines (ASVS
+//     V7.3.1). They are kept for AuditMaxAge in a limits stream and tailed through durable
+//     consumers, so a consumer that was offline receives what it missed.
+//   - A GatewaySend carries a one-time code. It lives only in a work-queue stream whose
+//     max age equals the code lifetime (ASVS V2.7.2; NIST SP 800-63B §5.1.3: out-of-band
+//     secrets are short-lived and used once) and is removed when acknowledged. Dead letters,
+//     kept longer, have the code replaced by "[redacted]". Decode errors never quote a
+//     payload. Run NATS with TLS and authentication when it leaves the host.
+//   - Publishing uses the challenge id (or event id) as the JetStream message id, so a
+//     retried publish within the duplicate window is stored once. Workers acknowledge only
+//     after delivery and remember delivered ids in a key-value bucket, so a redelivery after
+//     a crash between delivery and acknowledgement does not send a code twice. A crash
+//     between delivery and recording the id can still repeat a delivery (at-least-once).
+//   - Push responses and revocations are announced on core NATS with no decision in the
+//     payload: a woken VerifyChallenge re-reads the store, so a forged announcement can at
+//     most cause an extra read. SubscribePushResponse registers the subscription with the
+//     server before returning, so subscribing before checking the store loses no wake-up.
+//   - The embedded server never opens a TCP port unless the operator names one: with
+//     Listen empty, clients connect in-process only.
+package notify

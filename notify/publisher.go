@@ -1,0 +1,236 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publisher is what authd uses to emit events. It is safe for concurrent use.
+type Publisher struct {
+	js    jetstream.JetStream
+	nc    *nats.Conn
+	names Names
+	now   func() time.Time
+	newID func() string
+}
+
+// NewPublisher returns a publisher over js (JetStream subjects) and nc (core NATS
+// broadcasts). nc may be nil if only JetStream subjects are published.
+func NewPublisher(js jetstream.JetStream, nc *nats.Conn, names Names) *Publisher {
+	return &Publisher{js: js, nc: nc, names: names, now: time.Now, newID: uuid.NewString}
+}
+
+// WithClock returns a copy of p that stamps events with now instead of time.Now.
+func (p *Publisher) WithClock(now func() time.Time) *Publisher {
+	c := *p
+	c.now = now
+	return &c
+}
+
+// Names returns the names p publishes under.
+func (p *Publisher) Names() Names { return p.names }
+
+func (p *Publisher) publishJSON(ctx context.Context, subject, msgID string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("notify: encode %s: %w", subject, err)
+	}
+	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("notify: publish %s (msg id %s): %w", subject, msgID, err)
+	}
+	return nil
+}
+
+// PublishAudit publishes ev on <p>.audit.<ev.Event>. An empty ID is filled with a random
+// UUID, a zero Time with the clock, V with SchemaVersion. The JetStream message id is
+// ev.ID, so publishing the same event twice (a retry) stores it once.
+func (p *Publisher) PublishAudit(ctx context.Context, ev AuditEvent) error {
+	if err := validEvent(ev.Event); err != nil {
+		return err
+	}
+	if ev.ID == "" {
+		ev.ID = p.newID()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = p.now()
+	}
+	ev.Time = ev.Time.UTC()
+	ev.V = SchemaVersion
+	return p.publishJSON(ctx, p.names.Audit(ev.Event), ev.ID, ev)
+}
+
+// PublishGatewaySend publishes g on <p>.gateway.send.<g.Channel> with the challenge id as
+// the message id, so a retried BeginChallenge does not send the code twice.
+func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error {
+	if !ValidChannel(g.Channel) {
+		return fmt.Errorf("notify: gateway send channel %q: want one of %v", g.Channel, GatewayChannels)
+	}
+	if err := validToken("gateway send challenge id", g.ChallengeID); err != nil {
+		return err
+	}
+	g.V = SchemaVersion
+	return p.publishJSON(ctx, p.names.GatewaySend(g.Channel), g.ChallengeID, g)
+}
+
+// PublishPushRequest publishes r on <p>.push.request with the challenge id as message id.
+func (p *Publisher) PublishPushRequest(ctx context.Context, r PushRequest) error {
+	if err := validToken("push request challenge id", r.ChallengeID); err != nil {
+		return err
+	}
+	r.V = SchemaVersion
+	return p.publishJSON(ctx, p.names.PushRequest(), r.ChallengeID, r)
+}
+
+// PublishGatewayStatus publishes s on <p>.gateway.status. An empty ID is filled with a
+// random UUID and used as the message id.
+func (p *Publisher) PublishGatewayStatus(ctx context.Context, s GatewayStatus) error {
+	if s.ID == "" {
+		s.ID = p.newID()
+	}
+	if s.Time.IsZero() {
+		s.Time = p.now()
+	}
+	s.Time = s.Time.UTC()
+	s.V = SchemaVersion
+	return p.publishJSON(ctx, p.names.GatewayStatus(), s.ID, s)
+}
+
+func (p *Publisher) core() (*nats.Conn, error) {
+	if p.nc == nil {
+		return nil, errors.New("notify: publisher has no core NATS connection")
+	}
+	return p.nc, nil
+}
+
+// flush waits until the server has processed everything sent on nc, bounded by ctx or,
+// when ctx has no deadline, by HealthTimeout.
+func flush(ctx context.Context, nc *nats.Conn) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, HealthTimeout)
+		defer cancel()
+	}
+	return nc.FlushWithContext(ctx)
+}
+
+type revokedMsg struct {
+	V             int    `json:"v"`
+	AppPasswordID string `json:"app_password_id"`
+}
+
+// AnnounceRevoked broadcasts on core NATS that an app password was revoked, so that every
+// replica drops it from its cache. It returns once the server has the message (flush);
+// a replica that is disconnected misses it, so caches must also expire on their own.
+func (p *Publisher) AnnounceRevoked(ctx context.Context, appPasswordID string) error {
+	if appPasswordID == "" || len(appPasswordID) > 256 {
+		return fmt.Errorf("notify: announce revoked: app password id length %d, want 1..256", len(appPasswordID))
+	}
+	nc, err := p.core()
+	if err != nil {
+		return err
+	}
+	data, _ := json.Marshal(revokedMsg{V: SchemaVersion, AppPasswordID: appPasswordID})
+	if err := nc.Publish(p.names.AppPasswordRevoked(), data); err != nil {
+		return fmt.Errorf("notify: announce revoked: %w", err)
+	}
+	if err := flush(ctx, nc); err != nil {
+		return fmt.Errorf("notify: announce revoked: flush: %w", err)
+	}
+	return nil
+}
+
+// SubscribeRevoked calls fn with each revoked app password id announced from now on, on
+// one goroutine, in order. The subscription is registered with the server before it
+// returns. Malformed announcements are ignored.
+func (p *Publisher) SubscribeRevoked(fn func(id string)) (unsubscribe func(), err error) {
+	nc, err := p.core()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := nc.Subscribe(p.names.AppPasswordRevoked(), func(m *nats.Msg) {
+		var r revokedMsg
+		if json.Unmarshal(m.Data, &r) != nil || r.AppPasswordID == "" || r.V > SchemaVersion {
+			return
+		}
+		fn(r.AppPasswordID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notify: subscribe revoked: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("notify: subscribe revoked: flush: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// AnnouncePushResponse wakes every VerifyChallenge waiting on challengeID. The payload is
+// empty: the decision itself is read from the store, never trusted from NATS.
+func (p *Publisher) AnnouncePushResponse(ctx context.Context, challengeID string) error {
+	if err := validToken("push response challenge id", challengeID); err != nil {
+		return err
+	}
+	nc, err := p.core()
+	if err != nil {
+		return err
+	}
+	if err := nc.Publish(p.names.PushResponse(challengeID), nil); err != nil {
+		return fmt.Errorf("notify: announce push response: %w", err)
+	}
+	if err := flush(ctx, nc); err != nil {
+		return fmt.Errorf("notify: announce push response: flush: %w", err)
+	}
+	return nil
+}
+
+// SubscribePushResponse subscribes to the wake-up for challengeID and returns once the
+// server has registered the subscription. The channel is closed at the first wake-up.
+// To avoid a lost wake-up, subscribe first, then check the store, then wait on the
+// channel. Call stop when done.
+func (p *Publisher) SubscribePushResponse(challengeID string) (<-chan struct{}, func(), error) {
+	if err := validToken("push response challenge id", challengeID); err != nil {
+		return nil, nil, err
+	}
+	nc, err := p.core()
+	if err != nil {
+		return nil, nil, err
+	}
+	ch := make(chan struct{})
+	var once sync.Once
+	sub, err := nc.Subscribe(p.names.PushResponse(challengeID), func(*nats.Msg) {
+		once.Do(func() { close(ch) })
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("notify: subscribe push response: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, nil, fmt.Errorf("notify: subscribe push response: flush: %w", err)
+	}
+	return ch, func() { _ = sub.Unsubscribe() }, nil
+}
+
+// WaitPushResponse blocks until a wake-up for challengeID arrives or ctx ends. It only
+// sees announcements made after it subscribed; callers that also read the store should use
+// SubscribePushResponse.
+func (p *Publisher) WaitPushResponse(ctx context.Context, challengeID string) error {
+	ch, stop, err := p.SubscribePushResponse(challengeID)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
