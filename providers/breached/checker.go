@@ -96,9 +96,10 @@ func hexUpper(sum *[sha1.Size]byte) [digestLen]byte {
 	return out
 }
 
-// parseCount decodes a non-negative decimal count made of ASCII digits only.
+// parseCount decodes a non-negative decimal count in canonical form: ASCII
+// digits only, no sign, no leading zero (except "0" itself), no overflow.
 func parseCount(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 19 {
+	if len(b) == 0 || len(b) > 19 || (len(b) > 1 && b[0] == '0') {
 		return 0, false
 	}
 	var n int64

@@ -14,6 +14,9 @@ import (
 // most 19 count digits and CRLF.
 const maxListLine = digestLen + 1 + 19 + 2
 
+// lineBufLen holds the end of one line and the whole next one.
+const lineBufLen = 2*maxListLine + 2
+
 // OfflineList answers from a local copy of the Pwned Passwords list "ordered
 // by hash": lines "SHA1:COUNT" with 40 upper-case hex digits, sorted, ending
 // in CRLF or LF. Lookups binary-search the file through ReadAt and never load
@@ -56,7 +59,7 @@ func (l *OfflineList) Close() error { return l.c.Close() }
 
 // validate checks the first and the last line.
 func (l *OfflineList) validate() error {
-	first, err := l.lineAtOrAfter(0)
+	first, err := l.lineAtOrAfter(0, make([]byte, lineBufLen))
 	if err != nil {
 		return err
 	}
@@ -77,7 +80,7 @@ func (l *OfflineList) validate() error {
 	} else if tail > 0 {
 		return fmt.Errorf("%w: last line longer than %d bytes", ErrMalformedList, maxListLine)
 	}
-	last, err := l.lineAtOrAfter(start)
+	last, err := l.lineAtOrAfter(start, make([]byte, lineBufLen))
 	if err != nil {
 		return err
 	}
@@ -119,10 +122,11 @@ func (l *OfflineList) check(ctx context.Context, sum *[sha1.Size]byte) (Result, 
 // and every line starting before lo sorts below target; no line starting at
 // or after hi equals target.
 func (l *OfflineList) search(target *[digestLen]byte) (int64, error) {
+	buf := make([]byte, lineBufLen)
 	lo, hi := int64(0), l.size
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		ln, err := l.lineAtOrAfter(mid)
+		ln, err := l.lineAtOrAfter(mid, buf)
 		if err != nil {
 			return 0, err
 		}
@@ -150,10 +154,9 @@ type listLine struct {
 }
 
 // lineAtOrAfter parses the first line that starts at or after off; its start
-// is l.size when there is none. One ReadAt serves both finding the line
-// break and reading the line.
-func (l *OfflineList) lineAtOrAfter(off int64) (listLine, error) {
-	var buf [2*maxListLine + 2]byte
+// is l.size when there is none. One ReadAt into buf (lineBufLen bytes)
+// serves both finding the line break and reading the line.
+func (l *OfflineList) lineAtOrAfter(off int64, buf []byte) (listLine, error) {
 	readFrom := off
 	if off > 0 {
 		readFrom = off - 1 // off starts a line iff the byte before it is '\n'
@@ -216,7 +219,7 @@ func parseListLine(line []byte, ln *listLine) error {
 	}
 	count, ok := parseCount(line[digestLen+1:])
 	if !ok {
-		return fmt.Errorf("count is not a decimal number of at most 19 digits")
+		return fmt.Errorf("count is not a canonical decimal number of at most 19 digits")
 	}
 	copy(ln.hash[:], line[:digestLen])
 	ln.count = count

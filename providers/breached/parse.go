@@ -2,7 +2,7 @@ package breached
 
 import (
 	"bytes"
-	"crypto/subtle"
+	"encoding/binary"
 	"fmt"
 	"slices"
 )
@@ -89,20 +89,30 @@ func parseRangeLine(line []byte) (rangeEntry, error) {
 	}
 	count, ok := parseCount(line[suffixLen+1:])
 	if !ok {
-		return e, fmt.Errorf("count is not a decimal number of at most 19 digits")
+		return e, fmt.Errorf("count is not a canonical decimal number of at most 19 digits")
 	}
 	e.count = count
 	return e, nil
 }
 
 // lookup returns the count of the entry whose suffix is key, or 0. It visits
-// every entry and compares with crypto/subtle so that its running time does
-// not depend on which entry matches, nor on how much of a suffix matches.
+// every entry and compares without data-dependent branches (the technique of
+// crypto/subtle, on machine words) so that its running time does not depend
+// on which entry matches, nor on how much of a suffix matches.
 func lookup(entries []rangeEntry, key *suffixKey) int64 {
+	k0 := binary.LittleEndian.Uint64(key[0:8])
+	k1 := binary.LittleEndian.Uint64(key[8:16])
+	k2 := uint64(binary.LittleEndian.Uint16(key[16:18]))
 	var count int64
 	for i := range entries {
-		eq := int64(subtle.ConstantTimeCompare(entries[i].suffix[:], key[:]))
-		count |= entries[i].count & -eq
+		s := &entries[i].suffix
+		// OR of XORs over the whole suffix, then a branch-free "is zero":
+		// the same work for every entry, whichever bytes differ.
+		diff := (binary.LittleEndian.Uint64(s[0:8]) ^ k0) |
+			(binary.LittleEndian.Uint64(s[8:16]) ^ k1) |
+			(uint64(binary.LittleEndian.Uint16(s[16:18])) ^ k2)
+		notEqual := (diff | -diff) >> 63 // 1 if diff != 0, else 0
+		count |= entries[i].count & (int64(notEqual) - 1)
 	}
 	return count
 }

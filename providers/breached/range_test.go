@@ -1,6 +1,7 @@
 package breached
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"errors"
@@ -324,13 +325,19 @@ func TestRangeUnavailable(t *testing.T) {
 			return true
 		}, false},
 		{"timeout mid-body", func(w http.ResponseWriter, r *http.Request) bool {
+			// A valid first line, then a stall: what was read must not be
+			// taken as the whole answer.
 			_, _ = w.Write([]byte("1E4C9B93F3F0682250B6CF8331B7EE68FD8:1\r\n"))
 			w.(http.Flusher).Flush()
 			select {
 			case <-release:
 			case <-r.Context().Done():
 			}
-			return true
+			// Cut the connection instead of ending the chunked body cleanly, as
+			// a stalled server or network would; returning normally would let
+			// the client receive a complete (if short) response in a race with
+			// its own timeout.
+			panic(http.ErrAbortHandler)
 		}, false},
 		{"malformed body", func(w http.ResponseWriter, r *http.Request) bool {
 			_, _ = w.Write([]byte("<html>Cloudflare says hi</html>"))
@@ -370,6 +377,10 @@ func TestRangeUnavailable(t *testing.T) {
 					}
 					if errors.Is(err, ErrMalformedResponse) != f.malformed {
 						t.Errorf("errors.Is(err, ErrMalformedResponse) = %v, want %v (%v)", !f.malformed, f.malformed, err)
+					}
+					var ue *UnavailableError
+					if strings.HasPrefix(f.name, "timeout") && (!errors.As(err, &ue) || !strings.HasPrefix(ue.Reason, "timed out")) {
+						t.Errorf("timeout reported as %v", err)
 					}
 					if got.Checked || got.Breached {
 						t.Errorf("fail-closed Check = %+v", got)
@@ -601,6 +612,7 @@ func TestParseRange(t *testing.T) {
 		{"final CRLF", a + ":1\r\n" + b + ":2\r\n", []int64{1, 2}},
 		{"unsorted", b + ":2\r\n" + a + ":1", []int64{1, 2}},
 		{"padding", a + ":0", []int64{0}},
+		{"zero", a + ":0", []int64{0}},
 		{"max count", a + ":9223372036854775807", []int64{9223372036854775807}},
 		{"empty", "", nil},
 		{"only CRLF", "\r\n", nil},
@@ -620,6 +632,8 @@ func TestParseRange(t *testing.T) {
 		{"trailing space", a + ":1 ", nil},
 		{"overflow", a + ":9223372036854775808", nil},
 		{"20 digits", a + ":00000000000000000001", nil},
+		{"leading zero", a + ":01", nil},
+		{"zero zero", a + ":00", nil},
 		{"duplicate", a + ":1\r\n" + a + ":1", nil},
 		{"duplicate padding", a + ":0\r\n" + b + ":3\r\n" + a + ":5", nil},
 		{"non-ascii", a[:34] + "É:1", nil},
@@ -683,7 +697,10 @@ func FuzzParseRange(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(body)
+	// A large seed slows every mutation down; twenty lines of the real
+	// format are enough.
+	lines := bytes.SplitAfterN(body, []byte("\r\n"), 21)
+	f.Add(bytes.Join(lines[:20], nil))
 	f.Add([]byte("0018A45C4D1DEF81644B54AB7F969B88D65:1\r\n"))
 	f.Add([]byte("0018A45C4D1DEF81644B54AB7F969B88D65:0\r\n0018A45C4D1DEF81644B54AB7F969B88D65:0"))
 	f.Add([]byte("0018A45C4D1DEF81644B54AB7F969B88D65:1\n"))
@@ -710,8 +727,23 @@ func FuzzParseRange(f *testing.F) {
 			if i > 0 && string(entries[i-1].suffix[:]) >= string(e.suffix[:]) {
 				t.Fatalf("entries not strictly ascending")
 			}
-			if got := lookup(entries, &e.suffix); got != e.count {
-				t.Fatalf("lookup = %d, want %d", got, e.count)
+		}
+		// lookup is O(n) per call: check a few entries, not all of them.
+		for _, i := range []int{0, len(entries) / 2, len(entries) - 1} {
+			if got := lookup(entries, &entries[i].suffix); got != entries[i].count {
+				t.Fatalf("lookup = %d, want %d", got, entries[i].count)
+			}
+		}
+		// Keys one bit away from a present suffix match only if present.
+		for j := range len(suffixKey{}) {
+			k := entries[0].suffix
+			k[j] ^= 1 << (j % 8)
+			want := int64(0)
+			if i, found := slices.BinarySearchFunc(entries, k, func(e rangeEntry, k suffixKey) int { return bytes.Compare(e.suffix[:], k[:]) }); found {
+				want = entries[i].count
+			}
+			if got := lookup(entries, &k); got != want {
+				t.Fatalf("lookup(bit %d flipped) = %d, want %d", j, got, want)
 			}
 		}
 		again, err := parseRange(formatRange(entries))
@@ -763,4 +795,54 @@ func BenchmarkParseRange(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func BenchmarkLookup(b *testing.B) {
+	body, err := os.ReadFile("testdata/range-5BAA6.txt")
+	if err != nil {
+		b.Fatal(err)
+	}
+	entries, err := parseRange(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum := sha1.Sum([]byte("password"))
+	key := keyOf(&sum)
+	for b.Loop() {
+		if lookup(entries, &key) == 0 {
+			b.Fatal("not found")
+		}
+	}
+}
+
+func TestConcurrentChecks(t *testing.T) {
+	s := newRangeServer(t, testCorpus)
+	clock := newFakeClock()
+	rc := s.client(t, RangeConfig{CacheMaxEntries: 2, Now: clock.Now})
+	a := "0000000A1B2C3D4E5F60718293A4B5C6D7E8F900"
+	path := t.TempDir() + "/list.txt"
+	if err := os.WriteFile(path, []byte(a+":1\r\n"+hexOf("password")+":52256179\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ol := openList(t, path)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 20 {
+				for _, c := range []Checker{rc, ol} {
+					pw := []string{"password", "123456", "correct horse battery staple", "nope"}[(g+i)%4]
+					got, err := c.Check(context.Background(), pw)
+					if err != nil || !got.Checked {
+						t.Errorf("%s Check(%q) = %+v, %v", got.Source, pw, got, err)
+						return
+					}
+					if pw == "password" && got.Count != 52256179 {
+						t.Errorf("%s Check(password) = %+v", got.Source, got)
+					}
+				}
+				clock.Advance(time.Second)
+			}
+		})
+	}
+	wg.Wait()
 }
