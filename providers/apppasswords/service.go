@@ -27,7 +27,7 @@ const (
 	DefaultCacheTTL      = 10 * time.Second
 	DefaultMaxPerUser    = 100
 	maxUserIDLen         = 255
-	maxNameLen           = 100 // characters
+	maxNameLen           = 128 // characters, as the server checks
 )
 
 var (

@@ -181,7 +181,7 @@ func TestArgumentErrors(t *testing.T) {
 		}, "user_id"},
 		{"issue: blank name", func() error { _, _, err := r.svc.Issue(ctx, "alice", "  ", apppasswords.Scope{}); return err }, "name"},
 		{"issue: long name", func() error {
-			_, _, err := r.svc.Issue(ctx, "alice", strings.Repeat("é", 101), apppasswords.Scope{})
+			_, _, err := r.svc.Issue(ctx, "alice", strings.Repeat("é", 129), apppasswords.Scope{})
 			return err
 		}, "name"},
 		{"issue: newline in name", func() error { _, _, err := r.svc.Issue(ctx, "alice", "a\nb", apppasswords.Scope{}); return err }, "name"},
