@@ -17,6 +17,12 @@
 //     input is InvalidArgument naming the field, and nothing is written for it.
 //   - Answers leak nothing secret: codes, seeds and keys never reach logs or error
 //     messages; logs carry the method, status, duration, caller key id and request id.
+//   - App passwords (AppPasswordService) are returned once and stored only as keyed
+//     hashes; VerifyAppPassword answers valid=false, never an error, for a wrong,
+//     malformed, revoked or another user's password and audits each refusal with its
+//     reason for throttling (NIST SP 800-63B §5.2.2). A revocation succeeds once
+//     the row is gone; its announcement lets every replica's cache forget it (see
+//     providers/apppasswords).
 //   - Each challenge is consumed by a conditional UPDATE, so of concurrent verifiers on
 //     any replicas exactly one can succeed (see package storage).
 package server

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -36,6 +37,11 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.FailedPrecondition, "factor_id: the enrollment is not pending (already finished or removed)")
 	case errors.Is(err, totp.ErrEnrollmentExpired):
 		return status.Error(codes.FailedPrecondition, "factor_id: the enrollment expired or had too many wrong codes; begin again")
+	case errors.Is(err, apppasswords.ErrInvalidArgument):
+		// The provider's message names the field: "invalid argument: name: empty".
+		return status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), apppasswords.ErrInvalidArgument.Error()+": "))
+	case errors.Is(err, apppasswords.ErrTooMany):
+		return status.Error(codes.FailedPrecondition, "user_id: "+err.Error()+"; revoke one first")
 	}
 	rid := requestIDFrom(ctx)
 	s.log.ErrorContext(ctx, "internal error", "request_id", rid, "error", err.Error())

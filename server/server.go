@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -37,21 +38,26 @@ type Deps struct {
 	Keys    *storage.KeyRing
 	APIKeys *APIKeys
 	TOTP    *totp.Provider
-	Auditor Auditor
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// AppPasswords serves AppPasswordService; nil leaves it unregistered. Its
+	// Announcer and a subscription calling its Invalidate are wired by the caller.
+	AppPasswords *apppasswords.Service
+	Auditor      Auditor
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Server implements the twofactor.v1 services.
 type Server struct {
 	pb.UnimplementedChallengeServiceServer
 	pb.UnimplementedEnrollmentServiceServer
+	pb.UnimplementedAppPasswordServiceServer
 
 	opts    Options
 	store   *storage.Store
 	ring    *storage.KeyRing
 	keys    *APIKeys
 	totp    *totp.Provider
+	apppw   *apppasswords.Service
 	auditor Auditor
 	log     *slog.Logger
 	now     func() time.Time
@@ -69,6 +75,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		ring:    d.Keys,
 		keys:    d.APIKeys,
 		totp:    d.TOTP,
+		apppw:   d.AppPasswords,
 		auditor: d.Auditor,
 		log:     d.Logger,
 		now:     d.Now,
@@ -100,6 +107,9 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	pb.RegisterChallengeServiceServer(g, s)
 	pb.RegisterEnrollmentServiceServer(g, s)
+	if s.apppw != nil {
+		pb.RegisterAppPasswordServiceServer(g, s)
+	}
 }
 
 // Sweep deletes expired challenges and unfinished enrollments; call it now and then.

@@ -1,0 +1,152 @@
+package apppasswords_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/storage/storagetest"
+)
+
+// revokedSubject is the test's own subject; the server's lives in package notify.
+const revokedSubject = "twofactor.test.apppassword.revoked"
+
+// natsAnnouncer publishes a revoked id, as the server's announcer does.
+type natsAnnouncer struct{ nc *nats.Conn }
+
+func (a natsAnnouncer) AnnounceRevoked(_ context.Context, id string) error {
+	if err := a.nc.Publish(revokedSubject, []byte(id)); err != nil {
+		return err
+	}
+	return a.nc.Flush()
+}
+
+// embeddedNATS starts an in-process NATS server without a listener.
+func embeddedNATS(t testing.TB) *natsserver.Server {
+	t.Helper()
+	srv, err := natsserver.NewServer(&natsserver.Options{DontListen: true, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(5 * time.Second) {
+		t.Fatal("embedded NATS server did not start")
+	}
+	return srv
+}
+
+func connect(t testing.TB, srv *natsserver.Server) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Issue on A, verify on B (now cached there), revoke on A: B refuses as soon as
+// the announcement reaches it, well within a second, although B's clock stands
+// still and its cached entry would otherwise live on.
+func TestRevocationReachesOtherReplicaOverNATS(t *testing.T) {
+	ctx := context.Background()
+	url := storagetest.URL(t)
+	ring := storagetest.KeyRing(t)
+	srv := embeddedNATS(t)
+	ncA, ncB := connect(t, srv), connect(t, srv)
+
+	a := newReplica(t, url, ring, 1000, func(c *apppasswords.Config) { c.Announcer = natsAnnouncer{ncA} })
+	b := newReplica(t, url, ring, 1000, func(c *apppasswords.Config) { c.Announcer = natsAnnouncer{ncB} })
+
+	delivered := make(chan string, 16)
+	for _, r := range []struct {
+		nc  *nats.Conn
+		svc *apppasswords.Service
+	}{{ncA, a.svc}, {ncB, b.svc}} {
+		nc, svc := r.nc, r.svc
+		sub, err := nc.Subscribe(revokedSubject, func(m *nats.Msg) {
+			svc.Invalidate(string(m.Data))
+			if nc == ncB {
+				delivered <- string(m.Data)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sub.Unsubscribe() })
+		if err := nc.Flush(); err != nil { // the subscription is registered
+			t.Fatal(err)
+		}
+	}
+
+	p, pw, err := a.svc.Issue(ctx, "alice", "DAVx⁵", apppasswords.Scope{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		res, err := b.svc.Verify(ctx, "alice", pw, "192.0.2.1")
+		if err != nil || !res.Valid || res.ID != p.ID || !res.Scope.ReadOnly {
+			t.Fatalf("B: Verify = %+v, %v", res, err)
+		}
+	}
+	if n := b.store.lookups.Load(); n != 1 {
+		t.Fatalf("B looked up %d times for 3 verifications, want 1 (cached)", n)
+	}
+	if res, _ := a.svc.Verify(ctx, "alice", pw, ""); !res.Valid {
+		t.Fatal("A refused before revocation")
+	}
+
+	start := time.Now()
+	if err := a.svc.Revoke(ctx, "alice", p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := a.svc.Verify(ctx, "alice", pw, ""); res.Valid {
+		t.Fatal("A accepted right after revoking")
+	}
+	select {
+	case id := <-delivered:
+		if id != p.ID {
+			t.Fatalf("B heard of %s, want %s", id, p.ID)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("B heard of no revocation within a second")
+	}
+	res, err := b.svc.Verify(ctx, "alice", pw, "192.0.2.1")
+	if err != nil || res.Valid || res.Reason != apppasswords.ReasonUnknown {
+		t.Fatalf("B after revocation: %+v, %v", res, err)
+	}
+	elapsed := time.Since(start)
+	if elapsed >= time.Second {
+		t.Fatalf("B refused after %v, want under a second", elapsed)
+	}
+	t.Logf("revoked on A, refused on B after %v", elapsed)
+
+	// RevokeAll travels the same way.
+	_, pw1, _ := a.svc.Issue(ctx, "alice", "one", apppasswords.Scope{})
+	_, pw2, _ := a.svc.Issue(ctx, "alice", "two", apppasswords.Scope{})
+	for _, pw := range []string{pw1, pw2} {
+		if res, _ := b.svc.Verify(ctx, "alice", pw, ""); !res.Valid {
+			t.Fatal("B refused a fresh password")
+		}
+	}
+	if n, err := a.svc.RevokeAll(ctx, "alice"); err != nil || n != 2 {
+		t.Fatalf("RevokeAll = %d, %v", n, err)
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case <-delivered:
+		case <-time.After(time.Second):
+			t.Fatal("B heard of fewer than 2 revocations within a second")
+		}
+	}
+	for _, pw := range []string{pw1, pw2} {
+		if res, _ := b.svc.Verify(ctx, "alice", pw, ""); res.Valid {
+			t.Fatal("B accepted a password revoked by RevokeAll")
+		}
+	}
+}

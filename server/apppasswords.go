@@ -1,0 +1,184 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/storage"
+)
+
+// maxAppPasswordInput bounds the password field: an app password is 38
+// characters, a typed one with separators a few more; anything longer is refused
+// before it is hashed or parsed.
+const maxAppPasswordInput = 1024
+
+// IssueAppPassword creates an app password and returns it this once.
+func (s *Server) IssueAppPassword(ctx context.Context, req *pb.IssueAppPasswordRequest) (*pb.IssueAppPasswordResponse, error) {
+	if err := checkUserID("user_id", req.GetUserId()); err != nil {
+		return nil, err
+	}
+	if err := checkName("name", req.GetName(), true); err != nil {
+		return nil, err
+	}
+	scope := scopeFromPB(req.GetScope())
+	p, password, err := s.apppw.Issue(ctx, req.GetUserId(), req.GetName(), scope)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	s.audit(ctx, nil, AuditEvent{Event: "app_password.issued", UserID: p.UserID, Method: "app_password", Result: "issued",
+		Details: map[string]string{"app_password_id": p.ID, "read_only": strconv.FormatBool(scope.ReadOnly), "filesystem_only": strconv.FormatBool(scope.FilesystemOnly)}})
+	return &pb.IssueAppPasswordResponse{AppPassword: appPasswordToPB(p), Password: password}, nil
+}
+
+// VerifyAppPassword checks a login and app password. A wrong, malformed or
+// revoked password, or one of another user, is valid=false, not an error; each
+// such answer is audited with its reason, which is what throttling per login and
+// per client IP counts. Successes are not audited: a sync client verifies on
+// every request (last use is on the app password instead).
+func (s *Server) VerifyAppPassword(ctx context.Context, req *pb.VerifyAppPasswordRequest) (*pb.VerifyAppPasswordResponse, error) {
+	if err := checkUserID("login", req.GetLogin()); err != nil {
+		return nil, err
+	}
+	switch pw := req.GetPassword(); {
+	case pw == "":
+		return nil, invalid("password", "is required")
+	case len(pw) > maxAppPasswordInput:
+		return nil, invalid("password", "is longer than %d bytes", maxAppPasswordInput)
+	}
+	if err := checkIP("context.ip", req.GetContext().GetIp()); err != nil {
+		return nil, err
+	}
+	res, err := s.apppw.Verify(ctx, req.GetLogin(), req.GetPassword(), req.GetContext().GetIp())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	if !res.Valid {
+		s.audit(ctx, req.GetContext(), AuditEvent{Event: "app_password.rejected", UserID: req.GetLogin(), Method: "app_password",
+			Result: string(res.Reason)})
+		return &pb.VerifyAppPasswordResponse{}, nil
+	}
+	return &pb.VerifyAppPasswordResponse{
+		Valid:         true,
+		UserId:        res.UserID,
+		AppPasswordId: res.ID,
+		Scope:         scopeToPB(res.Scope),
+	}, nil
+}
+
+// ListAppPasswords lists a user's app passwords (never the passwords).
+func (s *Server) ListAppPasswords(ctx context.Context, req *pb.ListAppPasswordsRequest) (*pb.ListAppPasswordsResponse, error) {
+	if err := checkUserID("user_id", req.GetUserId()); err != nil {
+		return nil, err
+	}
+	ps, err := s.apppw.List(ctx, req.GetUserId())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	out := &pb.ListAppPasswordsResponse{AppPasswords: make([]*pb.AppPassword, 0, len(ps))}
+	for _, p := range ps {
+		out.AppPasswords = append(out.AppPasswords, appPasswordToPB(p))
+	}
+	return out, nil
+}
+
+// RenameAppPassword renames one of a user's app passwords.
+func (s *Server) RenameAppPassword(ctx context.Context, req *pb.RenameAppPasswordRequest) (*pb.RenameAppPasswordResponse, error) {
+	if err := checkUserID("user_id", req.GetUserId()); err != nil {
+		return nil, err
+	}
+	if err := checkID("app_password_id", req.GetAppPasswordId()); err != nil {
+		return nil, err
+	}
+	if err := checkName("name", req.GetName(), true); err != nil {
+		return nil, err
+	}
+	p, err := s.apppw.Rename(ctx, req.GetUserId(), req.GetAppPasswordId(), req.GetName())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, notFound("app_password_id", req.GetAppPasswordId())
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	return &pb.RenameAppPasswordResponse{AppPassword: appPasswordToPB(p)}, nil
+}
+
+// RevokeAppPassword deletes one of a user's app passwords; every replica stops
+// accepting it as soon as the revocation's announcement reaches it.
+func (s *Server) RevokeAppPassword(ctx context.Context, req *pb.RevokeAppPasswordRequest) (*pb.RevokeAppPasswordResponse, error) {
+	if err := checkUserID("user_id", req.GetUserId()); err != nil {
+		return nil, err
+	}
+	if err := checkID("app_password_id", req.GetAppPasswordId()); err != nil {
+		return nil, err
+	}
+	err := s.apppw.Revoke(ctx, req.GetUserId(), req.GetAppPasswordId())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, notFound("app_password_id", req.GetAppPasswordId())
+	}
+	announced, err := s.revoked(ctx, err)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	s.audit(ctx, nil, AuditEvent{Event: "app_password.revoked", UserID: req.GetUserId(), Method: "app_password", Result: "revoked",
+		Details: map[string]string{"app_password_id": req.GetAppPasswordId(), "announced": strconv.FormatBool(announced)}})
+	return &pb.RevokeAppPasswordResponse{}, nil
+}
+
+// RevokeAllAppPasswords deletes every app password of a user.
+func (s *Server) RevokeAllAppPasswords(ctx context.Context, req *pb.RevokeAllAppPasswordsRequest) (*pb.RevokeAllAppPasswordsResponse, error) {
+	if err := checkUserID("user_id", req.GetUserId()); err != nil {
+		return nil, err
+	}
+	n, err := s.apppw.RevokeAll(ctx, req.GetUserId())
+	announced, err := s.revoked(ctx, err)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	s.audit(ctx, nil, AuditEvent{Event: "app_password.revoked_all", UserID: req.GetUserId(), Method: "app_password", Result: "revoked",
+		Details: map[string]string{"count": strconv.Itoa(n), "announced": strconv.FormatBool(announced)}})
+	return &pb.RevokeAllAppPasswordsResponse{Revoked: uint32(n)}, nil
+}
+
+// revoked sorts out a revocation's error: when only the announcement to other
+// replicas failed, the passwords are gone from the database and this replica, so
+// the RPC succeeds; the failure is logged (other replicas' caches may accept them
+// until their entries expire) and the audit record says announced=false.
+func (s *Server) revoked(ctx context.Context, err error) (announced bool, _ error) {
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, apppasswords.ErrNotAnnounced) {
+		s.log.WarnContext(ctx, "app password revoked but not announced", "request_id", requestIDFrom(ctx), "error", err.Error())
+		return false, nil
+	}
+	return false, err
+}
+
+func scopeFromPB(sc *pb.AppPasswordScope) apppasswords.Scope {
+	return apppasswords.Scope{ReadOnly: sc.GetReadOnly(), FilesystemOnly: sc.GetFilesystemOnly()}
+}
+
+func scopeToPB(sc apppasswords.Scope) *pb.AppPasswordScope {
+	return &pb.AppPasswordScope{ReadOnly: sc.ReadOnly, FilesystemOnly: sc.FilesystemOnly}
+}
+
+// appPasswordToPB maps an app password's description to the wire.
+func appPasswordToPB(p apppasswords.AppPassword) *pb.AppPassword {
+	out := &pb.AppPassword{
+		Id:           p.ID,
+		UserId:       p.UserID,
+		Name:         p.Name,
+		Scope:        scopeToPB(p.Scope),
+		CreatedAt:    timestamppb.New(p.CreatedAt),
+		LastClientIp: p.LastClientIP,
+	}
+	if !p.LastUsedAt.IsZero() {
+		out.LastUsedAt = timestamppb.New(p.LastUsedAt)
+	}
+	return out
+}

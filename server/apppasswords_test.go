@@ -1,0 +1,468 @@
+package server_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/storage/storagetest"
+)
+
+// revokedSubject stands in for the subject package notify will own.
+const revokedSubject = "twofactor.test.apppassword.revoked"
+
+// natsRevocations announces revocations on NATS and feeds the ones it hears to a
+// replica's Invalidate, as cmd/authd wires it.
+type natsRevocations struct{ nc *nats.Conn }
+
+func (n natsRevocations) AnnounceRevoked(_ context.Context, id string) error {
+	if err := n.nc.Publish(revokedSubject, []byte(id)); err != nil {
+		return err
+	}
+	return n.nc.Flush()
+}
+
+// auditLog records audit events.
+type auditLog struct {
+	mu     sync.Mutex
+	events []server.AuditEvent
+}
+
+func (a *auditLog) Record(_ context.Context, e server.AuditEvent) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, e)
+}
+
+func (a *auditLog) find(event string) []server.AuditEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []server.AuditEvent
+	for _, e := range a.events {
+		if e.Event == event {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// apppwReplica is a replica serving AppPasswordService with a verification cache,
+// joined to the others through NATS when nc is set.
+type apppwReplica struct {
+	conn *grpc.ClientConn
+	// invalidated receives each id this replica heard revoked.
+	invalidated chan string
+}
+
+func (c *cluster) startAppPasswords(nc *nats.Conn, audit server.Auditor) *apppwReplica {
+	t := c.t
+	t.Helper()
+	st := storagetest.OpenURL(t, c.url)
+	tp, err := totp.New(st, c.ring, totp.Config{Issuer: "Test"}, c.clock.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := apppasswords.Config{Store: st, Hasher: c.ring, Now: c.clock.Now, CacheSize: 1000}
+	if nc != nil {
+		cfg.Announcer = natsRevocations{nc}
+	}
+	ap, err := apppasswords.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &apppwReplica{invalidated: make(chan string, 16)}
+	if nc != nil {
+		sub, err := nc.Subscribe(revokedSubject, func(m *nats.Msg) {
+			ap.Invalidate(string(m.Data))
+			r.invalidated <- string(m.Data)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sub.Unsubscribe() })
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.NewJSONHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.New(server.Deps{Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, AppPasswords: ap,
+		Auditor: audit, Logger: log, Now: c.clock.Now}, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(srv.ServerOptions()...)
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	r.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.conn.Close() })
+	return r
+}
+
+func (r *apppwReplica) client() pb.AppPasswordServiceClient {
+	return pb.NewAppPasswordServiceClient(r.conn)
+}
+
+func embeddedNATS(t *testing.T) *natsserver.Server {
+	t.Helper()
+	srv, err := natsserver.NewServer(&natsserver.Options{DontListen: true, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(5 * time.Second) {
+		t.Fatal("embedded NATS server did not start")
+	}
+	return srv
+}
+
+func natsConn(t *testing.T, srv *natsserver.Server) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func TestAppPasswordLifecycle(t *testing.T) {
+	c := newCluster(t)
+	audit := &auditLog{}
+	r := c.startAppPasswords(nil, audit)
+	self, login := c.as("selfservice"), c.as("login")
+	ap := r.client()
+
+	issued, err := ap.IssueAppPassword(self, &pb.IssueAppPasswordRequest{UserId: "alice", Name: "DAVx⁵", Scope: &pb.AppPasswordScope{ReadOnly: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, p := issued.GetPassword(), issued.GetAppPassword()
+	if !strings.HasPrefix(pw, apppasswords.Prefix) || len(pw) != apppasswords.Length {
+		t.Fatalf("password %q is not in the app password format", pw)
+	}
+	if p.GetUserId() != "alice" || p.GetName() != "DAVx⁵" || !p.GetScope().GetReadOnly() || p.GetScope().GetFilesystemOnly() ||
+		!p.GetCreatedAt().AsTime().Equal(c.clock.Now()) || p.GetLastUsedAt() != nil {
+		t.Fatalf("issued %v", p)
+	}
+
+	c.clock.Add(time.Minute)
+	got, err := ap.VerifyAppPassword(login, &pb.VerifyAppPasswordRequest{Login: "alice", Password: pw, Context: &pb.ClientContext{Ip: "203.0.113.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.GetValid() || got.GetUserId() != "alice" || got.GetAppPasswordId() != p.GetId() || !got.GetScope().GetReadOnly() || got.GetThrottled() {
+		t.Fatalf("VerifyAppPassword = %v", got)
+	}
+
+	list, err := ap.ListAppPasswords(self, &pb.ListAppPasswordsRequest{UserId: "alice"})
+	if err != nil || len(list.GetAppPasswords()) != 1 {
+		t.Fatalf("ListAppPasswords = %v, %v", list, err)
+	}
+	if l := list.GetAppPasswords()[0]; !l.GetLastUsedAt().AsTime().Equal(c.clock.Now()) || l.GetLastClientIp() != "203.0.113.7" {
+		t.Fatalf("listed %v", l)
+	}
+
+	renamed, err := ap.RenameAppPassword(self, &pb.RenameAppPasswordRequest{UserId: "alice", AppPasswordId: p.GetId(), Name: "Thunderbird"})
+	if err != nil || renamed.GetAppPassword().GetName() != "Thunderbird" {
+		t.Fatalf("RenameAppPassword = %v, %v", renamed, err)
+	}
+	if _, err := ap.RevokeAppPassword(self, &pb.RevokeAppPasswordRequest{UserId: "alice", AppPasswordId: p.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = ap.VerifyAppPassword(login, &pb.VerifyAppPasswordRequest{Login: "alice", Password: pw})
+	if err != nil || got.GetValid() || got.GetUserId() != "" || got.GetAppPasswordId() != "" {
+		t.Fatalf("VerifyAppPassword after revoke = %v, %v", got, err)
+	}
+	_, err = ap.RevokeAppPassword(self, &pb.RevokeAppPasswordRequest{UserId: "alice", AppPasswordId: p.GetId()})
+	if status.Code(err) != codes.NotFound || !strings.Contains(status.Convert(err).Message(), "app_password_id") {
+		t.Fatalf("second revoke: %v, want NotFound naming app_password_id", err)
+	}
+
+	// RevokeAll, and the count it reports.
+	for _, name := range []string{"one", "two"} {
+		if _, err := ap.IssueAppPassword(self, &pb.IssueAppPasswordRequest{UserId: "alice", Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := ap.RevokeAllAppPasswords(self, &pb.RevokeAllAppPasswordsRequest{UserId: "alice"})
+	if err != nil || all.GetRevoked() != 2 {
+		t.Fatalf("RevokeAllAppPasswords = %v, %v", all, err)
+	}
+
+	// The audit trail, and no trace of the password anywhere.
+	for _, ev := range []string{"app_password.issued", "app_password.revoked", "app_password.rejected", "app_password.revoked_all"} {
+		if len(audit.find(ev)) == 0 {
+			t.Errorf("no %s audit event", ev)
+		}
+	}
+	if rej := audit.find("app_password.rejected"); len(rej) != 1 || rej[0].Result != string(apppasswords.ReasonUnknown) {
+		t.Errorf("rejected events %+v", rej)
+	}
+	secret := []byte(pw[len(apppasswords.Prefix):])
+	if strings.Contains(c.logs.String(), string(secret)) {
+		t.Error("the password is in the logs")
+	}
+	if where := storagetest.FindInTables(t, storagetest.OpenURL(t, c.url), secret); where != "" {
+		t.Errorf("the password is stored in clear in %s", where)
+	}
+}
+
+func TestVerifyAppPasswordRefusals(t *testing.T) {
+	c := newCluster(t)
+	audit := &auditLog{}
+	r := c.startAppPasswords(nil, audit)
+	ap := r.client()
+	issued, err := ap.IssueAppPassword(c.as("selfservice"), &pb.IssueAppPasswordRequest{UserId: "alice", Name: "phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := issued.GetPassword()
+	bob, _ := ap.IssueAppPassword(c.as("selfservice"), &pb.IssueAppPasswordRequest{UserId: "bob", Name: "phone"})
+
+	refusals := []struct {
+		name, login, password string
+		reason                apppasswords.Reason
+	}{
+		{"wrong password", "alice", "tfap_0123456789abcdefghjkmnpqrs38f93sc", apppasswords.ReasonUnknown},
+		{"malformed password", "alice", "hunter2", apppasswords.ReasonMalformed},
+		{"mistyped password", "alice", mistype(pw), apppasswords.ReasonMalformed},
+		{"unknown user", "mallory", pw, apppasswords.ReasonOtherUser},
+		{"another user's password", "alice", bob.GetPassword(), apppasswords.ReasonOtherUser},
+	}
+	for _, rc := range refusals {
+		t.Run(rc.name, func(t *testing.T) {
+			before := len(audit.find("app_password.rejected"))
+			got, err := ap.VerifyAppPassword(c.as("login"), &pb.VerifyAppPasswordRequest{Login: rc.login, Password: rc.password,
+				Context: &pb.ClientContext{Ip: "198.51.100.4"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.GetValid() || got.GetUserId() != "" || got.GetAppPasswordId() != "" || got.GetScope() != nil {
+				t.Fatalf("VerifyAppPassword = %v, want a bare valid=false", got)
+			}
+			ev := audit.find("app_password.rejected")
+			if len(ev) != before+1 || ev[before].Result != string(rc.reason) || ev[before].UserID != rc.login || ev[before].ClientIP != "198.51.100.4" {
+				t.Fatalf("audit %+v, want one rejection for %s from 198.51.100.4 because %s", ev[before:], rc.login, rc.reason)
+			}
+		})
+	}
+
+	errorsCases := []struct {
+		name  string
+		ctx   context.Context
+		req   *pb.VerifyAppPasswordRequest
+		code  codes.Code
+		field string
+	}{
+		{"empty login", c.as("login"), &pb.VerifyAppPasswordRequest{Password: pw}, codes.InvalidArgument, "login"},
+		{"empty password", c.as("login"), &pb.VerifyAppPasswordRequest{Login: "alice"}, codes.InvalidArgument, "password"},
+		{"huge password", c.as("login"), &pb.VerifyAppPasswordRequest{Login: "alice", Password: strings.Repeat("x", 2000)}, codes.InvalidArgument, "password"},
+		{"bad ip", c.as("login"), &pb.VerifyAppPasswordRequest{Login: "alice", Password: pw, Context: &pb.ClientContext{Ip: "localhost"}}, codes.InvalidArgument, "context.ip"},
+		{"no API key", context.Background(), &pb.VerifyAppPasswordRequest{Login: "alice", Password: pw}, codes.Unauthenticated, ""},
+		{"selfservice key", c.as("selfservice"), &pb.VerifyAppPasswordRequest{Login: "alice", Password: pw}, codes.PermissionDenied, ""},
+	}
+	for _, ec := range errorsCases {
+		t.Run(ec.name, func(t *testing.T) {
+			_, err := ap.VerifyAppPassword(ec.ctx, ec.req)
+			if status.Code(err) != ec.code || !strings.HasPrefix(status.Convert(err).Message(), ec.field) {
+				t.Fatalf("err = %v, want %v naming %q", err, ec.code, ec.field)
+			}
+			if strings.Contains(status.Convert(err).Message(), pw) {
+				t.Fatal("the error repeats the password")
+			}
+		})
+	}
+}
+
+// mistype changes the last symbol of a password to another one.
+func mistype(pw string) string {
+	if pw[len(pw)-1] == 'a' {
+		return pw[:len(pw)-1] + "b"
+	}
+	return pw[:len(pw)-1] + "a"
+}
+
+// When NATS is down a revocation still succeeds (the database and this replica
+// have it); the audit record and a warning say it was not announced.
+func TestRevokeSucceedsWhenAnnouncingFails(t *testing.T) {
+	c := newCluster(t)
+	audit := &auditLog{}
+	nc := natsConn(t, embeddedNATS(t))
+	r := c.startAppPasswords(nc, audit)
+	self := c.as("selfservice")
+	issued, err := r.client().IssueAppPassword(self, &pb.IssueAppPasswordRequest{UserId: "alice", Name: "sync"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	if _, err := r.client().RevokeAppPassword(self, &pb.RevokeAppPasswordRequest{UserId: "alice", AppPasswordId: issued.GetAppPassword().GetId()}); err != nil {
+		t.Fatalf("RevokeAppPassword with NATS down: %v", err)
+	}
+	got, err := r.client().VerifyAppPassword(c.as("login"), &pb.VerifyAppPasswordRequest{Login: "alice", Password: issued.GetPassword()})
+	if err != nil || got.GetValid() {
+		t.Fatalf("VerifyAppPassword after revoke = %v, %v", got, err)
+	}
+	ev := audit.find("app_password.revoked")
+	if len(ev) != 1 || ev[0].Details["announced"] != "false" {
+		t.Fatalf("audit %+v, want announced=false", ev)
+	}
+	if !strings.Contains(c.logs.String(), "app password revoked but not announced") {
+		t.Fatal("no warning logged")
+	}
+}
+
+func TestAppPasswordManagementChecks(t *testing.T) {
+	c := newCluster(t)
+	r := c.startAppPasswords(nil, nil)
+	ap := r.client()
+	self := c.as("selfservice")
+	issued, err := ap.IssueAppPassword(self, &pb.IssueAppPasswordRequest{UserId: "alice", Name: "phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := issued.GetAppPassword().GetId()
+	cases := []struct {
+		name  string
+		call  func() error
+		code  codes.Code
+		field string
+	}{
+		{"issue with the login role", func() error {
+			_, err := ap.IssueAppPassword(c.as("login"), &pb.IssueAppPasswordRequest{UserId: "alice", Name: "x"})
+			return err
+		}, codes.PermissionDenied, ""},
+		{"issue without a name", func() error {
+			_, err := ap.IssueAppPassword(self, &pb.IssueAppPasswordRequest{UserId: "alice"})
+			return err
+		}, codes.InvalidArgument, "name"},
+		{"issue for no user", func() error {
+			_, err := ap.IssueAppPassword(self, &pb.IssueAppPasswordRequest{Name: "x"})
+			return err
+		}, codes.InvalidArgument, "user_id"},
+		{"issue with a control character in the name", func() error {
+			_, err := ap.IssueAppPassword(self, &pb.IssueAppPasswordRequest{UserId: "alice", Name: "a\x1bb"})
+			return err
+		}, codes.InvalidArgument, "name"},
+		{"rename another user's", func() error {
+			_, err := ap.RenameAppPassword(self, &pb.RenameAppPasswordRequest{UserId: "bob", AppPasswordId: id, Name: "x"})
+			return err
+		}, codes.NotFound, "app_password_id"},
+		{"rename with a bad id", func() error {
+			_, err := ap.RenameAppPassword(self, &pb.RenameAppPasswordRequest{UserId: "alice", AppPasswordId: "nope", Name: "x"})
+			return err
+		}, codes.InvalidArgument, "app_password_id"},
+		{"revoke another user's", func() error {
+			_, err := ap.RevokeAppPassword(self, &pb.RevokeAppPasswordRequest{UserId: "bob", AppPasswordId: id})
+			return err
+		}, codes.NotFound, "app_password_id"},
+		{"list for no user", func() error {
+			_, err := ap.ListAppPasswords(self, &pb.ListAppPasswordsRequest{})
+			return err
+		}, codes.InvalidArgument, "user_id"},
+		{"list with the login role", func() error {
+			_, err := ap.ListAppPasswords(c.as("login"), &pb.ListAppPasswordsRequest{UserId: "alice"})
+			return err
+		}, codes.PermissionDenied, ""},
+		{"revoke all with the login role", func() error {
+			_, err := ap.RevokeAllAppPasswords(c.as("login"), &pb.RevokeAllAppPasswordsRequest{UserId: "alice"})
+			return err
+		}, codes.PermissionDenied, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			if status.Code(err) != tc.code || !strings.HasPrefix(status.Convert(err).Message(), tc.field) {
+				t.Fatalf("err = %v, want %v naming %q", err, tc.code, tc.field)
+			}
+		})
+	}
+	// Nothing above touched alice's password.
+	if l, _ := ap.ListAppPasswords(self, &pb.ListAppPasswordsRequest{UserId: "alice"}); len(l.GetAppPasswords()) != 1 || l.GetAppPasswords()[0].GetName() != "phone" {
+		t.Fatalf("alice's app passwords changed: %v", l)
+	}
+	// The per-user bound is FailedPrecondition naming user_id.
+	for i := 1; ; i++ {
+		_, err := ap.IssueAppPassword(self, &pb.IssueAppPasswordRequest{UserId: "carol", Name: "n"})
+		if err == nil {
+			continue
+		}
+		if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "user_id") || i != apppasswords.DefaultMaxPerUser+1 {
+			t.Fatalf("issue %d: %v, want FailedPrecondition naming user_id after %d", i, err, apppasswords.DefaultMaxPerUser)
+		}
+		break
+	}
+}
+
+// The issue's acceptance test: issue → verify → revoke → verify fails on a second
+// replica within a second, through real gRPC, a shared database and NATS.
+func TestRevokedAppPasswordRefusedOnOtherReplicaWithinASecond(t *testing.T) {
+	c := newCluster(t)
+	ns := embeddedNATS(t)
+	a := c.startAppPasswords(natsConn(t, ns), nil)
+	b := c.startAppPasswords(natsConn(t, ns), nil)
+
+	issued, err := a.client().IssueAppPassword(c.as("selfservice"), &pb.IssueAppPasswordRequest{UserId: "alice", Name: "sync"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyOn := func(r *apppwReplica) bool {
+		t.Helper()
+		got, err := r.client().VerifyAppPassword(c.as("login"), &pb.VerifyAppPasswordRequest{Login: "alice", Password: issued.GetPassword()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetValid()
+	}
+	for i := 0; i < 3; i++ { // B caches it
+		if !verifyOn(b) {
+			t.Fatal("B refused a fresh app password")
+		}
+	}
+	start := time.Now()
+	if _, err := a.client().RevokeAppPassword(c.as("selfservice"), &pb.RevokeAppPasswordRequest{UserId: "alice", AppPasswordId: issued.GetAppPassword().GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	if verifyOn(a) {
+		t.Fatal("A accepted the password it revoked")
+	}
+	select {
+	case id := <-b.invalidated:
+		if id != issued.GetAppPassword().GetId() {
+			t.Fatalf("B heard %s revoked", id)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("B heard of no revocation within a second")
+	}
+	if verifyOn(b) {
+		t.Fatal("B accepted a revoked app password")
+	}
+	if d := time.Since(start); d >= time.Second {
+		t.Fatalf("B refused only after %v", d)
+	} else {
+		t.Logf("revoked through A, refused by B after %v", d)
+	}
+}
