@@ -12,6 +12,13 @@ func models() []any {
 	return []any{
 		&Factor{},
 		&Challenge{},
+		&BackupCodeSet{},
+		&BackupCode{},
+		&AdminCode{},
+		&UserGroup{},
+		&GroupAdmin{},
+		&PolicyRecord{},
+		&EnforcementStart{},
 	}
 }
 
