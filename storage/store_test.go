@@ -126,3 +126,15 @@ func TestResealMovesToActiveKey(t *testing.T) {
 		t.Fatalf("second reseal moved %d rows", n)
 	}
 }
+
+func TestFindInTablesSeesEveryColumn(t *testing.T) {
+	s := storagetest.Open(t)
+	ctx := context.Background()
+	s.CreateFactor(ctx, &storage.Factor{ID: "f", UserID: "u", Method: "totp", Name: "x", State: storage.FactorActive, Data: []byte("abcSECRETxyz")})
+	if got := storagetest.FindInTables(t, s, []byte("secret")); got != "factors.data" {
+		t.Fatalf("FindInTables = %q, want factors.data", got)
+	}
+	if got := storagetest.FindInTables(t, s, []byte("absent")); got != "" {
+		t.Fatalf("FindInTables found %q", got)
+	}
+}

@@ -5,6 +5,7 @@
 package storagetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -95,4 +96,57 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// FindInTables scans every column of every row of every table, as the database
+// returns it, for each needle (compared as bytes, and in upper and lower case). It
+// returns "table.column" of the first hit, or "" — for tests that show no secret is
+// stored in clear.
+func FindInTables(t testing.TB, s *storage.Store, needles ...[]byte) string {
+	t.Helper()
+	ctx := context.Background()
+	tables, err := s.DB(ctx).Migrator().GetTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range tables {
+		rows, err := s.DB(ctx).Table(table).Rows()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				rows.Close()
+				t.Fatal(err)
+			}
+			for i, v := range vals {
+				var b []byte
+				switch v := v.(type) {
+				case []byte:
+					b = v
+				case string:
+					b = []byte(v)
+				default:
+					continue
+				}
+				for _, n := range needles {
+					if len(n) == 0 {
+						continue
+					}
+					if bytes.Contains(b, n) || bytes.Contains(b, bytes.ToUpper(n)) || bytes.Contains(b, bytes.ToLower(n)) {
+						rows.Close()
+						return table + "." + cols[i]
+					}
+				}
+			}
+		}
+		rows.Close()
+	}
+	return ""
 }
