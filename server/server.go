@@ -9,6 +9,9 @@ import (
 	"google.golang.org/grpc"
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/admincodes"
+	"github.com/twofactor/twofactor/providers/backupcodes"
+	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -40,12 +43,19 @@ type Deps struct {
 	Auditor Auditor
 	Logger  *slog.Logger
 	Now     func() time.Time
+
+	// Recovery and administration; built from Store, Keys and Now with their
+	// defaults when nil.
+	BackupCodes *backupcodes.Provider
+	AdminCodes  *admincodes.Provider
+	Policy      *policy.Provider
 }
 
 // Server implements the twofactor.v1 services.
 type Server struct {
 	pb.UnimplementedChallengeServiceServer
 	pb.UnimplementedEnrollmentServiceServer
+	pb.UnimplementedAdminServiceServer
 
 	opts    Options
 	store   *storage.Store
@@ -56,6 +66,8 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	methods map[pb.Method]method
+
+	recovery
 }
 
 // New builds a Server.
@@ -85,6 +97,9 @@ func New(d Deps, opts Options) (*Server, error) {
 	s.methods = map[pb.Method]method{
 		pb.Method_METHOD_TOTP: totpMethod{s.totp},
 	}
+	if err := s.initRecovery(d); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -100,6 +115,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	pb.RegisterChallengeServiceServer(g, s)
 	pb.RegisterEnrollmentServiceServer(g, s)
+	pb.RegisterAdminServiceServer(g, s)
 }
 
 // Sweep deletes expired challenges and unfinished enrollments; call it now and then.
