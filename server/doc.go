@@ -23,6 +23,11 @@
 //     reason for throttling (NIST SP 800-63B §5.2.2). A revocation succeeds once
 //     the row is gone; its announcement lets every replica's cache forget it (see
 //     providers/apppasswords).
+//   - Admin RPCs that act on a user name the human actor, and the server decides
+//     whether that actor may: members of an admin group act on anyone, a group admin
+//     only on members of the groups they administer (never on an admin), from the
+//     memberships the backend syncs; refusals are PermissionDenied naming actor_id
+//     (ASVS V4.1.3, V4.2.1). Recovery codes are shown once and never logged.
 //   - Each challenge is consumed by a conditional UPDATE, so of concurrent verifiers on
 //     any replicas exactly one can succeed (see package storage).
 package server

@@ -12,7 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -42,6 +44,11 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), apppasswords.ErrInvalidArgument.Error()+": "))
 	case errors.Is(err, apppasswords.ErrTooMany):
 		return status.Error(codes.FailedPrecondition, "user_id: "+err.Error()+"; revoke one first")
+	case errors.Is(err, policy.ErrInvalid):
+		// Validation errors name the field and hold no secret.
+		return status.Error(codes.InvalidArgument, "policy."+strings.TrimPrefix(err.Error(), policy.ErrInvalid.Error()+": "))
+	case errors.Is(err, admincodes.ErrTTL):
+		return status.Error(codes.InvalidArgument, "ttl: "+strings.TrimPrefix(err.Error(), admincodes.ErrTTL.Error()+": "))
 	}
 	rid := requestIDFrom(ctx)
 	s.log.ErrorContext(ctx, "internal error", "request_id", rid, "error", err.Error())

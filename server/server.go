@@ -9,7 +9,10 @@ import (
 	"google.golang.org/grpc"
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/backupcodes"
+	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -44,6 +47,12 @@ type Deps struct {
 	Auditor      Auditor
 	Logger       *slog.Logger
 	Now          func() time.Time
+
+	// Recovery and administration; built from Store, Keys and Now with their
+	// defaults when nil.
+	BackupCodes *backupcodes.Provider
+	AdminCodes  *admincodes.Provider
+	Policy      *policy.Provider
 }
 
 // Server implements the twofactor.v1 services.
@@ -51,6 +60,7 @@ type Server struct {
 	pb.UnimplementedChallengeServiceServer
 	pb.UnimplementedEnrollmentServiceServer
 	pb.UnimplementedAppPasswordServiceServer
+	pb.UnimplementedAdminServiceServer
 
 	opts    Options
 	store   *storage.Store
@@ -62,6 +72,8 @@ type Server struct {
 	log     *slog.Logger
 	now     func() time.Time
 	methods map[pb.Method]method
+
+	recovery
 }
 
 // New builds a Server.
@@ -92,6 +104,9 @@ func New(d Deps, opts Options) (*Server, error) {
 	s.methods = map[pb.Method]method{
 		pb.Method_METHOD_TOTP: totpMethod{s.totp},
 	}
+	if err := s.initRecovery(d); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -110,6 +125,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	if s.apppw != nil {
 		pb.RegisterAppPasswordServiceServer(g, s)
 	}
+	pb.RegisterAdminServiceServer(g, s)
 }
 
 // Sweep deletes expired challenges and unfinished enrollments; call it now and then.

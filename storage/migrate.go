@@ -13,6 +13,13 @@ func models() []any {
 		&Factor{},
 		&Challenge{},
 		&AppPassword{},
+		&BackupCodeSet{},
+		&BackupCode{},
+		&AdminCode{},
+		&UserGroup{},
+		&GroupAdmin{},
+		&PolicyRecord{},
+		&EnforcementStart{},
 	}
 }
 

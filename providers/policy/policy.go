@@ -1,0 +1,350 @@
+// Package policy decides, for the whole service, which second factors are allowed
+// and who must use one, and who may administer whom.
+//
+// Security properties:
+//
+//   - 2FA can be enforced for everyone or for chosen groups, with excluded groups
+//     that are never forced (exclusion wins). An enforced user without a real factor
+//     (TOTP or WebAuthn) must enrol; a grace period, counted from when the user was
+//     first found enforced and recorded per user in the shared store (so every
+//     replica agrees and it does not restart), lets them log in meanwhile
+//     (OWASP ASVS 4.0 V2.1 / NIST SP 800-63B §4.2.1 require MFA at AAL2; the grace
+//     state is the enrolment window, kept explicit so the backend can show it).
+//   - A user who enrolled a factor is asked for it whether or not 2FA is enforced:
+//     a factor, once set up, is never silently skipped (SP 800-63B §4.2.1).
+//   - Methods the policy forbids are never offered, even when enrolled.
+//   - Who may act on a user is decided here from memberships the backend syncs:
+//     members of an admin group act on anyone; a group admin only on members of the
+//     groups they administer, and never on a member of an admin group (no escalation
+//     from group admin to admin; ASVS V4.1.3 least privilege, V4.2.1 IDOR).
+//
+// The package speaks in Go types and strings; it knows nothing of gRPC or the wire.
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twofactor/twofactor/storage"
+)
+
+// Method names.
+const (
+	MethodTOTP       = "totp"
+	MethodWebAuthn   = "webauthn"
+	MethodBackupCode = "backup_code"
+	MethodAdminCode  = "admin_code"
+)
+
+// Methods lists every method, in the order answers list them.
+var Methods = []string{MethodTOTP, MethodWebAuthn, MethodBackupCode, MethodAdminCode}
+
+// enrollable are the methods a user sets up as a factor; the others are recovery.
+var enrollable = []string{MethodTOTP, MethodWebAuthn}
+
+// MaxGracePeriod bounds Policy.GracePeriod.
+const MaxGracePeriod = 365 * 24 * time.Hour
+
+// DefaultAdminGroup is the group whose members administer everyone, unless Options
+// name others.
+const DefaultAdminGroup = "admin"
+
+// ErrInvalid wraps every validation error of a Policy.
+var ErrInvalid = errors.New("invalid policy")
+
+// Policy is the service-wide policy (the Go form of twofactor.v1.Policy).
+type Policy struct {
+	// AllowedMethods are the methods allowed; all when empty.
+	AllowedMethods []string
+	// Enforced enforces 2FA for everyone (except ExcludedGroups).
+	Enforced bool
+	// EnforcedGroups enforce 2FA for their members when Enforced is false.
+	EnforcedGroups []string
+	// ExcludedGroups are never forced (their members may still use 2FA).
+	ExcludedGroups []string
+	// GracePeriod is how long an enforced user without a factor may still log in.
+	GracePeriod time.Duration
+	// PasskeyCompleteLogin: a passkey counts as a complete login.
+	PasskeyCompleteLogin bool
+	// WebAuthnRequireUserVerification: WebAuthn logins must verify the user.
+	WebAuthnRequireUserVerification bool
+}
+
+// Validate checks p; errors wrap ErrInvalid and name the field.
+func (p Policy) Validate() error {
+	for _, m := range p.AllowedMethods {
+		if !slices.Contains(Methods, m) {
+			return fmt.Errorf("%w: allowed_methods: unknown method %q", ErrInvalid, m)
+		}
+	}
+	if len(p.AllowedMethods) > 0 && !slices.ContainsFunc(enrollable, func(m string) bool { return slices.Contains(p.AllowedMethods, m) }) {
+		return fmt.Errorf("%w: allowed_methods: allow totp or webauthn, or no user could set up a factor", ErrInvalid)
+	}
+	for field, groups := range map[string][]string{"enforced_groups": p.EnforcedGroups, "excluded_groups": p.ExcludedGroups} {
+		for _, g := range groups {
+			if g == "" || len(g) > 255 {
+				return fmt.Errorf("%w: %s: group names must be 1 to 255 bytes", ErrInvalid, field)
+			}
+		}
+	}
+	if p.GracePeriod < 0 || p.GracePeriod > MaxGracePeriod {
+		return fmt.Errorf("%w: grace_period: %v is not within 0..%v", ErrInvalid, p.GracePeriod, MaxGracePeriod)
+	}
+	return nil
+}
+
+// normalized returns p with methods in canonical order and groups sorted, without
+// duplicates.
+func (p Policy) normalized() Policy {
+	var allowed []string
+	for _, m := range Methods {
+		if slices.Contains(p.AllowedMethods, m) {
+			allowed = append(allowed, m)
+		}
+	}
+	p.AllowedMethods = allowed
+	p.EnforcedGroups = sortedSet(p.EnforcedGroups)
+	p.ExcludedGroups = sortedSet(p.ExcludedGroups)
+	return p
+}
+
+// Allowed lists the methods p allows, in canonical order.
+func (p Policy) Allowed() []string {
+	if len(p.AllowedMethods) == 0 {
+		return slices.Clone(Methods)
+	}
+	return p.normalized().AllowedMethods
+}
+
+// Allows tells whether p allows method.
+func (p Policy) Allows(method string) bool {
+	return slices.Contains(p.Allowed(), method)
+}
+
+// stored is the JSON form in the policy row.
+type stored struct {
+	AllowedMethods                  []string `json:"allowed_methods,omitempty"`
+	Enforced                        bool     `json:"enforced"`
+	EnforcedGroups                  []string `json:"enforced_groups,omitempty"`
+	ExcludedGroups                  []string `json:"excluded_groups,omitempty"`
+	GracePeriod                     string   `json:"grace_period,omitempty"`
+	PasskeyCompleteLogin            bool     `json:"passkey_complete_login"`
+	WebAuthnRequireUserVerification bool     `json:"webauthn_require_user_verification"`
+}
+
+func encode(p Policy) ([]byte, error) {
+	s := stored{
+		AllowedMethods: p.AllowedMethods, Enforced: p.Enforced,
+		EnforcedGroups: p.EnforcedGroups, ExcludedGroups: p.ExcludedGroups,
+		PasskeyCompleteLogin: p.PasskeyCompleteLogin, WebAuthnRequireUserVerification: p.WebAuthnRequireUserVerification,
+	}
+	if p.GracePeriod > 0 {
+		s.GracePeriod = p.GracePeriod.String()
+	}
+	return json.Marshal(s)
+}
+
+func decode(data []byte) (Policy, error) {
+	var s stored
+	if err := json.Unmarshal(data, &s); err != nil {
+		return Policy{}, fmt.Errorf("stored policy: %w", err)
+	}
+	p := Policy{
+		AllowedMethods: s.AllowedMethods, Enforced: s.Enforced,
+		EnforcedGroups: s.EnforcedGroups, ExcludedGroups: s.ExcludedGroups,
+		PasskeyCompleteLogin: s.PasskeyCompleteLogin, WebAuthnRequireUserVerification: s.WebAuthnRequireUserVerification,
+	}
+	if s.GracePeriod != "" {
+		d, err := time.ParseDuration(s.GracePeriod)
+		if err != nil {
+			return Policy{}, fmt.Errorf("stored policy: grace_period: %w", err)
+		}
+		p.GracePeriod = d
+	}
+	return p, nil
+}
+
+// Store is the part of storage.Store the policy uses.
+type Store interface {
+	GetPolicy(ctx context.Context) (*storage.PolicyRecord, error)
+	PutPolicy(ctx context.Context, data []byte, updatedBy string, now time.Time) (*storage.PolicyRecord, error)
+	EnsureEnforcementStart(ctx context.Context, userID string, now time.Time) (time.Time, error)
+	ListUserGroups(ctx context.Context, userID string) ([]string, error)
+	IsGroupAdminOf(ctx context.Context, actorID, userID string) (bool, error)
+}
+
+// Options tune a Provider; zero values take the defaults.
+type Options struct {
+	// AdminGroups are the groups whose members may act on anyone
+	// ([DefaultAdminGroup]).
+	AdminGroups []string
+	// Default is the policy in force until one is set (nothing enforced, every
+	// method allowed, when zero).
+	Default Policy
+	// Clock tells the time (time.Now).
+	Clock func() time.Time
+}
+
+// Provider answers policy questions from the shared store; it keeps no state.
+type Provider struct {
+	store       Store
+	adminGroups []string
+	def         Policy
+	now         func() time.Time
+}
+
+// New returns a Provider. It fails when opts.Default is not a valid policy.
+func New(store Store, opts Options) (*Provider, error) {
+	if err := opts.Default.Validate(); err != nil {
+		return nil, fmt.Errorf("default policy: %w", err)
+	}
+	p := &Provider{store: store, adminGroups: sortedSet(opts.AdminGroups), def: opts.Default.normalized(), now: opts.Clock}
+	if len(p.adminGroups) == 0 {
+		p.adminGroups = []string{DefaultAdminGroup}
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	return p, nil
+}
+
+// Get returns the policy in force.
+func (p *Provider) Get(ctx context.Context) (Policy, error) {
+	rec, err := p.store.GetPolicy(ctx)
+	if errors.Is(err, storage.ErrNotFound) {
+		return p.def, nil
+	}
+	if err != nil {
+		return Policy{}, fmt.Errorf("policy: load: %w", err)
+	}
+	return decode(rec.Data)
+}
+
+// Set validates pol and puts it in force on every replica; it returns the policy as
+// stored (methods in canonical order, groups sorted and without duplicates).
+// Errors from validation wrap ErrInvalid.
+func (p *Provider) Set(ctx context.Context, actorID string, pol Policy) (Policy, error) {
+	if err := pol.Validate(); err != nil {
+		return Policy{}, err
+	}
+	pol = pol.normalized()
+	data, err := encode(pol)
+	if err != nil {
+		return Policy{}, err
+	}
+	if _, err := p.store.PutPolicy(ctx, data, actorID, p.now().UTC()); err != nil {
+		return Policy{}, fmt.Errorf("policy: store: %w", err)
+	}
+	return pol, nil
+}
+
+// Requirements is what a login of one user needs.
+type Requirements struct {
+	// Enforced: policy enforces 2FA for the user.
+	Enforced bool
+	// Required: a second factor must be passed to complete the login. True when
+	// the user has a usable factor and either 2FA is enforced or the user set up
+	// a factor of their own (an admin code alone does not turn 2FA on).
+	Required bool
+	// Available are the methods the user can use now: enrolled and allowed.
+	Available []string
+	// MustEnroll: 2FA is enforced but the user has no usable TOTP or WebAuthn
+	// factor; they must set one up (after passing a recovery code, if Required).
+	MustEnroll bool
+	// InGrace: MustEnroll, but the user may still log in without until GraceUntil.
+	InGrace bool
+	// GraceUntil is the end of the grace period when MustEnroll and the policy
+	// has one (zero otherwise).
+	GraceUntil time.Time
+	// Allowed are the methods policy allows at all (to offer for enrolment).
+	Allowed []string
+}
+
+// Requirements tells what a login of userID needs, given the methods the user can
+// use now (enrolledMethods: active factors' methods, "backup_code" with unused
+// codes, "admin_code" with a usable admin code). The first time it finds the user
+// enforced, it records the start of their grace period.
+func (p *Provider) Requirements(ctx context.Context, userID string, enrolledMethods []string) (Requirements, error) {
+	pol, err := p.Get(ctx)
+	if err != nil {
+		return Requirements{}, err
+	}
+	groups, err := p.store.ListUserGroups(ctx, userID)
+	if err != nil {
+		return Requirements{}, fmt.Errorf("policy: groups: %w", err)
+	}
+	r := Requirements{Allowed: pol.Allowed()}
+	r.Enforced = (pol.Enforced || intersects(groups, pol.EnforcedGroups)) && !intersects(groups, pol.ExcludedGroups)
+	for _, m := range r.Allowed {
+		if slices.Contains(enrolledMethods, m) {
+			r.Available = append(r.Available, m)
+		}
+	}
+	ownFactor := slices.ContainsFunc(r.Available, func(m string) bool { return m != MethodAdminCode })
+	r.Required = len(r.Available) > 0 && (r.Enforced || ownFactor)
+	if !r.Enforced {
+		return r, nil
+	}
+	r.MustEnroll = !slices.ContainsFunc(r.Available, func(m string) bool { return slices.Contains(enrollable, m) })
+	now := p.now().UTC()
+	start, err := p.store.EnsureEnforcementStart(ctx, userID, now)
+	if err != nil {
+		return Requirements{}, fmt.Errorf("policy: enforcement start: %w", err)
+	}
+	if r.MustEnroll && pol.GracePeriod > 0 {
+		r.GraceUntil = start.UTC().Add(pol.GracePeriod)
+		r.InGrace = now.Before(r.GraceUntil)
+	}
+	return r, nil
+}
+
+// IsAdmin tells whether actorID is a member of an admin group (may act on anyone,
+// and change the policy).
+func (p *Provider) IsAdmin(ctx context.Context, actorID string) (bool, error) {
+	if actorID == "" {
+		return false, nil
+	}
+	groups, err := p.store.ListUserGroups(ctx, actorID)
+	if err != nil {
+		return false, fmt.Errorf("policy: groups of actor: %w", err)
+	}
+	return intersects(groups, p.adminGroups), nil
+}
+
+// CanAct tells whether actorID may act on userID (issue an admin code, reset
+// factors, delete): yes for members of an admin group; for a group admin, yes for
+// members of a group they administer unless that member is an admin.
+func (p *Provider) CanAct(ctx context.Context, actorID, userID string) (bool, error) {
+	if actorID == "" || userID == "" {
+		return false, nil
+	}
+	if admin, err := p.IsAdmin(ctx, actorID); err != nil || admin {
+		return admin, err
+	}
+	ok, err := p.store.IsGroupAdminOf(ctx, actorID, userID)
+	if err != nil || !ok {
+		return false, err
+	}
+	targetAdmin, err := p.IsAdmin(ctx, userID)
+	if err != nil {
+		return false, err
+	}
+	return !targetAdmin, nil
+}
+
+func intersects(a, b []string) bool {
+	return slices.ContainsFunc(a, func(x string) bool { return slices.Contains(b, x) })
+}
+
+func sortedSet(in []string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return slices.Compact(out)
+}

@@ -1,0 +1,172 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm/clause"
+)
+
+// BackupCodeSet is the head row of a user's current set of backup codes: one per
+// user, replaced with the set. Its row lock serialises the uses of one user's codes,
+// so the count of codes left after each use is exact even across replicas.
+type BackupCodeSet struct {
+	UserID    string `gorm:"primaryKey;size:255"`
+	SetID     string `gorm:"size:36;not null"`
+	Total     int    `gorm:"not null"`
+	CreatedAt time.Time
+	// LastUsedAt is the last time a code of the set was accepted.
+	LastUsedAt *time.Time
+	// RunningLowAt records when a use left the set at or below the low mark (the
+	// next-to-last code): the user is running out. Set once per set.
+	RunningLowAt *time.Time
+}
+
+// BackupCode is one code of a set. Only Hash is kept: a keyed hash
+// (KeyRing.MAC) over the user id and the normalised code, so it is bound to its
+// user and needs no separate salt.
+type BackupCode struct {
+	ID        string `gorm:"primaryKey;size:36"`
+	UserID    string `gorm:"size:255;not null;index"`
+	SetID     string `gorm:"size:36;not null;index"`
+	Hash      []byte `gorm:"not null"`
+	CreatedAt time.Time
+	UsedAt    *time.Time
+}
+
+// BackupCodeUse is what one accepted use of a backup code left behind.
+type BackupCodeUse struct {
+	// Used is true when this caller consumed the code; false when it was already
+	// used (or its set replaced) — of concurrent callers exactly one sees true.
+	Used bool
+	// Remaining counts the unused codes of the set after this use.
+	Remaining int
+	// LowRecorded is true when this use recorded that the user is running out
+	// (true for one use per set).
+	LowRecorded bool
+}
+
+// ReplaceBackupCodes replaces a user's backup codes with a new set of hashes in one
+// transaction: the old set stops working the moment the new one exists.
+func (s *Store) ReplaceBackupCodes(ctx context.Context, userID string, hashes [][]byte, now time.Time) (*BackupCodeSet, error) {
+	if len(hashes) == 0 {
+		return nil, errors.New("replace backup codes: empty set")
+	}
+	set := &BackupCodeSet{UserID: userID, SetID: uuid.NewString(), Total: len(hashes), CreatedAt: now}
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		// The set row first: it is the lock every use takes too.
+		if err := s.DB(ctx).Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "user_id"}},
+			DoUpdates: clause.AssignmentColumns([]string{"set_id", "total", "created_at", "last_used_at", "running_low_at"}),
+		}).Create(set).Error; err != nil {
+			return err
+		}
+		if err := s.DB(ctx).Where("user_id = ?", userID).Delete(&BackupCode{}).Error; err != nil {
+			return err
+		}
+		codes := make([]BackupCode, len(hashes))
+		for i, h := range hashes {
+			codes[i] = BackupCode{ID: uuid.NewString(), UserID: userID, SetID: set.SetID, Hash: h, CreatedAt: now}
+		}
+		return s.DB(ctx).Create(&codes).Error
+	})
+	if err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// ListBackupCodes lists the codes of a user's current set, used ones included (a
+// caller tells a replayed code from a wrong one).
+func (s *Store) ListBackupCodes(ctx context.Context, userID string) ([]BackupCode, error) {
+	var out []BackupCode
+	err := s.DB(ctx).Where("user_id = ?", userID).Order("id").Find(&out).Error
+	return out, err
+}
+
+// UseBackupCode consumes one code of a user's set. The conditional update
+// (used_at IS NULL, same set) lets exactly one of any number of concurrent callers
+// win. When the use leaves lowAt or fewer codes and the set has no running-low
+// record yet, it records one.
+func (s *Store) UseBackupCode(ctx context.Context, userID, setID, codeID string, lowAt int, now time.Time) (BackupCodeUse, error) {
+	var use BackupCodeUse
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		use = BackupCodeUse{}
+		// Lock the set row: concurrent uses of this user's codes queue here, so the
+		// count below sees every earlier use.
+		res := s.DB(ctx).Model(&BackupCodeSet{}).
+			Where("user_id = ? AND set_id = ?", userID, setID).
+			Update("last_used_at", now)
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error // set replaced: the code is gone
+		}
+		res = s.DB(ctx).Model(&BackupCode{}).
+			Where("id = ? AND user_id = ? AND set_id = ? AND used_at IS NULL", codeID, userID, setID).
+			Update("used_at", now)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			// Already used: undo the last_used_at touch.
+			return errNotWon
+		}
+		use.Used = true
+		var n int64
+		if err := s.DB(ctx).Model(&BackupCode{}).
+			Where("user_id = ? AND set_id = ? AND used_at IS NULL", userID, setID).
+			Count(&n).Error; err != nil {
+			return err
+		}
+		use.Remaining = int(n)
+		if use.Remaining <= lowAt {
+			res := s.DB(ctx).Model(&BackupCodeSet{}).
+				Where("user_id = ? AND set_id = ? AND running_low_at IS NULL", userID, setID).
+				Update("running_low_at", now)
+			if res.Error != nil {
+				return res.Error
+			}
+			use.LowRecorded = res.RowsAffected == 1
+		}
+		return nil
+	})
+	if errors.Is(err, errNotWon) {
+		return BackupCodeUse{}, nil
+	}
+	return use, err
+}
+
+// errNotWon rolls back a transaction whose conditional update found nothing.
+var errNotWon = errors.New("conditional update lost")
+
+// GetBackupCodeSet returns a user's current set head row, or ErrNotFound.
+func (s *Store) GetBackupCodeSet(ctx context.Context, userID string) (*BackupCodeSet, error) {
+	var set BackupCodeSet
+	if err := s.DB(ctx).Where("user_id = ?", userID).Take(&set).Error; err != nil {
+		return nil, notFound(err)
+	}
+	return &set, nil
+}
+
+// CountUnusedBackupCodes counts the unused codes of a user's current set.
+func (s *Store) CountUnusedBackupCodes(ctx context.Context, userID string) (int, error) {
+	var n int64
+	err := s.DB(ctx).Model(&BackupCode{}).Where("user_id = ? AND used_at IS NULL", userID).Count(&n).Error
+	return int(n), err
+}
+
+// DeleteBackupCodes removes a user's backup codes and their set. It reports
+// whether there was a set.
+func (s *Store) DeleteBackupCodes(ctx context.Context, userID string) (bool, error) {
+	var had bool
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		res := s.DB(ctx).Where("user_id = ?", userID).Delete(&BackupCodeSet{})
+		if res.Error != nil {
+			return res.Error
+		}
+		had = res.RowsAffected > 0
+		return s.DB(ctx).Where("user_id = ?", userID).Delete(&BackupCode{}).Error
+	})
+	return had, err
+}
