@@ -1,0 +1,195 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/storage"
+)
+
+// method adapts one provider to the challenge flow. Implementations live in
+// method_<name>.go and are registered in New.
+type method interface {
+	// begin checks that the user can use the method and prepares a challenge.
+	begin(ctx context.Context, in beginInput) (beginOutput, error)
+	// verify checks an answer to an open challenge. A wrong answer is a verdict,
+	// not an error; single use of codes is the provider's job (a conditional
+	// update), single use of the challenge the caller's.
+	verify(ctx context.Context, ch *storage.Challenge, ans answer) (verdict, error)
+}
+
+type beginInput struct {
+	UserID   string
+	FactorID string
+	Client   *pb.ClientContext
+}
+
+type beginOutput struct {
+	// UserID is set when the method found the user itself (passkeys).
+	UserID      string
+	FactorID    string
+	Session     []byte
+	OptionsJSON string
+}
+
+type answer struct {
+	Code          string
+	AssertionJSON string
+}
+
+type verdict struct {
+	Accepted      bool
+	Reason        pb.RejectReason
+	FactorID      string
+	UserID        string // set when the method resolved the user (passkeys)
+	CompleteLogin bool
+}
+
+// errNoFactor: the user has no active factor of the method.
+var errNoFactor = errors.New("no active factor")
+
+// BeginChallenge opens a challenge.
+func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeRequest) (*pb.BeginChallengeResponse, error) {
+	m, ok := s.methods[req.GetMethod()]
+	if !ok {
+		return nil, invalid("method", "%s cannot be used for a challenge", req.GetMethod())
+	}
+	if req.GetUserId() != "" || req.GetMethod() != pb.Method_METHOD_WEBAUTHN {
+		if err := checkUserID("user_id", req.GetUserId()); err != nil {
+			return nil, err
+		}
+	}
+	if req.GetFactorId() != "" {
+		if err := checkID("factor_id", req.GetFactorId()); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkIP("context.ip", req.GetContext().GetIp()); err != nil {
+		return nil, err
+	}
+	out, err := m.begin(ctx, beginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext()})
+	if errors.Is(err, errNoFactor) {
+		if req.GetFactorId() != "" {
+			return nil, notFound("factor_id", req.GetFactorId())
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "user_id: the user has no active %s factor", methodName(req.GetMethod()))
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	userID := req.GetUserId()
+	if out.UserID != "" {
+		userID = out.UserID
+	}
+	now := s.now().UTC()
+	ch := &storage.Challenge{
+		ID:          uuid.NewString(),
+		UserID:      userID,
+		FactorID:    out.FactorID,
+		Method:      methodName(req.GetMethod()),
+		State:       storage.ChallengeOpen,
+		Session:     out.Session,
+		MaxAttempts: s.opts.MaxAttempts,
+		ExpiresAt:   now.Add(s.opts.ChallengeTTL),
+		ClientIP:    req.GetContext().GetIp(),
+		CreatedAt:   now,
+		UpdatedAt:   now,
+	}
+	if err := s.store.CreateChallenge(ctx, ch); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.begun", UserID: userID, Method: ch.Method,
+		Details: map[string]string{"challenge_id": ch.ID}})
+	return &pb.BeginChallengeResponse{
+		ChallengeId:                ch.ID,
+		Method:                     req.GetMethod(),
+		ExpiresAt:                  timestamppb.New(ch.ExpiresAt),
+		WebauthnRequestOptionsJson: out.OptionsJSON,
+		MaxAttempts:                uint32(ch.MaxAttempts),
+	}, nil
+}
+
+// VerifyChallenge checks an answer.
+func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeRequest) (*pb.VerifyChallengeResponse, error) {
+	if err := checkID("challenge_id", req.GetChallengeId()); err != nil {
+		return nil, err
+	}
+	if err := checkIP("context.ip", req.GetContext().GetIp()); err != nil {
+		return nil, err
+	}
+	var ans answer
+	switch r := req.GetResponse().(type) {
+	case *pb.VerifyChallengeRequest_Code:
+		if r.Code == "" {
+			return nil, invalid("code", "is empty")
+		}
+		ans.Code = r.Code
+	case *pb.VerifyChallengeRequest_WebauthnAssertionJson:
+		if r.WebauthnAssertionJson == "" {
+			return nil, invalid("webauthn_assertion_json", "is empty")
+		}
+		ans.AssertionJSON = r.WebauthnAssertionJson
+	default:
+		return nil, invalid("response", "is required: set code or webauthn_assertion_json")
+	}
+	ch, err := s.store.GetChallenge(ctx, req.GetChallengeId())
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, notFound("challenge_id", req.GetChallengeId())
+	}
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	pm := methodFromName(ch.Method)
+	resp := &pb.VerifyChallengeResponse{UserId: ch.UserID, FactorId: ch.FactorID, Method: pm}
+	now := s.now().UTC()
+	if ch.State != storage.ChallengeOpen || !now.Before(ch.ExpiresAt) || ch.Attempts >= ch.MaxAttempts {
+		resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
+		return resp, nil
+	}
+	v, err := s.methods[pm].verify(ctx, ch, ans)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	if v.FactorID != "" {
+		resp.FactorId = v.FactorID
+	}
+	if v.UserID != "" {
+		resp.UserId = v.UserID
+	}
+	if v.Accepted {
+		won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
+		if err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+		if !won {
+			resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
+			return resp, nil
+		}
+		resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED
+		resp.CompleteLogin = v.CompleteLogin
+		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
+		s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.accepted", UserID: resp.UserId, Method: ch.Method, Result: "accepted",
+			Details: map[string]string{"challenge_id": ch.ID, "factor_id": resp.FactorId}})
+		return resp, nil
+	}
+	remaining, open, err := s.store.FailChallengeAttempt(ctx, ch.ID, now)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	if !open {
+		resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
+		return resp, nil
+	}
+	resp.Result = pb.VerifyResult_VERIFY_RESULT_REJECTED
+	resp.Reason = v.Reason
+	resp.RemainingAttempts = uint32(remaining)
+	s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.rejected", UserID: ch.UserID, Method: ch.Method,
+		Result: v.Reason.String(), Details: map[string]string{"challenge_id": ch.ID}})
+	return resp, nil
+}

@@ -1,0 +1,139 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/storage"
+	"github.com/twofactor/twofactor/storage/storagetest"
+)
+
+// testClock is a clock tests move by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// cluster is one database, one key ring, one set of API keys, and any number of
+// replicas (each a real gRPC server on a loopback port) sharing them.
+type cluster struct {
+	t      *testing.T
+	url    string
+	ring   *storage.KeyRing
+	clock  *testClock
+	keys   map[string]string // role set name → token
+	apiKey *server.APIKeys
+	logs   *syncBuffer
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{
+		t:     t,
+		url:   storagetest.URL(t),
+		ring:  storagetest.KeyRing(t),
+		clock: &testClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)},
+		keys:  map[string]string{},
+		logs:  &syncBuffer{},
+	}
+	var entries []server.APIKeyEntry
+	for name, roles := range map[string][]string{
+		"login":       {server.RoleLogin},
+		"selfservice": {server.RoleSelfService},
+		"admin":       {server.RoleAdmin},
+		"all":         {server.RoleLogin, server.RoleSelfService, server.RoleAdmin},
+	} {
+		tok, e, err := server.NewAPIKey(name, roles)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.keys[name] = tok
+		entries = append(entries, e)
+	}
+	var err error
+	if c.apiKey, err = server.NewAPIKeys(entries); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// replica is one running authd replica and a connection to it.
+type replica struct {
+	addr string
+	conn *grpc.ClientConn
+}
+
+func (c *cluster) start() *replica {
+	t := c.t
+	t.Helper()
+	st := storagetest.OpenURL(t, c.url)
+	tp, err := totp.New(st, c.ring, totp.Config{Issuer: "Test"}, c.clock.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.New(server.Deps{Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now}, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(srv.ServerOptions()...)
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &replica{addr: lis.Addr().String(), conn: conn}
+}
+
+// as returns a context that authenticates with the named key.
+func (c *cluster) as(name string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+c.keys[name])
+}
+
+func (r *replica) challenges() pb.ChallengeServiceClient { return pb.NewChallengeServiceClient(r.conn) }
+func (r *replica) enrollment() pb.EnrollmentServiceClient {
+	return pb.NewEnrollmentServiceClient(r.conn)
+}
+
+func withRaw(v string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", v)
+}

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/storage"
+)
+
+// Options are the server's own settings; zero values mean defaults.
+type Options struct {
+	// ChallengeTTL is how long a challenge can be answered; default 5 minutes.
+	ChallengeTTL time.Duration
+	// MaxAttempts wrong answers end a challenge; default 5.
+	MaxAttempts int
+}
+
+func (o Options) withDefaults() Options {
+	if o.ChallengeTTL == 0 {
+		o.ChallengeTTL = 5 * time.Minute
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 5
+	}
+	return o
+}
+
+// Deps are the parts a Server is wired from.
+type Deps struct {
+	Store   *storage.Store
+	Keys    *storage.KeyRing
+	APIKeys *APIKeys
+	TOTP    *totp.Provider
+	Auditor Auditor
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+// Server implements the twofactor.v1 services.
+type Server struct {
+	pb.UnimplementedChallengeServiceServer
+	pb.UnimplementedEnrollmentServiceServer
+
+	opts    Options
+	store   *storage.Store
+	ring    *storage.KeyRing
+	keys    *APIKeys
+	totp    *totp.Provider
+	auditor Auditor
+	log     *slog.Logger
+	now     func() time.Time
+	methods map[pb.Method]method
+}
+
+// New builds a Server.
+func New(d Deps, opts Options) (*Server, error) {
+	if d.Store == nil || d.Keys == nil || d.APIKeys == nil || d.TOTP == nil {
+		return nil, errors.New("server: Store, Keys, APIKeys and TOTP are required")
+	}
+	s := &Server{
+		opts:    opts.withDefaults(),
+		store:   d.Store,
+		ring:    d.Keys,
+		keys:    d.APIKeys,
+		totp:    d.TOTP,
+		auditor: d.Auditor,
+		log:     d.Logger,
+		now:     d.Now,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.auditor == nil {
+		s.auditor = LogAuditor{Log: s.log}
+	}
+	s.methods = map[pb.Method]method{
+		pb.Method_METHOD_TOTP: totpMethod{s.totp},
+	}
+	return s, nil
+}
+
+// ServerOptions returns the interceptors every gRPC server of this service needs.
+func (s *Server) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
+		grpc.ChainStreamInterceptor(s.streamInterceptor),
+	}
+}
+
+// Register adds the twofactor services to g.
+func (s *Server) Register(g grpc.ServiceRegistrar) {
+	pb.RegisterChallengeServiceServer(g, s)
+	pb.RegisterEnrollmentServiceServer(g, s)
+}
+
+// Sweep deletes expired challenges and unfinished enrollments; call it now and then.
+func (s *Server) Sweep(ctx context.Context) error {
+	now := s.now().UTC()
+	if _, err := s.store.DeleteChallengesBefore(ctx, now.Add(-time.Hour)); err != nil {
+		return err
+	}
+	_, err := s.store.DeleteExpiredPendingFactors(ctx, now)
+	return err
+}
