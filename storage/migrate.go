@@ -12,6 +12,7 @@ func models() []any {
 	return []any{
 		&Factor{},
 		&Challenge{},
+		&WebAuthnUser{},
 	}
 }
 
