@@ -305,9 +305,9 @@ type user struct {
 	creds       []gowa.Credential
 }
 
-func (u *user) WebAuthnID() []byte                    { return u.handle }
-func (u *user) WebAuthnName() string                  { return u.name }
-func (u *user) WebAuthnDisplayName() string           { return u.shown }
+func (u *user) WebAuthnID() []byte                     { return u.handle }
+func (u *user) WebAuthnName() string                   { return u.name }
+func (u *user) WebAuthnDisplayName() string            { return u.shown }
 func (u *user) WebAuthnCredentials() []gowa.Credential { return u.creds }
 
 // handle returns the user's WebAuthn user handle, creating it on first use.
