@@ -37,6 +37,9 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, totp.ErrEnrollmentExpired):
 		return status.Error(codes.FailedPrecondition, "factor_id: the enrollment expired or had too many wrong codes; begin again")
 	}
+	if st, ok := webauthnStatus(err); ok {
+		return st
+	}
 	rid := requestIDFrom(ctx)
 	s.log.ErrorContext(ctx, "internal error", "request_id", rid, "error", err.Error())
 	return status.Error(codes.Internal, "internal error (request id "+rid+")")

@@ -10,6 +10,7 @@ import (
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -40,18 +41,23 @@ type Deps struct {
 	Auditor Auditor
 	Logger  *slog.Logger
 	Now     func() time.Time
+
+	// WebAuthn enables security keys, passkeys and imported U2F keys (optional).
+	WebAuthn *webauthn.Provider
 }
 
 // Server implements the twofactor.v1 services.
 type Server struct {
 	pb.UnimplementedChallengeServiceServer
 	pb.UnimplementedEnrollmentServiceServer
+	pb.UnimplementedAdminServiceServer
 
 	opts    Options
 	store   *storage.Store
 	ring    *storage.KeyRing
 	keys    *APIKeys
 	totp    *totp.Provider
+	wa      *webauthn.Provider
 	auditor Auditor
 	log     *slog.Logger
 	now     func() time.Time
@@ -69,6 +75,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		ring:    d.Keys,
 		keys:    d.APIKeys,
 		totp:    d.TOTP,
+		wa:      d.WebAuthn,
 		auditor: d.Auditor,
 		log:     d.Logger,
 		now:     d.Now,
@@ -85,6 +92,9 @@ func New(d Deps, opts Options) (*Server, error) {
 	s.methods = map[pb.Method]method{
 		pb.Method_METHOD_TOTP: totpMethod{s.totp},
 	}
+	if s.wa != nil {
+		s.methods[pb.Method_METHOD_WEBAUTHN] = webauthnMethod{s: s, p: s.wa}
+	}
 	return s, nil
 }
 
@@ -100,6 +110,7 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 func (s *Server) Register(g grpc.ServiceRegistrar) {
 	pb.RegisterChallengeServiceServer(g, s)
 	pb.RegisterEnrollmentServiceServer(g, s)
+	pb.RegisterAdminServiceServer(g, s)
 }
 
 // Sweep deletes expired challenges and unfinished enrollments; call it now and then.
