@@ -10,6 +10,7 @@ import (
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -46,6 +47,10 @@ func (s *Server) BeginEnrollment(ctx context.Context, req *pb.BeginEnrollmentReq
 				Algorithm: e.Params.Algorithm, Digits: uint32(e.Params.Digits), PeriodSeconds: uint32(e.Params.Period),
 			}},
 		}, nil
+	case pb.Method_METHOD_WEBAUTHN:
+		if s.wa != nil {
+			return s.beginWebAuthnEnrollment(ctx, req)
+		}
 	}
 	return nil, invalid("method", "%s cannot be enrolled with BeginEnrollment", req.GetMethod())
 }
@@ -79,6 +84,10 @@ func (s *Server) FinishEnrollment(ctx context.Context, req *pb.FinishEnrollmentR
 			return nil, status.Error(codes.InvalidArgument, "code: wrong code; check the authenticator app's clock and try the current code")
 		case err != nil:
 			return nil, s.toStatus(ctx, err)
+		}
+	case webauthn.Method:
+		if f, err = s.finishWebAuthnEnrollment(ctx, req); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, status.Errorf(codes.FailedPrecondition, "factor_id: a %s factor cannot be finished this way", f.Method)
@@ -172,6 +181,9 @@ func factorToPB(f *storage.Factor) *pb.Factor {
 		if p, err := totp.ParseParams(f.Data); err == nil {
 			out.Details = &pb.Factor_Totp{Totp: &pb.TotpDetails{Algorithm: p.Algorithm, Digits: uint32(p.Digits), PeriodSeconds: uint32(p.Period)}}
 		}
+	}
+	if d, ok := webauthn.FactorDetails(f); ok {
+		out.Details = &pb.Factor_Webauthn{Webauthn: webauthnDetailsToPB(d)}
 	}
 	return out
 }

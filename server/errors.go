@@ -50,6 +50,9 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, admincodes.ErrTTL):
 		return status.Error(codes.InvalidArgument, "ttl: "+strings.TrimPrefix(err.Error(), admincodes.ErrTTL.Error()+": "))
 	}
+	if st, ok := webauthnStatus(err); ok {
+		return st
+	}
 	rid := requestIDFrom(ctx)
 	s.log.ErrorContext(ctx, "internal error", "request_id", rid, "error", err.Error())
 	return status.Error(codes.Internal, "internal error (request id "+rid+")")

@@ -15,6 +15,7 @@ import (
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
@@ -56,6 +57,8 @@ type cluster struct {
 	keys   map[string]string // role set name → token
 	apiKey *server.APIKeys
 	logs   *syncBuffer
+	// waPolicy is the WebAuthn policy every replica reads (see webauthn_flow_test.go).
+	waPolicy *testWebAuthnPolicy
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -68,6 +71,7 @@ func newCluster(t *testing.T) *cluster {
 		keys:  map[string]string{},
 		logs:  &syncBuffer{},
 	}
+	c.waPolicy = &testWebAuthnPolicy{}
 	var entries []server.APIKeyEntry
 	for name, roles := range map[string][]string{
 		"login":       {server.RoleLogin},
@@ -103,8 +107,12 @@ func (c *cluster) start() *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wa, err := webauthn.New(st, testWebAuthnConfig, c.waPolicy, c.clock.Now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewJSONHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(server.Deps{Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now}, server.Options{})
+	srv, err := server.New(server.Deps{Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now, WebAuthn: wa}, server.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +141,8 @@ func (r *replica) challenges() pb.ChallengeServiceClient { return pb.NewChalleng
 func (r *replica) enrollment() pb.EnrollmentServiceClient {
 	return pb.NewEnrollmentServiceClient(r.conn)
 }
+
+func (r *replica) admin() pb.AdminServiceClient { return pb.NewAdminServiceClient(r.conn) }
 
 func withRaw(v string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", v)

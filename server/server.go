@@ -14,6 +14,7 @@ import (
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -53,6 +54,9 @@ type Deps struct {
 	BackupCodes *backupcodes.Provider
 	AdminCodes  *admincodes.Provider
 	Policy      *policy.Provider
+
+	// WebAuthn enables security keys, passkeys and imported U2F keys (optional).
+	WebAuthn *webauthn.Provider
 }
 
 // Server implements the twofactor.v1 services.
@@ -68,6 +72,7 @@ type Server struct {
 	keys    *APIKeys
 	totp    *totp.Provider
 	apppw   *apppasswords.Service
+	wa      *webauthn.Provider
 	auditor Auditor
 	log     *slog.Logger
 	now     func() time.Time
@@ -88,6 +93,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		keys:    d.APIKeys,
 		totp:    d.TOTP,
 		apppw:   d.AppPasswords,
+		wa:      d.WebAuthn,
 		auditor: d.Auditor,
 		log:     d.Logger,
 		now:     d.Now,
@@ -106,6 +112,9 @@ func New(d Deps, opts Options) (*Server, error) {
 	}
 	if err := s.initRecovery(d); err != nil {
 		return nil, err
+	}
+	if s.wa != nil {
+		s.methods[pb.Method_METHOD_WEBAUTHN] = webauthnMethod{s: s, p: s.wa}
 	}
 	return s, nil
 }

@@ -20,6 +20,7 @@ func models() []any {
 		&GroupAdmin{},
 		&PolicyRecord{},
 		&EnforcementStart{},
+		&WebAuthnUser{},
 	}
 }
 

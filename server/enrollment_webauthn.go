@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/webauthn"
+	"github.com/twofactor/twofactor/storage"
+)
+
+// beginWebAuthnEnrollment starts registering a security key or passkey.
+func (s *Server) beginWebAuthnEnrollment(ctx context.Context, req *pb.BeginEnrollmentRequest) (*pb.BeginEnrollmentResponse, error) {
+	o := req.GetWebauthn()
+	if err := checkName("webauthn.user_name", o.GetUserName(), false); err != nil {
+		return nil, err
+	}
+	if err := checkName("webauthn.display_name", o.GetDisplayName(), false); err != nil {
+		return nil, err
+	}
+	f, opts, err := s.wa.BeginRegistration(ctx, req.GetUserId(), o.GetUserName(), o.GetDisplayName(), req.GetName(), o.GetDiscoverable())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	resp := &pb.BeginEnrollmentResponse{
+		FactorId: f.ID,
+		Details:  &pb.BeginEnrollmentResponse_Webauthn{Webauthn: &pb.WebAuthnEnrollment{CreationOptionsJson: string(opts)}},
+	}
+	if f.ExpiresAt != nil {
+		resp.ExpiresAt = timestamppb.New(*f.ExpiresAt)
+	}
+	return resp, nil
+}
+
+// finishWebAuthnEnrollment verifies the browser's registration response.
+func (s *Server) finishWebAuthnEnrollment(ctx context.Context, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
+	if s.wa == nil {
+		return nil, status.Error(codes.FailedPrecondition, "factor_id: WebAuthn is not enabled on this server")
+	}
+	att := req.GetWebauthnAttestationJson()
+	if att == "" {
+		return nil, invalid("webauthn_attestation_json", "is required to finish a WebAuthn enrollment")
+	}
+	f, err := s.wa.FinishRegistration(ctx, req.GetUserId(), req.GetFactorId(), []byte(att))
+	switch {
+	case err == nil:
+		return f, nil
+	case errors.Is(err, webauthn.ErrMalformed):
+		return nil, invalid("webauthn_attestation_json", "%v", err)
+	case errors.Is(err, webauthn.ErrInvalidAttestation), errors.Is(err, webauthn.ErrUserVerification):
+		return nil, invalid("webauthn_attestation_json", "%v; begin the enrollment again", err)
+	}
+	return nil, s.toStatus(ctx, err)
+}
+
+func webauthnDetailsToPB(d webauthn.Details) *pb.WebAuthnDetails {
+	return &pb.WebAuthnDetails{
+		CredentialId:      base64.RawURLEncoding.EncodeToString(d.CredentialID),
+		Aaguid:            d.AAGUID,
+		Transports:        d.Transports,
+		AttestationFormat: d.AttestationFormat,
+		SignCount:         d.SignCount,
+		BackupEligible:    d.BackupEligible,
+		BackedUp:          d.BackedUp,
+		Discoverable:      d.Discoverable,
+		LegacyU2F:         d.LegacyU2F,
+		CloneWarning:      d.CloneWarning,
+		Algorithm:         int32(d.Algorithm),
+	}
+}
+
+// webauthnStatus maps the provider's enrollment and import errors to statuses; the
+// rest go through toStatus's default.
+func webauthnStatus(err error) (error, bool) {
+	switch {
+	case errors.Is(err, webauthn.ErrNotPending):
+		return status.Error(codes.FailedPrecondition, "factor_id: the enrollment is not pending (already finished, refused or removed)"), true
+	case errors.Is(err, webauthn.ErrEnrollmentExpired):
+		return status.Error(codes.FailedPrecondition, "factor_id: the enrollment expired; begin again"), true
+	case errors.Is(err, webauthn.ErrCredentialExists):
+		return status.Error(codes.AlreadyExists, "the credential is already registered"), true
+	}
+	return nil, false
+}

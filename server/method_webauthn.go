@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/webauthn"
+	"github.com/twofactor/twofactor/storage"
+)
+
+// webauthnMethod runs WebAuthn challenges: security keys, passkeys (also without a
+// user id, the user being found from the credential) and imported U2F keys.
+type webauthnMethod struct {
+	s *Server
+	p *webauthn.Provider
+}
+
+func (m webauthnMethod) begin(ctx context.Context, in beginInput) (beginOutput, error) {
+	if in.UserID == "" {
+		if in.FactorID != "" {
+			return beginOutput{}, invalid("factor_id", "needs user_id; a passkey login without user_id cannot name a factor")
+		}
+		session, opts, err := m.p.BeginDiscoverableLogin(ctx)
+		if err != nil {
+			return beginOutput{}, err
+		}
+		return beginOutput{Session: session, OptionsJSON: string(opts)}, nil
+	}
+	session, opts, err := m.p.BeginLogin(ctx, in.UserID, in.FactorID)
+	if errors.Is(err, webauthn.ErrNoCredentials) {
+		return beginOutput{}, errNoFactor
+	}
+	if err != nil {
+		return beginOutput{}, err
+	}
+	return beginOutput{FactorID: in.FactorID, Session: session, OptionsJSON: string(opts)}, nil
+}
+
+func (m webauthnMethod) verify(ctx context.Context, ch *storage.Challenge, ans answer) (verdict, error) {
+	if ans.AssertionJSON == "" {
+		return verdict{}, invalid("webauthn_assertion_json", "is required for a WebAuthn challenge")
+	}
+	res, err := m.p.FinishLogin(ctx, ch.Session, ch.UserID, []byte(ans.AssertionJSON))
+	var v verdict
+	if res != nil {
+		v.UserID, v.FactorID = res.UserID, res.Factor.ID
+	}
+	switch {
+	case err == nil:
+		v.Accepted, v.CompleteLogin = true, res.CompleteLogin
+		return v, nil
+	case errors.Is(err, webauthn.ErrMalformed):
+		return verdict{}, invalid("webauthn_assertion_json", "%v", err)
+	case errors.Is(err, webauthn.ErrUnknownCredential):
+		v.Reason = pb.RejectReason_REJECT_REASON_UNKNOWN_CREDENTIAL
+	case errors.Is(err, webauthn.ErrInvalidAssertion):
+		v.Reason = pb.RejectReason_REJECT_REASON_INVALID_ASSERTION
+	case errors.Is(err, webauthn.ErrUserVerification):
+		v.Reason = pb.RejectReason_REJECT_REASON_USER_VERIFICATION_REQUIRED
+	case errors.Is(err, webauthn.ErrReplayed):
+		v.Reason = pb.RejectReason_REJECT_REASON_REPLAYED
+	case errors.Is(err, webauthn.ErrCloned):
+		v.Reason = pb.RejectReason_REJECT_REASON_CLONED_AUTHENTICATOR
+		if res != nil && res.SignCount <= res.StoredSignCount && !(res.SignCount == 0 && res.StoredSignCount == 0) {
+			m.s.audit(ctx, nil, AuditEvent{Event: "webauthn.counter_regressed", UserID: res.UserID, Method: webauthn.Method,
+				Result: "refused", ClientIP: ch.ClientIP, Details: map[string]string{
+					"challenge_id": ch.ID, "factor_id": res.Factor.ID,
+					"stored_sign_count": strconv.FormatUint(uint64(res.StoredSignCount), 10),
+					"sign_count":        strconv.FormatUint(uint64(res.SignCount), 10),
+				}})
+		}
+	default:
+		return verdict{}, err
+	}
+	// A refused passkey login (begun without a user) does not tell the caller whose
+	// credential was presented; the audit record has it.
+	if ch.UserID == "" {
+		v.UserID, v.FactorID = "", ""
+	}
+	return v, nil
+}
