@@ -167,9 +167,23 @@ func (s *Server) DeleteUser(ctx context.Context, req *pb.DeleteUserRequest) (*pb
 	if err := s.authorizeActor(ctx, req.GetActorId(), req.GetUserId()); err != nil {
 		return nil, err
 	}
+	apps, err := s.store.ListAppPasswords(ctx, req.GetUserId())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
 	removed, err := s.store.DeleteUser(ctx, req.GetUserId())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	if s.apppw != nil && len(apps) > 0 {
+		ids := make([]string, len(apps))
+		for i := range apps {
+			ids[i] = apps[i].ID
+		}
+		// The rows are gone; make every replica's cache forget them too.
+		if err := s.apppw.Revoked(ctx, ids...); err != nil {
+			s.log.WarnContext(ctx, "announce revoked app passwords", "user_id", req.GetUserId(), "error", err.Error())
+		}
 	}
 	details := map[string]string{}
 	for table, n := range removed {

@@ -178,6 +178,13 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 		begin(t, c, r, user)
+		if _, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: user, Method: pb.Method_METHOD_WEBAUTHN, Name: "Key",
+			Options: &pb.BeginEnrollmentRequest_Webauthn{Webauthn: &pb.WebAuthnEnrollmentOptions{UserName: user}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.appPasswords().IssueAppPassword(c.as("selfservice"), &pb.IssueAppPasswordRequest{UserId: user, Name: "DAV"}); err != nil {
+			t.Fatal(err)
+		}
 		r.challenges().GetLoginRequirements(c.as("login"), &pb.GetLoginRequirementsRequest{UserId: user})
 	}
 	r.admin().SetGroupAdmins(adm, &pb.SetGroupAdminsRequest{Group: "sales", AdminUserIds: []string{"alice", "frank"}})

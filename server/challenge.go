@@ -73,6 +73,9 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 	if err := checkIP("context.ip", req.GetContext().GetIp()); err != nil {
 		return nil, err
 	}
+	if err := s.requireAllowed(ctx, methodName(req.GetMethod())); err != nil {
+		return nil, err
+	}
 	out, err := m.begin(ctx, beginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext()})
 	if errors.Is(err, errNoFactor) {
 		if req.GetFactorId() != "" {

@@ -22,6 +22,11 @@ func (s *Server) BeginEnrollment(ctx context.Context, req *pb.BeginEnrollmentReq
 	if err := checkName("name", req.GetName(), false); err != nil {
 		return nil, err
 	}
+	if name := methodName(req.GetMethod()); name != "" {
+		if err := s.requireAllowed(ctx, name); err != nil {
+			return nil, err
+		}
+	}
 	switch req.GetMethod() {
 	case pb.Method_METHOD_TOTP:
 		account := req.GetTotp().GetAccountName()

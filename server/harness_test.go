@@ -9,11 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/notify/natstest"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
@@ -59,6 +64,11 @@ type cluster struct {
 	logs   *syncBuffer
 	// waPolicy is the WebAuthn policy every replica reads (see webauthn_flow_test.go).
 	waPolicy *testWebAuthnPolicy
+	// nc, js and names reach the NATS server the replicas share (embedded, or the
+	// one TWOFACTOR_TEST_NATS_URL names).
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	names notify.Names
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -72,6 +82,7 @@ func newCluster(t *testing.T) *cluster {
 		logs:  &syncBuffer{},
 	}
 	c.waPolicy = &testWebAuthnPolicy{}
+	c.nc, c.js, c.names = natstest.Start(t)
 	var entries []server.APIKeyEntry
 	for name, roles := range map[string][]string{
 		"login":       {server.RoleLogin},
@@ -111,11 +122,25 @@ func (c *cluster) start() *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewJSONHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(server.Deps{Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now, WebAuthn: wa}, server.Options{})
+	nc := natstest.Dial(t, c.nc) // each replica has its own NATS connection
+	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	events := notify.NewPublisher(js, nc, c.names)
+	ap, err := apppasswords.New(apppasswords.Config{Store: st, Hasher: c.ring, Announcer: events, Now: c.clock.Now, CacheSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := server.New(server.Deps{
+		Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now,
+		WebAuthn: wa, AppPasswords: ap, Events: events,
+	}, server.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
 	g := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -143,6 +168,10 @@ func (r *replica) enrollment() pb.EnrollmentServiceClient {
 }
 
 func (r *replica) admin() pb.AdminServiceClient { return pb.NewAdminServiceClient(r.conn) }
+
+func (r *replica) appPasswords() pb.AppPasswordServiceClient {
+	return pb.NewAppPasswordServiceClient(r.conn)
+}
 
 func withRaw(v string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", v)

@@ -17,9 +17,6 @@ func (m adminCodeMethod) begin(ctx context.Context, in beginInput) (beginOutput,
 	if in.FactorID != "" {
 		return beginOutput{}, errNoFactor // an admin code is not a factor with an id
 	}
-	if err := m.s.requireAllowed(ctx, admincodes.Method); err != nil {
-		return beginOutput{}, err
-	}
 	st, err := m.s.adminCodes.State(ctx, in.UserID)
 	if err != nil {
 		return beginOutput{}, err

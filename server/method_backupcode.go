@@ -18,9 +18,6 @@ func (m backupCodeMethod) begin(ctx context.Context, in beginInput) (beginOutput
 	if in.FactorID != "" {
 		return beginOutput{}, errNoFactor // backup codes are not factors with ids
 	}
-	if err := m.s.requireAllowed(ctx, backupcodes.Method); err != nil {
-		return beginOutput{}, err
-	}
 	ok, err := m.s.backupCodes.Usable(ctx, in.UserID)
 	if err != nil {
 		return beginOutput{}, err

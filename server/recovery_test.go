@@ -15,7 +15,6 @@ import (
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
-
 // beginWith opens a challenge of method m and returns its id.
 func beginWith(t *testing.T, c *cluster, r *replica, user string, m pb.Method) string {
 	t.Helper()

@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/apppasswords"
@@ -55,6 +57,10 @@ type Deps struct {
 	AdminCodes  *admincodes.Provider
 	Policy      *policy.Provider
 
+	// Events publishes to NATS JetStream (audit trail, revocation announcements).
+	// Optional: without it, app-password revocations stay local to this replica.
+	Events *notify.Publisher
+
 	// WebAuthn enables security keys, passkeys and imported U2F keys (optional).
 	WebAuthn *webauthn.Provider
 }
@@ -74,6 +80,8 @@ type Server struct {
 	apppw   *apppasswords.Service
 	wa      *webauthn.Provider
 	auditor Auditor
+	events  *notify.Publisher
+	closers []func()
 	log     *slog.Logger
 	now     func() time.Time
 	methods map[pb.Method]method
@@ -95,6 +103,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		apppw:   d.AppPasswords,
 		wa:      d.WebAuthn,
 		auditor: d.Auditor,
+		events:  d.Events,
 		log:     d.Logger,
 		now:     d.Now,
 	}
@@ -113,10 +122,27 @@ func New(d Deps, opts Options) (*Server, error) {
 	if err := s.initRecovery(d); err != nil {
 		return nil, err
 	}
+	if s.apppw != nil && s.events != nil {
+		// Every replica forgets a revoked app password as soon as any replica
+		// announces it.
+		unsub, err := s.events.SubscribeRevoked(s.apppw.Invalidate)
+		if err != nil {
+			return nil, fmt.Errorf("subscribe to app-password revocations: %w", err)
+		}
+		s.closers = append(s.closers, unsub)
+	}
 	if s.wa != nil {
 		s.methods[pb.Method_METHOD_WEBAUTHN] = webauthnMethod{s: s, p: s.wa}
 	}
 	return s, nil
+}
+
+// Close releases the subscriptions New made.
+func (s *Server) Close() {
+	for _, c := range s.closers {
+		c()
+	}
+	s.closers = nil
 }
 
 // ServerOptions returns the interceptors every gRPC server of this service needs.

@@ -318,6 +318,8 @@ func seedUser(t *testing.T, s *storage.Store, user string) {
 		s.SetUserGroups(ctx, user, []string{"g-" + user}),
 		s.SetGroupAdmins(ctx, "g-admin-"+user, []string{user}),
 		func() error { _, err := s.EnsureEnforcementStart(ctx, user, t0); return err }(),
+		s.CreateAppPassword(ctx, &storage.AppPassword{ID: user + "-ap", UserID: user, Name: "dav", LookupHash: []byte(user + "-hash"), CreatedAt: t0}),
+		func() error { _, err := s.EnsureWebAuthnUser(ctx, user, []byte(user+"-handle"), t0); return err }(),
 	} {
 		if err != nil {
 			t.Fatal(err)

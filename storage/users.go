@@ -20,6 +20,8 @@ func userRows() []struct {
 		{&UserGroup{}, "user_id"},
 		{&GroupAdmin{}, "admin_id"},
 		{&EnforcementStart{}, "user_id"},
+		{&AppPassword{}, "user_id"},
+		{&WebAuthnUser{}, "user_id"},
 	}
 }
 
