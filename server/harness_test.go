@@ -5,6 +5,10 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +23,7 @@ import (
 	"github.com/twofactor/twofactor/notify/natstest"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/breached"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
@@ -69,6 +74,8 @@ type cluster struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	names notify.Names
+	// pwned is an httptest server speaking the pwned-passwords range API.
+	pwned *httptest.Server
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -83,6 +90,7 @@ func newCluster(t *testing.T) *cluster {
 	}
 	c.waPolicy = &testWebAuthnPolicy{}
 	c.nc, c.js, c.names = natstest.Start(t)
+	c.pwned = pwnedRangeAPI(t)
 	var entries []server.APIKeyEntry
 	for name, roles := range map[string][]string{
 		"login":       {server.RoleLogin},
@@ -132,10 +140,14 @@ func (c *cluster) start() *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bc, err := breached.NewRangeClient(breached.RangeConfig{BaseURL: c.pwned.URL, HTTPClient: c.pwned.Client(), Now: c.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewJSONHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := server.New(server.Deps{
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now,
-		WebAuthn: wa, AppPasswords: ap, Events: events,
+		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc,
 	}, server.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -175,4 +187,29 @@ func (r *replica) appPasswords() pb.AppPasswordServiceClient {
 
 func withRaw(v string) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "authorization", v)
+}
+
+// pwnedRangeAPI serves GET /range/<5 hex> as the pwned-passwords API does: CRLF
+// lines "SUFFIX:COUNT", padded. It knows the range of "password" (5BAA6) from
+// providers/breached/testdata; every other range holds only padding.
+func pwnedRangeAPI(t *testing.T) *httptest.Server {
+	t.Helper()
+	known, err := os.ReadFile("../providers/breached/testdata/range-5BAA6.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		prefix, ok := strings.CutPrefix(r.URL.Path, "/range/")
+		if !ok || len(prefix) != 5 {
+			http.NotFound(w, r)
+			return
+		}
+		if prefix == "5BAA6" {
+			w.Write(known)
+			return
+		}
+		w.Write([]byte("0000000000000000000000000000000000A:0\r\n0000000000000000000000000000000000B:0"))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

@@ -61,6 +61,10 @@ type Deps struct {
 	// Optional: without it, app-password revocations stay local to this replica.
 	Events *notify.Publisher
 
+	// Breached serves PasswordService (a range-API client or an offline list);
+	// nil leaves it unregistered.
+	Breached PasswordChecker
+
 	// WebAuthn enables security keys, passkeys and imported U2F keys (optional).
 	WebAuthn *webauthn.Provider
 }
@@ -71,20 +75,22 @@ type Server struct {
 	pb.UnimplementedEnrollmentServiceServer
 	pb.UnimplementedAppPasswordServiceServer
 	pb.UnimplementedAdminServiceServer
+	pb.UnimplementedPasswordServiceServer
 
-	opts    Options
-	store   *storage.Store
-	ring    *storage.KeyRing
-	keys    *APIKeys
-	totp    *totp.Provider
-	apppw   *apppasswords.Service
-	wa      *webauthn.Provider
-	auditor Auditor
-	events  *notify.Publisher
-	closers []func()
-	log     *slog.Logger
-	now     func() time.Time
-	methods map[pb.Method]method
+	opts     Options
+	store    *storage.Store
+	ring     *storage.KeyRing
+	keys     *APIKeys
+	totp     *totp.Provider
+	apppw    *apppasswords.Service
+	wa       *webauthn.Provider
+	auditor  Auditor
+	events   *notify.Publisher
+	breached PasswordChecker
+	closers  []func()
+	log      *slog.Logger
+	now      func() time.Time
+	methods  map[pb.Method]method
 
 	recovery
 }
@@ -95,17 +101,18 @@ func New(d Deps, opts Options) (*Server, error) {
 		return nil, errors.New("server: Store, Keys, APIKeys and TOTP are required")
 	}
 	s := &Server{
-		opts:    opts.withDefaults(),
-		store:   d.Store,
-		ring:    d.Keys,
-		keys:    d.APIKeys,
-		totp:    d.TOTP,
-		apppw:   d.AppPasswords,
-		wa:      d.WebAuthn,
-		auditor: d.Auditor,
-		events:  d.Events,
-		log:     d.Logger,
-		now:     d.Now,
+		opts:     opts.withDefaults(),
+		store:    d.Store,
+		ring:     d.Keys,
+		keys:     d.APIKeys,
+		totp:     d.TOTP,
+		apppw:    d.AppPasswords,
+		wa:       d.WebAuthn,
+		auditor:  d.Auditor,
+		events:   d.Events,
+		breached: d.Breached,
+		log:      d.Logger,
+		now:      d.Now,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -161,6 +168,9 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 		pb.RegisterAppPasswordServiceServer(g, s)
 	}
 	pb.RegisterAdminServiceServer(g, s)
+	if s.breached != nil {
+		pb.RegisterPasswordServiceServer(g, s)
+	}
 }
 
 // Sweep deletes expired challenges and unfinished enrollments; call it now and then.

@@ -9,6 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"os"
 	"time"
 
@@ -21,7 +26,12 @@ import (
 
 	"github.com/pquerna/otp"
 
+	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/breached"
+	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -36,6 +46,8 @@ type App struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	lis     net.Listener
+	nc      *nats.Conn
+	events  *notify.Publisher
 	closers []func()
 }
 
@@ -96,6 +108,28 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error)
 	if err != nil {
 		return nil, err
 	}
+	if err := a.startNATS(ctx); err != nil {
+		return nil, err
+	}
+	pol, err := policy.New(a.store, policy.Options{AdminGroups: splitList(cfg.AdminGroups)})
+	if err != nil {
+		return nil, err
+	}
+	wa, err := webauthn.New(a.store, webauthn.Config{
+		RPID: cfg.WebAuthnRPID, RPDisplayName: cfg.WebAuthnRPName, RPOrigins: splitList(cfg.WebAuthnOrigins),
+		UserVerification: cfg.WebAuthnUV,
+	}, server.WebAuthnPolicy(pol), nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("webauthn: %w", err)
+	}
+	ap, err := apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: cfg.AppPasswordCache})
+	if err != nil {
+		return nil, err
+	}
+	bc, err := a.breachedChecker()
+	if err != nil {
+		return nil, err
+	}
 	tp, err := totp.New(a.store, ring, totp.Config{
 		Issuer: cfg.TOTPIssuer, Algorithm: alg, Digits: otp.Digits(cfg.TOTPDigits),
 		Period: uint(cfg.TOTPPeriod), Skew: uint(cfg.TOTPSkew), SkewSet: true,
@@ -105,6 +139,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error)
 	}
 	a.srv, err = server.New(server.Deps{
 		Store: a.store, Keys: ring, APIKeys: a.apiKeys, TOTP: tp, Logger: log,
+		Policy: pol, WebAuthn: wa, AppPasswords: ap, Events: a.events, Breached: bc,
 	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts})
 	if err != nil {
 		return nil, err
@@ -121,6 +156,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error)
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
+	a.closers = append(a.closers, a.srv.Close)
 	a.grpc = grpc.NewServer(opts...)
 	a.srv.Register(a.grpc)
 	a.health = health.NewServer()
@@ -205,7 +241,75 @@ func (a *App) watchHealth(ctx context.Context, every time.Duration) {
 }
 
 func (a *App) checkDeps(ctx context.Context) error {
-	return a.store.Ping(ctx)
+	if err := a.store.Ping(ctx); err != nil {
+		return err
+	}
+	return notify.HealthyContext(ctx, a.nc)
+}
+
+// startNATS connects to the external NATS, or starts the embedded one (JetStream
+// in the data folder, reached in-process), and makes sure the streams exist.
+func (a *App) startNATS(ctx context.Context) error {
+	names, err := notify.NewNames(a.cfg.NATSPrefix)
+	if err != nil {
+		return fmt.Errorf("nats-prefix: %w", err)
+	}
+	if a.cfg.Embedded() {
+		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{
+			StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded",
+		})
+		if err != nil {
+			return err
+		}
+		a.closers = append(a.closers, emb.Shutdown)
+		if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
+			return err
+		}
+		if u := emb.ClientURL(); u != "" {
+			a.log.Info("embedded NATS accepts clients", "url", u)
+		}
+	} else if a.nc, err = notify.Connect(a.cfg.NATSURL, nats.Name("authd")); err != nil {
+		return fmt.Errorf("nats-url %s: %w", a.cfg.NATSURL, err)
+	}
+	a.closers = append(a.closers, a.nc.Close)
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return err
+	}
+	if err := notify.EnsureStreams(ctx, js, names, notify.DefaultStreamConfig()); err != nil {
+		return fmt.Errorf("nats streams: %w", err)
+	}
+	a.events = notify.NewPublisher(js, a.nc, names)
+	return nil
+}
+
+func (a *App) breachedChecker() (server.PasswordChecker, error) {
+	switch a.cfg.BreachedMode {
+	case "off":
+		return nil, nil
+	case "offline":
+		l, err := breached.OpenOffline(a.cfg.BreachedFile)
+		if err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, func() { l.Close() })
+		return l, nil
+	}
+	mode := breached.FailOpen
+	if a.cfg.BreachedFailClosed {
+		mode = breached.FailClosed
+	}
+	return breached.NewRangeClient(breached.RangeConfig{BaseURL: a.cfg.BreachedURL, Timeout: a.cfg.BreachedTimeout, FailMode: mode})
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (a *App) sweep(ctx context.Context, every time.Duration) {

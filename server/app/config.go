@@ -43,6 +43,18 @@ type Config struct {
 	TOTPSkew      int
 
 	ShutdownGrace time.Duration
+
+	WebAuthnRPID       string
+	WebAuthnRPName     string
+	WebAuthnOrigins    string
+	WebAuthnUV         string
+	AppPasswordCache   int
+	BreachedMode       string
+	BreachedURL        string
+	BreachedFile       string
+	BreachedFailClosed bool
+	BreachedTimeout    time.Duration
+	AdminGroups        string
 }
 
 // Embedded tells whether this instance runs on its own: SQLite and an in-process NATS.
@@ -76,6 +88,17 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.IntVar(&c.TOTPPeriod, "totp-period", 30, "seconds per TOTP step (for new enrollments)")
 	fs.IntVar(&c.TOTPSkew, "totp-skew", 1, "steps accepted before and after the current one")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "how long shutdown waits for RPCs in flight")
+	fs.StringVar(&c.WebAuthnRPID, "webauthn-rp-id", "localhost", "WebAuthn relying party id: the site's registrable domain")
+	fs.StringVar(&c.WebAuthnRPName, "webauthn-rp-name", "twofactor", "WebAuthn relying party name shown by authenticators")
+	fs.StringVar(&c.WebAuthnOrigins, "webauthn-origins", "http://localhost:8080", "comma-separated allowed origins (https://…, android:apk-key-hash:…)")
+	fs.StringVar(&c.WebAuthnUV, "webauthn-user-verification", "preferred", "required, preferred or discouraged")
+	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
+	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API), offline (local list) or off")
+	fs.StringVar(&c.BreachedURL, "breached-url", "https://api.pwnedpasswords.com", "base URL of the range API")
+	fs.StringVar(&c.BreachedFile, "breached-file", "", "offline mode: the pwned-passwords SHA-1 list ordered by hash")
+	fs.BoolVar(&c.BreachedFailClosed, "breached-fail-closed", false, "answer Unavailable when the range API cannot be reached (default: fail open)")
+	fs.DurationVar(&c.BreachedTimeout, "breached-timeout", 3*time.Second, "range API timeout")
+	fs.StringVar(&c.AdminGroups, "admin-groups", "admin", "comma-separated groups whose members are full admins")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -150,6 +173,15 @@ func (c *Config) finish() error {
 	}
 	if c.ChallengeTTL < 10*time.Second || c.ChallengeTTL > time.Hour {
 		return fmt.Errorf("challenge-ttl %v: want 10s to 1h", c.ChallengeTTL)
+	}
+	switch c.BreachedMode {
+	case "range", "off":
+	case "offline":
+		if c.BreachedFile == "" {
+			return errors.New("breached-mode offline needs breached-file")
+		}
+	default:
+		return fmt.Errorf("breached-mode %q: want range, offline or off", c.BreachedMode)
 	}
 	switch c.LogFormat {
 	case "json", "text":
