@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 
@@ -159,6 +161,11 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error)
 	if a.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	if cfg.PprofListen != "" {
+		if err := a.servePprof(cfg.PprofListen); err != nil {
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
@@ -292,6 +299,26 @@ func (a *App) breachedChecker() (server.PasswordChecker, error) {
 		mode = breached.FailClosed
 	}
 	return breached.NewRangeClient(breached.RangeConfig{BaseURL: a.cfg.BreachedURL, Timeout: a.cfg.BreachedTimeout, FailMode: mode})
+}
+
+// servePprof serves Go's profiles on a loopback address of their own, never on
+// the gRPC port.
+func (a *App) servePprof(addr string) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("pprof-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(lis)
+	a.closers = append(a.closers, func() { hs.Close() })
+	a.log.Info("serving profiles", "url", "http://"+lis.Addr().String()+"/debug/pprof/")
+	return nil
 }
 
 func splitList(s string) []string {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +56,8 @@ type Config struct {
 	BreachedFailClosed bool
 	BreachedTimeout    time.Duration
 	AdminGroups        string
+	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
+	PprofListen string
 }
 
 // Embedded tells whether this instance runs on its own: SQLite and an in-process NATS.
@@ -99,6 +102,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.BoolVar(&c.BreachedFailClosed, "breached-fail-closed", false, "answer Unavailable when the range API cannot be reached (default: fail open)")
 	fs.DurationVar(&c.BreachedTimeout, "breached-timeout", 3*time.Second, "range API timeout")
 	fs.StringVar(&c.AdminGroups, "admin-groups", "admin", "comma-separated groups whose members are full admins")
+	fs.StringVar(&c.PprofListen, "pprof-listen", "", "loopback host:port serving Go profiles (/debug/pprof/); default off")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -152,6 +156,12 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 func (c *Config) finish() error {
 	if c.DataDir == "" {
 		return errors.New("data-dir must not be empty")
+	}
+	if c.PprofListen != "" {
+		host, _, err := net.SplitHostPort(c.PprofListen)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("pprof-listen %q: want a loopback host:port (profiles reveal internals)", c.PprofListen)
+		}
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "twofactor.db")

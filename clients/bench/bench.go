@@ -1,0 +1,397 @@
+// Package bench is the load tool behind cmd/authbench: it drives a running authd
+// over gRPC with N concurrent workers for a duration and reports, per scenario,
+// requests per second, latency percentiles and error counts, each next to the
+// rate of the gRPC health check measured in the same run (the baseline that
+// measures the machine and gRPC itself).
+//
+// Scenarios:
+//
+//   - health: grpc.health.v1.Health/Check.
+//   - totp-login: BeginChallenge + VerifyChallenge with a valid code, for users
+//     seeded by package seed. Codes are computed from seeds derived from the
+//     bench secret (SeedFor). Replay protection is honoured: a user logs in at
+//     most once per 30-second time step (RFC 6238 §5.2), so the run rotates over
+//     its users and waits for the next step when the rotation comes round within
+//     one; sustaining R logins/s needs at least 30·R users.
+//   - app-password: VerifyAppPassword; of every 8 requests 6 present a valid
+//     password, 1 a revoked one, 1 a valid password under another login. The
+//     passwords are issued (and revoked) through the API before the run and
+//     revoked after it.
+//   - backup-code: BeginChallenge + VerifyChallenge with a backup code; the sets
+//     are issued through the API before the run, and every code is used once.
+//
+// Latency is measured per request (per login for the two-RPC scenarios). In paced
+// mode (a target rate), it is measured from when the request was due, not from
+// when it was sent, so that a stall is not hidden (no coordinated omission).
+//
+// Security properties: the tool is for benchmarks only. Bench seeds are derived
+// from an operator-chosen secret with HMAC-SHA-256 and are only as secret as it;
+// never point the seeder at a production database. The API key is read from the
+// data folder or flags and is never printed.
+package bench
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/twofactor/twofactor/clients/client"
+)
+
+// Period is the TOTP time step of seeded factors, in seconds.
+const Period = 30
+
+// UserID names the i-th bench user.
+func UserID(i int) string { return fmt.Sprintf("bench-%08d", i) }
+
+// SeedFor derives a bench user's 160-bit TOTP seed from the bench secret:
+// HMAC-SHA-256(secret, "totp" ‖ 0 ‖ userID), first 20 bytes.
+func SeedFor(secret, userID string) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("totp\x00" + userID))
+	return m.Sum(nil)[:20]
+}
+
+// Code computes the 6-digit HOTP-SHA1 value of seed at a time step (RFC 4226 §5.3,
+// RFC 6238 §4 with T = step).
+func Code(seed []byte, step int64) string {
+	var msg [8]byte
+	binary.BigEndian.PutUint64(msg[:], uint64(step))
+	m := hmac.New(sha1.New, seed)
+	m.Write(msg[:])
+	sum := m.Sum(nil)
+	off := sum[len(sum)-1] & 0x0f
+	v := binary.BigEndian.Uint32(sum[off:off+4]) & 0x7fffffff
+	return fmt.Sprintf("%06d", v%1_000_000)
+}
+
+// Scenario names, in the order Run measures them.
+const (
+	Health      = "health"
+	TOTPLogin   = "totp-login"
+	AppPassword = "app-password"
+	BackupCode  = "backup-code"
+)
+
+// Scenarios lists every scenario.
+var Scenarios = []string{Health, TOTPLogin, AppPassword, BackupCode}
+
+// Config says how to load authd.
+type Config struct {
+	// Client is connected to authd with a key holding the login and selfservice
+	// roles (the generated admin key has both).
+	Client *client.Client
+	// Workers run requests concurrently (default 16).
+	Workers int
+	// Duration of each measurement (default 10 s); Warmup runs first, unrecorded
+	// (default 1 s; negative: none).
+	Duration, Warmup time.Duration
+	// HalfRate measures every scenario but health a second time, paced at half
+	// the rate it reached unpaced.
+	HalfRate bool
+	// Secret derives the seeded users' TOTP seeds (the seeder's secret).
+	Secret string
+	// FirstUser and Users select the seeded users totp-login rotates over.
+	FirstUser, Users int
+	// Cursor is where the rotation starts (carry Report.Cursor from run to run so
+	// that a later run does not replay a user of an earlier one in the same step).
+	Cursor uint64
+	// AppPasswordUsers get one app password each for app-password (default 1000).
+	AppPasswordUsers int
+	// BackupUsers get a set of backup codes each for backup-code (default 2000,
+	// 20 000 codes).
+	BackupUsers int
+	// Now is the clock (default time.Now); it must agree with authd's.
+	Now func() time.Time
+	// Log, if set, receives progress lines.
+	Log io.Writer
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 16
+	}
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Warmup == 0 {
+		c.Warmup = time.Second
+	}
+	if c.AppPasswordUsers <= 0 {
+		c.AppPasswordUsers = 1000
+	}
+	if c.BackupUsers <= 0 {
+		c.BackupUsers = 2000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+// Result is one scenario's measurement.
+type Result struct {
+	Scenario string
+	// Rate is the paced target in requests/s; 0 means as fast as possible.
+	Rate     float64
+	Workers  int
+	Duration time.Duration
+	OK       int
+	// Errors counts failed requests by kind: a gRPC code, or an unexpected answer.
+	Errors map[string]int
+	// Waits counts the times a worker waited for a fresh TOTP step because every
+	// user had logged in during the current one.
+	Waits int
+	// PerSecond is successful requests per second.
+	PerSecond          float64
+	P50, P95, P99, Max time.Duration
+	// Ratio is PerSecond over the health check's PerSecond in the same run.
+	Ratio float64
+}
+
+// ErrorCount sums Errors.
+func (r Result) ErrorCount() int {
+	n := 0
+	for _, v := range r.Errors {
+		n += v
+	}
+	return n
+}
+
+// Report is a run's results.
+type Report struct {
+	Results []Result
+	// Cursor is where the totp-login rotation stopped.
+	Cursor uint64
+}
+
+// scenario is one kind of request.
+type scenario interface {
+	prepare(ctx context.Context) error
+	// do performs one request; errWaited means no request was made (the worker
+	// waited, at most until until).
+	do(ctx context.Context, until time.Time) error
+	cleanup(ctx context.Context)
+}
+
+// errWaited: the worker waited (for a TOTP step) instead of making a request.
+var errWaited = errors.New("waited")
+
+// unexpected is an answer that is not the one the scenario expects.
+type unexpected string
+
+func (u unexpected) Error() string { return string(u) }
+
+// Run measures the named scenarios (all when names is empty) in the order of
+// Scenarios. Health is always measured first, as the baseline.
+func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
+	cfg.defaults()
+	if cfg.Client == nil {
+		return Report{}, errors.New("bench: Config.Client is required")
+	}
+	want := map[string]bool{Health: true}
+	for _, n := range names {
+		if !slices.Contains(Scenarios, n) {
+			return Report{}, fmt.Errorf("bench: unknown scenario %q (want one of %s)", n, strings.Join(Scenarios, ", "))
+		}
+		want[n] = true
+	}
+	if len(names) == 0 {
+		for _, n := range Scenarios {
+			want[n] = true
+		}
+	}
+	var rep Report
+	var health float64
+	tl := &totpLogin{cfg: &cfg}
+	tl.cursor.Store(cfg.Cursor)
+	for _, name := range Scenarios {
+		if !want[name] {
+			continue
+		}
+		var sc scenario
+		switch name {
+		case Health:
+			sc = healthCheck{cfg.Client}
+		case TOTPLogin:
+			if cfg.Users <= 0 {
+				return rep, errors.New("bench: totp-login needs Config.Users (seeded users)")
+			}
+			tl.last = make([]atomic.Int64, cfg.Users)
+			sc = tl
+		case AppPassword:
+			sc = &appPassword{cfg: &cfg}
+		case BackupCode:
+			sc = &backupCode{cfg: &cfg}
+		}
+		fmt.Fprintf(cfg.Log, "%s: preparing\n", name)
+		if err := sc.prepare(ctx); err != nil {
+			return rep, fmt.Errorf("bench: prepare %s: %w", name, err)
+		}
+		if cfg.Warmup > 0 {
+			measure(ctx, sc, cfg.Workers, 0, cfg.Warmup, cfg.Now)
+		}
+		fmt.Fprintf(cfg.Log, "%s: measuring %v with %d workers\n", name, cfg.Duration, cfg.Workers)
+		r := measure(ctx, sc, cfg.Workers, 0, cfg.Duration, cfg.Now)
+		r.Scenario = name
+		if name == Health {
+			health = r.PerSecond
+		}
+		rep.Results = append(rep.Results, r)
+		if cfg.HalfRate && name != Health && r.PerSecond > 0 {
+			fmt.Fprintf(cfg.Log, "%s: measuring %v paced at %.0f/s\n", name, cfg.Duration, r.PerSecond/2)
+			h := measure(ctx, sc, cfg.Workers, r.PerSecond/2, cfg.Duration, cfg.Now)
+			h.Scenario = name
+			rep.Results = append(rep.Results, h)
+		}
+		sc.cleanup(context.WithoutCancel(ctx))
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+	}
+	for i := range rep.Results {
+		if health > 0 {
+			rep.Results[i].Ratio = rep.Results[i].PerSecond / health
+		}
+	}
+	rep.Cursor = tl.cursor.Load()
+	return rep, nil
+}
+
+// measure runs sc with workers for d, as fast as possible (rate 0) or paced at
+// rate requests/s in total.
+func measure(ctx context.Context, sc scenario, workers int, rate float64, d time.Duration, now func() time.Time) Result {
+	type tally struct {
+		lat    []time.Duration
+		errs   map[string]int
+		waits  int
+		failed int
+	}
+	tallies := make([]tally, workers)
+	start := now()
+	deadline := start.Add(d)
+	ctx, cancel := context.WithDeadline(ctx, deadline.Add(5*time.Second))
+	defer cancel()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := &tallies[w]
+			t.errs = map[string]int{}
+			var interval time.Duration
+			next := start
+			if rate > 0 {
+				interval = time.Duration(float64(workers) / rate * float64(time.Second))
+				next = start.Add(interval * time.Duration(w) / time.Duration(workers))
+			}
+			for {
+				var due time.Time
+				if rate > 0 {
+					if !next.Before(deadline) {
+						return
+					}
+					if wait := next.Sub(now()); wait > 0 {
+						time.Sleep(wait)
+					}
+					due = next
+					next = next.Add(interval)
+				} else {
+					due = now()
+					if !due.Before(deadline) {
+						return
+					}
+				}
+				err := sc.do(ctx, deadline)
+				lat := now().Sub(due)
+				switch {
+				case err == nil:
+					t.lat = append(t.lat, lat)
+				case errors.Is(err, errWaited):
+					t.waits++
+				default:
+					t.errs[errorKind(err)]++
+				}
+				if ctx.Err() != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := now().Sub(start)
+	r := Result{Rate: rate, Workers: workers, Duration: elapsed, Errors: map[string]int{}}
+	var all []time.Duration
+	for _, t := range tallies {
+		all = append(all, t.lat...)
+		for k, v := range t.errs {
+			r.Errors[k] += v
+		}
+		r.Waits += t.waits
+	}
+	r.OK = len(all)
+	if elapsed > 0 {
+		r.PerSecond = float64(r.OK) / elapsed.Seconds()
+	}
+	if len(all) > 0 {
+		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+		r.P50, r.P95, r.P99 = pct(all, 50), pct(all, 95), pct(all, 99)
+		r.Max = all[len(all)-1]
+	}
+	return r
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func errorKind(err error) string {
+	var u unexpected
+	if errors.As(err, &u) {
+		return string(u)
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Code().String()
+	}
+	return err.Error()
+}
+
+// Print writes rep as a table.
+func Print(w io.Writer, rep Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\trate\tworkers\tok\terrors\tok/s\tp50\tp95\tp99\tmax\t× health\t")
+	for _, r := range rep.Results {
+		rate := "max"
+		if r.Rate > 0 {
+			rate = fmt.Sprintf("%.0f/s", r.Rate)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.2f\t\n", r.Scenario, rate, r.Workers, r.OK, r.ErrorCount(),
+			r.PerSecond, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), r.Ratio)
+	}
+	tw.Flush()
+	for _, r := range rep.Results {
+		if len(r.Errors) > 0 || r.Waits > 0 {
+			fmt.Fprintf(w, "%s: errors %v, step waits %d\n", r.Scenario, r.Errors, r.Waits)
+		}
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }

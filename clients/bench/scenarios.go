@@ -1,0 +1,268 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/twofactor/twofactor/clients/client"
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+)
+
+// clientContext gives each bench user a stable address of its own in
+// 198.18.0.0/15 (RFC 2544 benchmarking range), as a crowd of users would have.
+func clientContext(i int) *pb.ClientContext {
+	return &pb.ClientContext{
+		Ip:        fmt.Sprintf("198.%d.%d.%d", 18+(i>>16)&1, (i>>8)&0xff, i&0xff),
+		UserAgent: "authbench",
+		Client:    "authbench",
+	}
+}
+
+type healthCheck struct{ c *client.Client }
+
+func (healthCheck) prepare(context.Context) error { return nil }
+func (healthCheck) cleanup(context.Context)       {}
+func (h healthCheck) do(ctx context.Context, _ time.Time) error {
+	resp, err := h.c.Health.Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return unexpected("health: " + resp.GetStatus().String())
+	}
+	return nil
+}
+
+// totpLogin logs seeded users in with their current code, each at most once per
+// time step.
+type totpLogin struct {
+	cfg    *Config
+	cursor atomic.Uint64
+	// last is the step of each user's last login in this run.
+	last []atomic.Int64
+}
+
+func (*totpLogin) prepare(context.Context) error { return nil }
+func (*totpLogin) cleanup(context.Context)       {}
+
+func (t *totpLogin) do(ctx context.Context, until time.Time) error {
+	now := t.cfg.Now()
+	step := now.Unix() / Period
+	u := int((t.cursor.Add(1) - 1) % uint64(len(t.last)))
+	if t.last[u].Swap(step) >= step {
+		// Every user logged in during this step: wait for the next one.
+		end := time.Unix((step+1)*Period, 0)
+		if until.Before(end) {
+			end = until
+		}
+		wait := end.Sub(now)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		return errWaited
+	}
+	i := t.cfg.FirstUser + u
+	user := UserID(i)
+	code := Code(SeedFor(t.cfg.Secret, user), step)
+	cc := clientContext(i)
+	ch, err := t.cfg.Client.Challenges.BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: user, Method: pb.Method_METHOD_TOTP, Context: cc})
+	if err != nil {
+		return err
+	}
+	v, err := t.cfg.Client.Challenges.VerifyChallenge(ctx, &pb.VerifyChallengeRequest{
+		ChallengeId: ch.GetChallengeId(), Response: &pb.VerifyChallengeRequest_Code{Code: code}, Context: cc})
+	if err != nil {
+		return err
+	}
+	if v.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		return unexpected("totp-login: " + v.GetResult().String() + " " + v.GetReason().String())
+	}
+	return nil
+}
+
+// appPassword verifies app passwords issued through the API for the run.
+type appPassword struct {
+	cfg     *Config
+	n       atomic.Uint64
+	users   []string
+	valid   []string // valid[i] belongs to users[i]
+	revoked []string // revoked[i] belonged to users[i]
+}
+
+func apUser(i int) string { return fmt.Sprintf("bench-ap-%06d", i) }
+
+func (a *appPassword) prepare(ctx context.Context) error {
+	n := a.cfg.AppPasswordUsers
+	a.users = make([]string, n)
+	a.valid = make([]string, n)
+	a.revoked = make([]string, n/8+1)
+	return parallel(ctx, a.cfg.Workers, n, func(ctx context.Context, i int) error {
+		a.users[i] = apUser(i)
+		c := a.cfg.Client.AppPasswords
+		// Start from nothing: an earlier run that was stopped may have left some.
+		if _, err := c.RevokeAllAppPasswords(ctx, &pb.RevokeAllAppPasswordsRequest{UserId: a.users[i]}); err != nil {
+			return err
+		}
+		resp, err := c.IssueAppPassword(ctx, &pb.IssueAppPasswordRequest{UserId: a.users[i], Name: "authbench"})
+		if err != nil {
+			return err
+		}
+		a.valid[i] = resp.GetPassword()
+		if i < len(a.revoked) {
+			gone, err := c.IssueAppPassword(ctx, &pb.IssueAppPasswordRequest{UserId: a.users[i], Name: "authbench revoked"})
+			if err != nil {
+				return err
+			}
+			if _, err := c.RevokeAppPassword(ctx, &pb.RevokeAppPasswordRequest{UserId: a.users[i], AppPasswordId: gone.GetAppPassword().GetId()}); err != nil {
+				return err
+			}
+			a.revoked[i] = gone.GetPassword()
+		}
+		return nil
+	})
+}
+
+func (a *appPassword) cleanup(ctx context.Context) {
+	_ = parallel(ctx, a.cfg.Workers, len(a.users), func(ctx context.Context, i int) error {
+		_, err := a.cfg.Client.AppPasswords.RevokeAllAppPasswords(ctx, &pb.RevokeAllAppPasswordsRequest{UserId: a.users[i]})
+		return err
+	})
+}
+
+func (a *appPassword) do(ctx context.Context, _ time.Time) error {
+	k := a.n.Add(1) - 1
+	i := int((k / 8) % uint64(len(a.users)))
+	login, password, want := a.users[i], a.valid[i], true
+	switch k % 8 {
+	case 0: // revoked
+		j := i % len(a.revoked)
+		login, password, want = a.users[j], a.revoked[j], false
+	case 1: // another user's
+		login, want = a.users[(i+1)%len(a.users)], false
+	}
+	resp, err := a.cfg.Client.AppPasswords.VerifyAppPassword(ctx, &pb.VerifyAppPasswordRequest{
+		Login: login, Password: password, Context: clientContext(i)})
+	if err != nil {
+		return err
+	}
+	if resp.GetValid() != want {
+		return unexpected(fmt.Sprintf("app-password: valid=%v, want %v", resp.GetValid(), want))
+	}
+	return nil
+}
+
+// backupCode logs in with backup codes issued through the API before the run;
+// each code is used once.
+type backupCode struct {
+	cfg   *Config
+	mu    sync.Mutex
+	codes []bcCode
+	next  int
+}
+
+type bcCode struct {
+	user int
+	code string
+}
+
+func bcUser(i int) string { return fmt.Sprintf("bench-bc-%06d", i) }
+
+func (b *backupCode) prepare(ctx context.Context) error {
+	n := b.cfg.BackupUsers
+	sets := make([][]string, n)
+	err := parallel(ctx, b.cfg.Workers, n, func(ctx context.Context, i int) error {
+		resp, err := b.cfg.Client.Enrollment.IssueBackupCodes(ctx, &pb.IssueBackupCodesRequest{UserId: bcUser(i)})
+		sets[i] = resp.GetCodes()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Interleave users, so that concurrent logins are of different users.
+	b.codes = b.codes[:0]
+	for j := 0; ; j++ {
+		added := false
+		for i, s := range sets {
+			if j < len(s) {
+				b.codes = append(b.codes, bcCode{user: i, code: s[j]})
+				added = true
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	b.next = 0
+	return nil
+}
+
+func (*backupCode) cleanup(context.Context) {}
+
+func (b *backupCode) take() (bcCode, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next >= len(b.codes) {
+		return bcCode{}, false
+	}
+	c := b.codes[b.next]
+	b.next++
+	return c, true
+}
+
+func (b *backupCode) do(ctx context.Context, _ time.Time) error {
+	c, ok := b.take()
+	if !ok {
+		return unexpected("backup-code: ran out of issued codes (raise -backup-users)")
+	}
+	user, cc := bcUser(c.user), clientContext(c.user)
+	ch, err := b.cfg.Client.Challenges.BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: user, Method: pb.Method_METHOD_BACKUP_CODE, Context: cc})
+	if err != nil {
+		return err
+	}
+	v, err := b.cfg.Client.Challenges.VerifyChallenge(ctx, &pb.VerifyChallengeRequest{
+		ChallengeId: ch.GetChallengeId(), Response: &pb.VerifyChallengeRequest_Code{Code: c.code}, Context: cc})
+	if err != nil {
+		return err
+	}
+	if v.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		return unexpected("backup-code: " + v.GetResult().String() + " " + v.GetReason().String())
+	}
+	return nil
+}
+
+// parallel runs fn(i) for i in [0, n) on at most workers goroutines and returns
+// the first error.
+func parallel(ctx context.Context, workers, n int, fn func(ctx context.Context, i int) error) error {
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(workers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}

@@ -1,0 +1,160 @@
+// Command authbench seeds benchmark users and load-tests a running authd.
+//
+//	authbench seed -data-dir DIR -users 1000000 [-database-url postgres://…]
+//	authbench run  -data-dir DIR -addr 127.0.0.1:7443 -users 1000000 [-scenarios health,totp-login,app-password,backup-code] [-half-rate]
+//
+// seed writes users with an active TOTP factor straight into authd's database,
+// sealed with DIR/keys.json; run drives authd over gRPC with the API key in
+// DIR/admin.key and prints requests/s, latency percentiles, errors and each
+// scenario's ratio to the health check. See clients/bench and docs/PERFORMANCE.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twofactor/twofactor/clients/bench"
+	"github.com/twofactor/twofactor/clients/bench/seed"
+	"github.com/twofactor/twofactor/clients/client"
+)
+
+const defaultSecret = "authbench"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "authbench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: authbench seed|run [flags] (-h for flags)")
+	}
+	switch args[0] {
+	case "seed":
+		return seedCmd(ctx, args[1:])
+	case "run":
+		return runCmd(ctx, args[1:])
+	}
+	return fmt.Errorf("unknown command %q: want seed or run", args[0])
+}
+
+func seedCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("authbench seed", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "data", "authd's data folder (keys.json; the SQLite database unless -database-url)")
+	dbURL := fs.String("database-url", "", "authd's database; default SQLite in the data folder")
+	keyFile := fs.String("key-file", "", "authd's key ring; default <data-dir>/keys.json")
+	secret := fs.String("secret", defaultSecret, "bench secret the users' TOTP seeds are derived from")
+	first := fs.Int("first", 0, "index of the first user")
+	users := fs.Int("users", 1000, "number of users")
+	batch := fs.Int("batch", 500, "rows per INSERT")
+	tx := fs.Int("tx", 20000, "rows per transaction")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dbURL == "" {
+		*dbURL = "sqlite://" + filepath.Join(*dataDir, "twofactor.db")
+	}
+	if *keyFile == "" {
+		*keyFile = filepath.Join(*dataDir, "keys.json")
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return err
+	}
+	start := time.Now()
+	res, err := seed.Seed(ctx, seed.Options{
+		DatabaseURL: *dbURL, KeyFile: *keyFile, Secret: *secret, First: *first, Count: *users, Batch: *batch, Tx: *tx,
+		Progress: func(done int) {
+			fmt.Fprintf(os.Stderr, "\rseeded %d/%d users (%.0f/s)", done, *users, float64(done)/time.Since(start).Seconds())
+		},
+	})
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("seeded %d users (%s … %s) into %s in %v (%.0f users/s)\n", res.Users, bench.UserID(*first), bench.UserID(*first+*users-1),
+		res.Database, res.Elapsed.Round(time.Millisecond), float64(res.Users)/res.Elapsed.Seconds())
+	return nil
+}
+
+// state is what one run leaves for the next: where the TOTP rotation stopped.
+type state struct {
+	Cursor uint64 `json:"totp_cursor"`
+}
+
+func runCmd(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("authbench run", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:7443", "authd's gRPC address")
+	dataDir := fs.String("data-dir", "data", "authd's data folder (admin.key)")
+	keyFile := fs.String("api-key-file", "", "file holding an API key with the login and selfservice roles; default <data-dir>/admin.key")
+	stateFile := fs.String("state", "", "where the TOTP rotation is remembered between runs; default <data-dir>/authbench-state.json")
+	scenarios := fs.String("scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios; health always runs")
+	workers := fs.Int("workers", 16, "concurrent workers")
+	duration := fs.Duration("duration", 10*time.Second, "measurement per scenario")
+	warmup := fs.Duration("warmup", time.Second, "unrecorded warm-up per scenario")
+	half := fs.Bool("half-rate", false, "measure each scenario again paced at half its maximum rate")
+	secret := fs.String("secret", defaultSecret, "bench secret the seeder used")
+	first := fs.Int("first", 0, "first seeded user totp-login uses")
+	users := fs.Int("users", 1000, "seeded users totp-login rotates over (a user logs in once per 30 s step)")
+	apUsers := fs.Int("app-password-users", 1000, "users given an app password for app-password")
+	bcUsers := fs.Int("backup-users", 2000, "users given 10 backup codes each for backup-code")
+	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, err := client.FindAPIKey(*keyFile, *dataDir)
+	if err != nil {
+		return err
+	}
+	c, err := client.Dial(client.Options{Addr: *addr, APIKey: key})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if *stateFile == "" {
+		*stateFile = filepath.Join(*dataDir, "authbench-state.json")
+	}
+	var st state
+	if raw, err := os.ReadFile(*stateFile); err == nil {
+		_ = json.Unmarshal(raw, &st)
+	}
+	var names []string
+	for _, n := range strings.Split(*scenarios, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	rep, err := bench.Run(ctx, bench.Config{
+		Client: c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
+		Secret: *secret, FirstUser: *first, Users: *users, Cursor: st.Cursor,
+		AppPasswordUsers: *apUsers, BackupUsers: *bcUsers, Log: os.Stderr,
+	}, names...)
+	if raw, jerr := json.Marshal(state{Cursor: rep.Cursor}); jerr == nil {
+		_ = os.WriteFile(*stateFile, raw, 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	bench.Print(os.Stdout, rep)
+	if *jsonOut != "" {
+		raw, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(*jsonOut, append(raw, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
