@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Challenge states.
@@ -60,29 +61,21 @@ func (s *Store) ConsumeChallenge(ctx context.Context, id string, now time.Time) 
 // challenge fails at its last allowed attempt. It returns the attempts still
 // allowed, and false when the challenge was no longer open.
 func (s *Store) FailChallengeAttempt(ctx context.Context, id string, now time.Time) (remaining int, open bool, err error) {
-	err = s.InTx(ctx, func(ctx context.Context) error {
-		res := s.DB(ctx).Model(&Challenge{}).
-			Where("id = ? AND state = ? AND expires_at > ? AND attempts < max_attempts", id, ChallengeOpen, now).
-			Updates(map[string]any{
-				"attempts":   gorm.Expr("attempts + 1"),
-				"state":      gorm.Expr("CASE WHEN attempts + 1 >= max_attempts THEN ? ELSE state END", ChallengeFailed),
-				"updated_at": now,
-			})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return nil
-		}
-		open = true
-		var c Challenge
-		if err := s.DB(ctx).Select("attempts", "max_attempts").Where("id = ?", id).Take(&c).Error; err != nil {
-			return err
-		}
-		remaining = c.MaxAttempts - c.Attempts
-		return nil
-	})
-	return remaining, open, err
+	// One statement: the conditional UPDATE returns the counts it wrote, so no
+	// transaction and no second read are needed.
+	var c Challenge
+	res := s.DB(ctx).Model(&c).
+		Clauses(clause.Returning{Columns: []clause.Column{{Name: "attempts"}, {Name: "max_attempts"}}}).
+		Where("id = ? AND state = ? AND expires_at > ? AND attempts < max_attempts", id, ChallengeOpen, now).
+		Updates(map[string]any{
+			"attempts":   gorm.Expr("attempts + 1"),
+			"state":      gorm.Expr("CASE WHEN attempts + 1 >= max_attempts THEN ? ELSE state END", ChallengeFailed),
+			"updated_at": now,
+		})
+	if res.Error != nil || res.RowsAffected == 0 {
+		return 0, false, res.Error
+	}
+	return c.MaxAttempts - c.Attempts, true, nil
 }
 
 // DeleteChallengesBefore removes challenges that expired before t.

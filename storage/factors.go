@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 )
 
 // Factor states.
@@ -101,20 +102,19 @@ func (s *Store) ActivateFactor(ctx context.Context, userID, id string, now time.
 // CountPendingAttempt adds one wrong proof to a pending factor and reports the count
 // after it, or ErrNotFound when the factor is not pending.
 func (s *Store) CountPendingAttempt(ctx context.Context, userID, id string) (int, error) {
-	var attempts int
-	err := s.InTx(ctx, func(ctx context.Context) error {
-		res := s.DB(ctx).Model(&Factor{}).
-			Where("id = ? AND user_id = ? AND state = ?", id, userID, FactorPending).
-			Update("attempts", gorm.Expr("attempts + 1"))
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return ErrNotFound
-		}
-		return s.DB(ctx).Model(&Factor{}).Where("id = ?", id).Pluck("attempts", &attempts).Error
-	})
-	return attempts, err
+	// One statement: the conditional UPDATE returns the count it wrote.
+	var f Factor
+	res := s.DB(ctx).Model(&f).
+		Clauses(clause.Returning{Columns: []clause.Column{{Name: "attempts"}}}).
+		Where("id = ? AND user_id = ? AND state = ?", id, userID, FactorPending).
+		Update("attempts", gorm.Expr("attempts + 1"))
+	if res.Error != nil {
+		return 0, res.Error
+	}
+	if res.RowsAffected == 0 {
+		return 0, ErrNotFound
+	}
+	return f.Attempts, nil
 }
 
 // AdvanceLastStep records step as the factor's last accepted TOTP time step, only

@@ -10,9 +10,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"sort"
+	"sync"
 )
 
 // ErrUnseal is returned when a sealed value does not open: wrong key, tampered
@@ -26,6 +28,9 @@ type KeyRing struct {
 	active string
 	aeads  map[string]cipher.AEAD
 	mac    []byte
+	// macs holds keyed HMAC states: Reset returns one to its keyed start, so a
+	// MAC costs neither the key schedule nor the allocations of hmac.New.
+	macs sync.Pool
 }
 
 // keyFile is the on-disk form: {"active":"k2","keys":{"k1":"…","k2":"…"},"mac_key":"…"},
@@ -46,6 +51,7 @@ func NewKeyRing(active string, keys map[string][]byte, macKey []byte) (*KeyRing,
 		return nil, errors.New("key ring: mac_key must be at least 32 bytes")
 	}
 	k := &KeyRing{active: active, aeads: make(map[string]cipher.AEAD, len(keys)), mac: append([]byte(nil), macKey...)}
+	k.macs.New = func() any { return hmac.New(sha256.New, k.mac) }
 	for id, key := range keys {
 		if id == "" || len(id) > 32 {
 			return nil, fmt.Errorf("key ring: key id %q must be 1 to 32 characters", id)
@@ -197,13 +203,16 @@ func SealAAD(table, userID, rowID string) []byte {
 // MAC returns HMAC-SHA-256 over purpose and data with the ring's MAC key. purpose
 // separates domains (a backup code hash never equals an app password hash).
 func (k *KeyRing) MAC(purpose string, data ...[]byte) []byte {
-	m := hmac.New(sha256.New, k.mac)
-	m.Write([]byte(purpose))
+	m := k.macs.Get().(hash.Hash)
+	io.WriteString(m, purpose)
 	m.Write([]byte{0})
 	for _, d := range data {
 		m.Write(d)
 	}
-	return m.Sum(nil)
+	sum := m.Sum(make([]byte, 0, sha256.Size))
+	m.Reset()
+	k.macs.Put(m)
+	return sum
 }
 
 // EqualMAC compares two MACs in constant time.

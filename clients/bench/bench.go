@@ -120,6 +120,9 @@ type Config struct {
 	Now func() time.Time
 	// Log, if set, receives progress lines.
 	Log io.Writer
+	// ServerCPU, if set, reads the CPU time authd has used (ProcessCPU); each
+	// Result then carries the server's CPU per successful request.
+	ServerCPU func() time.Duration
 }
 
 func (c *Config) defaults() {
@@ -164,6 +167,9 @@ type Result struct {
 	P50, P95, P99, Max time.Duration
 	// Ratio is PerSecond over the health check's PerSecond in the same run.
 	Ratio float64
+	// ServerCPUPerOp is authd's CPU time per successful request (with
+	// Config.ServerCPU).
+	ServerCPUPerOp time.Duration
 }
 
 // ErrorCount sums Errors.
@@ -249,7 +255,7 @@ func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
 			measure(ctx, sc, cfg.Workers, 0, cfg.Warmup, cfg.Now)
 		}
 		fmt.Fprintf(cfg.Log, "%s: measuring %v with %d workers\n", name, cfg.Duration, cfg.Workers)
-		r := measure(ctx, sc, cfg.Workers, 0, cfg.Duration, cfg.Now)
+		r := cfg.measure(ctx, sc, 0)
 		r.Scenario = name
 		if name == Health {
 			health = r.PerSecond
@@ -257,7 +263,7 @@ func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
 		rep.Results = append(rep.Results, r)
 		if cfg.HalfRate && name != Health && r.PerSecond > 0 {
 			fmt.Fprintf(cfg.Log, "%s: measuring %v paced at %.0f/s\n", name, cfg.Duration, r.PerSecond/2)
-			h := measure(ctx, sc, cfg.Workers, r.PerSecond/2, cfg.Duration, cfg.Now)
+			h := cfg.measure(ctx, sc, r.PerSecond/2)
 			h.Scenario = name
 			rep.Results = append(rep.Results, h)
 		}
@@ -273,6 +279,18 @@ func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
 	}
 	rep.Cursor = tl.cursor.Load()
 	return rep, nil
+}
+
+func (c *Config) measure(ctx context.Context, sc scenario, rate float64) Result {
+	var before time.Duration
+	if c.ServerCPU != nil {
+		before = c.ServerCPU()
+	}
+	r := measure(ctx, sc, c.Workers, rate, c.Duration, c.Now)
+	if c.ServerCPU != nil && r.OK > 0 {
+		r.ServerCPUPerOp = (c.ServerCPU() - before) / time.Duration(r.OK)
+	}
+	return r
 }
 
 // measure runs sc with workers for d, as fast as possible (rate 0) or paced at
@@ -377,14 +395,18 @@ func errorKind(err error) string {
 // Print writes rep as a table.
 func Print(w io.Writer, rep Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\trate\tworkers\tok\terrors\tok/s\tp50\tp95\tp99\tmax\t× health\t")
+	fmt.Fprintln(tw, "scenario\trate\tworkers\tok\terrors\tok/s\tp50\tp95\tp99\tmax\t× health\tauthd CPU/op\t")
 	for _, r := range rep.Results {
 		rate := "max"
 		if r.Rate > 0 {
 			rate = fmt.Sprintf("%.0f/s", r.Rate)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.2f\t\n", r.Scenario, rate, r.Workers, r.OK, r.ErrorCount(),
-			r.PerSecond, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), r.Ratio)
+		cpu := "-"
+		if r.ServerCPUPerOp > 0 {
+			cpu = fmt.Sprintf("%.0fµs", float64(r.ServerCPUPerOp)/float64(time.Microsecond))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.2f\t%s\t\n", r.Scenario, rate, r.Workers, r.OK, r.ErrorCount(),
+			r.PerSecond, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), r.Ratio, cpu)
 	}
 	tw.Flush()
 	for _, r := range rep.Results {

@@ -113,6 +113,7 @@ func runCmd(ctx context.Context, args []string) error {
 	apUsers := fs.Int("app-password-users", 1000, "users given an app password for app-password")
 	bcUsers := fs.Int("backup-users", 2000, "users given 10 backup codes each for backup-code")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
+	authdPID := fs.Int("authd-pid", 0, "pid of a local authd: report its CPU time per request (Linux)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -138,8 +139,15 @@ func runCmd(ctx context.Context, args []string) error {
 			names = append(names, n)
 		}
 	}
+	var serverCPU func() time.Duration
+	if *authdPID > 0 {
+		if serverCPU, err = bench.ProcessCPU(*authdPID); err != nil {
+			return fmt.Errorf("authd-pid: %w", err)
+		}
+	}
 	rep, err := bench.Run(ctx, bench.Config{
-		Client: c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
+		ServerCPU: serverCPU,
+		Client:    c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
 		Secret: *secret, FirstUser: *first, Users: *users, Cursor: st.Cursor,
 		AppPasswordUsers: *apUsers, BackupUsers: *bcUsers, Log: os.Stderr,
 	}, names...)
