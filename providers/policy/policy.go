@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/twofactor/twofactor/storage"
@@ -187,14 +188,27 @@ type Options struct {
 	Default Policy
 	// Clock tells the time (time.Now).
 	Clock func() time.Time
+	// CacheTTL, when positive, keeps the policy read from the store for that
+	// long, saving a read on every challenge. A policy set through this Provider
+	// is in force here at once; one set on another replica reaches this one
+	// within CacheTTL. Zero reads the store every time.
+	CacheTTL time.Duration
 }
 
-// Provider answers policy questions from the shared store; it keeps no state.
+// Provider answers policy questions from the shared store; it keeps no state
+// beyond the optional cache of the policy itself (Options.CacheTTL).
 type Provider struct {
 	store       Store
 	adminGroups []string
 	def         Policy
 	now         func() time.Time
+
+	cacheTTL time.Duration
+	mu       sync.Mutex
+	cached   Policy
+	cachedAt time.Time
+	hasCache bool
+	gen      uint64 // counts Sets, so that a read begun before one is not cached after it
 }
 
 // New returns a Provider. It fails when opts.Default is not a valid policy.
@@ -202,7 +216,7 @@ func New(store Store, opts Options) (*Provider, error) {
 	if err := opts.Default.Validate(); err != nil {
 		return nil, fmt.Errorf("default policy: %w", err)
 	}
-	p := &Provider{store: store, adminGroups: sortedSet(opts.AdminGroups), def: opts.Default.normalized(), now: opts.Clock}
+	p := &Provider{store: store, adminGroups: sortedSet(opts.AdminGroups), def: opts.Default.normalized(), now: opts.Clock, cacheTTL: opts.CacheTTL}
 	if len(p.adminGroups) == 0 {
 		p.adminGroups = []string{DefaultAdminGroup}
 	}
@@ -214,6 +228,26 @@ func New(store Store, opts Options) (*Provider, error) {
 
 // Get returns the policy in force.
 func (p *Provider) Get(ctx context.Context) (Policy, error) {
+	var gen uint64
+	if p.cacheTTL > 0 {
+		p.mu.Lock()
+		if p.hasCache && p.now().Sub(p.cachedAt) < p.cacheTTL {
+			pol := p.cached.clone()
+			p.mu.Unlock()
+			return pol, nil
+		}
+		gen = p.gen
+		p.mu.Unlock()
+	}
+	pol, err := p.load(ctx)
+	if err != nil || p.cacheTTL <= 0 {
+		return pol, err
+	}
+	p.remember(pol, gen)
+	return pol.clone(), nil
+}
+
+func (p *Provider) load(ctx context.Context) (Policy, error) {
 	rec, err := p.store.GetPolicy(ctx)
 	if errors.Is(err, storage.ErrNotFound) {
 		return p.def, nil
@@ -222,6 +256,24 @@ func (p *Provider) Get(ctx context.Context) (Policy, error) {
 		return Policy{}, fmt.Errorf("policy: load: %w", err)
 	}
 	return decode(rec.Data)
+}
+
+// remember caches pol unless a Set happened since generation gen was read.
+func (p *Provider) remember(pol Policy, gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gen != gen {
+		return
+	}
+	p.cached, p.cachedAt, p.hasCache = pol.clone(), p.now(), true
+}
+
+// clone copies the slices, so that a caller cannot change a cached policy.
+func (pol Policy) clone() Policy {
+	pol.AllowedMethods = slices.Clone(pol.AllowedMethods)
+	pol.EnforcedGroups = slices.Clone(pol.EnforcedGroups)
+	pol.ExcludedGroups = slices.Clone(pol.ExcludedGroups)
+	return pol
 }
 
 // Set validates pol and puts it in force on every replica; it returns the policy as
@@ -236,8 +288,18 @@ func (p *Provider) Set(ctx context.Context, actorID string, pol Policy) (Policy,
 	if err != nil {
 		return Policy{}, err
 	}
+	p.mu.Lock()
+	p.gen++
+	p.hasCache = false
+	p.mu.Unlock()
 	if _, err := p.store.PutPolicy(ctx, data, actorID, p.now().UTC()); err != nil {
 		return Policy{}, fmt.Errorf("policy: store: %w", err)
+	}
+	if p.cacheTTL > 0 {
+		p.mu.Lock()
+		p.gen++
+		p.cached, p.cachedAt, p.hasCache = pol.clone(), p.now(), true
+		p.mu.Unlock()
 	}
 	return pol, nil
 }

@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error)
 	if err := a.startNATS(ctx); err != nil {
 		return nil, err
 	}
-	pol, err := policy.New(a.store, policy.Options{AdminGroups: splitList(cfg.AdminGroups)})
+	pol, err := policy.New(a.store, policy.Options{AdminGroups: splitList(cfg.AdminGroups), CacheTTL: cfg.PolicyCacheTTL})
 	if err != nil {
 		return nil, err
 	}

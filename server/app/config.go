@@ -56,6 +56,8 @@ type Config struct {
 	BreachedFailClosed bool
 	BreachedTimeout    time.Duration
 	AdminGroups        string
+	// PolicyCacheTTL is how long the policy read from the store is reused.
+	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
 	PprofListen string
 }
@@ -102,6 +104,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.BoolVar(&c.BreachedFailClosed, "breached-fail-closed", false, "answer Unavailable when the range API cannot be reached (default: fail open)")
 	fs.DurationVar(&c.BreachedTimeout, "breached-timeout", 3*time.Second, "range API timeout")
 	fs.StringVar(&c.AdminGroups, "admin-groups", "admin", "comma-separated groups whose members are full admins")
+	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", time.Second, "how long a replica reuses the policy it read; a change made on another replica applies here within it (0: read on every request)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "loopback host:port serving Go profiles (/debug/pprof/); default off")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
