@@ -32,7 +32,7 @@ func TestThrottleCountsAcrossReplicasWithoutLosingOne(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := st.RecordThrottleFailure(ctx, storage.ThrottleUser, "alice", now, 12*time.Hour, linear)
+			_, _, err := st.RecordThrottleFailure(ctx, storage.ThrottleUser, "alice", now, 12*time.Hour, linear)
 			errs <- err
 		}()
 	}
@@ -57,18 +57,18 @@ func TestThrottleWindowResetAndClear(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for i := 0; i < 3; i++ {
-		if _, err := st.RecordThrottleFailure(ctx, storage.ThrottleIP, "203.0.113.0/32", now, time.Hour, linear); err != nil {
+		if _, _, err := st.RecordThrottleFailure(ctx, storage.ThrottleIP, "203.0.113.0/32", now, time.Hour, linear); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A longer delay already in force is never shortened.
 	short := func(int, time.Time) (time.Time, bool) { return now, false }
-	got, err := st.RecordThrottleFailure(ctx, storage.ThrottleIP, "203.0.113.0/32", now, time.Hour, short)
+	got, _, err := st.RecordThrottleFailure(ctx, storage.ThrottleIP, "203.0.113.0/32", now, time.Hour, short)
 	if err != nil || got.Failures != 4 || !got.BlockedUntil.Equal(now.Add(3*time.Second)) {
 		t.Fatalf("fourth failure: %+v %v", got, err)
 	}
 	later := now.Add(2 * time.Hour)
-	got, err = st.RecordThrottleFailure(ctx, storage.ThrottleIP, "203.0.113.0/32", later, time.Hour, linear)
+	got, _, err = st.RecordThrottleFailure(ctx, storage.ThrottleIP, "203.0.113.0/32", later, time.Hour, linear)
 	if err != nil || got.Failures != 1 || !got.FirstFailure.Equal(later) {
 		t.Fatalf("a failure after the window starts again: %+v %v", got, err)
 	}

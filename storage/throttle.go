@@ -49,8 +49,9 @@ type ThrottleBlock func(failures int, now time.Time) (until time.Time, locked bo
 // the same subject at once never lose a failure; the upsert also holds the row until
 // the transaction ends, so the delay is computed from the count it produced. A count
 // whose last failure is older than window (and not blocked any more) starts again at
-// one. A delay never shortens one already in force. It returns the state written.
-func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now time.Time, window time.Duration, block ThrottleBlock) (*ThrottleState, error) {
+// one. A delay never shortens one already in force. It returns the state written,
+// and whether this failure started a hard lock (none was in force before).
+func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now time.Time, window time.Duration, block ThrottleBlock) (_ *ThrottleState, newlyLocked bool, _ error) {
 	now = now.UTC()
 	cutoff := now.Add(-window)
 	var out *ThrottleState
@@ -73,6 +74,7 @@ func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now
 			return err
 		}
 		until, locked := block(t.Failures, now)
+		newlyLocked = locked && !(t.Locked && t.BlockedUntil.After(now))
 		if locked || until.After(t.BlockedUntil) {
 			if until.After(t.BlockedUntil) {
 				t.BlockedUntil = until.UTC()
@@ -86,7 +88,7 @@ func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now
 		out = &t
 		return nil
 	})
-	return out, err
+	return out, newlyLocked, err
 }
 
 // ResetThrottle forgets a subject's failures and lock (a success, or an admin
