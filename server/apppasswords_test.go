@@ -214,12 +214,12 @@ func TestAppPasswordLifecycle(t *testing.T) {
 	}
 
 	// The audit trail, and no trace of the password anywhere.
-	for _, ev := range []string{"app_password.issued", "app_password.revoked", "app_password.rejected", "app_password.revoked_all"} {
+	for _, ev := range []string{"apppassword.issued", "apppassword.revoked", "apppassword.rejected"} {
 		if len(audit.find(ev)) == 0 {
 			t.Errorf("no %s audit event", ev)
 		}
 	}
-	if rej := audit.find("app_password.rejected"); len(rej) != 1 || rej[0].Result != string(apppasswords.ReasonUnknown) {
+	if rej := audit.find("apppassword.rejected"); len(rej) != 1 || rej[0].Result != string(apppasswords.ReasonUnknown) {
 		t.Errorf("rejected events %+v", rej)
 	}
 	secret := []byte(pw[len(apppasswords.Prefix):])
@@ -255,7 +255,7 @@ func TestVerifyAppPasswordRefusals(t *testing.T) {
 	}
 	for _, rc := range refusals {
 		t.Run(rc.name, func(t *testing.T) {
-			before := len(audit.find("app_password.rejected"))
+			before := len(audit.find("apppassword.rejected"))
 			got, err := ap.VerifyAppPassword(c.as("login"), &pb.VerifyAppPasswordRequest{Login: rc.login, Password: rc.password,
 				Context: &pb.ClientContext{Ip: "198.51.100.4"}})
 			if err != nil {
@@ -264,7 +264,7 @@ func TestVerifyAppPasswordRefusals(t *testing.T) {
 			if got.GetValid() || got.GetUserId() != "" || got.GetAppPasswordId() != "" || got.GetScope() != nil {
 				t.Fatalf("VerifyAppPassword = %v, want a bare valid=false", got)
 			}
-			ev := audit.find("app_password.rejected")
+			ev := audit.find("apppassword.rejected")
 			if len(ev) != before+1 || ev[before].Result != string(rc.reason) || ev[before].UserID != rc.login || ev[before].ClientIP != "198.51.100.4" {
 				t.Fatalf("audit %+v, want one rejection for %s from 198.51.100.4 because %s", ev[before:], rc.login, rc.reason)
 			}
@@ -326,7 +326,7 @@ func TestRevokeSucceedsWhenAnnouncingFails(t *testing.T) {
 	if err != nil || got.GetValid() {
 		t.Fatalf("VerifyAppPassword after revoke = %v, %v", got, err)
 	}
-	ev := audit.find("app_password.revoked")
+	ev := audit.find("apppassword.revoked")
 	if len(ev) != 1 || ev[0].Details["announced"] != "false" {
 		t.Fatalf("audit %+v, want announced=false", ev)
 	}

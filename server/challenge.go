@@ -9,7 +9,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -76,6 +78,13 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 	if err := s.requireAllowed(ctx, methodName(req.GetMethod())); err != nil {
 		return nil, err
 	}
+	d, err := s.checkThrottle(ctx, req.GetContext(), throttle.Subjects{UserID: req.GetUserId(), IP: req.GetContext().GetIp()}, methodName(req.GetMethod()))
+	if err != nil {
+		return nil, err
+	}
+	if d.Blocked {
+		return nil, throttledError(d)
+	}
 	out, err := m.begin(ctx, beginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext()})
 	if errors.Is(err, errNoFactor) {
 		if req.GetFactorId() != "" {
@@ -107,7 +116,7 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 	if err := s.store.CreateChallenge(ctx, ch); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.begun", UserID: userID, Method: ch.Method,
+	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeBegun, UserID: userID, Method: ch.Method,
 		Details: map[string]string{"challenge_id": ch.ID}})
 	return &pb.BeginChallengeResponse{
 		ChallengeId:                ch.ID,
@@ -152,7 +161,19 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 	resp := &pb.VerifyChallengeResponse{UserId: ch.UserID, FactorId: ch.FactorID, Method: pm}
 	now := s.now().UTC()
 	if ch.State != storage.ChallengeOpen || !now.Before(ch.ExpiresAt) || ch.Attempts >= ch.MaxAttempts {
-		resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
+		return s.expired(ctx, req, ch, resp), nil
+	}
+	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP)}
+	d, err := s.checkThrottle(ctx, req.GetContext(), subj, ch.Method)
+	if err != nil {
+		return nil, err
+	}
+	if d.Blocked {
+		// Refused before the provider sees the answer: no attempt is used up.
+		s.metrics.verification(ch.Method, "throttled")
+		resp.Result = pb.VerifyResult_VERIFY_RESULT_THROTTLED
+		resp.RetryAfter = retryAfter(d.RetryAfter)
+		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
 		return resp, nil
 	}
 	v, err := s.methods[pm].verify(ctx, ch, ans)
@@ -171,28 +192,44 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 			return nil, s.toStatus(ctx, err)
 		}
 		if !won {
-			resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
-			return resp, nil
+			return s.expired(ctx, req, ch, resp), nil
 		}
+		if d.HasCount(throttle.User) || ch.UserID == "" {
+			s.throttleSuccess(ctx, throttle.Subjects{UserID: resp.UserId})
+		}
+		s.metrics.verification(ch.Method, "accepted")
 		resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED
 		resp.CompleteLogin = v.CompleteLogin
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
-		s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.accepted", UserID: resp.UserId, Method: ch.Method, Result: "accepted",
+		s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeAccepted, UserID: resp.UserId, Method: ch.Method, Result: "accepted",
 			Details: map[string]string{"challenge_id": ch.ID, "factor_id": resp.FactorId}})
 		return resp, nil
+	}
+	subj.UserID = resp.UserId
+	if _, err := s.throttleFailure(ctx, req.GetContext(), subj, ch.Method); err != nil {
+		return nil, err
 	}
 	remaining, open, err := s.store.FailChallengeAttempt(ctx, ch.ID, now)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	if !open {
-		resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
-		return resp, nil
+		return s.expired(ctx, req, ch, resp), nil
 	}
+	s.metrics.verification(ch.Method, "rejected")
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_REJECTED
 	resp.Reason = v.Reason
 	resp.RemainingAttempts = uint32(remaining)
-	s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.rejected", UserID: ch.UserID, Method: ch.Method,
+	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeRejected, UserID: ch.UserID, Method: ch.Method,
 		Result: v.Reason.String(), Details: map[string]string{"challenge_id": ch.ID}})
 	return resp, nil
+}
+
+// expired answers an answer to a challenge that is used up, failed or out of time.
+func (s *Server) expired(ctx context.Context, req *pb.VerifyChallengeRequest, ch *storage.Challenge, resp *pb.VerifyChallengeResponse) *pb.VerifyChallengeResponse {
+	s.metrics.verification(ch.Method, "expired")
+	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeExpired, UserID: resp.UserId, Method: ch.Method, Result: "expired",
+		Details: map[string]string{"challenge_id": ch.ID, "state": ch.State}})
+	resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
+	return resp
 }

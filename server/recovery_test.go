@@ -105,7 +105,7 @@ func TestBackupCodesLogInOnceEach(t *testing.T) {
 			t.Fatalf("code: %v", got)
 		}
 	}
-	if n := strings.Count(c.logs.String(), "backup_codes.running_low"); n != 1 {
+	if n := strings.Count(c.logs.String(), "backupcodes.running_low"); n != 1 {
 		t.Fatalf("running-low audit events: %d, want 1", n)
 	}
 }

@@ -19,8 +19,8 @@
 //     A subject is told to come back after the delay; nothing sleeps on the server.
 //   - A lock must not be a denial-of-service switch against a victim (SP 800-63B
 //     §5.2.2 notes the risk; ASVS V2.2.1 "soft lockout"): a client network is delayed
-//     from its first failure, a user only after UserDelayAfter failures, so one
-//     attacker is slowed long before the user is, and the user's hard lock expires.
+//     after IPDelayAfter failures, a user only after UserDelayAfter (more) failures, so
+//     one attacker is slowed long before the user is, and the user's hard lock expires.
 //   - Counts live in the shared store and are changed by one atomic statement per
 //     failure (storage.RecordThrottleFailure), so N replicas see one count and racing
 //     failures are never lost. Time comes from an injected clock.
@@ -38,8 +38,14 @@ import (
 
 // Kinds of subject.
 const (
+	// User counts a user's wrong second-factor answers.
 	User = storage.ThrottleUser
-	IP   = storage.ThrottleIP
+	// IP counts a client network's wrong answers of any kind.
+	IP = storage.ThrottleIP
+	// Login counts wrong app passwords given for a login. It is kept apart from User
+	// so that a sync client's stale app password neither locks the user's second
+	// factor nor, by succeeding, resets a count an attacker is building there.
+	Login = "login"
 )
 
 // Store is what the throttle keeps its counts in (a *storage.Store).
@@ -57,8 +63,11 @@ type Config struct {
 	MaxDelay time.Duration
 	// Window: a count with no failure for this long starts again.
 	Window time.Duration
-	// UserDelayAfter failures of a user pass before the user is delayed (a network is
-	// delayed from its first failure).
+	// IPDelayAfter failures of a client network pass before it is delayed (default 3:
+	// a user mistyping a code is not slowed).
+	IPDelayAfter int
+	// UserDelayAfter failures of a user pass before the user is delayed (default 10,
+	// well after the network).
 	UserDelayAfter int
 	// UserLockAfter consecutive failures hard-lock a user; at most 100 (SP 800-63B).
 	UserLockAfter int
@@ -78,6 +87,7 @@ func DefaultConfig() Config {
 		BaseDelay:      100 * time.Millisecond,
 		MaxDelay:       25 * time.Second,
 		Window:         12 * time.Hour,
+		IPDelayAfter:   3,
 		UserDelayAfter: 10,
 		UserLockAfter:  50,
 		LockDuration:   time.Hour,
@@ -96,6 +106,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Window <= 0 {
 		c.Window = d.Window
 	}
+	if c.IPDelayAfter <= 0 {
+		c.IPDelayAfter = d.IPDelayAfter
+	}
 	if c.UserDelayAfter <= 0 {
 		c.UserDelayAfter = d.UserDelayAfter
 	}
@@ -113,6 +126,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("throttle: user lock after %d failures: NIST SP 800-63B allows at most 100", c.UserLockAfter)
 	case c.UserDelayAfter >= c.UserLockAfter:
 		return c, fmt.Errorf("throttle: user delay after %d failures must be below the lock after %d", c.UserDelayAfter, c.UserLockAfter)
+	case c.IPDelayAfter >= c.UserDelayAfter:
+		return c, fmt.Errorf("throttle: a network must be delayed (after %d failures) before a user (after %d)", c.IPDelayAfter, c.UserDelayAfter)
 	case c.IPLockAfter < 0:
 		return c, fmt.Errorf("throttle: ip lock after %d: want 0 (never) or more", c.IPLockAfter)
 	case c.IPv6Prefix < 32 || c.IPv6Prefix > 128:
@@ -157,7 +172,9 @@ func (t *Throttler) Config() Config { return t.cfg }
 // for a passkey) and the end user's client IP (may be empty).
 type Subjects struct {
 	UserID string
-	IP     string
+	// Login is the login an app password was given for (counted as Login).
+	Login string
+	IP    string
 }
 
 // Subject is one throttled thing: a kind and the key its count is kept under.
@@ -175,6 +192,19 @@ type Decision struct {
 	Locked bool
 	// By is the subject blocking (the one with the longest wait).
 	By Subject
+	// Counted lists the subjects that have a stored count, blocking or not (a
+	// success need only reset those).
+	Counted []Subject
+}
+
+// HasCount reports whether kind has a stored count in d.
+func (d Decision) HasCount(kind string) bool {
+	for _, s := range d.Counted {
+		if s.Kind == kind {
+			return true
+		}
+	}
+	return false
 }
 
 // Outcome is what recording a failure did.
@@ -206,11 +236,11 @@ func IPKey(ip string, v6prefix int) (string, error) {
 // SubjectOf returns the subject a user id or an IP maps to (ip: its network key).
 func (t *Throttler) SubjectOf(kind, value string) (Subject, error) {
 	switch kind {
-	case User:
+	case User, Login:
 		if value == "" {
 			return Subject{}, errors.New("throttle: empty user id")
 		}
-		return Subject{User, value}, nil
+		return Subject{kind, value}, nil
 	case IP:
 		k, err := IPKey(value, t.cfg.IPv6Prefix)
 		if err != nil {
@@ -243,6 +273,9 @@ func (t *Throttler) subjects(s Subjects) []Subject {
 	if s.UserID != "" {
 		out = append(out, Subject{User, s.UserID})
 	}
+	if s.Login != "" {
+		out = append(out, Subject{Login, s.Login})
+	}
 	if s.IP != "" && !t.Exempt(s.IP) {
 		if k, err := IPKey(s.IP, t.cfg.IPv6Prefix); err == nil {
 			out = append(out, Subject{IP, k})
@@ -263,8 +296,9 @@ func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
 		if err != nil {
 			return Decision{}, err
 		}
+		d.Counted = append(d.Counted, sub)
 		if wait := st.BlockedUntil.Sub(now); wait > 0 && wait > d.RetryAfter {
-			d = Decision{Blocked: true, RetryAfter: wait, Locked: st.Locked, By: sub}
+			d.Blocked, d.RetryAfter, d.Locked, d.By = true, wait, st.Locked, sub
 		}
 	}
 	return d, nil
@@ -288,8 +322,8 @@ func (t *Throttler) Delay(failures, free int) time.Duration {
 }
 
 func (t *Throttler) block(kind string) storage.ThrottleBlock {
-	free, lockAfter := 0, t.cfg.IPLockAfter
-	if kind == User {
+	free, lockAfter := t.cfg.IPDelayAfter, t.cfg.IPLockAfter
+	if kind == User || kind == Login {
 		free, lockAfter = t.cfg.UserDelayAfter, t.cfg.UserLockAfter
 	}
 	return func(failures int, now time.Time) (time.Time, bool) {
@@ -320,14 +354,18 @@ func (t *Throttler) Failure(ctx context.Context, s Subjects) (Outcome, error) {
 	return out, nil
 }
 
-// Success resets the user's count (not the network's: other users behind it may
-// still be guessing).
-func (t *Throttler) Success(ctx context.Context, userID string) error {
-	if userID == "" {
-		return nil
+// Success resets the counts of s's user and login (not the network's: other users
+// behind it may still be guessing).
+func (t *Throttler) Success(ctx context.Context, s Subjects) error {
+	for _, sub := range []Subject{{User, s.UserID}, {Login, s.Login}} {
+		if sub.Key == "" {
+			continue
+		}
+		if _, err := t.store.ResetThrottle(ctx, sub.Kind, sub.Key); err != nil {
+			return err
+		}
 	}
-	_, err := t.store.ResetThrottle(ctx, User, userID)
-	return err
+	return nil
 }
 
 // Status is a subject's current state.

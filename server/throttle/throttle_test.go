@@ -97,6 +97,7 @@ func TestConfigLimits(t *testing.T) {
 	for _, cfg := range []throttle.Config{
 		{UserLockAfter: 101},
 		{UserDelayAfter: 20, UserLockAfter: 20},
+		{IPDelayAfter: 5, UserDelayAfter: 5},
 		{IPLockAfter: -1},
 		{IPv6Prefix: 129},
 		{BaseDelay: time.Minute, MaxDelay: time.Second},
@@ -112,11 +113,15 @@ func TestConfigLimits(t *testing.T) {
 // and a success resets the user but not the network.
 func TestNetworkSlowedBeforeUserThenLockExpires(t *testing.T) {
 	ctx := context.Background()
-	th, c := newThrottler(t, throttle.Config{UserDelayAfter: 3, UserLockAfter: 6, LockDuration: 10 * time.Minute})
+	th, c := newThrottler(t, throttle.Config{IPDelayAfter: 1, UserDelayAfter: 3, UserLockAfter: 6, LockDuration: 10 * time.Minute})
 	alice := throttle.Subjects{UserID: "alice", IP: "2001:db8:7:1::9"}
+	if out, err := th.Failure(ctx, alice); err != nil || out.RetryAfter != 0 {
+		t.Fatalf("a free failure: %+v %v", out, err)
+	}
+	c.Add(time.Minute)
 	out, err := th.Failure(ctx, alice)
 	if err != nil || out.RetryAfter != 200*time.Millisecond || len(out.NewLocks) != 0 {
-		t.Fatalf("first failure: %+v %v", out, err)
+		t.Fatalf("second failure: %+v %v", out, err)
 	}
 	// Another address of the same /56 is held back; the user from elsewhere is not.
 	if d, _ := th.Check(ctx, throttle.Subjects{IP: "2001:db8:7:2::1"}); !d.Blocked || d.By != (throttle.Subject{Kind: throttle.IP, Key: "2001:db8:7::/56"}) {
@@ -125,7 +130,7 @@ func TestNetworkSlowedBeforeUserThenLockExpires(t *testing.T) {
 	if d, _ := th.Check(ctx, throttle.Subjects{UserID: "alice", IP: "198.51.100.1"}); d.Blocked {
 		t.Fatalf("the user is delayed after one failure: %+v", d)
 	}
-	for i := 2; i <= 5; i++ {
+	for i := 3; i <= 5; i++ {
 		c.Add(time.Minute)
 		if _, err := th.Failure(ctx, alice); err != nil {
 			t.Fatal(err)
@@ -152,7 +157,7 @@ func TestNetworkSlowedBeforeUserThenLockExpires(t *testing.T) {
 	if d, _ := th.Check(ctx, throttle.Subjects{UserID: "alice"}); d.Blocked {
 		t.Fatalf("the lock did not expire: %+v", d)
 	}
-	if err := th.Success(ctx, "alice"); err != nil {
+	if err := th.Success(ctx, throttle.Subjects{UserID: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := th.Status(ctx, throttle.Subject{Kind: throttle.User, Key: "alice"}); st.Failures != 0 {
@@ -175,6 +180,7 @@ func TestAllowListAndClear(t *testing.T) {
 		t.Fatalf("an allow-listed network was counted: %+v", st)
 	}
 	d, _ := th.Check(ctx, throttle.Subjects{UserID: "bob", IP: "10.1.2.3"})
+	// 12 failures: 2 over the user's default UserDelayAfter of 10.
 	if !d.Blocked || d.By.Kind != throttle.User {
 		t.Fatalf("the user's count still applies: %+v", d)
 	}
