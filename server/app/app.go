@@ -268,7 +268,9 @@ func (a *App) startNATS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := notify.EnsureStreams(ctx, js, names, notify.DefaultStreamConfig()); err != nil {
+	sc := notify.DefaultStreamConfig()
+	sc.Replicas = a.cfg.NATSReplicas
+	if err := notify.EnsureStreams(ctx, js, names, sc); err != nil {
 		return fmt.Errorf("nats streams: %w", err)
 	}
 	a.events = notify.NewPublisher(js, a.nc, names)
