@@ -51,8 +51,12 @@ type verdict struct {
 	CompleteLogin bool
 }
 
-// errNoFactor: the user has no active factor of the method.
-var errNoFactor = errors.New("no active factor")
+var (
+	// errNoFactor: the user has no active factor of the method.
+	errNoFactor = errors.New("no active factor")
+	// errChallengeGone: a concurrent verifier consumed or killed the challenge.
+	errChallengeGone = errors.New("challenge no longer open")
+)
 
 // BeginChallenge opens a challenge.
 func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeRequest) (*pb.BeginChallengeResponse, error) {
@@ -155,7 +159,27 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 		resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
 		return resp, nil
 	}
-	v, err := s.methods[pm].verify(ctx, ch, ans)
+	// The answer's own single use (a TOTP step, a backup code, a WebAuthn counter)
+	// and the challenge's are one transaction: a right answer that loses the
+	// challenge to a concurrent verifier is rolled back, so it is neither spent nor
+	// half-written; a wrong one commits what the provider recorded (e.g. a cloned
+	// authenticator's mark) and then costs an attempt.
+	var v verdict
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if v, err = s.methods[pm].verify(ctx, ch, ans); err != nil || !v.Accepted {
+			return err
+		}
+		won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
+		if err == nil && !won {
+			return errChallengeGone
+		}
+		return err
+	})
+	if errors.Is(err, errChallengeGone) {
+		resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
+		return resp, nil
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -166,14 +190,6 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 		resp.UserId = v.UserID
 	}
 	if v.Accepted {
-		won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
-		if err != nil {
-			return nil, s.toStatus(ctx, err)
-		}
-		if !won {
-			resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
-			return resp, nil
-		}
 		resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED
 		resp.CompleteLogin = v.CompleteLogin
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
