@@ -11,6 +11,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -53,8 +54,12 @@ type verdict struct {
 	CompleteLogin bool
 }
 
-// errNoFactor: the user has no active factor of the method.
-var errNoFactor = errors.New("no active factor")
+var (
+	// errNoFactor: the user has no active factor of the method.
+	errNoFactor = errors.New("no active factor")
+	// errChallengeGone: a concurrent verifier consumed or killed the challenge.
+	errChallengeGone = errors.New("challenge no longer open")
+)
 
 // BeginChallenge opens a challenge.
 func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeRequest) (*pb.BeginChallengeResponse, error) {
@@ -176,7 +181,26 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
 		return resp, nil
 	}
-	v, err := s.methods[pm].verify(ctx, ch, ans)
+	// The answer's own single use (a TOTP step, a backup code, a WebAuthn counter)
+	// and the challenge's are one transaction: a right answer that loses the
+	// challenge to a concurrent verifier is rolled back, so it is neither spent nor
+	// half-written; a wrong one commits what the provider recorded (e.g. a cloned
+	// authenticator's mark) and then costs an attempt.
+	var v verdict
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if v, err = s.methods[pm].verify(ctx, ch, ans); err != nil || !v.Accepted {
+			return err
+		}
+		won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
+		if err == nil && !won {
+			return errChallengeGone
+		}
+		return err
+	})
+	if errors.Is(err, errChallengeGone) {
+		return s.expired(ctx, req, ch, resp), nil
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -187,17 +211,14 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 		resp.UserId = v.UserID
 	}
 	if v.Accepted {
-		won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
-		if err != nil {
-			return nil, s.toStatus(ctx, err)
-		}
-		if !won {
-			return s.expired(ctx, req, ch, resp), nil
-		}
 		if d.HasCount(throttle.User) || ch.UserID == "" {
 			s.throttleSuccess(ctx, throttle.Subjects{UserID: resp.UserId})
 		}
 		s.metrics.verification(ch.Method, "accepted")
+		if ch.Method == backupcodes.Method {
+			s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventBackupCodeUsed, UserID: resp.UserId, Method: ch.Method, Result: "accepted",
+				Details: map[string]string{"challenge_id": ch.ID}})
+		}
 		resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED
 		resp.CompleteLogin = v.CompleteLogin
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)

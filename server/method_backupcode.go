@@ -36,8 +36,6 @@ func (m backupCodeMethod) verify(ctx context.Context, ch *storage.Challenge, ans
 	res, err := m.s.backupCodes.Verify(ctx, ch.UserID, ans.Code)
 	switch {
 	case err == nil:
-		m.s.audit(ctx, nil, AuditEvent{Event: notify.EventBackupCodeUsed, UserID: ch.UserID, Method: backupcodes.Method, Result: "accepted",
-			Details: map[string]string{"remaining": strconv.Itoa(res.Remaining), "challenge_id": ch.ID}})
 		if res.LowRecorded {
 			m.s.audit(ctx, nil, AuditEvent{Event: notify.EventBackupCodesRunningLow, UserID: ch.UserID, Method: backupcodes.Method,
 				Details: map[string]string{"remaining": strconv.Itoa(res.Remaining)}})

@@ -77,7 +77,7 @@ func (s *session) until(re string) []string {
 	rx := regexp.MustCompile(re)
 	for line := range s.lines {
 		s.output.WriteString(line)
-		if m := rx.FindStringSubmatch(line); m != nil {
+		if m := rx.FindStringSubmatch(strings.TrimRight(line, "\r\n")); m != nil {
 			return m
 		}
 	}

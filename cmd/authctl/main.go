@@ -34,10 +34,11 @@ func register(name string, c command) { commands[name] = c }
 
 // env is what a command runs with.
 type env struct {
-	c   *client.Client
-	ctx context.Context
-	in  *bufio.Reader
-	out io.Writer
+	c     *client.Client
+	ctx   context.Context
+	stdin io.Reader
+	in    *bufio.Reader
+	out   io.Writer
 }
 
 func (e *env) prompt(q string) (string, error) {
@@ -96,7 +97,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	return commands[name].run(&env{c: c, ctx: ctx, in: bufio.NewReader(stdin), out: stdout}, cmdArgs)
+	return commands[name].run(&env{c: c, ctx: ctx, stdin: stdin, in: bufio.NewReader(stdin), out: stdout}, cmdArgs)
 }
 
 // lookup finds the longest registered command name that prefixes args.

@@ -1,6 +1,7 @@
 // Command authd serves the twofactor gRPC API.
 //
 //	authd [flags]                         serve (see -h for every setting)
+//	authd init                            create the data folder's keys (sealing key ring, admin API key) and exit
 //	authd apikey add -name N -roles R,R   add an API key to the key file and print it once
 //	authd keys rotate                     add a new sealing key and make it active
 //	authd keys reseal                     re-encrypt stored secrets with the active key
@@ -39,6 +40,10 @@ func run(args []string) error {
 			return keys(args[1], args[2:])
 		}
 	}
+	initOnly := len(args) > 0 && args[0] == "init"
+	if initOnly {
+		args = args[1:]
+	}
 	cfg, err := app.Parse("authd", args, os.Getenv)
 	if err != nil {
 		return err
@@ -46,6 +51,9 @@ func run(args []string) error {
 	log, err := app.NewLogger(cfg, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if initOnly {
+		return app.Init(cfg, log)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

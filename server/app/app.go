@@ -73,19 +73,11 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error)
 			a.close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data folder: %w", err)
-	}
-	if created, err := storage.EnsureKeyFile(cfg.KeyFile); err != nil {
+	if err := Init(cfg, log); err != nil {
 		return nil, err
-	} else if created {
-		log.Info("generated a sealing key ring", "path", cfg.KeyFile)
 	}
 	ring, err := storage.LoadKeyRing(cfg.KeyFile)
 	if err != nil {
-		return nil, err
-	}
-	if err := a.ensureAPIKeys(); err != nil {
 		return nil, err
 	}
 	kf, err := server.LoadAPIKeyFile(cfg.APIKeysFile)
@@ -276,7 +268,9 @@ func (a *App) startNATS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := notify.EnsureStreams(ctx, js, names, notify.DefaultStreamConfig()); err != nil {
+	sc := notify.DefaultStreamConfig()
+	sc.Replicas = a.cfg.NATSReplicas
+	if err := notify.EnsureStreams(ctx, js, names, sc); err != nil {
 		return fmt.Errorf("nats streams: %w", err)
 	}
 	a.events = notify.NewPublisher(js, a.nc, names)
@@ -327,17 +321,31 @@ func (a *App) sweep(ctx context.Context, every time.Duration) {
 	}
 }
 
-// ensureAPIKeys creates, on first start, an API key file holding one admin key
-// with every role, and writes that key (mode 0600) where authctl finds it.
-func (a *App) ensureAPIKeys() error {
-	if _, err := os.Stat(a.cfg.APIKeysFile); err == nil {
+// Init prepares a data folder on first start: a sealing key ring, and an API key
+// file holding one admin key with every role, whose key it writes (mode 0600)
+// where authctl finds it. It leaves existing files alone. Scaled-out deployments
+// run it once ("authd init") before the replicas start, on the volume they share.
+func Init(cfg *Config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	if created, err := storage.EnsureKeyFile(cfg.KeyFile); err != nil {
+		return err
+	} else if created {
+		log.Info("generated a sealing key ring", "path", cfg.KeyFile)
+	}
+	return ensureAPIKeys(cfg, log)
+}
+
+func ensureAPIKeys(cfg *Config, log *slog.Logger) error {
+	if _, err := os.Stat(cfg.APIKeysFile); err == nil {
 		return nil
 	}
 	token, entry, err := server.NewAPIKey("admin", []string{server.RoleAdmin, server.RoleLogin, server.RoleSelfService})
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(a.cfg.AdminKeyPath(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(cfg.AdminKeyPath(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("write admin key: %w", err)
 	}
@@ -348,11 +356,11 @@ func (a *App) ensureAPIKeys() error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := server.AppendAPIKey(a.cfg.APIKeysFile, entry); err != nil {
+	if err := server.AppendAPIKey(cfg.APIKeysFile, entry); err != nil {
 		return err
 	}
-	a.log.Info("generated an admin API key (roles admin, login, selfservice); authctl reads it from the data folder",
-		"path", a.cfg.AdminKeyPath(), "key_id", entry.ID)
+	log.Info("generated an admin API key (roles admin, login, selfservice); authctl reads it from the data folder",
+		"path", cfg.AdminKeyPath(), "key_id", entry.ID)
 	return nil
 }
 

@@ -25,6 +25,7 @@ type Config struct {
 	NATSURL      string
 	NATSListen   string
 	NATSPrefix   string
+	NATSReplicas int
 	KeyFile      string
 	APIKeysFile  string
 	TLSCert      string
@@ -72,6 +73,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.NATSURL, "nats-url", "", "nats://… of an external NATS cluster; default an embedded NATS server")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "host:port where the embedded NATS server also accepts TCP clients (e.g. notifyd); default none")
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", "twofactor", "prefix of every NATS subject and stream")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "JetStream stream replicas (3 on a three-node cluster)")
 	fs.StringVar(&c.KeyFile, "key-file", "", "sealing key ring (JSON); default <data-dir>/keys.json, generated on first start")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys (JSON, hashed); default <data-dir>/api-keys.json, with an admin key generated on first start")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for gRPC TLS")
