@@ -115,7 +115,13 @@ func (a *TrailAuditor) failed(ctx context.Context, sink string, e AuditEvent, er
 
 // audit fills the fields every event shares and records it.
 func (s *Server) audit(ctx context.Context, client *pb.ClientContext, e AuditEvent) {
-	e.ID = uuid.NewString()
+	// A version 7 UUID grows with time, so events of one instant (and of one
+	// injected clock) still list in the order they happened.
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New()
+	}
+	e.ID = id.String()
 	e.Time = s.now().UTC()
 	e.Caller = callerID(ctx)
 	e.RequestID = requestIDFrom(ctx)

@@ -122,6 +122,7 @@ type replica struct {
 	addr string
 	conn *grpc.ClientConn
 	srv  *server.Server
+	nc   *nats.Conn // this replica's own NATS connection
 }
 
 func (c *cluster) start() *replica {
@@ -176,7 +177,7 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &replica{addr: lis.Addr().String(), conn: conn, srv: srv}
+	return &replica{addr: lis.Addr().String(), conn: conn, srv: srv, nc: nc}
 }
 
 // as returns a context that authenticates with the named key.
