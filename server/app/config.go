@@ -56,6 +56,8 @@ type Config struct {
 	BreachedFailClosed bool
 	BreachedTimeout    time.Duration
 	AdminGroups        string
+
+	ObserveConfig
 }
 
 // Embedded tells whether this instance runs on its own: SQLite and an in-process NATS.
@@ -101,6 +103,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.BoolVar(&c.BreachedFailClosed, "breached-fail-closed", false, "answer Unavailable when the range API cannot be reached (default: fail open)")
 	fs.DurationVar(&c.BreachedTimeout, "breached-timeout", 3*time.Second, "range API timeout")
 	fs.StringVar(&c.AdminGroups, "admin-groups", "admin", "comma-separated groups whose members are full admins")
+	observeFlags(fs, &c.ObserveConfig)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -152,6 +155,9 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 }
 
 func (c *Config) finish() error {
+	if err := c.ObserveConfig.finish(); err != nil {
+		return err
+	}
 	if c.DataDir == "" {
 		return errors.New("data-dir must not be empty")
 	}
