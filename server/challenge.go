@@ -52,6 +52,9 @@ type verdict struct {
 	FactorID      string
 	UserID        string // set when the method resolved the user (passkeys)
 	CompleteLogin bool
+	// Audit are the method's own events (a cloned key, codes running low); the
+	// server records them once the answer's transaction has committed.
+	Audit []AuditEvent
 }
 
 var (
@@ -203,6 +206,9 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	for _, e := range v.Audit {
+		s.audit(ctx, req.GetContext(), e)
 	}
 	if v.FactorID != "" {
 		resp.FactorId = v.FactorID
