@@ -89,7 +89,7 @@ func reasonText(r pb.RejectReason) string {
 	case pb.RejectReason_REJECT_REASON_WRONG_CODE:
 		return "wrong code"
 	case pb.RejectReason_REJECT_REASON_REPLAYED:
-		return "this code was already used once; wait for the next one"
+		return "this code was already used (an app code: wait for the next one)"
 	case pb.RejectReason_REJECT_REASON_INVALID_ASSERTION:
 		return "the security key's answer failed a check (origin, RP ID, signature or challenge)"
 	case pb.RejectReason_REJECT_REASON_USER_VERIFICATION_REQUIRED:
