@@ -69,11 +69,11 @@ func NewLogger(cfg *Config, w io.Writer) (*slog.Logger, error) {
 
 // New opens the stores, prepares keys on first start, wires the services and
 // starts listening. Serve then serves until its context ends.
-func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, log: log}
+func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
-			a.close()
+			a.close() // what was opened before the failure
 		}
 	}()
 	if err := Init(cfg, log); err != nil {
