@@ -30,6 +30,13 @@ const (
 	EventAdminReset               = "admin.reset"
 	EventPolicyChanged            = "policy.changed"
 	EventWebAuthnCounterRegressed = "webauthn.counter_regressed"
+	EventAdminCodeExpired         = "admincode.expired"
+	EventAppPasswordRejected      = "apppassword.rejected"
+	EventUserDeleted              = "user.deleted"
+	EventUserGroupsSet            = "user.groups_set"
+	EventGroupAdminsSet           = "group.admins_set"
+	EventThrottled                = "throttled"
+	EventThrottleCleared          = "throttle.cleared"
 )
 
 // AuditEvents lists every event name above.
@@ -38,7 +45,8 @@ var AuditEvents = []string{
 	EventChallengeRejected, EventChallengeExpired, EventLockout, EventBackupCodesIssued,
 	EventBackupCodeUsed, EventBackupCodesRunningLow, EventAdminCodeIssued, EventAdminCodeUsed,
 	EventAppPasswordIssued, EventAppPasswordRevoked, EventAdminReset, EventPolicyChanged,
-	EventWebAuthnCounterRegressed,
+	EventWebAuthnCounterRegressed, EventAdminCodeExpired, EventAppPasswordRejected, EventUserDeleted,
+	EventUserGroupsSet, EventGroupAdminsSet, EventThrottled, EventThrottleCleared,
 }
 
 // AuditEvent is one security-relevant event (see the package documentation for the field

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/policy"
@@ -59,7 +60,7 @@ func (s *Server) IssueAdminBackupCode(ctx context.Context, req *pb.IssueAdminBac
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "admin_code.issued", UserID: req.GetUserId(), Actor: req.GetActorId(), Method: admincodes.Method,
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventAdminCodeIssued, UserID: req.GetUserId(), Actor: req.GetActorId(), Method: admincodes.Method,
 		Details: map[string]string{"expires_at": issued.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")}})
 	return &pb.IssueAdminBackupCodeResponse{Code: issued.Code, ExpiresAt: timestamppb.New(issued.ExpiresAt)}, nil
 }
@@ -85,7 +86,7 @@ func (s *Server) ResetFactors(ctx context.Context, req *pb.ResetFactorsRequest) 
 	if req.GetFactorId() != "" {
 		details["factor_id"] = req.GetFactorId()
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "factors.reset", UserID: req.GetUserId(), Actor: req.GetActorId(), Details: details})
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventAdminReset, UserID: req.GetUserId(), Actor: req.GetActorId(), Details: details})
 	return &pb.ResetFactorsResponse{Removed: uint32(n)}, nil
 }
 
@@ -121,7 +122,7 @@ func (s *Server) SetPolicy(ctx context.Context, req *pb.SetPolicyRequest) (*pb.S
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "policy.set", Actor: req.GetActorId(), Details: policyDetails(p)})
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventPolicyChanged, Actor: req.GetActorId(), Details: policyDetails(p)})
 	return &pb.SetPolicyResponse{Policy: policyToPB(p)}, nil
 }
 
@@ -136,7 +137,7 @@ func (s *Server) SetUserGroups(ctx context.Context, req *pb.SetUserGroupsRequest
 	if err := s.store.SetUserGroups(ctx, req.GetUserId(), req.GetGroups()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "user.groups_set", UserID: req.GetUserId(),
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventUserGroupsSet, UserID: req.GetUserId(),
 		Details: map[string]string{"groups": strings.Join(req.GetGroups(), ",")}})
 	return &pb.SetUserGroupsResponse{}, nil
 }
@@ -157,7 +158,7 @@ func (s *Server) SetGroupAdmins(ctx context.Context, req *pb.SetGroupAdminsReque
 	if err := s.store.SetGroupAdmins(ctx, req.GetGroup(), req.GetAdminUserIds()); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "group.admins_set",
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventGroupAdminsSet,
 		Details: map[string]string{"group": req.GetGroup(), "admins": strings.Join(req.GetAdminUserIds(), ",")}})
 	return &pb.SetGroupAdminsResponse{}, nil
 }
@@ -191,7 +192,7 @@ func (s *Server) DeleteUser(ctx context.Context, req *pb.DeleteUserRequest) (*pb
 			details["removed."+table] = strconv.FormatInt(n, 10)
 		}
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "user.deleted", UserID: req.GetUserId(), Actor: req.GetActorId(), Details: details})
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventUserDeleted, UserID: req.GetUserId(), Actor: req.GetActorId(), Details: details})
 	return &pb.DeleteUserResponse{}, nil
 }
 

@@ -156,7 +156,7 @@ func TestResetFactors(t *testing.T) {
 	if len(list.GetFactors()) != 0 || st.GetEnabled() {
 		t.Fatalf("after reset: factors %v, backup codes %v", list.GetFactors(), st)
 	}
-	if !strings.Contains(c.logs.String(), `"event":"factors.reset"`) || !strings.Contains(c.logs.String(), `"actor":"carol"`) {
+	if !strings.Contains(c.logs.String(), `"event":"admin.reset"`) || !strings.Contains(c.logs.String(), `"actor":"carol"`) {
 		t.Fatal("the reset is not in the audit trail with its actor")
 	}
 	if list, _ := r.enrollment().ListFactors(c.as("selfservice"), &pb.ListFactorsRequest{UserId: "bob"}); len(list.GetFactors()) != 1 {
@@ -201,6 +201,9 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 	}
 	checked := 0
 	for _, table := range tables {
+		if table == "audit_events" {
+			continue // the audit trail outlives the account by design (storage.AuditRecord)
+		}
 		for _, col := range []string{"user_id", "admin_id"} {
 			if !db.Migrator().HasColumn(table, col) {
 				continue

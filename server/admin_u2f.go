@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/webauthn"
 )
@@ -64,7 +65,7 @@ func (s *Server) ImportU2FRegistration(ctx context.Context, req *pb.ImportU2FReg
 	case err != nil:
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "factor.enrolled", UserID: f.UserID, Actor: req.GetActorId(), Method: f.Method, Result: "active",
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorEnrolled, UserID: f.UserID, Actor: req.GetActorId(), Method: f.Method, Result: "active",
 		Details: map[string]string{"factor_id": f.ID, "source": "u2f_import", "app_id": req.GetAppId()}})
 	return &pb.ImportU2FRegistrationResponse{Factor: factorToPB(f)}, nil
 }

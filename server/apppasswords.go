@@ -7,8 +7,10 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -30,7 +32,7 @@ func (s *Server) IssueAppPassword(ctx context.Context, req *pb.IssueAppPasswordR
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "app_password.issued", UserID: p.UserID, Method: "app_password", Result: "issued",
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventAppPasswordIssued, UserID: p.UserID, Method: "app_password", Result: "issued",
 		Details: map[string]string{"app_password_id": p.ID, "read_only": strconv.FormatBool(scope.ReadOnly), "filesystem_only": strconv.FormatBool(scope.FilesystemOnly)}})
 	return &pb.IssueAppPasswordResponse{AppPassword: appPasswordToPB(p), Password: password}, nil
 }
@@ -53,14 +55,35 @@ func (s *Server) VerifyAppPassword(ctx context.Context, req *pb.VerifyAppPasswor
 	if err := checkIP("context.ip", req.GetContext().GetIp()); err != nil {
 		return nil, err
 	}
+	subj := throttle.Subjects{Login: req.GetLogin(), IP: req.GetContext().GetIp()}
+	d, err := s.checkThrottle(ctx, req.GetContext(), subj, "app_password")
+	if err != nil {
+		return nil, err
+	}
+	if d.Blocked {
+		s.metrics.verification("app_password", "throttled")
+		return &pb.VerifyAppPasswordResponse{Throttled: true, RetryAfter: retryAfter(d.RetryAfter)}, nil
+	}
 	res, err := s.apppw.Verify(ctx, req.GetLogin(), req.GetPassword(), req.GetContext().GetIp())
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	if !res.Valid {
-		s.audit(ctx, req.GetContext(), AuditEvent{Event: "app_password.rejected", UserID: req.GetLogin(), Method: "app_password",
+		s.metrics.verification("app_password", "rejected")
+		s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventAppPasswordRejected, UserID: req.GetLogin(), Method: "app_password",
 			Result: string(res.Reason)})
+		// Something that is not an app password at all (often the account password
+		// typed by mistake) cannot be a guess at one, so it is not counted.
+		if res.Reason != apppasswords.ReasonMalformed {
+			if _, err := s.throttleFailure(ctx, req.GetContext(), subj, "app_password"); err != nil {
+				return nil, err
+			}
+		}
 		return &pb.VerifyAppPasswordResponse{}, nil
+	}
+	s.metrics.verification("app_password", "accepted")
+	if d.HasCount(throttle.Login) {
+		s.throttleSuccess(ctx, throttle.Subjects{Login: req.GetLogin()})
 	}
 	return &pb.VerifyAppPasswordResponse{
 		Valid:         true,
@@ -124,7 +147,7 @@ func (s *Server) RevokeAppPassword(ctx context.Context, req *pb.RevokeAppPasswor
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "app_password.revoked", UserID: req.GetUserId(), Method: "app_password", Result: "revoked",
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventAppPasswordRevoked, UserID: req.GetUserId(), Method: "app_password", Result: "revoked",
 		Details: map[string]string{"app_password_id": req.GetAppPasswordId(), "announced": strconv.FormatBool(announced)}})
 	return &pb.RevokeAppPasswordResponse{}, nil
 }
@@ -139,7 +162,7 @@ func (s *Server) RevokeAllAppPasswords(ctx context.Context, req *pb.RevokeAllApp
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "app_password.revoked_all", UserID: req.GetUserId(), Method: "app_password", Result: "revoked",
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventAppPasswordRevoked, UserID: req.GetUserId(), Method: "app_password", Result: "revoked",
 		Details: map[string]string{"count": strconv.Itoa(n), "announced": strconv.FormatBool(announced)}})
 	return &pb.RevokeAllAppPasswordsResponse{Revoked: uint32(n)}, nil
 }

@@ -9,7 +9,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/backupcodes"
+	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -49,10 +52,17 @@ type verdict struct {
 	FactorID      string
 	UserID        string // set when the method resolved the user (passkeys)
 	CompleteLogin bool
+	// Audit are the method's own events (a cloned key, codes running low); the
+	// server records them once the answer's transaction has committed.
+	Audit []AuditEvent
 }
 
-// errNoFactor: the user has no active factor of the method.
-var errNoFactor = errors.New("no active factor")
+var (
+	// errNoFactor: the user has no active factor of the method.
+	errNoFactor = errors.New("no active factor")
+	// errChallengeGone: a concurrent verifier consumed or killed the challenge.
+	errChallengeGone = errors.New("challenge no longer open")
+)
 
 // BeginChallenge opens a challenge.
 func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeRequest) (*pb.BeginChallengeResponse, error) {
@@ -75,6 +85,13 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 	}
 	if err := s.requireAllowed(ctx, methodName(req.GetMethod())); err != nil {
 		return nil, err
+	}
+	d, err := s.checkThrottle(ctx, req.GetContext(), throttle.Subjects{UserID: req.GetUserId(), IP: req.GetContext().GetIp()}, methodName(req.GetMethod()))
+	if err != nil {
+		return nil, err
+	}
+	if d.Blocked {
+		return nil, throttledError(d)
 	}
 	out, err := m.begin(ctx, beginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext()})
 	if errors.Is(err, errNoFactor) {
@@ -107,7 +124,7 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 	if err := s.store.CreateChallenge(ctx, ch); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.begun", UserID: userID, Method: ch.Method,
+	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeBegun, UserID: userID, Method: ch.Method,
 		Details: map[string]string{"challenge_id": ch.ID}})
 	return &pb.BeginChallengeResponse{
 		ChallengeId:                ch.ID,
@@ -152,12 +169,46 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 	resp := &pb.VerifyChallengeResponse{UserId: ch.UserID, FactorId: ch.FactorID, Method: pm}
 	now := s.now().UTC()
 	if ch.State != storage.ChallengeOpen || !now.Before(ch.ExpiresAt) || ch.Attempts >= ch.MaxAttempts {
-		resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
+		return s.expired(ctx, req, ch, resp), nil
+	}
+	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP)}
+	d, err := s.checkThrottle(ctx, req.GetContext(), subj, ch.Method)
+	if err != nil {
+		return nil, err
+	}
+	if d.Blocked {
+		// Refused before the provider sees the answer: no attempt is used up.
+		s.metrics.verification(ch.Method, "throttled")
+		resp.Result = pb.VerifyResult_VERIFY_RESULT_THROTTLED
+		resp.RetryAfter = retryAfter(d.RetryAfter)
+		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
 		return resp, nil
 	}
-	v, err := s.methods[pm].verify(ctx, ch, ans)
+	// The answer's own single use (a TOTP step, a backup code, a WebAuthn counter)
+	// and the challenge's are one transaction: a right answer that loses the
+	// challenge to a concurrent verifier is rolled back, so it is neither spent nor
+	// half-written; a wrong one commits what the provider recorded (e.g. a cloned
+	// authenticator's mark) and then costs an attempt.
+	var v verdict
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if v, err = s.methods[pm].verify(ctx, ch, ans); err != nil || !v.Accepted {
+			return err
+		}
+		won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
+		if err == nil && !won {
+			return errChallengeGone
+		}
+		return err
+	})
+	if errors.Is(err, errChallengeGone) {
+		return s.expired(ctx, req, ch, resp), nil
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	for _, e := range v.Audit {
+		s.audit(ctx, req.GetContext(), e)
 	}
 	if v.FactorID != "" {
 		resp.FactorId = v.FactorID
@@ -166,33 +217,46 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 		resp.UserId = v.UserID
 	}
 	if v.Accepted {
-		won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
-		if err != nil {
-			return nil, s.toStatus(ctx, err)
+		if d.HasCount(throttle.User) || ch.UserID == "" {
+			s.throttleSuccess(ctx, throttle.Subjects{UserID: resp.UserId})
 		}
-		if !won {
-			resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
-			return resp, nil
+		s.metrics.verification(ch.Method, "accepted")
+		if ch.Method == backupcodes.Method {
+			s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventBackupCodeUsed, UserID: resp.UserId, Method: ch.Method, Result: "accepted",
+				Details: map[string]string{"challenge_id": ch.ID}})
 		}
 		resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED
 		resp.CompleteLogin = v.CompleteLogin
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
-		s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.accepted", UserID: resp.UserId, Method: ch.Method, Result: "accepted",
+		s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeAccepted, UserID: resp.UserId, Method: ch.Method, Result: "accepted",
 			Details: map[string]string{"challenge_id": ch.ID, "factor_id": resp.FactorId}})
 		return resp, nil
+	}
+	subj.UserID = resp.UserId
+	if _, err := s.throttleFailure(ctx, req.GetContext(), subj, ch.Method); err != nil {
+		return nil, err
 	}
 	remaining, open, err := s.store.FailChallengeAttempt(ctx, ch.ID, now)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	if !open {
-		resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
-		return resp, nil
+		return s.expired(ctx, req, ch, resp), nil
 	}
+	s.metrics.verification(ch.Method, "rejected")
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_REJECTED
 	resp.Reason = v.Reason
 	resp.RemainingAttempts = uint32(remaining)
-	s.audit(ctx, req.GetContext(), AuditEvent{Event: "challenge.rejected", UserID: ch.UserID, Method: ch.Method,
+	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeRejected, UserID: ch.UserID, Method: ch.Method,
 		Result: v.Reason.String(), Details: map[string]string{"challenge_id": ch.ID}})
 	return resp, nil
+}
+
+// expired answers an answer to a challenge that is used up, failed or out of time.
+func (s *Server) expired(ctx context.Context, req *pb.VerifyChallengeRequest, ch *storage.Challenge, resp *pb.VerifyChallengeResponse) *pb.VerifyChallengeResponse {
+	s.metrics.verification(ch.Method, "expired")
+	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeExpired, UserID: resp.UserId, Method: ch.Method, Result: "expired",
+		Details: map[string]string{"challenge_id": ch.ID, "state": ch.State}})
+	resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
+	return resp
 }

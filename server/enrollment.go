@@ -8,9 +8,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
+	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -81,11 +83,23 @@ func (s *Server) FinishEnrollment(ctx context.Context, req *pb.FinishEnrollmentR
 		if code == "" {
 			return nil, invalid("code", "is required to finish a TOTP enrollment")
 		}
+		subj := throttle.Subjects{UserID: req.GetUserId()}
+		d, err := s.checkThrottle(ctx, nil, subj, totp.Method)
+		if err != nil {
+			return nil, err
+		}
+		if d.Blocked {
+			return nil, throttledError(d)
+		}
 		f, err = s.totp.FinishEnrollment(ctx, req.GetUserId(), req.GetFactorId(), code)
 		switch {
 		case errors.Is(err, totp.ErrMalformed):
 			return nil, invalid("code", "%v", err)
 		case errors.Is(err, totp.ErrWrongCode):
+			s.metrics.verification("totp_enrollment", "rejected")
+			if _, err := s.throttleFailure(ctx, nil, subj, totp.Method); err != nil {
+				return nil, err
+			}
 			return nil, status.Error(codes.InvalidArgument, "code: wrong code; check the authenticator app's clock and try the current code")
 		case err != nil:
 			return nil, s.toStatus(ctx, err)
@@ -97,7 +111,7 @@ func (s *Server) FinishEnrollment(ctx context.Context, req *pb.FinishEnrollmentR
 	default:
 		return nil, status.Errorf(codes.FailedPrecondition, "factor_id: a %s factor cannot be finished this way", f.Method)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "factor.enrolled", UserID: f.UserID, Method: f.Method, Result: "active",
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorEnrolled, UserID: f.UserID, Method: f.Method, Result: "active",
 		Details: map[string]string{"factor_id": f.ID}})
 	return &pb.FinishEnrollmentResponse{Factor: factorToPB(f)}, nil
 }
@@ -161,7 +175,7 @@ func (s *Server) RemoveFactor(ctx context.Context, req *pb.RemoveFactorRequest) 
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "factor.removed", UserID: f.UserID, Method: f.Method,
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorRemoved, UserID: f.UserID, Method: f.Method,
 		Details: map[string]string{"factor_id": f.ID}})
 	return &pb.RemoveFactorResponse{}, nil
 }

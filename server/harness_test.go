@@ -27,6 +27,7 @@ import (
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
@@ -76,6 +77,9 @@ type cluster struct {
 	names notify.Names
 	// pwned is an httptest server speaking the pwned-passwords range API.
 	pwned *httptest.Server
+	// throttle configures every replica's throttle. newCluster sets limits high
+	// enough that tests of other things never meet them; throttle tests set their own.
+	throttle throttle.Config
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -89,6 +93,7 @@ func newCluster(t *testing.T) *cluster {
 		logs:  &syncBuffer{},
 	}
 	c.waPolicy = &testWebAuthnPolicy{}
+	c.throttle = throttle.Config{IPDelayAfter: 40, UserDelayAfter: 60, UserLockAfter: 100}
 	c.nc, c.js, c.names = natstest.Start(t)
 	c.pwned = pwnedRangeAPI(t)
 	var entries []server.APIKeyEntry
@@ -116,6 +121,8 @@ func newCluster(t *testing.T) *cluster {
 type replica struct {
 	addr string
 	conn *grpc.ClientConn
+	srv  *server.Server
+	nc   *nats.Conn // this replica's own NATS connection
 }
 
 func (c *cluster) start() *replica {
@@ -145,9 +152,13 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	th, err := throttle.New(st, c.throttle, c.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := server.New(server.Deps{
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now,
-		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc,
+		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th,
 	}, server.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +177,7 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &replica{addr: lis.Addr().String(), conn: conn}
+	return &replica{addr: lis.Addr().String(), conn: conn, srv: srv, nc: nc}
 }
 
 // as returns a context that authenticates with the named key.

@@ -140,6 +140,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 			err = status.Error(codes.Internal, "internal error (request id "+rid+")")
 		}
 		s.logCall(ctx, info.FullMethod, rid, start, err)
+		s.metrics.rpc(info.FullMethod, status.Code(err).String(), time.Since(start))
 	}()
 	actx, err := s.authenticate(ctx, info.FullMethod)
 	if err != nil {
@@ -159,6 +160,7 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 			err = status.Error(codes.Internal, "internal error (request id "+rid+")")
 		}
 		s.logCall(ss.Context(), info.FullMethod, rid, start, err)
+		s.metrics.rpc(info.FullMethod, status.Code(err).String(), time.Since(start))
 	}()
 	ctx, aerr := s.authenticate(context.WithValue(ss.Context(), requestIDKey, rid), info.FullMethod)
 	if aerr != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/storage"
@@ -34,17 +35,17 @@ func (m adminCodeMethod) verify(ctx context.Context, ch *storage.Challenge, ans 
 	used, err := m.s.adminCodes.Verify(ctx, ch.UserID, ans.Code)
 	switch {
 	case err == nil:
-		m.s.audit(ctx, nil, AuditEvent{Event: "admin_code.used", UserID: ch.UserID, Method: admincodes.Method, Result: "accepted",
-			Details: map[string]string{"issued_by": used.IssuedBy, "issued_at": used.IssuedAt.UTC().Format("2006-01-02T15:04:05Z")}})
-		return verdict{Accepted: true}, nil
+		return verdict{Accepted: true, Audit: []AuditEvent{{Event: notify.EventAdminCodeUsed, UserID: ch.UserID, Method: admincodes.Method, Result: "accepted",
+			Details: map[string]string{"issued_by": used.IssuedBy, "issued_at": used.IssuedAt.UTC().Format("2006-01-02T15:04:05Z")}}}}, nil
 	case errors.Is(err, admincodes.ErrMalformed):
 		return verdict{}, invalid("code", "is not an admin code (16 characters, e.g. XXXX-XXXX-XXXX-XXXX)")
 	case errors.Is(err, admincodes.ErrWrongCode), errors.Is(err, admincodes.ErrNoCode), errors.Is(err, admincodes.ErrExpired):
+		v := verdict{Reason: pb.RejectReason_REJECT_REASON_WRONG_CODE}
 		// An expired code is told apart only in the audit trail, not to the caller.
 		if errors.Is(err, admincodes.ErrExpired) {
-			m.s.audit(ctx, nil, AuditEvent{Event: "admin_code.expired", UserID: ch.UserID, Method: admincodes.Method, Result: "rejected"})
+			v.Audit = []AuditEvent{{Event: notify.EventAdminCodeExpired, UserID: ch.UserID, Method: admincodes.Method, Result: "rejected"}}
 		}
-		return verdict{Reason: pb.RejectReason_REJECT_REASON_WRONG_CODE}, nil
+		return v, nil
 	case errors.Is(err, admincodes.ErrUsed):
 		return verdict{Reason: pb.RejectReason_REJECT_REASON_REPLAYED}, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/storage"
@@ -35,11 +36,12 @@ func (m backupCodeMethod) verify(ctx context.Context, ch *storage.Challenge, ans
 	res, err := m.s.backupCodes.Verify(ctx, ch.UserID, ans.Code)
 	switch {
 	case err == nil:
+		v := verdict{Accepted: true}
 		if res.LowRecorded {
-			m.s.audit(ctx, nil, AuditEvent{Event: "backup_codes.running_low", UserID: ch.UserID, Method: backupcodes.Method,
-				Details: map[string]string{"remaining": strconv.Itoa(res.Remaining)}})
+			v.Audit = []AuditEvent{{Event: notify.EventBackupCodesRunningLow, UserID: ch.UserID, Method: backupcodes.Method,
+				Details: map[string]string{"remaining": strconv.Itoa(res.Remaining)}}}
 		}
-		return verdict{Accepted: true}, nil
+		return v, nil
 	case errors.Is(err, backupcodes.ErrMalformed):
 		return verdict{}, invalid("code", "is not a backup code (10 characters, e.g. XXXXX-XXXXX, without 0, O, 1, I or L)")
 	case errors.Is(err, backupcodes.ErrWrongCode), errors.Is(err, backupcodes.ErrNoCodes):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/storage"
@@ -64,8 +65,8 @@ func (m webauthnMethod) verify(ctx context.Context, ch *storage.Challenge, ans a
 	case errors.Is(err, webauthn.ErrCloned):
 		v.Reason = pb.RejectReason_REJECT_REASON_CLONED_AUTHENTICATOR
 		if res != nil && res.SignCount <= res.StoredSignCount && !(res.SignCount == 0 && res.StoredSignCount == 0) {
-			m.s.audit(ctx, nil, AuditEvent{Event: "webauthn.counter_regressed", UserID: res.UserID, Method: webauthn.Method,
-				Result: "refused", ClientIP: ch.ClientIP, Details: map[string]string{
+			v.Audit = append(v.Audit, AuditEvent{Event: notify.EventWebAuthnCounterRegressed, UserID: res.UserID, Method: webauthn.Method,
+				Result: "refused", Details: map[string]string{
 					"challenge_id": ch.ID, "factor_id": res.Factor.ID,
 					"stored_sign_count": strconv.FormatUint(uint64(res.StoredSignCount), 10),
 					"sign_count":        strconv.FormatUint(uint64(res.SignCount), 10),

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/backupcodes"
@@ -69,7 +70,7 @@ func (s *Server) IssueBackupCodes(ctx context.Context, req *pb.IssueBackupCodesR
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	s.audit(ctx, nil, AuditEvent{Event: "backup_codes.issued", UserID: req.GetUserId(), Method: backupcodes.Method,
+	s.audit(ctx, nil, AuditEvent{Event: notify.EventBackupCodesIssued, UserID: req.GetUserId(), Method: backupcodes.Method,
 		Details: map[string]string{"count": strconv.Itoa(len(issued.Codes))}})
 	return &pb.IssueBackupCodesResponse{Codes: issued.Codes, CreatedAt: timestamppb.New(issued.CreatedAt)}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
+	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -26,6 +27,8 @@ type Options struct {
 	ChallengeTTL time.Duration
 	// MaxAttempts wrong answers end a challenge; default 5.
 	MaxAttempts int
+	// AuditPublishTimeout bounds the NATS publish of one audit event; default 2 s.
+	AuditPublishTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -67,6 +70,12 @@ type Deps struct {
 
 	// WebAuthn enables security keys, passkeys and imported U2F keys (optional).
 	WebAuthn *webauthn.Provider
+
+	// Throttle slows down and locks guessing; built on Store with
+	// throttle.DefaultConfig when nil.
+	Throttle *throttle.Throttler
+	// Metrics receives the Prometheus series; a new set when nil (see Metrics()).
+	Metrics *Metrics
 }
 
 // Server implements the twofactor.v1 services.
@@ -88,6 +97,8 @@ type Server struct {
 	events   *notify.Publisher
 	breached PasswordChecker
 	closers  []func()
+	throttle *throttle.Throttler
+	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
 	methods  map[pb.Method]method
@@ -111,6 +122,8 @@ func New(d Deps, opts Options) (*Server, error) {
 		auditor:  d.Auditor,
 		events:   d.Events,
 		breached: d.Breached,
+		throttle: d.Throttle,
+		metrics:  d.Metrics,
 		log:      d.Logger,
 		now:      d.Now,
 	}
@@ -120,8 +133,19 @@ func New(d Deps, opts Options) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
 	if s.auditor == nil {
-		s.auditor = LogAuditor{Log: s.log}
+		s.auditor = &TrailAuditor{Store: s.store, Events: s.events, Log: s.log, Metrics: s.metrics,
+			PublishTimeout: s.opts.AuditPublishTimeout}
+	}
+	if s.throttle == nil {
+		th, err := throttle.New(s.store, throttle.DefaultConfig(), s.now)
+		if err != nil {
+			return nil, err
+		}
+		s.throttle = th
 	}
 	s.methods = map[pb.Method]method{
 		pb.Method_METHOD_TOTP: totpMethod{s.totp},
@@ -143,6 +167,9 @@ func New(d Deps, opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Metrics returns the Prometheus series this server updates.
+func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Close releases the subscriptions New made.
 func (s *Server) Close() {
@@ -179,6 +206,16 @@ func (s *Server) Sweep(ctx context.Context) error {
 	if _, err := s.store.DeleteChallengesBefore(ctx, now.Add(-time.Hour)); err != nil {
 		return err
 	}
-	_, err := s.store.DeleteExpiredPendingFactors(ctx, now)
+	if _, err := s.store.DeleteExpiredPendingFactors(ctx, now); err != nil {
+		return err
+	}
+	_, err := s.store.DeleteThrottlesBefore(ctx, now.Add(-s.throttle.Config().Window))
+	return err
+}
+
+// SweepAudit deletes audit records older than retention (the NATS stream has its
+// own max age).
+func (s *Server) SweepAudit(ctx context.Context, retention time.Duration) error {
+	_, err := s.store.DeleteAuditEventsBefore(ctx, s.now().UTC().Add(-retention))
 	return err
 }

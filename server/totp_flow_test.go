@@ -136,27 +136,9 @@ func TestChallengeMovesBetweenReplicasAndOneRacerWins(t *testing.T) {
 	c.clock.Add(30 * time.Second)
 	code, _ = totp.CodeAt(seed, params, c.clock.Now())
 	ids := []string{begin(t, c, a, "carol"), begin(t, c, b, "carol"), begin(t, c, a, "carol")}
-	var accepted atomic.Int32
-	var wg sync.WaitGroup
-	for i := 0; i < 30; i++ {
-		wg.Add(1)
-		go func(r *replica, id string) {
-			defer wg.Done()
-			resp, err := r.challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{
-				ChallengeId: id, Response: &pb.VerifyChallengeRequest_Code{Code: code},
-			})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if resp.Result == pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
-				accepted.Add(1)
-			}
-		}([]*replica{a, b}[i%2], ids[i%3])
-	}
-	wg.Wait()
-	if accepted.Load() != 1 {
-		t.Fatalf("%d verifications accepted the same code, want exactly 1", accepted.Load())
+	accepted := race(t, c, []*replica{a, b}, ids, code, 30)
+	if accepted != 1 {
+		t.Fatalf("%d verifications accepted the same code, want exactly 1", accepted)
 	}
 }
 
@@ -307,3 +289,29 @@ func TestNoSecretInLogs(t *testing.T) {
 }
 
 func withKey(k string) context.Context { return withRaw("Bearer " + k) }
+
+// race has n goroutines answer the challenges ids with one code at once, spread
+// over the replicas, and returns how many were accepted.
+func race(t *testing.T, c *cluster, replicas []*replica, ids []string, code string, n int) int {
+	t.Helper()
+	var accepted atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func(r *replica, id string) {
+			defer wg.Done()
+			resp, err := r.challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{
+				ChallengeId: id, Response: &pb.VerifyChallengeRequest_Code{Code: code},
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if resp.Result == pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+				accepted.Add(1)
+			}
+		}(replicas[i%len(replicas)], ids[i%len(ids)])
+	}
+	wg.Wait()
+	return int(accepted.Load())
+}

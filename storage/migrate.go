@@ -21,6 +21,8 @@ func models() []any {
 		&PolicyRecord{},
 		&EnforcementStart{},
 		&WebAuthnUser{},
+		&ThrottleState{},
+		&AuditRecord{},
 	}
 }
 

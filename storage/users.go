@@ -4,6 +4,8 @@ import "context"
 
 // userRows lists every table that holds rows of a user, with the column naming
 // the user. DeleteUser empties them all; a new table with user rows joins here.
+// Audit records (audit_events) are deliberately absent: the trail outlives the
+// account and ages out by retention only (see AuditRecord).
 func userRows() []struct {
 	Model  any
 	Column string

@@ -20,7 +20,7 @@ import (
 func startAuthd(t *testing.T) (addr, dataDir string) {
 	t.Helper()
 	dataDir = t.TempDir()
-	cfg, err := app.Parse("authd", []string{"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-database-url", storagetest.URL(t)}, func(string) string { return "" })
+	cfg, err := app.Parse("authd", []string{"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", storagetest.URL(t)}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

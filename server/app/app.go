@@ -35,6 +35,7 @@ import (
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -48,9 +49,11 @@ type App struct {
 	grpc    *grpc.Server
 	health  *health.Server
 	lis     net.Listener
-	nc      *nats.Conn
-	events  *notify.Publisher
-	closers []func()
+	// metricsLis serves /metrics (nil when disabled).
+	metricsLis net.Listener
+	nc         *nats.Conn
+	events     *notify.Publisher
+	closers    []func()
 }
 
 // NewLogger builds the structured logger the configuration asks for.
@@ -68,11 +71,11 @@ func NewLogger(cfg *Config, w io.Writer) (*slog.Logger, error) {
 
 // New opens the stores, prepares keys on first start, wires the services and
 // starts listening. Serve then serves until its context ends.
-func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, log: log}
+func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
-			a.close()
+			a.close() // what was opened before the failure
 		}
 	}()
 	if err := Init(cfg, log); err != nil {
@@ -131,10 +134,20 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error)
 	if err != nil {
 		return nil, err
 	}
+	tc, err := cfg.throttleConfig()
+	if err != nil {
+		return nil, err
+	}
+	th, err := throttle.New(a.store, tc, nil)
+	if err != nil {
+		return nil, err
+	}
+	metrics := server.NewMetrics()
 	a.srv, err = server.New(server.Deps{
+		Throttle: th, Metrics: metrics,
 		Store: a.store, Keys: ring, APIKeys: a.apiKeys, TOTP: tp, Logger: log,
 		Policy: pol, WebAuthn: wa, AppPasswords: ap, Events: a.events, Breached: bc,
-	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts})
+	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts, AuditPublishTimeout: cfg.AuditPublishTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +170,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (a *App, err error)
 	healthpb.RegisterHealthServer(a.grpc, a.health)
 	if cfg.Reflection {
 		reflection.Register(a.grpc)
+	}
+	if err := a.startMetrics(metrics); err != nil {
+		return nil, err
 	}
 	if a.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -186,7 +202,7 @@ func (a *App) ReloadAPIKeys() error {
 func (a *App) Serve(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.grpc.Serve(a.lis) }()
-	go a.watchHealth(ctx, 5*time.Second)
+	go a.watchHealth(ctx, a.cfg.HealthInterval)
 	go a.sweep(ctx, time.Minute)
 	a.log.Info("authd serving", "addr", a.Addr(), "database", string(a.store.Dialect()), "tls", a.cfg.TLSCert != "", "mtls", a.cfg.TLSClientCA != "")
 	select {
@@ -216,34 +232,22 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// watchHealth reports NOT_SERVING while a dependency is unreachable and SERVING
-// again when it returns.
+// watchHealth reports NOT_SERVING while the database or NATS is unreachable and
+// SERVING again when they return (see healthWatcher).
 func (a *App) watchHealth(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		st := healthpb.HealthCheckResponse_SERVING
-		if err := a.checkDeps(ctx); err != nil {
-			st = healthpb.HealthCheckResponse_NOT_SERVING
-			a.log.Warn("not serving", "error", err.Error())
-		}
-		a.health.SetServingStatus("", st)
+	w := &healthWatcher{health: a.health, log: a.log, services: func() []string {
+		var names []string
 		for name := range a.grpc.GetServiceInfo() {
-			a.health.SetServingStatus(name, st)
+			names = append(names, name)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (a *App) checkDeps(ctx context.Context) error {
-	if err := a.store.Ping(ctx); err != nil {
-		return err
-	}
-	return notify.HealthyContext(ctx, a.nc)
+		return names
+	}, checks: []healthCheck{
+		{"database", a.store.Ping},
+		{"nats", func(ctx context.Context) error { return notify.HealthyContext(ctx, a.nc) }},
+	}}
+	w.run(ctx, t.C)
 }
 
 // startNATS connects to the external NATS, or starts the embedded one (JetStream
@@ -275,7 +279,10 @@ func (a *App) startNATS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := notify.EnsureStreams(ctx, js, names, notify.DefaultStreamConfig()); err != nil {
+	sc := notify.DefaultStreamConfig()
+	sc.Replicas = a.cfg.NATSReplicas
+	sc.AuditMaxAge = a.cfg.AuditMaxAge
+	if err := notify.EnsureStreams(ctx, js, names, sc); err != nil {
 		return fmt.Errorf("nats streams: %w", err)
 	}
 	a.events = notify.NewPublisher(js, a.nc, names)
@@ -341,6 +348,9 @@ func (a *App) sweep(ctx context.Context, every time.Duration) {
 		case <-t.C:
 			if err := a.srv.Sweep(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				a.log.Warn("sweep", "error", err.Error())
+			}
+			if err := a.srv.SweepAudit(ctx, a.cfg.AuditRetention); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Warn("audit retention sweep", "error", err.Error())
 			}
 		}
 	}

@@ -26,6 +26,7 @@ type Config struct {
 	NATSURL      string
 	NATSListen   string
 	NATSPrefix   string
+	NATSReplicas int
 	KeyFile      string
 	APIKeysFile  string
 	TLSCert      string
@@ -60,6 +61,8 @@ type Config struct {
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
 	PprofListen string
+
+	ObserveConfig
 }
 
 // Embedded tells whether this instance runs on its own: SQLite and an in-process NATS.
@@ -77,6 +80,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.NATSURL, "nats-url", "", "nats://… of an external NATS cluster; default an embedded NATS server")
 	fs.StringVar(&c.NATSListen, "nats-listen", "", "host:port where the embedded NATS server also accepts TCP clients (e.g. notifyd); default none")
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", "twofactor", "prefix of every NATS subject and stream")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "JetStream stream replicas (3 on a three-node cluster)")
 	fs.StringVar(&c.KeyFile, "key-file", "", "sealing key ring (JSON); default <data-dir>/keys.json, generated on first start")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys (JSON, hashed); default <data-dir>/api-keys.json, with an admin key generated on first start")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for gRPC TLS")
@@ -106,6 +110,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.AdminGroups, "admin-groups", "admin", "comma-separated groups whose members are full admins")
 	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", time.Second, "how long a replica reuses the policy it read; a change made on another replica applies here within it (0: read on every request)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "loopback host:port serving Go profiles (/debug/pprof/); default off")
+	observeFlags(fs, &c.ObserveConfig)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -157,6 +162,9 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 }
 
 func (c *Config) finish() error {
+	if err := c.ObserveConfig.finish(); err != nil {
+		return err
+	}
 	if c.DataDir == "" {
 		return errors.New("data-dir must not be empty")
 	}

@@ -1,0 +1,41 @@
+// Package demo is the demo web login of twofactor: a small backend, in the role a
+// Nextcloud or any web application plays, that signs people in with the second
+// factors authd offers. It calls authd over gRPC through clients/client and serves
+// server-rendered pages (html/template, embedded with embed.FS, no external assets)
+// with a little JavaScript for WebAuthn.
+//
+// The demo has no passwords: the user name is the first step, then authd's
+// GetLoginRequirements decides whether a second factor is needed and which methods
+// the user can pass (TOTP, security key or passkey, backup code, admin code). A
+// passkey can also sign in without a name (a discoverable credential, WebAuthn
+// Level 3 §6.2.2, requested with an empty allowCredentials).
+//
+// Security properties, and where they come from:
+//
+//   - Sessions are stateless: a cookie holding the user and an expiry, signed with
+//     HMAC-SHA256 (RFC 2104, FIPS 198-1) under a 256-bit key drawn from crypto/rand
+//     per process, compared in constant time (hmac.Equal). The MAC covers a purpose
+//     label, so the half-finished login cookie (name given, second factor owed, open
+//     challenge id) never passes for a session (OWASP ASVS 4.0 V3.2, V3.5).
+//   - Cookies are HttpOnly, SameSite=Strict, Path=/, and Secure on an https origin
+//     (RFC 6265bis §4.1.2, §5.4.7).
+//   - Every state-changing request must carry an Origin header equal to the
+//     configured origin, or without one a Referer under it; anything else is
+//     refused with 403 (OWASP CSRF Prevention Cheat Sheet, "Verifying origin with
+//     standard headers"; RFC 6454 §7). JSON endpoints also demand
+//     application/json, which a cross-site form cannot send.
+//   - A second-factor answer counts only for the user who gave their name: the
+//     user id authd returns with an accepted verdict must match the login cookie.
+//   - One-time secrets (TOTP seed and QR code, backup codes, app passwords) are
+//     shown once on a Cache-Control: no-store page, never put in a cookie, a URL or
+//     the log; a wrong TOTP code shows the code field again, not the seed. The
+//     breached-password form sends the password to authd only and never echoes it.
+//   - A strict Content-Security-Policy (script-src 'self', no inline script,
+//     frame-ancestors 'none') and nosniff on every response.
+//   - WebAuthn needs the browser's origin to be exactly the one authd allows
+//     (-webauthn-origins, default http://localhost:8080) and an RP ID the origin's
+//     host ends with ("localhost"): open the demo at http://localhost:8080, not at
+//     127.0.0.1 (WebAuthn Level 3 §5.1.3 and §5.1.4: the RP ID must be a registrable
+//     domain suffix of the origin's host; §7.1 and §7.2: the relying party checks
+//     the origin in clientDataJSON).
+package demo

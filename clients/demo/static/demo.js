@@ -1,0 +1,165 @@
+// twofactor demo: the browser half of WebAuthn. The server hands out options as
+// JSON (WebAuthn Level 3 §5.1.3 / §5.1.4 JSON forms) and takes credentials back
+// as JSON (PublicKeyCredential.toJSON, §5.1.8). Older browsers lack those
+// helpers, so base64url fields are converted by hand as a fallback.
+"use strict";
+
+(function () {
+  function b64urlToBuf(s) {
+    s = s.replace(/-/g, "+").replace(/_/g, "/");
+    while (s.length % 4) s += "=";
+    const bin = atob(s);
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out.buffer;
+  }
+
+  function bufToB64url(buf) {
+    if (!buf) return undefined;
+    const bytes = new Uint8Array(buf);
+    let bin = "";
+    for (let i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  // unwrap accepts {"publicKey": {...}} (as go-webauthn marshals it) or the bare options.
+  function unwrap(o) { return o && o.publicKey ? o.publicKey : o; }
+
+  function creationOptions(json) {
+    const o = unwrap(json);
+    if (window.PublicKeyCredential && PublicKeyCredential.parseCreationOptionsFromJSON) {
+      return PublicKeyCredential.parseCreationOptionsFromJSON(o);
+    }
+    const c = Object.assign({}, o);
+    c.challenge = b64urlToBuf(o.challenge);
+    c.user = Object.assign({}, o.user, { id: b64urlToBuf(o.user.id) });
+    c.excludeCredentials = (o.excludeCredentials || []).map(function (d) {
+      return Object.assign({}, d, { id: b64urlToBuf(d.id) });
+    });
+    return c;
+  }
+
+  function requestOptions(json) {
+    const o = unwrap(json);
+    if (window.PublicKeyCredential && PublicKeyCredential.parseRequestOptionsFromJSON) {
+      return PublicKeyCredential.parseRequestOptionsFromJSON(o);
+    }
+    const r = Object.assign({}, o);
+    r.challenge = b64urlToBuf(o.challenge);
+    r.allowCredentials = (o.allowCredentials || []).map(function (d) {
+      return Object.assign({}, d, { id: b64urlToBuf(d.id) });
+    });
+    return r;
+  }
+
+  // credentialJSON is PublicKeyCredential.toJSON(), or the same by hand.
+  function credentialJSON(cred) {
+    if (typeof cred.toJSON === "function") {
+      try { return cred.toJSON(); } catch (e) { /* fall through */ }
+    }
+    const r = cred.response;
+    const out = {
+      id: cred.id,
+      rawId: bufToB64url(cred.rawId),
+      type: cred.type,
+      authenticatorAttachment: cred.authenticatorAttachment || undefined,
+      clientExtensionResults: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+      response: { clientDataJSON: bufToB64url(r.clientDataJSON) },
+    };
+    if (r.attestationObject) {
+      out.response.attestationObject = bufToB64url(r.attestationObject);
+      if (r.getTransports) out.response.transports = r.getTransports();
+    } else {
+      out.response.authenticatorData = bufToB64url(r.authenticatorData);
+      out.response.signature = bufToB64url(r.signature);
+      if (r.userHandle && r.userHandle.byteLength) out.response.userHandle = bufToB64url(r.userHandle);
+    }
+    return out;
+  }
+
+  async function post(url, body) {
+    const resp = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify(body),
+    });
+    let data;
+    try { data = await resp.json(); } catch (e) {
+      data = { ok: false, message: (await resp.text().catch(function () { return ""; })) || resp.statusText };
+    }
+    return data;
+  }
+
+  function show(kind, text) {
+    const el = document.getElementById("webauthn-result");
+    if (!el) { alert(text); return; }
+    el.hidden = false;
+    el.className = "result " + kind;
+    el.textContent = text;
+  }
+
+  function browserError(e) {
+    if (e && e.name === "NotAllowedError") return "The browser or the key refused, or the prompt was closed or timed out.";
+    if (e && e.name === "InvalidStateError") return "This key is already registered for this user.";
+    if (e && e.name === "SecurityError") return "The browser refused this origin for WebAuthn. Open the demo at http://localhost:8080.";
+    return "WebAuthn failed: " + (e && e.message ? e.message : e);
+  }
+
+  function supported() {
+    if (window.PublicKeyCredential && navigator.credentials) return true;
+    show("rejected", "This browser does not support WebAuthn (or the page is not a secure context: use http://localhost:8080).");
+    return false;
+  }
+
+  async function signIn(passkey) {
+    if (!supported()) return;
+    show("pending", passkey ? "Choose a passkey…" : "Touch your security key…");
+    try {
+      const begin = await post("/signin/webauthn/begin", { passkey: passkey });
+      if (!begin.ok) {
+        show("rejected", begin.message || "Could not start.");
+        if (begin.redirect) setTimeout(function () { location.href = begin.redirect; }, 1500);
+        return;
+      }
+      const cred = await navigator.credentials.get({ publicKey: requestOptions(begin.options) });
+      const fin = await post("/signin/webauthn/finish", credentialJSON(cred));
+      show(fin.result || (fin.ok ? "accepted" : "rejected"), fin.message || "");
+      if (fin.ok && fin.redirect) location.href = fin.redirect;
+    } catch (e) {
+      show("rejected", browserError(e));
+    }
+  }
+
+  async function enroll(ev) {
+    ev.preventDefault();
+    if (!supported()) return;
+    const name = document.getElementById("wa-name").value;
+    const discoverable = document.getElementById("wa-discoverable").checked;
+    show("pending", "Touch your security key or confirm the passkey…");
+    try {
+      const begin = await post("/account/webauthn/begin", { name: name, discoverable: discoverable });
+      if (!begin.ok) { show("rejected", begin.message || "Could not start."); return; }
+      const cred = await navigator.credentials.create({ publicKey: creationOptions(begin.options) });
+      const fin = await post("/account/webauthn/finish", { factorId: begin.factorId, credential: credentialJSON(cred) });
+      show(fin.ok ? "accepted" : "rejected", fin.message || "");
+      if (fin.ok && fin.redirect) location.href = fin.redirect;
+    } catch (e) {
+      show("rejected", browserError(e));
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const pk = document.getElementById("passkey-signin");
+    if (pk) pk.addEventListener("click", function () { signIn(true); });
+    const sk = document.getElementById("webauthn-signin");
+    if (sk) sk.addEventListener("click", function () { signIn(false); });
+    const en = document.getElementById("webauthn-enroll");
+    if (en) en.addEventListener("submit", enroll);
+    document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+      f.addEventListener("submit", function (ev) {
+        if (!confirm(f.dataset.confirm)) ev.preventDefault();
+      });
+    });
+  });
+})();

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/twofactor/twofactor/clients/client"
+	"github.com/twofactor/twofactor/server/app"
+	"github.com/twofactor/twofactor/storage/storagetest"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func runOut(t *testing.T, args ...string) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := run(args, strings.NewReader(""), &out); err != nil {
+		t.Fatalf("authctl %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
+}
+
+// throttle status/clear, audit list and audit tail against a whole authd whose
+// embedded NATS accepts TCP clients; /metrics on its own port.
+func TestObserveCommands(t *testing.T) {
+	dataDir := t.TempDir()
+	natsAddr, metricsAddr := freePort(t), freePort(t)
+	cfg, err := app.Parse("authd", []string{"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", metricsAddr,
+		"-nats-listen", natsAddr, "-database-url", storagetest.URL(t)}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	g := []string{"-addr", a.Addr(), "-data-dir", dataDir}
+
+	key, err := client.FindAPIKey("", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(client.Options{Addr: a.Addr(), APIKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	en, err := c.EnrollTOTP(ctx, "alice", "alice", "Phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := c.FinishWithCode(ctx, "alice", en.GetFactorId(), "000000"); err == nil {
+			t.Skip("000000 happened to be the right code")
+		}
+	}
+	if out := runOut(t, append(g, "throttle", "status", "alice")...); !strings.HasPrefix(out, "alice: 2 failures") {
+		t.Fatalf("throttle status: %q", out)
+	}
+	if out := runOut(t, append(g, "throttle", "status", "2001:db8:1:2::3")...); !strings.HasPrefix(out, "2001:db8:1::/56: 0 failures, not blocked") {
+		t.Fatalf("throttle status of an IPv6 address: %q", out)
+	}
+	runOut(t, append(g, "throttle", "clear", "alice")...)
+	if out := runOut(t, append(g, "throttle", "status", "alice")...); !strings.HasPrefix(out, "alice: 0 failures, not blocked") {
+		t.Fatalf("after clear: %q", out)
+	}
+	if out := runOut(t, append(g, "audit", "list", "alice")...); !strings.Contains(out, "throttle.cleared") || !strings.Contains(out, `caller="admin(`) {
+		t.Fatalf("audit list: %q", out)
+	}
+	// The tail replays the stream from the start and stops at the deadline.
+	out := runOut(t, append(g, "-timeout", "3s", "audit", "tail", "-from-start", "-json", "-nats-url", "nats://"+natsAddr)...)
+	if !strings.Contains(out, `"event":"throttle.cleared"`) || !strings.Contains(out, `"v":1`) {
+		t.Fatalf("audit tail: %q", out)
+	}
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `twofactor_verifications_total{factor="totp_enrollment",result="rejected"} 2`) {
+		t.Fatalf("metrics lack the rejected enrolment codes")
+	}
+}

@@ -1,0 +1,72 @@
+// Command demo serves the twofactor demo web login: a backend that signs people in
+// with every second factor authd offers. Start authd first, then the demo, and open
+// http://localhost:8080 (not 127.0.0.1: WebAuthn needs that exact origin):
+//
+//	go run ./cmd/authd &
+//	go run ./cmd/demo
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/twofactor/twofactor/clients/client"
+	"github.com/twofactor/twofactor/clients/demo"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address")
+	origin := fs.String("origin", "http://localhost:8080", "the origin the browser uses; authd's -webauthn-origins must list it")
+	addr := fs.String("addr", "127.0.0.1:7443", "authd gRPC address")
+	dataDir := fs.String("data-dir", "data", "embedded authd's data folder, where admin.key is")
+	keyFile := fs.String("key-file", "", "file holding the API key (default <data-dir>/admin.key; env TWOFACTOR_API_KEY wins)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	key, err := client.FindAPIKey(*keyFile, *dataDir)
+	if err != nil {
+		return fmt.Errorf("%w; start authd first (go run ./cmd/authd) so it writes %s/admin.key", err, *dataDir)
+	}
+	c, err := client.Dial(client.Options{Addr: *addr, APIKey: key})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	h, err := demo.New(demo.Config{Client: c, Origin: *origin, AuthdAddr: *addr, Log: log})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("demo listening", "listen", *listen, "open", *origin, "authd", *addr)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shut)
+}

@@ -1,0 +1,402 @@
+// Package throttle slows down and finally stops guessing of second factors and app
+// passwords, with state shared by every replica through the store.
+//
+// Failures are counted per user and per client network. An IPv4 address counts by
+// itself; an IPv6 address by its /56 prefix (what one customer is usually given, as
+// Nextcloud's brute-force throttler does), so that an attacker cannot step through
+// the addresses of one allocation. Networks on the allow-list are not counted or
+// delayed by network (the user's own count still applies).
+//
+// Security properties:
+//
+//   - Rate limiting of failed authentication attempts (NIST SP 800-63B §5.2.2: at most
+//     100 consecutive failures before an account is locked; OWASP ASVS 4.0 V2.2.1).
+//     After Config.UserLockAfter consecutive failures a user is hard-locked for
+//     Config.LockDuration or until an admin clears the lock; a success resets the
+//     user's count (§5.2.2: "consecutive").
+//   - Delays grow exponentially: BaseDelay × 2^n for n counted failures, capped at
+//     MaxDelay, over a Window without failures (Nextcloud: 0.1 s × 2^n, 25 s, 12 h).
+//     A subject is told to come back after the delay; nothing sleeps on the server.
+//   - A lock must not be a denial-of-service switch against a victim (SP 800-63B
+//     §5.2.2 notes the risk; ASVS V2.2.1 "soft lockout"): a client network is delayed
+//     after IPDelayAfter failures, a user only after UserDelayAfter (more) failures, so
+//     one attacker is slowed long before the user is, and the user's hard lock expires.
+//   - Counts live in the shared store and are changed by one atomic statement per
+//     failure (storage.RecordThrottleFailure), so N replicas see one count and racing
+//     failures are never lost. Time comes from an injected clock.
+package throttle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/twofactor/twofactor/storage"
+)
+
+// Kinds of subject.
+const (
+	// User counts a user's wrong second-factor answers.
+	User = storage.ThrottleUser
+	// IP counts a client network's wrong answers of any kind.
+	IP = storage.ThrottleIP
+	// Login counts wrong app passwords given for a login. It is kept apart from User
+	// so that a sync client's stale app password neither locks the user's second
+	// factor nor, by succeeding, resets a count an attacker is building there.
+	Login = "login"
+)
+
+// Store is what the throttle keeps its counts in (a *storage.Store).
+type Store interface {
+	GetThrottle(ctx context.Context, kind, key string) (*storage.ThrottleState, error)
+	RecordThrottleFailure(ctx context.Context, kind, key string, now time.Time, window time.Duration, block storage.ThrottleBlock) (*storage.ThrottleState, bool, error)
+	ResetThrottle(ctx context.Context, kind, key string) (bool, error)
+}
+
+// Config holds every limit; zero fields take the defaults of DefaultConfig.
+type Config struct {
+	// BaseDelay is the delay unit: a subject with n counted failures waits BaseDelay×2^n.
+	BaseDelay time.Duration
+	// MaxDelay caps a delay (not a lock).
+	MaxDelay time.Duration
+	// Window: a count with no failure for this long starts again.
+	Window time.Duration
+	// IPDelayAfter failures of a client network pass before it is delayed (default 3:
+	// a user mistyping a code is not slowed).
+	IPDelayAfter int
+	// UserDelayAfter failures of a user pass before the user is delayed (default 10,
+	// well after the network).
+	UserDelayAfter int
+	// UserLockAfter consecutive failures hard-lock a user; at most 100 (SP 800-63B).
+	UserLockAfter int
+	// IPLockAfter failures hard-lock a client network; 0 never does (delays only).
+	IPLockAfter int
+	// LockDuration is how long a hard lock lasts unless an admin clears it.
+	LockDuration time.Duration
+	// IPv6Prefix is the prefix length an IPv6 address counts by (default 56).
+	IPv6Prefix int
+	// Allow lists networks that are never counted or delayed by network.
+	Allow []netip.Prefix
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		BaseDelay:      100 * time.Millisecond,
+		MaxDelay:       25 * time.Second,
+		Window:         12 * time.Hour,
+		IPDelayAfter:   3,
+		UserDelayAfter: 10,
+		UserLockAfter:  50,
+		LockDuration:   time.Hour,
+		IPv6Prefix:     56,
+	}
+}
+
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	if c.BaseDelay <= 0 {
+		c.BaseDelay = d.BaseDelay
+	}
+	if c.MaxDelay <= 0 {
+		c.MaxDelay = d.MaxDelay
+	}
+	if c.Window <= 0 {
+		c.Window = d.Window
+	}
+	if c.IPDelayAfter <= 0 {
+		c.IPDelayAfter = d.IPDelayAfter
+	}
+	if c.UserDelayAfter <= 0 {
+		c.UserDelayAfter = d.UserDelayAfter
+	}
+	if c.UserLockAfter <= 0 {
+		c.UserLockAfter = d.UserLockAfter
+	}
+	if c.LockDuration <= 0 {
+		c.LockDuration = d.LockDuration
+	}
+	if c.IPv6Prefix <= 0 {
+		c.IPv6Prefix = d.IPv6Prefix
+	}
+	switch {
+	case c.UserLockAfter > 100:
+		return c, fmt.Errorf("throttle: user lock after %d failures: NIST SP 800-63B allows at most 100", c.UserLockAfter)
+	case c.UserDelayAfter >= c.UserLockAfter:
+		return c, fmt.Errorf("throttle: user delay after %d failures must be below the lock after %d", c.UserDelayAfter, c.UserLockAfter)
+	case c.IPDelayAfter >= c.UserDelayAfter:
+		return c, fmt.Errorf("throttle: a network must be delayed (after %d failures) before a user (after %d)", c.IPDelayAfter, c.UserDelayAfter)
+	case c.IPLockAfter < 0:
+		return c, fmt.Errorf("throttle: ip lock after %d: want 0 (never) or more", c.IPLockAfter)
+	case c.IPv6Prefix < 32 || c.IPv6Prefix > 128:
+		return c, fmt.Errorf("throttle: ipv6 prefix /%d: want /32 to /128", c.IPv6Prefix)
+	case c.MaxDelay < c.BaseDelay:
+		return c, fmt.Errorf("throttle: max delay %v is below the base delay %v", c.MaxDelay, c.BaseDelay)
+	}
+	return c, nil
+}
+
+// Throttler decides who must wait. It is safe for concurrent use.
+type Throttler struct {
+	cfg   Config
+	store Store
+	now   func() time.Time
+}
+
+// New returns a Throttler over store; now defaults to time.Now.
+func New(store Store, cfg Config, now func() time.Time) (*Throttler, error) {
+	if store == nil {
+		return nil, errors.New("throttle: a store is required")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range cfg.Allow {
+		if !p.IsValid() {
+			return nil, errors.New("throttle: allow-list holds an invalid network")
+		}
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Throttler{cfg: cfg, store: store, now: now}, nil
+}
+
+// Config returns the limits in force.
+func (t *Throttler) Config() Config { return t.cfg }
+
+// Subjects name who made an attempt: the user (may be empty when not known yet, as
+// for a passkey) and the end user's client IP (may be empty).
+type Subjects struct {
+	UserID string
+	// Login is the login an app password was given for (counted as Login).
+	Login string
+	IP    string
+}
+
+// Subject is one throttled thing: a kind and the key its count is kept under.
+type Subject struct {
+	Kind string
+	Key  string
+}
+
+// Decision says whether an attempt may go ahead.
+type Decision struct {
+	// Blocked: the attempt must not be made before RetryAfter has passed.
+	Blocked    bool
+	RetryAfter time.Duration
+	// Locked: the block is a hard lock.
+	Locked bool
+	// By is the subject blocking (the one with the longest wait).
+	By Subject
+	// Counted lists the subjects that have a stored count, blocking or not (a
+	// success need only reset those).
+	Counted []Subject
+}
+
+// HasCount reports whether kind has a stored count in d.
+func (d Decision) HasCount(kind string) bool {
+	for _, s := range d.Counted {
+		if s.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// Outcome is what recording a failure did.
+type Outcome struct {
+	// RetryAfter is the longest wait the failure caused (0: none).
+	RetryAfter time.Duration
+	// NewLocks are the subjects this failure hard-locked.
+	NewLocks []Subject
+}
+
+// IPKey returns the key an address counts under: an IPv4 address (IPv4-mapped IPv6
+// included) as itself, an IPv6 address as its /prefix network. A zone is dropped.
+func IPKey(ip string, v6prefix int) (string, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return "", fmt.Errorf("throttle: %q is not an IP address", ip)
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String(), nil
+	}
+	p, err := a.Prefix(v6prefix)
+	if err != nil {
+		return "", fmt.Errorf("throttle: prefix /%d: %w", v6prefix, err)
+	}
+	return p.String(), nil
+}
+
+// SubjectOf returns the subject a user id or an IP maps to (ip: its network key).
+func (t *Throttler) SubjectOf(kind, value string) (Subject, error) {
+	switch kind {
+	case User, Login:
+		if value == "" {
+			return Subject{}, errors.New("throttle: empty user id")
+		}
+		return Subject{kind, value}, nil
+	case IP:
+		k, err := IPKey(value, t.cfg.IPv6Prefix)
+		if err != nil {
+			return Subject{}, err
+		}
+		return Subject{IP, k}, nil
+	}
+	return Subject{}, fmt.Errorf("throttle: unknown subject kind %q", kind)
+}
+
+// Exempt reports whether ip is on the allow-list.
+func (t *Throttler) Exempt(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	for _, p := range t.cfg.Allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// subjects lists the counted subjects of s. Unparseable IPs are not counted (the
+// server refuses them as malformed before it gets here).
+func (t *Throttler) subjects(s Subjects) []Subject {
+	var out []Subject
+	if s.UserID != "" {
+		out = append(out, Subject{User, s.UserID})
+	}
+	if s.Login != "" {
+		out = append(out, Subject{Login, s.Login})
+	}
+	if s.IP != "" && !t.Exempt(s.IP) {
+		if k, err := IPKey(s.IP, t.cfg.IPv6Prefix); err == nil {
+			out = append(out, Subject{IP, k})
+		}
+	}
+	return out
+}
+
+// Check tells whether an attempt by s may go ahead now.
+func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
+	now := t.now().UTC()
+	var d Decision
+	for _, sub := range t.subjects(s) {
+		st, err := t.store.GetThrottle(ctx, sub.Kind, sub.Key)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Decision{}, err
+		}
+		d.Counted = append(d.Counted, sub)
+		if wait := st.BlockedUntil.Sub(now); wait > 0 && wait > d.RetryAfter {
+			d.Blocked, d.RetryAfter, d.Locked, d.By = true, wait, st.Locked, sub
+		}
+	}
+	return d, nil
+}
+
+// Delay is the wait after failures counted failures of which free are let pass:
+// BaseDelay×2^(failures−free), capped at MaxDelay; 0 while failures ≤ free.
+func (t *Throttler) Delay(failures, free int) time.Duration {
+	n := failures - free
+	if n <= 0 {
+		return 0
+	}
+	if n > 40 {
+		return t.cfg.MaxDelay
+	}
+	d := t.cfg.BaseDelay * time.Duration(uint64(1)<<n)
+	if d <= 0 || d > t.cfg.MaxDelay {
+		return t.cfg.MaxDelay
+	}
+	return d
+}
+
+func (t *Throttler) block(kind string) storage.ThrottleBlock {
+	free, lockAfter := t.cfg.IPDelayAfter, t.cfg.IPLockAfter
+	if kind == User || kind == Login {
+		free, lockAfter = t.cfg.UserDelayAfter, t.cfg.UserLockAfter
+	}
+	return func(failures int, now time.Time) (time.Time, bool) {
+		if lockAfter > 0 && failures >= lockAfter {
+			return now.Add(t.cfg.LockDuration), true
+		}
+		return now.Add(t.Delay(failures, free)), false
+	}
+}
+
+// Failure counts one wrong answer by s (every counted subject) and reports the wait
+// it caused and the locks it started.
+func (t *Throttler) Failure(ctx context.Context, s Subjects) (Outcome, error) {
+	now := t.now().UTC()
+	var out Outcome
+	for _, sub := range t.subjects(s) {
+		st, locked, err := t.store.RecordThrottleFailure(ctx, sub.Kind, sub.Key, now, t.cfg.Window, t.block(sub.Kind))
+		if err != nil {
+			return out, err
+		}
+		if wait := st.BlockedUntil.Sub(now); wait > out.RetryAfter {
+			out.RetryAfter = wait
+		}
+		if locked {
+			out.NewLocks = append(out.NewLocks, sub)
+		}
+	}
+	return out, nil
+}
+
+// Success resets the counts of s's user and login (not the network's: other users
+// behind it may still be guessing).
+func (t *Throttler) Success(ctx context.Context, s Subjects) error {
+	for _, sub := range []Subject{{User, s.UserID}, {Login, s.Login}} {
+		if sub.Key == "" {
+			continue
+		}
+		if _, err := t.store.ResetThrottle(ctx, sub.Kind, sub.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Status is a subject's current state.
+type Status struct {
+	Subject      Subject
+	Failures     int
+	Locked       bool
+	BlockedUntil time.Time // zero when nothing is in force
+}
+
+// Status reports a subject's count and any delay or lock in force.
+func (t *Throttler) Status(ctx context.Context, sub Subject) (Status, error) {
+	st, err := t.store.GetThrottle(ctx, sub.Kind, sub.Key)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Status{Subject: sub}, nil
+	}
+	if err != nil {
+		return Status{}, err
+	}
+	out := Status{Subject: sub, Failures: st.Failures}
+	if now := t.now(); st.BlockedUntil.After(now) {
+		out.BlockedUntil = st.BlockedUntil
+		out.Locked = st.Locked
+	}
+	if now := t.now(); st.LastFailure.Before(now.Add(-t.cfg.Window)) && !st.BlockedUntil.After(now) {
+		out.Failures = 0 // the count has lapsed
+	}
+	return out, nil
+}
+
+// Clear forgets a subject's count and lock. It reports whether there was one.
+func (t *Throttler) Clear(ctx context.Context, sub Subject) (bool, error) {
+	return t.store.ResetThrottle(ctx, sub.Kind, sub.Key)
+}

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/twofactor/twofactor/notify"
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/server/throttle"
+)
+
+// retryAfter rounds a wait up to whole milliseconds for the wire.
+func retryAfter(d time.Duration) *durationpb.Duration {
+	return durationpb.New((d + time.Millisecond - 1).Truncate(time.Millisecond))
+}
+
+// checkThrottle asks whether subj may make an attempt now. A blocked attempt is
+// counted in the metrics and audited (event "throttled"); the caller answers it.
+func (s *Server) checkThrottle(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Decision, error) {
+	d, err := s.throttle.Check(ctx, subj)
+	if err != nil {
+		return d, s.toStatus(ctx, err)
+	}
+	if d.Blocked {
+		s.metrics.throttled.WithLabelValues(d.By.Kind).Inc()
+		user := subj.UserID
+		if user == "" {
+			user = subj.Login
+		}
+		s.audit(ctx, client, AuditEvent{Event: notify.EventThrottled, UserID: user, Method: method, Result: "throttled",
+			Details: map[string]string{"by": d.By.Kind, "locked": strconv.FormatBool(d.Locked), "retry_after": retryAfter(d.RetryAfter).AsDuration().String()}})
+	}
+	return d, nil
+}
+
+// throttledError is the ResourceExhausted status of a blocked attempt, with the
+// wait in a google.rpc.RetryInfo detail.
+func throttledError(d throttle.Decision) error {
+	what := "client network"
+	switch d.By.Kind {
+	case throttle.User:
+		what = "user"
+	case throttle.Login:
+		what = "login"
+	}
+	kind := "delayed"
+	if d.Locked {
+		kind = "locked"
+	}
+	st := status.Newf(codes.ResourceExhausted, "too many failed attempts: the %s is %s; retry after %v", what, kind, retryAfter(d.RetryAfter).AsDuration())
+	if with, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: retryAfter(d.RetryAfter)}); err == nil {
+		st = with
+	}
+	return st.Err()
+}
+
+// throttleFailure counts a wrong answer; the locks it starts are audited
+// ("lockout") and counted. A failure to count is an error: an attempt the
+// throttle could not see must not be answered.
+func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
+	out, err := s.throttle.Failure(ctx, subj)
+	if err != nil {
+		return out, s.toStatus(ctx, err)
+	}
+	for _, l := range out.NewLocks {
+		s.metrics.locks.WithLabelValues(l.Kind).Inc()
+		e := AuditEvent{Event: notify.EventLockout, Method: method, Result: "locked",
+			Details: map[string]string{"kind": l.Kind, "key": l.Key, "lock_duration": s.throttle.Config().LockDuration.String()}}
+		if l.Kind != throttle.IP {
+			e.UserID = l.Key
+		}
+		s.audit(ctx, client, e)
+	}
+	return out, nil
+}
+
+// throttleSuccess resets the user's (or login's) count after a right answer.
+// A failure is logged only: the answer was right.
+func (s *Server) throttleSuccess(ctx context.Context, subj throttle.Subjects) {
+	if err := s.throttle.Success(ctx, subj); err != nil {
+		s.log.WarnContext(ctx, "throttle reset failed", "request_id", requestIDFrom(ctx), "error", err.Error())
+	}
+}
+
+// clientIP is the IP the request names, or the one the challenge was begun from.
+func clientIP(client *pb.ClientContext, fallback string) string {
+	if ip := client.GetIp(); ip != "" {
+		return ip
+	}
+	return fallback
+}

@@ -1,0 +1,107 @@
+package storage
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Throttle subject kinds.
+const (
+	ThrottleUser = "user"
+	ThrottleIP   = "ip"
+)
+
+// ThrottleState counts the recent failures of one subject (a user, or a client
+// network) for every replica at once. Rows are keyed by Kind and Key.
+type ThrottleState struct {
+	Kind         string    `gorm:"primaryKey;size:8"`
+	Key          string    `gorm:"column:subject_key;primaryKey;size:255"`
+	Failures     int       `gorm:"not null;default:0"`
+	FirstFailure time.Time `gorm:"not null"`
+	LastFailure  time.Time `gorm:"not null;index"`
+	// BlockedUntil is when the current delay or lock ends.
+	BlockedUntil time.Time `gorm:"not null"`
+	// Locked is set by a hard lock, which only BlockedUntil passing or an admin ends.
+	Locked bool `gorm:"not null;default:false"`
+}
+
+// TableName keeps the table name plain.
+func (ThrottleState) TableName() string { return "throttle_states" }
+
+// GetThrottle loads a subject's state, or ErrNotFound when it has no failures.
+func (s *Store) GetThrottle(ctx context.Context, kind, key string) (*ThrottleState, error) {
+	var t ThrottleState
+	if err := s.DB(ctx).Where("kind = ? AND subject_key = ?", kind, key).Take(&t).Error; err != nil {
+		return nil, notFound(err)
+	}
+	return &t, nil
+}
+
+// ThrottleBlock decides, from a subject's failure count after one more failure,
+// when it may try again and whether it is now hard-locked.
+type ThrottleBlock func(failures int, now time.Time) (until time.Time, locked bool)
+
+// RecordThrottleFailure counts one failure of a subject and applies block to the new
+// count, in one transaction. The count is one atomic upsert, so replicas counting
+// the same subject at once never lose a failure; the upsert also holds the row until
+// the transaction ends, so the delay is computed from the count it produced. A count
+// whose last failure is older than window (and not blocked any more) starts again at
+// one. A delay never shortens one already in force. It returns the state written,
+// and whether this failure started a hard lock (none was in force before).
+func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now time.Time, window time.Duration, block ThrottleBlock) (_ *ThrottleState, newlyLocked bool, _ error) {
+	now = now.UTC()
+	cutoff := now.Add(-window)
+	var out *ThrottleState
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		fresh := "throttle_states.last_failure < ? AND throttle_states.blocked_until <= ?"
+		row := &ThrottleState{Kind: kind, Key: key, Failures: 1, FirstFailure: now, LastFailure: now, BlockedUntil: time.Time{}.UTC()}
+		if err := s.DB(ctx).Clauses(clause.OnConflict{
+			Columns: []clause.Column{{Name: "kind"}, {Name: "subject_key"}},
+			DoUpdates: clause.Assignments(map[string]any{
+				"failures":      gorm.Expr("CASE WHEN "+fresh+" THEN 1 ELSE throttle_states.failures + 1 END", cutoff, now),
+				"first_failure": gorm.Expr("CASE WHEN "+fresh+" THEN ? ELSE throttle_states.first_failure END", cutoff, now, now),
+				"locked":        gorm.Expr("CASE WHEN "+fresh+" THEN ? ELSE throttle_states.locked END", cutoff, now, false),
+				"last_failure":  now,
+			}),
+		}).Create(row).Error; err != nil {
+			return err
+		}
+		var t ThrottleState
+		if err := s.DB(ctx).Where("kind = ? AND subject_key = ?", kind, key).Take(&t).Error; err != nil {
+			return err
+		}
+		until, locked := block(t.Failures, now)
+		newlyLocked = locked && !(t.Locked && t.BlockedUntil.After(now))
+		if locked || until.After(t.BlockedUntil) {
+			if until.After(t.BlockedUntil) {
+				t.BlockedUntil = until.UTC()
+			}
+			t.Locked = t.Locked || locked
+			if err := s.DB(ctx).Model(&ThrottleState{}).Where("kind = ? AND subject_key = ?", kind, key).
+				Updates(map[string]any{"blocked_until": t.BlockedUntil, "locked": t.Locked}).Error; err != nil {
+				return err
+			}
+		}
+		out = &t
+		return nil
+	})
+	return out, newlyLocked, err
+}
+
+// ResetThrottle forgets a subject's failures and lock (a success, or an admin
+// clearing it). It reports whether there was anything to forget.
+func (s *Store) ResetThrottle(ctx context.Context, kind, key string) (bool, error) {
+	res := s.DB(ctx).Where("kind = ? AND subject_key = ?", kind, key).Delete(&ThrottleState{})
+	return res.RowsAffected > 0, res.Error
+}
+
+// DeleteThrottlesBefore removes the states whose last failure is before t and
+// whose delay or lock has ended by then.
+func (s *Store) DeleteThrottlesBefore(ctx context.Context, t time.Time) (int64, error) {
+	t = t.UTC()
+	res := s.DB(ctx).Where("last_failure < ? AND blocked_until < ?", t, t).Delete(&ThrottleState{})
+	return res.RowsAffected, res.Error
+}
