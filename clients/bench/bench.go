@@ -14,9 +14,11 @@
 //     its users and waits for the next step when the rotation comes round within
 //     one; sustaining R logins/s needs at least 30·R users.
 //   - app-password: VerifyAppPassword; of every 8 requests 6 present a valid
-//     password, 1 a revoked one, 1 a valid password under another login. The
-//     passwords are issued (and revoked) through the API before the run and
-//     revoked after it.
+//     password, 1 a revoked one, 1 a valid password under a login that has
+//     none. The passwords are issued (and revoked) through the API before the
+//     run and revoked after it. The failing requests come from users and client
+//     addresses of their own, so authd's throttling slows (and may answer)
+//     only them; either way they must be answered valid=false.
 //   - backup-code: BeginChallenge + VerifyChallenge with a backup code; the sets
 //     are issued through the API before the run, and every code is used once.
 //

@@ -13,11 +13,27 @@ import (
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 )
 
-// clientContext gives each bench user a stable address of its own in
-// 198.18.0.0/15 (RFC 2544 benchmarking range), as a crowd of users would have.
-func clientContext(i int) *pb.ClientContext {
+// Address spaces: each bench user has a stable client address of its own, as a
+// crowd of users would, and the requests meant to fail come from addresses no
+// request meant to succeed ever uses, so that authd's throttling (which
+// remembers failures per address and user for hours) slows only them.
+const (
+	spaceTOTP      = 10 << 24         // 10.0.0.0/8
+	spaceAppPw     = 172<<24 | 16<<16 // 172.16.0.0/12
+	spaceBackup    = 100<<24 | 64<<16 // 100.64.0.0/10
+	spaceFailing   = 198<<24 | 18<<16 // 198.18.0.0/15 (RFC 2544 benchmarking)
+	spaceMaskTOTP  = 1<<24 - 1
+	spaceMaskOther = 1<<17 - 1
+)
+
+func clientContext(space uint32, i int) *pb.ClientContext {
+	mask := uint32(spaceMaskOther)
+	if space == spaceTOTP {
+		mask = spaceMaskTOTP
+	}
+	a := space | uint32(i)&mask
 	return &pb.ClientContext{
-		Ip:        fmt.Sprintf("198.%d.%d.%d", 18+(i>>16)&1, (i>>8)&0xff, i&0xff),
+		Ip:        fmt.Sprintf("%d.%d.%d.%d", a>>24, a>>16&0xff, a>>8&0xff, a&0xff),
 		UserAgent: "authbench",
 		Client:    "authbench",
 	}
@@ -70,7 +86,7 @@ func (t *totpLogin) do(ctx context.Context, until time.Time) error {
 	i := t.cfg.FirstUser + u
 	user := UserID(i)
 	code := Code(SeedFor(t.cfg.Secret, user), step)
-	cc := clientContext(i)
+	cc := clientContext(spaceTOTP, i)
 	ch, err := t.cfg.Client.Challenges.BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: user, Method: pb.Method_METHOD_TOTP, Context: cc})
 	if err != nil {
 		return err
@@ -97,6 +113,13 @@ type appPassword struct {
 
 func apUser(i int) string { return fmt.Sprintf("bench-ap-%06d", i) }
 
+// apStranger names a login that never has an app password of its own.
+func apStranger(i int) string { return fmt.Sprintf("bench-ap-stranger-%06d", i) }
+
+// apRevokedUser owns the revoked passwords, so that their failures do not
+// throttle the users whose passwords are valid.
+func apRevokedUser(i int) string { return fmt.Sprintf("bench-ap-revoked-%06d", i) }
+
 func (a *appPassword) prepare(ctx context.Context) error {
 	n := a.cfg.AppPasswordUsers
 	a.users = make([]string, n)
@@ -115,11 +138,11 @@ func (a *appPassword) prepare(ctx context.Context) error {
 		}
 		a.valid[i] = resp.GetPassword()
 		if i < len(a.revoked) {
-			gone, err := c.IssueAppPassword(ctx, &pb.IssueAppPasswordRequest{UserId: a.users[i], Name: "authbench revoked"})
+			gone, err := c.IssueAppPassword(ctx, &pb.IssueAppPasswordRequest{UserId: apRevokedUser(i), Name: "authbench revoked"})
 			if err != nil {
 				return err
 			}
-			if _, err := c.RevokeAppPassword(ctx, &pb.RevokeAppPasswordRequest{UserId: a.users[i], AppPasswordId: gone.GetAppPassword().GetId()}); err != nil {
+			if _, err := c.RevokeAppPassword(ctx, &pb.RevokeAppPasswordRequest{UserId: apRevokedUser(i), AppPasswordId: gone.GetAppPassword().GetId()}); err != nil {
 				return err
 			}
 			a.revoked[i] = gone.GetPassword()
@@ -138,16 +161,17 @@ func (a *appPassword) cleanup(ctx context.Context) {
 func (a *appPassword) do(ctx context.Context, _ time.Time) error {
 	k := a.n.Add(1) - 1
 	i := int((k / 8) % uint64(len(a.users)))
-	login, password, want := a.users[i], a.valid[i], true
+	login, password, want, cc := a.users[i], a.valid[i], true, clientContext(spaceAppPw, i)
 	switch k % 8 {
 	case 0: // revoked
 		j := i % len(a.revoked)
-		login, password, want = a.users[j], a.revoked[j], false
-	case 1: // another user's
-		login, want = a.users[(i+1)%len(a.users)], false
+		login, password, want, cc = apRevokedUser(j), a.revoked[j], false, clientContext(spaceFailing, 2*j)
+	case 1: // another user's, under a login that has none
+		login, want, cc = apStranger(i), false, clientContext(spaceFailing, 2*i+1)
 	}
+	// A failure may be answered as throttled: still valid=false.
 	resp, err := a.cfg.Client.AppPasswords.VerifyAppPassword(ctx, &pb.VerifyAppPasswordRequest{
-		Login: login, Password: password, Context: clientContext(i)})
+		Login: login, Password: password, Context: cc})
 	if err != nil {
 		return err
 	}
@@ -220,7 +244,7 @@ func (b *backupCode) do(ctx context.Context, _ time.Time) error {
 	if !ok {
 		return unexpected("backup-code: ran out of issued codes (raise -backup-users)")
 	}
-	user, cc := bcUser(c.user), clientContext(c.user)
+	user, cc := bcUser(c.user), clientContext(spaceBackup, c.user)
 	ch, err := b.cfg.Client.Challenges.BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: user, Method: pb.Method_METHOD_BACKUP_CODE, Context: cc})
 	if err != nil {
 		return err
