@@ -40,6 +40,24 @@ func (s *Store) GetThrottle(ctx context.Context, kind, key string) (*ThrottleSta
 	return &t, nil
 }
 
+// ThrottleSubject names one throttled subject for GetThrottles.
+type ThrottleSubject struct{ Kind, Key string }
+
+// GetThrottles loads the states of several subjects in one query; subjects
+// without failures are absent from the result.
+func (s *Store) GetThrottles(ctx context.Context, subjects []ThrottleSubject) ([]ThrottleState, error) {
+	if len(subjects) == 0 {
+		return nil, nil
+	}
+	q := s.DB(ctx).Where("kind = ? AND subject_key = ?", subjects[0].Kind, subjects[0].Key)
+	for _, sub := range subjects[1:] {
+		q = q.Or("kind = ? AND subject_key = ?", sub.Kind, sub.Key)
+	}
+	var out []ThrottleState
+	err := q.Find(&out).Error
+	return out, err
+}
+
 // ThrottleBlock decides, from a subject's failure count after one more failure,
 // when it may try again and whether it is now hard-locked.
 type ThrottleBlock func(failures int, now time.Time) (until time.Time, locked bool)

@@ -284,12 +284,44 @@ func (t *Throttler) subjects(s Subjects) []Subject {
 	return out
 }
 
+// batchGetter loads several subjects' states in one query (*storage.Store does):
+// Check runs on every attempt, so one read instead of one per subject matters.
+type batchGetter interface {
+	GetThrottles(ctx context.Context, subjects []storage.ThrottleSubject) ([]storage.ThrottleState, error)
+}
+
 // Check tells whether an attempt by s may go ahead now.
 func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
 	now := t.now().UTC()
 	var d Decision
-	for _, sub := range t.subjects(s) {
-		st, err := t.store.GetThrottle(ctx, sub.Kind, sub.Key)
+	subjects := t.subjects(s)
+	var found map[Subject]*storage.ThrottleState
+	if bg, ok := t.store.(batchGetter); ok && len(subjects) > 1 {
+		keys := make([]storage.ThrottleSubject, len(subjects))
+		for i, sub := range subjects {
+			keys[i] = storage.ThrottleSubject{Kind: sub.Kind, Key: sub.Key}
+		}
+		rows, err := bg.GetThrottles(ctx, keys)
+		if err != nil {
+			return Decision{}, err
+		}
+		found = make(map[Subject]*storage.ThrottleState, len(rows))
+		for i := range rows {
+			found[Subject{rows[i].Kind, rows[i].Key}] = &rows[i]
+		}
+	}
+	for _, sub := range subjects {
+		var (
+			st  *storage.ThrottleState
+			err error
+		)
+		if found != nil {
+			if st = found[sub]; st == nil {
+				err = storage.ErrNotFound
+			}
+		} else {
+			st, err = t.store.GetThrottle(ctx, sub.Kind, sub.Key)
+		}
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
