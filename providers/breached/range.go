@@ -216,6 +216,12 @@ func (c *RangeClient) check(ctx context.Context, sum *[sha1.Size]byte) (Result, 
 	prefix := string(hexSum[:prefixLen])
 	entries, err := c.rangeEntries(ctx, prefix)
 	if err != nil {
+		// A caller that gave up gets its own context error, whatever the failed
+		// request looked like when it noticed (a cut body, a reset): that is not
+		// an outage, and not "checked: false".
+		if cerr := ctx.Err(); cerr != nil {
+			return Result{Source: SourceRange}, cerr
+		}
 		var unavailable *UnavailableError
 		if c.failMode == FailOpen && errors.As(err, &unavailable) {
 			return Result{Source: SourceRange}, nil
