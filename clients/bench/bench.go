@@ -13,9 +13,9 @@
 //     most once per 30-second time step (RFC 6238 §5.2), so the run rotates over
 //     its users and waits for the next step when the rotation comes round within
 //     one; sustaining R logins/s needs at least 30·R users.
-//   - app-password: VerifyAppPassword; of every 8 requests 6 present a valid
-//     password, 1 a revoked one, 1 a valid password under a login that has
-//     none. The passwords are issued (and revoked) through the API before the
+//   - app-password: VerifyAppPassword with valid passwords, and every
+//     AppPasswordInvalidEvery-th request (default 8th) an invalid one: in turn a
+//     revoked password, and a valid password under a login that has none. The passwords are issued (and revoked) through the API before the
 //     run and revoked after it. The failing requests come from users and client
 //     addresses of their own, so authd's throttling slows (and may answer)
 //     only them; either way they must be answered valid=false.
@@ -115,6 +115,9 @@ type Config struct {
 	Cursor uint64
 	// AppPasswordUsers get one app password each for app-password (default 1000).
 	AppPasswordUsers int
+	// AppPasswordInvalidEvery makes every n-th app-password request an invalid
+	// one (default 8; negative: none).
+	AppPasswordInvalidEvery int
 	// BackupUsers get a set of backup codes each for backup-code (default 2000,
 	// 20 000 codes).
 	BackupUsers int
@@ -139,6 +142,9 @@ func (c *Config) defaults() {
 	}
 	if c.AppPasswordUsers <= 0 {
 		c.AppPasswordUsers = 1000
+	}
+	if c.AppPasswordInvalidEvery == 0 {
+		c.AppPasswordInvalidEvery = 8
 	}
 	if c.BackupUsers <= 0 {
 		c.BackupUsers = 2000

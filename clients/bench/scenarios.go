@@ -160,14 +160,15 @@ func (a *appPassword) cleanup(ctx context.Context) {
 
 func (a *appPassword) do(ctx context.Context, _ time.Time) error {
 	k := a.n.Add(1) - 1
-	i := int((k / 8) % uint64(len(a.users)))
+	i := int(k % uint64(len(a.users)))
 	login, password, want, cc := a.users[i], a.valid[i], true, clientContext(spaceAppPw, i)
-	switch k % 8 {
-	case 0: // revoked
-		j := i % len(a.revoked)
-		login, password, want, cc = apRevokedUser(j), a.revoked[j], false, clientContext(spaceFailing, 2*j)
-	case 1: // another user's, under a login that has none
-		login, want, cc = apStranger(i), false, clientContext(spaceFailing, 2*i+1)
+	if every := uint64(a.cfg.AppPasswordInvalidEvery); every > 0 && k%every == every-1 {
+		if j := int(k / every); j%2 == 0 { // revoked
+			j = (j / 2) % len(a.revoked)
+			login, password, want, cc = apRevokedUser(j), a.revoked[j], false, clientContext(spaceFailing, 2*j)
+		} else { // another user's, under a login that has none
+			login, want, cc = apStranger(i), false, clientContext(spaceFailing, 2*i+1)
+		}
 	}
 	// A failure may be answered as throttled: still valid=false.
 	resp, err := a.cfg.Client.AppPasswords.VerifyAppPassword(ctx, &pb.VerifyAppPasswordRequest{

@@ -111,6 +111,7 @@ func runCmd(ctx context.Context, args []string) error {
 	first := fs.Int("first", 0, "first seeded user totp-login uses")
 	users := fs.Int("users", 1000, "seeded users totp-login rotates over (a user logs in once per 30 s step)")
 	apUsers := fs.Int("app-password-users", 1000, "users given an app password for app-password")
+	apInvalid := fs.Int("app-password-invalid-every", 8, "every n-th app-password request presents an invalid password (-1: none)")
 	bcUsers := fs.Int("backup-users", 2000, "users given 10 backup codes each for backup-code")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
 	authdPID := fs.Int("authd-pid", 0, "pid of a local authd: report its CPU time per request (Linux)")
@@ -149,7 +150,7 @@ func runCmd(ctx context.Context, args []string) error {
 		ServerCPU: serverCPU,
 		Client:    c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
 		Secret: *secret, FirstUser: *first, Users: *users, Cursor: st.Cursor,
-		AppPasswordUsers: *apUsers, BackupUsers: *bcUsers, Log: os.Stderr,
+		AppPasswordUsers: *apUsers, AppPasswordInvalidEvery: *apInvalid, BackupUsers: *bcUsers, Log: os.Stderr,
 	}, names...)
 	if raw, jerr := json.Marshal(state{Cursor: rep.Cursor}); jerr == nil {
 		_ = os.WriteFile(*stateFile, raw, 0o600)
