@@ -16,11 +16,13 @@ import (
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
-// startAuthd runs a whole embedded authd on a free loopback port.
-func startAuthd(t *testing.T) (addr, dataDir string) {
+// startAuthd runs a whole embedded authd on a free loopback port, without a
+// metrics listener unless extra flags (which win) ask for one.
+func startAuthd(t *testing.T, extra ...string) (addr, dataDir string) {
 	t.Helper()
 	dataDir = t.TempDir()
-	cfg, err := app.Parse("authd", []string{"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", storagetest.URL(t)}, func(string) string { return "" })
+	args := append([]string{"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", storagetest.URL(t)}, extra...)
+	cfg, err := app.Parse("authd", args, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

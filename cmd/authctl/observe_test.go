@@ -3,16 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base32"
+	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twofactor/twofactor/clients/client"
-	"github.com/twofactor/twofactor/server/app"
-	"github.com/twofactor/twofactor/storage/storagetest"
+	"github.com/twofactor/twofactor/providers/totp"
 )
 
 func freePort(t *testing.T) string {
@@ -37,28 +38,16 @@ func runOut(t *testing.T, args ...string) string {
 // throttle status/clear, audit list and audit tail against a whole authd whose
 // embedded NATS accepts TCP clients; /metrics on its own port.
 func TestObserveCommands(t *testing.T) {
-	dataDir := t.TempDir()
 	natsAddr, metricsAddr := freePort(t), freePort(t)
-	cfg, err := app.Parse("authd", []string{"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", metricsAddr,
-		"-nats-listen", natsAddr, "-database-url", storagetest.URL(t)}, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	g := []string{"-addr", a.Addr(), "-data-dir", dataDir}
+	addr, dataDir := startAuthd(t, "-metrics-listen", metricsAddr, "-nats-listen", natsAddr)
+	g := []string{"-addr", addr, "-data-dir", dataDir}
 
 	key, err := client.FindAPIKey("", dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Dial(client.Options{Addr: a.Addr(), APIKey: key})
+	ctx := context.Background()
+	c, err := client.Dial(client.Options{Addr: addr, APIKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +56,14 @@ func TestObserveCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	seed, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(en.GetTotp().GetSecret())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := wrongCode(seed, time.Now())
 	for i := 0; i < 2; i++ {
-		if _, err := c.FinishWithCode(ctx, "alice", en.GetFactorId(), "000000"); err == nil {
-			t.Skip("000000 happened to be the right code")
+		if _, err := c.FinishWithCode(ctx, "alice", en.GetFactorId(), wrong); err == nil {
+			t.Fatal("a wrong code finished the enrollment")
 		}
 	}
 	if out := runOut(t, append(g, "throttle", "status", "alice")...); !strings.HasPrefix(out, "alice: 2 failures") {
@@ -98,5 +92,21 @@ func TestObserveCommands(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `twofactor_verifications_total{factor="totp_enrollment",result="rejected"} 2`) {
 		t.Fatalf("metrics lack the rejected enrolment codes")
+	}
+}
+
+// wrongCode is a six-digit code that no step of the accepted window (±1 step, and
+// one more for a step boundary crossed while the test runs) produces for seed.
+func wrongCode(seed []byte, now time.Time) string {
+	params := totp.Params{Algorithm: "SHA1", Digits: 6, Period: 30}
+	taken := map[string]bool{}
+	for d := -2; d <= 2; d++ {
+		c, _ := totp.CodeAt(seed, params, now.Add(time.Duration(d)*30*time.Second))
+		taken[c] = true
+	}
+	for i := 0; ; i++ {
+		if c := fmt.Sprintf("%06d", i); !taken[c] {
+			return c
+		}
 	}
 }
