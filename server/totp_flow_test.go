@@ -77,7 +77,7 @@ func TestTOTPEnrollLoginReplay(t *testing.T) {
 	c.clock.Add(30 * time.Second)
 	code, _ := totp.CodeAt(seed, params, c.clock.Now())
 	id := begin(t, c, r, "alice")
-	if got := verify(t, c, r, id, "000000"); got.Result != pb.VerifyResult_VERIFY_RESULT_REJECTED ||
+	if got := verify(t, c, r, id, wrongCode(seed, params, c.clock.Now())); got.Result != pb.VerifyResult_VERIFY_RESULT_REJECTED ||
 		got.Reason != pb.RejectReason_REJECT_REASON_WRONG_CODE || got.RemainingAttempts != 4 {
 		t.Fatalf("wrong code: %v", got)
 	}
@@ -102,7 +102,7 @@ func TestChallengeExpiresAndDiesAfterWrongAnswers(t *testing.T) {
 	_, seed, params := enrollTOTP(t, c, r, "bob")
 	id := begin(t, c, r, "bob")
 	for i := 0; i < 5; i++ {
-		if got := verify(t, c, r, id, "000000"); got.Result != pb.VerifyResult_VERIFY_RESULT_REJECTED && i < 4 {
+		if got := verify(t, c, r, id, wrongCode(seed, params, c.clock.Now())); got.Result != pb.VerifyResult_VERIFY_RESULT_REJECTED && i < 4 {
 			t.Fatalf("attempt %d: %v", i, got)
 		}
 	}
@@ -173,7 +173,7 @@ func TestCallerAuthentication(t *testing.T) {
 func TestMalformedInputNamesTheField(t *testing.T) {
 	c := newCluster(t)
 	r := c.start()
-	enrollTOTP(t, c, r, "dave")
+	_, seed, params := enrollTOTP(t, c, r, "dave")
 	id := begin(t, c, r, "dave")
 	login, self := c.as("login"), c.as("selfservice")
 	cases := []struct {
@@ -226,7 +226,7 @@ func TestMalformedInputNamesTheField(t *testing.T) {
 		}
 	}
 	// Malformed answers do not count as attempts.
-	if got := verify(t, c, r, id, "000000"); got.RemainingAttempts != 4 {
+	if got := verify(t, c, r, id, wrongCode(seed, params, c.clock.Now())); got.RemainingAttempts != 4 {
 		t.Fatalf("remaining after malformed answers and one wrong code: %d, want 4", got.RemainingAttempts)
 	}
 	_, err := r.challenges().VerifyChallenge(login, &pb.VerifyChallengeRequest{ChallengeId: "00000000-0000-0000-0000-000000000000", Response: &pb.VerifyChallengeRequest_Code{Code: "123456"}})
