@@ -14,17 +14,6 @@ import (
 	"github.com/twofactor/twofactor/providers/webauthn"
 )
 
-// checkImportActor is the seam for the admin actor check. For now an admin RPC
-// must name the human actor (actor_id); the check that a group admin acts only on
-// members of groups they administer replaces this when it lands.
-func (s *Server) checkImportActor(_ context.Context, actorID, userID string) error {
-	if err := checkUserID("actor_id", actorID); err != nil {
-		return err
-	}
-	_ = userID
-	return nil
-}
-
 // ImportU2FRegistration imports a key registered with the legacy FIDO U2F API (key
 // handle and raw P-256 public key, as U2F-era relying parties stored them), so that
 // it logs in through the WebAuthn appid extension.
@@ -32,10 +21,7 @@ func (s *Server) ImportU2FRegistration(ctx context.Context, req *pb.ImportU2FReg
 	if s.wa == nil {
 		return nil, status.Error(codes.FailedPrecondition, "WebAuthn is not enabled on this server")
 	}
-	if err := s.checkImportActor(ctx, req.GetActorId(), req.GetUserId()); err != nil {
-		return nil, err
-	}
-	if err := checkUserID("user_id", req.GetUserId()); err != nil {
+	if err := s.authorizeActor(ctx, req.GetActorId(), req.GetUserId()); err != nil {
 		return nil, err
 	}
 	if req.GetAppId() == "" {

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/webauthn"
@@ -412,10 +413,19 @@ func TestU2FImportAndAppIDLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	b64 := base64.RawURLEncoding.EncodeToString
+	if _, err := a.admin().SetUserGroups(c.as("admin"), &pb.SetUserGroupsRequest{UserId: "admin-1", Groups: []string{"admin"}}); err != nil {
+		t.Fatal(err)
+	}
 	req := &pb.ImportU2FRegistrationRequest{
 		ActorId: "admin-1", UserId: "henry", AppId: waAppID, KeyHandle: b64(k.KeyHandle),
 		PublicKey: base64.URLEncoding.EncodeToString(k.PublicKeyRaw), // padded, as some U2F libraries stored it
 		Counter:   0, Name: "Old key",
+	}
+	// Only an admin, or an admin of one of the user's groups, may import keys for a user.
+	stranger := proto.Clone(req).(*pb.ImportU2FRegistrationRequest)
+	stranger.ActorId = "mallory"
+	if _, err := a.admin().ImportU2FRegistration(c.as("admin"), stranger); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("import by a non-admin actor: %v, want PermissionDenied", err)
 	}
 	imp, err := a.admin().ImportU2FRegistration(c.as("admin"), req)
 	if err != nil {
