@@ -67,6 +67,53 @@ func (p *Publisher) PublishAudit(ctx context.Context, ev AuditEvent) error {
 	return p.publishJSON(ctx, p.names.Audit(ev.Event), ev.ID, ev)
 }
 
+// AuditAck is the pending acknowledgement of an audit event published with
+// PublishAuditAsync.
+type AuditAck struct {
+	subject, msgID string
+	f              jetstream.PubAckFuture
+}
+
+// Wait blocks until JetStream has stored the event (nil), refused it, or ctx ends.
+func (a *AuditAck) Wait(ctx context.Context) error {
+	select {
+	case <-a.f.Ok():
+		return nil
+	case err := <-a.f.Err():
+		return fmt.Errorf("notify: publish %s (msg id %s): %w", a.subject, a.msgID, err)
+	case <-ctx.Done():
+		return fmt.Errorf("notify: publish %s (msg id %s): no acknowledgement: %w", a.subject, a.msgID, ctx.Err())
+	}
+}
+
+// PublishAuditAsync is PublishAudit without waiting for JetStream's acknowledgement:
+// the event is sent (in order with earlier ones on this connection) and the
+// returned AuditAck reports later whether it was stored. The message id is ev.ID,
+// so a retry after a lost acknowledgement stores the event once.
+func (p *Publisher) PublishAuditAsync(ev AuditEvent) (*AuditAck, error) {
+	if err := validEvent(ev.Event); err != nil {
+		return nil, err
+	}
+	if ev.ID == "" {
+		ev.ID = p.newID()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = p.now()
+	}
+	ev.Time = ev.Time.UTC()
+	ev.V = SchemaVersion
+	subject := p.names.Audit(ev.Event)
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("notify: encode %s: %w", subject, err)
+	}
+	f, err := p.js.PublishAsync(subject, data, jetstream.WithMsgID(ev.ID))
+	if err != nil {
+		return nil, fmt.Errorf("notify: publish %s (msg id %s): %w", subject, ev.ID, err)
+	}
+	return &AuditAck{subject: subject, msgID: ev.ID, f: f}, nil
+}
+
 // PublishGatewaySend publishes g on <p>.gateway.send.<g.Channel> with the challenge id as
 // the message id, so a retried BeginChallenge does not send the code twice.
 func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error {

@@ -414,3 +414,49 @@ func BenchmarkPublishAudit(b *testing.B) {
 		}
 	}
 }
+
+// PublishAuditAsync sends in order without waiting; each AuditAck reports the
+// store, and a repeated id (a retry) is stored once.
+func TestAuditPublishAsyncInOrder(t *testing.T) {
+	nc, js, names := natstest.Start(t)
+	pub := notify.NewPublisher(js, nc, names)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	const n = 25
+	var want []notify.AuditEvent
+	var acks []*notify.AuditAck
+	for i := 0; i < n; i++ {
+		ev := fullEvent(i)
+		ack, err := pub.PublishAuditAsync(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack)
+		ev.V = notify.SchemaVersion
+		want = append(want, ev)
+	}
+	again, err := pub.PublishAuditAsync(fullEvent(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range append(acks, again) {
+		if err := a.Wait(ctx); err != nil {
+			t.Fatalf("ack %d: %v", i, err)
+		}
+	}
+	ch, stop := tail(t, js, names, "siem-async", true, nil)
+	got := receive(t, ch, n)
+	if err := stop(); err != nil {
+		t.Fatalf("TailAudit: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("events differ:\n got  %#v\n want %#v", got, want)
+	}
+	s, _ := js.Stream(ctx, names.AuditStream())
+	if info, err := s.Info(ctx); err != nil || info.State.Msgs != n {
+		t.Fatalf("stream holds %v messages (%v), want %d: the retry was stored twice", info.State.Msgs, err, n)
+	}
+	if _, err := pub.PublishAuditAsync(notify.AuditEvent{Event: "Bad Name"}); err == nil {
+		t.Fatal("an invalid event name was published")
+	}
+}
