@@ -172,6 +172,17 @@ func New(d Deps, opts Options) (*Server, error) {
 		}
 		s.closers = append(s.closers, unsub)
 	}
+	if s.events != nil {
+		// Every replica forgets that a subject was clean as soon as any replica
+		// announces a failure of it (see throttle.Config.CleanCacheTTL).
+		unsub, err := s.events.SubscribeThrottleFailed(func(sub notify.ThrottleSubject) {
+			s.throttle.Invalidate(throttle.Subject{Kind: sub.Kind, Key: sub.Key})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("subscribe to throttle failures: %w", err)
+		}
+		s.closers = append(s.closers, unsub)
+	}
 	if s.wa != nil {
 		s.methods[pb.Method_METHOD_WEBAUTHN] = webauthnMethod{s: s, p: s.wa}
 	}
