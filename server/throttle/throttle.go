@@ -93,7 +93,7 @@ type Config struct {
 	// failure recorded on another replica reaches this one through Invalidate,
 	// or after this long when its announcement is lost.
 	CleanCacheTTL time.Duration
-	// CleanCacheSize bounds the subjects remembered as clean (default 100 000).
+	// CleanCacheSize bounds the subjects remembered as clean (default 20 000; expired entries are dropped when it is full).
 	CleanCacheSize int
 }
 
@@ -138,7 +138,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.IPv6Prefix = d.IPv6Prefix
 	}
 	if c.CleanCacheSize <= 0 {
-		c.CleanCacheSize = 100_000
+		c.CleanCacheSize = 20_000
 	}
 	switch {
 	case c.UserLockAfter > 100:
