@@ -50,7 +50,11 @@ func (m totpMethod) verify(ctx context.Context, ch *storage.Challenge, ans answe
 		err error
 	)
 	if ch.FactorID != "" {
-		f, err = m.p.ActiveFactor(ctx, ch.UserID, ch.FactorID)
+		// Read with the challenge; a factor removed or replayed since is refused
+		// by the conditional update in Verify.
+		if f = ch.Factor; f == nil || f.ID != ch.FactorID || f.UserID != ch.UserID || f.Method != totp.Method || f.State != storage.FactorActive {
+			f, err = nil, storage.ErrNotFound
+		}
 		if err == nil {
 			err = m.p.Verify(ctx, f, ans.Code)
 		}
