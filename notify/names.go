@@ -85,6 +85,11 @@ func (n Names) AuditAll() string { return n.subj("audit.>") }
 // AppPasswordRevoked is the core NATS broadcast subject for cache invalidation.
 func (n Names) AppPasswordRevoked() string { return n.subj("apppassword.revoked") }
 
+// ThrottleFailed is the core NATS broadcast subject announcing that failures were
+// recorded for throttle subjects: <p>.throttle.failed. Replicas forget that those
+// subjects were clean.
+func (n Names) ThrottleFailed() string { return n.subj("throttle.failed") }
+
 // DeadLetter maps an original subject to its dead-letter subject:
 // <p>.gateway.send.sms becomes <p>.deadletter.gateway.send.sms. A subject outside the
 // prefix keeps all its tokens: foo.bar becomes <p>.deadletter.foo.bar.

@@ -21,6 +21,7 @@ func TestNames(t *testing.T) {
 		{n.Audit(notify.EventFactorEnrolled), "acme.audit.factor.enrolled"},
 		{n.AuditAll(), "acme.audit.>"},
 		{n.AppPasswordRevoked(), "acme.apppassword.revoked"},
+		{n.ThrottleFailed(), "acme.throttle.failed"},
 		{n.DeadLetter("acme.gateway.send.sms"), "acme.deadletter.gateway.send.sms"},
 		{n.DeadLetter("other.x"), "acme.deadletter.other.x"},
 		{n.DeadLetterAll(), "acme.deadletter.>"},

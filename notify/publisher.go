@@ -67,6 +67,53 @@ func (p *Publisher) PublishAudit(ctx context.Context, ev AuditEvent) error {
 	return p.publishJSON(ctx, p.names.Audit(ev.Event), ev.ID, ev)
 }
 
+// AuditAck is the pending acknowledgement of an audit event published with
+// PublishAuditAsync.
+type AuditAck struct {
+	subject, msgID string
+	f              jetstream.PubAckFuture
+}
+
+// Wait blocks until JetStream has stored the event (nil), refused it, or ctx ends.
+func (a *AuditAck) Wait(ctx context.Context) error {
+	select {
+	case <-a.f.Ok():
+		return nil
+	case err := <-a.f.Err():
+		return fmt.Errorf("notify: publish %s (msg id %s): %w", a.subject, a.msgID, err)
+	case <-ctx.Done():
+		return fmt.Errorf("notify: publish %s (msg id %s): no acknowledgement: %w", a.subject, a.msgID, ctx.Err())
+	}
+}
+
+// PublishAuditAsync is PublishAudit without waiting for JetStream's acknowledgement:
+// the event is sent (in order with earlier ones on this connection) and the
+// returned AuditAck reports later whether it was stored. The message id is ev.ID,
+// so a retry after a lost acknowledgement stores the event once.
+func (p *Publisher) PublishAuditAsync(ev AuditEvent) (*AuditAck, error) {
+	if err := validEvent(ev.Event); err != nil {
+		return nil, err
+	}
+	if ev.ID == "" {
+		ev.ID = p.newID()
+	}
+	if ev.Time.IsZero() {
+		ev.Time = p.now()
+	}
+	ev.Time = ev.Time.UTC()
+	ev.V = SchemaVersion
+	subject := p.names.Audit(ev.Event)
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("notify: encode %s: %w", subject, err)
+	}
+	f, err := p.js.PublishAsync(subject, data, jetstream.WithMsgID(ev.ID))
+	if err != nil {
+		return nil, fmt.Errorf("notify: publish %s (msg id %s): %w", subject, ev.ID, err)
+	}
+	return &AuditAck{subject: subject, msgID: ev.ID, f: f}, nil
+}
+
 // PublishGatewaySend publishes g on <p>.gateway.send.<g.Channel> with the challenge id as
 // the message id, so a retried BeginChallenge does not send the code twice.
 func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error {
@@ -168,6 +215,78 @@ func (p *Publisher) SubscribeRevoked(fn func(id string)) (unsubscribe func(), er
 	if err := nc.Flush(); err != nil {
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("notify: subscribe revoked: flush: %w", err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// ThrottleSubject names one throttled subject (a kind such as "user" or "ip" and
+// the key its count is kept under) in a throttle-failure announcement.
+type ThrottleSubject struct {
+	Kind string `json:"kind"`
+	Key  string `json:"key"`
+}
+
+type throttleFailedMsg struct {
+	V        int               `json:"v"`
+	Subjects []ThrottleSubject `json:"subjects"`
+}
+
+// maxThrottleKey bounds an announced key (user ids and network keys are far shorter).
+const maxThrottleKey = 512
+
+// AnnounceThrottleFailed broadcasts on core NATS that failures were just recorded
+// for subjects, so that every replica stops taking them to be clean. It returns once
+// the server has the message (flush); a replica that misses it relies on its cache
+// entries expiring. The message holds subject keys (user ids, network prefixes),
+// never a secret.
+func (p *Publisher) AnnounceThrottleFailed(ctx context.Context, subjects []ThrottleSubject) error {
+	if len(subjects) == 0 {
+		return nil
+	}
+	for _, s := range subjects {
+		if s.Kind == "" || s.Key == "" || len(s.Kind) > 16 || len(s.Key) > maxThrottleKey {
+			return fmt.Errorf("notify: announce throttle failure: subject kind %d, key %d bytes: want 1..16 and 1..%d", len(s.Kind), len(s.Key), maxThrottleKey)
+		}
+	}
+	nc, err := p.core()
+	if err != nil {
+		return err
+	}
+	data, _ := json.Marshal(throttleFailedMsg{V: SchemaVersion, Subjects: subjects})
+	if err := nc.Publish(p.names.ThrottleFailed(), data); err != nil {
+		return fmt.Errorf("notify: announce throttle failure: %w", err)
+	}
+	if err := flush(ctx, nc); err != nil {
+		return fmt.Errorf("notify: announce throttle failure: flush: %w", err)
+	}
+	return nil
+}
+
+// SubscribeThrottleFailed calls fn with each subject announced by
+// AnnounceThrottleFailed from now on, on one goroutine, in order. The subscription is
+// registered with the server before it returns. Malformed announcements are ignored.
+func (p *Publisher) SubscribeThrottleFailed(fn func(ThrottleSubject)) (unsubscribe func(), err error) {
+	nc, err := p.core()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := nc.Subscribe(p.names.ThrottleFailed(), func(m *nats.Msg) {
+		var r throttleFailedMsg
+		if json.Unmarshal(m.Data, &r) != nil || r.V > SchemaVersion {
+			return
+		}
+		for _, s := range r.Subjects {
+			if s.Kind != "" && s.Key != "" {
+				fn(s)
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notify: subscribe throttle failures: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("notify: subscribe throttle failures: flush: %w", err)
 	}
 	return func() { _ = sub.Unsubscribe() }, nil
 }

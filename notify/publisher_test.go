@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,6 +289,8 @@ func TestPublishRejectsBadInput(t *testing.T) {
 		"push empty id":        pub.PublishPushRequest(ctx, notify.PushRequest{}),
 		"push response id":     pub.AnnouncePushResponse(ctx, "a.*"),
 		"revoked empty":        pub.AnnounceRevoked(ctx, ""),
+		"throttle empty key":   pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user"}}),
+		"throttle long key":    pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user", Key: strings.Repeat("k", 513)}}),
 	} {
 		if err == nil {
 			t.Errorf("%s: accepted", name)
@@ -324,6 +327,41 @@ func TestRevocationReachesEveryReplica(t *testing.T) {
 	}
 	if !seen["0:ap-77"] || !seen["1:ap-77"] {
 		t.Fatalf("received %v", seen)
+	}
+}
+
+func TestThrottleFailureReachesEveryReplica(t *testing.T) {
+	nc, js, names := natstest.Start(t)
+	replicas := []*notify.Publisher{
+		notify.NewPublisher(js, natstest.Dial(t, nc), names),
+		notify.NewPublisher(js, natstest.Dial(t, nc), names),
+	}
+	got := make(chan string, 10)
+	for i, r := range replicas {
+		unsub, err := r.SubscribeThrottleFailed(func(s notify.ThrottleSubject) { got <- fmt.Sprintf("%d:%s=%s", i, s.Kind, s.Key) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unsub()
+	}
+	subjects := []notify.ThrottleSubject{{Kind: "user", Key: "alice"}, {Kind: "ip", Key: "2001:db8::/56"}}
+	if err := notify.NewPublisher(js, nc, names).AnnounceThrottleFailed(context.Background(), subjects); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	timeout := time.After(waitLimit)
+	for len(seen) < 4 {
+		select {
+		case s := <-got:
+			seen = append(seen, s)
+		case <-timeout:
+			t.Fatalf("only %v received", seen)
+		}
+	}
+	for _, want := range []string{"0:user=alice", "0:ip=2001:db8::/56", "1:user=alice", "1:ip=2001:db8::/56"} {
+		if !slices.Contains(seen, want) {
+			t.Fatalf("received %v, want %s among them", seen, want)
+		}
 	}
 }
 
@@ -412,5 +450,51 @@ func BenchmarkPublishAudit(b *testing.B) {
 		if err := pub.PublishAudit(ctx, ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// PublishAuditAsync sends in order without waiting; each AuditAck reports the
+// store, and a repeated id (a retry) is stored once.
+func TestAuditPublishAsyncInOrder(t *testing.T) {
+	nc, js, names := natstest.Start(t)
+	pub := notify.NewPublisher(js, nc, names)
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	const n = 25
+	var want []notify.AuditEvent
+	var acks []*notify.AuditAck
+	for i := 0; i < n; i++ {
+		ev := fullEvent(i)
+		ack, err := pub.PublishAuditAsync(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack)
+		ev.V = notify.SchemaVersion
+		want = append(want, ev)
+	}
+	again, err := pub.PublishAuditAsync(fullEvent(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range append(acks, again) {
+		if err := a.Wait(ctx); err != nil {
+			t.Fatalf("ack %d: %v", i, err)
+		}
+	}
+	ch, stop := tail(t, js, names, "siem-async", true, nil)
+	got := receive(t, ch, n)
+	if err := stop(); err != nil {
+		t.Fatalf("TailAudit: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("events differ:\n got  %#v\n want %#v", got, want)
+	}
+	s, _ := js.Stream(ctx, names.AuditStream())
+	if info, err := s.Info(ctx); err != nil || info.State.Msgs != n {
+		t.Fatalf("stream holds %v messages (%v), want %d: the retry was stored twice", info.State.Msgs, err, n)
+	}
+	if _, err := pub.PublishAuditAsync(notify.AuditEvent{Event: "Bad Name"}); err == nil {
+		t.Fatal("an invalid event name was published")
 	}
 }

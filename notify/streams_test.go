@@ -45,6 +45,9 @@ func TestEnsureStreamsIdempotent(t *testing.T) {
 		if c.Duplicates <= 0 || c.Duplicates > c.MaxAge {
 			t.Errorf("%s: duplicate window %v (max age %v)", name, c.Duplicates, c.MaxAge)
 		}
+		if name == names.AuditStream() && c.Duplicates != 30*time.Second {
+			t.Errorf("audit stream: duplicate window %v, want the default 30s (its ids are held in memory)", c.Duplicates)
+		}
 	}
 	kv, err := js.KeyValue(ctx, names.DeliveredBucket())
 	if err != nil {

@@ -140,6 +140,10 @@ func (s *Server) ListAuditEvents(ctx context.Context, req *pb.ListAuditEventsReq
 		}
 		after = &storage.AuditCursor{Time: time.Unix(0, t.Time).UTC(), ID: t.ID}
 	}
+	// Events are stored by a background writer: wait for this replica's so far.
+	if err := s.flushAuditStore(ctx); err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
 	recs, next, err := s.store.ListAuditEvents(ctx, req.GetUserId(), size, after)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)

@@ -20,6 +20,7 @@ import (
 // wrote them to the shared store.
 func (c *cluster) auditOf(event string) []storage.AuditRecord {
 	c.t.Helper()
+	c.flushAudit()
 	var out []storage.AuditRecord
 	st := storagetest.OpenURL(c.t, c.url)
 	if err := st.DB(context.Background()).Where("event = ?", event).Order("occurred_at, id").Find(&out).Error; err != nil {

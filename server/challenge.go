@@ -158,7 +158,8 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 	default:
 		return nil, invalid("response", "is required: set code or webauthn_assertion_json")
 	}
-	ch, err := s.store.GetChallenge(ctx, req.GetChallengeId())
+	// The challenge and the factor it is bound to, in one read.
+	ch, err := s.store.GetChallengeAndFactor(ctx, req.GetChallengeId())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, notFound("challenge_id", req.GetChallengeId())
 	}

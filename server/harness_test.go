@@ -80,6 +80,21 @@ type cluster struct {
 	// throttle configures every replica's throttle. newCluster sets limits high
 	// enough that tests of other things never meet them; throttle tests set their own.
 	throttle throttle.Config
+	// replicas are the ones start made (flushAudit flushes each).
+	replicas []*replica
+}
+
+// flushAudit waits until every replica's audit events so far are stored and
+// published: the trail writes them in the background.
+func (c *cluster) flushAudit() {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, r := range c.replicas {
+		if err := r.srv.FlushAudit(ctx); err != nil {
+			c.t.Fatalf("flush audit: %v", err)
+		}
+	}
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -177,7 +192,9 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &replica{addr: lis.Addr().String(), conn: conn, srv: srv, nc: nc}
+	r := &replica{addr: lis.Addr().String(), conn: conn, srv: srv, nc: nc}
+	c.replicas = append(c.replicas, r)
+	return r
 }
 
 // as returns a context that authenticates with the named key.

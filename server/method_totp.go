@@ -11,17 +11,31 @@ import (
 
 type totpMethod struct{ p *totp.Provider }
 
+// maxTOTPFactors bounds the factors begin looks at when no factor is named; a
+// user has a handful at most.
+const maxTOTPFactors = 64
+
 func (m totpMethod) begin(ctx context.Context, in beginInput) (beginOutput, error) {
-	factors, err := m.p.ActiveFactors(ctx, in.UserID)
+	limit := maxTOTPFactors
+	if in.FactorID == "" {
+		limit = 2 // enough to tell "exactly one" from "several"
+	}
+	ids, err := m.p.ActiveFactorIDs(ctx, in.UserID, limit)
 	if err != nil {
 		return beginOutput{}, err
 	}
-	for _, f := range factors {
-		if in.FactorID == "" || f.ID == in.FactorID {
-			if in.FactorID != "" {
-				return beginOutput{FactorID: f.ID}, nil
-			}
-			return beginOutput{}, nil
+	switch {
+	case len(ids) == 0:
+		return beginOutput{}, errNoFactor
+	case in.FactorID == "" && len(ids) == 1:
+		// The only factor: bind the challenge to it, so that verify loads it by key.
+		return beginOutput{FactorID: ids[0]}, nil
+	case in.FactorID == "":
+		return beginOutput{}, nil // verify tries each
+	}
+	for _, id := range ids {
+		if id == in.FactorID {
+			return beginOutput{FactorID: id}, nil
 		}
 	}
 	return beginOutput{}, errNoFactor
@@ -36,7 +50,11 @@ func (m totpMethod) verify(ctx context.Context, ch *storage.Challenge, ans answe
 		err error
 	)
 	if ch.FactorID != "" {
-		f, err = m.p.ActiveFactor(ctx, ch.UserID, ch.FactorID)
+		// Read with the challenge; a factor removed or replayed since is refused
+		// by the conditional update in Verify.
+		if f = ch.Factor; f == nil || f.ID != ch.FactorID || f.UserID != ch.UserID || f.Method != totp.Method || f.State != storage.FactorActive {
+			f, err = nil, storage.ErrNotFound
+		}
 		if err == nil {
 			err = m.p.Verify(ctx, f, ans.Code)
 		}

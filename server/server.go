@@ -97,11 +97,13 @@ type Server struct {
 	events   *notify.Publisher
 	breached PasswordChecker
 	closers  []func()
-	throttle *throttle.Throttler
-	metrics  *Metrics
-	log      *slog.Logger
-	now      func() time.Time
-	methods  map[pb.Method]method
+	// closeAudit flushes and stops the audit trail New built (nil: the caller's).
+	closeAudit func()
+	throttle   *throttle.Throttler
+	metrics    *Metrics
+	log        *slog.Logger
+	now        func() time.Time
+	methods    map[pb.Method]method
 
 	recovery
 }
@@ -137,8 +139,16 @@ func New(d Deps, opts Options) (*Server, error) {
 		s.metrics = NewMetrics()
 	}
 	if s.auditor == nil {
-		s.auditor = &TrailAuditor{Store: s.store, Events: s.events, Log: s.log, Metrics: s.metrics,
+		ta := &TrailAuditor{Store: s.store, Events: s.events, Log: s.log, Metrics: s.metrics,
 			PublishTimeout: s.opts.AuditPublishTimeout}
+		s.auditor = ta
+		s.closeAudit = func() {
+			ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+			defer cancel()
+			if err := ta.Close(ctx); err != nil {
+				s.log.Error("audit trail not flushed on close", "error", err.Error())
+			}
+		}
 	}
 	if s.throttle == nil {
 		th, err := throttle.New(s.store, throttle.DefaultConfig(), s.now)
@@ -162,6 +172,17 @@ func New(d Deps, opts Options) (*Server, error) {
 		}
 		s.closers = append(s.closers, unsub)
 	}
+	if s.events != nil {
+		// Every replica forgets that a subject was clean as soon as any replica
+		// announces a failure of it (see throttle.Config.CleanCacheTTL).
+		unsub, err := s.events.SubscribeThrottleFailed(func(sub notify.ThrottleSubject) {
+			s.throttle.Invalidate(throttle.Subject{Kind: sub.Kind, Key: sub.Key})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("subscribe to throttle failures: %w", err)
+		}
+		s.closers = append(s.closers, unsub)
+	}
 	if s.wa != nil {
 		s.methods[pb.Method_METHOD_WEBAUTHN] = webauthnMethod{s: s, p: s.wa}
 	}
@@ -171,12 +192,25 @@ func New(d Deps, opts Options) (*Server, error) {
 // Metrics returns the Prometheus series this server updates.
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
-// Close releases the subscriptions New made.
+// auditCloseTimeout bounds how long Close waits for the audit trail to drain.
+const auditCloseTimeout = 10 * time.Second
+
+// Close releases the subscriptions New made and flushes the audit trail: events
+// recorded before Close are in the store and on NATS when it returns (call it
+// after the gRPC server has stopped, before the store and NATS are closed).
 func (s *Server) Close() {
 	for _, c := range s.closers {
 		c()
 	}
 	s.closers = nil
+	if s.closeAudit != nil {
+		s.closeAudit()
+		s.closeAudit = nil
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+		defer cancel()
+		_ = s.FlushAudit(ctx)
+	}
 }
 
 // ServerOptions returns the interceptors every gRPC server of this service needs.

@@ -65,6 +65,7 @@ func throttledError(d throttle.Decision) error {
 // throttle could not see must not be answered.
 func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
 	out, err := s.throttle.Failure(ctx, subj)
+	s.announceThrottleFailed(ctx, out.Recorded)
 	if err != nil {
 		return out, s.toStatus(ctx, err)
 	}
@@ -78,6 +79,22 @@ func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, 
 		s.audit(ctx, client, e)
 	}
 	return out, nil
+}
+
+// announceThrottleFailed tells the other replicas that subjects have failures
+// now, so they stop taking them to be clean. A failure to announce is logged: the
+// count is stored, and the other replicas' cache entries expire on their own.
+func (s *Server) announceThrottleFailed(ctx context.Context, recorded []throttle.Subject) {
+	if s.events == nil || len(recorded) == 0 {
+		return
+	}
+	subs := make([]notify.ThrottleSubject, len(recorded))
+	for i, r := range recorded {
+		subs[i] = notify.ThrottleSubject{Kind: r.Kind, Key: r.Key}
+	}
+	if err := s.events.AnnounceThrottleFailed(context.WithoutCancel(ctx), subs); err != nil {
+		s.log.WarnContext(ctx, "throttle failure not announced", "request_id", requestIDFrom(ctx), "error", err.Error())
+	}
 }
 
 // throttleSuccess resets the user's (or login's) count after a right answer.

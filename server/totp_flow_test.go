@@ -315,3 +315,44 @@ func race(t *testing.T, c *cluster, replicas []*replica, ids []string, code stri
 	wg.Wait()
 	return int(accepted.Load())
 }
+
+// A user with one TOTP factor gets challenges bound to it; with two, a challenge
+// accepts the code of either, and says which one it was. A factor removed after
+// the challenge was begun no longer answers it.
+func TestTOTPOneOrSeveralFactors(t *testing.T) {
+	c := newCluster(t)
+	r := c.start()
+	first, seed1, params1 := enrollTOTP(t, c, r, "frank")
+	c.clock.Add(30 * time.Second)
+	code, _ := totp.CodeAt(seed1, params1, c.clock.Now())
+	if got := verify(t, c, r, begin(t, c, r, "frank"), code); got.Result != pb.VerifyResult_VERIFY_RESULT_ACCEPTED || got.GetFactorId() != first {
+		t.Fatalf("only factor: %v", got)
+	}
+
+	second, seed2, params2 := enrollTOTP(t, c, r, "frank")
+	for _, tc := range []struct {
+		seed   []byte
+		params totp.Params
+		want   string
+	}{{seed2, params2, second}, {seed1, params1, first}} {
+		c.clock.Add(30 * time.Second)
+		code, _ := totp.CodeAt(tc.seed, tc.params, c.clock.Now())
+		if got := verify(t, c, r, begin(t, c, r, "frank"), code); got.Result != pb.VerifyResult_VERIFY_RESULT_ACCEPTED || got.GetFactorId() != tc.want {
+			t.Fatalf("two factors, code of %s: %v", tc.want, got)
+		}
+	}
+
+	if _, err := r.enrollment().RemoveFactor(c.as("selfservice"), &pb.RemoveFactorRequest{UserId: "frank", FactorId: second}); err != nil {
+		t.Fatal(err)
+	}
+	id := begin(t, c, r, "frank") // bound to the first, the only one left
+	if _, err := r.enrollment().RemoveFactor(c.as("selfservice"), &pb.RemoveFactorRequest{UserId: "frank", FactorId: first}); err != nil {
+		t.Fatal(err)
+	}
+	c.clock.Add(30 * time.Second)
+	code, _ = totp.CodeAt(seed1, params1, c.clock.Now())
+	got, err := r.challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{ChallengeId: id, Response: &pb.VerifyChallengeRequest_Code{Code: code}})
+	if status.Code(err) != codes.NotFound && got.GetResult() != pb.VerifyResult_VERIFY_RESULT_REJECTED {
+		t.Fatalf("code of a factor removed after begin: %v, %v", got, err)
+	}
+}

@@ -36,6 +36,18 @@ func (s *Store) AddAuditEvent(ctx context.Context, r *AuditRecord) error {
 	return s.DB(ctx).Create(r).Error
 }
 
+// AddAuditEvents stores several events in one multi-row INSERT (the audit
+// trail's batching writer); either all are stored or none.
+func (s *Store) AddAuditEvents(ctx context.Context, rs []*AuditRecord) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	for _, r := range rs {
+		r.Time = r.Time.UTC()
+	}
+	return s.DB(ctx).Create(rs).Error
+}
+
 // AuditCursor marks where a page of a user's events ended: the (time, id) of its
 // last event.
 type AuditCursor struct {

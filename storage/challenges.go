@@ -32,6 +32,11 @@ type Challenge struct {
 	ClientIP    string    `gorm:"size:64"`
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+
+	// Factor is the factor FactorID names, as GetChallengeAndFactor read it with
+	// the challenge (nil otherwise, or when the user has no such factor any more).
+	// It is a snapshot: single use of what it guards is the conditional updates'.
+	Factor *Factor `gorm:"-"`
 }
 
 // CreateChallenge inserts a challenge.
@@ -44,6 +49,67 @@ func (s *Store) GetChallenge(ctx context.Context, id string) (*Challenge, error)
 	var c Challenge
 	if err := s.DB(ctx).Where("id = ?", id).Take(&c).Error; err != nil {
 		return nil, notFound(err)
+	}
+	return &c, nil
+}
+
+// challengeFactorRow is a challenge joined with its factor; the factor's columns
+// are nullable (LEFT JOIN).
+type challengeFactorRow struct {
+	Challenge     `gorm:"embedded"`
+	FID           *string    `gorm:"column:f_id"`
+	FUserID       *string    `gorm:"column:f_user_id"`
+	FMethod       *string    `gorm:"column:f_method"`
+	FName         *string    `gorm:"column:f_name"`
+	FState        *string    `gorm:"column:f_state"`
+	FSealedSecret []byte     `gorm:"column:f_sealed_secret"`
+	FSecretKeyID  *string    `gorm:"column:f_secret_key_id"`
+	FCredentialID []byte     `gorm:"column:f_credential_id"`
+	FData         []byte     `gorm:"column:f_data"`
+	FLastStep     *int64     `gorm:"column:f_last_step"`
+	FAttempts     *int       `gorm:"column:f_attempts"`
+	FExpiresAt    *time.Time `gorm:"column:f_expires_at"`
+	FCreatedAt    *time.Time `gorm:"column:f_created_at"`
+	FUpdatedAt    *time.Time `gorm:"column:f_updated_at"`
+	FLastUsedAt   *time.Time `gorm:"column:f_last_used_at"`
+}
+
+const challengeAndFactorSQL = `SELECT c.id, c.user_id, c.factor_id, c.method, c.state, c.session, c.attempts,
+ c.max_attempts, c.expires_at, c.client_ip, c.created_at, c.updated_at,
+ f.id AS f_id, f.user_id AS f_user_id, f.method AS f_method, f.name AS f_name, f.state AS f_state,
+ f.sealed_secret AS f_sealed_secret, f.secret_key_id AS f_secret_key_id, f.credential_id AS f_credential_id,
+ f.data AS f_data, f.last_step AS f_last_step, f.attempts AS f_attempts, f.expires_at AS f_expires_at,
+ f.created_at AS f_created_at, f.updated_at AS f_updated_at, f.last_used_at AS f_last_used_at
+ FROM challenges c LEFT JOIN factors f ON f.id = c.factor_id AND f.user_id = c.user_id
+ WHERE c.id = ?`
+
+// GetChallengeAndFactor loads a challenge by id, whatever its state, and in the
+// same query the factor it is bound to (Challenge.Factor; nil when it names none
+// or the user's factor is gone).
+func (s *Store) GetChallengeAndFactor(ctx context.Context, id string) (*Challenge, error) {
+	var rows []challengeFactorRow
+	if err := s.DB(ctx).Raw(challengeAndFactorSQL, id).Scan(&rows).Error; err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, ErrNotFound
+	}
+	r := rows[0]
+	c := r.Challenge
+	if r.FID != nil && r.FUserID != nil && r.FMethod != nil && r.FState != nil && r.FCreatedAt != nil && r.FUpdatedAt != nil {
+		f := &Factor{ID: *r.FID, UserID: *r.FUserID, Method: *r.FMethod, State: *r.FState,
+			SealedSecret: r.FSealedSecret, CredentialID: r.FCredentialID, Data: r.FData, LastStep: r.FLastStep,
+			ExpiresAt: r.FExpiresAt, CreatedAt: *r.FCreatedAt, UpdatedAt: *r.FUpdatedAt, LastUsedAt: r.FLastUsedAt}
+		if r.FName != nil {
+			f.Name = *r.FName
+		}
+		if r.FSecretKeyID != nil {
+			f.SecretKeyID = *r.FSecretKeyID
+		}
+		if r.FAttempts != nil {
+			f.Attempts = *r.FAttempts
+		}
+		c.Factor = f
 	}
 	return &c, nil
 }

@@ -86,6 +86,15 @@ func (s *Store) ListFactors(ctx context.Context, userID, method, state string) (
 	return out, err
 }
 
+// ListFactorIDs returns the ids of up to limit of a user's factors of a method in
+// a state, oldest first: a cheap existence check that reads no secret.
+func (s *Store) ListFactorIDs(ctx context.Context, userID, method, state string, limit int) ([]string, error) {
+	var ids []string
+	err := s.DB(ctx).Model(&Factor{}).Where("user_id = ? AND method = ? AND state = ?", userID, method, state).
+		Order("created_at, id").Limit(limit).Pluck("id", &ids).Error
+	return ids, err
+}
+
 // ActivateFactor turns a pending factor active. Only one caller wins: it reports
 // false when the factor was not pending (already active, or gone).
 func (s *Store) ActivateFactor(ctx context.Context, userID, id string, now time.Time, lastStep *int64) (bool, error) {

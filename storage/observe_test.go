@@ -122,3 +122,36 @@ func TestAuditEventsPageAndSurviveUserDeletion(t *testing.T) {
 		t.Fatalf("retention removed %d, %v", n, err)
 	}
 }
+
+// AddAuditEvents writes a batch in one statement, all or nothing: a batch with
+// a duplicate id stores none of its events.
+func TestAddAuditEventsBatch(t *testing.T) {
+	st := storagetest.Open(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("CET", 3600))
+	var batch []*storage.AuditRecord
+	for i := 0; i < 50; i++ {
+		batch = append(batch, &storage.AuditRecord{ID: fmt.Sprintf("00000000-0000-0000-0000-%012d", i), Time: t0.Add(time.Duration(i) * time.Second),
+			Event: "challenge.accepted", UserID: "alice", Details: map[string]string{"i": fmt.Sprint(i)}})
+	}
+	if err := st.AddAuditEvents(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := st.ListAuditEvents(ctx, "alice", 100, nil)
+	if err != nil || len(evs) != 50 || evs[0].Details["i"] != "49" || !evs[49].Time.Equal(t0) {
+		t.Fatalf("stored %d events (%v), want 50 newest first", len(evs), err)
+	}
+	dup := []*storage.AuditRecord{
+		{ID: "20000000-0000-0000-0000-000000000000", Time: t0, Event: "x", UserID: "bob"},
+		{ID: batch[0].ID, Time: t0, Event: "x", UserID: "bob"},
+	}
+	if err := st.AddAuditEvents(ctx, dup); err == nil {
+		t.Fatal("a batch with a duplicate id was accepted")
+	}
+	if evs, _, _ := st.ListAuditEvents(ctx, "bob", 10, nil); len(evs) != 0 {
+		t.Fatalf("a failed batch stored %d events", len(evs))
+	}
+	if err := st.AddAuditEvents(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+}

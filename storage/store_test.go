@@ -138,3 +138,53 @@ func TestFindInTablesSeesEveryColumn(t *testing.T) {
 		t.Fatalf("FindInTables found %q", got)
 	}
 }
+
+// GetChallengeAndFactor reads a challenge with the factor it is bound to, as
+// GetFactor would read it, and only a factor of the challenge's user.
+func TestGetChallengeAndFactor(t *testing.T) {
+	st := storagetest.Open(t)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC)
+	step := int64(1234)
+	f := &storage.Factor{ID: "f0000000-0000-0000-0000-000000000001", UserID: "alice", Method: "totp", Name: "Phone", State: storage.FactorActive,
+		SealedSecret: []byte{1, 2, 3}, SecretKeyID: "k1", Data: []byte(`{"digits":6}`), LastStep: &step, CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateFactor(ctx, f); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(id, user, factor string) {
+		t.Helper()
+		if err := st.CreateChallenge(ctx, &storage.Challenge{ID: id, UserID: user, FactorID: factor, Method: "totp", State: storage.ChallengeOpen,
+			MaxAttempts: 5, ExpiresAt: now.Add(time.Minute), ClientIP: "192.0.2.1", CreatedAt: now, UpdatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("c0000000-0000-0000-0000-000000000001", "alice", f.ID)
+	mk("c0000000-0000-0000-0000-000000000002", "alice", "")
+	mk("c0000000-0000-0000-0000-000000000003", "mallory", f.ID) // another user's factor id
+
+	ch, err := st.GetChallengeAndFactor(ctx, "c0000000-0000-0000-0000-000000000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := st.GetFactor(ctx, "alice", f.ID)
+	got := ch.Factor
+	if got == nil || got.ID != want.ID || got.UserID != "alice" || got.Method != "totp" || got.Name != "Phone" || got.State != storage.FactorActive ||
+		string(got.SealedSecret) != string(want.SealedSecret) || got.SecretKeyID != "k1" || string(got.Data) != string(want.Data) ||
+		got.LastStep == nil || *got.LastStep != step || !got.CreatedAt.Equal(want.CreatedAt) || got.LastUsedAt != nil {
+		t.Fatalf("factor %+v, want %+v", got, want)
+	}
+	plain, _ := st.GetChallenge(ctx, ch.ID)
+	if ch.UserID != plain.UserID || ch.FactorID != plain.FactorID || ch.State != plain.State || !ch.ExpiresAt.Equal(plain.ExpiresAt) ||
+		ch.MaxAttempts != 5 || ch.ClientIP != "192.0.2.1" {
+		t.Fatalf("challenge %+v, want %+v", ch, plain)
+	}
+	for _, id := range []string{"c0000000-0000-0000-0000-000000000002", "c0000000-0000-0000-0000-000000000003"} {
+		ch, err := st.GetChallengeAndFactor(ctx, id)
+		if err != nil || ch.Factor != nil {
+			t.Fatalf("%s: factor %+v, %v; want none", id, ch.Factor, err)
+		}
+	}
+	if _, err := st.GetChallengeAndFactor(ctx, "c0000000-0000-0000-0000-000000000009"); err != storage.ErrNotFound {
+		t.Fatalf("unknown challenge: %v", err)
+	}
+}

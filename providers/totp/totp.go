@@ -158,6 +158,7 @@ type Store interface {
 	CreateFactor(ctx context.Context, f *storage.Factor) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	ListFactors(ctx context.Context, userID, method, state string) ([]storage.Factor, error)
+	ListFactorIDs(ctx context.Context, userID, method, state string, limit int) ([]string, error)
 	ActivateFactor(ctx context.Context, userID, id string, now time.Time, lastStep *int64) (bool, error)
 	CountPendingAttempt(ctx context.Context, userID, id string) (int, error)
 	DeleteFactor(ctx context.Context, userID, id string) error
@@ -404,6 +405,12 @@ func CodeAt(seed []byte, params Params, t time.Time) (string, error) {
 // ActiveFactors lists the user's active TOTP factors.
 func (p *Provider) ActiveFactors(ctx context.Context, userID string) ([]storage.Factor, error) {
 	return p.store.ListFactors(ctx, userID, Method, storage.FactorActive)
+}
+
+// ActiveFactorIDs returns the ids of up to limit of the user's active TOTP
+// factors, oldest first, without loading their secrets.
+func (p *Provider) ActiveFactorIDs(ctx context.Context, userID string, limit int) ([]string, error) {
+	return p.store.ListFactorIDs(ctx, userID, Method, storage.FactorActive, limit)
 }
 
 // ActiveFactor loads one active TOTP factor of the user, or storage.ErrNotFound.

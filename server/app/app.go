@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -155,6 +156,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	opts := append(a.srv.ServerOptions(),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(1<<20),
+		// Reused goroutines keep the deep stacks the SQLite driver grows, instead
+		// of growing (copying) a fresh stack for every RPC; when all are busy, gRPC
+		// starts a goroutine as it would without them.
+		grpc.NumStreamWorkers(uint32(8*runtime.GOMAXPROCS(0))),
 	)
 	if cfg.TLSCert != "" {
 		tc, err := serverTLS(cfg)

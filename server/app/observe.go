@@ -33,6 +33,7 @@ type ObserveConfig struct {
 	ThrottleLockDuration   time.Duration
 	ThrottleIPv6Prefix     int
 	ThrottleAllow          string
+	ThrottleCleanCacheTTL  time.Duration
 
 	AuditMaxAge         time.Duration
 	AuditRetention      time.Duration
@@ -53,6 +54,7 @@ func observeFlags(fs *flag.FlagSet, c *ObserveConfig) {
 	fs.DurationVar(&c.ThrottleLockDuration, "throttle-lock-duration", d.LockDuration, "how long a hard lock lasts unless an admin clears it")
 	fs.IntVar(&c.ThrottleIPv6Prefix, "throttle-ipv6-prefix", d.IPv6Prefix, "prefix length an IPv6 address counts by")
 	fs.StringVar(&c.ThrottleAllow, "throttle-allow", "", "comma-separated networks (CIDR) never throttled by network")
+	fs.DurationVar(&c.ThrottleCleanCacheTTL, "throttle-clean-cache-ttl", time.Second, "how long a replica takes a subject found without failures to have none without reading again; failures are announced to every replica over NATS (0: read on every attempt)")
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", notify.DefaultStreamConfig().AuditMaxAge, "how long the NATS audit stream keeps events")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 365*24*time.Hour, "how long the database keeps audit events")
 	fs.DurationVar(&c.AuditPublishTimeout, "audit-publish-timeout", 2*time.Second, "bound on publishing one audit event to NATS")
@@ -66,6 +68,7 @@ func (c *ObserveConfig) throttleConfig() (throttle.Config, error) {
 		IPDelayAfter: c.ThrottleIPDelayAfter, UserDelayAfter: c.ThrottleUserDelayAfter,
 		UserLockAfter: c.ThrottleUserLockAfter, IPLockAfter: c.ThrottleIPLockAfter,
 		LockDuration: c.ThrottleLockDuration, IPv6Prefix: c.ThrottleIPv6Prefix,
+		CleanCacheTTL: c.ThrottleCleanCacheTTL,
 	}
 	for _, s := range splitList(c.ThrottleAllow) {
 		p, err := netip.ParsePrefix(s)

@@ -24,6 +24,14 @@
 //   - Counts live in the shared store and are changed by one atomic statement per
 //     failure (storage.RecordThrottleFailure), so N replicas see one count and racing
 //     failures are never lost. Time comes from an injected clock.
+//   - Optionally (Config.CleanCacheTTL) a replica remembers for a short while that a
+//     subject has no stored failures at all, so that the common case (a right answer
+//     from someone who never failed) costs no read. Only that clean state is cached;
+//     failures are always written to the store and every failure forgets the
+//     subject's clean state on this replica at once (Failure) and, through the
+//     caller's announcement (Outcome.Recorded, Invalidate), on every other replica.
+//     A replica that misses an announcement sees the failure after CleanCacheTTL at
+//     the latest.
 package throttle
 
 import (
@@ -31,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/twofactor/twofactor/storage"
@@ -79,6 +88,13 @@ type Config struct {
 	IPv6Prefix int
 	// Allow lists networks that are never counted or delayed by network.
 	Allow []netip.Prefix
+	// CleanCacheTTL is how long a subject found without stored failures is taken
+	// to have none without reading the store again (0: read on every Check). A
+	// failure recorded on another replica reaches this one through Invalidate,
+	// or after this long when its announcement is lost.
+	CleanCacheTTL time.Duration
+	// CleanCacheSize bounds the subjects remembered as clean (default 20 000; expired entries are dropped when it is full).
+	CleanCacheSize int
 }
 
 // DefaultConfig returns the defaults.
@@ -121,6 +137,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.IPv6Prefix <= 0 {
 		c.IPv6Prefix = d.IPv6Prefix
 	}
+	if c.CleanCacheSize <= 0 {
+		c.CleanCacheSize = 20_000
+	}
 	switch {
 	case c.UserLockAfter > 100:
 		return c, fmt.Errorf("throttle: user lock after %d failures: NIST SP 800-63B allows at most 100", c.UserLockAfter)
@@ -132,6 +151,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("throttle: ip lock after %d: want 0 (never) or more", c.IPLockAfter)
 	case c.IPv6Prefix < 32 || c.IPv6Prefix > 128:
 		return c, fmt.Errorf("throttle: ipv6 prefix /%d: want /32 to /128", c.IPv6Prefix)
+	case c.CleanCacheTTL < 0:
+		return c, fmt.Errorf("throttle: clean cache ttl %v: want 0 (off) or more", c.CleanCacheTTL)
 	case c.MaxDelay < c.BaseDelay:
 		return c, fmt.Errorf("throttle: max delay %v is below the base delay %v", c.MaxDelay, c.BaseDelay)
 	}
@@ -143,6 +164,13 @@ type Throttler struct {
 	cfg   Config
 	store Store
 	now   func() time.Time
+
+	// clean remembers subjects without stored failures, until their expiry
+	// (CleanCacheTTL). epoch grows with every invalidation: a Check whose read
+	// began before one does not fill the cache with what it read.
+	mu    sync.Mutex
+	clean map[Subject]time.Time
+	epoch uint64
 }
 
 // New returns a Throttler over store; now defaults to time.Now.
@@ -162,7 +190,11 @@ func New(store Store, cfg Config, now func() time.Time) (*Throttler, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Throttler{cfg: cfg, store: store, now: now}, nil
+	t := &Throttler{cfg: cfg, store: store, now: now}
+	if cfg.CleanCacheTTL > 0 {
+		t.clean = make(map[Subject]time.Time)
+	}
+	return t, nil
 }
 
 // Config returns the limits in force.
@@ -213,6 +245,9 @@ type Outcome struct {
 	RetryAfter time.Duration
 	// NewLocks are the subjects this failure hard-locked.
 	NewLocks []Subject
+	// Recorded are the subjects whose count this failure raised: the caller
+	// announces them to the other replicas, which Invalidate them.
+	Recorded []Subject
 }
 
 // IPKey returns the key an address counts under: an IPv4 address (IPv4-mapped IPv6
@@ -295,6 +330,7 @@ func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
 	now := t.now().UTC()
 	var d Decision
 	subjects := t.subjects(s)
+	epoch, subjects := t.uncached(subjects, now)
 	var found map[Subject]*storage.ThrottleState
 	if bg, ok := t.store.(batchGetter); ok && len(subjects) > 1 {
 		keys := make([]storage.ThrottleSubject, len(subjects))
@@ -310,6 +346,7 @@ func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
 			found[Subject{rows[i].Kind, rows[i].Key}] = &rows[i]
 		}
 	}
+	var clean []Subject
 	for _, sub := range subjects {
 		var (
 			st  *storage.ThrottleState
@@ -323,6 +360,7 @@ func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
 			st, err = t.store.GetThrottle(ctx, sub.Kind, sub.Key)
 		}
 		if errors.Is(err, storage.ErrNotFound) {
+			clean = append(clean, sub)
 			continue
 		}
 		if err != nil {
@@ -333,7 +371,65 @@ func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
 			d.Blocked, d.RetryAfter, d.Locked, d.By = true, wait, st.Locked, sub
 		}
 	}
+	t.remember(epoch, clean, now)
 	return d, nil
+}
+
+// uncached drops the subjects remembered as clean from subjects and returns the
+// epoch the read that follows starts in.
+func (t *Throttler) uncached(subjects []Subject, now time.Time) (uint64, []Subject) {
+	if t.clean == nil || len(subjects) == 0 {
+		return 0, subjects
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := subjects[:0:0]
+	for _, sub := range subjects {
+		if until, ok := t.clean[sub]; !ok || !now.Before(until) {
+			out = append(out, sub)
+		}
+	}
+	return t.epoch, out
+}
+
+// remember marks subjects clean until now+CleanCacheTTL, unless an invalidation
+// happened since the read began (its subject may be among them).
+func (t *Throttler) remember(epoch uint64, subjects []Subject, now time.Time) {
+	if t.clean == nil || len(subjects) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.epoch != epoch {
+		return
+	}
+	if len(t.clean)+len(subjects) > t.cfg.CleanCacheSize {
+		for sub, until := range t.clean {
+			if !now.Before(until) {
+				delete(t.clean, sub)
+			}
+		}
+		if len(t.clean)+len(subjects) > t.cfg.CleanCacheSize {
+			clear(t.clean)
+		}
+	}
+	until := now.Add(t.cfg.CleanCacheTTL)
+	for _, sub := range subjects {
+		t.clean[sub] = until
+	}
+}
+
+// Invalidate forgets that sub was clean: a failure of it was recorded (on this
+// replica or, announced, on another). Checks reading at the time do not
+// remember what they read.
+func (t *Throttler) Invalidate(sub Subject) {
+	if t.clean == nil {
+		return
+	}
+	t.mu.Lock()
+	t.epoch++
+	delete(t.clean, sub)
+	t.mu.Unlock()
 }
 
 // Delay is the wait after failures counted failures of which free are let pass:
@@ -373,9 +469,12 @@ func (t *Throttler) Failure(ctx context.Context, s Subjects) (Outcome, error) {
 	var out Outcome
 	for _, sub := range t.subjects(s) {
 		st, locked, err := t.store.RecordThrottleFailure(ctx, sub.Kind, sub.Key, now, t.cfg.Window, t.block(sub.Kind))
+		// Whatever the outcome, the subject may have a count now.
+		t.Invalidate(sub)
 		if err != nil {
 			return out, err
 		}
+		out.Recorded = append(out.Recorded, sub)
 		if wait := st.BlockedUntil.Sub(now); wait > out.RetryAfter {
 			out.RetryAfter = wait
 		}
