@@ -84,7 +84,7 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 		return nil, err
 	}
 	if err := s.requireAllowed(ctx, methodName(req.GetMethod())); err != nil {
-		return nil, err
+		return nil, s.toStatus(ctx, err)
 	}
 	d, err := s.checkThrottle(ctx, req.GetContext(), throttle.Subjects{UserID: req.GetUserId(), IP: req.GetContext().GetIp()}, methodName(req.GetMethod()))
 	if err != nil {

@@ -26,7 +26,7 @@ func (s *Server) BeginEnrollment(ctx context.Context, req *pb.BeginEnrollmentReq
 	}
 	if name := methodName(req.GetMethod()); name != "" {
 		if err := s.requireAllowed(ctx, name); err != nil {
-			return nil, err
+			return nil, s.toStatus(ctx, err)
 		}
 	}
 	switch req.GetMethod() {

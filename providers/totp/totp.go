@@ -321,19 +321,31 @@ func (p *Provider) VerifyAny(ctx context.Context, userID, code string) (*storage
 	if err != nil {
 		return nil, err
 	}
-	result := ErrWrongCode
+	// The code is malformed only if no factor could read it: with a 6-digit and an
+	// 8-digit factor, a 6-digit guess is a wrong code (it costs an attempt), not
+	// bad input that would let guesses go uncounted.
+	var replayed, wellFormed bool
 	for i := range factors {
 		err := p.Verify(ctx, &factors[i], code)
-		if err == nil {
+		switch {
+		case err == nil:
 			return &factors[i], nil
-		}
-		if errors.Is(err, ErrReplayed) || errors.Is(err, ErrMalformed) {
-			result = err
-		} else if !errors.Is(err, ErrWrongCode) {
+		case errors.Is(err, ErrReplayed):
+			replayed, wellFormed = true, true
+		case errors.Is(err, ErrWrongCode):
+			wellFormed = true
+		case errors.Is(err, ErrMalformed):
+		default:
 			return nil, err
 		}
 	}
-	return nil, result
+	switch {
+	case replayed:
+		return nil, ErrReplayed
+	case wellFormed || len(factors) == 0:
+		return nil, ErrWrongCode
+	}
+	return nil, ErrMalformed
 }
 
 // match finds the time step in the window whose code equals code.

@@ -327,3 +327,41 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// With a 6-digit and an 8-digit factor, a wrong guess of either length is a wrong
+// code (it costs an attempt); only a code no factor can read is malformed.
+func TestMixedDigitFactorsCountWrongGuesses(t *testing.T) {
+	ctx := context.Background()
+	s := storagetest.Open(t)
+	ring := storagetest.KeyRing(t)
+	c := &clock{time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	six, _ := totp.New(s, ring, totp.Config{}, c.now, nil)
+	eight, _ := totp.New(s, ring, totp.Config{Digits: otp.DigitsEight}, c.now, nil)
+	var seeds [][]byte
+	var params []totp.Params
+	for _, p := range []*totp.Provider{six, eight} {
+		e, err := p.BeginEnrollment(ctx, "gina", "x", "gina")
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, _ := totp.CodeAt(seedOf(t, e), e.Params, c.t)
+		if _, err := p.FinishEnrollment(ctx, "gina", e.Factor.ID, code); err != nil {
+			t.Fatal(err)
+		}
+		seeds, params = append(seeds, seedOf(t, e)), append(params, e.Params)
+	}
+	c.add(30 * time.Second)
+	for i := range seeds {
+		right, _ := totp.CodeAt(seeds[i], params[i], c.t)
+		if _, err := six.VerifyAny(ctx, "gina", wrong(right)); !errors.Is(err, totp.ErrWrongCode) {
+			t.Fatalf("wrong %d-digit guess: err = %v, want ErrWrongCode", len(right), err)
+		}
+		if _, err := six.VerifyAny(ctx, "gina", right); err != nil {
+			t.Fatalf("right %d-digit code: %v", len(right), err)
+		}
+		c.add(30 * time.Second)
+	}
+	if _, err := six.VerifyAny(ctx, "gina", "1234567"); !errors.Is(err, totp.ErrMalformed) {
+		t.Fatalf("7 digits: err = %v, want ErrMalformed", err)
+	}
+}

@@ -277,7 +277,7 @@ func (a *App) startNATS(ctx context.Context) error {
 			a.log.Info("embedded NATS accepts clients", "url", u)
 		}
 	} else if a.nc, err = notify.Connect(a.cfg.NATSURL, nats.Name("authd")); err != nil {
-		return fmt.Errorf("nats-url %s: %w", a.cfg.NATSURL, err)
+		return fmt.Errorf("nats-url: %w", err) // the URL may hold credentials
 	}
 	a.closers = append(a.closers, a.nc.Close)
 	js, err := jetstream.New(a.nc)
