@@ -47,7 +47,6 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	cfg := &gorm.Config{
 		Logger:                 logger.Discard,
 		SkipDefaultTransaction: true,
-		PrepareStmt:            true,
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 	}
 	var (
@@ -58,6 +57,12 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	switch {
 	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
 		dialect = Postgres
+		// Prepared statements pay off on PostgreSQL. On SQLite they do not (the
+		// driver compiles each execution anyway), and gorm prepares a statement
+		// first seen inside a transaction on another pooled connection: with every
+		// other connection queued behind this transaction's write lock, that waits
+		// out the busy timeout.
+		cfg.PrepareStmt = true
 		db, err = gorm.Open(postgres.Open(databaseURL), cfg)
 		if err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
