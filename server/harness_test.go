@@ -24,6 +24,7 @@ import (
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/breached"
+	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
@@ -70,6 +71,9 @@ type cluster struct {
 	logs   *syncBuffer
 	// waPolicy is the WebAuthn policy every replica reads (see webauthn_flow_test.go).
 	waPolicy *testWebAuthnPolicy
+	// storedPolicy makes replicas read their WebAuthn policy from the stored policy
+	// (SetPolicy), as authd does, instead of waPolicy.
+	storedPolicy bool
 	// nc, js and names reach the NATS server the replicas share (embedded, or the
 	// one TWOFACTOR_TEST_NATS_URL names).
 	nc    *nats.Conn
@@ -148,7 +152,17 @@ func (c *cluster) start() *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wa, err := webauthn.New(st, testWebAuthnConfig, c.waPolicy, c.clock.Now, nil)
+	var (
+		waPolicy webauthn.PolicySource = c.waPolicy
+		pol      *policy.Provider
+	)
+	if c.storedPolicy {
+		if pol, err = policy.New(st, policy.Options{Clock: c.clock.Now}); err != nil {
+			t.Fatal(err)
+		}
+		waPolicy = server.WebAuthnPolicy(pol)
+	}
+	wa, err := webauthn.New(st, testWebAuthnConfig, waPolicy, c.clock.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +187,7 @@ func (c *cluster) start() *replica {
 	}
 	srv, err := server.New(server.Deps{
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now,
-		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th,
+		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol,
 	}, server.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -539,3 +539,60 @@ func TestWebAuthnMalformedInput(t *testing.T) {
 		t.Fatalf("answer after the challenge's lifetime: %v", got)
 	}
 }
+
+// TestWebAuthnFollowsStoredPolicy: what an admin sets with SetPolicy on one replica
+// decides WebAuthn logins on the other, as authd wires it (server.WebAuthnPolicy):
+// user verification required, and a passkey as a complete login.
+func TestWebAuthnFollowsStoredPolicy(t *testing.T) {
+	c := newCluster(t)
+	c.storedPolicy = true
+	a, b := c.start(), c.start()
+	directory(t, c, a)
+	nouv := newSoftAuthn(t, softauthn.Options{})
+	waEnroll(t, c, a, b, "carol", "", nouv, false)
+	pk := newSoftAuthn(t, softauthn.Options{Discoverable: true, UV: true})
+	f := waEnroll(t, c, a, b, "erin", "Phone", pk, true)
+	passkey := func(r1, r2 *replica) *pb.VerifyChallengeResponse {
+		t.Helper()
+		resp, err := r1.challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{Method: pb.Method_METHOD_WEBAUTHN})
+		if err != nil {
+			t.Fatalf("BeginChallenge without user: %v", err)
+		}
+		return waVerify(t, c, r2, resp.GetChallengeId(), assertWith(t, pk, []byte(resp.GetWebauthnRequestOptionsJson()), softauthn.AssertOptions{}))
+	}
+
+	// The default policy: no user verification required, a passkey is a second factor.
+	id, opts := waBegin(t, c, a, "carol")
+	if got := waVerify(t, c, b, id, assertWith(t, nouv, opts, softauthn.AssertOptions{})); got.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		t.Fatalf("login without UV under the default policy: %v", got)
+	}
+	if got := passkey(a, b); got.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED || got.GetUserId() != "erin" || got.GetFactorId() != f.GetId() || got.GetCompleteLogin() {
+		t.Fatalf("passkey login under the default policy: %v", got)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		policy   *pb.Policy
+		uvReason pb.RejectReason // for carol's key without UV
+		complete bool            // erin's passkey
+	}{
+		{"user verification required", &pb.Policy{WebauthnRequireUserVerification: true}, pb.RejectReason_REJECT_REASON_USER_VERIFICATION_REQUIRED, false},
+		{"passkey completes the login", &pb.Policy{PasskeyCompleteLogin: true}, pb.RejectReason_REJECT_REASON_UNSPECIFIED, true},
+	} {
+		if _, err := a.admin().SetPolicy(c.as("admin"), &pb.SetPolicyRequest{ActorId: "root", Policy: tc.policy}); err != nil {
+			t.Fatalf("%s: SetPolicy: %v", tc.name, err)
+		}
+		id, opts := waBegin(t, c, b, "carol")
+		got := waVerify(t, c, b, id, assertWith(t, nouv, opts, softauthn.AssertOptions{}))
+		if tc.uvReason != pb.RejectReason_REJECT_REASON_UNSPECIFIED {
+			if got.GetResult() != pb.VerifyResult_VERIFY_RESULT_REJECTED || got.GetReason() != tc.uvReason {
+				t.Fatalf("%s: login without UV: %v, want REJECTED %v", tc.name, got, tc.uvReason)
+			}
+		} else if got.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+			t.Fatalf("%s: login without UV: %v", tc.name, got)
+		}
+		if got := passkey(b, a); got.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED || got.GetCompleteLogin() != tc.complete {
+			t.Fatalf("%s: passkey login: %v, want complete_login %v", tc.name, got, tc.complete)
+		}
+	}
+}
