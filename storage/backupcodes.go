@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
@@ -94,11 +95,13 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, setID, codeID string,
 	var use BackupCodeUse
 	err := s.InTx(ctx, func(ctx context.Context) error {
 		use = BackupCodeUse{}
-		// Lock the set row: concurrent uses of this user's codes queue here, so the
-		// count below sees every earlier use.
+		// Lock the set row without changing it: concurrent uses of this user's codes
+		// queue here, so the count below sees every earlier use. Nothing is written
+		// before the code is won: inside a caller's transaction (a nested InTx) a
+		// lost use is not rolled back.
 		res := s.DB(ctx).Model(&BackupCodeSet{}).
 			Where("user_id = ? AND set_id = ?", userID, setID).
-			Update("last_used_at", now)
+			Update("set_id", gorm.Expr("set_id"))
 		if res.Error != nil || res.RowsAffected == 0 {
 			return res.Error // set replaced: the code is gone
 		}
@@ -109,10 +112,14 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, setID, codeID string,
 			return res.Error
 		}
 		if res.RowsAffected == 0 {
-			// Already used: undo the last_used_at touch.
-			return errNotWon
+			return errNotWon // already used
 		}
 		use.Used = true
+		if err := s.DB(ctx).Model(&BackupCodeSet{}).
+			Where("user_id = ? AND set_id = ?", userID, setID).
+			Update("last_used_at", now).Error; err != nil {
+			return err
+		}
 		var n int64
 		if err := s.DB(ctx).Model(&BackupCode{}).
 			Where("user_id = ? AND set_id = ? AND used_at IS NULL", userID, setID).

@@ -400,3 +400,36 @@ func TestResetFactors(t *testing.T) {
 		t.Fatalf("open challenge left: %v", err)
 	}
 }
+
+// A replayed code leaves the set as it was, also inside a caller's transaction
+// (VerifyChallenge runs the use in one), where the rollback of a nested InTx does
+// not happen: last_used_at stays the time of the last accepted code.
+func TestReplayedBackupCodeInTxLeavesSetUntouched(t *testing.T) {
+	s := storagetest.Open(t)
+	ctx := context.Background()
+	set, err := s.ReplaceBackupCodes(ctx, "u", hashes(3, "a"), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, _ := s.ListBackupCodes(ctx, "u")
+	if use, err := s.UseBackupCode(ctx, "u", set.SetID, codes[0].ID, 1, t0); err != nil || !use.Used {
+		t.Fatalf("first use = %+v, %v", use, err)
+	}
+	err = s.InTx(ctx, func(ctx context.Context) error {
+		use, err := s.UseBackupCode(ctx, "u", set.SetID, codes[0].ID, 1, t0.Add(time.Hour))
+		if use.Used {
+			t.Error("a used code was used again")
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetBackupCodeSet(ctx, "u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LastUsedAt == nil || !got.LastUsedAt.Equal(t0) {
+		t.Fatalf("last_used_at after a replay = %v, want %v (the accepted use)", got.LastUsedAt, t0)
+	}
+}
