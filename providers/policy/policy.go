@@ -379,13 +379,18 @@ func (p *Provider) IsAdmin(ctx context.Context, actorID string) (bool, error) {
 
 // CanAct tells whether actorID may act on userID (issue an admin code, reset
 // factors, delete): yes for members of an admin group; for a group admin, yes for
-// members of a group they administer unless that member is an admin.
+// members of a group they administer unless that member is an admin or the group
+// admin themselves (an admin code issued to oneself would bypass one's own second
+// factor; delegated administration is for helping others).
 func (p *Provider) CanAct(ctx context.Context, actorID, userID string) (bool, error) {
 	if actorID == "" || userID == "" {
 		return false, nil
 	}
 	if admin, err := p.IsAdmin(ctx, actorID); err != nil || admin {
 		return admin, err
+	}
+	if actorID == userID {
+		return false, nil
 	}
 	ok, err := p.store.IsGroupAdminOf(ctx, actorID, userID)
 	if err != nil || !ok {

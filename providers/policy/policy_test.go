@@ -38,12 +38,17 @@ func directory(t testing.TB, s *storage.Store) {
 		"frank": {"eng", "contractors"},
 		"root":  {"admin"},
 		"olga":  {"it-ops"},
+		"gina":  {"sales"},
 	} {
 		if err := s.SetUserGroups(ctx, user, groups); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := s.SetGroupAdmins(ctx, "eng", []string{"carol"}); err != nil {
+		t.Fatal(err)
+	}
+	// gina administers a group she belongs to.
+	if err := s.SetGroupAdmins(ctx, "sales", []string{"gina"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -187,6 +192,9 @@ func TestCanAct(t *testing.T) {
 		{def, "carol", "bob", false},   // outside her groups
 		{def, "carol", "erin", false},  // an admin in her group: no escalation
 		{def, "carol", "carol", false}, // not a member of eng herself
+		{def, "gina", "bob", true},     // group admin of sales, a member too
+		{def, "gina", "gina", false},   // but never on herself: no bypass of her own factor
+		{def, "root", "root", true},    // a full admin is the root of trust
 		{def, "alice", "bob", false},
 		{def, "alice", "alice", false},
 		{def, "", "alice", false},
