@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/glebarez/sqlite"
+	"github.com/libtnb/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -57,11 +57,6 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	switch {
 	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
 		dialect = Postgres
-		// Prepared statements pay off on PostgreSQL. On SQLite they do not (the
-		// driver compiles each execution anyway), and gorm prepares a statement
-		// first seen inside a transaction on another pooled connection: with every
-		// other connection queued behind this transaction's write lock, that waits
-		// out the busy timeout.
 		cfg.PrepareStmt = true
 		db, err = gorm.Open(postgres.Open(databaseURL), cfg)
 		if err != nil {
@@ -86,6 +81,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 				return nil, fmt.Errorf("create database folder: %w", err)
 			}
 		}
+		cfg.PrepareStmt = os.Getenv("TF_EXP_PREPARE") == "1"
 		db, err = gorm.Open(sqlite.Open(sqliteDSN(path)), cfg)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
