@@ -1,8 +1,11 @@
 package storage
 
 import (
+	"database/sql"
+
 	"github.com/libtnb/sqlite"
 	"gorm.io/gorm"
+	"gorm.io/gorm/migrator"
 )
 
 // sqliteDialector is github.com/libtnb/sqlite's GORM dialector (modernc.org/sqlite,
@@ -31,16 +34,21 @@ type sqliteMigrator struct{ gorm.Migrator }
 func (m sqliteMigrator) ColumnTypes(value any) ([]gorm.ColumnType, error) {
 	cts, err := m.Migrator.ColumnTypes(value)
 	for i, c := range cts {
-		cts[i] = declaredLength{c}
+		ddl, _ := c.(migrator.ColumnType) // what libtnb parsed from CREATE TABLE
+		cts[i] = declaredLength{gormColumnType: c, declared: ddl.LengthValue}
 	}
 	return cts, err
 }
 
-// declaredLength embeds the column through an alias: a field named ColumnType
-// would hide the interface's ColumnType method.
-type declaredLength struct{ gormColumnType }
+// declaredLength is a column whose length is the one its DDL declares, if any.
+// It embeds the column through an alias: a field named ColumnType would hide the
+// interface's ColumnType method.
+type declaredLength struct {
+	gormColumnType
+	declared sql.NullInt64
+}
 
 type gormColumnType = gorm.ColumnType
 
-// Length reports no length: the driver's per-row figure is not the column's.
-func (declaredLength) Length() (int64, bool) { return 0, false }
+// Length reports the DDL's length, never the driver's per-row figure.
+func (c declaredLength) Length() (int64, bool) { return c.declared.Int64, c.declared.Valid }
