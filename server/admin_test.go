@@ -177,7 +177,7 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 		if _, err := r.admin().IssueAdminBackupCode(adm, &pb.IssueAdminBackupCodeRequest{ActorId: "root", UserId: user}); err != nil {
 			t.Fatal(err)
 		}
-		begin(t, c, r, user)
+		beginWith(t, c, r, user, pb.Method_METHOD_BACKUP_CODE) // a stored challenge (a TOTP one is sealed into its id)
 		if _, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: user, Method: pb.Method_METHOD_WEBAUTHN, Name: "Key",
 			Options: &pb.BeginEnrollmentRequest_Webauthn{Webauthn: &pb.WebAuthnEnrollmentOptions{UserName: user}}}); err != nil {
 			t.Fatal(err)

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
@@ -39,6 +41,10 @@ type beginOutput struct {
 	FactorID    string
 	Session     []byte
 	OptionsJSON string
+	// Sealed asks for a challenge carried in its id instead of a stored row (see
+	// sealedchallenge.go); FromStep is then the bound factor's last TOTP step.
+	Sealed   bool
+	FromStep *int64
 }
 
 type answer struct {
@@ -121,13 +127,19 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 		CreatedAt:   now,
 		UpdatedAt:   now,
 	}
-	if err := s.store.CreateChallenge(ctx, ch); err != nil {
+	id := ch.ID
+	if out.Sealed && out.FactorID != "" {
+		ch.ID, ch.Sealed, ch.FromStep = uuid.NewString(), true, out.FromStep
+		if id, err = s.sealChallenge(ch); err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+	} else if err := s.store.CreateChallenge(ctx, ch); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeBegun, UserID: userID, Method: ch.Method,
 		Details: map[string]string{"challenge_id": ch.ID}})
 	return &pb.BeginChallengeResponse{
-		ChallengeId:                ch.ID,
+		ChallengeId:                id,
 		Method:                     req.GetMethod(),
 		ExpiresAt:                  timestamppb.New(ch.ExpiresAt),
 		WebauthnRequestOptionsJson: out.OptionsJSON,
@@ -137,7 +149,7 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 
 // VerifyChallenge checks an answer.
 func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeRequest) (*pb.VerifyChallengeResponse, error) {
-	if err := checkID("challenge_id", req.GetChallengeId()); err != nil {
+	if err := checkChallengeID(req.GetChallengeId()); err != nil {
 		return nil, err
 	}
 	if err := checkIP("context.ip", req.GetContext().GetIp()); err != nil {
@@ -159,17 +171,22 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 		return nil, invalid("response", "is required: set code or webauthn_assertion_json")
 	}
 	// The challenge and the factor it is bound to, in one read.
-	ch, err := s.store.GetChallengeAndFactor(ctx, req.GetChallengeId())
+	ch, err := s.loadChallenge(ctx, req.GetChallengeId())
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, notFound("challenge_id", req.GetChallengeId())
+		head, _, _ := strings.Cut(req.GetChallengeId(), ".")
+		return nil, notFound("challenge_id", head)
 	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	pm := methodFromName(ch.Method)
+	if _, ok := s.methods[pm]; !ok {
+		return nil, s.toStatus(ctx, fmt.Errorf("challenge %s: unknown method %q", ch.ID, ch.Method))
+	}
 	resp := &pb.VerifyChallengeResponse{UserId: ch.UserID, FactorId: ch.FactorID, Method: pm}
 	now := s.now().UTC()
-	if ch.State != storage.ChallengeOpen || !now.Before(ch.ExpiresAt) || ch.Attempts >= ch.MaxAttempts {
+	if ch.State != storage.ChallengeOpen || !now.Before(ch.ExpiresAt) || ch.Attempts >= ch.MaxAttempts ||
+		ch.Sealed && ch.Factor != nil && !sameStep(ch.Factor.LastStep, ch.FromStep) {
 		return s.expired(ctx, req, ch, resp), nil
 	}
 	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP)}
@@ -191,17 +208,23 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 	// half-written; a wrong one commits what the provider recorded (e.g. a cloned
 	// authenticator's mark) and then costs an attempt.
 	var v verdict
-	err = s.store.InTx(ctx, func(ctx context.Context) error {
-		var err error
-		if v, err = s.methods[pm].verify(ctx, ch, ans); err != nil || !v.Accepted {
+	if ch.Sealed {
+		// One conditional update both spends the code and uses the challenge up
+		// (AdvanceLastStepFrom): no transaction is needed around it.
+		v, err = s.methods[pm].verify(ctx, ch, ans)
+	} else {
+		err = s.store.InTx(ctx, func(ctx context.Context) error {
+			var err error
+			if v, err = s.methods[pm].verify(ctx, ch, ans); err != nil || !v.Accepted {
+				return err
+			}
+			won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
+			if err == nil && !won {
+				return errChallengeGone
+			}
 			return err
-		}
-		won, err := s.store.ConsumeChallenge(ctx, ch.ID, now)
-		if err == nil && !won {
-			return errChallengeGone
-		}
-		return err
-	})
+		})
+	}
 	if errors.Is(err, errChallengeGone) {
 		return s.expired(ctx, req, ch, resp), nil
 	}
@@ -237,7 +260,15 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 	if _, err := s.throttleFailure(ctx, req.GetContext(), subj, ch.Method); err != nil {
 		return nil, err
 	}
-	remaining, open, err := s.store.FailChallengeAttempt(ctx, ch.ID, now)
+	var (
+		remaining int
+		open      bool
+	)
+	if ch.Sealed {
+		remaining, open, err = s.store.FailSealedChallengeAttempt(ctx, ch, now)
+	} else {
+		remaining, open, err = s.store.FailChallengeAttempt(ctx, ch.ID, now)
+	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
@@ -260,4 +291,37 @@ func (s *Server) expired(ctx context.Context, req *pb.VerifyChallengeRequest, ch
 		Details: map[string]string{"challenge_id": ch.ID, "state": ch.State}})
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_EXPIRED
 	return resp
+}
+
+// loadChallenge reads a challenge by the id BeginChallenge returned, with the
+// factor it is bound to: a sealed id is opened and completed from the store, a
+// plain one read from the challenges table. A sealed id that does not open is
+// storage.ErrNotFound, as an unknown plain id is.
+func (s *Server) loadChallenge(ctx context.Context, id string) (*storage.Challenge, error) {
+	if !isSealedChallengeID(id) {
+		return s.store.GetChallengeAndFactor(ctx, id)
+	}
+	ch, err := s.openChallenge(id)
+	if err != nil {
+		return nil, storage.ErrNotFound
+	}
+	if err := s.store.LoadSealedChallenge(ctx, ch); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// checkChallengeID validates the form of a challenge id: a stored challenge's
+// uuid, or a sealed one (a uuid, a dot and base64url).
+func checkChallengeID(id string) error {
+	head, body, sealed := strings.Cut(id, ".")
+	if err := checkID("challenge_id", head); err != nil || !sealed {
+		return err
+	}
+	if len(id) > maxChallengeIDLen || body == "" || strings.ContainsFunc(body, func(r rune) bool {
+		return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) {
+		return invalid("challenge_id", "is not a valid id")
+	}
+	return nil
 }

@@ -20,22 +20,22 @@ func (m totpMethod) begin(ctx context.Context, in beginInput) (beginOutput, erro
 	if in.FactorID == "" {
 		limit = 2 // enough to tell "exactly one" from "several"
 	}
-	ids, err := m.p.ActiveFactorIDs(ctx, in.UserID, limit)
+	heads, err := m.p.ActiveFactorHeads(ctx, in.UserID, limit)
 	if err != nil {
 		return beginOutput{}, err
 	}
 	switch {
-	case len(ids) == 0:
+	case len(heads) == 0:
 		return beginOutput{}, errNoFactor
-	case in.FactorID == "" && len(ids) == 1:
-		// The only factor: bind the challenge to it, so that verify loads it by key.
-		return beginOutput{FactorID: ids[0]}, nil
+	case in.FactorID == "" && len(heads) == 1:
+		// The only factor: bind the challenge to it, and seal it into its id.
+		return beginOutput{FactorID: heads[0].ID, Sealed: true, FromStep: heads[0].LastStep}, nil
 	case in.FactorID == "":
-		return beginOutput{}, nil // verify tries each
+		return beginOutput{}, nil // verify tries each: a stored challenge
 	}
-	for _, id := range ids {
-		if id == in.FactorID {
-			return beginOutput{FactorID: id}, nil
+	for _, h := range heads {
+		if h.ID == in.FactorID {
+			return beginOutput{FactorID: h.ID, Sealed: true, FromStep: h.LastStep}, nil
 		}
 	}
 	return beginOutput{}, errNoFactor
@@ -55,7 +55,10 @@ func (m totpMethod) verify(ctx context.Context, ch *storage.Challenge, ans answe
 		if f = ch.Factor; f == nil || f.ID != ch.FactorID || f.UserID != ch.UserID || f.Method != totp.Method || f.State != storage.FactorActive {
 			f, err = nil, storage.ErrNotFound
 		}
-		if err == nil {
+		switch {
+		case err == nil && ch.Sealed:
+			err = m.p.VerifyFrom(ctx, f, ans.Code, ch.FromStep)
+		case err == nil:
 			err = m.p.Verify(ctx, f, ans.Code)
 		}
 	} else {
@@ -70,6 +73,8 @@ func (m totpMethod) verify(ctx context.Context, ch *storage.Challenge, ans answe
 		return verdict{Reason: pb.RejectReason_REJECT_REASON_WRONG_CODE}, nil
 	case errors.Is(err, totp.ErrReplayed):
 		return verdict{Reason: pb.RejectReason_REJECT_REASON_REPLAYED}, nil
+	case errors.Is(err, totp.ErrSuperseded):
+		return verdict{}, errChallengeGone // used up by a concurrent winner
 	}
 	return verdict{}, err
 }

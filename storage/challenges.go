@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"gorm.io/gorm"
@@ -37,6 +38,16 @@ type Challenge struct {
 	// the challenge (nil otherwise, or when the user has no such factor any more).
 	// It is a snapshot: single use of what it guards is the conditional updates'.
 	Factor *Factor `gorm:"-"`
+
+	// Sealed marks a challenge carried in its own id rather than begun as a row
+	// (a TOTP challenge bound to one factor): its fields came from the sealed id,
+	// and it gets a row only when a wrong answer must be counted.
+	// LoadSealedChallenge reads what the store knows of it.
+	Sealed bool `gorm:"-"`
+	// FromStep is, for a sealed challenge, the factor's last accepted TOTP step
+	// when the challenge began (nil: none yet). The challenge is used up once the
+	// factor's step has moved on (AdvanceLastStepFrom).
+	FromStep *int64 `gorm:"-"`
 }
 
 // CreateChallenge inserts a challenge.
@@ -53,10 +64,8 @@ func (s *Store) GetChallenge(ctx context.Context, id string) (*Challenge, error)
 	return &c, nil
 }
 
-// challengeFactorRow is a challenge joined with its factor; the factor's columns
-// are nullable (LEFT JOIN).
-type challengeFactorRow struct {
-	Challenge     `gorm:"embedded"`
+// joinedFactor is a factor's columns as a LEFT JOIN returns them: nullable.
+type joinedFactor struct {
 	FID           *string    `gorm:"column:f_id"`
 	FUserID       *string    `gorm:"column:f_user_id"`
 	FMethod       *string    `gorm:"column:f_method"`
@@ -74,12 +83,39 @@ type challengeFactorRow struct {
 	FLastUsedAt   *time.Time `gorm:"column:f_last_used_at"`
 }
 
-const challengeAndFactorSQL = `SELECT c.id, c.user_id, c.factor_id, c.method, c.state, c.session, c.attempts,
- c.max_attempts, c.expires_at, c.client_ip, c.created_at, c.updated_at,
- f.id AS f_id, f.user_id AS f_user_id, f.method AS f_method, f.name AS f_name, f.state AS f_state,
+const joinedFactorCols = `f.id AS f_id, f.user_id AS f_user_id, f.method AS f_method, f.name AS f_name, f.state AS f_state,
  f.sealed_secret AS f_sealed_secret, f.secret_key_id AS f_secret_key_id, f.credential_id AS f_credential_id,
  f.data AS f_data, f.last_step AS f_last_step, f.attempts AS f_attempts, f.expires_at AS f_expires_at,
- f.created_at AS f_created_at, f.updated_at AS f_updated_at, f.last_used_at AS f_last_used_at
+ f.created_at AS f_created_at, f.updated_at AS f_updated_at, f.last_used_at AS f_last_used_at`
+
+// factor returns the joined factor, or nil when the join found none.
+func (r *joinedFactor) factor() *Factor {
+	if r.FID == nil || r.FUserID == nil || r.FMethod == nil || r.FState == nil || r.FCreatedAt == nil || r.FUpdatedAt == nil {
+		return nil
+	}
+	f := &Factor{ID: *r.FID, UserID: *r.FUserID, Method: *r.FMethod, State: *r.FState,
+		SealedSecret: r.FSealedSecret, CredentialID: r.FCredentialID, Data: r.FData, LastStep: r.FLastStep,
+		ExpiresAt: r.FExpiresAt, CreatedAt: *r.FCreatedAt, UpdatedAt: *r.FUpdatedAt, LastUsedAt: r.FLastUsedAt}
+	if r.FName != nil {
+		f.Name = *r.FName
+	}
+	if r.FSecretKeyID != nil {
+		f.SecretKeyID = *r.FSecretKeyID
+	}
+	if r.FAttempts != nil {
+		f.Attempts = *r.FAttempts
+	}
+	return f
+}
+
+// challengeFactorRow is a challenge joined with its factor.
+type challengeFactorRow struct {
+	Challenge `gorm:"embedded"`
+	F         joinedFactor `gorm:"embedded"`
+}
+
+const challengeAndFactorSQL = `SELECT c.id, c.user_id, c.factor_id, c.method, c.state, c.session, c.attempts,
+ c.max_attempts, c.expires_at, c.client_ip, c.created_at, c.updated_at, ` + joinedFactorCols + `
  FROM challenges c LEFT JOIN factors f ON f.id = c.factor_id AND f.user_id = c.user_id
  WHERE c.id = ?`
 
@@ -94,24 +130,77 @@ func (s *Store) GetChallengeAndFactor(ctx context.Context, id string) (*Challeng
 	if len(rows) == 0 {
 		return nil, ErrNotFound
 	}
-	r := rows[0]
-	c := r.Challenge
-	if r.FID != nil && r.FUserID != nil && r.FMethod != nil && r.FState != nil && r.FCreatedAt != nil && r.FUpdatedAt != nil {
-		f := &Factor{ID: *r.FID, UserID: *r.FUserID, Method: *r.FMethod, State: *r.FState,
-			SealedSecret: r.FSealedSecret, CredentialID: r.FCredentialID, Data: r.FData, LastStep: r.FLastStep,
-			ExpiresAt: r.FExpiresAt, CreatedAt: *r.FCreatedAt, UpdatedAt: *r.FUpdatedAt, LastUsedAt: r.FLastUsedAt}
-		if r.FName != nil {
-			f.Name = *r.FName
-		}
-		if r.FSecretKeyID != nil {
-			f.SecretKeyID = *r.FSecretKeyID
-		}
-		if r.FAttempts != nil {
-			f.Attempts = *r.FAttempts
-		}
-		c.Factor = f
-	}
+	c := rows[0].Challenge
+	c.Factor = rows[0].F.factor()
 	return &c, nil
+}
+
+// sealedStateRow is what the store holds of a sealed challenge: its factor, and
+// its attempts once a wrong answer has given it a row.
+type sealedStateRow struct {
+	F         joinedFactor `gorm:"embedded"`
+	CState    *string      `gorm:"column:c_state"`
+	CAttempts *int         `gorm:"column:c_attempts"`
+}
+
+// The one-row subquery keeps a row when neither the factor nor the challenge
+// exists, in SQLite and PostgreSQL alike.
+const sealedStateSQL = `SELECT ` + joinedFactorCols + `, c.state AS c_state, c.attempts AS c_attempts
+ FROM (SELECT 1 AS one) o
+ LEFT JOIN factors f ON f.id = ? AND f.user_id = ?
+ LEFT JOIN challenges c ON c.id = ?`
+
+// LoadSealedChallenge completes a challenge whose fields came from its sealed id
+// (Challenge.Sealed): in one query it reads the factor it is bound to
+// (Challenge.Factor) and, if wrong answers gave the challenge a row, its state and
+// attempts from that row.
+func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) error {
+	var rows []sealedStateRow
+	if err := s.DB(ctx).Raw(sealedStateSQL, c.FactorID, c.UserID, c.ID).Scan(&rows).Error; err != nil {
+		return err
+	}
+	if len(rows) != 1 {
+		return errors.New("storage: sealed challenge state: no row")
+	}
+	r := rows[0]
+	c.Factor = r.F.factor()
+	if r.CState != nil && r.CAttempts != nil {
+		c.State, c.Attempts = *r.CState, *r.CAttempts
+	}
+	return nil
+}
+
+// FailSealedChallengeAttempt counts one wrong answer on a sealed challenge: the
+// first creates its row (so that any replica sees the count), later ones update
+// it; the challenge fails at its last allowed attempt. It returns the attempts
+// still allowed, and false when the challenge was no longer open. One statement,
+// so concurrent wrong answers are each counted once.
+func (s *Store) FailSealedChallengeAttempt(ctx context.Context, c *Challenge, now time.Time) (remaining int, open bool, err error) {
+	if !now.Before(c.ExpiresAt) || c.MaxAttempts < 1 {
+		return 0, false, nil
+	}
+	first := ChallengeOpen
+	if c.MaxAttempts <= 1 {
+		first = ChallengeFailed
+	}
+	var out []struct {
+		Attempts    int
+		MaxAttempts int
+	}
+	err = s.DB(ctx).Raw(`INSERT INTO challenges
+ (id, user_id, factor_id, method, state, attempts, max_attempts, expires_at, client_ip, created_at, updated_at)
+ VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+ ON CONFLICT (id) DO UPDATE SET attempts = challenges.attempts + 1,
+  state = CASE WHEN challenges.attempts + 1 >= challenges.max_attempts THEN ? ELSE challenges.state END,
+  updated_at = excluded.updated_at
+ WHERE challenges.state = ? AND challenges.attempts < challenges.max_attempts
+ RETURNING attempts, max_attempts`,
+		c.ID, c.UserID, c.FactorID, c.Method, first, c.MaxAttempts, c.ExpiresAt, c.ClientIP, c.CreatedAt, now,
+		ChallengeFailed, ChallengeOpen).Scan(&out).Error
+	if err != nil || len(out) == 0 {
+		return 0, false, err
+	}
+	return out[0].MaxAttempts - out[0].Attempts, true, nil
 }
 
 // ConsumeChallenge marks an open, unexpired challenge accepted. It reports whether

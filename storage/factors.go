@@ -86,13 +86,21 @@ func (s *Store) ListFactors(ctx context.Context, userID, method, state string) (
 	return out, err
 }
 
-// ListFactorIDs returns the ids of up to limit of a user's factors of a method in
-// a state, oldest first: a cheap existence check that reads no secret.
-func (s *Store) ListFactorIDs(ctx context.Context, userID, method, state string, limit int) ([]string, error) {
-	var ids []string
-	err := s.DB(ctx).Model(&Factor{}).Where("user_id = ? AND method = ? AND state = ?", userID, method, state).
-		Order("created_at, id").Limit(limit).Pluck("id", &ids).Error
-	return ids, err
+// FactorHead is what a challenge needs to know of a factor before the answer
+// comes: its id and its last accepted TOTP step. It holds no secret.
+type FactorHead struct {
+	ID       string
+	LastStep *int64
+}
+
+// ListFactorHeads returns up to limit of a user's factors of a method in a state,
+// oldest first: a cheap existence check that reads no secret.
+func (s *Store) ListFactorHeads(ctx context.Context, userID, method, state string, limit int) ([]FactorHead, error) {
+	var heads []FactorHead
+	err := s.DB(ctx).Model(&Factor{}).Select("id", "last_step").
+		Where("user_id = ? AND method = ? AND state = ?", userID, method, state).
+		Order("created_at, id").Limit(limit).Scan(&heads).Error
+	return heads, err
 }
 
 // ActivateFactor turns a pending factor active. Only one caller wins: it reports
@@ -132,6 +140,24 @@ func (s *Store) CountPendingAttempt(ctx context.Context, userID, id string) (int
 func (s *Store) AdvanceLastStep(ctx context.Context, factorID string, step int64, now time.Time) (bool, error) {
 	res := s.DB(ctx).Model(&Factor{}).
 		Where("id = ? AND state = ? AND (last_step IS NULL OR last_step < ?)", factorID, FactorActive, step).
+		Updates(map[string]any{"last_step": step, "last_used_at": now})
+	return res.RowsAffected == 1, res.Error
+}
+
+// AdvanceLastStepFrom is AdvanceLastStep for a challenge that began when the
+// factor's last step was from (nil: none yet): it records step only if the last
+// step is still from, so that such a challenge is won at most once, by exactly one
+// of any number of concurrent callers, and a code is still accepted only once.
+func (s *Store) AdvanceLastStepFrom(ctx context.Context, factorID string, from *int64, step int64, now time.Time) (bool, error) {
+	was := int64(-1) // steps count from the Unix epoch: never negative
+	if from != nil {
+		was = *from
+	}
+	if step <= was {
+		return false, nil
+	}
+	res := s.DB(ctx).Model(&Factor{}).
+		Where("id = ? AND state = ? AND COALESCE(last_step, -1) = ?", factorID, FactorActive, was).
 		Updates(map[string]any{"last_step": step, "last_used_at": now})
 	return res.RowsAffected == 1, res.Error
 }

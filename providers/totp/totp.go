@@ -53,6 +53,9 @@ var (
 	ErrWrongCode = errors.New("wrong code")
 	// ErrReplayed: the code matches but its time step was already used.
 	ErrReplayed = errors.New("code already used")
+	// ErrSuperseded: VerifyFrom's challenge is used up, because the factor accepted
+	// a code (this challenge's or another's) since it began.
+	ErrSuperseded = errors.New("the factor was used since the challenge began")
 	// ErrNotPending: the enrollment is not pending (already active, expired or gone).
 	ErrNotPending = errors.New("enrollment is not pending")
 	// ErrEnrollmentExpired: the pending enrollment ran out of time or attempts.
@@ -158,11 +161,12 @@ type Store interface {
 	CreateFactor(ctx context.Context, f *storage.Factor) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	ListFactors(ctx context.Context, userID, method, state string) ([]storage.Factor, error)
-	ListFactorIDs(ctx context.Context, userID, method, state string, limit int) ([]string, error)
+	ListFactorHeads(ctx context.Context, userID, method, state string, limit int) ([]storage.FactorHead, error)
 	ActivateFactor(ctx context.Context, userID, id string, now time.Time, lastStep *int64) (bool, error)
 	CountPendingAttempt(ctx context.Context, userID, id string) (int, error)
 	DeleteFactor(ctx context.Context, userID, id string) error
 	AdvanceLastStep(ctx context.Context, factorID string, step int64, now time.Time) (bool, error)
+	AdvanceLastStepFrom(ctx context.Context, factorID string, from *int64, step int64, now time.Time) (bool, error)
 }
 
 // Sealer seals and opens secrets at rest (storage.KeyRing).
@@ -314,6 +318,40 @@ func (p *Provider) Verify(ctx context.Context, f *storage.Factor, code string) e
 	return nil
 }
 
+// VerifyFrom is Verify for a challenge that began when the factor's last accepted
+// step was from (nil: none). The code is accepted only if that is still so, and
+// moving the step on uses the challenge up: of concurrent callers, at most one
+// wins, and the others get ErrSuperseded. A code of a step already used is
+// ErrReplayed, as in Verify.
+func (p *Provider) VerifyFrom(ctx context.Context, f *storage.Factor, code string, from *int64) error {
+	if !sameStep(f.LastStep, from) {
+		return ErrSuperseded
+	}
+	now := p.now().UTC()
+	step, err := p.match(f, code, now)
+	if err != nil {
+		return err
+	}
+	if from != nil && step <= *from {
+		return ErrReplayed
+	}
+	won, err := p.store.AdvanceLastStepFrom(ctx, f.ID, from, step, now)
+	if err != nil {
+		return err
+	}
+	if !won {
+		return ErrSuperseded
+	}
+	return nil
+}
+
+func sameStep(a, b *int64) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
 // VerifyAny checks code against every active TOTP factor of the user, returning the
 // factor that accepted it.
 func (p *Provider) VerifyAny(ctx context.Context, userID, code string) (*storage.Factor, error) {
@@ -419,10 +457,10 @@ func (p *Provider) ActiveFactors(ctx context.Context, userID string) ([]storage.
 	return p.store.ListFactors(ctx, userID, Method, storage.FactorActive)
 }
 
-// ActiveFactorIDs returns the ids of up to limit of the user's active TOTP
-// factors, oldest first, without loading their secrets.
-func (p *Provider) ActiveFactorIDs(ctx context.Context, userID string, limit int) ([]string, error) {
-	return p.store.ListFactorIDs(ctx, userID, Method, storage.FactorActive, limit)
+// ActiveFactorHeads returns the ids and last accepted steps of up to limit of the
+// user's active TOTP factors, oldest first, without loading their secrets.
+func (p *Provider) ActiveFactorHeads(ctx context.Context, userID string, limit int) ([]storage.FactorHead, error) {
+	return p.store.ListFactorHeads(ctx, userID, Method, storage.FactorActive, limit)
 }
 
 // ActiveFactor loads one active TOTP factor of the user, or storage.ErrNotFound.
