@@ -13,6 +13,7 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	"gorm.io/plugin/dbresolver"
 )
 
 // ErrNotFound is returned when a row asked for by id does not exist (or is not the
@@ -31,6 +32,27 @@ const (
 type Store struct {
 	db      *gorm.DB
 	dialect Dialect
+	readers *dbresolver.DBResolver // SQLite's read pool; nil on PostgreSQL
+}
+
+// sqliteReaders is the size of SQLite's read pool.
+const sqliteReaders = 4
+
+// closeAll closes db's pool and, if any, the resolver's.
+func closeAll(db *gorm.DB, readers *dbresolver.DBResolver) error {
+	var errs []error
+	if readers != nil {
+		readers.Call(func(p gorm.ConnPool) error {
+			if c, ok := p.(interface{ Close() error }); ok {
+				errs = append(errs, c.Close())
+			}
+			return nil
+		})
+	}
+	if sqlDB, err := db.DB(); err == nil {
+		errs = append(errs, sqlDB.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Options tune the connection pool.
@@ -61,6 +83,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		db      *gorm.DB
 		err     error
 		dialect Dialect
+		readers *dbresolver.DBResolver
 	)
 	switch {
 	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
@@ -92,14 +115,24 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 		}
-		sqlDB, _ := db.DB()
-		// SQLite has one writer; a small pool of connections lets readers run
-		// beside it in WAL mode while BEGIN IMMEDIATE queues writers cleanly.
-		sqlDB.SetMaxOpenConns(4)
-		sqlDB.SetMaxIdleConns(4)
-		sqlDB.SetConnMaxLifetime(0)
+		// SQLite has one writer. Every write (each transaction, and each write
+		// statement outside one) goes to a pool of one connection, where
+		// database/sql queues writers in Go; reads go to a pool of readers that
+		// run beside it in WAL mode. With writers on several connections, SQLite
+		// itself made them wait: its busy handler sleeps and retries, which cost
+		// 15 % of authd's CPU per login (docs/PERFORMANCE.md).
+		readers = dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{newSQLiteDialector(sqliteDSN(path))}}).
+			SetMaxOpenConns(sqliteReaders).SetMaxIdleConns(sqliteReaders).SetConnMaxLifetime(0)
+		if err := db.Use(readers); err != nil {
+			closeAll(db, readers)
+			return nil, fmt.Errorf("open sqlite %s readers: %w", path, err)
+		}
+		writer, _ := db.DB()
+		writer.SetMaxOpenConns(1)
+		writer.SetMaxIdleConns(1)
+		writer.SetConnMaxLifetime(0)
 	}
-	s := &Store{db: db, dialect: dialect}
+	s := &Store{db: db, dialect: dialect, readers: readers}
 	if err := s.Ping(ctx); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -135,13 +168,7 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close releases the connections.
-func (s *Store) Close() error {
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return err
-	}
-	return sqlDB.Close()
-}
+func (s *Store) Close() error { return closeAll(s.db, s.readers) }
 
 type txKey struct{}
 
