@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -96,11 +97,29 @@ type FactorHead struct {
 // ListFactorHeads returns up to limit of a user's factors of a method in a state,
 // oldest first: a cheap existence check that reads no secret.
 func (s *Store) ListFactorHeads(ctx context.Context, userID, method, state string, limit int) ([]FactorHead, error) {
+	// Raw SQL scanned by hand: every login begins with this query.
+	rows, err := s.DB(ctx).Raw(`SELECT id, last_step FROM factors WHERE user_id = ? AND method = ? AND state = ?
+ ORDER BY created_at, id LIMIT ?`, userID, method, state, limit).Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	var heads []FactorHead
-	err := s.DB(ctx).Model(&Factor{}).Select("id", "last_step").
-		Where("user_id = ? AND method = ? AND state = ?", userID, method, state).
-		Order("created_at, id").Limit(limit).Scan(&heads).Error
-	return heads, err
+	for rows.Next() {
+		var (
+			h    FactorHead
+			step sql.NullInt64
+		)
+		if err := rows.Scan(&h.ID, &step); err != nil {
+			return nil, err
+		}
+		if step.Valid {
+			v := step.Int64
+			h.LastStep = &v
+		}
+		heads = append(heads, h)
+	}
+	return heads, rows.Err()
 }
 
 // ActivateFactor turns a pending factor active. Only one caller wins: it reports
