@@ -182,7 +182,11 @@ func (s *Server) logCall(ctx context.Context, method, rid string, start time.Tim
 	if st.Code() == codes.Internal || st.Code() == codes.Unknown {
 		level = slog.LevelError
 	}
-	if exempt(method) && err == nil {
+	if err == nil {
+		// A successful call is a debug line (-log-level debug gives a full
+		// access log): what it did that matters is in the audit trail, and it
+		// is counted in the metrics. At thousands of calls a second, a line for
+		// each cost 7 % of authd's CPU.
 		level = slog.LevelDebug
 	}
 	attrs := []slog.Attr{
