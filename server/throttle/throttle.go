@@ -62,6 +62,7 @@ type Store interface {
 	GetThrottle(ctx context.Context, kind, key string) (*storage.ThrottleState, error)
 	RecordThrottleFailure(ctx context.Context, kind, key string, now time.Time, window time.Duration, block storage.ThrottleBlock) (*storage.ThrottleState, bool, error)
 	ResetThrottle(ctx context.Context, kind, key string) (bool, error)
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
 // Config holds every limit; zero fields take the defaults of DefaultConfig.
@@ -466,21 +467,33 @@ func (t *Throttler) block(kind string) storage.ThrottleBlock {
 // it caused and the locks it started.
 func (t *Throttler) Failure(ctx context.Context, s Subjects) (Outcome, error) {
 	now := t.now().UTC()
+	subjects := t.subjects(s)
 	var out Outcome
-	for _, sub := range t.subjects(s) {
-		st, locked, err := t.store.RecordThrottleFailure(ctx, sub.Kind, sub.Key, now, t.cfg.Window, t.block(sub.Kind))
-		// Whatever the outcome, the subject may have a count now.
+	// Every subject's count in one transaction: one commit, and a failure is
+	// counted for all of its subjects or (on an error) for none.
+	err := t.store.InTx(ctx, func(ctx context.Context) error {
+		out = Outcome{}
+		for _, sub := range subjects {
+			st, locked, err := t.store.RecordThrottleFailure(ctx, sub.Kind, sub.Key, now, t.cfg.Window, t.block(sub.Kind))
+			if err != nil {
+				return err
+			}
+			out.Recorded = append(out.Recorded, sub)
+			if wait := st.BlockedUntil.Sub(now); wait > out.RetryAfter {
+				out.RetryAfter = wait
+			}
+			if locked {
+				out.NewLocks = append(out.NewLocks, sub)
+			}
+		}
+		return nil
+	})
+	// Whatever the outcome, the subjects may have counts now.
+	for _, sub := range subjects {
 		t.Invalidate(sub)
-		if err != nil {
-			return out, err
-		}
-		out.Recorded = append(out.Recorded, sub)
-		if wait := st.BlockedUntil.Sub(now); wait > out.RetryAfter {
-			out.RetryAfter = wait
-		}
-		if locked {
-			out.NewLocks = append(out.NewLocks, sub)
-		}
+	}
+	if err != nil {
+		return Outcome{}, err
 	}
 	return out, nil
 }
