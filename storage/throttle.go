@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -49,13 +50,31 @@ func (s *Store) GetThrottles(ctx context.Context, subjects []ThrottleSubject) ([
 	if len(subjects) == 0 {
 		return nil, nil
 	}
-	q := s.DB(ctx).Where("kind = ? AND subject_key = ?", subjects[0].Kind, subjects[0].Key)
-	for _, sub := range subjects[1:] {
-		q = q.Or("kind = ? AND subject_key = ?", sub.Kind, sub.Key)
+	// Raw SQL scanned by hand: every attempt that is not cached runs this.
+	var q strings.Builder
+	q.WriteString("SELECT kind, subject_key, failures, first_failure, last_failure, blocked_until, locked FROM throttle_states WHERE ")
+	args := make([]any, 0, 2*len(subjects))
+	for i, sub := range subjects {
+		if i > 0 {
+			q.WriteString(" OR ")
+		}
+		q.WriteString("(kind = ? AND subject_key = ?)")
+		args = append(args, sub.Kind, sub.Key)
 	}
+	rows, err := s.DB(ctx).Raw(q.String(), args...).Rows()
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	var out []ThrottleState
-	err := q.Find(&out).Error
-	return out, err
+	for rows.Next() {
+		var t ThrottleState
+		if err := rows.Scan(&t.Kind, &t.Key, &t.Failures, &t.FirstFailure, &t.LastFailure, &t.BlockedUntil, &t.Locked); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
 }
 
 // ThrottleBlock decides, from a subject's failure count after one more failure,

@@ -2,6 +2,7 @@ package throttle_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,6 +111,34 @@ func TestCleanCache(t *testing.T) {
 	before := cs.reads.Load()
 	if _, err := a.Check(ctx, carol); err != nil || cs.reads.Load() == before {
 		t.Fatalf("a read overlapping an invalidation was remembered (%v)", err)
+	}
+
+	// Invalidations of other subjects meanwhile do not stop a read from being
+	// remembered (guessers elsewhere must not turn the cache off)...
+	dave := throttle.Subjects{UserID: "dave", IP: "198.51.100.9"}
+	cs.during = func() {
+		for i := range 100 {
+			a.Invalidate(throttle.Subject{Kind: throttle.User, Key: fmt.Sprintf("guesser-%d", i)})
+		}
+	}
+	a.Check(ctx, dave)
+	cs.during = nil
+	before = cs.reads.Load()
+	if _, err := a.Check(ctx, dave); err != nil || cs.reads.Load() != before {
+		t.Fatalf("a read overlapping only other subjects' invalidations was not remembered (%v)", err)
+	}
+	// ...unless there were more of them than the throttler keeps track of.
+	erin := throttle.Subjects{UserID: "erin"}
+	cs.during = func() {
+		for i := range 1000 {
+			a.Invalidate(throttle.Subject{Kind: throttle.User, Key: fmt.Sprintf("guesser-%d", i)})
+		}
+	}
+	a.Check(ctx, erin)
+	cs.during = nil
+	before = cs.reads.Load()
+	if _, err := a.Check(ctx, erin); err != nil || cs.reads.Load() == before {
+		t.Fatalf("a read overlapping 1000 invalidations was remembered (%v)", err)
 	}
 }
 

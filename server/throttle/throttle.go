@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -167,11 +168,16 @@ type Throttler struct {
 	now   func() time.Time
 
 	// clean remembers subjects without stored failures, until their expiry
-	// (CleanCacheTTL). epoch grows with every invalidation: a Check whose read
-	// began before one does not fill the cache with what it read.
-	mu    sync.Mutex
-	clean map[Subject]time.Time
-	epoch uint64
+	// (CleanCacheTTL). epoch counts invalidations, and recent holds the subjects
+	// of the last len(recent) of them (invalidation e at recent[e%len]): a Check
+	// whose read began before an invalidation of one of its subjects does not
+	// fill the cache with what it read. Invalidations of other subjects do not
+	// stop it, or a steady stream of failures (a few guessers) would keep
+	// everyone else's subjects from being cached at all.
+	mu     sync.Mutex
+	clean  map[Subject]time.Time
+	epoch  uint64
+	recent [256]Subject
 }
 
 // New returns a Throttler over store; now defaults to time.Now.
@@ -401,8 +407,13 @@ func (t *Throttler) remember(epoch uint64, subjects []Subject, now time.Time) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.epoch != epoch {
-		return
+	if t.epoch-epoch > uint64(len(t.recent)) {
+		return // more invalidations than remembered: any could be ours
+	}
+	for e := epoch; e != t.epoch; e++ {
+		if slices.Contains(subjects, t.recent[e%uint64(len(t.recent))]) {
+			return
+		}
 	}
 	if len(t.clean)+len(subjects) > t.cfg.CleanCacheSize {
 		for sub, until := range t.clean {
@@ -428,6 +439,7 @@ func (t *Throttler) Invalidate(sub Subject) {
 		return
 	}
 	t.mu.Lock()
+	t.recent[t.epoch%uint64(len(t.recent))] = sub
 	t.epoch++
 	delete(t.clean, sub)
 	t.mu.Unlock()
