@@ -98,7 +98,7 @@ type FactorHead struct {
 // oldest first: a cheap existence check that reads no secret.
 func (s *Store) ListFactorHeads(ctx context.Context, userID, method, state string, limit int) ([]FactorHead, error) {
 	// Raw SQL scanned by hand: every login begins with this query.
-	rows, err := s.DB(ctx).Raw(`SELECT id, last_step FROM factors WHERE user_id = ? AND method = ? AND state = ?
+	rows, err := s.hot(ctx).Raw(`SELECT id, last_step FROM factors WHERE user_id = ? AND method = ? AND state = ?
  ORDER BY created_at, id LIMIT ?`, userID, method, state, limit).Rows()
 	if err != nil {
 		return nil, err

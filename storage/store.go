@@ -181,6 +181,16 @@ func (s *Store) DB(ctx context.Context) *gorm.DB {
 	return s.db.WithContext(ctx)
 }
 
+// hot returns the handle for the reads of the login path. On SQLite they go to
+// the writer's connection: a reader connection drops its whole page cache
+// whenever another connection has committed since its last read, which under a
+// login load is before every read, while the writer's own commits leave its
+// cache warm. Long reads (listings, the audit trail) stay on the read pool, where
+// they do not hold up logins.
+func (s *Store) hot(ctx context.Context) *gorm.DB {
+	return s.DB(ctx).Clauses(dbresolver.Write)
+}
+
 // InTx runs fn in one transaction: every Store call made with the ctx fn receives
 // joins it. A nested InTx joins the outer transaction.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
