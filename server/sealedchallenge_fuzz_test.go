@@ -92,3 +92,30 @@ func FuzzChallengeClaims(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkSealChallenge and BenchmarkOpenChallenge: what a sealed challenge
+// costs BeginChallenge and VerifyChallenge before any SQL.
+func BenchmarkSealChallenge(b *testing.B) {
+	s := &Server{ring: storagetest.KeyRing(b)}
+	step := int64(59_000_000)
+	c := sealedFixture(&step)
+	for b.Loop() {
+		if _, err := s.sealChallenge(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpenChallenge(b *testing.B) {
+	s := &Server{ring: storagetest.KeyRing(b)}
+	step := int64(59_000_000)
+	id, err := s.sealChallenge(sealedFixture(&step))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := s.openChallenge(id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
