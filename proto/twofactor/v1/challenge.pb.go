@@ -356,7 +356,10 @@ func (x *BeginChallengeRequest) GetContext() *ClientContext {
 }
 
 type BeginChallengeResponse struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque, at most 1 024 bytes: pass it back unchanged to VerifyChallenge. (A TOTP
+	// challenge bound to one factor carries its own state, sealed; other challenges
+	// are stored and named by a UUID.)
 	ChallengeId string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
 	Method      Method                 `protobuf:"varint,2,opt,name=method,proto3,enum=twofactor.v1.Method" json:"method,omitempty"`
 	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
@@ -435,8 +438,9 @@ func (x *BeginChallengeResponse) GetMaxAttempts() uint32 {
 }
 
 type VerifyChallengeRequest struct {
-	state       protoimpl.MessageState `protogen:"open.v1"`
-	ChallengeId string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As BeginChallenge returned it.
+	ChallengeId string `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
 	// Types that are valid to be assigned to Response:
 	//
 	//	*VerifyChallengeRequest_Code
