@@ -92,6 +92,11 @@ type TrailAuditor struct {
 	BatchSize int
 	// QueueSize is how many events may wait for the writer (default 8192).
 	QueueSize int
+	// Linger is how long the writer waits for more events to join a batch that
+	// is not full (default 2 ms; negative: not at all). A flush ends the wait. Under
+	// load it turns many one-event commits into few larger ones: each commit
+	// writes the table's and its three indexes' pages again.
+	Linger time.Duration
 
 	once    sync.Once
 	mu      sync.RWMutex // held for reading while queueing; for writing by Close
@@ -223,6 +228,13 @@ func (a *TrailAuditor) batchSize() int {
 	return a.BatchSize
 }
 
+func (a *TrailAuditor) linger() time.Duration {
+	if a.Linger == 0 {
+		return 2 * time.Millisecond
+	}
+	return a.Linger
+}
+
 func (a *TrailAuditor) publishTimeout() time.Duration {
 	if a.PublishTimeout <= 0 {
 		return 2 * time.Second
@@ -253,6 +265,14 @@ func (a *TrailAuditor) writer() {
 		}
 		add(it)
 		open := true
+		var (
+			linger <-chan time.Time
+			timer  *time.Timer
+		)
+		if d := a.linger(); d > 0 {
+			timer = time.NewTimer(d)
+			linger = timer.C
+		}
 	gather:
 		for len(batch) < max && flushes == nil {
 			select {
@@ -262,9 +282,25 @@ func (a *TrailAuditor) writer() {
 					break gather
 				}
 				add(it)
+				continue
 			default:
+			}
+			if linger == nil {
+				break
+			}
+			select {
+			case it, ok := <-a.queue:
+				if !ok {
+					open = false
+					break gather
+				}
+				add(it)
+			case <-linger:
 				break gather
 			}
+		}
+		if timer != nil {
+			timer.Stop()
 		}
 		a.write(batch)
 		batch = batch[:0]

@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"io"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -295,13 +296,31 @@ func TestLoginAuditOnNATSAndMetrics(t *testing.T) {
 		{notify.EventChallengeRejected, "REJECT_REASON_WRONG_CODE"},
 		{notify.EventChallengeAccepted, "accepted"},
 	}
-	for i, w := range want {
+	// Each replica publishes its events in the order it recorded them; the two
+	// replicas' events interleave as their writers run.
+	got := map[string]notify.AuditEvent{}
+	var order []string
+	for len(got) < len(want) {
 		e := next(t, events)
 		if e.ID == first.ID {
 			// Delivery is at least once (TailAudit's contract): the first event may
 			// come again if its ack had not reached the server when the consumer
 			// stopped. Consumers drop repeats by id.
-			e = next(t, events)
+			continue
+		}
+		if _, dup := got[e.Event]; dup {
+			t.Fatalf("event %s twice: %+v", e.Event, e)
+		}
+		got[e.Event] = e
+		order = append(order, e.Event)
+	}
+	if slices.Index(order, notify.EventChallengeBegun) > slices.Index(order, notify.EventChallengeAccepted) {
+		t.Fatalf("replica b's events out of order: %v", order)
+	}
+	for i, w := range want {
+		e, ok := got[w.event]
+		if !ok {
+			t.Fatalf("no %s event among %v", w.event, order)
 		}
 		if e.Event != w.event || e.Result != w.result || e.UserID != "alice" || e.Method != "totp" ||
 			!e.Time.Equal(c.clock.Now()) || e.ID == "" || e.RequestID == "" || !strings.HasPrefix(e.Caller, "login(") ||
