@@ -61,11 +61,12 @@ func (a LogAuditor) Record(ctx context.Context, e AuditEvent) {
 //
 // The log line is written before Record returns. Storing and publishing happen off
 // the request path: Record queues the event for one writer goroutine, which stores
-// whatever has queued up meanwhile in one multi-row INSERT (at most BatchSize
-// events) and then publishes each event without waiting for JetStream's
-// acknowledgement; the acknowledgements are checked in order in the background.
-// Events therefore reach the store and NATS in the order they were recorded, and
-// an idle trail writes each event at once (no timer delays it). When the queue
+// whatever has queued up meanwhile, and what joins within Linger (2 ms), in one
+// multi-row INSERT (at most BatchSize events) and then publishes each event
+// without waiting for JetStream's acknowledgement; the acknowledgements are
+// checked in order in the background. Events therefore reach the store and NATS
+// in the order they were recorded, at most Linger plus one write after Record
+// (Flush does not wait for the linger). When the queue
 // (QueueSize) is full, Record stores and publishes the event itself, synchronously,
 // rather than dropping it.
 //
