@@ -113,3 +113,30 @@ func TestTrailAuditorBadEventCostsOnlyItself(t *testing.T) {
 		t.Fatalf("%d events stored, want 19", len(evs))
 	}
 }
+
+// The writer's linger never holds back a flush: with a linger of an hour, Flush
+// still returns once the event is stored, and Close once everything is.
+func TestTrailAuditorLingerEndsAtFlush(t *testing.T) {
+	st := storagetest.Open(t)
+	a := &server.TrailAuditor{Store: st, Metrics: server.NewMetrics(), BatchSize: 64, Linger: time.Hour}
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	// The deadline only turns a hang into a failure: a flush that waited for the
+	// linger would take an hour.
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	a.Record(ctx, server.AuditEvent{ID: "40000000-0000-0000-0000-000000000001", Time: t0, Event: notify.EventChallengeBegun, UserID: "alice"})
+	if err := a.FlushStore(fctx); err != nil {
+		t.Fatalf("flush behind a lingering batch: %v", err)
+	}
+	if evs, _, _ := st.ListAuditEvents(ctx, "alice", 10, nil); len(evs) != 1 {
+		t.Fatalf("%d events stored after the flush, want 1", len(evs))
+	}
+	a.Record(ctx, server.AuditEvent{ID: "40000000-0000-0000-0000-000000000002", Time: t0, Event: notify.EventChallengeBegun, UserID: "alice"})
+	if err := a.Close(fctx); err != nil {
+		t.Fatalf("close behind a lingering batch: %v", err)
+	}
+	if evs, _, _ := st.ListAuditEvents(ctx, "alice", 10, nil); len(evs) != 2 {
+		t.Fatalf("%d events stored after close, want 2", len(evs))
+	}
+}
