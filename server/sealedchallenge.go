@@ -27,7 +27,8 @@ import (
 // counted in a challenges row created by the first (FailSealedChallengeAttempt).
 //
 // What this saves is a row written and then updated for every login: the INSERT
-// at BeginChallenge, on five indexes, and the update that consumed it.
+// at BeginChallenge (the table and its four indexes) and the update that
+// consumed it.
 //
 // One behaviour differs from a stored challenge: once the factor accepts a code,
 // every other challenge of that factor begun before is used up too (a second
