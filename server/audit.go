@@ -276,29 +276,27 @@ func (a *TrailAuditor) writer() {
 		}
 	gather:
 		for len(batch) < max && flushes == nil {
-			select {
-			case it, ok := <-a.queue:
-				if !ok {
-					open = false
+			var (
+				it auditItem
+				ok bool
+			)
+			select { // what is queued first, then (lingering) what comes
+			case it, ok = <-a.queue:
+			default:
+				if linger == nil {
 					break gather
 				}
-				add(it)
-				continue
-			default:
+				select {
+				case it, ok = <-a.queue:
+				case <-linger:
+					break gather
+				}
 			}
-			if linger == nil {
+			if !ok {
+				open = false
 				break
 			}
-			select {
-			case it, ok := <-a.queue:
-				if !ok {
-					open = false
-					break gather
-				}
-				add(it)
-			case <-linger:
-				break gather
-			}
+			add(it)
 		}
 		if timer != nil {
 			timer.Stop()

@@ -186,7 +186,7 @@ func (s *Server) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeReq
 	resp := &pb.VerifyChallengeResponse{UserId: ch.UserID, FactorId: ch.FactorID, Method: pm}
 	now := s.now().UTC()
 	if ch.State != storage.ChallengeOpen || !now.Before(ch.ExpiresAt) || ch.Attempts >= ch.MaxAttempts ||
-		ch.Sealed && ch.Factor != nil && !sameStep(ch.Factor.LastStep, ch.FromStep) {
+		ch.Sealed && ch.Factor != nil && !storage.SameStep(ch.Factor.LastStep, ch.FromStep) {
 		return s.expired(ctx, req, ch, resp), nil
 	}
 	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP)}

@@ -193,11 +193,3 @@ func (d *claimsDecoder) str() string {
 	d.b = d.b[n:]
 	return v
 }
-
-// sameStep compares two last accepted TOTP steps (nil: none).
-func sameStep(a, b *int64) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
-}

@@ -36,7 +36,7 @@ func TestSealedChallengeRoundTrip(t *testing.T) {
 		}
 		if got.ID != want.ID || got.UserID != want.UserID || got.FactorID != want.FactorID || got.Method != want.Method ||
 			got.MaxAttempts != want.MaxAttempts || !got.ExpiresAt.Equal(want.ExpiresAt) || !got.CreatedAt.Equal(want.CreatedAt) ||
-			got.ClientIP != want.ClientIP || !got.Sealed || !sameStep(got.FromStep, want.FromStep) || got.State != storage.ChallengeOpen {
+			got.ClientIP != want.ClientIP || !got.Sealed || !storage.SameStep(got.FromStep, want.FromStep) || got.State != storage.ChallengeOpen {
 			t.Fatalf("opened %+v, want %+v", got, want)
 		}
 	}
@@ -87,7 +87,7 @@ func FuzzChallengeClaims(f *testing.F) {
 		again := encodeChallengeClaims(c)
 		c2, err := decodeChallengeClaims(again)
 		if err != nil || !bytes.Equal(encodeChallengeClaims(c2), again) || c2.UserID != c.UserID || c2.ClientIP != c.ClientIP ||
-			!c2.ExpiresAt.Equal(c.ExpiresAt) || !sameStep(c2.FromStep, c.FromStep) || c2.MaxAttempts != c.MaxAttempts {
+			!c2.ExpiresAt.Equal(c.ExpiresAt) || !storage.SameStep(c2.FromStep, c.FromStep) || c2.MaxAttempts != c.MaxAttempts {
 			t.Fatalf("claims %x decode to %+v, re-encode to %x, decode again to %+v (%v)", b, c, again, c2, err)
 		}
 	})

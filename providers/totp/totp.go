@@ -324,7 +324,7 @@ func (p *Provider) Verify(ctx context.Context, f *storage.Factor, code string) e
 // wins, and the others get ErrSuperseded. A code of a step already used is
 // ErrReplayed, as in Verify.
 func (p *Provider) VerifyFrom(ctx context.Context, f *storage.Factor, code string, from *int64) error {
-	if !sameStep(f.LastStep, from) {
+	if !storage.SameStep(f.LastStep, from) {
 		return ErrSuperseded
 	}
 	now := p.now().UTC()
@@ -343,13 +343,6 @@ func (p *Provider) VerifyFrom(ctx context.Context, f *storage.Factor, code strin
 		return ErrSuperseded
 	}
 	return nil
-}
-
-func sameStep(a, b *int64) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
 }
 
 // VerifyAny checks code against every active TOTP factor of the user, returning the
