@@ -129,7 +129,7 @@ func (s *Server) BeginChallenge(ctx context.Context, req *pb.BeginChallengeReque
 	}
 	id := ch.ID
 	if out.Sealed && out.FactorID != "" {
-		ch.ID, ch.Sealed, ch.FromStep = uuid.NewString(), true, out.FromStep
+		ch.Sealed, ch.FromStep = true, out.FromStep
 		if id, err = s.sealChallenge(ch); err != nil {
 			return nil, s.toStatus(ctx, err)
 		}
