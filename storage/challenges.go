@@ -152,7 +152,7 @@ const sealedStateSQL = `SELECT f.id, f.method, f.state, f.sealed_secret, f.secre
 // state, sealed secret and its key id, data, last step) and, if wrong answers gave
 // the challenge a row, its state and attempts from that row.
 func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) error {
-	rows, err := s.hot(ctx).Raw(sealedStateSQL, c.FactorID, c.UserID, c.ID).Rows()
+	rows, err := s.hotQuery(ctx, sealedStateSQL, c.FactorID, c.UserID, c.ID)
 	if err != nil {
 		return err
 	}

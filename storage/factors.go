@@ -106,8 +106,8 @@ func SameStep(a, b *int64) bool {
 // oldest first: a cheap existence check that reads no secret.
 func (s *Store) ListFactorHeads(ctx context.Context, userID, method, state string, limit int) ([]FactorHead, error) {
 	// Raw SQL scanned by hand: every login begins with this query.
-	rows, err := s.hot(ctx).Raw(`SELECT id, last_step FROM factors WHERE user_id = ? AND method = ? AND state = ?
- ORDER BY created_at, id LIMIT ?`, userID, method, state, limit).Rows()
+	rows, err := s.hotQuery(ctx, `SELECT id, last_step FROM factors WHERE user_id = ? AND method = ? AND state = ?
+ ORDER BY created_at, id LIMIT ?`, userID, method, state, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -183,10 +183,9 @@ func (s *Store) AdvanceLastStepFrom(ctx context.Context, factorID string, from *
 	if step <= was {
 		return false, nil
 	}
-	res := s.DB(ctx).Model(&Factor{}).
-		Where("id = ? AND state = ? AND COALESCE(last_step, -1) = ?", factorID, FactorActive, was).
-		Updates(map[string]any{"last_step": step, "last_used_at": now})
-	return res.RowsAffected == 1, res.Error
+	n, err := s.hotExec(ctx, `UPDATE factors SET last_step = ?, last_used_at = ?
+ WHERE id = ? AND state = ? AND COALESCE(last_step, -1) = ?`, step, now.UTC(), factorID, FactorActive, was)
+	return n == 1, err
 }
 
 // TouchFactor records a successful use.

@@ -33,6 +33,8 @@ type Store struct {
 	db      *gorm.DB
 	dialect Dialect
 	readers *dbresolver.DBResolver // SQLite's read pool; nil on PostgreSQL
+	// hotStmts are the login path's prepared statements (hot.go).
+	hotStmts hotStmts
 }
 
 // sqliteReaders is the size of SQLite's read pool.
@@ -168,7 +170,10 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close releases the connections.
-func (s *Store) Close() error { return closeAll(s.db, s.readers) }
+func (s *Store) Close() error {
+	s.closeHotStmts()
+	return closeAll(s.db, s.readers)
+}
 
 type txKey struct{}
 
@@ -179,16 +184,6 @@ func (s *Store) DB(ctx context.Context) *gorm.DB {
 		return tx
 	}
 	return s.db.WithContext(ctx)
-}
-
-// hot returns the handle for the reads of the login path. On SQLite they go to
-// the writer's connection: a reader connection drops its whole page cache
-// whenever another connection has committed since its last read, which under a
-// login load is before every read, while the writer's own commits leave its
-// cache warm. Long reads (listings, the audit trail) stay on the read pool, where
-// they do not hold up logins.
-func (s *Store) hot(ctx context.Context) *gorm.DB {
-	return s.DB(ctx).Clauses(dbresolver.Write)
 }
 
 // InTx runs fn in one transaction: every Store call made with the ctx fn receives

@@ -61,7 +61,7 @@ func (s *Store) GetThrottles(ctx context.Context, subjects []ThrottleSubject) ([
 		q.WriteString("(kind = ? AND subject_key = ?)")
 		args = append(args, sub.Kind, sub.Key)
 	}
-	rows, err := s.hot(ctx).Raw(q.String(), args...).Rows()
+	rows, err := s.hotQuery(ctx, q.String(), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -328,6 +328,31 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
+// BenchmarkVerifyFrom is the sealed challenge's path: the factor as
+// LoadSealedChallenge read it, and one conditional update from the step it saw.
+func BenchmarkVerifyFrom(b *testing.B) {
+	ctx := context.Background()
+	s := storagetest.Open(b)
+	start := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	c := &clock{start}
+	p, _ := totp.New(s, storagetest.KeyRing(b), totp.Config{}, c.now, nil)
+	e, _ := p.BeginEnrollment(ctx, "u", "x", "u")
+	seed := seedOf(nil, e)
+	code, _ := totp.CodeAt(seed, e.Params, c.t)
+	f, _ := p.FinishEnrollment(ctx, "u", e.Factor.ID, code)
+	from := *f.LastStep
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c.t = start.Add(time.Duration(i+1) * 30 * time.Second)
+		code, _ := totp.CodeAt(seed, e.Params, c.t)
+		f.LastStep = &from
+		if err := p.VerifyFrom(ctx, f, code, &from); err != nil {
+			b.Fatal(err)
+		}
+		from++
+	}
+}
+
 // With a 6-digit and an 8-digit factor, a wrong guess of either length is a wrong
 // code (it costs an attempt); only a code no factor can read is malformed.
 func TestMixedDigitFactorsCountWrongGuesses(t *testing.T) {

@@ -1,0 +1,125 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"strings"
+	"sync"
+
+	"gorm.io/gorm"
+)
+
+// The statements every login runs (the throttle read, the factor heads, a sealed
+// challenge's state, the TOTP step's conditional update) skip gorm's statement
+// builder and its callbacks: they are written as SQL, prepared once on the writer's
+// pool and run through database/sql. That builder was a third of the update's cost
+// (docs/PERFORMANCE.md). Inside InTx they join the transaction through gorm, as
+// every other Store call does.
+
+// maxHotStmts bounds the prepared statements kept; the login path has a handful
+// (the throttle read has one per number of subjects).
+const maxHotStmts = 32
+
+type hotStmts struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+// hotPool is the pool the login path runs on: on SQLite the writer's single
+// connection, whose page cache its own commits keep warm (a reader connection
+// drops its whole cache whenever another connection has committed, which under a
+// login load is before every read); long reads (listings, the audit trail) stay
+// on the read pool, where they do not hold up logins.
+func (s *Store) hotPool() (*sql.DB, error) { return s.db.DB() }
+
+// prepared returns query prepared on the hot pool, preparing it the first time.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, bool, error) {
+	s.hotStmts.mu.Lock()
+	defer s.hotStmts.mu.Unlock()
+	if st, ok := s.hotStmts.m[query]; ok {
+		return st, true, nil
+	}
+	pool, err := s.hotPool()
+	if err != nil {
+		return nil, false, err
+	}
+	q := query
+	if s.dialect == Postgres {
+		q = numberPlaceholders(query)
+	}
+	st, err := pool.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, false, err
+	}
+	if s.hotStmts.m == nil {
+		s.hotStmts.m = make(map[string]*sql.Stmt)
+	}
+	if len(s.hotStmts.m) >= maxHotStmts {
+		return st, false, nil // used once and closed by the caller
+	}
+	s.hotStmts.m[query] = st
+	return st, true, nil
+}
+
+// hotQuery runs a login-path query (placeholders written "?").
+func (s *Store) hotQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
+		return tx.Raw(query, args...).Rows()
+	}
+	st, kept, err := s.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if !kept {
+		defer st.Close()
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// hotExec runs a login-path statement and returns the rows it changed.
+func (s *Store) hotExec(ctx context.Context, query string, args ...any) (int64, error) {
+	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
+		res := tx.Exec(query, args...)
+		return res.RowsAffected, res.Error
+	}
+	st, kept, err := s.prepared(ctx, query)
+	if err != nil {
+		return 0, err
+	}
+	if !kept {
+		defer st.Close()
+	}
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (s *Store) closeHotStmts() {
+	s.hotStmts.mu.Lock()
+	defer s.hotStmts.mu.Unlock()
+	for _, st := range s.hotStmts.m {
+		_ = st.Close()
+	}
+	s.hotStmts.m = nil
+}
+
+// numberPlaceholders turns each "?" of query into PostgreSQL's $1, $2, …; the
+// login path's SQL has no "?" inside a literal.
+func numberPlaceholders(query string) string {
+	var b strings.Builder
+	b.Grow(len(query) + 8)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
+}
