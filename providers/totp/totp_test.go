@@ -307,20 +307,41 @@ func TestSeedSealedAtRest(t *testing.T) {
 	}
 }
 
-func BenchmarkVerify(b *testing.B) {
+// benchFactor enrolls one factor for the benchmarks; codeAt gives the code of
+// the i-th step after enrollment, with the provider's clock moved to it.
+func benchFactor(b *testing.B) (p *totp.Provider, f *storage.Factor, codeAt func(i int) string) {
 	ctx := context.Background()
-	s := storagetest.Open(b)
 	start := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	c := &clock{start}
-	p, _ := totp.New(s, storagetest.KeyRing(b), totp.Config{}, c.now, nil)
-	e, _ := p.BeginEnrollment(ctx, "u", "x", "u")
+	p, err := totp.New(storagetest.Open(b), storagetest.KeyRing(b), totp.Config{}, c.now, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := p.BeginEnrollment(ctx, "u", "x", "u")
+	if err != nil {
+		b.Fatal(err)
+	}
 	seed := seedOf(nil, e)
-	code, _ := totp.CodeAt(seed, e.Params, c.t)
-	f, _ := p.FinishEnrollment(ctx, "u", e.Factor.ID, code)
+	codeAt = func(i int) string {
+		c.t = start.Add(time.Duration(i) * 30 * time.Second)
+		code, err := totp.CodeAt(seed, e.Params, c.t)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return code
+	}
+	if f, err = p.FinishEnrollment(ctx, "u", e.Factor.ID, codeAt(0)); err != nil {
+		b.Fatal(err)
+	}
+	return p, f, codeAt
+}
+
+func BenchmarkVerify(b *testing.B) {
+	ctx := context.Background()
+	p, f, codeAt := benchFactor(b)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c.t = start.Add(time.Duration(i+1) * 30 * time.Second)
-		code, _ := totp.CodeAt(seed, e.Params, c.t)
+		code := codeAt(i + 1)
 		f.LastStep = nil
 		if err := p.Verify(ctx, f, code); err != nil {
 			b.Fatal(err)
@@ -332,19 +353,11 @@ func BenchmarkVerify(b *testing.B) {
 // LoadSealedChallenge read it, and one conditional update from the step it saw.
 func BenchmarkVerifyFrom(b *testing.B) {
 	ctx := context.Background()
-	s := storagetest.Open(b)
-	start := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	c := &clock{start}
-	p, _ := totp.New(s, storagetest.KeyRing(b), totp.Config{}, c.now, nil)
-	e, _ := p.BeginEnrollment(ctx, "u", "x", "u")
-	seed := seedOf(nil, e)
-	code, _ := totp.CodeAt(seed, e.Params, c.t)
-	f, _ := p.FinishEnrollment(ctx, "u", e.Factor.ID, code)
+	p, f, codeAt := benchFactor(b)
 	from := *f.LastStep
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		c.t = start.Add(time.Duration(i+1) * 30 * time.Second)
-		code, _ := totp.CodeAt(seed, e.Params, c.t)
+		code := codeAt(i + 1)
 		f.LastStep = &from
 		if err := p.VerifyFrom(ctx, f, code, &from); err != nil {
 			b.Fatal(err)
