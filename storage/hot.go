@@ -34,10 +34,14 @@ type hotStmts struct {
 func (s *Store) hotPool() (*sql.DB, error) { return s.db.DB() }
 
 // prepared returns query prepared on the hot pool, preparing it the first time.
-func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, bool, error) {
+// kept is false for a statement beyond maxHotStmts: the caller closes it after
+// its one use. The lock is not held while preparing, which on SQLite waits for
+// the writer's connection.
+func (s *Store) prepared(ctx context.Context, query string) (st *sql.Stmt, kept bool, err error) {
 	s.hotStmts.mu.Lock()
-	defer s.hotStmts.mu.Unlock()
-	if st, ok := s.hotStmts.m[query]; ok {
+	st, kept = s.hotStmts.m[query]
+	s.hotStmts.mu.Unlock()
+	if kept {
 		return st, true, nil
 	}
 	pool, err := s.hotPool()
@@ -48,15 +52,20 @@ func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, bool, er
 	if s.dialect == Postgres {
 		q = numberPlaceholders(query)
 	}
-	st, err := pool.PrepareContext(ctx, q)
-	if err != nil {
+	if st, err = pool.PrepareContext(ctx, q); err != nil {
 		return nil, false, err
+	}
+	s.hotStmts.mu.Lock()
+	defer s.hotStmts.mu.Unlock()
+	if won, ok := s.hotStmts.m[query]; ok { // another caller prepared it meanwhile
+		_ = st.Close()
+		return won, true, nil
 	}
 	if s.hotStmts.m == nil {
 		s.hotStmts.m = make(map[string]*sql.Stmt)
 	}
 	if len(s.hotStmts.m) >= maxHotStmts {
-		return st, false, nil // used once and closed by the caller
+		return st, false, nil
 	}
 	s.hotStmts.m[query] = st
 	return st, true, nil
