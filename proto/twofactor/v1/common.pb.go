@@ -35,6 +35,18 @@ const (
 	Method_METHOD_BACKUP_CODE Method = 3
 	// A one-time code an admin issued for a locked-out user.
 	Method_METHOD_ADMIN_CODE Method = 4
+	// A one-time code sent by email (not an out-of-band authenticator under NIST SP
+	// 800-63B §3.1.3.1: email is a possession of the account, not of a device).
+	Method_METHOD_EMAIL Method = 5
+	// A one-time code sent by SMS (a restricted authenticator under NIST SP 800-63B
+	// §3.1.3.3).
+	Method_METHOD_SMS Method = 6
+	// A one-time code sent to a Telegram chat through the operator's bot.
+	Method_METHOD_TELEGRAM Method = 7
+	// A one-time code sent by Signal (signal-cli REST API).
+	Method_METHOD_SIGNAL Method = 8
+	// Push approval: an enrolled device approves the login, with number matching.
+	Method_METHOD_PUSH Method = 9
 )
 
 // Enum value maps for Method.
@@ -45,6 +57,11 @@ var (
 		2: "METHOD_WEBAUTHN",
 		3: "METHOD_BACKUP_CODE",
 		4: "METHOD_ADMIN_CODE",
+		5: "METHOD_EMAIL",
+		6: "METHOD_SMS",
+		7: "METHOD_TELEGRAM",
+		8: "METHOD_SIGNAL",
+		9: "METHOD_PUSH",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED": 0,
@@ -52,6 +69,11 @@ var (
 		"METHOD_WEBAUTHN":    2,
 		"METHOD_BACKUP_CODE": 3,
 		"METHOD_ADMIN_CODE":  4,
+		"METHOD_EMAIL":       5,
+		"METHOD_SMS":         6,
+		"METHOD_TELEGRAM":    7,
+		"METHOD_SIGNAL":      8,
+		"METHOD_PUSH":        9,
 	}
 )
 
@@ -571,13 +593,19 @@ const file_twofactor_v1_common_proto_rawDesc = "" +
 	"legacy_u2f\x18\t \x01(\bR\tlegacyU2f\x12#\n" +
 	"\rclone_warning\x18\n" +
 	" \x01(\bR\fcloneWarning\x12\x1c\n" +
-	"\talgorithm\x18\v \x01(\x05R\talgorithm*u\n" +
+	"\talgorithm\x18\v \x01(\x05R\talgorithm*\xd0\x01\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMETHOD_TOTP\x10\x01\x12\x13\n" +
 	"\x0fMETHOD_WEBAUTHN\x10\x02\x12\x16\n" +
 	"\x12METHOD_BACKUP_CODE\x10\x03\x12\x15\n" +
-	"\x11METHOD_ADMIN_CODE\x10\x04*^\n" +
+	"\x11METHOD_ADMIN_CODE\x10\x04\x12\x10\n" +
+	"\fMETHOD_EMAIL\x10\x05\x12\x0e\n" +
+	"\n" +
+	"METHOD_SMS\x10\x06\x12\x13\n" +
+	"\x0fMETHOD_TELEGRAM\x10\a\x12\x11\n" +
+	"\rMETHOD_SIGNAL\x10\b\x12\x0f\n" +
+	"\vMETHOD_PUSH\x10\t*^\n" +
 	"\vFactorState\x12\x1c\n" +
 	"\x18FACTOR_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FACTOR_STATE_PENDING\x10\x01\x12\x17\n" +
