@@ -79,7 +79,7 @@ func requestIDFrom(ctx context.Context) string {
 }
 
 // authenticate checks the bearer key and the role the method needs.
-func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
+func (s *core) authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
 	if exempt(fullMethod) {
 		return ctx, nil
 	}
@@ -129,7 +129,7 @@ func printable(s string) bool {
 }
 
 // unaryInterceptor: request id, panic recovery, authentication, one log line.
-func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+func (s *core) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
 	rid := newRequestID(ctx)
 	ctx = context.WithValue(ctx, requestIDKey, rid)
@@ -151,7 +151,7 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 }
 
 // streamInterceptor authenticates streams (health Watch, reflection).
-func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+func (s *core) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 	start := time.Now()
 	rid := newRequestID(ss.Context())
 	defer func() {
@@ -176,7 +176,7 @@ type wrappedStream struct {
 
 func (w *wrappedStream) Context() context.Context { return w.ctx }
 
-func (s *Server) logCall(ctx context.Context, method, rid string, start time.Time, err error) {
+func (s *core) logCall(ctx context.Context, method, rid string, start time.Time, err error) {
 	st := status.Convert(err)
 	level := slog.LevelInfo
 	if st.Code() == codes.Internal || st.Code() == codes.Unknown {

@@ -35,20 +35,6 @@ type Challenge struct {
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 
-	// Factor is the factor FactorID names, as GetChallengeAndFactor read it with
-	// the challenge (nil otherwise, or when the user has no such factor any more).
-	// It is a snapshot: single use of what it guards is the conditional updates'.
-	Factor *Factor `gorm:"-"`
-
-	// Sealed marks a challenge carried in its own id rather than begun as a row
-	// (a TOTP challenge bound to one factor): its fields came from the sealed id,
-	// and it gets a row only when a wrong answer must be counted.
-	// LoadSealedChallenge reads what the store knows of it.
-	Sealed bool `gorm:"-"`
-	// FromStep is, for a sealed challenge, the factor's last accepted TOTP step
-	// when the challenge began (nil: none yet). The challenge is used up once the
-	// factor's step has moved on (AdvanceLastStepFrom).
-	FromStep *int64 `gorm:"-"`
 }
 
 // CreateChallenge inserts a challenge.
@@ -121,19 +107,18 @@ const challengeAndFactorSQL = `SELECT c.id, c.user_id, c.factor_id, c.method, c.
  WHERE c.id = ?`
 
 // GetChallengeAndFactor loads a challenge by id, whatever its state, and in the
-// same query the factor it is bound to (Challenge.Factor; nil when it names none
-// or the user's factor is gone).
-func (s *Store) GetChallengeAndFactor(ctx context.Context, id string) (*Challenge, error) {
+// same query the factor it is bound to (nil when it names none or the user's
+// factor is gone).
+func (s *Store) GetChallengeAndFactor(ctx context.Context, id string) (*Challenge, *Factor, error) {
 	var rows []challengeFactorRow
 	if err := s.DB(ctx).Raw(challengeAndFactorSQL, id).Scan(&rows).Error; err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(rows) == 0 {
-		return nil, ErrNotFound
+		return nil, nil, ErrNotFound
 	}
 	c := rows[0].Challenge
-	c.Factor = rows[0].F.factor()
-	return &c, nil
+	return &c, rows[0].F.factor(), nil
 }
 
 // The one-row subquery keeps a row when neither the factor nor the challenge
@@ -147,21 +132,21 @@ const sealedStateSQL = `SELECT f.id, f.method, f.state, f.sealed_secret, f.secre
  LEFT JOIN challenges c ON c.id = ?`
 
 // LoadSealedChallenge completes a challenge whose fields came from its sealed id
-// (Challenge.Sealed): in one query it reads the factor it is bound to
-// (Challenge.Factor, with the fields verifying a code needs: id, user, method,
+// (see server/challenge): in one query it reads the factor it is bound to
+// (returned, nil when gone, with the fields verifying a code needs: id, user, method,
 // state, sealed secret and its key id, data, last step) and, if wrong answers gave
 // the challenge a row, its state and attempts from that row.
-func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) error {
+func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) (*Factor, error) {
 	rows, err := s.hotQuery(ctx, sealedStateSQL, c.FactorID, c.UserID, c.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return err
+			return nil, err
 		}
-		return errors.New("storage: sealed challenge state: no row")
+		return nil, errors.New("storage: sealed challenge state: no row")
 	}
 	var (
 		fID, fMethod, fState, fKeyID, cState sql.NullString
@@ -170,8 +155,9 @@ func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) error {
 		cAttempts                            sql.NullInt64
 	)
 	if err := rows.Scan(&fID, &fMethod, &fState, &fSecret, &fKeyID, &fData, &fStep, &cState, &cAttempts); err != nil {
-		return err
+		return nil, err
 	}
+	var factor *Factor
 	if fID.Valid && fMethod.Valid && fState.Valid {
 		f := &Factor{ID: fID.String, UserID: c.UserID, Method: fMethod.String, State: fState.String,
 			SealedSecret: fSecret, SecretKeyID: fKeyID.String, Data: fData}
@@ -179,12 +165,12 @@ func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) error {
 			step := fStep.Int64
 			f.LastStep = &step
 		}
-		c.Factor = f
+		factor = f
 	}
 	if cState.Valid && cAttempts.Valid {
 		c.State, c.Attempts = cState.String, int(cAttempts.Int64)
 	}
-	return rows.Close()
+	return factor, rows.Close()
 }
 
 // FailSealedChallengeAttempt counts one wrong answer on a sealed challenge: the

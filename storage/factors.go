@@ -94,14 +94,6 @@ type FactorHead struct {
 	LastStep *int64
 }
 
-// SameStep tells whether two last accepted TOTP steps are the same (nil: none).
-func SameStep(a, b *int64) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
-}
-
 // ListFactorHeads returns up to limit of a user's factors of a method in a state,
 // oldest first: a cheap existence check that reads no secret.
 func (s *Store) ListFactorHeads(ctx context.Context, userID, method, state string, limit int) ([]FactorHead, error) {

@@ -30,7 +30,9 @@ import (
 	"github.com/pquerna/otp"
 
 	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/breached"
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
@@ -109,14 +111,11 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	if err := a.startNATS(ctx); err != nil {
 		return nil, err
 	}
-	pol, err := policy.New(a.store, policy.Options{AdminGroups: splitList(cfg.AdminGroups), CacheTTL: cfg.PolicyCacheTTL})
-	if err != nil {
-		return nil, err
-	}
+	polRef := &server.PolicyRef{}
 	wa, err := webauthn.New(a.store, webauthn.Config{
 		RPID: cfg.WebAuthnRPID, RPDisplayName: cfg.WebAuthnRPName, RPOrigins: splitList(cfg.WebAuthnOrigins),
 		UserVerification: cfg.WebAuthnUV,
-	}, server.WebAuthnPolicy(pol), nil, nil)
+	}, polRef, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("webauthn: %w", err)
 	}
@@ -143,12 +142,34 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	if err != nil {
 		return nil, err
 	}
+	// The factors this server offers: one registration each (docs/ARCHITECTURE.md,
+	// "How to add a factor").
+	bcodes := backupcodes.New(a.store, ring, backupcodes.Options{})
+	acodes := admincodes.New(a.store, ring, admincodes.Options{})
+	factors, err := server.NewRegistry(server.TOTPFactor(tp), server.WebAuthnFactor(wa),
+		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes))
+	if err != nil {
+		return nil, err
+	}
+	pol, err := policy.New(a.store, policy.Options{Methods: factors.PolicyMethods(), AdminGroups: splitList(cfg.AdminGroups), CacheTTL: cfg.PolicyCacheTTL})
+	if err != nil {
+		return nil, err
+	}
+	polRef.Set(pol)
 	metrics := server.NewMetrics()
+	trail := &server.TrailAuditor{Store: a.store, Events: a.events, Log: log, Metrics: metrics, PublishTimeout: cfg.AuditPublishTimeout}
+	a.closers = append(a.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := trail.Close(ctx); err != nil {
+			log.Error("audit trail not flushed on close", "error", err.Error())
+		}
+	})
 	a.srv, err = server.New(server.Deps{
-		Throttle: th, Metrics: metrics,
-		Store: a.store, Keys: ring, APIKeys: a.apiKeys, TOTP: tp, Logger: log,
+		Throttle: th, Metrics: metrics, Auditor: trail, Factors: factors, BackupCodes: bcodes, AdminCodes: acodes,
+		Store: a.store, Keys: ring, APIKeys: a.apiKeys, Logger: log, Now: time.Now,
 		Policy: pol, WebAuthn: wa, AppPasswords: ap, Events: a.events, Breached: bc,
-	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts, AuditPublishTimeout: cfg.AuditPublishTimeout})
+	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts})
 	if err != nil {
 		return nil, err
 	}
