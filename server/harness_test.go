@@ -158,7 +158,7 @@ func (c *cluster) start() *replica {
 	}
 	var (
 		waPolicy webauthn.PolicySource = c.waPolicy
-		ref      = &server.PolicyRef{}
+		ref                            = &server.PolicyRef{}
 	)
 	if c.storedPolicy {
 		waPolicy = ref

@@ -34,7 +34,6 @@ type Challenge struct {
 	ClientIP    string    `gorm:"size:64"`
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
-
 }
 
 // CreateChallenge inserts a challenge.
