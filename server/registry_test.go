@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/twofactor/twofactor/notify"
@@ -202,5 +204,33 @@ func TestTestOnlyFactorIsOneRegistration(t *testing.T) {
 		if len(recs) == 0 || recs[len(recs)-1].Method != testMethod || recs[len(recs)-1].UserID != "alice" {
 			t.Errorf("audit %s: %+v", event, recs)
 		}
+	}
+}
+
+// panicky is a factor whose Begin panics: the interceptor chain's recovery
+// answers Internal naming the request id, and logs the panic with it.
+type panicky struct{}
+
+func (panicky) Begin(context.Context, server.BeginInput) (server.BeginOutput, error) { panic("boom") }
+func (panicky) Verify(context.Context, *challenge.Challenge, server.Answer) (server.Verdict, error) {
+	return server.Verdict{}, nil
+}
+
+func TestPanicIsInternalWithRequestID(t *testing.T) {
+	c := newCluster(t)
+	c.factors = []server.Factor{{Name: "panicky", Method: pb.Method_METHOD_PUSH, Challenge: panicky{}}}
+	r := c.start()
+	ctx := metadata.AppendToOutgoingContext(c.as("login"), "x-request-id", "req-panic-1")
+	var hdr metadata.MD
+	_, err := r.challenges().BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH}, grpc.Header(&hdr))
+	if status.Code(err) != codes.Internal || !strings.Contains(status.Convert(err).Message(), "req-panic-1") {
+		t.Fatalf("panic: %v, want Internal naming the request id", err)
+	}
+	if got := hdr.Get("x-request-id"); len(got) != 1 || got[0] != "req-panic-1" {
+		t.Fatalf("x-request-id header %v", got)
+	}
+	logs := c.logs.String()
+	if !strings.Contains(logs, `"msg":"panic"`) || !strings.Contains(logs, `"request_id":"req-panic-1"`) || !strings.Contains(logs, `"caller":"`) {
+		t.Fatalf("logs lack the panic, its request id or the caller:\n%s", grep(logs, "req-panic-1"))
 	}
 }

@@ -206,8 +206,8 @@ func (s *Server) Close() {
 // ServerOptions returns the interceptors every gRPC server of this service needs.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryChain()...),
+		grpc.ChainStreamInterceptor(s.streamChain()...),
 	}
 }
 
