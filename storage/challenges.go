@@ -69,11 +69,6 @@ type joinedFactor struct {
 	FLastUsedAt   *time.Time `gorm:"column:f_last_used_at"`
 }
 
-const joinedFactorCols = `f.id AS f_id, f.user_id AS f_user_id, f.method AS f_method, f.name AS f_name, f.state AS f_state,
- f.sealed_secret AS f_sealed_secret, f.secret_key_id AS f_secret_key_id, f.credential_id AS f_credential_id,
- f.data AS f_data, f.last_step AS f_last_step, f.attempts AS f_attempts, f.expires_at AS f_expires_at,
- f.created_at AS f_created_at, f.updated_at AS f_updated_at, f.last_used_at AS f_last_used_at`
-
 // factor returns the joined factor, or nil when the join found none.
 func (r *joinedFactor) factor() *Factor {
 	if r.FID == nil || r.FUserID == nil || r.FMethod == nil || r.FState == nil || r.FCreatedAt == nil || r.FUpdatedAt == nil {
@@ -100,11 +95,6 @@ type challengeFactorRow struct {
 	F         joinedFactor `gorm:"embedded"`
 }
 
-const challengeAndFactorSQL = `SELECT c.id, c.user_id, c.factor_id, c.method, c.state, c.session, c.attempts,
- c.max_attempts, c.expires_at, c.client_ip, c.created_at, c.updated_at, ` + joinedFactorCols + `
- FROM challenges c LEFT JOIN factors f ON f.id = c.factor_id AND f.user_id = c.user_id
- WHERE c.id = ?`
-
 // GetChallengeAndFactor loads a challenge by id, whatever its state, and in the
 // same query the factor it is bound to (nil when it names none or the user's
 // factor is gone).
@@ -119,16 +109,6 @@ func (s *Store) GetChallengeAndFactor(ctx context.Context, id string) (*Challeng
 	c := rows[0].Challenge
 	return &c, rows[0].F.factor(), nil
 }
-
-// The one-row subquery keeps a row when neither the factor nor the challenge
-// exists, in SQLite and PostgreSQL alike. Only the columns verification reads
-// are selected, and they are scanned without reflection: this is half of every
-// login's reads.
-const sealedStateSQL = `SELECT f.id, f.method, f.state, f.sealed_secret, f.secret_key_id, f.data, f.last_step,
- c.state, c.attempts
- FROM (SELECT 1 AS one) o
- LEFT JOIN factors f ON f.id = ? AND f.user_id = ?
- LEFT JOIN challenges c ON c.id = ?`
 
 // LoadSealedChallenge completes a challenge whose fields came from its sealed id
 // (see server/challenge): in one query it reads the factor it is bound to
@@ -189,14 +169,7 @@ func (s *Store) FailSealedChallengeAttempt(ctx context.Context, c *Challenge, no
 		Attempts    int
 		MaxAttempts int
 	}
-	err = s.DB(ctx).Raw(`INSERT INTO challenges
- (id, user_id, factor_id, method, state, attempts, max_attempts, expires_at, client_ip, created_at, updated_at)
- VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
- ON CONFLICT (id) DO UPDATE SET attempts = challenges.attempts + 1,
-  state = CASE WHEN challenges.attempts + 1 >= challenges.max_attempts THEN ? ELSE challenges.state END,
-  updated_at = excluded.updated_at
- WHERE challenges.state = ? AND challenges.attempts < challenges.max_attempts
- RETURNING attempts, max_attempts`,
+	err = s.DB(ctx).Raw(failSealedChallengeSQL,
 		c.ID, c.UserID, c.FactorID, c.Method, first, c.MaxAttempts, c.ExpiresAt, c.ClientIP, c.CreatedAt, now,
 		ChallengeFailed, ChallengeOpen).Scan(&out).Error
 	if err != nil || len(out) == 0 {
