@@ -18,11 +18,12 @@
 //   - Prepared hot-path SQL (hotQuery/hotExec in hot.go: prepared once on the
 //     writer's pool, scanned by position without reflection) is only for the
 //     statements every login runs: ListFactorHeads, LoadSealedChallenge,
-//     AdvanceLastStepFrom, GetThrottles. It bypasses the transaction in the
-//     context, so it is used only where none is needed (one statement decides).
+//     AdvanceLastStepFrom, GetThrottles, where gorm's builder was a third of the
+//     cost (docs/PERFORMANCE.md). Inside InTx they join the transaction through
+//     gorm, as every other Store call does.
 //
-// The hand-written SQL of the first two kinds' login statements lives in
-// hotsql.go, built from column lists that hotsql_test.go compares with the GORM
+// The hand-written SQL of the login path (the Raw and the prepared statements)
+// lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM
 // models (GetThrottles' list is still in throttle.go).
 //
 // Security properties:
