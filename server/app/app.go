@@ -82,6 +82,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	if err := Init(cfg, log); err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	ring, err := storage.LoadKeyRing(cfg.KeyFile)
 	if err != nil {
 		return nil, err

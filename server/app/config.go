@@ -32,6 +32,13 @@ type Config struct {
 	TLSCert      string
 	TLSKey       string
 	TLSClientCA  string
+	// InsecurePlaintext allows gRPC without TLS on an address that is not loopback
+	// (behind a TLS-terminating proxy on a private network, say).
+	InsecurePlaintext bool
+	// NATSTLSCert and NATSTLSKey serve the embedded NATS listener over TLS (required
+	// when NATSListen is not on loopback).
+	NATSTLSCert string
+	NATSTLSKey  string
 	Reflection   bool
 	LogLevel     string
 	LogFormat    string
@@ -86,6 +93,9 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for gRPC TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for gRPC TLS")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require and verify client certificates (mTLS)")
+	fs.BoolVar(&c.InsecurePlaintext, "insecure-plaintext", false, "allow gRPC without TLS on a non-loopback listen address (only behind a TLS-terminating proxy on a private network)")
+	fs.StringVar(&c.NATSTLSCert, "nats-tls-cert", "", "PEM certificate for the embedded NATS listener (required when nats-listen is not loopback)")
+	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", "", "PEM private key for the embedded NATS listener")
 	fs.BoolVar(&c.Reflection, "reflection", true, "serve gRPC server reflection")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
@@ -168,11 +178,11 @@ func (c *Config) finish() error {
 	if c.DataDir == "" {
 		return errors.New("data-dir must not be empty")
 	}
-	if c.PprofListen != "" {
-		host, _, err := net.SplitHostPort(c.PprofListen)
-		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
-			return fmt.Errorf("pprof-listen %q: want a loopback host:port (profiles reveal internals)", c.PprofListen)
-		}
+	if c.PprofListen != "" && !loopback(c.PprofListen) {
+		return fmt.Errorf("pprof-listen %q: want a loopback host:port (profiles reveal internals)", c.PprofListen)
+	}
+	if err := c.checkTransport(); err != nil {
+		return err
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "twofactor.db")
@@ -210,6 +220,55 @@ func (c *Config) finish() error {
 		return fmt.Errorf("log-format %q: want json or text", c.LogFormat)
 	}
 	return nil
+}
+
+// checkTransport refuses what would serve secrets in clear off this machine
+// (issue 16, finding 6): gRPC without TLS on a non-loopback address unless
+// insecure-plaintext says so, and the embedded NATS listener without TLS off
+// loopback. Metrics off loopback are allowed (Warnings mentions them).
+func (c *Config) checkTransport() error {
+	if c.TLSCert == "" && !c.InsecurePlaintext && !loopback(c.Listen) {
+		return fmt.Errorf("listen %q: not a loopback address and no tls-cert: serve TLS, or set insecure-plaintext to accept gRPC in clear (behind a TLS-terminating proxy)", c.Listen)
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return errors.New("nats-tls-cert and nats-tls-key go together")
+	}
+	if c.NATSTLSCert != "" && c.NATSListen == "" {
+		return errors.New("nats-tls-cert: there is no nats-listen to serve it on")
+	}
+	if c.NATSListen != "" && !c.Embedded() {
+		return errors.New("nats-listen: only the embedded NATS server (no nats-url) listens")
+	}
+	if c.NATSListen != "" && c.NATSTLSCert == "" && !loopback(c.NATSListen) {
+		return fmt.Errorf("nats-listen %q: not a loopback address: give nats-tls-cert and nats-tls-key (the audit stream and events would travel in clear)", c.NATSListen)
+	}
+	return nil
+}
+
+// Warnings are the settings authd accepts but logs a warning about once at start.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.MetricsListen != "" && !loopback(c.MetricsListen) {
+		w = append(w, fmt.Sprintf("metrics-listen %q is not loopback: /metrics is served in clear without authentication to whoever reaches it", c.MetricsListen))
+	}
+	if c.TLSCert == "" && c.InsecurePlaintext && !loopback(c.Listen) {
+		w = append(w, fmt.Sprintf("listen %q serves gRPC in clear (insecure-plaintext): API keys and codes travel unencrypted to the proxy", c.Listen))
+	}
+	return w
+}
+
+// loopback tells whether host:port names only this machine (localhost or a loopback
+// IP); an empty host means every interface.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // AdminKeyPath is where the first start writes the admin API key for authctl.
