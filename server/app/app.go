@@ -266,18 +266,8 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats-prefix: %w", err)
 	}
 	if a.cfg.Embedded() {
-		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{
-			StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded",
-		})
-		if err != nil {
+		if err := a.startEmbeddedNATS(); err != nil {
 			return err
-		}
-		a.closers = append(a.closers, emb.Shutdown)
-		if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
-			return err
-		}
-		if u := emb.ClientURL(); u != "" {
-			a.log.Info("embedded NATS accepts clients", "url", u)
 		}
 	} else if a.nc, err = notify.Connect(a.cfg.NATSURL, nats.Name("authd")); err != nil {
 		return fmt.Errorf("nats-url: %w", err) // the URL may hold credentials
@@ -294,6 +284,39 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats streams: %w", err)
 	}
 	a.events = notify.NewPublisher(js, a.nc, names)
+	return nil
+}
+
+// startEmbeddedNATS starts the in-process NATS server. Its TCP listener, when there
+// is one, takes only clients presenting the token in <data-dir>/nats-token (issue 16,
+// finding 5), over TLS when nats-tls-cert is set; authd itself connects in-process.
+func (a *App) startEmbeddedNATS() error {
+	tokenFile := filepath.Join(a.cfg.DataDir, notify.TokenFileName)
+	token, err := notify.EnsureTokenFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	ec := notify.EmbeddedConfig{
+		StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded", Token: token,
+	}
+	if a.cfg.NATSTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.NATSTLSCert, a.cfg.NATSTLSKey)
+		if err != nil {
+			return fmt.Errorf("nats-tls-cert/nats-tls-key: %w", err)
+		}
+		ec.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	emb, err := notify.StartEmbedded(ec)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, emb.Shutdown)
+	if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
+		return err
+	}
+	if u := emb.ClientURL(); u != "" {
+		a.log.Info("embedded NATS accepts clients presenting the token file", "url", u, "token_file", tokenFile, "tls", ec.TLS != nil)
+	}
 	return nil
 }
 
