@@ -68,7 +68,7 @@ func TestStartEmbeddedRejects(t *testing.T) {
 		{StoreDir: t.TempDir(), Listen: "nohostport"},
 		{StoreDir: t.TempDir(), Listen: "127.0.0.1:http"},
 		{StoreDir: t.TempDir(), Listen: "127.0.0.1:70000", Token: testToken},
-		{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"},                   // anonymous listener
+		{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"},                 // anonymous listener
 		{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "short"}, // guessable token
 	} {
 		if emb, err := notify.StartEmbedded(cfg); err == nil {

@@ -37,8 +37,8 @@ type Config struct {
 	InsecurePlaintext bool
 	// NATSTLSCert and NATSTLSKey serve the embedded NATS listener over TLS (required
 	// when NATSListen is not on loopback).
-	NATSTLSCert string
-	NATSTLSKey  string
+	NATSTLSCert  string
+	NATSTLSKey   string
 	Reflection   bool
 	LogLevel     string
 	LogFormat    string

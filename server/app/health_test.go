@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"sync/atomic"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
