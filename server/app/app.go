@@ -311,6 +311,9 @@ func (a *App) startEmbeddedNATS() error {
 		return err
 	}
 	a.closers = append(a.closers, emb.Shutdown)
+	if err := os.Chmod(ec.StoreDir, 0o700); err != nil {
+		return fmt.Errorf("nats store: %w", err)
+	}
 	if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
 		return err
 	}
@@ -395,12 +398,34 @@ func Init(cfg *Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
+	// Whatever the umask or an older version left (issue 16, finding 9).
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	defer restrictDataFiles(cfg, log)
 	if created, err := storage.EnsureKeyFile(cfg.KeyFile); err != nil {
 		return err
 	} else if created {
 		log.Info("generated a sealing key ring", "path", cfg.KeyFile)
 	}
 	return ensureAPIKeys(cfg, log)
+}
+
+// restrictDataFiles makes the files authd keeps in the data folder mode 0600 (the
+// SQLite files are storage.Open's; the JetStream store is in the 0700 folder).
+func restrictDataFiles(cfg *Config, log *slog.Logger) {
+	for _, p := range []string{cfg.KeyFile, cfg.APIKeysFile, cfg.AdminKeyPath(), filepath.Join(cfg.DataDir, notify.TokenFileName)} {
+		if filepath.Dir(p) != filepath.Clean(cfg.DataDir) {
+			continue // the operator's file elsewhere (perhaps a read-only secret)
+		}
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() == 0o600 {
+			continue
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			log.Warn("cannot make a data file private", "path", p, "error", err.Error())
+		}
+	}
 }
 
 func ensureAPIKeys(cfg *Config, log *slog.Logger) error {
