@@ -156,7 +156,8 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 		return nil, err
 	}
 
-	opts := append(append(a.srv.ServerOptions(), server.DecodeOptions()...),
+	opts := append(a.srv.ServerOptions(), append(server.DecodeOptions(), server.BoundsOptions()...)...)
+	opts = append(opts,
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(1<<20),
 		// Reused goroutines keep the deep stacks the SQLite driver grows, instead
