@@ -31,7 +31,7 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // startApp runs a whole embedded authd and returns its address and admin key.
-func startApp(t *testing.T, extra ...string) (*App, string) {
+func startApp(t testing.TB, extra ...string) (*App, string) {
 	t.Helper()
 	dir := t.TempDir()
 	args := append([]string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-breached-mode", "off"}, extra...)
