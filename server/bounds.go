@@ -2,14 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -59,16 +58,6 @@ var stringLimits = map[protoreflect.FullName]int{
 
 const userAgentField protoreflect.FullName = "twofactor.v1.ClientContext.user_agent"
 
-// BoundsOptions are the gRPC server options that apply checkBounds to every unary
-// request and every message a stream receives. Add them after ServerOptions and
-// DecodeOptions.
-func BoundsOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(boundsUnaryInterceptor),
-		grpc.ChainStreamInterceptor(boundsStreamInterceptor),
-	}
-}
-
 func boundsUnaryInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if m, ok := req.(proto.Message); ok {
 		if err := CheckBounds(m); err != nil {
@@ -95,18 +84,14 @@ func (s boundsStream) RecvMsg(m any) error {
 }
 
 // CheckBounds checks m as described above, truncating an over-long user agent in
-// place. Its error is an InvalidArgument status whose message starts with the
-// field's path ("context.ip: …").
+// place. Its error is a *FieldError naming the field's path ("context.ip: …").
 func CheckBounds(m proto.Message) error {
-	if err := checkMessage(m.ProtoReflect(), "", 0); err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-	return nil
+	return checkMessage(m.ProtoReflect(), "", 0)
 }
 
 func checkMessage(m protoreflect.Message, prefix string, depth int) error {
 	if depth > maxBoundsDepth {
-		return fmt.Errorf("%s: nested too deeply", strings.TrimSuffix(prefix, "."))
+		return invalid(strings.TrimSuffix(prefix, "."), "nested too deeply")
 	}
 	fields := m.Descriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {
@@ -138,7 +123,7 @@ func checkMessage(m protoreflect.Message, prefix string, depth int) error {
 
 func checkList(fd protoreflect.FieldDescriptor, l protoreflect.List, path string, depth int) error {
 	if l.Len() > MaxListLen {
-		return fmt.Errorf("%s: more than %d entries", path, MaxListLen)
+		return invalid(path, "has more than %d entries", MaxListLen)
 	}
 	for j := 0; j < l.Len(); j++ {
 		if err := checkValue(fd, l.Get(j), fmt.Sprintf("%s[%d]", path, j), depth); err != nil {
@@ -150,7 +135,7 @@ func checkList(fd protoreflect.FieldDescriptor, l protoreflect.List, path string
 
 func checkMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, path string, depth int) error {
 	if mp.Len() > MaxListLen {
-		return fmt.Errorf("%s: more than %d entries", path, MaxListLen)
+		return invalid(path, "has more than %d entries", MaxListLen)
 	}
 	var err error
 	mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
@@ -171,7 +156,7 @@ func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path stri
 		return checkString(fd, v.String(), path)
 	case protoreflect.BytesKind:
 		if len(v.Bytes()) > MaxJSONLen {
-			return fmt.Errorf("%s: longer than %d bytes", path, MaxJSONLen)
+			return invalid(path, "is longer than %d bytes", MaxJSONLen)
 		}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
 		return checkMessage(v.Message(), path+".", depth+1)
@@ -189,15 +174,15 @@ func checkString(fd protoreflect.FieldDescriptor, s, path string) error {
 	}
 	switch {
 	case len(s) > limit:
-		return fmt.Errorf("%s: longer than %d bytes", path, limit)
+		return invalid(path, "is longer than %d bytes", limit)
 	case !utf8.ValidString(s):
-		return fmt.Errorf("%s: invalid UTF-8", path)
+		return invalid(path, "is not valid UTF-8")
 	case strings.IndexByte(s, 0) >= 0:
-		return fmt.Errorf("%s: contains a NUL byte", path)
+		return invalid(path, "contains a NUL byte")
 	}
 	if ipFields[fd.FullName()] && s != "" {
 		if err := CheckClientIP(s); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return invalid(path, "%v", err)
 		}
 	}
 	return nil
@@ -207,14 +192,14 @@ func checkString(fd protoreflect.FieldDescriptor, s, path string) error {
 // MaxIPZoneLen bytes, MaxIPLen bytes in all.
 func CheckClientIP(s string) error {
 	if len(s) > MaxIPLen {
-		return fmt.Errorf("longer than %d bytes", MaxIPLen)
+		return fmt.Errorf("is longer than %d bytes", MaxIPLen)
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return fmt.Errorf("not an IP address")
+		return errors.New("is not an IP address")
 	}
 	if z := a.Zone(); len(z) > MaxIPZoneLen {
-		return fmt.Errorf("zone longer than %d bytes", MaxIPZoneLen)
+		return fmt.Errorf("has a zone longer than %d bytes", MaxIPZoneLen)
 	}
 	return nil
 }

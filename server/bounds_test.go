@@ -21,19 +21,19 @@ func TestCheckBounds(t *testing.T) {
 	}{
 		{"plain", &pb.BeginChallengeRequest{UserId: "alice", Context: &pb.ClientContext{Ip: "192.0.2.1", UserAgent: "Mozilla"}}, ""},
 		{"zone ok", &pb.BeginChallengeRequest{Context: &pb.ClientContext{Ip: "fe80::1%eth0"}}, ""},
-		{"zone of 100", &pb.BeginChallengeRequest{Context: &pb.ClientContext{Ip: "fe80::1%" + strings.Repeat("z", 100)}}, "context.ip: longer than 64 bytes"},
-		{"zone of 20", &pb.BeginChallengeRequest{Context: &pb.ClientContext{Ip: "fe80::1%" + strings.Repeat("z", 20)}}, "context.ip: zone longer than 16 bytes"},
-		{"not an ip", &pb.VerifyChallengeRequest{Context: &pb.ClientContext{Ip: "localhost"}}, "context.ip: not an IP address"},
-		{"throttle subject ip", &pb.GetThrottleStatusRequest{Subject: &pb.ThrottleSubject{Subject: &pb.ThrottleSubject_Ip{Ip: "fe80::1%" + strings.Repeat("z", 30)}}}, "subject.ip: zone longer than 16 bytes"},
+		{"zone of 100", &pb.BeginChallengeRequest{Context: &pb.ClientContext{Ip: "fe80::1%" + strings.Repeat("z", 100)}}, "context.ip: is longer than 64 bytes"},
+		{"zone of 20", &pb.BeginChallengeRequest{Context: &pb.ClientContext{Ip: "fe80::1%" + strings.Repeat("z", 20)}}, "context.ip: has a zone longer than 16 bytes"},
+		{"not an ip", &pb.VerifyChallengeRequest{Context: &pb.ClientContext{Ip: "localhost"}}, "context.ip: is not an IP address"},
+		{"throttle subject ip", &pb.GetThrottleStatusRequest{Subject: &pb.ThrottleSubject{Subject: &pb.ThrottleSubject_Ip{Ip: "fe80::1%" + strings.Repeat("z", 30)}}}, "subject.ip: has a zone longer than 16 bytes"},
 		{"NUL in user agent", &pb.VerifyChallengeRequest{Context: &pb.ClientContext{UserAgent: "Mozilla\x00"}}, "context.user_agent: contains a NUL byte"},
 		{"NUL top level", &pb.GetLoginRequirementsRequest{UserId: "al\x00ice"}, "user_id: contains a NUL byte"},
-		{"long string", &pb.GetLoginRequirementsRequest{UserId: long}, "user_id: longer than 1024 bytes"},
-		{"long client", &pb.BeginChallengeRequest{Context: &pb.ClientContext{Client: strings.Repeat("c", 256)}}, "context.client: longer than 255 bytes"},
+		{"long string", &pb.GetLoginRequirementsRequest{UserId: long}, "user_id: is longer than 1024 bytes"},
+		{"long client", &pb.BeginChallengeRequest{Context: &pb.ClientContext{Client: strings.Repeat("c", 256)}}, "context.client: is longer than 255 bytes"},
 		{"long JSON allowed", &pb.VerifyChallengeRequest{Response: &pb.VerifyChallengeRequest_WebauthnAssertionJson{WebauthnAssertionJson: long}}, ""},
-		{"JSON too long", &pb.VerifyChallengeRequest{Response: &pb.VerifyChallengeRequest_WebauthnAssertionJson{WebauthnAssertionJson: strings.Repeat("j", server.MaxJSONLen+1)}}, "webauthn_assertion_json: longer than 65536 bytes"},
-		{"long list", &pb.SetUserGroupsRequest{Groups: make([]string, server.MaxListLen+1)}, "groups: more than 1000 entries"},
+		{"JSON too long", &pb.VerifyChallengeRequest{Response: &pb.VerifyChallengeRequest_WebauthnAssertionJson{WebauthnAssertionJson: strings.Repeat("j", server.MaxJSONLen+1)}}, "webauthn_assertion_json: is longer than 65536 bytes"},
+		{"long list", &pb.SetUserGroupsRequest{Groups: make([]string, server.MaxListLen+1)}, "groups: has more than 1000 entries"},
 		{"NUL in a list", &pb.SetUserGroupsRequest{Groups: []string{"a", "b\x00"}}, "groups[1]: contains a NUL byte"},
-		{"nested list", &pb.SetPolicyRequest{Policy: &pb.Policy{EnforcedGroups: []string{strings.Repeat("g", 2000)}}}, "policy.enforced_groups[0]: longer than 1024 bytes"},
+		{"nested list", &pb.SetPolicyRequest{Policy: &pb.Policy{EnforcedGroups: []string{strings.Repeat("g", 2000)}}}, "policy.enforced_groups[0]: is longer than 1024 bytes"},
 	} {
 		err := server.CheckBounds(tc.msg)
 		switch {

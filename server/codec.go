@@ -20,8 +20,8 @@ import (
 // into codes.Internal before an interceptor runs, so a string field holding invalid
 // UTF-8 (which proto3 forbids) would answer Internal. The codec below never fails a
 // decode: it resets the message and leaves a marker (a per-process random nonce and
-// the reason) in its unknown fields; the interceptors of DecodeOptions, which run
-// after authentication, answer InvalidArgument with the reason. A handler can thus
+// the reason) in its unknown fields; the decode interceptors, which run after
+// authentication, answer InvalidArgument with the reason. A handler can thus
 // never see a half-decoded message, even without the interceptors (it sees an empty
 // one). Clients cannot forge the marker: they do not know the nonce.
 
@@ -38,16 +38,10 @@ var decodeNonce = func() []byte {
 	return b
 }()
 
-// DecodeOptions are the gRPC server options that answer an undecodable request with
+// ServerOptions installs decodeCodec, and the chains end with decodeUnaryInterceptor
+// and decodeStreamInterceptor, which answer an undecodable request with
 // InvalidArgument ("context.user_agent: invalid UTF-8", "request: malformed protobuf
-// message") instead of Internal. Add them after ServerOptions.
-func DecodeOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ForceServerCodecV2(decodeCodec{}),
-		grpc.ChainUnaryInterceptor(decodeUnaryInterceptor),
-		grpc.ChainStreamInterceptor(decodeStreamInterceptor),
-	}
-}
+// message") instead of Internal.
 
 // decodeCodec is grpc-go's proto codec whose Unmarshal marks the message instead of
 // failing.

@@ -38,10 +38,10 @@ func TestClientContextIsBounded(t *testing.T) {
 		c    *pb.ClientContext
 		want string
 	}{
-		{&pb.ClientContext{Ip: "fe80::1%" + strings.Repeat("z", 100)}, "context.ip: longer than 64 bytes"},
-		{&pb.ClientContext{Ip: "fe80::1%" + strings.Repeat("z", 40)}, "context.ip: zone longer than 16 bytes"},
+		{&pb.ClientContext{Ip: "fe80::1%" + strings.Repeat("z", 100)}, "context.ip: is longer than 64 bytes"},
+		{&pb.ClientContext{Ip: "fe80::1%" + strings.Repeat("z", 40)}, "context.ip: has a zone longer than 16 bytes"},
 		{&pb.ClientContext{UserAgent: "Mozilla\x00"}, "context.user_agent: contains a NUL byte"},
-		{&pb.ClientContext{Client: strings.Repeat("c", 300)}, "context.client: longer than 255 bytes"},
+		{&pb.ClientContext{Client: strings.Repeat("c", 300)}, "context.client: is longer than 255 bytes"},
 	} {
 		if err := verify(tc.c); status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != tc.want {
 			t.Errorf("%v: %v, want InvalidArgument %q", tc.c, err, tc.want)
