@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -272,6 +273,11 @@ func (c *Config) Warnings() []string {
 	var w []string
 	if c.MetricsListen != "" && !loopback(c.MetricsListen) {
 		w = append(w, fmt.Sprintf("metrics-listen %q is not loopback: /metrics is served in clear without authentication to whoever reaches it", c.MetricsListen))
+	}
+	for _, u := range splitList(c.NATSURL) {
+		if pu, err := url.Parse(u); err == nil && pu.Scheme == "nats" && !loopback(pu.Host) {
+			w = append(w, fmt.Sprintf("nats-url: %s is reached in clear (use tls:// and the cluster's TLS): audit events and announcements travel unencrypted", pu.Host))
+		}
 	}
 	if c.TLSCert == "" && c.InsecurePlaintext && !loopback(c.Listen) {
 		w = append(w, fmt.Sprintf("listen %q serves gRPC in clear (insecure-plaintext): API keys and codes travel unencrypted to the proxy", c.Listen))

@@ -60,6 +60,13 @@ func TestWarnings(t *testing.T) {
 	if len(w) != 2 || !strings.HasPrefix(w[0], "metrics-listen") || !strings.HasPrefix(w[1], "listen") {
 		t.Fatalf("warnings: %q", w)
 	}
+	cfg, err = Parse("authd", []string{"-data-dir", t.TempDir(), "-nats-url", "nats://127.0.0.1:4222,nats://nats-2:4222,tls://nats-3:4222"}, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Warnings(); len(w) != 1 || !strings.Contains(w[0], "nats-2:4222 is reached in clear") {
+		t.Fatalf("warnings: %q", w)
+	}
 	cfg, err = Parse("authd", []string{"-data-dir", t.TempDir()}, none)
 	if err != nil {
 		t.Fatal(err)
