@@ -86,12 +86,36 @@ func (s boundsStream) RecvMsg(m any) error {
 // CheckBounds checks m as described above, truncating an over-long user agent in
 // place. Its error is a *FieldError naming the field's path ("context.ip: …").
 func CheckBounds(m proto.Message) error {
-	return checkMessage(m.ProtoReflect(), "", 0)
+	if e := checkMessage(m.ProtoReflect(), 0); e != nil {
+		return &FieldError{Field: e.path, Message: e.msg}
+	}
+	return nil
 }
 
-func checkMessage(m protoreflect.Message, prefix string, depth int) error {
+// boundsErr is a failed check; the path is built on the way up, so a request that
+// passes costs no allocation.
+type boundsErr struct{ path, msg string }
+
+func fail(format string, args ...any) *boundsErr {
+	return &boundsErr{msg: fmt.Sprintf(format, args...)}
+}
+
+// in prefixes the path with seg, a field name or an index ("[2]").
+func (e *boundsErr) in(seg string) *boundsErr {
+	switch {
+	case e.path == "":
+		e.path = seg
+	case e.path[0] == '[':
+		e.path = seg + e.path
+	default:
+		e.path = seg + "." + e.path
+	}
+	return e
+}
+
+func checkMessage(m protoreflect.Message, depth int) *boundsErr {
 	if depth > maxBoundsDepth {
-		return invalid(strings.TrimSuffix(prefix, "."), "nested too deeply")
+		return fail("is nested too deeply")
 	}
 	fields := m.Descriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {
@@ -99,72 +123,76 @@ func checkMessage(m protoreflect.Message, prefix string, depth int) error {
 		if !m.Has(fd) {
 			continue
 		}
-		path := prefix + string(fd.Name())
-		var err error
+		var e *boundsErr
 		switch {
 		case fd.IsList():
-			err = checkList(fd, m.Get(fd).List(), path, depth)
+			e = checkList(fd, m.Get(fd).List(), depth)
 		case fd.IsMap():
-			err = checkMap(fd, m.Get(fd).Map(), path, depth)
+			e = checkMap(fd, m.Get(fd).Map(), depth)
 		case fd.FullName() == userAgentField:
 			if s := m.Get(fd).String(); len(s) > MaxUserAgentLen {
 				m.Set(fd, protoreflect.ValueOfString(truncateUTF8(s, MaxUserAgentLen)))
 			}
-			err = checkValue(fd, m.Get(fd), path, depth)
+			e = checkValue(fd, m.Get(fd), depth)
 		default:
-			err = checkValue(fd, m.Get(fd), path, depth)
+			e = checkValue(fd, m.Get(fd), depth)
 		}
-		if err != nil {
-			return err
+		if e != nil {
+			return e.in(string(fd.Name()))
 		}
 	}
 	return nil
 }
 
-func checkList(fd protoreflect.FieldDescriptor, l protoreflect.List, path string, depth int) error {
+func checkList(fd protoreflect.FieldDescriptor, l protoreflect.List, depth int) *boundsErr {
 	if l.Len() > MaxListLen {
-		return invalid(path, "has more than %d entries", MaxListLen)
+		return fail("has more than %d entries", MaxListLen)
 	}
 	for j := 0; j < l.Len(); j++ {
-		if err := checkValue(fd, l.Get(j), fmt.Sprintf("%s[%d]", path, j), depth); err != nil {
-			return err
+		if e := checkValue(fd, l.Get(j), depth); e != nil {
+			return e.in(fmt.Sprintf("[%d]", j))
 		}
 	}
 	return nil
 }
 
-func checkMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, path string, depth int) error {
+func checkMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, depth int) *boundsErr {
 	if mp.Len() > MaxListLen {
-		return invalid(path, "has more than %d entries", MaxListLen)
+		return fail("has more than %d entries", MaxListLen)
 	}
-	var err error
+	var e *boundsErr
 	mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+		seg := fmt.Sprintf("[%q]", truncateUTF8(k.String(), 64))
 		if fd.MapKey().Kind() == protoreflect.StringKind {
-			err = checkString(fd.MapKey(), k.String(), path+" key")
+			if e = checkString(fd.MapKey(), k.String()); e != nil {
+				e = e.in(seg)
+				e.msg = "key " + e.msg
+				return false
+			}
 		}
-		if err == nil {
-			err = checkValue(fd.MapValue(), v, path+"["+fmt.Sprintf("%q", truncateUTF8(k.String(), 64))+"]", depth)
+		if e = checkValue(fd.MapValue(), v, depth); e != nil {
+			e = e.in(seg)
 		}
-		return err == nil
+		return e == nil
 	})
-	return err
+	return e
 }
 
-func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string, depth int) error {
+func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, depth int) *boundsErr {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
-		return checkString(fd, v.String(), path)
+		return checkString(fd, v.String())
 	case protoreflect.BytesKind:
 		if len(v.Bytes()) > MaxJSONLen {
-			return invalid(path, "is longer than %d bytes", MaxJSONLen)
+			return fail("is longer than %d bytes", MaxJSONLen)
 		}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return checkMessage(v.Message(), path+".", depth+1)
+		return checkMessage(v.Message(), depth+1)
 	}
 	return nil
 }
 
-func checkString(fd protoreflect.FieldDescriptor, s, path string) error {
+func checkString(fd protoreflect.FieldDescriptor, s string) *boundsErr {
 	limit, ok := stringLimits[fd.FullName()]
 	if !ok {
 		limit = MaxStringLen
@@ -174,15 +202,15 @@ func checkString(fd protoreflect.FieldDescriptor, s, path string) error {
 	}
 	switch {
 	case len(s) > limit:
-		return invalid(path, "is longer than %d bytes", limit)
+		return fail("is longer than %d bytes", limit)
 	case !utf8.ValidString(s):
-		return invalid(path, "is not valid UTF-8")
+		return fail("is not valid UTF-8")
 	case strings.IndexByte(s, 0) >= 0:
-		return invalid(path, "contains a NUL byte")
+		return fail("contains a NUL byte")
 	}
 	if ipFields[fd.FullName()] && s != "" {
 		if err := CheckClientIP(s); err != nil {
-			return invalid(path, "%v", err)
+			return fail("%v", err)
 		}
 	}
 	return nil

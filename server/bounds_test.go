@@ -56,3 +56,15 @@ func TestCheckBoundsTruncatesTheUserAgent(t *testing.T) {
 		t.Fatalf("user agent cut to %d bytes: %q…", len(got), got[len(got)-4:])
 	}
 }
+
+// What the walk adds to a login's VerifyChallenge.
+func BenchmarkCheckBounds(b *testing.B) {
+	req := &pb.VerifyChallengeRequest{ChallengeId: strings.Repeat("c", 200), Response: &pb.VerifyChallengeRequest_Code{Code: "123456"},
+		Context: &pb.ClientContext{Ip: "2001:db8::1", UserAgent: strings.Repeat("Mozilla ", 20), Client: "web"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := server.CheckBounds(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
