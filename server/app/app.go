@@ -141,7 +141,8 @@ func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
 	if err = a.buildFactors(&d); err != nil {
 		return d, err
 	}
-	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache}); err != nil {
+	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache,
+		RevocationCheck: a.cfg.AppPasswordRevocationCheck}); err != nil {
 		return d, err
 	}
 	if d.Breached, err = a.breachedChecker(); err != nil {

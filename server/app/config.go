@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/twofactor/twofactor/providers/apppasswords"
 )
 
 // Config is authd's configuration. Every field has a flag (--kebab-case), an
@@ -54,17 +56,19 @@ type Config struct {
 
 	ShutdownGrace time.Duration
 
-	WebAuthnRPID       string
-	WebAuthnRPName     string
-	WebAuthnOrigins    string
-	WebAuthnUV         string
-	AppPasswordCache   int
-	BreachedMode       string
-	BreachedURL        string
-	BreachedFile       string
-	BreachedFailClosed bool
-	BreachedTimeout    time.Duration
-	AdminGroups        string
+	WebAuthnRPID     string
+	WebAuthnRPName   string
+	WebAuthnOrigins  string
+	WebAuthnUV       string
+	AppPasswordCache int
+	// AppPasswordRevocationCheck: see apppasswords.Config.RevocationCheck.
+	AppPasswordRevocationCheck time.Duration
+	BreachedMode               string
+	BreachedURL                string
+	BreachedFile               string
+	BreachedFailClosed         bool
+	BreachedTimeout            time.Duration
+	AdminGroups                string
 	// PolicyCacheTTL is how long the policy read from the store is reused.
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
@@ -135,6 +139,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebAuthnOrigins, "webauthn-origins", "http://localhost:8080", "comma-separated allowed origins (https://…, android:apk-key-hash:…)")
 	fs.StringVar(&c.WebAuthnUV, "webauthn-user-verification", "preferred", "required, preferred or discouraged")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
+	fs.DurationVar(&c.AppPasswordRevocationCheck, "app-password-revocation-check", apppasswords.DefaultRevocationCheck, "a replica's cache is trusted while it read the shared revocation counter this recently; a revocation answers after twice this (1ms to 1s)")
 	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API), offline (local list) or off")
 	fs.StringVar(&c.BreachedURL, "breached-url", "https://api.pwnedpasswords.com", "base URL of the range API")
 	fs.StringVar(&c.BreachedFile, "breached-file", "", "offline mode: the pwned-passwords SHA-1 list ordered by hash")
@@ -221,6 +226,9 @@ func (c *Config) finish() error {
 	}
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		return errors.New("tls-client-ca (mTLS) needs tls-cert and tls-key")
+	}
+	if c.AppPasswordRevocationCheck < time.Millisecond || c.AppPasswordRevocationCheck > time.Second {
+		return fmt.Errorf("app-password-revocation-check %v: want 1ms to 1s", c.AppPasswordRevocationCheck)
 	}
 	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
 		return fmt.Errorf("max-attempts %d: want 1 to 100", c.MaxAttempts)

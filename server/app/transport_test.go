@@ -32,6 +32,7 @@ func TestTransportIsSecureByDefault(t *testing.T) {
 		"nats TLS half":                 {[]string{"-nats-listen", "0.0.0.0:4333", "-nats-tls-cert", "c"}, nil, "", "nats-tls-cert and nats-tls-key"},
 		"nats TLS without listener":     {[]string{"-nats-tls-cert", "c", "-nats-tls-key", "k"}, nil, "", "no nats-listen"},
 		"nats listen with external":     {[]string{"-nats-listen", "127.0.0.1:0", "-nats-url", "nats://127.0.0.1:1"}, nil, "", "only the embedded"},
+		"revocation check too long":     {[]string{"-app-password-revocation-check", "5s"}, nil, "", "app-password-revocation-check"},
 		"metrics public (warned, kept)": {[]string{"-metrics-listen", "0.0.0.0:9464"}, nil, "", ""},
 	} {
 		args := append([]string{"-data-dir", t.TempDir()}, tc.args...)
