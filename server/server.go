@@ -206,6 +206,7 @@ func (s *Server) Close() {
 // ServerOptions returns the interceptors every gRPC server of this service needs.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(decodeCodec{}),
 		grpc.ChainUnaryInterceptor(s.unaryChain()...),
 		grpc.ChainStreamInterceptor(s.streamChain()...),
 	}

@@ -77,6 +77,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	if err := Init(cfg, log); err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
 	ring, err := a.open(ctx)
 	if err != nil {
 		return nil, err
@@ -138,7 +141,8 @@ func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
 	if err = a.buildFactors(&d); err != nil {
 		return d, err
 	}
-	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache}); err != nil {
+	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache,
+		RevocationCheck: a.cfg.AppPasswordRevocationCheck}); err != nil {
 		return d, err
 	}
 	if d.Breached, err = a.breachedChecker(); err != nil {
@@ -264,18 +268,8 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats-prefix: %w", err)
 	}
 	if a.cfg.Embedded() {
-		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{
-			StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded",
-		})
-		if err != nil {
+		if err := a.startEmbeddedNATS(); err != nil {
 			return err
-		}
-		a.closers = append(a.closers, emb.Shutdown)
-		if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
-			return err
-		}
-		if u := emb.ClientURL(); u != "" {
-			a.log.Info("embedded NATS accepts clients", "url", u)
 		}
 	} else if a.nc, err = notify.Connect(a.cfg.NATSURL, nats.Name("authd")); err != nil {
 		return fmt.Errorf("nats-url: %w", err) // the URL may hold credentials
@@ -292,6 +286,42 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats streams: %w", err)
 	}
 	a.events = notify.NewPublisher(js, a.nc, names)
+	return nil
+}
+
+// startEmbeddedNATS starts the in-process NATS server. Its TCP listener, when there
+// is one, takes only clients presenting the token in <data-dir>/nats-token (issue 16,
+// finding 5), over TLS when nats-tls-cert is set; authd itself connects in-process.
+func (a *App) startEmbeddedNATS() error {
+	tokenFile := filepath.Join(a.cfg.DataDir, notify.TokenFileName)
+	token, err := notify.EnsureTokenFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	ec := notify.EmbeddedConfig{
+		StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded", Token: token,
+	}
+	if a.cfg.NATSTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.NATSTLSCert, a.cfg.NATSTLSKey)
+		if err != nil {
+			return fmt.Errorf("nats-tls-cert/nats-tls-key: %w", err)
+		}
+		ec.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	emb, err := notify.StartEmbedded(ec)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, emb.Shutdown)
+	if err := os.Chmod(ec.StoreDir, 0o700); err != nil {
+		return fmt.Errorf("nats store: %w", err)
+	}
+	if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
+		return err
+	}
+	if u := emb.ClientURL(); u != "" {
+		a.log.Info("embedded NATS accepts clients presenting the token file", "url", u, "token_file", tokenFile, "tls", ec.TLS != nil)
+	}
 	return nil
 }
 
@@ -370,12 +400,34 @@ func Init(cfg *Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
+	// Whatever the umask or an older version left (issue 16, finding 9).
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	defer restrictDataFiles(cfg, log)
 	if created, err := storage.EnsureKeyFile(cfg.KeyFile); err != nil {
 		return err
 	} else if created {
 		log.Info("generated a sealing key ring", "path", cfg.KeyFile)
 	}
 	return ensureAPIKeys(cfg, log)
+}
+
+// restrictDataFiles makes the files authd keeps in the data folder mode 0600 (the
+// SQLite files are storage.Open's; the JetStream store is in the 0700 folder).
+func restrictDataFiles(cfg *Config, log *slog.Logger) {
+	for _, p := range []string{cfg.KeyFile, cfg.APIKeysFile, cfg.AdminKeyPath(), filepath.Join(cfg.DataDir, notify.TokenFileName)} {
+		if filepath.Dir(p) != filepath.Clean(cfg.DataDir) {
+			continue // the operator's file elsewhere (perhaps a read-only secret)
+		}
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() == 0o600 {
+			continue
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			log.Warn("cannot make a data file private", "path", p, "error", err.Error())
+		}
+	}
 }
 
 func ensureAPIKeys(cfg *Config, log *slog.Logger) error {
