@@ -53,11 +53,23 @@ func (r RetryAfter) Error() string {
 func (r RetryAfter) Unwrap() error { return r.Err }
 
 // Permanent is a Handler error saying that retrying cannot help (unknown destination,
-// undecodable payload): the message is dead-lettered at once.
-type Permanent struct{ Err error }
+// undecodable payload): the message is dead-lettered at once. Reason, one of the Reason*
+// constants (default ReasonRejected), goes into the failed GatewayStatus, so that an
+// operator alert such as ReasonCaptchaRequired can be told apart.
+type Permanent struct {
+	Err    error
+	Reason string
+}
 
 func (p Permanent) Error() string { return "permanent failure: " + p.Err.Error() }
 func (p Permanent) Unwrap() error { return p.Err }
+
+// Expired is a Handler error saying that the message is no longer worth delivering (its
+// one-time code expired): the message is removed without a dead letter, and a
+// StatusFailed with ReasonExpired is published.
+type Expired struct{ At time.Time }
+
+func (e Expired) Error() string { return "expired at " + e.At.UTC().Format(time.RFC3339) }
 
 // Outcome results reported through WorkerConfig.Observe.
 const (
@@ -65,6 +77,7 @@ const (
 	OutcomeDuplicate    = "duplicate"     // id already delivered: acknowledged without handler
 	OutcomeRetry        = "retry"         // handed back for another attempt after Delay
 	OutcomeDeadLettered = "dead_lettered" // published to the dead-letter subject, terminated
+	OutcomeExpired      = "expired"       // handler said Expired: removed, not delivered
 	OutcomeAbandoned    = "abandoned"     // left unacknowledged (test crash hook, shutdown)
 )
 
@@ -96,6 +109,9 @@ type WorkerConfig struct {
 	Now func() time.Time
 	// ReportDelivered also publishes a StatusDelivered GatewayStatus after each success.
 	ReportDelivered bool
+	// NoStatus publishes no GatewayStatus at all (consumers of non-gateway subjects, and
+	// of the status subject itself).
+	NoStatus bool
 	// DeadLetterPayload returns the body stored in the dead-letter stream. The default
 	// blanks the code of a GatewaySend and keeps other payloads as they are.
 	DeadLetterPayload func(Message) []byte
@@ -335,6 +351,11 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
 		w.observe(Outcome{Result: OutcomeAbandoned, Message: m, Err: herr})
 		return
 	}
+	var exp Expired
+	if errors.As(herr, &exp) {
+		w.expire(ctx, msg, m, herr)
+		return
+	}
 	var perm Permanent
 	if errors.As(herr, &perm) || m.Attempt >= w.cfg.MaxDeliver {
 		w.deadLetter(ctx, msg, m, herr)
@@ -418,9 +439,46 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, m Message, c
 	w.observe(Outcome{Result: OutcomeDeadLettered, Message: m, Err: cause})
 }
 
+// expire removes a message whose code can no longer be used and reports it failed.
+func (w *Worker) expire(ctx context.Context, msg jetstream.Msg, m Message, cause error) {
+	if err := w.publishStatus(ctx, m, StatusFailed, cause); err != nil {
+		d := w.cfg.Backoff(m.Attempt)
+		w.log.Error("cannot publish expiry status; retrying later", "msg_id", m.ID, "err", err)
+		_ = msg.NakWithDelay(d)
+		w.observe(Outcome{Result: OutcomeRetry, Message: m, Delay: d, Err: cause})
+		return
+	}
+	// Acknowledged rather than terminated: every server version removes an acknowledged
+	// message from a work queue.
+	w.ack(ctx, msg, m)
+	w.observe(Outcome{Result: OutcomeExpired, Message: m, Err: cause})
+}
+
+// reasonOf classifies a failure for GatewayStatus.Reason.
+func reasonOf(state string, cause error) string {
+	if state != StatusFailed {
+		return ""
+	}
+	var perm Permanent
+	var exp Expired
+	switch {
+	case errors.As(cause, &exp):
+		return ReasonExpired
+	case errors.As(cause, &perm) && perm.Reason != "":
+		return perm.Reason
+	case errors.As(cause, &perm):
+		return ReasonRejected
+	}
+	return ReasonMaxDeliveries
+}
+
 func (w *Worker) publishStatus(ctx context.Context, m Message, state string, cause error) error {
+	if w.cfg.NoStatus {
+		return nil
+	}
 	ch, _ := w.cfg.Names.ChannelOf(m.Subject)
 	s := GatewayStatus{
+		Reason:      reasonOf(state, cause),
 		ID:          state + "-" + m.ID,
 		ChallengeID: m.Header.Get(jetstream.MsgIDHeader),
 		Channel:     ch,
@@ -436,19 +494,24 @@ func (w *Worker) publishStatus(ctx context.Context, m Message, state string, cau
 	return err
 }
 
-// redactGatewayCode blanks the one-time code of a GatewaySend so that dead letters, kept
-// for days, do not hold codes (NIST SP 800-63B §5.1.3: the secret is for one use only).
+// redactGatewayCode blanks the secret part of a GatewaySend (the sealed blob, or the clear
+// code and destination of a version-1 payload) so that dead letters, kept for days, hold
+// no code (NIST SP 800-63B §5.1.3: the secret is for one use only) and no destination.
 func redactGatewayCode(names Names, m Message) []byte {
 	ch, ok := names.ChannelOf(m.Subject)
 	if !ok || ch == ChannelPush {
-		return m.Data
+		if _, isBinding := names.isBinding(m.Subject); !isBinding {
+			return m.Data
+		}
 	}
 	var raw map[string]json.RawMessage
 	if json.Unmarshal(m.Data, &raw) != nil {
 		return nil // undecodable: do not keep bytes that might hold a code
 	}
-	if _, ok := raw["code"]; ok {
-		raw["code"] = json.RawMessage(`"[redacted]"`)
+	for _, f := range []string{"code", "destination", "sealed", "token", "chat_id"} {
+		if _, ok := raw[f]; ok {
+			raw[f] = json.RawMessage(`"[redacted]"`)
+		}
 	}
 	out, err := json.Marshal(raw)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,11 +23,17 @@ type workerEnv struct {
 	names    notify.Names
 	pub      *notify.Publisher
 	outcomes chan notify.Outcome
+	key      *notify.DeliveryKey
 }
 
 func newWorkerEnv(t *testing.T) *workerEnv {
 	nc, js, names := natstest.Start(t)
-	return &workerEnv{js: js, names: names, pub: notify.NewPublisher(js, nc, names), outcomes: make(chan notify.Outcome, 100)}
+	key, err := notify.GenerateDeliveryKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &workerEnv{js: js, names: names, pub: notify.NewPublisher(js, nc, names).WithDeliveryKey(key),
+		outcomes: make(chan notify.Outcome, 100), key: key}
 }
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -72,7 +79,7 @@ func (e *workerEnv) send(t *testing.T, id string) notify.GatewaySend {
 	if err := e.pub.PublishGatewaySend(context.Background(), g); err != nil {
 		t.Fatal(err)
 	}
-	g.V = notify.SchemaVersion
+	g.V = notify.GatewaySendVersion
 	return g
 }
 
@@ -112,9 +119,13 @@ func TestWorkerDeliversAndAcks(t *testing.T) {
 	got := make(chan notify.GatewaySend, 1)
 	e.start(t, func(c *notify.WorkerConfig) { c.ReportDelivered = true }, func(ctx context.Context, m notify.Message) error {
 		g, err := notify.DecodeGatewaySend(m.Data)
+		if err == nil {
+			g, err = e.key.OpenGatewaySend(g)
+		}
 		if err != nil {
 			return notify.Permanent{Err: err}
 		}
+		g.KeyID, g.Sealed = "", nil
 		if m.ID != g.ChallengeID || m.Attempt != 1 {
 			return fmt.Errorf("message id %q attempt %d", m.ID, m.Attempt)
 		}
@@ -123,7 +134,7 @@ func TestWorkerDeliversAndAcks(t *testing.T) {
 	}, nil)
 	want := e.send(t, "ch-ok")
 	e.expect(t, notify.OutcomeDelivered)
-	if g := <-got; g != want {
+	if g := <-got; !reflect.DeepEqual(g, want) {
 		t.Fatalf("handler got %+v, want %+v", g, want)
 	}
 	if n := e.streamMsgs(t, e.names.GatewayStream()); n != 0 {
@@ -256,7 +267,8 @@ func checkDeadLetter(t *testing.T, e *workerEnv, id string, attempts int, errTex
 		t.Errorf("dead letter keeps the one-time code: %s", m.Data)
 	}
 	var body map[string]any
-	if err := json.Unmarshal(m.Data, &body); err != nil || body["challenge_id"] != id || body["destination"] != "+15550100" {
+	if err := json.Unmarshal(m.Data, &body); err != nil || body["challenge_id"] != id || body["sealed"] != "[redacted]" ||
+		strings.Contains(string(m.Data), "+15550100") {
 		t.Errorf("dead letter body %s (err %v)", m.Data, err)
 	}
 	st := lastStatus(t, e)
