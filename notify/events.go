@@ -165,6 +165,7 @@ const (
 	ReasonUndecodable     = "undecodable"      // the payload did not decode or open
 	ReasonCaptchaRequired = "captcha_required" // Signal asks the operator to solve a captcha
 	ReasonNotConfigured   = "not_configured"   // no provider configured for the channel
+	ReasonProviderAuth    = "provider_auth"    // the provider refused our credentials (401/403)
 )
 
 // GatewayStatus reports the outcome of a delivery: notifyd publishes StatusFailed when a
