@@ -105,6 +105,10 @@ type WorkerConfig struct {
 	AckWait time.Duration
 	// Concurrency is the number of messages handled at once; default 1.
 	Concurrency int
+	// DrainTimeout is how long handlers in flight may go on after Run's context ended
+	// (graceful stop: a code being sent is sent, not cut off); their context is
+	// cancelled after it. Default 0: cancelled at once.
+	DrainTimeout time.Duration
 	// Now is the clock for status events and delivered-id records; default time.Now.
 	Now func() time.Time
 	// ReportDelivered also publishes a StatusDelivered GatewayStatus after each success.
@@ -219,8 +223,11 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h 
 	}, nil
 }
 
-// Run handles messages until ctx ends, then waits for the handlers in flight.
+// Run handles messages until ctx ends, then stops taking new ones and waits for the
+// handlers in flight, which keep their context for DrainTimeout.
 func (w *Worker) Run(ctx context.Context) error {
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
 	sem := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -238,13 +245,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			w.process(ctx, msg)
+			w.process(hctx, msg)
 		}()
 	}, jetstream.PullMaxMessages(2*w.cfg.Concurrency))
 	if err != nil {
 		return fmt.Errorf("notify: worker %s: consume: %w", w.cfg.Durable, err)
 	}
 	<-ctx.Done()
+	stopDrain := time.AfterFunc(w.cfg.DrainTimeout, hcancel)
+	defer stopDrain.Stop()
 	cc.Drain() // buffered messages reach the callback, which sets them aside
 	<-cc.Closed()
 	wg.Wait()
@@ -459,6 +468,12 @@ func reasonOf(state string, cause error) string {
 	if state != StatusFailed {
 		return ""
 	}
+	return FailureReason(cause)
+}
+
+// FailureReason classifies the error a message failed with into one of the Reason*
+// constants, as in GatewayStatus.Reason (metrics use it too).
+func FailureReason(cause error) string {
 	var perm Permanent
 	var exp Expired
 	switch {
