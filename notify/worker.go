@@ -121,6 +121,10 @@ type WorkerConfig struct {
 	DeadLetterPayload func(Message) []byte
 	// Observe, if set, is called after each delivery is settled (metrics, tests).
 	Observe func(Outcome)
+	// AfterRecord is fault injection for tests (nil in production): it runs after the
+	// delivered id is recorded and before the acknowledgement; returning true simulates
+	// a crash at that point (the message is left unacknowledged).
+	AfterRecord func(Message) bool
 	// Logger receives operational errors; default slog.Default().
 	Logger *slog.Logger
 }
@@ -343,7 +347,7 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
 			// Delivered regardless; acknowledging is still right.
 			w.log.Error("cannot record delivered id", "msg_id", m.ID, "err", err)
 		}
-		if w.afterRemember != nil && w.afterRemember(m) {
+		if (w.afterRemember != nil && w.afterRemember(m)) || (w.cfg.AfterRecord != nil && w.cfg.AfterRecord(m)) {
 			w.observe(Outcome{Result: OutcomeAbandoned, Message: m})
 			return
 		}

@@ -109,8 +109,11 @@ func StatusError(provider string, resp *http.Response, detail string, now time.T
 	err := errors.New(msg)
 	switch c := resp.StatusCode; {
 	case c == http.StatusTooManyRequests || c == http.StatusServiceUnavailable:
-		d, _ := ParseRetryAfter(resp.Header.Get("Retry-After"), now)
-		return RetryHint(d, err)
+		if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), now); ok {
+			// "0" means at once: the worker's own backoff then applies.
+			return notify.RetryAfter{D: d, Err: err}
+		}
+		return RetryHint(0, err)
 	case c == http.StatusUnauthorized || c == http.StatusForbidden:
 		return notify.Permanent{Err: err, Reason: notify.ReasonProviderAuth}
 	case c == http.StatusRequestTimeout:

@@ -87,6 +87,8 @@ type Options struct {
 	Metrics      *Metrics // default: a fresh set (not registered anywhere)
 	// Observe, if set, sees every settled delivery (tests).
 	Observe func(notify.Outcome)
+
+	afterRecord func(notify.Message) bool // crash injection (tests)
 }
 
 // Daemon is a running set of workers.
@@ -192,7 +194,7 @@ func (d *Daemon) newWorker(ctx context.Context, ch string) (*notify.Worker, erro
 		FilterSubjects: []string{o.Names.GatewaySend(ch)},
 		MaxDeliver:     o.MaxDeliver, Backoff: o.Backoff, AckWait: o.AckWait,
 		Concurrency: lim.Concurrency, DrainTimeout: o.DrainTimeout, Now: o.Now,
-		ReportDelivered: true, Logger: o.Logger,
+		ReportDelivered: true, Logger: o.Logger, AfterRecord: o.afterRecord,
 		Observe: func(out notify.Outcome) {
 			o.Metrics.observe(ch, out)
 			if o.Observe != nil {
