@@ -120,6 +120,18 @@ func (e *env) expect(t *testing.T, results ...string) []notify.Outcome {
 	return got
 }
 
+// next waits for the next outcome, whatever it is.
+func (e *env) next(t *testing.T) notify.Outcome {
+	t.Helper()
+	select {
+	case o := <-e.outcomes:
+		return o
+	case <-time.After(waitLimit):
+		t.Fatal("timed out waiting for an outcome")
+	}
+	return notify.Outcome{}
+}
+
 func (e *env) lastStatus(t *testing.T, challengeID string) notify.GatewayStatus {
 	t.Helper()
 	s, err := e.js.Stream(context.Background(), e.names.GatewayStatusStream())
