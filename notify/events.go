@@ -87,10 +87,16 @@ const (
 	maxSealed = 64 << 10 // the sealed JSON of the fields above, escaping included
 )
 
-// GatewaySend asks notifyd to deliver a one-time code over a channel. Destination, Code,
-// Subject, Text and Locale are its secret part: PublishGatewaySend seals them under the
-// DeliveryKey, and DeliveryKey.OpenGatewaySend restores them on the worker's side. It is
-// never marshalled as is (it has no JSON form of its own).
+// GatewaySend asks notifyd to deliver a one-time code (or a notice without one: Code
+// empty, Text set) over a channel. Destination, Code, Subject, Text and Locale are its
+// secret part: PublishGatewaySend seals them under the DeliveryKey, and
+// DeliveryKey.OpenGatewaySend restores them on the worker's side. It is never marshalled
+// as is (it has no JSON form of its own).
+//
+// ChallengeID is the id the message is published under (its JetStream message id, and
+// the challenge_id of its GatewayStatus events): the challenge id for a first send, a
+// distinct id for a resend of the same code (otpcode.Send.MessageID(): "<id>_<seq>"), so
+// that neither JetStream's de-duplication nor the workers' delivered ids drop it.
 type GatewaySend struct {
 	V           int
 	ChallengeID string
@@ -273,8 +279,8 @@ func (k *DeliveryKey) SealGatewaySend(g GatewaySend) ([]byte, error) {
 		return nil, fmt.Errorf("notify: gateway send user_id: longer than %d bytes", MaxUserIDLen)
 	}
 	sec := g.secret()
-	if sec.Destination == "" || sec.Code == "" {
-		return nil, errors.New("notify: gateway send: destination and code are required")
+	if sec.Destination == "" || (sec.Code == "" && sec.Text == "") {
+		return nil, errors.New("notify: gateway send: destination and code (or, for a notice, text) are required")
 	}
 	if err := sec.check(); err != nil {
 		return nil, err

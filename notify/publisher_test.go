@@ -287,21 +287,21 @@ func TestPublishRejectsBadInput(t *testing.T) {
 	good := notify.GatewaySend{ChallengeID: "c", Channel: "sms", Destination: "+15550100", Code: "123456"}
 	long := func(mod func(*notify.GatewaySend)) notify.GatewaySend { g := good; mod(&g); return g }
 	for name, err := range map[string]error{
-		"send without key":     bare.PublishGatewaySend(ctx, good),
-		"send no code":         pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Code = "" })),
-		"send no destination":  pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Destination = "" })),
-		"send long text":       pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Text = strings.Repeat("x", notify.MaxTextLen+1) })),
-		"send long user":       pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.UserID = strings.Repeat("x", 257) })),
-		"send bad utf-8":       pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Subject = "\xff" })),
-		"audit wildcard event": pub.PublishAudit(ctx, notify.AuditEvent{Event: "factor.>"}),
-		"audit empty event":    pub.PublishAudit(ctx, notify.AuditEvent{}),
-		"send bad channel":     pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: "c", Channel: "fax"}),
-		"send dotted id":       pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: "a.b", Channel: "sms"}),
-		"push empty id":        pub.PublishPushRequest(ctx, notify.PushRequest{}),
-		"push response id":     pub.AnnouncePushResponse(ctx, "a.*"),
-		"revoked empty":        pub.AnnounceRevoked(ctx, ""),
-		"throttle empty key":   pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user"}}),
-		"throttle long key":    pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user", Key: strings.Repeat("k", 513)}}),
+		"send without key":      bare.PublishGatewaySend(ctx, good),
+		"send no code nor text": pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Code = "" })),
+		"send no destination":   pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Destination = "" })),
+		"send long text":        pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Text = strings.Repeat("x", notify.MaxTextLen+1) })),
+		"send long user":        pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.UserID = strings.Repeat("x", 257) })),
+		"send bad utf-8":        pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Subject = "\xff" })),
+		"audit wildcard event":  pub.PublishAudit(ctx, notify.AuditEvent{Event: "factor.>"}),
+		"audit empty event":     pub.PublishAudit(ctx, notify.AuditEvent{}),
+		"send bad channel":      pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: "c", Channel: "fax"}),
+		"send dotted id":        pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: "a.b", Channel: "sms"}),
+		"push empty id":         pub.PublishPushRequest(ctx, notify.PushRequest{}),
+		"push response id":      pub.AnnouncePushResponse(ctx, "a.*"),
+		"revoked empty":         pub.AnnounceRevoked(ctx, ""),
+		"throttle empty key":    pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user"}}),
+		"throttle long key":     pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user", Key: strings.Repeat("k", 513)}}),
 	} {
 		if err == nil {
 			t.Errorf("%s: accepted", name)

@@ -423,3 +423,45 @@ func BenchmarkWorkerDeliver(b *testing.B) {
 		<-done
 	}
 }
+
+// Stopping a worker lets a send in flight finish within DrainTimeout: it is delivered and
+// acknowledged, not cut off and handed back.
+func TestWorkerDrainsOnStop(t *testing.T) {
+	e := newWorkerEnv(t)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	cfg := notify.WorkerConfig{Names: e.names, Stream: e.names.GatewayStream(), Durable: "notifyd-sms",
+		FilterSubjects: []string{e.names.GatewaySend(notify.ChannelSMS)}, DrainTimeout: 5 * time.Second,
+		Observe: func(o notify.Outcome) { e.outcomes <- o }}
+	w, err := notify.NewWorker(context.Background(), e.js, cfg, func(ctx context.Context, m notify.Message) error {
+		close(started)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	e.send(t, "ch-drain")
+	<-started
+	cancel() // SIGTERM while the provider call is in flight
+	select {
+	case <-done:
+		t.Fatal("Run returned before the send in flight finished")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e.expect(t, notify.OutcomeDelivered)
+	if n := e.streamMsgs(t, e.names.GatewayStream()); n != 0 {
+		t.Fatalf("work queue holds %d messages", n)
+	}
+}

@@ -382,3 +382,27 @@ func TestUnconfiguredChannel(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// A resend of the same code is published under its own id (<id>_<seq>) and delivered
+// again; a notice without a code (destination changed) is delivered as text.
+func TestResendAndNotice(t *testing.T) {
+	e := newEnv(t)
+	api := newSMSAPI(t)
+	e.start(t, map[string]channels.Sender{notify.ChannelSMS: api.sender(t)}, nil)
+	e.publish(t, "ch-re", notify.ChannelSMS, "+15550199", "864200")
+	e.publish(t, "ch-re_2", notify.ChannelSMS, "+15550199", "864200")
+	notice := notify.GatewaySend{ChallengeID: "n-1", Channel: notify.ChannelSMS, Destination: "+15550198",
+		Text: "Your sign-in phone number was changed."}
+	if err := e.pub.PublishGatewaySend(context.Background(), notice); err != nil {
+		t.Fatal(err)
+	}
+	e.expect(t, notify.OutcomeDelivered, notify.OutcomeDelivered, notify.OutcomeDelivered)
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if c := api.accepted["+15550199 Your sign-in code is 864200.\n\n@example.org #864200"]; c != 2 {
+		t.Fatalf("code sent %d times, want 2 (send and resend): %v", c, api.accepted)
+	}
+	if c := api.accepted["+15550198 Your sign-in phone number was changed."]; c != 1 {
+		t.Fatalf("notice sent %d times: %v", c, api.accepted)
+	}
+}
