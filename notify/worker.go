@@ -162,18 +162,7 @@ type Worker struct {
 	afterRemember func(Message) bool
 }
 
-// NewWorker creates or binds the durable consumer and opens the delivered-ids bucket
-// (created by EnsureStreams).
-func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h Handler) (*Worker, error) {
-	if cfg.Stream == "" || len(cfg.FilterSubjects) == 0 {
-		return nil, errors.New("notify: worker: Stream and FilterSubjects are required")
-	}
-	if err := validToken("worker durable name", cfg.Durable); err != nil {
-		return nil, err
-	}
-	if h == nil {
-		return nil, errors.New("notify: worker: handler is nil")
-	}
+func (cfg *WorkerConfig) defaults() {
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = 5
 	}
@@ -196,6 +185,21 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+}
+
+// NewWorker creates or binds the durable consumer and opens the delivered-ids bucket
+// (created by EnsureStreams).
+func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h Handler) (*Worker, error) {
+	if cfg.Stream == "" || len(cfg.FilterSubjects) == 0 {
+		return nil, errors.New("notify: worker: Stream and FilterSubjects are required")
+	}
+	if err := validToken("worker durable name", cfg.Durable); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("notify: worker: handler is nil")
+	}
+	cfg.defaults()
 	cc := jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
 		Description:   "twofactor delivery worker",
@@ -339,25 +343,36 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
 
 	herr := w.handle(hctx, msg, m)
 	if herr == nil {
-		val, _ := json.Marshal(struct {
-			At  time.Time `json:"at"`
-			Seq uint64    `json:"seq"`
-		}{w.cfg.Now().UTC(), m.StreamSeq})
-		if _, err := w.kv.Put(ctx, key, val); err != nil {
-			// Delivered regardless; acknowledging is still right.
-			w.log.Error("cannot record delivered id", "msg_id", m.ID, "err", err)
-		}
-		if (w.afterRemember != nil && w.afterRemember(m)) || (w.cfg.AfterRecord != nil && w.cfg.AfterRecord(m)) {
-			w.observe(Outcome{Result: OutcomeAbandoned, Message: m})
-			return
-		}
-		w.ack(ctx, msg, m)
-		if w.cfg.ReportDelivered {
-			w.publishStatus(ctx, m, StatusDelivered, nil)
-		}
-		w.observe(Outcome{Result: OutcomeDelivered, Message: m})
+		w.delivered(ctx, msg, m, key)
 		return
 	}
+	w.failed(ctx, hctx, msg, m, herr)
+}
+
+// delivered records the id, acknowledges and reports a successful delivery.
+func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, m Message, key string) {
+	val, _ := json.Marshal(struct {
+		At  time.Time `json:"at"`
+		Seq uint64    `json:"seq"`
+	}{w.cfg.Now().UTC(), m.StreamSeq})
+	if _, err := w.kv.Put(ctx, key, val); err != nil {
+		// Delivered regardless; acknowledging is still right.
+		w.log.Error("cannot record delivered id", "msg_id", m.ID, "err", err)
+	}
+	if (w.afterRemember != nil && w.afterRemember(m)) || (w.cfg.AfterRecord != nil && w.cfg.AfterRecord(m)) {
+		w.observe(Outcome{Result: OutcomeAbandoned, Message: m})
+		return
+	}
+	w.ack(ctx, msg, m)
+	if w.cfg.ReportDelivered {
+		w.publishStatus(ctx, m, StatusDelivered, nil)
+	}
+	w.observe(Outcome{Result: OutcomeDelivered, Message: m})
+}
+
+// failed settles a failed delivery: handed back when stopping, removed when expired,
+// dead-lettered when permanent or out of attempts, otherwise retried after a delay.
+func (w *Worker) failed(ctx, hctx context.Context, msg jetstream.Msg, m Message, herr error) {
 	if hctx.Err() != nil {
 		// Shutting down: hand it back at once so another replica can take it.
 		_ = msg.Nak()
