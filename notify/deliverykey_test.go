@@ -183,3 +183,19 @@ func FuzzOpenGatewaySend(f *testing.F) {
 		}
 	})
 }
+
+func FuzzOpenTelegramBinding(f *testing.F) {
+	key, _ := notify.GenerateDeliveryKey()
+	f.Add([]byte(`{"v":1,"update_id":1,"time":"2026-03-01T12:00:00Z","key_id":"d1","sealed":"AAAA"}`))
+	f.Add([]byte(`{"v":2}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := notify.OpenTelegramBinding(key, data)
+		if err == nil {
+			t.Fatalf("forged binding opened: %+v", b)
+		}
+		if len(data) > 8 && strings.Contains(err.Error(), string(data)) {
+			t.Fatalf("error quotes the payload: %v", err)
+		}
+	})
+}

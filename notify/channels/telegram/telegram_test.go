@@ -229,3 +229,24 @@ func TestWebhookHandler(t *testing.T) {
 		t.Fatalf("updates %+v", got)
 	}
 }
+
+func FuzzWebhookHandler(f *testing.F) {
+	f.Add([]byte(update(1, 5, "/start x")))
+	f.Add([]byte(`{"update_id":2,"message":{"chat":{"id":0}}}`))
+	f.Add([]byte(`[]`))
+	h := telegram.WebhookHandler("s3cret-token", nil, func(ctx context.Context, u telegram.Update) error {
+		if u.ChatID == "" || u.ChatID == "0" {
+			return fmt.Errorf("update without a chat reached the handler: %+v", u)
+		}
+		return nil
+	})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest(http.MethodPost, "/telegram", strings.NewReader(string(body)))
+		r.Header.Set(telegram.SecretHeader, "s3cret-token")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 && w.Code != 400 {
+			t.Fatalf("answer %d for %q", w.Code, body)
+		}
+	})
+}

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,4 +99,21 @@ func TestNewRejects(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
+}
+
+func FuzzVerify(f *testing.F) {
+	f.Add("1772366400", "v1=00", []byte(`{"v":1}`))
+	f.Add("", "", []byte(nil))
+	now := time.Unix(1772366400, 0)
+	f.Fuzz(func(t *testing.T, ts, sig string, body []byte) {
+		h := http.Header{}
+		h.Set(webhook.HeaderTimestamp, ts)
+		h.Set(webhook.HeaderSignature, sig)
+		if webhook.Verify(secret, h, body, now, 0) == nil {
+			n, _ := strconv.ParseInt(ts, 10, 64)
+			if !strings.Contains(sig, webhook.Sign(secret, n, body)) {
+				t.Fatalf("forged signature %q accepted", sig)
+			}
+		}
+	})
 }
