@@ -18,7 +18,7 @@ func TestEmbeddedOutbox(t *testing.T) {
 	_, js, names := natstest.Start(t)
 	dir := t.TempDir()
 	e := newEnvOn(t, js, names)
-	o, err := EmbeddedOptions(js, names, dir, e.log)
+	o, err := EmbeddedOptions(js, names, filepath.Join(dir, "delivery.key"), filepath.Join(dir, "outbox"), e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestEmbeddedOutbox(t *testing.T) {
 		t.Errorf("logs: %s", e.logs.String())
 	}
 	// A second start reuses the key.
-	o2, err := EmbeddedOptions(js, names, dir, e.log)
+	o2, err := EmbeddedOptions(js, names, filepath.Join(dir, "delivery.key"), filepath.Join(dir, "outbox"), e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
