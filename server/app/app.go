@@ -49,6 +49,8 @@ type App struct {
 	metricsLis net.Listener
 	nc         *nats.Conn
 	events     *notify.Publisher
+	js         jetstream.JetStream
+	names      notify.Names
 	closers    []func()
 }
 
@@ -286,7 +288,7 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats streams: %w", err)
 	}
 	a.events = notify.NewPublisher(js, a.nc, names)
-	return nil
+	return a.startDelivery(ctx, js, names)
 }
 
 // startEmbeddedNATS starts the in-process NATS server. Its TCP listener, when there
@@ -409,6 +411,11 @@ func Init(cfg *Config, log *slog.Logger) error {
 		return err
 	} else if created {
 		log.Info("generated a sealing key ring", "path", cfg.KeyFile)
+	}
+	if created, err := notify.EnsureDeliveryKeyFile(cfg.DeliveryKeyFile); err != nil {
+		return err
+	} else if created {
+		log.Info("generated a delivery key (give notifyd the same file)", "path", cfg.DeliveryKeyFile)
 	}
 	return ensureAPIKeys(cfg, log)
 }

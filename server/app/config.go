@@ -31,6 +31,11 @@ type Config struct {
 	NATSPrefix   string
 	NATSReplicas int
 	KeyFile      string
+	// DeliveryKeyFile seals the codes published for notifyd (shared with it).
+	DeliveryKeyFile string
+	// OutboxDir and NotifyConfig set the in-process workers of embedded mode.
+	OutboxDir    string
+	NotifyConfig string
 	APIKeysFile  string
 	TLSCert      string
 	TLSKey       string
@@ -116,6 +121,9 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", "twofactor", "prefix of every NATS subject and stream")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "JetStream stream replicas (3 on a three-node cluster)")
 	fs.StringVar(&c.KeyFile, "key-file", "", "sealing key ring (JSON); default <data-dir>/keys.json, generated on first start")
+	fs.StringVar(&c.DeliveryKeyFile, "delivery-key-file", "", "key sealing codes for notifyd (shared with it); default <data-dir>/delivery.key, generated on first start")
+	fs.StringVar(&c.OutboxDir, "outbox-dir", "", "embedded mode: development outbox of the in-process notifyd (codes in clear); default <data-dir>/outbox")
+	fs.StringVar(&c.NotifyConfig, "notify-config", "", "embedded mode: notifyd YAML file naming real channels for the in-process workers (default: every channel to the outbox)")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys (JSON, hashed); default <data-dir>/api-keys.json, with an admin key generated on first start")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for gRPC TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for gRPC TLS")
@@ -217,6 +225,12 @@ func (c *Config) finish() error {
 	}
 	if c.KeyFile == "" {
 		c.KeyFile = filepath.Join(c.DataDir, "keys.json")
+	}
+	if c.DeliveryKeyFile == "" {
+		c.DeliveryKeyFile = filepath.Join(c.DataDir, "delivery.key")
+	}
+	if c.OutboxDir == "" {
+		c.OutboxDir = filepath.Join(c.DataDir, "outbox")
 	}
 	if c.APIKeysFile == "" {
 		c.APIKeysFile = filepath.Join(c.DataDir, "api-keys.json")
