@@ -35,6 +35,12 @@ func (p *Publisher) WithClock(now func() time.Time) *Publisher {
 	return &c
 }
 
+// Connected tells whether p's JetStream connection is up.
+func (p *Publisher) Connected() bool {
+	nc := p.js.Conn()
+	return nc != nil && nc.IsConnected()
+}
+
 // Names returns the names p publishes under.
 func (p *Publisher) Names() Names { return p.names }
 
@@ -67,6 +73,15 @@ func (p *Publisher) PublishAudit(ctx context.Context, ev AuditEvent) error {
 	return p.publishJSON(ctx, p.names.Audit(ev.Event), ev.ID, ev)
 }
 
+// ErrNotConnected is returned by PublishAuditAsync while the connection to NATS is
+// down: the event is not handed to the client's reconnect buffer, where it would
+// wait (and, if the buffer filled, stall every later publish) for the outage to end.
+var ErrNotConnected = errors.New("notify: not connected to NATS")
+
+// ErrInvalidEvent wraps the refusal of an audit event that can never be
+// published (an invalid event name): retrying it is pointless.
+var ErrInvalidEvent = errors.New("notify: invalid audit event")
+
 // AuditAck is the pending acknowledgement of an audit event published with
 // PublishAuditAsync.
 type AuditAck struct {
@@ -89,10 +104,16 @@ func (a *AuditAck) Wait(ctx context.Context) error {
 // PublishAuditAsync is PublishAudit without waiting for JetStream's acknowledgement:
 // the event is sent (in order with earlier ones on this connection) and the
 // returned AuditAck reports later whether it was stored. The message id is ev.ID,
-// so a retry after a lost acknowledgement stores the event once.
+// so a retry after a lost acknowledgement stores the event once. It fails at once
+// with ErrNotConnected while NATS is unreachable. An acknowledgement that never
+// comes is bounded by the JetStream context's async publish timeout
+// (jetstream.WithPublishAsyncTimeout) and by AuditAck.Wait's context.
 func (p *Publisher) PublishAuditAsync(ev AuditEvent) (*AuditAck, error) {
 	if err := validEvent(ev.Event); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	if !p.Connected() {
+		return nil, ErrNotConnected
 	}
 	if ev.ID == "" {
 		ev.ID = p.newID()

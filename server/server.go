@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/twofactor/twofactor/audit"
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/admincodes"
@@ -139,8 +140,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		s.metrics = NewMetrics()
 	}
 	if s.auditor == nil {
-		ta := &TrailAuditor{Store: s.store, Events: s.events, Log: s.log, Metrics: s.metrics,
-			PublishTimeout: s.opts.AuditPublishTimeout}
+		ta := audit.NewTrail(audit.TrailConfig{Store: s.store, Log: s.log})
 		s.auditor = ta
 		s.closeAudit = func() {
 			ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)

@@ -144,8 +144,12 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 		return nil, err
 	}
 	metrics := server.NewMetrics()
+	trail, err := a.startAudit(metrics)
+	if err != nil {
+		return nil, err
+	}
 	a.srv, err = server.New(server.Deps{
-		Throttle: th, Metrics: metrics,
+		Throttle: th, Metrics: metrics, Auditor: trail,
 		Store: a.store, Keys: ring, APIKeys: a.apiKeys, TOTP: tp, Logger: log,
 		Policy: pol, WebAuthn: wa, AppPasswords: ap, Events: a.events, Breached: bc,
 	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts, AuditPublishTimeout: cfg.AuditPublishTimeout})
@@ -237,8 +241,8 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// watchHealth reports NOT_SERVING while the database or NATS is unreachable and
-// SERVING again when they return (see healthWatcher).
+// watchHealth reports NOT_SERVING while the database is unreachable and SERVING
+// again when it returns; NATS decides only EventsHealthService (see healthWatcher).
 func (a *App) watchHealth(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -249,8 +253,9 @@ func (a *App) watchHealth(ctx context.Context, every time.Duration) {
 		}
 		return names
 	}, checks: []healthCheck{
-		{"database", a.store.Ping},
-		{"nats", func(ctx context.Context) error { return notify.HealthyContext(ctx, a.nc) }},
+		{name: "database", check: a.store.Ping},
+		{name: "nats", check: func(ctx context.Context) error { return notify.HealthyContext(ctx, a.nc) },
+			services: []string{EventsHealthService}},
 	}}
 	w.run(ctx, t.C)
 }
@@ -280,7 +285,9 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats-url: %w", err) // the URL may hold credentials
 	}
 	a.closers = append(a.closers, a.nc.Close)
-	js, err := jetstream.New(a.nc)
+	// An acknowledgement that never comes (NATS died with the message) expires,
+	// so that the audit relay's publications never pile up in the client.
+	js, err := jetstream.New(a.nc, jetstream.WithPublishAsyncTimeout(a.cfg.AuditPublishTimeout))
 	if err != nil {
 		return err
 	}
