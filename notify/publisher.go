@@ -178,6 +178,21 @@ func (p *Publisher) core() (*nats.Conn, error) {
 	return p.nc, nil
 }
 
+// announcer is core() for a broadcast: while the connection is down it fails at
+// once with ErrNotConnected, rather than buffering the message and then waiting
+// HealthTimeout for a flush that cannot succeed (which would hold up every RPC
+// that announces something for the whole outage).
+func (p *Publisher) announcer() (*nats.Conn, error) {
+	nc, err := p.core()
+	if err != nil {
+		return nil, err
+	}
+	if !nc.IsConnected() {
+		return nil, ErrNotConnected
+	}
+	return nc, nil
+}
+
 // flush waits until the server has processed everything sent on nc, bounded by ctx or,
 // when ctx has no deadline, by HealthTimeout.
 func flush(ctx context.Context, nc *nats.Conn) error {
@@ -201,7 +216,7 @@ func (p *Publisher) AnnounceRevoked(ctx context.Context, appPasswordID string) e
 	if appPasswordID == "" || len(appPasswordID) > 256 {
 		return fmt.Errorf("notify: announce revoked: app password id length %d, want 1..256", len(appPasswordID))
 	}
-	nc, err := p.core()
+	nc, err := p.announcer()
 	if err != nil {
 		return err
 	}
@@ -269,7 +284,7 @@ func (p *Publisher) AnnounceThrottleFailed(ctx context.Context, subjects []Throt
 			return fmt.Errorf("notify: announce throttle failure: subject kind %d, key %d bytes: want 1..16 and 1..%d", len(s.Kind), len(s.Key), maxThrottleKey)
 		}
 	}
-	nc, err := p.core()
+	nc, err := p.announcer()
 	if err != nil {
 		return err
 	}
@@ -318,7 +333,7 @@ func (p *Publisher) AnnouncePushResponse(ctx context.Context, challengeID string
 	if err := validToken("push response challenge id", challengeID); err != nil {
 		return err
 	}
-	nc, err := p.core()
+	nc, err := p.announcer()
 	if err != nil {
 		return err
 	}
