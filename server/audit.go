@@ -23,13 +23,6 @@ type auditSyncer interface {
 	Flush(ctx context.Context) error
 }
 
-// FlushAudit returns once every audit event recorded so far is in the store (or
-// counted as lost), or when ctx ends. It does not wait for NATS (the relay's).
-//
-// Deprecated: kept only until the tests hold their own *audit.Trail; the trail's
-// Flush is the real thing.
-func (s *Server) FlushAudit(ctx context.Context) error { return s.flushAuditStore(ctx) }
-
 // flushAuditStore waits until this replica's audit events so far are in the
 // store: ListAuditEvents reads its own writes.
 func (s *Server) flushAuditStore(ctx context.Context) error {

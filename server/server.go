@@ -209,7 +209,7 @@ func (s *Server) Close() {
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
 		defer cancel()
-		_ = s.FlushAudit(ctx)
+		_ = s.flushAuditStore(ctx)
 	}
 }
 
