@@ -89,6 +89,27 @@ func (t *Trail) Record(ctx context.Context, e Event) {
 	}
 }
 
+// RecordTx logs events and, when ctx carries a transaction, inserts them in it
+// with one multi-row INSERT, returning its error so that the caller rolls back
+// the action they record (nothing half-written). Outside a transaction it is
+// Record of each event, and returns nil.
+func (t *Trail) RecordTx(ctx context.Context, events ...Event) error {
+	if !t.cfg.Store.InTransaction(ctx) {
+		for _, e := range events {
+			t.Record(ctx, e)
+		}
+		return nil
+	}
+	recs := make([]*storage.AuditRecord, len(events))
+	for i, e := range events {
+		if t.cfg.Log != nil {
+			LogRecorder{Log: t.cfg.Log}.Record(ctx, e)
+		}
+		recs[i] = toRecord(e)
+	}
+	return t.cfg.Store.AddAuditEvents(ctx, recs)
+}
+
 // Append writes e to the outbox without logging it. Inside a transaction it
 // returns the INSERT's error, for a caller that rolls the action back when its
 // record cannot be kept; otherwise it queues e and returns nil (a later store

@@ -32,8 +32,35 @@ func (s *core) flushAuditStore(ctx context.Context) error {
 	return nil
 }
 
+// txAuditor is an Auditor that writes events inside the caller's transaction
+// and reports a failure to (audit.Trail.RecordTx).
+type txAuditor interface {
+	RecordTx(ctx context.Context, events ...AuditEvent) error
+}
+
 // audit fills the fields every event shares and records it.
 func (s *core) audit(ctx context.Context, client *pb.ClientContext, e AuditEvent) {
+	s.fillAudit(ctx, client, &e)
+	s.auditor.Record(ctx, e)
+}
+
+// auditTx records events inside ctx's transaction (see challenge.Record): an
+// error rolls back the action they record.
+func (s *core) auditTx(ctx context.Context, client *pb.ClientContext, events ...AuditEvent) error {
+	for i := range events {
+		s.fillAudit(ctx, client, &events[i])
+	}
+	if t, ok := s.auditor.(txAuditor); ok {
+		return t.RecordTx(ctx, events...)
+	}
+	for _, e := range events {
+		s.auditor.Record(ctx, e)
+	}
+	return nil
+}
+
+// fillAudit fills the fields every event shares.
+func (s *core) fillAudit(ctx context.Context, client *pb.ClientContext, e *AuditEvent) {
 	// A version 7 UUID grows with time, so events of one instant (and of one
 	// injected clock) still list in the order they happened.
 	id, err := uuid.NewV7()
@@ -47,5 +74,4 @@ func (s *core) audit(ctx context.Context, client *pb.ClientContext, e AuditEvent
 	if client != nil {
 		e.ClientIP, e.UserAgent = client.GetIp(), client.GetUserAgent()
 	}
-	s.auditor.Record(ctx, e)
 }

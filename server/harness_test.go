@@ -89,6 +89,8 @@ type cluster struct {
 	throttle throttle.Config
 	// factors are test-only factors every replica registers after the built-in ones.
 	factors []server.Factor
+	// auditLinger is the replicas' audit writer linger (0: the default).
+	auditLinger time.Duration
 	// replicas are the ones start made (flushAudit flushes each).
 	replicas []*replica
 }
@@ -210,7 +212,7 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	metrics := server.NewMetrics()
-	trail, relay := startAudit(t, st, events, log, metrics)
+	trail, relay := startAudit(t, st, events, log, metrics, c.auditLinger)
 	srv, err := server.New(server.Deps{
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, Factors: factors, Logger: log, Now: c.clock.Now,
 		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
@@ -241,7 +243,7 @@ func (c *cluster) start() *replica {
 // startAudit starts a replica's audit trail and its relay (polling often, so that
 // tests reading the stream wait little); both stop when the test ends, before the
 // store closes.
-func startAudit(t *testing.T, st *storage.Store, events *notify.Publisher, log *slog.Logger, m *server.Metrics) (*audit.Trail, *audit.Relay) {
+func startAudit(t *testing.T, st *storage.Store, events *notify.Publisher, log *slog.Logger, m *server.Metrics, linger time.Duration) (*audit.Trail, *audit.Relay) {
 	t.Helper()
 	am := audit.NewMetrics(m.Registry())
 	relay, err := audit.NewRelay(audit.RelayConfig{Store: st, Events: events, Log: log, Metrics: am,
@@ -249,7 +251,7 @@ func startAudit(t *testing.T, st *storage.Store, events *notify.Publisher, log *
 	if err != nil {
 		t.Fatal(err)
 	}
-	trail := audit.NewTrail(audit.TrailConfig{Store: st, Log: log, Metrics: am, Stored: relay.Kick})
+	trail := audit.NewTrail(audit.TrailConfig{Store: st, Log: log, Metrics: am, Stored: relay.Kick, Linger: linger})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); relay.Run(ctx) }()
