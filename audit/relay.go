@@ -123,13 +123,16 @@ func (r *Relay) Failing() (bool, error) {
 	return r.failing, r.lastErr
 }
 
-// Run publishes until ctx ends, then releases the lease.
+// Run publishes until ctx ends (finishing the round in flight), then releases
+// the lease.
 func (r *Relay) Run(ctx context.Context) {
 	defer r.release()
 	backoff := r.cfg.MinBackoff
 	var lastCount time.Time
 	for {
-		n, err := r.Publish(ctx)
+		// A round in flight finishes (bounded by PublishTimeout) when ctx ends:
+		// rows it sent are marked, not left for the next relay to send again.
+		n, err := r.Publish(context.WithoutCancel(ctx))
 		if ctx.Err() != nil {
 			return
 		}
