@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/admincodes"
+	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/server/throttle"
 )
 
@@ -20,23 +23,84 @@ func retryAfter(d time.Duration) *durationpb.Duration {
 	return durationpb.New((d + time.Millisecond - 1).Truncate(time.Millisecond))
 }
 
+// highEntropy tells whether method's secret cannot be guessed in the attempts a
+// network is allowed (app passwords, backup codes, admin-issued recovery codes):
+// such attempts are counted per client network only and never against the user,
+// and the user's lock does not hold them up (throttle.Subjects.HighEntropy).
+// A factor with a high-entropy secret (a remembered-device token) joins here.
+func highEntropy(method string) bool {
+	switch method {
+	case backupcodes.Method, admincodes.Method, "app_password":
+		return true
+	}
+	return false
+}
+
 // checkThrottle asks whether subj may make an attempt now. A blocked attempt is
 // counted in the metrics and audited (event "throttled"); the caller answers it.
+// It evaluates nothing (a pre-check, e.g. before a challenge is begun): an
+// attempt that evaluates a secret goes through guardAttempt.
 func (s *Server) checkThrottle(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Decision, error) {
+	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
 	d, err := s.throttle.Check(ctx, subj)
 	if err != nil {
 		return d, s.toStatus(ctx, err)
 	}
 	if d.Blocked {
-		s.metrics.throttled.WithLabelValues(d.By.Kind).Inc()
-		user := subj.UserID
-		if user == "" {
-			user = subj.Login
-		}
-		s.audit(ctx, client, AuditEvent{Event: notify.EventThrottled, UserID: user, Method: method, Result: "throttled",
-			Details: map[string]string{"by": d.By.Kind, "locked": strconv.FormatBool(d.Locked), "retry_after": retryAfter(d.RetryAfter).AsDuration().String()}})
+		s.throttledEvent(ctx, client, subj, method, d)
 	}
 	return d, nil
+}
+
+// throttledEvent counts and audits a blocked attempt.
+func (s *Server) throttledEvent(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, d throttle.Decision) {
+	s.metrics.throttled.WithLabelValues(d.By.Kind).Inc()
+	user := subj.UserID
+	if user == "" {
+		user = subj.Login
+	}
+	s.audit(ctx, client, AuditEvent{Event: notify.EventThrottled, UserID: user, Method: method, Result: "throttled",
+		Details: map[string]string{"by": d.By.Kind, "locked": strconv.FormatBool(d.Locked), "retry_after": retryAfter(d.RetryAfter).AsDuration().String()}})
+}
+
+// guardAttempt runs eval as one attempt by subj at method's secret, counted
+// before it is evaluated (throttle.Guard: the subjects held and their counts
+// read in one transaction with eval and the failure, on every replica). A
+// blocked attempt is audited as checkThrottle does and eval does not run; a
+// rejection's new locks are audited and its counts announced. An error of eval
+// comes back as it is (for errors.Is), others as a status.
+//
+// The challenge flow (phase B of issue 16) holds the challenge too and reads its
+// attempts inside eval, so that they are counted before the answer is looked at:
+//
+//	res, err := s.guardAttempt(ctx, req.GetContext(), throttle.Subjects{UserID: ch.UserID,
+//		IP: clientIP(req.GetContext(), ch.ClientIP), Hold: []string{"challenge:" + ch.ID}}, ch.Method,
+//		func(ctx context.Context) (throttle.Verdict, error) {
+//			// re-read the challenge's state and attempts (LoadSealedChallenge /
+//			// GetChallengeAndFactor); used up: throttle.NotEvaluated
+//			// verify; right: spend it (AdvanceLastStepFrom / ConsumeChallenge), throttle.Accepted
+//			// wrong: FailSealedChallengeAttempt / FailChallengeAttempt, throttle.Rejected
+//		})
+func (s *Server) guardAttempt(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, eval func(ctx context.Context) (throttle.Verdict, error)) (throttle.Result, error) {
+	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
+	var evalErr error
+	res, err := s.throttle.Guard(ctx, subj, func(ctx context.Context) (throttle.Verdict, error) {
+		v, err := eval(ctx)
+		evalErr = err
+		return v, err
+	})
+	if err != nil {
+		if evalErr != nil && errors.Is(err, evalErr) {
+			return res, err
+		}
+		return res, s.toStatus(ctx, err)
+	}
+	if res.Blocked {
+		s.throttledEvent(ctx, client, subj, method, res.Decision)
+	}
+	s.announceThrottleFailed(ctx, res.Recorded)
+	s.lockoutEvents(ctx, client, method, res.NewLocks)
+	return res, nil
 }
 
 // throttledError is the ResourceExhausted status of a blocked attempt, with the
@@ -64,12 +128,19 @@ func throttledError(d throttle.Decision) error {
 // ("lockout") and counted. A failure to count is an error: an attempt the
 // throttle could not see must not be answered.
 func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
+	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
 	out, err := s.throttle.Failure(ctx, subj)
 	s.announceThrottleFailed(ctx, out.Recorded)
 	if err != nil {
 		return out, s.toStatus(ctx, err)
 	}
-	for _, l := range out.NewLocks {
+	s.lockoutEvents(ctx, client, method, out.NewLocks)
+	return out, nil
+}
+
+// lockoutEvents counts and audits ("lockout") the locks a failure started.
+func (s *Server) lockoutEvents(ctx context.Context, client *pb.ClientContext, method string, locks []throttle.Subject) {
+	for _, l := range locks {
 		s.metrics.locks.WithLabelValues(l.Kind).Inc()
 		e := AuditEvent{Event: notify.EventLockout, Method: method, Result: "locked",
 			Details: map[string]string{"kind": l.Kind, "key": l.Key, "lock_duration": s.throttle.Config().LockDuration.String()}}
@@ -78,7 +149,6 @@ func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, 
 		}
 		s.audit(ctx, client, e)
 	}
-	return out, nil
 }
 
 // announceThrottleFailed tells the other replicas that subjects have failures
