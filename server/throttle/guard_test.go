@@ -417,3 +417,21 @@ func TestAdminCodeWhileLocked(t *testing.T) {
 		}
 	}
 }
+
+// The common login: a user and network without failures, the network familiar
+// (nothing written). Compare BenchmarkCheck (one read, outside a transaction).
+func BenchmarkGuardAccepted(b *testing.B) {
+	ctx := context.Background()
+	th, _ := newThrottler(b, throttle.Config{CleanCacheTTL: time.Minute})
+	s := throttle.Subjects{UserID: "alice", IP: "203.0.113.7"}
+	accept := func(context.Context) (throttle.Verdict, error) { return throttle.Accepted, nil }
+	if _, err := th.Guard(ctx, s, accept); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := th.Guard(ctx, s, accept); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
