@@ -11,27 +11,51 @@
 //
 //   - Rate limiting of failed authentication attempts (NIST SP 800-63B §5.2.2: at most
 //     100 consecutive failures before an account is locked; OWASP ASVS 4.0 V2.2.1).
-//     After Config.UserLockAfter consecutive failures a user is hard-locked for
-//     Config.LockDuration or until an admin clears the lock; a success resets the
-//     user's count (§5.2.2: "consecutive").
+//     After Config.UserLockAfter consecutive failures a user's count is hard-locked
+//     for Config.LockDuration or until an admin clears it; a success resets the
+//     count (§5.2.2: "consecutive").
 //   - Delays grow exponentially: BaseDelay × 2^n for n counted failures, capped at
 //     MaxDelay, over a Window without failures (Nextcloud: 0.1 s × 2^n, 25 s, 12 h).
-//     A subject is told to come back after the delay; nothing sleeps on the server.
-//   - A lock must not be a denial-of-service switch against a victim (SP 800-63B
-//     §5.2.2 notes the risk; ASVS V2.2.1 "soft lockout"): a client network is delayed
-//     after IPDelayAfter failures, a user only after UserDelayAfter (more) failures, so
-//     one attacker is slowed long before the user is, and the user's hard lock expires.
-//   - Counts live in the shared store and are changed by one atomic statement per
-//     failure (storage.RecordThrottleFailure), so N replicas see one count and racing
-//     failures are never lost. Time comes from an injected clock.
+//     The delay is a "not before" time in the subject's row (blocked_until); nothing
+//     sleeps on the server.
+//   - Counted before evaluated, under any concurrency on any number of replicas
+//     (Guard; OWASP ASVS 5.0 6.3.1: the brute-force controls work as documented,
+//     parallel requests included): an attempt holds its user, login, network and Subjects.Hold (a
+//     challenge) in the shared store (storage.LockAttempt: PostgreSQL advisory
+//     transaction locks, SQLite's one writer), reads their counts, is refused while a
+//     delay or lock is in force, and commits its failure in the same transaction as
+//     its evaluation. So each attempt sees every earlier one's count, and an answer
+//     is released only with its count. Exact bounds for a subject without failures,
+//     with the defaults: a burst (any size, any replicas) evaluates IPDelayAfter+1 = 4
+//     guesses from one network, UserDelayAfter+1 = 11 from many networks against one
+//     user; then one per delay, UserLockAfter = 50 in all before the lock, then one per
+//     LockDuration (that guess locks again): at most 50 + 24 guesses in the first day
+//     per count, 24 a day after. A challenge allowing n attempts evaluates at most n
+//     answers when its id is held and its attempts are read inside the Guard.
+//   - Lockouts are not a weapon (OWASP ASVS 5.0 6.1.1, 4.0 V2.2.1 "soft lockout";
+//     NIST SP 800-63B §3.2.2 on alternatives to locking): high-entropy secrets
+//     (Subjects.HighEntropy: app passwords, backup codes, admin-issued codes,
+//     remembered-device tokens) are counted per client network only and never lock
+//     a user or login, and the user's lock does not hold them up, so an admin-issued
+//     code recovers a locked user. For low-entropy factors each user has two counts
+//     (smart lockout, as Microsoft Entra ID keeps for familiar and unfamiliar
+//     locations): one for the networks the user passed a second factor from within
+//     FamiliarTTL (storage.FamiliarNetwork, at most FamiliarMax per user, IPv6 by the
+//     configured prefix) and one for all others, so strangers guessing from elsewhere
+//     at any rate lock only the latter, and a success resets only the count that
+//     applied. What is left: an attacker on one of the user's familiar networks shares
+//     its count, and a user signing in from a new network while strangers guess is
+//     held up there until the lock ends or an admin code is used.
+//   - A client network is delayed after IPDelayAfter failures, a user only after
+//     UserDelayAfter (more), so one attacker is slowed long before the user is.
 //   - Optionally (Config.CleanCacheTTL) a replica remembers for a short while that a
-//     subject has no stored failures at all, so that the common case (a right answer
-//     from someone who never failed) costs no read. Only that clean state is cached;
-//     failures are always written to the store and every failure forgets the
-//     subject's clean state on this replica at once (Failure) and, through the
-//     caller's announcement (Outcome.Recorded, Invalidate), on every other replica.
-//     A replica that misses an announcement sees the failure after CleanCacheTTL at
-//     the latest.
+//     subject has no stored failures at all. Only Check uses it: a pre-check that
+//     evaluates nothing (before a challenge is begun), whose only risk is letting an
+//     attempt reach the Guard. Guard never uses it, since an attempt that may fail
+//     must read the counts another replica may have written (an announcement can be
+//     late or lost). Every failure forgets the subject's clean state on this replica
+//     at once and, through the caller's announcement (Outcome.Recorded, Invalidate),
+//     on every other replica.
 package throttle
 
 import (
