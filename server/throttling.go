@@ -40,7 +40,7 @@ func highEntropy(method string) bool {
 // counted in the metrics and audited (event "throttled"); the caller answers it.
 // It evaluates nothing (a pre-check, e.g. before a challenge is begun): an
 // attempt that evaluates a secret goes through guardAttempt.
-func (s *Server) checkThrottle(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Decision, error) {
+func (s *core) checkThrottle(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Decision, error) {
 	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
 	d, err := s.throttle.Check(ctx, subj)
 	if err != nil {
@@ -53,7 +53,7 @@ func (s *Server) checkThrottle(ctx context.Context, client *pb.ClientContext, su
 }
 
 // throttledEvent counts and audits a blocked attempt.
-func (s *Server) throttledEvent(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, d throttle.Decision) {
+func (s *core) throttledEvent(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, d throttle.Decision) {
 	s.metrics.throttled.WithLabelValues(d.By.Kind).Inc()
 	user := subj.UserID
 	if user == "" {
@@ -81,7 +81,7 @@ func (s *Server) throttledEvent(ctx context.Context, client *pb.ClientContext, s
 //			// verify; right: spend it (AdvanceLastStepFrom / ConsumeChallenge), throttle.Accepted
 //			// wrong: FailSealedChallengeAttempt / FailChallengeAttempt, throttle.Rejected
 //		})
-func (s *Server) guardAttempt(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, eval func(ctx context.Context) (throttle.Verdict, error)) (throttle.Result, error) {
+func (s *core) guardAttempt(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, eval func(ctx context.Context) (throttle.Verdict, error)) (throttle.Result, error) {
 	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
 	var evalErr error
 	res, err := s.throttle.Guard(ctx, subj, func(ctx context.Context) (throttle.Verdict, error) {
@@ -127,7 +127,7 @@ func throttledError(d throttle.Decision) error {
 // throttleFailure counts a wrong answer; the locks it starts are audited
 // ("lockout") and counted. A failure to count is an error: an attempt the
 // throttle could not see must not be answered.
-func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
+func (s *core) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
 	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
 	out, err := s.throttle.Failure(ctx, subj)
 	s.announceThrottleFailed(ctx, out.Recorded)
@@ -139,7 +139,7 @@ func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, 
 }
 
 // lockoutEvents counts and audits ("lockout") the locks a failure started.
-func (s *Server) lockoutEvents(ctx context.Context, client *pb.ClientContext, method string, locks []throttle.Subject) {
+func (s *core) lockoutEvents(ctx context.Context, client *pb.ClientContext, method string, locks []throttle.Subject) {
 	for _, l := range locks {
 		s.metrics.locks.WithLabelValues(l.Kind).Inc()
 		e := AuditEvent{Event: notify.EventLockout, Method: method, Result: "locked",
@@ -154,7 +154,7 @@ func (s *Server) lockoutEvents(ctx context.Context, client *pb.ClientContext, me
 // announceThrottleFailed tells the other replicas that subjects have failures
 // now, so they stop taking them to be clean. A failure to announce is logged: the
 // count is stored, and the other replicas' cache entries expire on their own.
-func (s *Server) announceThrottleFailed(ctx context.Context, recorded []throttle.Subject) {
+func (s *core) announceThrottleFailed(ctx context.Context, recorded []throttle.Subject) {
 	if s.events == nil || len(recorded) == 0 {
 		return
 	}
@@ -169,7 +169,7 @@ func (s *Server) announceThrottleFailed(ctx context.Context, recorded []throttle
 
 // throttleSuccess resets the user's (or login's) count after a right answer.
 // A failure is logged only: the answer was right.
-func (s *Server) throttleSuccess(ctx context.Context, subj throttle.Subjects) {
+func (s *core) throttleSuccess(ctx context.Context, subj throttle.Subjects) {
 	if err := s.throttle.Success(ctx, subj); err != nil {
 		s.log.WarnContext(ctx, "throttle reset failed", "request_id", requestIDFrom(ctx), "error", err.Error())
 	}

@@ -163,7 +163,7 @@ func challengeAttempts(t *testing.T, sealed bool, right int) {
 	now := c.Now()
 	ch := storage.Challenge{ID: "0b5e8c1e-0000-4000-8000-00000000000" + map[bool]string{false: "1", true: "2"}[sealed],
 		UserID: "alice", FactorID: "f1", Method: "totp", State: storage.ChallengeOpen, MaxAttempts: 5,
-		ExpiresAt: now.Add(5 * time.Minute), CreatedAt: now, UpdatedAt: now, Sealed: sealed}
+		ExpiresAt: now.Add(5 * time.Minute), CreatedAt: now, UpdatedAt: now}
 	if !sealed {
 		if err := sts[0].CreateChallenge(ctx, &ch); err != nil {
 			t.Fatal(err)
@@ -182,7 +182,7 @@ func challengeAttempts(t *testing.T, sealed bool, right int) {
 			st := sts[i%2]
 			_, err := ths[i%2].Guard(ctx, throttle.Subjects{UserID: "alice", IP: manyNetworks(i), Hold: []string{"challenge:" + ch.ID}},
 				func(ctx context.Context) (throttle.Verdict, error) {
-					open, err := challengeOpen(ctx, st, ch, now)
+					open, err := challengeOpen(ctx, st, ch, sealed, now)
 					if err != nil || !open {
 						return throttle.NotEvaluated, err
 					}
@@ -190,7 +190,7 @@ func challengeAttempts(t *testing.T, sealed bool, right int) {
 					order = append(order, i)
 					mu.Unlock()
 					if i == right {
-						if won, err := consume(ctx, st, ch, now); err != nil || !won {
+						if won, err := consume(ctx, st, ch, sealed, now); err != nil || !won {
 							return throttle.NotEvaluated, err
 						}
 						mu.Lock()
@@ -198,7 +198,7 @@ func challengeAttempts(t *testing.T, sealed bool, right int) {
 						mu.Unlock()
 						return throttle.Accepted, nil
 					}
-					return throttle.Rejected, fail(ctx, st, ch, now)
+					return throttle.Rejected, fail(ctx, st, ch, sealed, now)
 				})
 			if err != nil {
 				t.Error(err)
@@ -223,10 +223,10 @@ func challengeAttempts(t *testing.T, sealed bool, right int) {
 }
 
 // challengeOpen reads the challenge's state inside the Guard.
-func challengeOpen(ctx context.Context, st *storage.Store, ch storage.Challenge, now time.Time) (bool, error) {
-	if ch.Sealed {
+func challengeOpen(ctx context.Context, st *storage.Store, ch storage.Challenge, sealed bool, now time.Time) (bool, error) {
+	if sealed {
 		c := ch
-		if err := st.LoadSealedChallenge(ctx, &c); err != nil {
+		if _, err := st.LoadSealedChallenge(ctx, &c); err != nil {
 			return false, err
 		}
 		return c.State == storage.ChallengeOpen && c.Attempts < c.MaxAttempts, nil
@@ -238,9 +238,9 @@ func challengeOpen(ctx context.Context, st *storage.Store, ch storage.Challenge,
 	return c.State == storage.ChallengeOpen && c.Attempts < c.MaxAttempts && now.Before(c.ExpiresAt), nil
 }
 
-func fail(ctx context.Context, st *storage.Store, ch storage.Challenge, now time.Time) error {
+func fail(ctx context.Context, st *storage.Store, ch storage.Challenge, sealed bool, now time.Time) error {
 	var err error
-	if ch.Sealed {
+	if sealed {
 		_, _, err = st.FailSealedChallengeAttempt(ctx, &ch, now)
 	} else {
 		_, _, err = st.FailChallengeAttempt(ctx, ch.ID, now)
@@ -251,8 +251,8 @@ func fail(ctx context.Context, st *storage.Store, ch storage.Challenge, now time
 // consume uses the challenge up. A sealed one is used up by its factor's step
 // moving on; here its row is marked accepted instead, which is what the next
 // reader sees as well.
-func consume(ctx context.Context, st *storage.Store, ch storage.Challenge, now time.Time) (bool, error) {
-	if ch.Sealed {
+func consume(ctx context.Context, st *storage.Store, ch storage.Challenge, sealed bool, now time.Time) (bool, error) {
+	if sealed {
 		c := ch
 		c.State = storage.ChallengeAccepted
 		return true, st.DB(ctx).Save(&c).Error
