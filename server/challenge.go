@@ -100,40 +100,54 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	if !s.challenges.Answerable(ch) {
 		return s.expired(ctx, req, ch, resp), nil
 	}
-	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP)}
-	d, err := s.checkThrottle(ctx, req.GetContext(), subj, ch.Method)
+	// The answer is counted before it is looked at: the user, the network and
+	// the challenge are held while the challenge is read again, verified and the
+	// failure counted, in one transaction (throttle.Guard).
+	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP), Hold: []string{challenge.HoldKey(ch)}}
+	var (
+		v   Verdict
+		out challenge.Outcome
+	)
+	res, err := s.guardAttempt(ctx, req.GetContext(), subj, ch.Method, func(ctx context.Context) (throttle.Verdict, error) {
+		var err error
+		out, err = s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
+			var err error
+			v, err = f.Challenge.Verify(ctx, ch, ans)
+			return v.Accepted, err
+		}, nil)
+		return guardVerdict(out.Result), err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if d.Blocked {
+	if res.Blocked {
 		// Refused before the factor sees the answer: no attempt is used up.
 		s.metrics.verification(ch.Method, "throttled")
 		resp.Result = pb.VerifyResult_VERIFY_RESULT_THROTTLED
-		resp.RetryAfter = retryAfter(d.RetryAfter)
+		resp.RetryAfter = retryAfter(res.Decision.RetryAfter)
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
 		return resp, nil
-	}
-	var v Verdict
-	out, err := s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
-		var err error
-		v, err = f.Challenge.Verify(ctx, ch, ans)
-		return v.Accepted, err
-	}, func(ctx context.Context) error {
-		s.recordVerdict(ctx, req, resp, v)
-		_, err := s.throttleFailure(ctx, req.GetContext(), throttle.Subjects{UserID: resp.UserId, IP: subj.IP}, ch.Method)
-		return err
-	})
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
 	}
 	switch out.Result {
 	case challenge.Accepted:
 		s.recordVerdict(ctx, req, resp, v)
-		return s.accepted(ctx, req, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out), nil
+		return s.accepted(ctx, req, ch, resp, v, ch.UserID == "", out), nil
 	case challenge.Rejected:
+		s.recordVerdict(ctx, req, resp, v)
 		return s.rejected(ctx, req, ch, resp, v, out), nil
 	}
 	return s.expired(ctx, req, ch, resp), nil
+}
+
+// guardVerdict is what a challenge's result means to the throttle.
+func guardVerdict(r challenge.Result) throttle.Verdict {
+	switch r {
+	case challenge.Accepted:
+		return throttle.Accepted
+	case challenge.Rejected:
+		return throttle.Rejected
+	}
+	return throttle.NotEvaluated
 }
 
 // checkVerify validates a VerifyChallenge request and returns its answer.
@@ -190,8 +204,8 @@ func (s *challengeService) recordVerdict(ctx context.Context, req *pb.VerifyChal
 	}
 }
 
-// accepted answers a right answer; resetThrottle: the user's failure count is
-// to be reset (it has one, or the user was found by the answer).
+// accepted answers a right answer; resetThrottle: the user was found by the
+// answer (a passkey), so the Guard could not reset the user's failure counts.
 func (s *challengeService) accepted(ctx context.Context, req *pb.VerifyChallengeRequest, ch *challenge.Challenge,
 	resp *pb.VerifyChallengeResponse, v Verdict, resetThrottle bool, out challenge.Outcome) *pb.VerifyChallengeResponse {
 	if resetThrottle {

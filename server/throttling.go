@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/backupcodes"
+	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server/throttle"
 )
 
@@ -27,10 +27,13 @@ func retryAfter(d time.Duration) *durationpb.Duration {
 // network is allowed (app passwords, backup codes, admin-issued recovery codes):
 // such attempts are counted per client network only and never against the user,
 // and the user's lock does not hold them up (throttle.Subjects.HighEntropy).
-// A factor with a high-entropy secret (a remembered-device token) joins here.
+// Backup codes carry about 49.5 bits, admin codes 79, app passwords more; a
+// WebAuthn assertion is a signature over a fresh challenge, not a guess. A
+// factor with a high-entropy secret (a remembered-device token) joins here;
+// TOTP and the coming email/SMS codes and push numbers are low-entropy.
 func highEntropy(method string) bool {
 	switch method {
-	case backupcodes.Method, admincodes.Method, "app_password":
+	case backupcodes.Method, admincodes.Method, webauthn.Method, "app_password":
 		return true
 	}
 	return false
@@ -67,32 +70,13 @@ func (s *core) throttledEvent(ctx context.Context, client *pb.ClientContext, sub
 // before it is evaluated (throttle.Guard: the subjects held and their counts
 // read in one transaction with eval and the failure, on every replica). A
 // blocked attempt is audited as checkThrottle does and eval does not run; a
-// rejection's new locks are audited and its counts announced. An error of eval
-// comes back as it is (for errors.Is), others as a status.
-//
-// The challenge flow (phase B of issue 16) holds the challenge too and reads its
-// attempts inside eval, so that they are counted before the answer is looked at:
-//
-//	res, err := s.guardAttempt(ctx, req.GetContext(), throttle.Subjects{UserID: ch.UserID,
-//		IP: clientIP(req.GetContext(), ch.ClientIP), Hold: []string{"challenge:" + ch.ID}}, ch.Method,
-//		func(ctx context.Context) (throttle.Verdict, error) {
-//			// re-read the challenge's state and attempts (LoadSealedChallenge /
-//			// GetChallengeAndFactor); used up: throttle.NotEvaluated
-//			// verify; right: spend it (AdvanceLastStepFrom / ConsumeChallenge), throttle.Accepted
-//			// wrong: FailSealedChallengeAttempt / FailChallengeAttempt, throttle.Rejected
-//		})
+// rejection's new locks are audited and its counts announced. Errors (eval's
+// too) come back as statuses. VerifyChallenge holds the challenge as well
+// (challenge.HoldKey), whose Verify reads its attempts again inside eval.
 func (s *core) guardAttempt(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, eval func(ctx context.Context) (throttle.Verdict, error)) (throttle.Result, error) {
 	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
-	var evalErr error
-	res, err := s.throttle.Guard(ctx, subj, func(ctx context.Context) (throttle.Verdict, error) {
-		v, err := eval(ctx)
-		evalErr = err
-		return v, err
-	})
+	res, err := s.throttle.Guard(ctx, subj, eval)
 	if err != nil {
-		if evalErr != nil && errors.Is(err, evalErr) {
-			return res, err
-		}
 		return res, s.toStatus(ctx, err)
 	}
 	if res.Blocked {

@@ -15,7 +15,11 @@
 //     store; OWASP ASVS 4.0 V2.8.4, NIST SP 800-63B §5.1.4.2 / §5.1.5.2).
 //   - Attempts are bounded per challenge (MaxAttempts) and counted in the store by
 //     one atomic statement before the wrong answer is reported (SP 800-63B
-//     §5.2.2); an expired, used or failed challenge answers Expired.
+//     §5.2.2); an expired, used or failed challenge answers Expired. Verify reads
+//     the challenge again before the answer is looked at, so a caller that holds
+//     the challenge (HoldKey, held by throttle.Guard on every replica) evaluates
+//     at most MaxAttempts answers however many arrive at once, and a right answer
+//     among them is accepted only if it was one of those.
 //   - A sealed id that is altered, truncated, or sealed under another key ring
 //     does not open, and reads as an unknown challenge (ErrNotFound).
 //
@@ -122,7 +126,13 @@ type keeper interface {
 	// answer runs check and, when it accepts, uses the challenge up, as one unit.
 	answer(ctx context.Context, c *Challenge, now time.Time, check Check) error
 	fail(ctx context.Context, c *Challenge, now time.Time) (remaining int, open bool, err error)
+	// reload reads the kind's stored state of c again (state, attempts, factor).
+	reload(ctx context.Context, c *Challenge) error
 }
+
+// HoldKey names c for a hold (throttle.Subjects.Hold): answers to c holding it
+// are verified one at a time, on every replica.
+func HoldKey(c *Challenge) string { return "challenge:" + c.ID }
 
 // Begin makes a challenge for spec and returns it with the id the caller answers with.
 func (cs *Challenges) Begin(ctx context.Context, spec Spec) (*Challenge, string, error) {
@@ -180,12 +190,20 @@ type Outcome struct {
 	Remaining int
 }
 
-// Verify runs check on c. An accepted answer uses c up (of concurrent verifiers
-// one wins; the others get Expired); a rejected one runs beforeFail (the
-// throttle's count: an error stops before the attempt is counted) and then costs
-// one attempt.
+// Verify runs check on c. It first reads c again (within ctx: inside the
+// caller's hold, after every earlier answer's count) and answers Expired without
+// running check when c can no longer be answered. An accepted answer uses c up
+// (of concurrent verifiers one wins; the others get Expired); a rejected one runs
+// beforeFail (nil: nothing; an error stops before the attempt is counted) and
+// then costs one attempt.
 func (cs *Challenges) Verify(ctx context.Context, c *Challenge, check Check, beforeFail func(context.Context) error) (Outcome, error) {
 	now := cs.now().UTC()
+	if err := c.keeper.reload(ctx, c); err != nil {
+		return Outcome{}, err
+	}
+	if !cs.Answerable(c) {
+		return Outcome{Result: Expired}, nil
+	}
 	var accepted bool
 	err := c.keeper.answer(ctx, c, now, func(ctx context.Context) (bool, error) {
 		var err error
@@ -231,6 +249,15 @@ func (k storedKeeper) load(ctx context.Context, id string) (*Challenge, error) {
 }
 
 func (storedKeeper) usedUp(*Challenge) bool { return false }
+
+func (k storedKeeper) reload(ctx context.Context, c *Challenge) error {
+	row, f, err := k.store.GetChallengeAndFactor(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	c.State, c.Attempts, c.ExpiresAt, c.Factor = row.State, row.Attempts, row.ExpiresAt, f
+	return nil
+}
 
 // answer: the answer's own single use (a TOTP step, a backup code, a WebAuthn
 // counter) and the challenge's are one transaction: a right answer that loses the

@@ -99,6 +99,15 @@ func (sealedKeeper) answer(ctx context.Context, _ *Challenge, _ time.Time, check
 	return err
 }
 
+func (k sealedKeeper) reload(ctx context.Context, c *Challenge) error {
+	f, err := k.store.LoadSealedChallenge(ctx, &c.Challenge)
+	if err != nil {
+		return err
+	}
+	c.Factor = f
+	return nil
+}
+
 func (k sealedKeeper) fail(ctx context.Context, c *Challenge, now time.Time) (int, bool, error) {
 	return k.store.FailSealedChallengeAttempt(ctx, &c.Challenge, now)
 }
