@@ -12,9 +12,6 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
-	"github.com/twofactor/twofactor/providers/admincodes"
-	"github.com/twofactor/twofactor/providers/backupcodes"
-	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server/throttle"
 )
 
@@ -24,19 +21,15 @@ func retryAfter(d time.Duration) *durationpb.Duration {
 }
 
 // highEntropy tells whether method's secret cannot be guessed in the attempts a
-// network is allowed (app passwords, backup codes, admin-issued recovery codes):
-// such attempts are counted per client network only and never against the user,
+// network is allowed: an Unguessable factor's, or an app password (130 bits).
+// Such attempts are counted per client network only and never against the user,
 // and the user's lock does not hold them up (throttle.Subjects.HighEntropy).
-// Backup codes carry about 49.5 bits, admin codes 79, app passwords more; a
-// WebAuthn assertion is a signature over a fresh challenge, not a guess. A
-// factor with a high-entropy secret (a remembered-device token) joins here;
-// TOTP and the coming email/SMS codes and push numbers are low-entropy.
-func highEntropy(method string) bool {
-	switch method {
-	case backupcodes.Method, admincodes.Method, webauthn.Method, "app_password":
+func (s *core) highEntropy(method string) bool {
+	if method == "app_password" {
 		return true
 	}
-	return false
+	f, ok := s.factors.named(method)
+	return ok && f.Unguessable
 }
 
 // checkThrottle asks whether subj may make an attempt now. A blocked attempt is
@@ -44,7 +37,7 @@ func highEntropy(method string) bool {
 // It evaluates nothing (a pre-check, e.g. before a challenge is begun): an
 // attempt that evaluates a secret goes through guardAttempt.
 func (s *core) checkThrottle(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Decision, error) {
-	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
+	subj.HighEntropy = subj.HighEntropy || s.highEntropy(method)
 	d, err := s.throttle.Check(ctx, subj)
 	if err != nil {
 		return d, s.toStatus(ctx, err)
@@ -74,7 +67,7 @@ func (s *core) throttledEvent(ctx context.Context, client *pb.ClientContext, sub
 // too) come back as statuses. VerifyChallenge holds the challenge as well
 // (challenge.HoldKey), whose Verify reads its attempts again inside eval.
 func (s *core) guardAttempt(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, eval func(ctx context.Context) (throttle.Verdict, error)) (throttle.Result, error) {
-	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
+	subj.HighEntropy = subj.HighEntropy || s.highEntropy(method)
 	res, err := s.throttle.Guard(ctx, subj, eval)
 	if err != nil {
 		return res, s.toStatus(ctx, err)
@@ -112,7 +105,7 @@ func throttledError(d throttle.Decision) error {
 // ("lockout") and counted. A failure to count is an error: an attempt the
 // throttle could not see must not be answered.
 func (s *core) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
-	subj.HighEntropy = subj.HighEntropy || highEntropy(method)
+	subj.HighEntropy = subj.HighEntropy || s.highEntropy(method)
 	out, err := s.throttle.Failure(ctx, subj)
 	s.announceThrottleFailed(ctx, out.Recorded)
 	if err != nil {
