@@ -152,7 +152,9 @@ func (cs *Challenges) Begin(ctx context.Context, spec Spec) (*Challenge, string,
 	return c, id, nil
 }
 
-// Load reads the challenge id names, with the factor it is bound to.
+// Load reads the challenge id names: a stored one with the factor it is bound
+// to; a sealed one from its id alone (its attempts and its factor, which is its
+// state, are read by Verify, where they count).
 func (cs *Challenges) Load(ctx context.Context, id string) (*Challenge, error) {
 	if strings.IndexByte(id, '.') >= 0 {
 		return cs.sealed.load(ctx, id)
