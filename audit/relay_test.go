@@ -136,6 +136,9 @@ func TestRelayLeaseExpires(t *testing.T) {
 	}
 }
 
+// testNATSToken is the embedded test server's client token (a TCP listener needs one).
+const testNATSToken = "relay-test-token-0123456789abcdefghij"
+
 // restartableNATS is an embedded NATS server with a TCP listener and a file
 // store that a test can stop and start again on the same port and folder, as a
 // NATS restart does.
@@ -159,7 +162,7 @@ func startRestartableNATS(t *testing.T) *restartableNATS {
 }
 
 func (n *restartableNATS) start() {
-	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: n.dir, Listen: n.addr, ServerName: "outage-test"})
+	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: n.dir, Listen: n.addr, ServerName: "outage-test", Token: testNATSToken})
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -181,7 +184,7 @@ func (n *restartableNATS) stop() {
 func TestRelayCatchesUpAfterNATSOutage(t *testing.T) {
 	srv := startRestartableNATS(t)
 	reconnected := make(chan struct{}, 1)
-	nc, err := notify.Connect("nats://"+srv.addr, nats.ReconnectWait(10*time.Millisecond),
+	nc, err := notify.Connect("nats://"+testNATSToken+"@"+srv.addr, nats.ReconnectWait(10*time.Millisecond),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			select {
 			case reconnected <- struct{}{}:

@@ -186,6 +186,10 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.challenges().GetLoginRequirements(c.as("login"), &pb.GetLoginRequirementsRequest{UserId: user})
+		// A network the throttle remembers as familiar to the user.
+		if err := storagetest.OpenURL(t, c.url).RememberFamiliarNetwork(context.Background(), user, "192.0.2.1", time.Now(), time.Hour, time.Hour, 10); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r.admin().SetGroupAdmins(adm, &pb.SetGroupAdminsRequest{Group: "sales", AdminUserIds: []string{"alice", "frank"}})
 	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "bob"}); status.Code(err) != codes.PermissionDenied {

@@ -100,43 +100,45 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	if !s.challenges.Answerable(ch) {
 		return s.expired(ctx, req, ch, resp), nil
 	}
-	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP)}
-	d, err := s.checkThrottle(ctx, req.GetContext(), subj, ch.Method)
+	// The answer is counted before it is looked at: the user, the network and
+	// the challenge are held while the challenge is read again, verified and the
+	// failure counted, in one transaction (throttle.Guard).
+	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP), Hold: []string{challenge.HoldKey(ch)}}
+	var (
+		v      Verdict
+		out    challenge.Outcome
+		failed bool // the answer was wrong
+	)
+	res, err := s.guardAttempt(ctx, req.GetContext(), subj, ch.Method, func(ctx context.Context) (throttle.Verdict, error) {
+		var err error
+		out, err = s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
+			var err error
+			v, err = f.Challenge.Verify(ctx, ch, ans)
+			return v.Accepted, err
+		}, func(context.Context) error {
+			failed = true // the Guard counts the failure in its transaction
+			return nil
+		}, func(ctx context.Context, o challenge.Outcome) error {
+			// In the transaction that accepts the answer or counts the wrong one.
+			resolveVerdict(resp, v)
+			return s.auditTx(ctx, req.GetContext(), outcomeEvents(ch, resp, v, o)...)
+		})
+		return guardVerdict(out.Result), err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if d.Blocked {
+	if res.Blocked {
 		// Refused before the factor sees the answer: no attempt is used up.
 		s.metrics.verification(ch.Method, "throttled")
 		resp.Result = pb.VerifyResult_VERIFY_RESULT_THROTTLED
-		resp.RetryAfter = retryAfter(d.RetryAfter)
+		resp.RetryAfter = retryAfter(res.Decision.RetryAfter)
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
 		return resp, nil
 	}
-	var (
-		v      Verdict
-		failed bool // the answer was wrong: beforeFail ran
-	)
-	out, err := s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
-		var err error
-		v, err = f.Challenge.Verify(ctx, ch, ans)
-		return v.Accepted, err
-	}, func(ctx context.Context) error {
-		failed = true
-		resolveVerdict(resp, v)
-		_, err := s.throttleFailure(ctx, req.GetContext(), throttle.Subjects{UserID: resp.UserId, IP: subj.IP}, ch.Method)
-		return err
-	}, func(ctx context.Context, o challenge.Outcome) error {
-		// In the transaction that accepts the answer or counts the wrong one.
-		resolveVerdict(resp, v)
-		return s.auditTx(ctx, req.GetContext(), outcomeEvents(ch, resp, v, o)...)
-	})
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
 	switch out.Result {
 	case challenge.Accepted:
-		return s.accepted(ctx, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out), nil
+		return s.accepted(ctx, ch, resp, v, ch.UserID == "", out), nil
 	case challenge.Rejected:
 		return s.rejected(ch, resp, v, out), nil
 	}
@@ -144,6 +146,17 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 		s.auditAll(ctx, req.GetContext(), v.Audit)
 	}
 	return s.expired(ctx, req, ch, resp), nil
+}
+
+// guardVerdict is what a challenge's result means to the throttle.
+func guardVerdict(r challenge.Result) throttle.Verdict {
+	switch r {
+	case challenge.Accepted:
+		return throttle.Accepted
+	case challenge.Rejected:
+		return throttle.Rejected
+	}
+	return throttle.NotEvaluated
 }
 
 // checkVerify validates a VerifyChallenge request and returns its answer.
@@ -216,8 +229,8 @@ func outcomeEvents(ch *challenge.Challenge, resp *pb.VerifyChallengeResponse, v 
 }
 
 // accepted answers a right answer (its audit events are committed with it);
-// resetThrottle: the user's failure count is to be reset (it has one, or the
-// user was found by the answer).
+// resetThrottle: the user was found by the answer (a passkey), so the Guard
+// could not reset the user's failure counts.
 func (s *challengeService) accepted(ctx context.Context, ch *challenge.Challenge,
 	resp *pb.VerifyChallengeResponse, v Verdict, resetThrottle bool, out challenge.Outcome) *pb.VerifyChallengeResponse {
 	if resetThrottle {

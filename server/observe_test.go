@@ -151,8 +151,11 @@ func TestTOTPGuessingStoppedAcrossReplicas(t *testing.T) {
 		t.Fatalf("right code after clear: %v", got)
 	}
 
-	// Lock again; open a challenge from alice's network first, then the lock
-	// refuses even the right code on it until the lock expires.
+	// Lock again (alice has passed a second factor from 198.51.100.20 now: the
+	// strangers lock her count for other networks only); open a challenge from
+	// her network first, then the lock refuses even the right code on it from a
+	// network she never signed in from, until the lock expires, while from her
+	// own network it is accepted (smart lockout).
 	ch, err = beginFrom(c, a, "alice", "198.51.100.20")
 	if err != nil {
 		t.Fatal(err)
@@ -164,17 +167,20 @@ func TestTOTPGuessingStoppedAcrossReplicas(t *testing.T) {
 	}
 	c.clock.Add(30 * time.Second)
 	code, _ = totp.CodeAt(seed, params, c.clock.Now())
-	got := verifyFrom(t, c, b, ch.GetChallengeId(), code, "198.51.100.20")
+	got := verifyFrom(t, c, b, ch.GetChallengeId(), code, "192.0.2.77")
 	if got.Result != pb.VerifyResult_VERIFY_RESULT_THROTTLED || got.GetRetryAfter().AsDuration() <= 14*time.Minute {
-		t.Fatalf("right code while locked: %v", got)
+		t.Fatalf("right code while locked, from a new network: %v", got)
+	}
+	if got := verifyFrom(t, c, a, ch.GetChallengeId(), code, "198.51.100.20"); got.Result != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		t.Fatalf("right code while locked, from alice's familiar network: %v", got)
 	}
 	c.clock.Add(15 * time.Minute)
 	code, _ = totp.CodeAt(seed, params, c.clock.Now())
-	ch, err = beginFrom(c, b, "alice", "198.51.100.20")
+	ch, err = beginFrom(c, b, "alice", "192.0.2.77")
 	if err != nil {
 		t.Fatalf("BeginChallenge after the lock expired: %v", err)
 	}
-	if got := verifyFrom(t, c, a, ch.GetChallengeId(), code, "198.51.100.20"); got.Result != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+	if got := verifyFrom(t, c, a, ch.GetChallengeId(), code, "192.0.2.77"); got.Result != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
 		t.Fatalf("right code after the lock expired: %v", got)
 	}
 

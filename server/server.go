@@ -235,6 +235,9 @@ func (s *Server) Sweep(ctx context.Context) error {
 	if _, err := s.store.DeleteExpiredPendingFactors(ctx, now); err != nil {
 		return err
 	}
+	if _, err := s.store.DeleteFamiliarNetworksBefore(ctx, now); err != nil {
+		return err
+	}
 	_, err := s.store.DeleteThrottlesBefore(ctx, now.Add(-s.throttle.Config().Window))
 	return err
 }

@@ -14,8 +14,9 @@ import (
 // challenge's state, the TOTP step's conditional update) skip gorm's statement
 // builder and its callbacks: they are written as SQL, prepared once on the writer's
 // pool and run through database/sql. That builder was a third of the update's cost
-// (docs/PERFORMANCE.md). Inside InTx they join the transaction through gorm, as
-// every other Store call does.
+// (docs/PERFORMANCE.md). Inside InTx they join the transaction, bound to it as
+// the statement prepared on the hot pool (txStmt), as every other Store call
+// joins it.
 
 // maxHotStmts bounds the prepared statements kept; the login path has a handful
 // (the throttle read has one per number of subjects).
@@ -74,6 +75,10 @@ func (s *Store) prepared(ctx context.Context, query string) (st *sql.Stmt, kept 
 // hotQuery runs a login-path query (placeholders written "?").
 func (s *Store) hotQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
+		if st, done, ok := s.txStmt(ctx, tx, query); ok {
+			defer done()
+			return st.QueryContext(ctx, args...)
+		}
 		return tx.Raw(query, args...).Rows()
 	}
 	st, kept, err := s.prepared(ctx, query)
@@ -89,6 +94,14 @@ func (s *Store) hotQuery(ctx context.Context, query string, args ...any) (*sql.R
 // hotExec runs a login-path statement and returns the rows it changed.
 func (s *Store) hotExec(ctx context.Context, query string, args ...any) (int64, error) {
 	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
+		if st, done, ok := s.txStmt(ctx, tx, query); ok {
+			defer done()
+			res, err := st.ExecContext(ctx, args...)
+			if err != nil {
+				return 0, err
+			}
+			return res.RowsAffected()
+		}
 		res := tx.Exec(query, args...)
 		return res.RowsAffected, res.Error
 	}

@@ -22,6 +22,7 @@ func models() []any {
 		&EnforcementStart{},
 		&WebAuthnUser{},
 		&ThrottleState{},
+		&FamiliarNetwork{},
 		&AuditRecord{},
 		&Counter{},
 		&AuditRelayLease{},

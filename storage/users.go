@@ -24,6 +24,7 @@ func userRows() []struct {
 		{&EnforcementStart{}, "user_id"},
 		{&AppPassword{}, "user_id"},
 		{&WebAuthnUser{}, "user_id"},
+		{&FamiliarNetwork{}, "user_id"},
 	}
 }
 

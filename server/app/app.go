@@ -420,7 +420,7 @@ func Init(cfg *Config, log *slog.Logger) error {
 // restrictDataFiles makes the files authd keeps in the data folder mode 0600 (the
 // SQLite files are storage.Open's; the JetStream store is in the 0700 folder).
 func restrictDataFiles(cfg *Config, log *slog.Logger) {
-	for _, p := range []string{cfg.KeyFile, cfg.APIKeysFile, cfg.AdminKeyPath(), filepath.Join(cfg.DataDir, notify.TokenFileName)} {
+	for _, p := range []string{cfg.KeyFile, cfg.APIKeysFile, cfg.AdminKeyPath(), cfg.DeliveryKeyFile, filepath.Join(cfg.DataDir, notify.TokenFileName)} {
 		if filepath.Dir(p) != filepath.Clean(cfg.DataDir) {
 			continue // the operator's file elsewhere (perhaps a read-only secret)
 		}

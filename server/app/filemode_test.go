@@ -23,7 +23,7 @@ func TestDataFilesArePrivate(t *testing.T) {
 		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
 			t.Fatalf("data folder: %v, %v", fi.Mode(), err)
 		}
-		for _, name := range []string{"keys.json", "api-keys.json", "admin.key", "nats-token", "twofactor.db", "twofactor.db-wal", "twofactor.db-shm"} {
+		for _, name := range []string{"keys.json", "api-keys.json", "admin.key", "delivery.key", "nats-token", "twofactor.db", "twofactor.db-wal", "twofactor.db-shm"} {
 			fi, err := os.Stat(filepath.Join(dir, name))
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)

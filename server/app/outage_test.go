@@ -33,6 +33,9 @@ import (
 // succeeding within its deadline; the overall health stays SERVING while the
 // events service turns NOT_SERVING and back; and once NATS is back every audit
 // row reaches the stream, each once by id.
+// outageNATSToken is the test NATS server's client token (a TCP listener needs one).
+const outageNATSToken = "outage-test-token-0123456789abcdefghij"
+
 func TestLoginsSurviveANATSOutage(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,7 +47,7 @@ func TestLoginsSurviveANATSOutage(t *testing.T) {
 	var emb *notify.Embedded
 	startNATS := func() {
 		var err error
-		if emb, err = notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: natsDir, Listen: natsAddr, ServerName: "outage"}); err != nil {
+		if emb, err = notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: natsDir, Listen: natsAddr, ServerName: "outage", Token: outageNATSToken}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,7 +55,7 @@ func TestLoginsSurviveANATSOutage(t *testing.T) {
 	t.Cleanup(func() { emb.Shutdown() })
 
 	dbURL := storagetest.URL(t)
-	conn, cfg := startAuthd(t, "-nats-url", "nats://"+natsAddr, "-database-url", dbURL, "-health-interval", "100ms",
+	conn, cfg := startAuthd(t, "-nats-url", "nats://"+outageNATSToken+"@"+natsAddr, "-database-url", dbURL, "-health-interval", "100ms",
 		"-audit-publish-timeout", "500ms")
 	users := enrollBackupCodes(t, conn, 30)
 	logins := &loginLoad{conn: conn, users: users}
@@ -69,7 +72,7 @@ func TestLoginsSurviveANATSOutage(t *testing.T) {
 
 	st := storagetest.OpenURL(t, dbURL)
 	var rows int64
-	nc, err := notify.Connect("nats://" + natsAddr)
+	nc, err := notify.Connect("nats://" + outageNATSToken + "@" + natsAddr)
 	if err != nil {
 		t.Fatal(err)
 	}

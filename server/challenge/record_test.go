@@ -83,13 +83,20 @@ func TestOutcomeCommitsWithItsRecord(t *testing.T) {
 				t.Fatalf("accepted with a failing record: %v", err)
 			}
 			c := load()
+			if err := c.keeper.reload(ctx, c); err != nil { // Verify reads the factor itself
+				t.Fatal(err)
+			}
 			if c.Factor == nil || c.Factor.LastStep == nil || *c.Factor.LastStep != 10 || !cs.Answerable(c) {
 				t.Fatalf("after a rolled-back acceptance: factor %+v, answerable %v", c.Factor, cs.Answerable(c))
 			}
 			if out, err := cs.Verify(ctx, c, spend, nil, inTx); err != nil || out.Result != Accepted {
 				t.Fatalf("accepted: %+v, %v", out, err)
 			}
-			if c := load(); cs.Answerable(c) {
+			c = load()
+			if err := c.keeper.reload(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			if cs.Answerable(c) {
 				t.Fatal("still answerable after its acceptance committed")
 			}
 		})
