@@ -18,6 +18,9 @@ import (
 // ErrNotConnected (the error itself shows that nothing waited for a flush, which
 // would end in a deadline), and an invalid event is ErrInvalidEvent, which a
 // retry cannot fix; once NATS is back they work again.
+// outageToken is the test server's client token (a TCP listener needs one).
+const outageToken = "notify-outage-token-0123456789abcdef"
+
 func TestPublishFailsFastWhileDisconnected(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,7 +30,7 @@ func TestPublishFailsFastWhileDisconnected(t *testing.T) {
 	l.Close()
 	dir := filepath.Join(t.TempDir(), "nats")
 	start := func() *notify.Embedded {
-		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: dir, Listen: addr})
+		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: dir, Listen: addr, Token: outageToken})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +38,7 @@ func TestPublishFailsFastWhileDisconnected(t *testing.T) {
 	}
 	emb := start()
 	reconnected, disconnected := make(chan struct{}, 1), make(chan struct{}, 1)
-	nc, err := notify.Connect("nats://"+addr, nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }),
+	nc, err := notify.Connect("nats://"+outageToken+"@"+addr, nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { disconnected <- struct{}{} }))
 	if err != nil {
 		t.Fatal(err)

@@ -25,6 +25,7 @@ type Config struct {
 	DataDir         string
 	NATSURL         string
 	NATSPrefix      string
+	NATSTokenFile   string
 	DeliveryKeyFile string
 	MetricsListen   string
 	LogLevel        string
@@ -90,6 +91,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "data", "folder of the delivery key and the development outbox")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "nats://… of the NATS server or cluster (comma-separated list; required)")
+	fs.StringVar(&c.NATSTokenFile, "nats-token-file", "", "file holding the NATS client token (authd's <data-dir>/nats-token for its embedded server); default <data-dir>/nats-token when it exists")
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", notify.DefaultPrefix, "prefix of every NATS subject and stream")
 	fs.StringVar(&c.DeliveryKeyFile, "delivery-key-file", "", "delivery key shared with authd; default <data-dir>/delivery.key")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "127.0.0.1:9465", "address of GET /metrics and GET /healthz")

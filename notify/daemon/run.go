@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -126,7 +128,15 @@ func Run(ctx context.Context, c *Config, log *slog.Logger) error {
 		return errors.New("nats-url is required")
 	}
 	names, _ := notify.NewNames(c.NATSPrefix)
-	nc, err := notify.Connect(c.NATSURL, nats.Name("notifyd"), nats.RetryOnFailedConnect(true))
+	opts := []nats.Option{nats.Name("notifyd"), nats.RetryOnFailedConnect(true)}
+	if tokenFile := c.natsTokenFile(); tokenFile != "" {
+		tok, err := notify.TokenOption(tokenFile)
+		if err != nil {
+			return fmt.Errorf("nats-token-file: %w", err)
+		}
+		opts = append(opts, tok)
+	}
+	nc, err := notify.Connect(c.NATSURL, opts...)
 	if err != nil {
 		return fmt.Errorf("nats-url: %w", err)
 	}
@@ -246,4 +256,17 @@ func Healthcheck(ctx context.Context, addr string) error {
 		return fmt.Errorf("healthz answered %s", resp.Status)
 	}
 	return nil
+}
+
+// natsTokenFile is the token file to present: the one configured, else the data
+// folder's nats-token when there is one (authd's embedded server writes it there).
+func (c *Config) natsTokenFile() string {
+	if c.NATSTokenFile != "" {
+		return c.NATSTokenFile
+	}
+	p := filepath.Join(c.DataDir, notify.TokenFileName)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
 }

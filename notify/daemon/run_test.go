@@ -17,7 +17,12 @@ import (
 // waits for authd's streams, answers /healthz, delivers, and stops on its context.
 func TestRunStandalone(t *testing.T) {
 	dir := t.TempDir()
-	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"})
+	// As authd's data folder holds it: notifyd finds the token there by itself.
+	token, err := notify.EnsureTokenFile(filepath.Join(dir, notify.TokenFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0", Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
