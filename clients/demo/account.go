@@ -169,7 +169,7 @@ func (h *Handler) totpFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if code == "" || len(code) > 16 {
-		retry(http.StatusBadRequest, "Enter the 6-digit code your app shows now.")
+		retry(http.StatusBadRequest, "Enter the code your app shows now.")
 		return
 	}
 	ctx, cancel := h.ctx(r)

@@ -229,6 +229,8 @@ type view struct {
 	LoginFor string
 	Methods  map[string]bool
 	Result   *result
+	// CodeDigits is the length of the user's TOTP codes (0: not one length).
+	CodeDigits int
 
 	// Account
 	Factors      []*pb.Factor

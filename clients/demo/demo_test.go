@@ -38,7 +38,7 @@ type fixture struct {
 	c      *client.Client
 }
 
-func start(t *testing.T) *fixture {
+func start(t *testing.T, authdFlags ...string) *fixture {
 	t.Helper()
 	// The demo's listener comes first: its origin is authd's allowed WebAuthn origin.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -59,10 +59,10 @@ func start(t *testing.T) *fixture {
 	t.Cleanup(pwned.Close)
 
 	dataDir := t.TempDir()
-	cfg, err := app.Parse("authd", []string{
+	cfg, err := app.Parse("authd", append([]string{
 		"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-database-url", storagetest.URL(t),
 		"-webauthn-origins", origin, "-breached-url", pwned.URL,
-	}, func(string) string { return "" })
+	}, authdFlags...), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +243,28 @@ func TestTOTPEnrollAndSignIn(t *testing.T) {
 	b.post("/account/factors/remove", url.Values{"id": {factorID}})
 	if p := b.post("/account/factors/remove", url.Values{"id": {factorID}}); p.status != http.StatusNotFound || !strings.Contains(p.body, "Removing the factor: not found") {
 		t.Fatalf("remove twice: %d\n%s", p.status, p.body)
+	}
+}
+
+// The code field names the length of the user's codes: 8 on an 8-digit
+// deployment (issue 17: it said "6-digit code" whatever the deployment).
+func TestCodeLabelFollowsTOTPDigits(t *testing.T) {
+	f := start(t, "-totp-digits", "8")
+	b := f.browser(t)
+	b.signIn("dora").must(t, "/account")
+	p := b.post("/account/totp", url.Values{"name": {"Phone"}}).must(t, "/account/totp", "8 digits")
+	secret := strings.ReplaceAll(p.find(t, `Secret: <code class="big">([A-Z2-7 ]+)</code>`), " ", "")
+	factorID := p.find(t, `name="factor_id" value="([0-9a-f-]{36})"`)
+	seed, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _ := totp.CodeAt(seed, totp.Params{Algorithm: "SHA1", Digits: 8, Period: 30}, time.Now())
+	b.post("/account/totp/finish", url.Values{"factor_id": {factorID}, "code": {code}}).must(t, "/account", "Authenticator app added")
+	b.signOut()
+	p = b.signIn("dora").must(t, "/signin/second", `<label for="totp-code">8-digit code</label>`)
+	if strings.Contains(p.body, "6-digit") {
+		t.Fatalf("an 8-digit deployment's code field says 6 digits:\n%s", p.body)
 	}
 }
 
