@@ -124,6 +124,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /account/totp/finish", h.totpFinish)
 	m.HandleFunc("POST /account/webauthn/begin", h.enrollWebAuthnBegin)
 	m.HandleFunc("POST /account/webauthn/finish", h.enrollWebAuthnFinish)
+	m.HandleFunc("POST /account/webauthn/cancel", h.enrollWebAuthnCancel)
 	m.HandleFunc("POST /account/backup-codes", h.backupCodes)
 	m.HandleFunc("POST /account/app-passwords", h.issueAppPassword)
 	m.HandleFunc("POST /account/app-passwords/revoke", h.revokeAppPassword)

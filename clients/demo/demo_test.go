@@ -338,6 +338,54 @@ func TestSecurityKeySignIn(t *testing.T) {
 	}
 }
 
+// A registration the browser gives up on (a key refused by excludeCredentials,
+// a cancelled prompt) is cancelled, and leaves no pending factor row; a
+// cancel names only the user's own pending WebAuthn enrollments.
+func TestWebAuthnCancelDropsPendingFactor(t *testing.T) {
+	f := start(t)
+	b := f.browser(t)
+	b.signIn("gus").must(t, "/account")
+	b.enrollKey(newAuthenticator(t, softauthn.Options{}), "YubiKey", false)
+	begin := b.postJSON("/account/webauthn/begin", map[string]any{"name": "Again"})
+	if !begin.OK {
+		t.Fatalf("begin: %+v", begin)
+	}
+	pending := func() (n, active int) {
+		fs, err := f.c.Enrollment.ListFactors(context.Background(), &pb.ListFactorsRequest{UserId: "gus"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range fs.GetFactors() {
+			switch x.GetState() {
+			case pb.FactorState_FACTOR_STATE_PENDING:
+				n++
+			case pb.FactorState_FACTOR_STATE_ACTIVE:
+				active++
+			}
+		}
+		return n, active
+	}
+	if n, _ := pending(); n != 1 {
+		t.Fatalf("%d pending factors after begin, want 1", n)
+	}
+	var activeID string
+	fs, _ := f.c.Enrollment.ListFactors(context.Background(), &pb.ListFactorsRequest{UserId: "gus"})
+	for _, x := range fs.GetFactors() {
+		if x.GetState() == pb.FactorState_FACTOR_STATE_ACTIVE {
+			activeID = x.GetId()
+		}
+	}
+	if a := b.postJSON("/account/webauthn/cancel", map[string]any{"factorId": activeID}); !a.OK {
+		t.Fatalf("cancel of an active factor: %+v", a)
+	}
+	if a := b.postJSON("/account/webauthn/cancel", map[string]any{"factorId": begin.FactorID}); !a.OK {
+		t.Fatalf("cancel: %+v", a)
+	}
+	if n, active := pending(); n != 0 || active != 1 {
+		t.Fatalf("after cancel: %d pending, %d active factors; want 0 and 1 (the active key stays)", n, active)
+	}
+}
+
 func TestPasskeyUsernameless(t *testing.T) {
 	f := start(t)
 	b := f.browser(t)

@@ -179,7 +179,14 @@
       const opts = await creationOptions(begin.options);
       const p = startPrompt(opts);
       let cred;
-      try { cred = await navigator.credentials.create({ publicKey: opts, signal: p.signal }); } finally { p.done(); }
+      try {
+        cred = await navigator.credentials.create({ publicKey: opts, signal: p.signal });
+      } catch (e) {
+        // Refused (already registered), cancelled or timed out: the pending
+        // enrollment is dropped now rather than left until it expires.
+        await post("/account/webauthn/cancel", { factorId: begin.factorId }).catch(function () {});
+        throw e;
+      } finally { p.done(); }
       const fin = await post("/account/webauthn/finish", { factorId: begin.factorId, credential: credentialJSON(cred) });
       show(fin.ok ? "accepted" : "rejected", fin.message || "");
       if (fin.ok && fin.redirect) location.href = fin.redirect;
