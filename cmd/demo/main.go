@@ -4,6 +4,9 @@
 //
 //	go run ./cmd/authd &
 //	go run ./cmd/demo
+//
+// `demo healthcheck [-listen addr]` exits 0 when the demo at that address
+// answers its sign-in page (for container healthchecks: the image has no shell).
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -32,6 +36,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:])
+	}
 	var f demo.Flags
 	if err := demo.NewFlagSet("demo", &f).Parse(args); err != nil {
 		return err
@@ -64,4 +71,30 @@ func run(args []string) error {
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shut)
+}
+
+// healthcheck asks the demo listening at -listen for its sign-in page, which
+// it renders without calling authd.
+func healthcheck(args []string) error {
+	var f demo.Flags
+	if err := demo.NewFlagSet("demo healthcheck", &f).Parse(args); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(f.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %q: %w", f.Listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, port) + "/signin")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /signin: %s", resp.Status)
+	}
+	return nil
 }
