@@ -102,7 +102,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.WebAuthnOrigins, "webauthn-origins", "http://localhost:8080", "comma-separated allowed origins (https://…, android:apk-key-hash:…)")
 	fs.StringVar(&c.WebAuthnUV, "webauthn-user-verification", "preferred", "required, preferred or discouraged")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
-	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API), offline (local list) or off")
+	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API; needs internet access), offline (local list) or off")
 	fs.StringVar(&c.BreachedURL, "breached-url", "https://api.pwnedpasswords.com", "base URL of the range API")
 	fs.StringVar(&c.BreachedFile, "breached-file", "", "offline mode: the pwned-passwords SHA-1 list ordered by hash")
 	fs.BoolVar(&c.BreachedFailClosed, "breached-fail-closed", false, "answer Unavailable when the range API cannot be reached (default: fail open)")
