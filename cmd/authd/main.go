@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -83,6 +84,12 @@ func run(args []string) error {
 	if initOnly {
 		return app.Init(cfg, log)
 	}
+	return serve(cfg, log)
+}
+
+// serve runs authd until SIGINT or SIGTERM, reloading the API key file when it
+// changes or on SIGHUP.
+func serve(cfg *app.Config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := app.New(ctx, cfg, log)
