@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
@@ -238,12 +240,31 @@ func demoFlags() map[string]bool {
 // its -h, named the way app.Parse names authd's (TWOFACTOR_UPPER_SNAKE).
 func notifydVariables(t *testing.T) map[string]bool {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(root, "cmd", "notifyd")); err != nil {
-		return nil
+	notifydOnce.Do(func() { notifydNames, notifydErr = readNotifydFlags() })
+	if notifydErr != nil {
+		t.Fatal(notifydErr)
 	}
-	bin := filepath.Join(t.TempDir(), "notifyd")
+	return notifydNames
+}
+
+var (
+	notifydOnce  sync.Once
+	notifydNames map[string]bool
+	notifydErr   error
+)
+
+func readNotifydFlags() (map[string]bool, error) {
+	if _, err := os.Stat(filepath.Join(root, "cmd", "notifyd")); err != nil {
+		return nil, nil
+	}
+	dir, err := os.MkdirTemp("", "notifyd-flags-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "notifyd")
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/notifyd").CombinedOutput(); err != nil {
-		t.Fatalf("build notifyd: %v\n%s", err, out)
+		return nil, fmt.Errorf("build notifyd: %v\n%s", err, out)
 	}
 	out, _ := exec.Command(bin, "-h").CombinedOutput()
 	names := map[string]bool{}
@@ -251,9 +272,9 @@ func notifydVariables(t *testing.T) map[string]bool {
 		names["TWOFACTOR_"+strings.ToUpper(strings.ReplaceAll(m[1], "-", "_"))] = true
 	}
 	if len(names) == 0 {
-		t.Fatalf("notifyd -h lists no flags:\n%s", out)
+		return nil, fmt.Errorf("notifyd -h lists no flags:\n%s", out)
 	}
-	return names
+	return names, nil
 }
 
 func checkVariables(t *testing.T, services types.Services) {

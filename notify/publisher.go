@@ -20,6 +20,7 @@ type Publisher struct {
 	names Names
 	now   func() time.Time
 	newID func() string
+	key   *DeliveryKey
 }
 
 // NewPublisher returns a publisher over js (JetStream subjects) and nc (core NATS
@@ -114,17 +115,31 @@ func (p *Publisher) PublishAuditAsync(ev AuditEvent) (*AuditAck, error) {
 	return &AuditAck{subject: subject, msgID: ev.ID, f: f}, nil
 }
 
-// PublishGatewaySend publishes g on <p>.gateway.send.<g.Channel> with the challenge id as
-// the message id, so a retried BeginChallenge does not send the code twice.
+// WithDeliveryKey returns a copy of p that seals gateway sends under k. Without a key,
+// PublishGatewaySend refuses to publish: a code is never put on NATS in clear.
+func (p *Publisher) WithDeliveryKey(k *DeliveryKey) *Publisher {
+	c := *p
+	c.key = k
+	return &c
+}
+
+// PublishGatewaySend seals g's secret part (destination, code, text) under the delivery
+// key and publishes it on <p>.gateway.send.<g.Channel> with the challenge id as the
+// message id, so a retried BeginChallenge does not send the code twice. Publish only
+// after the challenge is stored; record StatusQueued on it once this returns.
 func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error {
-	if !ValidChannel(g.Channel) {
-		return fmt.Errorf("notify: gateway send channel %q: want one of %v", g.Channel, GatewayChannels)
+	if p.key == nil {
+		return errors.New("notify: publish gateway send: no delivery key (Publisher.WithDeliveryKey)")
 	}
-	if err := validToken("gateway send challenge id", g.ChallengeID); err != nil {
+	data, err := p.key.SealGatewaySend(g)
+	if err != nil {
 		return err
 	}
-	g.V = SchemaVersion
-	return p.publishJSON(ctx, p.names.GatewaySend(g.Channel), g.ChallengeID, g)
+	subject := p.names.GatewaySend(g.Channel)
+	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(g.ChallengeID)); err != nil {
+		return fmt.Errorf("notify: publish %s (msg id %s): %w", subject, g.ChallengeID, err)
+	}
+	return nil
 }
 
 // PublishPushRequest publishes r on <p>.push.request with the challenge id as message id.

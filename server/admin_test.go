@@ -191,7 +191,12 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "bob"}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("group admin deleting outside her groups: %v", err)
 	}
-	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "alice"}); err != nil {
+	// alice now administers sales, which carol does not: no lateral step (issue 16,
+	// finding 8); a full admin deletes her.
+	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "alice"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("group admin deleting a group admin of another group: %v", err)
+	}
+	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "root", UserId: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	db := storagetest.OpenURL(t, c.url).DB(context.Background())

@@ -23,6 +23,7 @@ func models() []any {
 		&WebAuthnUser{},
 		&ThrottleState{},
 		&AuditRecord{},
+		&Counter{},
 	}
 }
 

@@ -288,10 +288,10 @@ func (tp *topology) startNotifyd(t *testing.T, natsURL, prefix string) {
 	}
 	host, port, _ := net.SplitHostPort(tp.mailSMTP)
 	for i := 1; i <= 2; i++ {
-		health := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		env := []string{
 			"TWOFACTOR_DATA_DIR=" + tp.dataDir, "TWOFACTOR_NATS_URL=" + natsURL, "TWOFACTOR_NATS_PREFIX=" + prefix,
-			fmt.Sprintf("TWOFACTOR_METRICS_LISTEN=127.0.0.1:%d", freePort(t)), "TWOFACTOR_HEALTH_LISTEN=" + health, "TWOFACTOR_SMTP_HOST=" + host, "TWOFACTOR_SMTP_PORT=" + port,
+			fmt.Sprintf("TWOFACTOR_METRICS_LISTEN=127.0.0.1:%d", freePort(t)), // and /healthz
+			"TWOFACTOR_SMTP_HOST=" + host, "TWOFACTOR_SMTP_PORT=" + port, "TWOFACTOR_SMTP_TLS=none",
 			"TWOFACTOR_SMTP_FROM=twofactor@localhost", "TWOFACTOR_LOG_FORMAT=text",
 		}
 		name := fmt.Sprintf("notifyd-%d", i)
@@ -352,8 +352,8 @@ func TestTopology(t *testing.T) {
 			verifies++
 		}
 	}
-	t.Logf("proxy: %d RPCs, %d to authd-1 and %d to authd-2; %d of %d VerifyChallenge answered by the other replica than their BeginChallenge",
-		len(calls), per[0], per[1], crossed, verifies)
+	t.Logf("proxy: %d RPCs, %d to authd-1 and %d to authd-2; %d of %d VerifyChallenge answered by the other replica than their BeginChallenge; %d notifyd running",
+		len(calls), per[0], per[1], crossed, verifies, tp.notifyd)
 	if per[0] == 0 || per[1] == 0 {
 		t.Errorf("a replica served no RPC: %v", per)
 	}

@@ -27,14 +27,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/pquerna/otp"
-
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/breached"
-	"github.com/twofactor/twofactor/providers/policy"
-	"github.com/twofactor/twofactor/providers/totp"
-	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
@@ -54,6 +49,8 @@ type App struct {
 	metricsLis net.Listener
 	nc         *nats.Conn
 	events     *notify.Publisher
+	js         jetstream.JetStream
+	names      notify.Names
 	closers    []func()
 }
 
@@ -82,101 +79,26 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	if err := Init(cfg, log); err != nil {
 		return nil, err
 	}
-	ring, err := storage.LoadKeyRing(cfg.KeyFile)
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
+	}
+	ring, err := a.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	kf, err := server.LoadAPIKeyFile(cfg.APIKeysFile)
+	deps, err := a.buildDeps(ring)
 	if err != nil {
 		return nil, err
 	}
-	if a.apiKeys, err = server.NewAPIKeys(kf.Keys); err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.APIKeysFile, err)
-	}
-
-	if a.store, err = storage.Open(ctx, cfg.DatabaseURL, storage.Options{}); err != nil {
-		return nil, err
-	}
-	a.closers = append(a.closers, func() { a.store.Close() })
-	if err := a.store.Migrate(ctx); err != nil {
-		return nil, err
-	}
-
-	alg, err := totp.ParseAlgorithm(cfg.TOTPAlgorithm)
+	a.srv, err = server.New(deps, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts})
 	if err != nil {
 		return nil, err
-	}
-	if err := a.startNATS(ctx); err != nil {
-		return nil, err
-	}
-	pol, err := policy.New(a.store, policy.Options{AdminGroups: splitList(cfg.AdminGroups), CacheTTL: cfg.PolicyCacheTTL})
-	if err != nil {
-		return nil, err
-	}
-	wa, err := webauthn.New(a.store, webauthn.Config{
-		RPID: cfg.WebAuthnRPID, RPDisplayName: cfg.WebAuthnRPName, RPOrigins: splitList(cfg.WebAuthnOrigins),
-		UserVerification: cfg.WebAuthnUV,
-	}, server.WebAuthnPolicy(pol), nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("webauthn: %w", err)
-	}
-	ap, err := apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: cfg.AppPasswordCache})
-	if err != nil {
-		return nil, err
-	}
-	bc, err := a.breachedChecker()
-	if err != nil {
-		return nil, err
-	}
-	tp, err := totp.New(a.store, ring, totp.Config{
-		Issuer: cfg.TOTPIssuer, Algorithm: alg, Digits: otp.Digits(cfg.TOTPDigits),
-		Period: uint(cfg.TOTPPeriod), Skew: uint(cfg.TOTPSkew), SkewSet: true,
-	}, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	tc, err := cfg.throttleConfig()
-	if err != nil {
-		return nil, err
-	}
-	th, err := throttle.New(a.store, tc, nil)
-	if err != nil {
-		return nil, err
-	}
-	metrics := server.NewMetrics()
-	a.srv, err = server.New(server.Deps{
-		Throttle: th, Metrics: metrics,
-		Store: a.store, Keys: ring, APIKeys: a.apiKeys, TOTP: tp, Logger: log,
-		Policy: pol, WebAuthn: wa, AppPasswords: ap, Events: a.events, Breached: bc,
-	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts, AuditPublishTimeout: cfg.AuditPublishTimeout})
-	if err != nil {
-		return nil, err
-	}
-
-	opts := append(a.srv.ServerOptions(),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(1<<20),
-		// Reused goroutines keep the deep stacks the SQLite driver grows, instead
-		// of growing (copying) a fresh stack for every RPC; when all are busy, gRPC
-		// starts a goroutine as it would without them.
-		grpc.NumStreamWorkers(uint32(8*runtime.GOMAXPROCS(0))),
-	)
-	if cfg.TLSCert != "" {
-		tc, err := serverTLS(cfg)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	a.closers = append(a.closers, a.srv.Close)
-	a.grpc = grpc.NewServer(opts...)
-	a.srv.Register(a.grpc)
-	a.health = health.NewServer()
-	healthpb.RegisterHealthServer(a.grpc, a.health)
-	if cfg.Reflection {
-		reflection.Register(a.grpc)
+	if err := a.buildGRPC(); err != nil {
+		return nil, err
 	}
-	if err := a.startMetrics(metrics); err != nil {
+	if err := a.startMetrics(deps.Metrics); err != nil {
 		return nil, err
 	}
 	if a.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -188,6 +110,91 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 		}
 	}
 	return a, nil
+}
+
+// open loads the keys and opens the store (migrated) and NATS.
+func (a *App) open(ctx context.Context) (*storage.KeyRing, error) {
+	ring, err := storage.LoadKeyRing(a.cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	kf, err := server.LoadAPIKeyFile(a.cfg.APIKeysFile)
+	if err != nil {
+		return nil, err
+	}
+	if a.apiKeys, err = server.NewAPIKeys(kf.Keys); err != nil {
+		return nil, fmt.Errorf("%s: %w", a.cfg.APIKeysFile, err)
+	}
+	if a.store, err = storage.Open(ctx, a.cfg.DatabaseURL, storage.Options{}); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { a.store.Close() })
+	if err := a.store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	return ring, a.startNATS(ctx)
+}
+
+// buildDeps builds every part server.New needs: the one place they are built.
+func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
+	d := server.Deps{Store: a.store, Keys: ring, APIKeys: a.apiKeys, Logger: a.log, Now: time.Now, Events: a.events,
+		Metrics: server.NewMetrics()}
+	var err error
+	if err = a.buildFactors(&d); err != nil {
+		return d, err
+	}
+	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache,
+		RevocationCheck: a.cfg.AppPasswordRevocationCheck}); err != nil {
+		return d, err
+	}
+	if d.Breached, err = a.breachedChecker(); err != nil {
+		return d, err
+	}
+	tc, err := a.cfg.throttleConfig()
+	if err != nil {
+		return d, err
+	}
+	if d.Throttle, err = throttle.New(a.store, tc, nil); err != nil {
+		return d, err
+	}
+	trail := &server.TrailAuditor{Store: a.store, Events: a.events, Log: a.log, Metrics: d.Metrics, PublishTimeout: a.cfg.AuditPublishTimeout}
+	a.closers = append(a.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := trail.Close(ctx); err != nil {
+			a.log.Error("audit trail not flushed on close", "error", err.Error())
+		}
+	})
+	d.Auditor = trail
+	return d, nil
+}
+
+// buildGRPC makes the gRPC server with the service's interceptors, health and
+// (when configured) reflection.
+func (a *App) buildGRPC() error {
+	opts := append(a.srv.ServerOptions(),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(1<<20),
+		// Reused goroutines keep the deep stacks the SQLite driver grows, instead
+		// of growing (copying) a fresh stack for every RPC; when all are busy, gRPC
+		// starts a goroutine as it would without them.
+		grpc.NumStreamWorkers(uint32(8*runtime.GOMAXPROCS(0))),
+	)
+	if a.cfg.TLSCert != "" {
+		tc, err := serverTLS(a.cfg)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	a.grpc = grpc.NewServer(opts...)
+	a.srv.Register(a.grpc)
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	if a.cfg.Reflection {
+		reflection.Register(a.grpc)
+	}
+	return nil
 }
 
 // Addr is the address the gRPC server listens on.
@@ -263,18 +270,8 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats-prefix: %w", err)
 	}
 	if a.cfg.Embedded() {
-		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{
-			StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded",
-		})
-		if err != nil {
+		if err := a.startEmbeddedNATS(); err != nil {
 			return err
-		}
-		a.closers = append(a.closers, emb.Shutdown)
-		if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
-			return err
-		}
-		if u := emb.ClientURL(); u != "" {
-			a.log.Info("embedded NATS accepts clients", "url", u)
 		}
 	} else if a.nc, err = notify.Connect(a.cfg.NATSURL, nats.Name("authd")); err != nil {
 		return fmt.Errorf("nats-url: %w", err) // the URL may hold credentials
@@ -291,6 +288,42 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats streams: %w", err)
 	}
 	a.events = notify.NewPublisher(js, a.nc, names)
+	return a.startDelivery(ctx, js, names)
+}
+
+// startEmbeddedNATS starts the in-process NATS server. Its TCP listener, when there
+// is one, takes only clients presenting the token in <data-dir>/nats-token (issue 16,
+// finding 5), over TLS when nats-tls-cert is set; authd itself connects in-process.
+func (a *App) startEmbeddedNATS() error {
+	tokenFile := filepath.Join(a.cfg.DataDir, notify.TokenFileName)
+	token, err := notify.EnsureTokenFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	ec := notify.EmbeddedConfig{
+		StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded", Token: token,
+	}
+	if a.cfg.NATSTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.NATSTLSCert, a.cfg.NATSTLSKey)
+		if err != nil {
+			return fmt.Errorf("nats-tls-cert/nats-tls-key: %w", err)
+		}
+		ec.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	emb, err := notify.StartEmbedded(ec)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, emb.Shutdown)
+	if err := os.Chmod(ec.StoreDir, 0o700); err != nil {
+		return fmt.Errorf("nats store: %w", err)
+	}
+	if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
+		return err
+	}
+	if u := emb.ClientURL(); u != "" {
+		a.log.Info("embedded NATS accepts clients presenting the token file", "url", u, "token_file", tokenFile, "tls", ec.TLS != nil)
+	}
 	return nil
 }
 
@@ -369,12 +402,39 @@ func Init(cfg *Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
+	// Whatever the umask or an older version left (issue 16, finding 9).
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	defer restrictDataFiles(cfg, log)
 	if created, err := storage.EnsureKeyFile(cfg.KeyFile); err != nil {
 		return err
 	} else if created {
 		log.Info("generated a sealing key ring", "path", cfg.KeyFile)
 	}
+	if created, err := notify.EnsureDeliveryKeyFile(cfg.DeliveryKeyFile); err != nil {
+		return err
+	} else if created {
+		log.Info("generated a delivery key (give notifyd the same file)", "path", cfg.DeliveryKeyFile)
+	}
 	return ensureAPIKeys(cfg, log)
+}
+
+// restrictDataFiles makes the files authd keeps in the data folder mode 0600 (the
+// SQLite files are storage.Open's; the JetStream store is in the 0700 folder).
+func restrictDataFiles(cfg *Config, log *slog.Logger) {
+	for _, p := range []string{cfg.KeyFile, cfg.APIKeysFile, cfg.AdminKeyPath(), filepath.Join(cfg.DataDir, notify.TokenFileName)} {
+		if filepath.Dir(p) != filepath.Clean(cfg.DataDir) {
+			continue // the operator's file elsewhere (perhaps a read-only secret)
+		}
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() == 0o600 {
+			continue
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			log.Warn("cannot make a data file private", "path", p, "error", err.Error())
+		}
+	}
 }
 
 func ensureAPIKeys(cfg *Config, log *slog.Logger) error {

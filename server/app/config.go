@@ -8,12 +8,15 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/twofactor/twofactor/providers/apppasswords"
 )
 
 // Config is authd's configuration. Every field has a flag (--kebab-case), an
@@ -28,10 +31,22 @@ type Config struct {
 	NATSPrefix   string
 	NATSReplicas int
 	KeyFile      string
+	// DeliveryKeyFile seals the codes published for notifyd (shared with it).
+	DeliveryKeyFile string
+	// OutboxDir and NotifyConfig set the in-process workers of embedded mode.
+	OutboxDir    string
+	NotifyConfig string
 	APIKeysFile  string
 	TLSCert      string
 	TLSKey       string
 	TLSClientCA  string
+	// InsecurePlaintext allows gRPC without TLS on an address that is not loopback
+	// (behind a TLS-terminating proxy on a private network, say).
+	InsecurePlaintext bool
+	// NATSTLSCert and NATSTLSKey serve the embedded NATS listener over TLS (required
+	// when NATSListen is not on loopback).
+	NATSTLSCert  string
+	NATSTLSKey   string
 	Reflection   bool
 	LogLevel     string
 	LogFormat    string
@@ -46,17 +61,19 @@ type Config struct {
 
 	ShutdownGrace time.Duration
 
-	WebAuthnRPID       string
-	WebAuthnRPName     string
-	WebAuthnOrigins    string
-	WebAuthnUV         string
-	AppPasswordCache   int
-	BreachedMode       string
-	BreachedURL        string
-	BreachedFile       string
-	BreachedFailClosed bool
-	BreachedTimeout    time.Duration
-	AdminGroups        string
+	WebAuthnRPID     string
+	WebAuthnRPName   string
+	WebAuthnOrigins  string
+	WebAuthnUV       string
+	AppPasswordCache int
+	// AppPasswordRevocationCheck: see apppasswords.Config.RevocationCheck.
+	AppPasswordRevocationCheck time.Duration
+	BreachedMode               string
+	BreachedURL                string
+	BreachedFile               string
+	BreachedFailClosed         bool
+	BreachedTimeout            time.Duration
+	AdminGroups                string
 	// PolicyCacheTTL is how long the policy read from the store is reused.
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
@@ -74,6 +91,28 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	configFile := fs.String("config", "", "optional YAML configuration file")
+	c.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *configFile == "" {
+		*configFile = getenv("TWOFACTOR_CONFIG")
+	}
+	file, err := readConfigFile(fs, *configFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := fillUnset(fs, file, getenv); err != nil {
+		return nil, err
+	}
+	return c, c.finish()
+}
+
+// flags defines every setting as a flag of fs.
+func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "data", "folder for the embedded database, NATS store and generated keys")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "postgres://… for PostgreSQL; default SQLite in the data folder")
@@ -82,10 +121,16 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", "twofactor", "prefix of every NATS subject and stream")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "JetStream stream replicas (3 on a three-node cluster)")
 	fs.StringVar(&c.KeyFile, "key-file", "", "sealing key ring (JSON); default <data-dir>/keys.json, generated on first start")
+	fs.StringVar(&c.DeliveryKeyFile, "delivery-key-file", "", "key sealing codes for notifyd (shared with it); default <data-dir>/delivery.key, generated on first start")
+	fs.StringVar(&c.OutboxDir, "outbox-dir", "", "embedded mode: development outbox of the in-process notifyd (codes in clear); default <data-dir>/outbox")
+	fs.StringVar(&c.NotifyConfig, "notify-config", "", "embedded mode: notifyd YAML file naming real channels for the in-process workers (default: every channel to the outbox)")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys (JSON, hashed); default <data-dir>/api-keys.json, with an admin key generated on first start")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for gRPC TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for gRPC TLS")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require and verify client certificates (mTLS)")
+	fs.BoolVar(&c.InsecurePlaintext, "insecure-plaintext", false, "allow gRPC without TLS on a non-loopback listen address (only behind a TLS-terminating proxy on a private network)")
+	fs.StringVar(&c.NATSTLSCert, "nats-tls-cert", "", "PEM certificate for the embedded NATS listener (required when nats-listen is not loopback)")
+	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", "", "PEM private key for the embedded NATS listener")
 	fs.BoolVar(&c.Reflection, "reflection", true, "serve gRPC server reflection")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
@@ -102,6 +147,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.StringVar(&c.WebAuthnOrigins, "webauthn-origins", "http://localhost:8080", "comma-separated allowed origins (https://…, android:apk-key-hash:…)")
 	fs.StringVar(&c.WebAuthnUV, "webauthn-user-verification", "preferred", "required, preferred or discouraged")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
+	fs.DurationVar(&c.AppPasswordRevocationCheck, "app-password-revocation-check", apppasswords.DefaultRevocationCheck, "a replica's cache is trusted while it read the shared revocation counter this recently; a revocation answers after twice this (1ms to 1s)")
 	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API; needs internet access), offline (local list) or off")
 	fs.StringVar(&c.BreachedURL, "breached-url", "https://api.pwnedpasswords.com", "base URL of the range API")
 	fs.StringVar(&c.BreachedFile, "breached-file", "", "offline mode: the pwned-passwords SHA-1 list ordered by hash")
@@ -111,32 +157,35 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", time.Second, "how long a replica reuses the policy it read; a change made on another replica applies here within it (0: read on every request)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "loopback host:port serving Go profiles (/debug/pprof/); default off")
 	observeFlags(fs, &c.ObserveConfig)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+}
+
+// readConfigFile reads the YAML settings file (none when path is empty); every
+// key must be a flag's name.
+func readConfigFile(fs *flag.FlagSet, path string) (map[string]any, error) {
+	file := map[string]any{}
+	if path == "" {
+		return file, nil
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
 	}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	for k := range file {
+		if fs.Lookup(k) == nil || k == "config" {
+			return nil, fmt.Errorf("config file %s: unknown setting %q", path, k)
+		}
+	}
+	return file, nil
+}
+
+// fillUnset sets the flags the command line left unset from the environment
+// (TWOFACTOR_<NAME>), else from the file.
+func fillUnset(fs *flag.FlagSet, file map[string]any, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *configFile == "" {
-		*configFile = getenv("TWOFACTOR_CONFIG")
-	}
-	file := map[string]any{}
-	if *configFile != "" {
-		raw, err := os.ReadFile(*configFile)
-		if err != nil {
-			return nil, fmt.Errorf("config file: %w", err)
-		}
-		if err := yaml.Unmarshal(raw, &file); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", *configFile, err)
-		}
-		for k := range file {
-			if fs.Lookup(k) == nil || k == "config" {
-				return nil, fmt.Errorf("config file %s: unknown setting %q", *configFile, k)
-			}
-		}
-	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || f.Name == "config" {
@@ -155,10 +204,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 			}
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return c, c.finish()
+	return errors.Join(errs...)
 }
 
 func (c *Config) finish() error {
@@ -168,17 +214,23 @@ func (c *Config) finish() error {
 	if c.DataDir == "" {
 		return errors.New("data-dir must not be empty")
 	}
-	if c.PprofListen != "" {
-		host, _, err := net.SplitHostPort(c.PprofListen)
-		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
-			return fmt.Errorf("pprof-listen %q: want a loopback host:port (profiles reveal internals)", c.PprofListen)
-		}
+	if c.PprofListen != "" && !loopback(c.PprofListen) {
+		return fmt.Errorf("pprof-listen %q: want a loopback host:port (profiles reveal internals)", c.PprofListen)
+	}
+	if err := c.checkTransport(); err != nil {
+		return err
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "twofactor.db")
 	}
 	if c.KeyFile == "" {
 		c.KeyFile = filepath.Join(c.DataDir, "keys.json")
+	}
+	if c.DeliveryKeyFile == "" {
+		c.DeliveryKeyFile = filepath.Join(c.DataDir, "delivery.key")
+	}
+	if c.OutboxDir == "" {
+		c.OutboxDir = filepath.Join(c.DataDir, "outbox")
 	}
 	if c.APIKeysFile == "" {
 		c.APIKeysFile = filepath.Join(c.DataDir, "api-keys.json")
@@ -188,6 +240,9 @@ func (c *Config) finish() error {
 	}
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		return errors.New("tls-client-ca (mTLS) needs tls-cert and tls-key")
+	}
+	if c.AppPasswordRevocationCheck < time.Millisecond || c.AppPasswordRevocationCheck > time.Second {
+		return fmt.Errorf("app-password-revocation-check %v: want 1ms to 1s", c.AppPasswordRevocationCheck)
 	}
 	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
 		return fmt.Errorf("max-attempts %d: want 1 to 100", c.MaxAttempts)
@@ -210,6 +265,60 @@ func (c *Config) finish() error {
 		return fmt.Errorf("log-format %q: want json or text", c.LogFormat)
 	}
 	return nil
+}
+
+// checkTransport refuses what would serve secrets in clear off this machine
+// (issue 16, finding 6): gRPC without TLS on a non-loopback address unless
+// insecure-plaintext says so, and the embedded NATS listener without TLS off
+// loopback. Metrics off loopback are allowed (Warnings mentions them).
+func (c *Config) checkTransport() error {
+	if c.TLSCert == "" && !c.InsecurePlaintext && !loopback(c.Listen) {
+		return fmt.Errorf("listen %q: not a loopback address and no tls-cert: serve TLS, or set insecure-plaintext to accept gRPC in clear (behind a TLS-terminating proxy)", c.Listen)
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return errors.New("nats-tls-cert and nats-tls-key go together")
+	}
+	if c.NATSTLSCert != "" && c.NATSListen == "" {
+		return errors.New("nats-tls-cert: there is no nats-listen to serve it on")
+	}
+	if c.NATSListen != "" && !c.Embedded() {
+		return errors.New("nats-listen: only the embedded NATS server (no nats-url) listens")
+	}
+	if c.NATSListen != "" && c.NATSTLSCert == "" && !loopback(c.NATSListen) {
+		return fmt.Errorf("nats-listen %q: not a loopback address: give nats-tls-cert and nats-tls-key (the audit stream and events would travel in clear)", c.NATSListen)
+	}
+	return nil
+}
+
+// Warnings are the settings authd accepts but logs a warning about once at start.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.MetricsListen != "" && !loopback(c.MetricsListen) {
+		w = append(w, fmt.Sprintf("metrics-listen %q is not loopback: /metrics is served in clear without authentication to whoever reaches it", c.MetricsListen))
+	}
+	for _, u := range splitList(c.NATSURL) {
+		if pu, err := url.Parse(u); err == nil && pu.Scheme == "nats" && !loopback(pu.Host) {
+			w = append(w, fmt.Sprintf("nats-url: %s is reached in clear (use tls:// and the cluster's TLS): audit events and announcements travel unencrypted", pu.Host))
+		}
+	}
+	if c.TLSCert == "" && c.InsecurePlaintext && !loopback(c.Listen) {
+		w = append(w, fmt.Sprintf("listen %q serves gRPC in clear (insecure-plaintext): API keys and codes travel unencrypted to the proxy", c.Listen))
+	}
+	return w
+}
+
+// loopback tells whether host:port names only this machine (localhost or a loopback
+// IP); an empty host means every interface.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // AdminKeyPath is where the first start writes the admin API key for authctl.

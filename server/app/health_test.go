@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestHealthFollowsDependencies(t *testing.T) {
 	l.Close()
 	storeDir := t.TempDir()
 	startNATS := func() *notify.Embedded {
-		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: filepath.Join(storeDir, "nats"), Listen: addr, ServerName: "health-test"})
+		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: filepath.Join(storeDir, "nats"), Listen: addr, ServerName: "health-test", Token: strings.Repeat("t", 32)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +40,7 @@ func TestHealthFollowsDependencies(t *testing.T) {
 	}
 	emb := startNATS()
 	reconnected := make(chan struct{}, 1)
-	nc, err := notify.Connect("nats://"+addr, nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
+	nc, err := notify.Connect("nats://"+addr, nats.Token(strings.Repeat("t", 32)), nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
 	if err != nil {
 		t.Fatal(err)
 	}
