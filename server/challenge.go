@@ -113,25 +113,35 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
 		return resp, nil
 	}
-	var v Verdict
+	var (
+		v      Verdict
+		failed bool // the answer was wrong: beforeFail ran
+	)
 	out, err := s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
 		var err error
 		v, err = f.Challenge.Verify(ctx, ch, ans)
 		return v.Accepted, err
 	}, func(ctx context.Context) error {
-		s.recordVerdict(ctx, req, resp, v)
+		failed = true
+		resolveVerdict(resp, v)
 		_, err := s.throttleFailure(ctx, req.GetContext(), throttle.Subjects{UserID: resp.UserId, IP: subj.IP}, ch.Method)
 		return err
+	}, func(ctx context.Context, o challenge.Outcome) error {
+		// In the transaction that accepts the answer or counts the wrong one.
+		resolveVerdict(resp, v)
+		return s.auditTx(ctx, req.GetContext(), outcomeEvents(ch, resp, v, o)...)
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	switch out.Result {
 	case challenge.Accepted:
-		s.recordVerdict(ctx, req, resp, v)
-		return s.accepted(ctx, req, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out), nil
+		return s.accepted(ctx, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out), nil
 	case challenge.Rejected:
-		return s.rejected(ctx, req, ch, resp, v, out), nil
+		return s.rejected(ch, resp, v, out), nil
+	}
+	if failed { // wrong, and the challenge ended meanwhile: the factor's events outside a transaction
+		s.auditAll(ctx, req.GetContext(), v.Audit)
 	}
 	return s.expired(ctx, req, ch, resp), nil
 }
@@ -176,12 +186,15 @@ func (s *challengeService) load(ctx context.Context, id string) (*challenge.Chal
 	return ch, f, nil
 }
 
-// recordVerdict records the factor's own audit events (once the answer's
-// transaction has committed) and the user and factor it resolved.
-func (s *challengeService) recordVerdict(ctx context.Context, req *pb.VerifyChallengeRequest, resp *pb.VerifyChallengeResponse, v Verdict) {
-	for _, e := range v.Audit {
-		s.audit(ctx, req.GetContext(), e)
+// auditAll records events outside a transaction.
+func (s *challengeService) auditAll(ctx context.Context, client *pb.ClientContext, events []AuditEvent) {
+	for _, e := range events {
+		s.audit(ctx, client, e)
 	}
+}
+
+// resolveVerdict sets the user and factor the answer resolved.
+func resolveVerdict(resp *pb.VerifyChallengeResponse, v Verdict) {
 	if v.FactorID != "" {
 		resp.FactorId = v.FactorID
 	}
@@ -190,9 +203,22 @@ func (s *challengeService) recordVerdict(ctx context.Context, req *pb.VerifyChal
 	}
 }
 
-// accepted answers a right answer; resetThrottle: the user's failure count is
-// to be reset (it has one, or the user was found by the answer).
-func (s *challengeService) accepted(ctx context.Context, req *pb.VerifyChallengeRequest, ch *challenge.Challenge,
+// outcomeEvents are the audit events of an accepted or rejected answer: the
+// factor's own, then challenge.accepted or challenge.rejected.
+func outcomeEvents(ch *challenge.Challenge, resp *pb.VerifyChallengeResponse, v Verdict, o challenge.Outcome) []AuditEvent {
+	events := append(make([]AuditEvent, 0, len(v.Audit)+1), v.Audit...)
+	if o.Result == challenge.Accepted {
+		return append(events, AuditEvent{Event: notify.EventChallengeAccepted, UserID: resp.UserId, Method: ch.Method, Result: "accepted",
+			Details: map[string]string{"challenge_id": ch.ID, "factor_id": resp.FactorId}})
+	}
+	return append(events, AuditEvent{Event: notify.EventChallengeRejected, UserID: ch.UserID, Method: ch.Method,
+		Result: v.Reason.String(), Details: map[string]string{"challenge_id": ch.ID}})
+}
+
+// accepted answers a right answer (its audit events are committed with it);
+// resetThrottle: the user's failure count is to be reset (it has one, or the
+// user was found by the answer).
+func (s *challengeService) accepted(ctx context.Context, ch *challenge.Challenge,
 	resp *pb.VerifyChallengeResponse, v Verdict, resetThrottle bool, out challenge.Outcome) *pb.VerifyChallengeResponse {
 	if resetThrottle {
 		s.throttleSuccess(ctx, throttle.Subjects{UserID: resp.UserId})
@@ -201,20 +227,16 @@ func (s *challengeService) accepted(ctx context.Context, req *pb.VerifyChallenge
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED
 	resp.CompleteLogin = v.CompleteLogin
 	resp.RemainingAttempts = uint32(out.Remaining)
-	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeAccepted, UserID: resp.UserId, Method: ch.Method, Result: "accepted",
-		Details: map[string]string{"challenge_id": ch.ID, "factor_id": resp.FactorId}})
 	return resp
 }
 
-// rejected answers a wrong answer that was counted.
-func (s *challengeService) rejected(ctx context.Context, req *pb.VerifyChallengeRequest, ch *challenge.Challenge,
-	resp *pb.VerifyChallengeResponse, v Verdict, out challenge.Outcome) *pb.VerifyChallengeResponse {
+// rejected answers a wrong answer that was counted (its audit events are
+// committed with the count).
+func (s *challengeService) rejected(ch *challenge.Challenge, resp *pb.VerifyChallengeResponse, v Verdict, out challenge.Outcome) *pb.VerifyChallengeResponse {
 	s.metrics.verification(ch.Method, "rejected")
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_REJECTED
 	resp.Reason = v.Reason
 	resp.RemainingAttempts = uint32(out.Remaining)
-	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeRejected, UserID: ch.UserID, Method: ch.Method,
-		Result: v.Reason.String(), Details: map[string]string{"challenge_id": ch.ID}})
 	return resp
 }
 

@@ -24,6 +24,7 @@ func models() []any {
 		&ThrottleState{},
 		&AuditRecord{},
 		&Counter{},
+		&AuditRelayLease{},
 	}
 }
 

@@ -157,15 +157,9 @@ func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
 	if d.Throttle, err = throttle.New(a.store, tc, nil); err != nil {
 		return d, err
 	}
-	trail := &server.TrailAuditor{Store: a.store, Events: a.events, Log: a.log, Metrics: d.Metrics, PublishTimeout: a.cfg.AuditPublishTimeout}
-	a.closers = append(a.closers, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := trail.Close(ctx); err != nil {
-			a.log.Error("audit trail not flushed on close", "error", err.Error())
-		}
-	})
-	d.Auditor = trail
+	if d.Auditor, err = a.startAudit(d.Metrics); err != nil {
+		return d, err
+	}
 	return d, nil
 }
 
@@ -244,8 +238,8 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// watchHealth reports NOT_SERVING while the database or NATS is unreachable and
-// SERVING again when they return (see healthWatcher).
+// watchHealth reports NOT_SERVING while the database is unreachable and SERVING
+// again when it returns; NATS decides only EventsHealthService (see healthWatcher).
 func (a *App) watchHealth(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -256,8 +250,9 @@ func (a *App) watchHealth(ctx context.Context, every time.Duration) {
 		}
 		return names
 	}, checks: []healthCheck{
-		{"database", a.store.Ping},
-		{"nats", func(ctx context.Context) error { return notify.HealthyContext(ctx, a.nc) }},
+		{name: "database", check: a.store.Ping},
+		{name: "nats", check: func(ctx context.Context) error { return notify.HealthyContext(ctx, a.nc) },
+			services: []string{EventsHealthService}},
 	}}
 	w.run(ctx, t.C)
 }
@@ -277,7 +272,9 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats-url: %w", err) // the URL may hold credentials
 	}
 	a.closers = append(a.closers, a.nc.Close)
-	js, err := jetstream.New(a.nc)
+	// An acknowledgement that never comes (NATS died with the message) expires,
+	// so that the audit relay's publications never pile up in the client.
+	js, err := jetstream.New(a.nc, jetstream.WithPublishAsyncTimeout(a.cfg.AuditPublishTimeout))
 	if err != nil {
 		return err
 	}

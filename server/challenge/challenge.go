@@ -13,6 +13,10 @@
 //   - Single use under any concurrency on any number of replicas: of concurrent
 //     verifiers, at most one is accepted (a conditional UPDATE in the shared
 //     store; OWASP ASVS 4.0 V2.8.4, NIST SP 800-63B §5.1.4.2 / §5.1.5.2).
+//   - A decided outcome and its record commit together (transactional outbox): an
+//     accepted answer's single use and a wrong answer's attempt are in the same
+//     transaction as what Verify's record writes (the audit trail, package audit),
+//     so a crash loses neither alone (OWASP ASVS 4.0 V7.1.4, V7.3.3).
 //   - Attempts are bounded per challenge (MaxAttempts) and counted in the store by
 //     one atomic statement before the wrong answer is reported (SP 800-63B
 //     §5.2.2); an expired, used or failed challenge answers Expired.
@@ -119,8 +123,9 @@ type keeper interface {
 	create(ctx context.Context, c *Challenge) (id string, err error)
 	// usedUp tells whether the kind's own state ends the challenge.
 	usedUp(c *Challenge) bool
-	// answer runs check and, when it accepts, uses the challenge up, as one unit.
-	answer(ctx context.Context, c *Challenge, now time.Time, check Check) error
+	// answer runs check and, when it accepts, uses the challenge up and runs
+	// accepted, as one transaction.
+	answer(ctx context.Context, c *Challenge, now time.Time, check Check, accepted func(context.Context) error) error
 	fail(ctx context.Context, c *Challenge, now time.Time) (remaining int, open bool, err error)
 }
 
@@ -173,6 +178,11 @@ const (
 	Expired
 )
 
+// Record writes what a decided outcome leaves behind (the audit trail) inside
+// the transaction that decides it (ctx carries it): the outcome and its record
+// commit together or not at all. An error rolls the outcome back.
+type Record func(ctx context.Context, o Outcome) error
+
 // Outcome is what Verify found.
 type Outcome struct {
 	Result Result
@@ -183,36 +193,53 @@ type Outcome struct {
 // Verify runs check on c. An accepted answer uses c up (of concurrent verifiers
 // one wins; the others get Expired); a rejected one runs beforeFail (the
 // throttle's count: an error stops before the attempt is counted) and then costs
-// one attempt.
-func (cs *Challenges) Verify(ctx context.Context, c *Challenge, check Check, beforeFail func(context.Context) error) (Outcome, error) {
+// one attempt. record (optional) runs in the transaction that accepts the answer,
+// or that counts the wrong one: a crash between the decision and its record
+// loses neither alone, and a failing record rolls the decision back (the answer
+// is then not spent, the attempt not counted).
+func (cs *Challenges) Verify(ctx context.Context, c *Challenge, check Check, beforeFail func(context.Context) error, record Record) (Outcome, error) {
+	if record == nil {
+		record = func(context.Context, Outcome) error { return nil }
+	}
 	now := cs.now().UTC()
+	won := Outcome{Result: Accepted, Remaining: c.MaxAttempts - c.Attempts}
 	var accepted bool
 	err := c.keeper.answer(ctx, c, now, func(ctx context.Context) (bool, error) {
 		var err error
 		accepted, err = check(ctx)
 		return accepted, err
-	})
+	}, func(ctx context.Context) error { return record(ctx, won) })
 	switch {
 	case errors.Is(err, ErrGone):
 		return Outcome{Result: Expired}, nil
 	case err != nil:
 		return Outcome{}, err
 	case accepted:
-		return Outcome{Result: Accepted, Remaining: c.MaxAttempts - c.Attempts}, nil
+		return won, nil
 	}
 	if beforeFail != nil {
 		if err := beforeFail(ctx); err != nil {
 			return Outcome{}, err
 		}
 	}
-	remaining, open, err := c.keeper.fail(ctx, c, now)
+	return cs.fail(ctx, c, now, record)
+}
+
+// fail counts a wrong answer and records the rejection in one transaction.
+func (cs *Challenges) fail(ctx context.Context, c *Challenge, now time.Time, record Record) (Outcome, error) {
+	out := Outcome{Result: Expired}
+	err := cs.stored.store.InTx(ctx, func(ctx context.Context) error {
+		remaining, open, err := c.keeper.fail(ctx, c, now)
+		if err != nil || !open {
+			return err
+		}
+		out = Outcome{Result: Rejected, Remaining: remaining}
+		return record(ctx, out)
+	})
 	if err != nil {
 		return Outcome{}, err
 	}
-	if !open {
-		return Outcome{Result: Expired}, nil
-	}
-	return Outcome{Result: Rejected, Remaining: remaining}, nil
+	return out, nil
 }
 
 // storedKeeper keeps challenges as rows.
@@ -233,11 +260,11 @@ func (k storedKeeper) load(ctx context.Context, id string) (*Challenge, error) {
 func (storedKeeper) usedUp(*Challenge) bool { return false }
 
 // answer: the answer's own single use (a TOTP step, a backup code, a WebAuthn
-// counter) and the challenge's are one transaction: a right answer that loses the
-// challenge to a concurrent verifier is rolled back, so it is neither spent nor
-// half-written; a wrong one commits what the factor recorded (e.g. a cloned
-// authenticator's mark).
-func (k storedKeeper) answer(ctx context.Context, c *Challenge, now time.Time, check Check) error {
+// counter), the challenge's and the record of the acceptance are one
+// transaction: a right answer that loses the challenge to a concurrent verifier
+// is rolled back, so it is neither spent nor half-written; a wrong one commits
+// what the factor recorded (e.g. a cloned authenticator's mark).
+func (k storedKeeper) answer(ctx context.Context, c *Challenge, now time.Time, check Check, accepted func(context.Context) error) error {
 	return k.store.InTx(ctx, func(ctx context.Context) error {
 		ok, err := check(ctx)
 		if err != nil || !ok {
@@ -247,7 +274,10 @@ func (k storedKeeper) answer(ctx context.Context, c *Challenge, now time.Time, c
 		if err == nil && !won {
 			return ErrGone
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return accepted(ctx)
 	})
 }
 

@@ -93,10 +93,16 @@ func (sealedKeeper) usedUp(c *Challenge) bool {
 }
 
 // answer: one conditional update both spends the code and uses the challenge up
-// (the factor's AdvanceLastStepFrom): no transaction is needed around it.
-func (sealedKeeper) answer(ctx context.Context, _ *Challenge, _ time.Time, check Check) error {
-	_, err := check(ctx)
-	return err
+// (the factor's AdvanceLastStepFrom); a transaction around it and accepted makes
+// the acceptance and its record one commit.
+func (k sealedKeeper) answer(ctx context.Context, _ *Challenge, _ time.Time, check Check, accepted func(context.Context) error) error {
+	return k.store.InTx(ctx, func(ctx context.Context) error {
+		ok, err := check(ctx)
+		if err != nil || !ok {
+			return err
+		}
+		return accepted(ctx)
+	})
 }
 
 func (k sealedKeeper) fail(ctx context.Context, c *Challenge, now time.Time) (int, bool, error) {
