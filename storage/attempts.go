@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"slices"
@@ -119,38 +118,4 @@ func (s *Store) GetAttemptStates(ctx context.Context, subjects []ThrottleSubject
 		out = append(out, t)
 	}
 	return out, familiarSeen, rows.Err()
-}
-
-// txStmt returns query, prepared once on the hot pool (hot.go), bound to the
-// transaction tx: database/sql reuses the statement where it was prepared on
-// the transaction's connection (on SQLite always: the writer's one connection),
-// so the login path's statements are not compiled again inside a Guard's
-// transaction, which gorm's builder would do on every call. ok is false when
-// tx does not run on the hot pool (the caller runs query through gorm).
-func (s *Store) txStmt(ctx context.Context, tx *gorm.DB, query string) (st *sql.Stmt, done func(), ok bool) {
-	var stx *sql.Tx
-	switch p := tx.Statement.ConnPool.(type) {
-	case *sql.Tx:
-		stx = p
-	case *gorm.PreparedStmtTX:
-		stx, _ = p.Tx.(*sql.Tx)
-	}
-	if stx == nil {
-		return nil, nil, false
-	}
-	s.hotStmts.mu.Lock()
-	parent := s.hotStmts.m[query]
-	s.hotStmts.mu.Unlock()
-	if parent == nil {
-		// Preparing on the pool waits for a connection, on SQLite for the one
-		// this transaction holds: prepare it once the transaction is done, and
-		// run it through gorm this time.
-		go func() {
-			if st, kept, err := s.prepared(context.WithoutCancel(ctx), query); err == nil && !kept {
-				_ = st.Close()
-			}
-		}()
-		return nil, nil, false
-	}
-	return stx.StmtContext(ctx, parent), func() {}, true
 }

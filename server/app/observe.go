@@ -57,7 +57,7 @@ func observeFlags(fs *flag.FlagSet, c *ObserveConfig) {
 	fs.DurationVar(&c.ThrottleCleanCacheTTL, "throttle-clean-cache-ttl", time.Second, "how long a replica takes a subject found without failures to have none without reading again; failures are announced to every replica over NATS (0: read on every attempt)")
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", notify.DefaultStreamConfig().AuditMaxAge, "how long the NATS audit stream keeps events")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 365*24*time.Hour, "how long the database keeps audit events")
-	fs.DurationVar(&c.AuditPublishTimeout, "audit-publish-timeout", 2*time.Second, "bound on publishing one audit event to NATS")
+	fs.DurationVar(&c.AuditPublishTimeout, "audit-publish-timeout", 2*time.Second, "bound on the audit relay's wait for JetStream's acknowledgements of one round (and on an unanswered async publish)")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second, "how often the database and NATS are checked for gRPC health")
 }
 
