@@ -9,7 +9,7 @@ import (
 
 // models lists every table; Migrate creates or updates them.
 func models() []any {
-	return []any{
+	return append([]any{
 		&Factor{},
 		&Challenge{},
 		&AppPassword{},
@@ -23,7 +23,7 @@ func models() []any {
 		&WebAuthnUser{},
 		&ThrottleState{},
 		&AuditRecord{},
-	}
+	}, pushModels()...)
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serialises migrations of

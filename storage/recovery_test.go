@@ -320,6 +320,7 @@ func seedUser(t *testing.T, s *storage.Store, user string) {
 		func() error { _, err := s.EnsureEnforcementStart(ctx, user, t0); return err }(),
 		s.CreateAppPassword(ctx, &storage.AppPassword{ID: user + "-ap", UserID: user, Name: "dav", LookupHash: []byte(user + "-hash"), CreatedAt: t0}),
 		func() error { _, err := s.EnsureWebAuthnUser(ctx, user, []byte(user+"-handle"), t0); return err }(),
+		seedPush(ctx, s, user),
 	} {
 		if err != nil {
 			t.Fatal(err)

@@ -24,6 +24,10 @@ func userRows() []struct {
 		{&EnforcementStart{}, "user_id"},
 		{&AppPassword{}, "user_id"},
 		{&WebAuthnUser{}, "user_id"},
+		{&PushEnrollment{}, "user_id"},
+		{&PushDevice{}, "user_id"},
+		{&PushChallenge{}, "user_id"},
+		{&PushLimit{}, "user_id"},
 	}
 }
 
