@@ -150,6 +150,9 @@ type Announcer interface {
 	AnnouncePushResponse(ctx context.Context, challengeID string) error
 }
 
+// testHookWaiting, set by tests only, is called when VerifyWait starts waiting.
+var testHookWaiting func(challengeID string)
+
 // MaxWait bounds VerifyWait's wait.
 const MaxWait = 30 * time.Second
 
@@ -173,6 +176,9 @@ func (s *Service) VerifyWait(ctx context.Context, w Waker, userID, challengeID s
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	if testHookWaiting != nil {
+		testHookWaiting(challengeID)
+	}
 	select {
 	case <-woken:
 	case <-timer.C:
