@@ -149,7 +149,9 @@ func TestEnrollmentInputErrors(t *testing.T) {
 		{"endpoint.token", func(in *push.FinishInput) {
 			in.Endpoint = push.Endpoint{Kind: storage.PushEndpointNtfy, URL: "https://ntfy.example/t", Token: "a\r\nX-Evil: 1"}
 		}},
-		{"endpoint", func(in *push.FinishInput) { in.Endpoint = push.Endpoint{Kind: storage.PushEndpointPoll, URL: "https://x"} }},
+		{"endpoint", func(in *push.FinishInput) {
+			in.Endpoint = push.Endpoint{Kind: storage.PushEndpointPoll, URL: "https://x"}
+		}},
 	}
 	for _, c := range cases {
 		in := e.finishInput(newKey(t), en.Token, push.Endpoint{Kind: storage.PushEndpointPoll}, false)
