@@ -224,3 +224,17 @@ func (s *Service) SetEndpoint(ctx context.Context, d *storage.PushDevice, e Endp
 	}
 	return s.store.SetPushEndpoint(ctx, d.ID, nd.EndpointKind, nd.EndpointKeyID, nd.SealedEndpoint)
 }
+
+// Wake is the opaque push a device receives: which challenge to fetch, for which
+// of the user's devices. It carries nothing of the login.
+type Wake struct {
+	V           int    `json:"v"`
+	ChallengeID string `json:"challenge_id"`
+	DeviceID    string `json:"device_id"`
+}
+
+// WakePayload is the JSON of a Wake (version 1).
+func WakePayload(challengeID, deviceID string) []byte {
+	b, _ := json.Marshal(Wake{V: 1, ChallengeID: challengeID, DeviceID: deviceID})
+	return b
+}
