@@ -53,7 +53,9 @@ type PushEnrollment struct {
 
 // PushDevice is an enrolled device: its ECDSA P-256 public key (PKIX DER) and its
 // delivery endpoint, sealed (a Web Push subscription's auth secret and an ntfy
-// topic URL let anyone who knows them push to the device).
+// topic URL let anyone who knows them push to the device). Each device has a
+// factors row of the same id and method "push", which is what ListFactors,
+// policy and RemoveFactor see; the device is usable only while that row is active.
 type PushDevice struct {
 	ID        string `gorm:"primaryKey;size:36"`
 	UserID    string `gorm:"size:255;not null;index"`
@@ -175,39 +177,58 @@ func (s *Store) GetPushDevice(ctx context.Context, id string) (*PushDevice, erro
 	return &d, nil
 }
 
-// ListPushDevices lists a user's devices, oldest first; only active ones when
+// activeDevice is the condition of a usable device: active, and its factor row
+// (same id, method push) still there and active, so that removing the factor
+// (EnrollmentService.RemoveFactor, an admin's reset) disables the device at once.
+const activeDevice = "push_devices.state = ? AND EXISTS (SELECT 1 FROM factors WHERE factors.id = push_devices.id AND factors.state = ?)"
+
+// GetActivePushDevice loads a usable device by id; ErrNotFound otherwise.
+func (s *Store) GetActivePushDevice(ctx context.Context, id string) (*PushDevice, error) {
+	var d PushDevice
+	err := s.DB(ctx).Where("id = ?", id).Where(activeDevice, PushDeviceActive, FactorActive).Take(&d).Error
+	if err != nil {
+		return nil, notFound(err)
+	}
+	return &d, nil
+}
+
+// ListPushDevices lists a user's devices, oldest first; only usable ones when
 // activeOnly.
 func (s *Store) ListPushDevices(ctx context.Context, userID string, activeOnly bool) ([]PushDevice, error) {
 	q := s.DB(ctx).Where("user_id = ?", userID)
 	if activeOnly {
-		q = q.Where("state = ?", PushDeviceActive)
+		q = q.Where(activeDevice, PushDeviceActive, FactorActive)
 	}
 	var out []PushDevice
 	err := q.Order("created_at, id").Find(&out).Error
 	return out, err
 }
 
-// CountPushDevices counts a user's active devices.
+// CountPushDevices counts a user's usable devices.
 func (s *Store) CountPushDevices(ctx context.Context, userID string) (int64, error) {
 	var n int64
-	err := s.DB(ctx).Model(&PushDevice{}).Where("user_id = ? AND state = ?", userID, PushDeviceActive).Count(&n).Error
+	err := s.DB(ctx).Model(&PushDevice{}).Where("user_id = ?", userID).
+		Where(activeDevice, PushDeviceActive, FactorActive).Count(&n).Error
 	return n, err
 }
 
-// RevokePushDevice revokes a user's active device and drops its endpoint;
-// ErrNotFound when the user has no such active device.
+// RevokePushDevice revokes a user's active device, drops its endpoint and removes
+// its factor row, in one transaction; ErrNotFound when the user has no such active
+// device.
 func (s *Store) RevokePushDevice(ctx context.Context, userID, id string, now time.Time) error {
-	res := s.DB(ctx).Model(&PushDevice{}).
-		Where("id = ? AND user_id = ? AND state = ?", id, userID, PushDeviceActive).
-		Updates(map[string]any{"state": PushDeviceRevoked, "revoked_at": now, "sealed_endpoint": nil,
-			"endpoint_kind": PushEndpointPoll})
-	if res.Error != nil {
-		return res.Error
-	}
-	if res.RowsAffected == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return s.InTx(ctx, func(ctx context.Context) error {
+		res := s.DB(ctx).Model(&PushDevice{}).
+			Where("id = ? AND user_id = ? AND state = ?", id, userID, PushDeviceActive).
+			Updates(map[string]any{"state": PushDeviceRevoked, "revoked_at": now, "sealed_endpoint": nil,
+				"endpoint_kind": PushEndpointPoll})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return ErrNotFound
+		}
+		return s.DB(ctx).Where("id = ? AND user_id = ?", id, userID).Delete(&Factor{}).Error
+	})
 }
 
 // RetirePushEndpoint turns a device to polling, only if its endpoint is still

@@ -152,15 +152,12 @@ func (s *Service) Authenticate(ctx context.Context, r Request, purpose string, f
 	if ts.Before(now.Add(-s.cfg.Window)) || ts.After(now.Add(s.cfg.Window)) {
 		return nil, ErrUnauthenticated
 	}
-	d, err := s.store.GetPushDevice(ctx, r.DeviceID)
+	d, err := s.store.GetActivePushDevice(ctx, r.DeviceID)
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, ErrUnauthenticated
 		}
 		return nil, err
-	}
-	if d.State != storage.PushDeviceActive {
-		return nil, ErrUnauthenticated
 	}
 	pub, err := devicePublicKey(d)
 	if err != nil {

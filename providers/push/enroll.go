@@ -129,6 +129,11 @@ func (s *Service) FinishEnrollment(ctx context.Context, in FinishInput) (*storag
 		if n, err := s.store.CountPushDevices(ctx, e.UserID); err != nil || n >= int64(s.cfg.MaxDevices) {
 			return errors.Join(err, ErrTooManyDevices)
 		}
+		f := &storage.Factor{ID: d.ID, UserID: d.UserID, Method: Method, Name: d.Name, State: storage.FactorActive,
+			CreatedAt: now, UpdatedAt: now}
+		if err := s.store.CreateFactor(ctx, f); err != nil {
+			return err
+		}
 		return s.store.CreatePushDevice(ctx, d)
 	})
 	if err != nil {

@@ -447,3 +447,33 @@ func TestSecretsSealed(t *testing.T) {
 
 // storeURL is the URL of e's database, for a second replica on it.
 func storeURL(t *testing.T, e *env) string { return e.url }
+
+// Each device is a factors row of method push: listed with the user's factors, and
+// removing that row (RemoveFactor, an admin's reset) disables the device at once.
+func TestDeviceIsAFactor(t *testing.T) {
+	e := newEnv(t, push.Config{})
+	ctx := context.Background()
+	d := e.enroll("alice")
+	fs, err := e.store.ListFactors(ctx, "alice", push.Method, storage.FactorActive)
+	if err != nil || len(fs) != 1 || fs[0].ID != d.id || fs[0].Name != "Phone" {
+		t.Fatalf("factors = %+v, %v", fs, err)
+	}
+	b := e.begin("alice")
+	if err := e.store.DeleteFactor(ctx, "alice", d.id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number}); !errors.Is(err, push.ErrUnauthenticated) {
+		t.Fatalf("device of a removed factor answers: %v", err)
+	}
+	if devs, _ := e.svc.Devices(ctx, "alice"); len(devs) != 0 {
+		t.Fatalf("devices of a removed factor: %d", len(devs))
+	}
+	// Revoke removes the factor row too.
+	d2 := e.enroll("alice")
+	if err := e.svc.Revoke(ctx, "alice", d2.id); err != nil {
+		t.Fatal(err)
+	}
+	if fs, _ := e.store.ListFactors(ctx, "alice", push.Method, ""); len(fs) != 0 {
+		t.Fatalf("factors after revoke: %+v", fs)
+	}
+}

@@ -9,6 +9,10 @@ import (
 	"github.com/twofactor/twofactor/storage"
 )
 
+// Method is the factor's stored, audited and policy name; each device has a
+// factors row of this method.
+const Method = "push"
+
 // Number-matching modes.
 const (
 	// NumberDigits: the login screen shows a number of Digits digits that the user
