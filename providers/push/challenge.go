@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/twofactor/twofactor/providers/push/pushsig"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -129,7 +130,7 @@ func (s *Service) pickNumber(c *storage.PushChallenge, lc *LoginContext) (string
 }
 
 func (s *Service) numberHash(challengeID, number string) []byte {
-	return s.ring.MAC(macNumber, Encode([]byte(challengeID), []byte(number)))
+	return s.ring.MAC(macNumber, pushsig.Encode([]byte(challengeID), []byte(number)))
 }
 
 func randomDigits(n int) (string, error) {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twofactor/twofactor/providers/push/pushsig"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -164,7 +165,7 @@ func (s *Service) Authenticate(ctx context.Context, r Request, purpose string, f
 		return nil, ErrUnauthenticated
 	}
 	msg := RequestMessage(purpose, r.DeviceID, r.TimestampMillis, r.Nonce, fields...)
-	if !VerifySignature(pub, msg, r.Signature) {
+	if !pushsig.VerifySignature(pub, msg, r.Signature) {
 		return nil, ErrUnauthenticated
 	}
 	fresh, err := s.store.RememberPushNonce(ctx, d.ID, r.Nonce, ts.Add(s.cfg.Window+time.Second))
@@ -178,7 +179,7 @@ func (s *Service) Authenticate(ctx context.Context, r Request, purpose string, f
 }
 
 func devicePublicKey(d *storage.PushDevice) (*ecdsa.PublicKey, error) {
-	pub, _, err := ParsePublicKey(d.PublicKey)
+	pub, _, err := pushsig.ParsePublicKey(d.PublicKey)
 	return pub, err
 }
 

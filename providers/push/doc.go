@@ -21,7 +21,7 @@
 // # Canonical encoding (what a device signs)
 //
 // A signed message is the ASCII bytes "TFPUSH1" followed by each field as its
-// length, a 4-byte big-endian unsigned integer, then its bytes (Encode). Strings
+// length, a 4-byte big-endian unsigned integer, then its bytes (pushsig.Encode). Strings
 // are UTF-8; no field is omitted, an absent one is empty (length 0). A device
 // request's fields are, in order:
 //

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"rsc.io/qr"
 
+	"github.com/twofactor/twofactor/providers/push/pushsig"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -114,7 +115,7 @@ func (s *Service) FinishEnrollment(ctx context.Context, in FinishInput) (*storag
 	} else if err != nil {
 		return nil, err
 	}
-	if !VerifySignature(pub, EnrollMessage(in), in.Signature) {
+	if !pushsig.VerifySignature(pub, EnrollMessage(in), in.Signature) {
 		return nil, ErrUnauthenticated
 	}
 	d := &storage.PushDevice{ID: uuid.NewString(), UserID: e.UserID, Name: in.Name, Platform: in.Platform,
@@ -146,7 +147,7 @@ func (s *Service) validFinish(in FinishInput) (*ecdsa.PublicKey, []byte, error) 
 	if in.Token == "" || len(in.Token) > 64 {
 		return nil, nil, inputErr("token", "want 1 to 64 characters")
 	}
-	pub, der, err := ParsePublicKey(in.PublicKey)
+	pub, der, err := pushsig.ParsePublicKey(in.PublicKey)
 	if err != nil {
 		return nil, nil, inputErr("public_key", "%v", strings.TrimPrefix(err.Error(), "public key: "))
 	}

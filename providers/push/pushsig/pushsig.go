@@ -1,8 +1,14 @@
-package push
+// Package pushsig is the push factor's signature scheme, shared by the server and
+// devices (a Go device imports only this): the canonical encoding of what a device
+// signs, ECDSA P-256 / SHA-256 verification accepting IEEE P1363 and ASN.1 DER, and
+// the parsing of a device's public key. The encoding is specified in the package
+// documentation of providers/push.
+package pushsig
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
@@ -27,16 +33,18 @@ const (
 
 // Bounds of the canonical encoding and of a device request.
 const (
-	maxFields    = 16
-	maxFieldLen  = 2048
-	minNonceLen  = 16
-	maxNonceLen  = 64
-	maxSigLen    = 80 // DER of P-256 is at most 72 bytes, P1363 exactly 64
+	maxFields   = 16
+	maxFieldLen = 2048
+	// MinNonceLen and MaxNonceLen bound a request's nonce.
+	MinNonceLen = 16
+	MaxNonceLen = 64
+	// MaxSigLen bounds a signature: DER of P-256 is at most 72 bytes, P1363 exactly 64.
+	MaxSigLen    = 80
 	maxPubKeyLen = 200
 )
 
 // ErrEncoding reports a message that is not a canonical encoding.
-var ErrEncoding = errors.New("push: not a canonical encoding")
+var ErrEncoding = errors.New("pushsig: not a canonical encoding")
 
 // Encode returns the canonical encoding of fields: Magic, then for each field its
 // length as a 4-byte big-endian unsigned integer followed by its bytes. Decode
@@ -129,7 +137,7 @@ func ParsePublicKey(b []byte) (*ecdsa.PublicKey, []byte, error) {
 // IEEE P1363 (r‖s, 64 bytes, what WebCrypto produces) and ASN.1 DER (what Go's
 // ecdsa.SignASN1, Android and iOS keystores produce).
 func VerifySignature(pub *ecdsa.PublicKey, msg, sig []byte) bool {
-	if pub == nil || len(sig) == 0 || len(sig) > maxSigLen {
+	if pub == nil || len(sig) == 0 || len(sig) > MaxSigLen {
 		return false
 	}
 	digest := sha256.Sum256(msg)
@@ -141,4 +149,23 @@ func VerifySignature(pub *ecdsa.PublicKey, msg, sig []byte) bool {
 		}
 	}
 	return ecdsa.VerifyASN1(pub, digest[:], sig)
+}
+
+// SignP1363 signs msg as WebCrypto does: ECDSA P-256 with SHA-256, r‖s in 64 bytes.
+func SignP1363(key *ecdsa.PrivateKey, msg []byte) ([]byte, error) {
+	digest := sha256.Sum256(msg)
+	r, s, err := ecdsa.Sign(rand.Reader, key, digest[:])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 64)
+	r.FillBytes(out[:32])
+	s.FillBytes(out[32:])
+	return out, nil
+}
+
+// SignDER signs msg with ECDSA P-256 and SHA-256, ASN.1 DER.
+func SignDER(key *ecdsa.PrivateKey, msg []byte) ([]byte, error) {
+	digest := sha256.Sum256(msg)
+	return ecdsa.SignASN1(rand.Reader, key, digest[:])
 }

@@ -1,19 +1,21 @@
-package push_test
+package pushsig_test
 
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"testing"
 
-	"github.com/twofactor/twofactor/providers/push"
+	"github.com/twofactor/twofactor/providers/push/pushsig"
 )
 
 // TestEncodingVector pins the canonical encoding byte for byte, for devices
 // written in other languages to test against.
 func TestEncodingVector(t *testing.T) {
-	got := push.RequestMessage(push.PurposeRespond, "d-1", 1764666000123, []byte{0xde, 0xad}, "c-1", "approve", "42", "")
+	got := pushsig.RequestMessage(pushsig.PurposeRespond, "d-1", 1764666000123, []byte{0xde, 0xad}, "c-1", "approve", "42", "")
 	want := "544650555348310000000772657370" + "6f6e64" + // "TFPUSH1", len 7 "respond"
 		"00000003" + hex.EncodeToString([]byte("d-1")) +
 		"0000000d" + hex.EncodeToString([]byte("1764666000123")) +
@@ -25,61 +27,61 @@ func TestEncodingVector(t *testing.T) {
 	if hex.EncodeToString(got) != want {
 		t.Fatalf("encoding\n got %x\nwant %s", got, want)
 	}
-	fields, err := push.Decode(got)
+	fields, err := pushsig.Decode(got)
 	if err != nil || len(fields) != 8 || string(fields[4]) != "c-1" || len(fields[7]) != 0 {
 		t.Fatalf("decode = %q, %v", fields, err)
 	}
 }
 
 func TestDecodeRefuses(t *testing.T) {
-	ok := push.Encode([]byte("a"))
+	ok := pushsig.Encode([]byte("a"))
 	for name, msg := range map[string][]byte{
 		"empty":     nil,
 		"magic":     append([]byte("TFPUSH2"), ok[7:]...),
 		"truncated": ok[:len(ok)-1],
 		"trailing":  append(append([]byte{}, ok...), 0, 0),
 		"too long":  append([]byte("TFPUSH1"), 0, 0, 0x08, 0x01),
-		"too many":  push.Encode(make([][]byte, 17)...),
+		"too many":  pushsig.Encode(make([][]byte, 17)...),
 	} {
-		if _, err := push.Decode(msg); err == nil {
+		if _, err := pushsig.Decode(msg); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
 	}
-	if f, err := push.Decode(push.Encode(make([][]byte, 16)...)); err != nil || len(f) != 16 {
+	if f, err := pushsig.Decode(pushsig.Encode(make([][]byte, 16)...)); err != nil || len(f) != 16 {
 		t.Fatalf("16 empty fields: %v", err)
 	}
 }
 
 func TestSignatureFormats(t *testing.T) {
 	key := newKey(t)
-	msg := push.Encode([]byte("hello"))
+	msg := pushsig.Encode([]byte("hello"))
 	for _, p1363 := range []bool{false, true} {
 		sig := sign(t, key, msg, p1363)
-		if !push.VerifySignature(&key.PublicKey, msg, sig) {
+		if !pushsig.VerifySignature(&key.PublicKey, msg, sig) {
 			t.Fatalf("p1363=%v: valid signature refused", p1363)
 		}
-		if push.VerifySignature(&key.PublicKey, append(msg, 0), sig) {
+		if pushsig.VerifySignature(&key.PublicKey, append(msg, 0), sig) {
 			t.Fatalf("p1363=%v: signature of another message accepted", p1363)
 		}
-		if push.VerifySignature(&newKey(t).PublicKey, msg, sig) {
+		if pushsig.VerifySignature(&newKey(t).PublicKey, msg, sig) {
 			t.Fatalf("p1363=%v: another key accepted", p1363)
 		}
 	}
-	if push.VerifySignature(&key.PublicKey, msg, make([]byte, 64)) || push.VerifySignature(nil, msg, []byte{1}) {
+	if pushsig.VerifySignature(&key.PublicKey, msg, make([]byte, 64)) || pushsig.VerifySignature(nil, msg, []byte{1}) {
 		t.Fatal("zero signature or nil key accepted")
 	}
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(push.RequestMessage(push.PurposeRespond, "d", 1, []byte("n"), "c", "approve", "12"))
-	f.Add(push.Encode())
+	f.Add(pushsig.RequestMessage(pushsig.PurposeRespond, "d", 1, []byte("n"), "c", "approve", "12"))
+	f.Add(pushsig.Encode())
 	f.Add([]byte("TFPUSH1\xff\xff\xff\xff"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		fields, err := push.Decode(msg)
+		fields, err := pushsig.Decode(msg)
 		if err != nil {
 			return
 		}
-		if again := push.Encode(fields...); !bytes.Equal(again, msg) {
+		if again := pushsig.Encode(fields...); !bytes.Equal(again, msg) {
 			t.Fatalf("Encode(Decode(m)) != m: %x vs %x", again, msg)
 		}
 	})
@@ -87,13 +89,13 @@ func FuzzDecode(f *testing.F) {
 
 func FuzzVerifySignature(f *testing.F) {
 	key := newKey(f)
-	msg := push.Encode([]byte("m"))
+	msg := pushsig.Encode([]byte("m"))
 	f.Add(sign(f, key, msg, false), []byte("m"))
 	f.Add(sign(f, key, msg, true), []byte("m"))
 	f.Add([]byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01}, []byte("m"))
 	f.Fuzz(func(t *testing.T, sig, field []byte) {
-		m := push.Encode(field)
-		if push.VerifySignature(&key.PublicKey, m, sig) && !bytes.Equal(field, []byte("m")) {
+		m := pushsig.Encode(field)
+		if pushsig.VerifySignature(&key.PublicKey, m, sig) && !bytes.Equal(field, []byte("m")) {
 			t.Fatalf("a fuzzed signature verified for %q", field)
 		}
 	})
@@ -107,14 +109,35 @@ func FuzzParsePublicKey(f *testing.F) {
 	f.Add(raw)
 	f.Add([]byte{4})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		pub, out, err := push.ParsePublicKey(b)
+		pub, out, err := pushsig.ParsePublicKey(b)
 		if err != nil {
 			return
 		}
-		again, _, err := push.ParsePublicKey(out)
+		again, _, err := pushsig.ParsePublicKey(out)
 		if err != nil || !again.Equal(pub) {
 			t.Fatalf("stored form does not parse back: %v", err)
 		}
 		var _ *ecdsa.PublicKey = pub
 	})
+}
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func sign(t testing.TB, key *ecdsa.PrivateKey, msg []byte, p1363 bool) []byte {
+	t.Helper()
+	sign := pushsig.SignDER
+	if p1363 {
+		sign = pushsig.SignP1363
+	}
+	sig, err := sign(key, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
 }
