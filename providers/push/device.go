@@ -236,3 +236,12 @@ func WakePayload(challengeID, deviceID string) []byte {
 	b, _ := json.Marshal(Wake{V: 1, ChallengeID: challengeID, DeviceID: deviceID})
 	return b
 }
+
+// Usable tells whether a device is still active (not revoked, its factor not removed).
+func (s *Service) Usable(ctx context.Context, deviceID string) (bool, error) {
+	_, err := s.store.GetActivePushDevice(ctx, deviceID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
