@@ -309,9 +309,18 @@ func (s *Store) AnswerPushChallenge(ctx context.Context, id, userID, state, deci
 // RedeemPushChallenge moves an approved, unexpired challenge to redeemed. Of
 // concurrent callers exactly one sees true.
 func (s *Store) RedeemPushChallenge(ctx context.Context, id string, now time.Time) (bool, error) {
-	res := s.DB(ctx).Model(&PushChallenge{}).
-		Where("id = ? AND state = ? AND expires_at > ?", id, PushApproved, now).
-		Updates(map[string]any{"state": PushRedeemed, "redeemed_at": now})
+	return s.ClosePushChallenge(ctx, id, PushApproved, now)
+}
+
+// ClosePushChallenge moves a challenge from state from (approved, or denied) to
+// redeemed, an approval only while unexpired: the answer is reported once. Of
+// concurrent callers exactly one sees true.
+func (s *Store) ClosePushChallenge(ctx context.Context, id, from string, now time.Time) (bool, error) {
+	q := s.DB(ctx).Model(&PushChallenge{}).Where("id = ? AND state = ?", id, from)
+	if from == PushApproved {
+		q = q.Where("expires_at > ?", now)
+	}
+	res := q.Updates(map[string]any{"state": PushRedeemed, "redeemed_at": now})
 	return res.RowsAffected == 1, res.Error
 }
 

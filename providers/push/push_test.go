@@ -74,6 +74,9 @@ func TestWrongNumberDeniesAndBacksOff(t *testing.T) {
 	if st, _ := e.svc.Verify(ctx, "alice", b.ChallengeID); st != push.StatusDenied {
 		t.Fatalf("verify = %s", st)
 	}
+	if st, _ := e.svc.Verify(ctx, "alice", b.ChallengeID); st != push.StatusExpired {
+		t.Fatalf("second verify of a denial = %s, want expired (reported once)", st)
+	}
 	// A second answer, even the right one, is refused.
 	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number}); !errors.Is(err, push.ErrAnswered) {
 		t.Fatalf("answer after a wrong number = %v", err)

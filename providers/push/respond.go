@@ -108,31 +108,43 @@ const (
 
 // Verify answers whether userID's push challenge was approved. An approval is
 // redeemed by the first Verify that sees it (a conditional UPDATE: on all
-// replicas exactly one caller gets StatusAccepted); later calls get StatusExpired.
+// replicas exactly one caller gets StatusAccepted); a denial is reported once the
+// same way. Later calls get StatusExpired.
 func (s *Service) Verify(ctx context.Context, userID, challengeID string) (Status, error) {
-	c, err := s.challengeOf(ctx, userID, challengeID)
-	if err != nil {
-		return "", err
+	st, err := s.peek(ctx, userID, challengeID)
+	if err != nil || (st != StatusAccepted && st != StatusDenied) {
+		return st, err
 	}
-	now := s.now()
-	switch c.State {
-	case storage.PushDenied:
-		return StatusDenied, nil
-	case storage.PushRedeemed:
-		return StatusExpired, nil
+	from := storage.PushApproved
+	if st == StatusDenied {
+		from = storage.PushDenied
 	}
-	if !c.ExpiresAt.After(now) {
-		return StatusExpired, nil
-	}
-	if c.State == storage.PushPending {
-		return StatusPending, nil
-	}
-	ok, err := s.store.RedeemPushChallenge(ctx, c.ID, now)
+	ok, err := s.store.ClosePushChallenge(ctx, challengeID, from, s.now())
 	if err != nil {
 		return "", err
 	}
 	if !ok {
 		return StatusExpired, nil
+	}
+	return st, nil
+}
+
+// peek reads a challenge's status without redeeming it: StatusAccepted for an
+// approval not yet redeemed, StatusDenied for a denial not yet reported.
+func (s *Service) peek(ctx context.Context, userID, challengeID string) (Status, error) {
+	c, err := s.challengeOf(ctx, userID, challengeID)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case c.State == storage.PushRedeemed:
+		return StatusExpired, nil
+	case c.State == storage.PushDenied:
+		return StatusDenied, nil
+	case !c.ExpiresAt.After(s.now()):
+		return StatusExpired, nil
+	case c.State == storage.PushPending:
+		return StatusPending, nil
 	}
 	return StatusAccepted, nil
 }
@@ -156,25 +168,24 @@ var testHookWaiting func(challengeID string)
 // MaxWait bounds VerifyWait's wait.
 const MaxWait = 30 * time.Second
 
-// VerifyWait is Verify that, while the challenge is pending, waits up to wait
-// (at most MaxWait) for a wake-up from w and then verifies again. It subscribes
-// before reading the store, so an answer given in between is not missed. A
-// wake-up only causes a re-read: the store decides.
-func (s *Service) VerifyWait(ctx context.Context, w Waker, userID, challengeID string, wait time.Duration) (Status, error) {
-	if wait <= 0 || w == nil {
-		return s.Verify(ctx, userID, challengeID)
+// Wait waits, while userID's challenge is pending, up to wait (at most MaxWait)
+// for a wake-up from w, and reports whether it is still pending. It reads without
+// redeeming (Verify redeems). It subscribes before reading the store, so an answer
+// given in between is not missed; a wake-up only causes a re-read.
+func (s *Service) Wait(ctx context.Context, w Waker, userID, challengeID string, wait time.Duration) (pending bool, err error) {
+	st, err := s.peek(ctx, userID, challengeID)
+	if err != nil || st != StatusPending || wait <= 0 || w == nil {
+		return st == StatusPending, err
 	}
-	wait = min(wait, MaxWait)
 	woken, stop, err := w.SubscribePushResponse(challengeID)
 	if err != nil {
-		return "", err
+		return true, err
 	}
 	defer stop()
-	st, err := s.Verify(ctx, userID, challengeID)
-	if err != nil || st != StatusPending {
-		return st, err
+	if st, err = s.peek(ctx, userID, challengeID); err != nil || st != StatusPending {
+		return st == StatusPending, err
 	}
-	timer := time.NewTimer(wait)
+	timer := time.NewTimer(min(wait, MaxWait))
 	defer timer.Stop()
 	if testHookWaiting != nil {
 		testHookWaiting(challengeID)
@@ -183,7 +194,16 @@ func (s *Service) VerifyWait(ctx context.Context, w Waker, userID, challengeID s
 	case <-woken:
 	case <-timer.C:
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return true, ctx.Err()
+	}
+	st, err = s.peek(ctx, userID, challengeID)
+	return st == StatusPending, err
+}
+
+// VerifyWait is Wait, then Verify.
+func (s *Service) VerifyWait(ctx context.Context, w Waker, userID, challengeID string, wait time.Duration) (Status, error) {
+	if _, err := s.Wait(ctx, w, userID, challengeID, wait); err != nil {
+		return "", err
 	}
 	return s.Verify(ctx, userID, challengeID)
 }
