@@ -16,6 +16,7 @@ import (
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/policy"
+	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server/challenge"
 	"github.com/twofactor/twofactor/server/throttle"
@@ -76,6 +77,11 @@ type Deps struct {
 	// WebAuthn serves ImportU2FRegistration; optional (its challenges and
 	// enrollment are in Factors).
 	WebAuthn *webauthn.Provider
+	// Push serves DeviceService (push approval's devices); optional (nil leaves it
+	// unregistered; the push factor itself is in Factors). PushWatcher wakes its
+	// WatchPushes streams (NATSPushWatcher); nil: they poll.
+	Push        *push.Service
+	PushWatcher PushWatcher
 }
 
 func (d Deps) check() error {
@@ -121,7 +127,8 @@ type Server struct {
 	enrollment enrollmentService
 	appPass    *appPasswordService // nil: unregistered
 	admin      adminService
-	password   *passwordService // nil: unregistered
+	password   *passwordService       // nil: unregistered
+	device     pb.DeviceServiceServer // nil: unregistered
 	closers    []func()
 }
 
@@ -147,6 +154,13 @@ func New(d Deps, opts Options) (*Server, error) {
 	}
 	if d.Breached != nil {
 		s.password = &passwordService{core: c, breached: d.Breached}
+	}
+	if d.Push != nil {
+		var ann push.Announcer
+		if d.Events != nil {
+			ann = d.Events
+		}
+		s.device = NewDeviceService(d.Push, DeviceOptions{Announcer: ann, Watcher: d.PushWatcher, Auditor: d.Auditor, Log: d.Logger})
 	}
 	if err := s.subscribe(d); err != nil {
 		s.Close()
@@ -221,6 +235,9 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	pb.RegisterAdminServiceServer(g, &s.admin)
 	if s.password != nil {
 		pb.RegisterPasswordServiceServer(g, s.password)
+	}
+	if s.device != nil {
+		pb.RegisterDeviceServiceServer(g, s.device)
 	}
 }
 

@@ -190,6 +190,9 @@ func (s *Service) Wait(ctx context.Context, w Waker, userID, challengeID string,
 	if testHookWaiting != nil {
 		testHookWaiting(challengeID)
 	}
+	if s.cfg.OnWait != nil {
+		s.cfg.OnWait(challengeID)
+	}
 	select {
 	case <-woken:
 	case <-timer.C:

@@ -104,6 +104,9 @@ type Config struct {
 	EndpointHosts []string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// OnWait, if set, is called when a Wait starts waiting for a device (after
+	// its read found the challenge pending): for metrics and tests.
+	OnWait func(challengeID string)
 }
 
 func (c Config) withDefaults() (Config, error) {
