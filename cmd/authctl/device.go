@@ -8,12 +8,18 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/mdp/qrterminal/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/twofactor/twofactor/clients/pushdevice"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 )
 
 // The terminal push device: a key in a file, requests signed with it.
 func init() {
+	register("push enroll", command{usage: "push enroll <user>",
+		help: "begin a push device's enrollment: shows the one-time token and its QR code", run: pushEnroll})
 	register("device enroll", command{usage: "device enroll <token|twofactor-push:URI> [-name N] [-file F]",
 		help: "enroll this terminal as a push-approval device (key kept in -file, mode 0600)", run: deviceEnroll})
 	register("device listen", command{usage: "device listen [-file F]",
@@ -50,6 +56,25 @@ func enrollToken(s string) string {
 		return u.Query().Get("token")
 	}
 	return s
+}
+
+func pushEnroll(e *env, args []string) error {
+	if err := need(args, 1, commands["push enroll"].usage); err != nil {
+		return err
+	}
+	resp, err := e.c.Enrollment.BeginEnrollment(e.ctx, &pb.BeginEnrollmentRequest{UserId: args[0], Method: pb.Method_METHOD_PUSH})
+	if err != nil {
+		return err
+	}
+	p := resp.GetPush()
+	fmt.Fprintln(e.out, "Scan this QR code with the device, or run on it: authctl device enroll <token>")
+	qrterminal.GenerateWithConfig(p.GetUri(), qrterminal.Config{
+		Level: qrterminal.L, Writer: e.out, HalfBlocks: true,
+		BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK,
+		WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE, QuietZone: 2,
+	})
+	fmt.Fprintf(e.out, "Token: %s  (one use, expires %s)\n", p.GetToken(), when(resp.GetExpiresAt()))
+	return nil
 }
 
 func deviceEnroll(e *env, args []string) error {
@@ -97,6 +122,9 @@ func deviceListen(e *env, args []string) error {
 	fmt.Fprintln(e.out, "Waiting for push logins (Ctrl-C to stop)…")
 	for {
 		msg, err := stream.Recv()
+		if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Canceled {
+			return nil // -timeout ended the listening
+		}
 		if err != nil {
 			return err
 		}
