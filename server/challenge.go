@@ -13,6 +13,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/server/challenge"
 	"github.com/twofactor/twofactor/server/throttle"
 )
@@ -222,6 +223,12 @@ func (s *challengeService) accepted(ctx context.Context, req *pb.VerifyChallenge
 	resp *pb.VerifyChallengeResponse, v Verdict, resetThrottle bool, out challenge.Outcome) *pb.VerifyChallengeResponse {
 	if resetThrottle {
 		s.throttleSuccess(ctx, throttle.Subjects{UserID: resp.UserId})
+	}
+	if s.push != nil && s.push.Config().LockOnNotMe && ch.Method != push.Method {
+		// Signing in with another factor lifts a "this was not me" lock of push.
+		if err := s.push.Unlock(ctx, resp.UserId); err != nil {
+			s.log.WarnContext(ctx, "push: unlock failed", "error", err.Error())
+		}
 	}
 	s.metrics.verification(ch.Method, "accepted")
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED

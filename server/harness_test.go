@@ -91,6 +91,8 @@ type cluster struct {
 	factors []server.Factor
 	// pushOnWait is every replica's push.Config.OnWait.
 	pushOnWait func(challengeID string)
+	// pushLockOnNotMe is every replica's push.Config.LockOnNotMe.
+	pushLockOnNotMe bool
 	// replicas are the ones start made (flushAudit flushes each).
 	replicas []*replica
 }
@@ -172,7 +174,7 @@ func (c *cluster) start() *replica {
 	}
 	bcodes := backupcodes.New(st, c.ring, backupcodes.Options{Clock: c.clock.Now})
 	acodes := admincodes.New(st, c.ring, admincodes.Options{Clock: c.clock.Now})
-	ps, err := push.New(st, c.ring, push.Config{Now: c.clock.Now, OnWait: c.pushOnWait})
+	ps, err := push.New(st, c.ring, push.Config{Now: c.clock.Now, OnWait: c.pushOnWait, LockOnNotMe: c.pushLockOnNotMe})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -192,3 +192,34 @@ func TestPushDeniedAndLimits(t *testing.T) {
 		t.Fatalf("%d begun, %d refused: want exactly one", won, refused)
 	}
 }
+
+// "This was not me" locks push approval until the user signs in with another factor.
+func TestPushNotMeLocksUntilAnotherFactor(t *testing.T) {
+	c := newCluster(t)
+	c.pushLockOnNotMe = true
+	r := c.start()
+	d := enrollPush(t, c, r, r, "alice")
+	backup := issueBackupCodes(t, c, r, "alice")
+	ctx := context.Background()
+	beginPush(t, c, r, "alice")
+	pending, err := d.Pending(ctx, r.devices())
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending = %v, %v", pending, err)
+	}
+	resp, err := d.Respond(ctx, r.devices(), pending[0].GetChallengeId(), pb.PushDecision_PUSH_DECISION_NOT_ME, "")
+	if err != nil || resp.GetResult() != pb.PushResult_PUSH_RESULT_NOT_ME || !resp.GetLocked() {
+		t.Fatalf("not me = %v, %v", resp, err)
+	}
+	c.clock.Add(2 * time.Hour) // past any backoff: only the lock refuses
+	_, err = r.challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "locked") {
+		t.Fatalf("begin while locked: %v", err)
+	}
+	id := beginWith(t, c, r, "alice", pb.Method_METHOD_BACKUP_CODE)
+	v, err := r.challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{ChallengeId: id,
+		Response: &pb.VerifyChallengeRequest_Code{Code: backup[0]}})
+	if err != nil || v.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		t.Fatalf("backup code login = %v, %v", v, err)
+	}
+	beginPush(t, c, r, "alice")
+}

@@ -115,6 +115,7 @@ type core struct {
 	auditor  Auditor
 	events   *notify.Publisher
 	keys     *APIKeys
+	push     *push.Service // nil: no push devices
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
@@ -138,7 +139,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		return nil, err
 	}
 	c := &core{opts: opts.withDefaults(), store: d.Store, factors: d.Factors, policy: d.Policy, throttle: d.Throttle,
-		auditor: d.Auditor, events: d.Events, keys: d.APIKeys, metrics: d.Metrics, log: d.Logger, now: d.Now}
+		auditor: d.Auditor, events: d.Events, keys: d.APIKeys, push: d.Push, metrics: d.Metrics, log: d.Logger, now: d.Now}
 	chs, err := challenge.New(d.Store, d.Keys, challenge.Config{TTL: c.opts.ChallengeTTL, MaxAttempts: c.opts.MaxAttempts}, d.Now)
 	if err != nil {
 		return nil, err
@@ -249,6 +250,11 @@ func (s *Server) Sweep(ctx context.Context) error {
 	}
 	if _, err := s.store.DeleteExpiredPendingFactors(ctx, now); err != nil {
 		return err
+	}
+	if s.push != nil {
+		if err := s.push.Cleanup(ctx); err != nil {
+			return err
+		}
 	}
 	_, err := s.store.DeleteThrottlesBefore(ctx, now.Add(-s.throttle.Config().Window))
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
@@ -361,5 +362,13 @@ func (s *Store) CompareAndSwapPushLimit(ctx context.Context, next *PushLimit) (b
 			"level": next.Level, "next_allowed_at": next.NextAllowedAt, "day": next.Day,
 			"day_count": next.DayCount, "locked": next.Locked,
 		})
+	return res.RowsAffected == 1, res.Error
+}
+
+// UnlockPushLimit lifts a user's "this was not me" lock, if any, in one statement
+// (no row is written for a user without one). It reports whether it wrote.
+func (s *Store) UnlockPushLimit(ctx context.Context, userID string) (bool, error) {
+	res := s.DB(ctx).Model(&PushLimit{}).Where("user_id = ? AND locked = ?", userID, true).
+		Updates(map[string]any{"locked": false, "version": gorm.Expr("version + 1")})
 	return res.RowsAffected == 1, res.Error
 }

@@ -114,13 +114,8 @@ func (s *Service) settle(l *storage.PushLimit, challengeID string, approved, loc
 }
 
 // Unlock lifts a "this was not me" lock, as the caller does when the user signed
-// in with another factor.
+// in with another factor. One conditional UPDATE; nothing is written without a lock.
 func (s *Service) Unlock(ctx context.Context, userID string) error {
-	return s.updateLimit(ctx, userID, func(l *storage.PushLimit) (bool, error) {
-		if !l.Locked {
-			return false, nil
-		}
-		l.Locked = false
-		return true, nil
-	})
+	_, err := s.store.UnlockPushLimit(ctx, userID)
+	return err
 }
