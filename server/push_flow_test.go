@@ -191,6 +191,15 @@ func TestPushDeniedAndLimits(t *testing.T) {
 	if won != 1 || refused != 9 {
 		t.Fatalf("%d begun, %d refused: want exactly one", won, refused)
 	}
+	// Exactly the pushes begun were handed to notifyd: the first and the one winner.
+	st, err := c.js.Stream(ctx, c.names.PushStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.State.Msgs != 2 {
+		t.Fatalf("push requests published: %v, %v; want 2", info.State.Msgs, err)
+	}
 }
 
 // "This was not me" locks push approval until the user signs in with another factor.
