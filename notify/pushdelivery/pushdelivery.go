@@ -5,7 +5,7 @@
 //
 // Register it on a notify.Worker built from WorkerConfig:
 //
-//	w, err := notify.NewWorker(ctx, js, pushdelivery.WorkerConfig(names), pushdelivery.Handler(deps))
+//	w, err := pushdelivery.NewWorker(ctx, js, names, deps) // then go w.Run(ctx)
 //
 // # Security properties
 //
@@ -26,6 +26,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy"
@@ -54,6 +56,15 @@ func WorkerConfig(names notify.Names) notify.WorkerConfig {
 		FilterSubjects: []string{names.PushRequest()}, MaxDeliver: 4, Concurrency: 4,
 		Backoff: notify.ExponentialBackoff(time.Second, 20*time.Second),
 	}
+}
+
+// NewWorker is the push worker notifyd runs: WorkerConfig's consumer with Handler(d).
+func NewWorker(ctx context.Context, js jetstream.JetStream, names notify.Names, d Deps) (*notify.Worker, error) {
+	cfg := WorkerConfig(names)
+	if d.Logger != nil {
+		cfg.Logger = d.Logger
+	}
+	return notify.NewWorker(ctx, js, cfg, Handler(d))
 }
 
 // Handler returns the notify.Handler delivering push requests.
