@@ -53,7 +53,7 @@
 //     as a refusal for the limits and is reported as suspected push fatigue
 //     (OWASP ASVS 5.0 6.6.4).
 //   - The device proves possession of its private key at enrollment by signing the
-//     one-time token (ASVS 5.0 6.6.x; RFC 8235-style proof by signature), and
+//     one-time token (proof of possession, NIST SP 800-63B §6.1.2.1), and
 //     signs every later request. Requests are accepted within ±Window (60 s) of
 //     the server's clock and once only: the (device, nonce) pair is inserted into
 //     the shared store with a primary key, so a replay on any replica fails.
