@@ -9,7 +9,7 @@ import (
 
 // models lists every table; Migrate creates or updates them.
 func models() []any {
-	return []any{
+	return append([]any{
 		&Factor{},
 		&Challenge{},
 		&AppPassword{},
@@ -26,7 +26,7 @@ func models() []any {
 		&AuditRecord{},
 		&Counter{},
 		&AuditRelayLease{},
-	}
+	}, pushModels()...)
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serialises migrations of

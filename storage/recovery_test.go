@@ -321,6 +321,7 @@ func seedUser(t *testing.T, s *storage.Store, user string) {
 		s.CreateAppPassword(ctx, &storage.AppPassword{ID: user + "-ap", UserID: user, Name: "dav", LookupHash: []byte(user + "-hash"), CreatedAt: t0}),
 		func() error { _, err := s.EnsureWebAuthnUser(ctx, user, []byte(user+"-handle"), t0); return err }(),
 		s.RememberFamiliarNetwork(ctx, user, "192.0.2.1", t0, time.Hour, time.Hour, 10),
+		seedPush(ctx, s, user),
 	} {
 		if err != nil {
 			t.Fatal(err)

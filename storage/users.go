@@ -25,6 +25,10 @@ func userRows() []struct {
 		{&AppPassword{}, "user_id"},
 		{&WebAuthnUser{}, "user_id"},
 		{&FamiliarNetwork{}, "user_id"},
+		{&PushEnrollment{}, "user_id"},
+		{&PushDevice{}, "user_id"},
+		{&PushChallenge{}, "user_id"},
+		{&PushLimit{}, "user_id"},
 	}
 }
 

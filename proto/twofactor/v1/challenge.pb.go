@@ -36,6 +36,8 @@ const (
 	VerifyResult_VERIFY_RESULT_EXPIRED VerifyResult = 3
 	// Too many failures for this user or client: try again after retry_after.
 	VerifyResult_VERIFY_RESULT_THROTTLED VerifyResult = 4
+	// METHOD_PUSH: no device answered yet; ask again.
+	VerifyResult_VERIFY_RESULT_PENDING VerifyResult = 5
 )
 
 // Enum value maps for VerifyResult.
@@ -46,6 +48,7 @@ var (
 		2: "VERIFY_RESULT_REJECTED",
 		3: "VERIFY_RESULT_EXPIRED",
 		4: "VERIFY_RESULT_THROTTLED",
+		5: "VERIFY_RESULT_PENDING",
 	}
 	VerifyResult_value = map[string]int32{
 		"VERIFY_RESULT_UNSPECIFIED": 0,
@@ -53,6 +56,7 @@ var (
 		"VERIFY_RESULT_REJECTED":    2,
 		"VERIFY_RESULT_EXPIRED":     3,
 		"VERIFY_RESULT_THROTTLED":   4,
+		"VERIFY_RESULT_PENDING":     5,
 	}
 )
 
@@ -99,6 +103,9 @@ const (
 	RejectReason_REJECT_REASON_CLONED_AUTHENTICATOR RejectReason = 5
 	// The credential does not belong to this user or challenge.
 	RejectReason_REJECT_REASON_UNKNOWN_CREDENTIAL RejectReason = 6
+	// METHOD_PUSH: the device denied the login (or its number was wrong, or "this
+	// was not me").
+	RejectReason_REJECT_REASON_DENIED RejectReason = 7
 )
 
 // Enum value maps for RejectReason.
@@ -111,6 +118,7 @@ var (
 		4: "REJECT_REASON_USER_VERIFICATION_REQUIRED",
 		5: "REJECT_REASON_CLONED_AUTHENTICATOR",
 		6: "REJECT_REASON_UNKNOWN_CREDENTIAL",
+		7: "REJECT_REASON_DENIED",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":                0,
@@ -120,6 +128,7 @@ var (
 		"REJECT_REASON_USER_VERIFICATION_REQUIRED": 4,
 		"REJECT_REASON_CLONED_AUTHENTICATOR":       5,
 		"REJECT_REASON_UNKNOWN_CREDENTIAL":         6,
+		"REJECT_REASON_DENIED":                     7,
 	}
 )
 
@@ -367,7 +376,9 @@ type BeginChallengeResponse struct {
 	// PublicKeyCredential.parseRequestOptionsFromJSON takes it.
 	WebauthnRequestOptionsJson string `protobuf:"bytes,4,opt,name=webauthn_request_options_json,json=webauthnRequestOptionsJson,proto3" json:"webauthn_request_options_json,omitempty"`
 	// How many wrong answers the challenge tolerates before it dies.
-	MaxAttempts   uint32 `protobuf:"varint,5,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	MaxAttempts uint32 `protobuf:"varint,5,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// For METHOD_PUSH: the number to show on the login screen.
+	Push          *PushChallenge `protobuf:"bytes,6,opt,name=push,proto3" json:"push,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +448,13 @@ func (x *BeginChallengeResponse) GetMaxAttempts() uint32 {
 	return 0
 }
 
+func (x *BeginChallengeResponse) GetPush() *PushChallenge {
+	if x != nil {
+		return x.Push
+	}
+	return nil
+}
+
 type VerifyChallengeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// As BeginChallenge returned it.
@@ -445,6 +463,7 @@ type VerifyChallengeRequest struct {
 	//
 	//	*VerifyChallengeRequest_Code
 	//	*VerifyChallengeRequest_WebauthnAssertionJson
+	//	*VerifyChallengeRequest_Push
 	Response      isVerifyChallengeRequest_Response `protobuf_oneof:"response"`
 	Context       *ClientContext                    `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -513,6 +532,15 @@ func (x *VerifyChallengeRequest) GetWebauthnAssertionJson() string {
 	return ""
 }
 
+func (x *VerifyChallengeRequest) GetPush() *PushWait {
+	if x != nil {
+		if x, ok := x.Response.(*VerifyChallengeRequest_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
 func (x *VerifyChallengeRequest) GetContext() *ClientContext {
 	if x != nil {
 		return x.Context
@@ -534,9 +562,62 @@ type VerifyChallengeRequest_WebauthnAssertionJson struct {
 	WebauthnAssertionJson string `protobuf:"bytes,3,opt,name=webauthn_assertion_json,json=webauthnAssertionJson,proto3,oneof"`
 }
 
+type VerifyChallengeRequest_Push struct {
+	// For METHOD_PUSH: ask whether a device answered, waiting for it.
+	Push *PushWait `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
+}
+
 func (*VerifyChallengeRequest_Code) isVerifyChallengeRequest_Response() {}
 
 func (*VerifyChallengeRequest_WebauthnAssertionJson) isVerifyChallengeRequest_Response() {}
+
+func (*VerifyChallengeRequest_Push) isVerifyChallengeRequest_Response() {}
+
+// PushWait asks VerifyChallenge(METHOD_PUSH) to wait for a device's answer.
+type PushWait struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long to wait while no device answered, at most 30 s (0: do not wait).
+	Wait          *durationpb.Duration `protobuf:"bytes,1,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushWait) Reset() {
+	*x = PushWait{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushWait) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushWait) ProtoMessage() {}
+
+func (x *PushWait) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushWait.ProtoReflect.Descriptor instead.
+func (*PushWait) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PushWait) GetWait() *durationpb.Duration {
+	if x != nil {
+		return x.Wait
+	}
+	return nil
+}
 
 type VerifyChallengeResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -557,7 +638,7 @@ type VerifyChallengeResponse struct {
 
 func (x *VerifyChallengeResponse) Reset() {
 	*x = VerifyChallengeResponse{}
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +650,7 @@ func (x *VerifyChallengeResponse) String() string {
 func (*VerifyChallengeResponse) ProtoMessage() {}
 
 func (x *VerifyChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +663,7 @@ func (x *VerifyChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChallengeResponse.ProtoReflect.Descriptor instead.
 func (*VerifyChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{5}
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VerifyChallengeResponse) GetResult() VerifyResult {
@@ -645,7 +726,7 @@ var File_twofactor_v1_challenge_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctwofactor/v1/challenge.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\"6\n" +
+	"\x1ctwofactor/v1/challenge.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\"6\n" +
 	"\x1bGetLoginRequirementsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xcf\x02\n" +
 	"\x1cGetLoginRequirementsResponse\x124\n" +
@@ -661,21 +742,25 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x1b\n" +
 	"\tfactor_id\x18\x03 \x01(\tR\bfactorId\x125\n" +
-	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\"\x8a\x02\n" +
+	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\"\xbb\x02\n" +
 	"\x16BeginChallengeResponse\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12A\n" +
 	"\x1dwebauthn_request_options_json\x18\x04 \x01(\tR\x1awebauthnRequestOptionsJson\x12!\n" +
-	"\fmax_attempts\x18\x05 \x01(\rR\vmaxAttempts\"\xce\x01\n" +
+	"\fmax_attempts\x18\x05 \x01(\rR\vmaxAttempts\x12/\n" +
+	"\x04push\x18\x06 \x01(\v2\x1b.twofactor.v1.PushChallengeR\x04push\"\xfc\x01\n" +
 	"\x16VerifyChallengeRequest\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x14\n" +
 	"\x04code\x18\x02 \x01(\tH\x00R\x04code\x128\n" +
-	"\x17webauthn_assertion_json\x18\x03 \x01(\tH\x00R\x15webauthnAssertionJson\x125\n" +
+	"\x17webauthn_assertion_json\x18\x03 \x01(\tH\x00R\x15webauthnAssertionJson\x12,\n" +
+	"\x04push\x18\x05 \x01(\v2\x16.twofactor.v1.PushWaitH\x00R\x04push\x125\n" +
 	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontextB\n" +
 	"\n" +
-	"\bresponse\"\xf7\x02\n" +
+	"\bresponse\"9\n" +
+	"\bPushWait\x12-\n" +
+	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\xf7\x02\n" +
 	"\x17VerifyChallengeResponse\x122\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x1a.twofactor.v1.VerifyResultR\x06result\x122\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1a.twofactor.v1.RejectReasonR\x06reason\x12\x17\n" +
@@ -685,13 +770,14 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\x12remaining_attempts\x18\x06 \x01(\rR\x11remainingAttempts\x12:\n" +
 	"\vretry_after\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12%\n" +
-	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin*\x9d\x01\n" +
+	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin*\xb8\x01\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16VERIFY_RESULT_ACCEPTED\x10\x01\x12\x1a\n" +
 	"\x16VERIFY_RESULT_REJECTED\x10\x02\x12\x19\n" +
 	"\x15VERIFY_RESULT_EXPIRED\x10\x03\x12\x1b\n" +
-	"\x17VERIFY_RESULT_THROTTLED\x10\x04*\x88\x02\n" +
+	"\x17VERIFY_RESULT_THROTTLED\x10\x04\x12\x19\n" +
+	"\x15VERIFY_RESULT_PENDING\x10\x05*\xa2\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18REJECT_REASON_WRONG_CODE\x10\x01\x12\x1a\n" +
@@ -699,7 +785,8 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\x1fREJECT_REASON_INVALID_ASSERTION\x10\x03\x12,\n" +
 	"(REJECT_REASON_USER_VERIFICATION_REQUIRED\x10\x04\x12&\n" +
 	"\"REJECT_REASON_CLONED_AUTHENTICATOR\x10\x05\x12$\n" +
-	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x062\xbe\x02\n" +
+	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x06\x12\x18\n" +
+	"\x14REJECT_REASON_DENIED\x10\a2\xbe\x02\n" +
 	"\x10ChallengeService\x12m\n" +
 	"\x14GetLoginRequirements\x12).twofactor.v1.GetLoginRequirementsRequest\x1a*.twofactor.v1.GetLoginRequirementsResponse\x12[\n" +
 	"\x0eBeginChallenge\x12#.twofactor.v1.BeginChallengeRequest\x1a$.twofactor.v1.BeginChallengeResponse\x12^\n" +
@@ -718,7 +805,7 @@ func file_twofactor_v1_challenge_proto_rawDescGZIP() []byte {
 }
 
 var file_twofactor_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_twofactor_v1_challenge_proto_goTypes = []any{
 	(VerifyResult)(0),                    // 0: twofactor.v1.VerifyResult
 	(RejectReason)(0),                    // 1: twofactor.v1.RejectReason
@@ -727,36 +814,41 @@ var file_twofactor_v1_challenge_proto_goTypes = []any{
 	(*BeginChallengeRequest)(nil),        // 4: twofactor.v1.BeginChallengeRequest
 	(*BeginChallengeResponse)(nil),       // 5: twofactor.v1.BeginChallengeResponse
 	(*VerifyChallengeRequest)(nil),       // 6: twofactor.v1.VerifyChallengeRequest
-	(*VerifyChallengeResponse)(nil),      // 7: twofactor.v1.VerifyChallengeResponse
-	(Method)(0),                          // 8: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),        // 9: google.protobuf.Timestamp
-	(*ClientContext)(nil),                // 10: twofactor.v1.ClientContext
-	(*durationpb.Duration)(nil),          // 11: google.protobuf.Duration
+	(*PushWait)(nil),                     // 7: twofactor.v1.PushWait
+	(*VerifyChallengeResponse)(nil),      // 8: twofactor.v1.VerifyChallengeResponse
+	(Method)(0),                          // 9: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),        // 10: google.protobuf.Timestamp
+	(*ClientContext)(nil),                // 11: twofactor.v1.ClientContext
+	(*PushChallenge)(nil),                // 12: twofactor.v1.PushChallenge
+	(*durationpb.Duration)(nil),          // 13: google.protobuf.Duration
 }
 var file_twofactor_v1_challenge_proto_depIdxs = []int32{
-	8,  // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
-	9,  // 1: twofactor.v1.GetLoginRequirementsResponse.grace_until:type_name -> google.protobuf.Timestamp
-	8,  // 2: twofactor.v1.GetLoginRequirementsResponse.allowed_methods:type_name -> twofactor.v1.Method
-	8,  // 3: twofactor.v1.BeginChallengeRequest.method:type_name -> twofactor.v1.Method
-	10, // 4: twofactor.v1.BeginChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	8,  // 5: twofactor.v1.BeginChallengeResponse.method:type_name -> twofactor.v1.Method
-	9,  // 6: twofactor.v1.BeginChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 7: twofactor.v1.VerifyChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	0,  // 8: twofactor.v1.VerifyChallengeResponse.result:type_name -> twofactor.v1.VerifyResult
-	1,  // 9: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
-	8,  // 10: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
-	11, // 11: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
-	2,  // 12: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
-	4,  // 13: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
-	6,  // 14: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
-	3,  // 15: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
-	5,  // 16: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
-	7,  // 17: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	9,  // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
+	10, // 1: twofactor.v1.GetLoginRequirementsResponse.grace_until:type_name -> google.protobuf.Timestamp
+	9,  // 2: twofactor.v1.GetLoginRequirementsResponse.allowed_methods:type_name -> twofactor.v1.Method
+	9,  // 3: twofactor.v1.BeginChallengeRequest.method:type_name -> twofactor.v1.Method
+	11, // 4: twofactor.v1.BeginChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	9,  // 5: twofactor.v1.BeginChallengeResponse.method:type_name -> twofactor.v1.Method
+	10, // 6: twofactor.v1.BeginChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	12, // 7: twofactor.v1.BeginChallengeResponse.push:type_name -> twofactor.v1.PushChallenge
+	7,  // 8: twofactor.v1.VerifyChallengeRequest.push:type_name -> twofactor.v1.PushWait
+	11, // 9: twofactor.v1.VerifyChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	13, // 10: twofactor.v1.PushWait.wait:type_name -> google.protobuf.Duration
+	0,  // 11: twofactor.v1.VerifyChallengeResponse.result:type_name -> twofactor.v1.VerifyResult
+	1,  // 12: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
+	9,  // 13: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
+	13, // 14: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
+	2,  // 15: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
+	4,  // 16: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
+	6,  // 17: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
+	3,  // 18: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
+	5,  // 19: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
+	8,  // 20: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
+	18, // [18:21] is the sub-list for method output_type
+	15, // [15:18] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_challenge_proto_init() }
@@ -765,9 +857,11 @@ func file_twofactor_v1_challenge_proto_init() {
 		return
 	}
 	file_twofactor_v1_common_proto_init()
+	file_twofactor_v1_device_proto_init()
 	file_twofactor_v1_challenge_proto_msgTypes[4].OneofWrappers = []any{
 		(*VerifyChallengeRequest_Code)(nil),
 		(*VerifyChallengeRequest_WebauthnAssertionJson)(nil),
+		(*VerifyChallengeRequest_Push)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -775,7 +869,7 @@ func file_twofactor_v1_challenge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_twofactor_v1_challenge_proto_rawDesc), len(file_twofactor_v1_challenge_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -245,6 +245,7 @@ type BeginEnrollmentResponse struct {
 	//
 	//	*BeginEnrollmentResponse_Totp
 	//	*BeginEnrollmentResponse_Webauthn
+	//	*BeginEnrollmentResponse_Push
 	Details       isBeginEnrollmentResponse_Details `protobuf_oneof:"details"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -319,6 +320,15 @@ func (x *BeginEnrollmentResponse) GetWebauthn() *WebAuthnEnrollment {
 	return nil
 }
 
+func (x *BeginEnrollmentResponse) GetPush() *PushEnrollment {
+	if x != nil {
+		if x, ok := x.Details.(*BeginEnrollmentResponse_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
 type isBeginEnrollmentResponse_Details interface {
 	isBeginEnrollmentResponse_Details()
 }
@@ -331,9 +341,17 @@ type BeginEnrollmentResponse_Webauthn struct {
 	Webauthn *WebAuthnEnrollment `protobuf:"bytes,4,opt,name=webauthn,proto3,oneof"`
 }
 
+type BeginEnrollmentResponse_Push struct {
+	// METHOD_PUSH: the one-time token a device finishes its enrollment with
+	// (DeviceService.FinishDeviceEnrollment); factor_id is then empty.
+	Push *PushEnrollment `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
+}
+
 func (*BeginEnrollmentResponse_Totp) isBeginEnrollmentResponse_Details() {}
 
 func (*BeginEnrollmentResponse_Webauthn) isBeginEnrollmentResponse_Details() {}
+
+func (*BeginEnrollmentResponse_Push) isBeginEnrollmentResponse_Details() {}
 
 // TotpEnrollment is shown to the user once, to load into an authenticator app.
 type TotpEnrollment struct {
@@ -1106,7 +1124,7 @@ var File_twofactor_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\"\x80\x02\n" +
+	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\"\x80\x02\n" +
 	"\x16BeginEnrollmentRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x12\n" +
@@ -1119,13 +1137,14 @@ const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\x19WebAuthnEnrollmentOptions\x12\x1b\n" +
 	"\tuser_name\x18\x01 \x01(\tR\buserName\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\"\n" +
-	"\fdiscoverable\x18\x03 \x01(\bR\fdiscoverable\"\xf0\x01\n" +
+	"\fdiscoverable\x18\x03 \x01(\bR\fdiscoverable\"\xa4\x02\n" +
 	"\x17BeginEnrollmentResponse\x12\x1b\n" +
 	"\tfactor_id\x18\x01 \x01(\tR\bfactorId\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x122\n" +
 	"\x04totp\x18\x03 \x01(\v2\x1c.twofactor.v1.TotpEnrollmentH\x00R\x04totp\x12>\n" +
-	"\bwebauthn\x18\x04 \x01(\v2 .twofactor.v1.WebAuthnEnrollmentH\x00R\bwebauthnB\t\n" +
+	"\bwebauthn\x18\x04 \x01(\v2 .twofactor.v1.WebAuthnEnrollmentH\x00R\bwebauthn\x122\n" +
+	"\x04push\x18\x05 \x01(\v2\x1c.twofactor.v1.PushEnrollmentH\x00R\x04pushB\t\n" +
 	"\adetails\"\xae\x01\n" +
 	"\x0eTotpEnrollment\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x10\n" +
@@ -1215,7 +1234,8 @@ var file_twofactor_v1_enrollment_proto_goTypes = []any{
 	(*GetBackupCodesStatusResponse)(nil), // 17: twofactor.v1.GetBackupCodesStatusResponse
 	(Method)(0),                          // 18: twofactor.v1.Method
 	(*timestamppb.Timestamp)(nil),        // 19: google.protobuf.Timestamp
-	(*Factor)(nil),                       // 20: twofactor.v1.Factor
+	(*PushEnrollment)(nil),               // 20: twofactor.v1.PushEnrollment
+	(*Factor)(nil),                       // 21: twofactor.v1.Factor
 }
 var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
 	18, // 0: twofactor.v1.BeginEnrollmentRequest.method:type_name -> twofactor.v1.Method
@@ -1224,30 +1244,31 @@ var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
 	19, // 3: twofactor.v1.BeginEnrollmentResponse.expires_at:type_name -> google.protobuf.Timestamp
 	4,  // 4: twofactor.v1.BeginEnrollmentResponse.totp:type_name -> twofactor.v1.TotpEnrollment
 	5,  // 5: twofactor.v1.BeginEnrollmentResponse.webauthn:type_name -> twofactor.v1.WebAuthnEnrollment
-	20, // 6: twofactor.v1.FinishEnrollmentResponse.factor:type_name -> twofactor.v1.Factor
-	20, // 7: twofactor.v1.ListFactorsResponse.factors:type_name -> twofactor.v1.Factor
-	20, // 8: twofactor.v1.RenameFactorResponse.factor:type_name -> twofactor.v1.Factor
-	19, // 9: twofactor.v1.IssueBackupCodesResponse.created_at:type_name -> google.protobuf.Timestamp
-	19, // 10: twofactor.v1.GetBackupCodesStatusResponse.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 11: twofactor.v1.EnrollmentService.BeginEnrollment:input_type -> twofactor.v1.BeginEnrollmentRequest
-	6,  // 12: twofactor.v1.EnrollmentService.FinishEnrollment:input_type -> twofactor.v1.FinishEnrollmentRequest
-	8,  // 13: twofactor.v1.EnrollmentService.ListFactors:input_type -> twofactor.v1.ListFactorsRequest
-	10, // 14: twofactor.v1.EnrollmentService.RenameFactor:input_type -> twofactor.v1.RenameFactorRequest
-	12, // 15: twofactor.v1.EnrollmentService.RemoveFactor:input_type -> twofactor.v1.RemoveFactorRequest
-	14, // 16: twofactor.v1.EnrollmentService.IssueBackupCodes:input_type -> twofactor.v1.IssueBackupCodesRequest
-	16, // 17: twofactor.v1.EnrollmentService.GetBackupCodesStatus:input_type -> twofactor.v1.GetBackupCodesStatusRequest
-	3,  // 18: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
-	7,  // 19: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
-	9,  // 20: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
-	11, // 21: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
-	13, // 22: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
-	15, // 23: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
-	17, // 24: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	20, // 6: twofactor.v1.BeginEnrollmentResponse.push:type_name -> twofactor.v1.PushEnrollment
+	21, // 7: twofactor.v1.FinishEnrollmentResponse.factor:type_name -> twofactor.v1.Factor
+	21, // 8: twofactor.v1.ListFactorsResponse.factors:type_name -> twofactor.v1.Factor
+	21, // 9: twofactor.v1.RenameFactorResponse.factor:type_name -> twofactor.v1.Factor
+	19, // 10: twofactor.v1.IssueBackupCodesResponse.created_at:type_name -> google.protobuf.Timestamp
+	19, // 11: twofactor.v1.GetBackupCodesStatusResponse.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: twofactor.v1.EnrollmentService.BeginEnrollment:input_type -> twofactor.v1.BeginEnrollmentRequest
+	6,  // 13: twofactor.v1.EnrollmentService.FinishEnrollment:input_type -> twofactor.v1.FinishEnrollmentRequest
+	8,  // 14: twofactor.v1.EnrollmentService.ListFactors:input_type -> twofactor.v1.ListFactorsRequest
+	10, // 15: twofactor.v1.EnrollmentService.RenameFactor:input_type -> twofactor.v1.RenameFactorRequest
+	12, // 16: twofactor.v1.EnrollmentService.RemoveFactor:input_type -> twofactor.v1.RemoveFactorRequest
+	14, // 17: twofactor.v1.EnrollmentService.IssueBackupCodes:input_type -> twofactor.v1.IssueBackupCodesRequest
+	16, // 18: twofactor.v1.EnrollmentService.GetBackupCodesStatus:input_type -> twofactor.v1.GetBackupCodesStatusRequest
+	3,  // 19: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
+	7,  // 20: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
+	9,  // 21: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
+	11, // 22: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
+	13, // 23: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
+	15, // 24: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
+	17, // 25: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
+	19, // [19:26] is the sub-list for method output_type
+	12, // [12:19] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_enrollment_proto_init() }
@@ -1256,6 +1277,7 @@ func file_twofactor_v1_enrollment_proto_init() {
 		return
 	}
 	file_twofactor_v1_common_proto_init()
+	file_twofactor_v1_device_proto_init()
 	file_twofactor_v1_enrollment_proto_msgTypes[0].OneofWrappers = []any{
 		(*BeginEnrollmentRequest_Totp)(nil),
 		(*BeginEnrollmentRequest_Webauthn)(nil),
@@ -1263,6 +1285,7 @@ func file_twofactor_v1_enrollment_proto_init() {
 	file_twofactor_v1_enrollment_proto_msgTypes[3].OneofWrappers = []any{
 		(*BeginEnrollmentResponse_Totp)(nil),
 		(*BeginEnrollmentResponse_Webauthn)(nil),
+		(*BeginEnrollmentResponse_Push)(nil),
 	}
 	file_twofactor_v1_enrollment_proto_msgTypes[6].OneofWrappers = []any{
 		(*FinishEnrollmentRequest_Code)(nil),
