@@ -23,6 +23,9 @@ func models() []any {
 		&WebAuthnUser{},
 		&ThrottleState{},
 		&AuditRecord{},
+		&TrustedDevice{},
+		&RetiredDeviceToken{},
+		&CredentialsEpoch{},
 	}
 }
 

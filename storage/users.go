@@ -24,6 +24,9 @@ func userRows() []struct {
 		{&EnforcementStart{}, "user_id"},
 		{&AppPassword{}, "user_id"},
 		{&WebAuthnUser{}, "user_id"},
+		{&TrustedDevice{}, "user_id"},
+		{&RetiredDeviceToken{}, "user_id"},
+		{&CredentialsEpoch{}, "user_id"},
 	}
 }
 
