@@ -92,6 +92,9 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRemember(req); err != nil {
+		return nil, err
+	}
 	ch, f, err := s.load(ctx, req.GetChallengeId())
 	if err != nil {
 		return nil, err
@@ -129,7 +132,9 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	switch out.Result {
 	case challenge.Accepted:
 		s.recordVerdict(ctx, req, resp, v)
-		return s.accepted(ctx, req, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out), nil
+		resp = s.accepted(ctx, req, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out)
+		s.rememberDevice(ctx, req, resp, subj.IP)
+		return resp, nil
 	case challenge.Rejected:
 		return s.rejected(ctx, req, ch, resp, v, out), nil
 	}

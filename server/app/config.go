@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/twofactor/twofactor/providers/trusteddevice"
 )
 
 // Config is authd's configuration. Every field has a flag (--kebab-case), an
@@ -46,17 +48,21 @@ type Config struct {
 
 	ShutdownGrace time.Duration
 
-	WebAuthnRPID       string
-	WebAuthnRPName     string
-	WebAuthnOrigins    string
-	WebAuthnUV         string
-	AppPasswordCache   int
-	BreachedMode       string
-	BreachedURL        string
-	BreachedFile       string
-	BreachedFailClosed bool
-	BreachedTimeout    time.Duration
-	AdminGroups        string
+	WebAuthnRPID     string
+	WebAuthnRPName   string
+	WebAuthnOrigins  string
+	WebAuthnUV       string
+	AppPasswordCache int
+	// RememberDeviceGrace and RememberDeviceMax tune remembered devices (policy
+	// decides who may and for how long).
+	RememberDeviceGrace time.Duration
+	RememberDeviceMax   int
+	BreachedMode        string
+	BreachedURL         string
+	BreachedFile        string
+	BreachedFailClosed  bool
+	BreachedTimeout     time.Duration
+	AdminGroups         string
 	// PolicyCacheTTL is how long the policy read from the store is reused.
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
@@ -124,6 +130,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebAuthnOrigins, "webauthn-origins", "http://localhost:8080", "comma-separated allowed origins (https://…, android:apk-key-hash:…)")
 	fs.StringVar(&c.WebAuthnUV, "webauthn-user-verification", "preferred", "required, preferred or discouraged")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
+	fs.DurationVar(&c.RememberDeviceGrace, "remember-device-grace", trusteddevice.DefaultGrace, "how long a rotated-away device token is accepted once more (concurrent requests of one client; at most 5m)")
+	fs.IntVar(&c.RememberDeviceMax, "remember-device-max", trusteddevice.DefaultMaxPerUser, "remembered devices per user; one more evicts the oldest")
 	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API), offline (local list) or off")
 	fs.StringVar(&c.BreachedURL, "breached-url", "https://api.pwnedpasswords.com", "base URL of the range API")
 	fs.StringVar(&c.BreachedFile, "breached-file", "", "offline mode: the pwned-passwords SHA-1 list ordered by hash")
