@@ -32,16 +32,7 @@ var errNoDevices = status.Error(codes.FailedPrecondition, "remember_device: reme
 // that are not accepted are throttled per client network, never per user, so a
 // flood of bad cookies cannot lock the user out.
 func (s *challengeService) CheckRememberedDevice(ctx context.Context, req *pb.CheckRememberedDeviceRequest) (*pb.CheckRememberedDeviceResponse, error) {
-	if err := checkUserID("user_id", req.GetUserId()); err != nil {
-		return nil, err
-	}
-	switch tok := req.GetDeviceToken(); {
-	case tok == "":
-		return nil, invalid("device_token", "is required")
-	case len(tok) > maxDeviceTokenInput:
-		return nil, invalid("device_token", "is longer than %d bytes", maxDeviceTokenInput)
-	}
-	if err := checkIP("context.ip", req.GetContext().GetIp()); err != nil {
+	if err := checkCheckDevice(req); err != nil {
 		return nil, err
 	}
 	if s.devices == nil {
@@ -93,6 +84,20 @@ func (s *challengeService) CheckRememberedDevice(ctx context.Context, req *pb.Ch
 		Details: map[string]string{"device_id": res.SeriesID, "rotations": strconv.FormatInt(res.Device.Rotations, 10)}})
 	return &pb.CheckRememberedDeviceResponse{Result: pb.RememberedResult_REMEMBERED_RESULT_REMEMBERED, DeviceToken: res.Token,
 		DeviceTokenExpiresAt: timestamppb.New(res.Device.ExpiresAt), DeviceId: res.SeriesID}, nil
+}
+
+// checkCheckDevice validates a CheckRememberedDevice request.
+func checkCheckDevice(req *pb.CheckRememberedDeviceRequest) error {
+	if err := checkUserID("user_id", req.GetUserId()); err != nil {
+		return err
+	}
+	switch tok := req.GetDeviceToken(); {
+	case tok == "":
+		return invalid("device_token", "is required")
+	case len(tok) > maxDeviceTokenInput:
+		return invalid("device_token", "is longer than %d bytes", maxDeviceTokenInput)
+	}
+	return checkIP("context.ip", req.GetContext().GetIp())
 }
 
 // rejectedDevice audits a token that was not accepted; theft has its own event.

@@ -101,6 +101,8 @@ type browser struct {
 	f      *fixture
 	hc     *http.Client
 	origin string
+	// remember ticks "Remember this browser" at a security-key sign-in.
+	remember bool
 }
 
 func (f *fixture) browser(t *testing.T) *browser {
@@ -284,7 +286,11 @@ func (b *browser) assert(a *softauthn.Authenticator, passkey bool, o softauthn.A
 	if err != nil {
 		b.t.Fatalf("Assert: %v", err)
 	}
-	return b.postJSON("/signin/webauthn/finish", json.RawMessage(resp))
+	path := "/signin/webauthn/finish"
+	if b.remember {
+		path += "?remember=1"
+	}
+	return b.postJSON(path, json.RawMessage(resp))
 }
 
 func TestSecurityKeySignIn(t *testing.T) {
@@ -582,4 +588,28 @@ func deviceCookie(t *testing.T, b *browser, u *url.URL) string {
 		t.Fatalf("no device cookie: %v", b.hc.Jar.Cookies(u))
 	}
 	return c.Value
+}
+
+// A security-key sign-in with the box ticked remembers the browser too.
+func TestRememberThisBrowserWithSecurityKey(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	if _, err := f.c.Admin.SetUserGroups(ctx, &pb.SetUserGroupsRequest{UserId: "root", Groups: []string{"admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Admin.SetPolicy(ctx, &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{RememberDevice: true}}); err != nil {
+		t.Fatal(err)
+	}
+	b := f.browser(t)
+	key := newAuthenticator(t, softauthn.Options{})
+	b.signIn("hana").must(t, "/account")
+	b.enrollKey(key, "YubiKey", false)
+	b.signOut()
+	b.signIn("hana").must(t, "/signin/second", "Remember this browser")
+	b.remember = true
+	if a := b.assert(key, false, softauthn.AssertOptions{}); !a.OK || a.Redirect != "/account" {
+		t.Fatalf("assertion: %+v", a)
+	}
+	b.signOut()
+	b.signIn("hana").must(t, "/account", "this browser is remembered")
 }

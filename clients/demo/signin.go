@@ -294,8 +294,13 @@ func (h *Handler) signinWebAuthnFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
+	remember := cl.User != "" && r.URL.Query().Get("remember") == "1"
+	label := ""
+	if remember {
+		label = deviceLabel(r.UserAgent())
+	}
 	v, err := h.c.Challenges.VerifyChallenge(ctx, &pb.VerifyChallengeRequest{
-		ChallengeId: cl.Challenge, Context: clientContext(r),
+		ChallengeId: cl.Challenge, Context: clientContext(r), RememberDevice: remember, DeviceLabel: label,
 		Response: &pb.VerifyChallengeRequest_WebauthnAssertionJson{WebauthnAssertionJson: string(assertion)},
 	})
 	if err != nil {

@@ -123,7 +123,8 @@
         return;
       }
       const cred = await navigator.credentials.get({ publicKey: requestOptions(begin.options) });
-      const fin = await post("/signin/webauthn/finish", credentialJSON(cred));
+      const remember = document.getElementById("webauthn-remember");
+      const fin = await post("/signin/webauthn/finish" + (!passkey && remember && remember.checked ? "?remember=1" : ""), credentialJSON(cred));
       show(fin.result || (fin.ok ? "accepted" : "rejected"), fin.message || "");
       if (fin.ok && fin.redirect) location.href = fin.redirect;
     } catch (e) {
