@@ -26,6 +26,9 @@ func models() []any {
 		&AuditRecord{},
 		&Counter{},
 		&AuditRelayLease{},
+		&TrustedDevice{},
+		&RetiredDeviceToken{},
+		&CredentialsEpoch{},
 	}, pushModels()...)
 }
 

@@ -260,8 +260,16 @@ type Policy struct {
 	PasskeyCompleteLogin bool `protobuf:"varint,6,opt,name=passkey_complete_login,json=passkeyCompleteLogin,proto3" json:"passkey_complete_login,omitempty"`
 	// WebAuthn logins must verify the user (PIN or biometrics).
 	WebauthnRequireUserVerification bool `protobuf:"varint,7,opt,name=webauthn_require_user_verification,json=webauthnRequireUserVerification,proto3" json:"webauthn_require_user_verification,omitempty"`
-	unknownFields                   protoimpl.UnknownFields
-	sizeCache                       protoimpl.SizeCache
+	// "Remember this device" is allowed for everyone (remember_device), or only for
+	// members of remember_device_groups; never for members of
+	// remember_device_denied_groups. Off by default.
+	RememberDevice             bool     `protobuf:"varint,20,opt,name=remember_device,json=rememberDevice,proto3" json:"remember_device,omitempty"`
+	RememberDeviceGroups       []string `protobuf:"bytes,21,rep,name=remember_device_groups,json=rememberDeviceGroups,proto3" json:"remember_device_groups,omitempty"`
+	RememberDeviceDeniedGroups []string `protobuf:"bytes,22,rep,name=remember_device_denied_groups,json=rememberDeviceDeniedGroups,proto3" json:"remember_device_denied_groups,omitempty"`
+	// Absolute lifetime of a remembered device: 30 days when unset, at most 400 days.
+	RememberDeviceMaxAge *durationpb.Duration `protobuf:"bytes,23,opt,name=remember_device_max_age,json=rememberDeviceMaxAge,proto3" json:"remember_device_max_age,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -341,6 +349,34 @@ func (x *Policy) GetWebauthnRequireUserVerification() bool {
 		return x.WebauthnRequireUserVerification
 	}
 	return false
+}
+
+func (x *Policy) GetRememberDevice() bool {
+	if x != nil {
+		return x.RememberDevice
+	}
+	return false
+}
+
+func (x *Policy) GetRememberDeviceGroups() []string {
+	if x != nil {
+		return x.RememberDeviceGroups
+	}
+	return nil
+}
+
+func (x *Policy) GetRememberDeviceDeniedGroups() []string {
+	if x != nil {
+		return x.RememberDeviceDeniedGroups
+	}
+	return nil
+}
+
+func (x *Policy) GetRememberDeviceMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.RememberDeviceMaxAge
+	}
+	return nil
 }
 
 type GetPolicyRequest struct {
@@ -1455,7 +1491,7 @@ var File_twofactor_v1_admin_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18twofactor/v1/admin.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\"~\n" +
+	"\x18twofactor/v1/admin.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x1btwofactor/v1/remember.proto\"~\n" +
 	"\x1bIssueAdminBackupCodeRequest\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\tR\aactorId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12+\n" +
@@ -1469,7 +1505,7 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tfactor_id\x18\x03 \x01(\tR\bfactorId\"0\n" +
 	"\x14ResetFactorsResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\rR\aremoved\"\xf6\x02\n" +
+	"\aremoved\x18\x01 \x01(\rR\aremoved\"\xea\x04\n" +
 	"\x06Policy\x12=\n" +
 	"\x0fallowed_methods\x18\x01 \x03(\x0e2\x14.twofactor.v1.MethodR\x0eallowedMethods\x12\x1a\n" +
 	"\benforced\x18\x02 \x01(\bR\benforced\x12'\n" +
@@ -1477,7 +1513,11 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\x0fexcluded_groups\x18\x04 \x03(\tR\x0eexcludedGroups\x12<\n" +
 	"\fgrace_period\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vgracePeriod\x124\n" +
 	"\x16passkey_complete_login\x18\x06 \x01(\bR\x14passkeyCompleteLogin\x12K\n" +
-	"\"webauthn_require_user_verification\x18\a \x01(\bR\x1fwebauthnRequireUserVerification\"\x12\n" +
+	"\"webauthn_require_user_verification\x18\a \x01(\bR\x1fwebauthnRequireUserVerification\x12'\n" +
+	"\x0fremember_device\x18\x14 \x01(\bR\x0erememberDevice\x124\n" +
+	"\x16remember_device_groups\x18\x15 \x03(\tR\x14rememberDeviceGroups\x12A\n" +
+	"\x1dremember_device_denied_groups\x18\x16 \x03(\tR\x1arememberDeviceDeniedGroups\x12P\n" +
+	"\x17remember_device_max_age\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x14rememberDeviceMaxAge\"\x12\n" +
 	"\x10GetPolicyRequest\"A\n" +
 	"\x11GetPolicyResponse\x12,\n" +
 	"\x06policy\x18\x01 \x01(\v2\x14.twofactor.v1.PolicyR\x06policy\"[\n" +
@@ -1552,7 +1592,8 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"s\n" +
 	"\x17ListAuditEventsResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.twofactor.v1.AuditEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x8a\b\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x8d\n" +
+	"\n" +
 	"\fAdminService\x12m\n" +
 	"\x14IssueAdminBackupCode\x12).twofactor.v1.IssueAdminBackupCodeRequest\x1a*.twofactor.v1.IssueAdminBackupCodeResponse\x12U\n" +
 	"\fResetFactors\x12!.twofactor.v1.ResetFactorsRequest\x1a\".twofactor.v1.ResetFactorsResponse\x12L\n" +
@@ -1565,7 +1606,9 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\x15ImportU2FRegistration\x12*.twofactor.v1.ImportU2FRegistrationRequest\x1a+.twofactor.v1.ImportU2FRegistrationResponse\x12d\n" +
 	"\x11GetThrottleStatus\x12&.twofactor.v1.GetThrottleStatusRequest\x1a'.twofactor.v1.GetThrottleStatusResponse\x12X\n" +
 	"\rClearThrottle\x12\".twofactor.v1.ClearThrottleRequest\x1a#.twofactor.v1.ClearThrottleResponse\x12^\n" +
-	"\x0fListAuditEvents\x12$.twofactor.v1.ListAuditEventsRequest\x1a%.twofactor.v1.ListAuditEventsResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
+	"\x0fListAuditEvents\x12$.twofactor.v1.ListAuditEventsRequest\x1a%.twofactor.v1.ListAuditEventsResponse\x12|\n" +
+	"\x19ListUserRememberedDevices\x12..twofactor.v1.ListUserRememberedDevicesRequest\x1a/.twofactor.v1.ListUserRememberedDevicesResponse\x12\x82\x01\n" +
+	"\x1bRevokeUserRememberedDevices\x120.twofactor.v1.RevokeUserRememberedDevicesRequest\x1a1.twofactor.v1.RevokeUserRememberedDevicesResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
 	file_twofactor_v1_admin_proto_rawDescOnce sync.Once
@@ -1581,80 +1624,89 @@ func file_twofactor_v1_admin_proto_rawDescGZIP() []byte {
 
 var file_twofactor_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_twofactor_v1_admin_proto_goTypes = []any{
-	(*IssueAdminBackupCodeRequest)(nil),   // 0: twofactor.v1.IssueAdminBackupCodeRequest
-	(*IssueAdminBackupCodeResponse)(nil),  // 1: twofactor.v1.IssueAdminBackupCodeResponse
-	(*ResetFactorsRequest)(nil),           // 2: twofactor.v1.ResetFactorsRequest
-	(*ResetFactorsResponse)(nil),          // 3: twofactor.v1.ResetFactorsResponse
-	(*Policy)(nil),                        // 4: twofactor.v1.Policy
-	(*GetPolicyRequest)(nil),              // 5: twofactor.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 6: twofactor.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 7: twofactor.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 8: twofactor.v1.SetPolicyResponse
-	(*SetUserGroupsRequest)(nil),          // 9: twofactor.v1.SetUserGroupsRequest
-	(*SetUserGroupsResponse)(nil),         // 10: twofactor.v1.SetUserGroupsResponse
-	(*SetGroupAdminsRequest)(nil),         // 11: twofactor.v1.SetGroupAdminsRequest
-	(*SetGroupAdminsResponse)(nil),        // 12: twofactor.v1.SetGroupAdminsResponse
-	(*DeleteUserRequest)(nil),             // 13: twofactor.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),            // 14: twofactor.v1.DeleteUserResponse
-	(*ImportU2FRegistrationRequest)(nil),  // 15: twofactor.v1.ImportU2FRegistrationRequest
-	(*ImportU2FRegistrationResponse)(nil), // 16: twofactor.v1.ImportU2FRegistrationResponse
-	(*ThrottleSubject)(nil),               // 17: twofactor.v1.ThrottleSubject
-	(*GetThrottleStatusRequest)(nil),      // 18: twofactor.v1.GetThrottleStatusRequest
-	(*GetThrottleStatusResponse)(nil),     // 19: twofactor.v1.GetThrottleStatusResponse
-	(*ClearThrottleRequest)(nil),          // 20: twofactor.v1.ClearThrottleRequest
-	(*ClearThrottleResponse)(nil),         // 21: twofactor.v1.ClearThrottleResponse
-	(*AuditEvent)(nil),                    // 22: twofactor.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 23: twofactor.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 24: twofactor.v1.ListAuditEventsResponse
-	nil,                                   // 25: twofactor.v1.AuditEvent.DetailsEntry
-	(*durationpb.Duration)(nil),           // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 27: google.protobuf.Timestamp
-	(Method)(0),                           // 28: twofactor.v1.Method
-	(*Factor)(nil),                        // 29: twofactor.v1.Factor
+	(*IssueAdminBackupCodeRequest)(nil),         // 0: twofactor.v1.IssueAdminBackupCodeRequest
+	(*IssueAdminBackupCodeResponse)(nil),        // 1: twofactor.v1.IssueAdminBackupCodeResponse
+	(*ResetFactorsRequest)(nil),                 // 2: twofactor.v1.ResetFactorsRequest
+	(*ResetFactorsResponse)(nil),                // 3: twofactor.v1.ResetFactorsResponse
+	(*Policy)(nil),                              // 4: twofactor.v1.Policy
+	(*GetPolicyRequest)(nil),                    // 5: twofactor.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),                   // 6: twofactor.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),                    // 7: twofactor.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),                   // 8: twofactor.v1.SetPolicyResponse
+	(*SetUserGroupsRequest)(nil),                // 9: twofactor.v1.SetUserGroupsRequest
+	(*SetUserGroupsResponse)(nil),               // 10: twofactor.v1.SetUserGroupsResponse
+	(*SetGroupAdminsRequest)(nil),               // 11: twofactor.v1.SetGroupAdminsRequest
+	(*SetGroupAdminsResponse)(nil),              // 12: twofactor.v1.SetGroupAdminsResponse
+	(*DeleteUserRequest)(nil),                   // 13: twofactor.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),                  // 14: twofactor.v1.DeleteUserResponse
+	(*ImportU2FRegistrationRequest)(nil),        // 15: twofactor.v1.ImportU2FRegistrationRequest
+	(*ImportU2FRegistrationResponse)(nil),       // 16: twofactor.v1.ImportU2FRegistrationResponse
+	(*ThrottleSubject)(nil),                     // 17: twofactor.v1.ThrottleSubject
+	(*GetThrottleStatusRequest)(nil),            // 18: twofactor.v1.GetThrottleStatusRequest
+	(*GetThrottleStatusResponse)(nil),           // 19: twofactor.v1.GetThrottleStatusResponse
+	(*ClearThrottleRequest)(nil),                // 20: twofactor.v1.ClearThrottleRequest
+	(*ClearThrottleResponse)(nil),               // 21: twofactor.v1.ClearThrottleResponse
+	(*AuditEvent)(nil),                          // 22: twofactor.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),              // 23: twofactor.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),             // 24: twofactor.v1.ListAuditEventsResponse
+	nil,                                         // 25: twofactor.v1.AuditEvent.DetailsEntry
+	(*durationpb.Duration)(nil),                 // 26: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),               // 27: google.protobuf.Timestamp
+	(Method)(0),                                 // 28: twofactor.v1.Method
+	(*Factor)(nil),                              // 29: twofactor.v1.Factor
+	(*ListUserRememberedDevicesRequest)(nil),    // 30: twofactor.v1.ListUserRememberedDevicesRequest
+	(*RevokeUserRememberedDevicesRequest)(nil),  // 31: twofactor.v1.RevokeUserRememberedDevicesRequest
+	(*ListUserRememberedDevicesResponse)(nil),   // 32: twofactor.v1.ListUserRememberedDevicesResponse
+	(*RevokeUserRememberedDevicesResponse)(nil), // 33: twofactor.v1.RevokeUserRememberedDevicesResponse
 }
 var file_twofactor_v1_admin_proto_depIdxs = []int32{
 	26, // 0: twofactor.v1.IssueAdminBackupCodeRequest.ttl:type_name -> google.protobuf.Duration
 	27, // 1: twofactor.v1.IssueAdminBackupCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
 	28, // 2: twofactor.v1.Policy.allowed_methods:type_name -> twofactor.v1.Method
 	26, // 3: twofactor.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	4,  // 4: twofactor.v1.GetPolicyResponse.policy:type_name -> twofactor.v1.Policy
-	4,  // 5: twofactor.v1.SetPolicyRequest.policy:type_name -> twofactor.v1.Policy
-	4,  // 6: twofactor.v1.SetPolicyResponse.policy:type_name -> twofactor.v1.Policy
-	29, // 7: twofactor.v1.ImportU2FRegistrationResponse.factor:type_name -> twofactor.v1.Factor
-	17, // 8: twofactor.v1.GetThrottleStatusRequest.subject:type_name -> twofactor.v1.ThrottleSubject
-	27, // 9: twofactor.v1.GetThrottleStatusResponse.blocked_until:type_name -> google.protobuf.Timestamp
-	17, // 10: twofactor.v1.ClearThrottleRequest.subject:type_name -> twofactor.v1.ThrottleSubject
-	27, // 11: twofactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	28, // 12: twofactor.v1.AuditEvent.method:type_name -> twofactor.v1.Method
-	25, // 13: twofactor.v1.AuditEvent.details:type_name -> twofactor.v1.AuditEvent.DetailsEntry
-	22, // 14: twofactor.v1.ListAuditEventsResponse.events:type_name -> twofactor.v1.AuditEvent
-	0,  // 15: twofactor.v1.AdminService.IssueAdminBackupCode:input_type -> twofactor.v1.IssueAdminBackupCodeRequest
-	2,  // 16: twofactor.v1.AdminService.ResetFactors:input_type -> twofactor.v1.ResetFactorsRequest
-	5,  // 17: twofactor.v1.AdminService.GetPolicy:input_type -> twofactor.v1.GetPolicyRequest
-	7,  // 18: twofactor.v1.AdminService.SetPolicy:input_type -> twofactor.v1.SetPolicyRequest
-	9,  // 19: twofactor.v1.AdminService.SetUserGroups:input_type -> twofactor.v1.SetUserGroupsRequest
-	11, // 20: twofactor.v1.AdminService.SetGroupAdmins:input_type -> twofactor.v1.SetGroupAdminsRequest
-	13, // 21: twofactor.v1.AdminService.DeleteUser:input_type -> twofactor.v1.DeleteUserRequest
-	15, // 22: twofactor.v1.AdminService.ImportU2FRegistration:input_type -> twofactor.v1.ImportU2FRegistrationRequest
-	18, // 23: twofactor.v1.AdminService.GetThrottleStatus:input_type -> twofactor.v1.GetThrottleStatusRequest
-	20, // 24: twofactor.v1.AdminService.ClearThrottle:input_type -> twofactor.v1.ClearThrottleRequest
-	23, // 25: twofactor.v1.AdminService.ListAuditEvents:input_type -> twofactor.v1.ListAuditEventsRequest
-	1,  // 26: twofactor.v1.AdminService.IssueAdminBackupCode:output_type -> twofactor.v1.IssueAdminBackupCodeResponse
-	3,  // 27: twofactor.v1.AdminService.ResetFactors:output_type -> twofactor.v1.ResetFactorsResponse
-	6,  // 28: twofactor.v1.AdminService.GetPolicy:output_type -> twofactor.v1.GetPolicyResponse
-	8,  // 29: twofactor.v1.AdminService.SetPolicy:output_type -> twofactor.v1.SetPolicyResponse
-	10, // 30: twofactor.v1.AdminService.SetUserGroups:output_type -> twofactor.v1.SetUserGroupsResponse
-	12, // 31: twofactor.v1.AdminService.SetGroupAdmins:output_type -> twofactor.v1.SetGroupAdminsResponse
-	14, // 32: twofactor.v1.AdminService.DeleteUser:output_type -> twofactor.v1.DeleteUserResponse
-	16, // 33: twofactor.v1.AdminService.ImportU2FRegistration:output_type -> twofactor.v1.ImportU2FRegistrationResponse
-	19, // 34: twofactor.v1.AdminService.GetThrottleStatus:output_type -> twofactor.v1.GetThrottleStatusResponse
-	21, // 35: twofactor.v1.AdminService.ClearThrottle:output_type -> twofactor.v1.ClearThrottleResponse
-	24, // 36: twofactor.v1.AdminService.ListAuditEvents:output_type -> twofactor.v1.ListAuditEventsResponse
-	26, // [26:37] is the sub-list for method output_type
-	15, // [15:26] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	26, // 4: twofactor.v1.Policy.remember_device_max_age:type_name -> google.protobuf.Duration
+	4,  // 5: twofactor.v1.GetPolicyResponse.policy:type_name -> twofactor.v1.Policy
+	4,  // 6: twofactor.v1.SetPolicyRequest.policy:type_name -> twofactor.v1.Policy
+	4,  // 7: twofactor.v1.SetPolicyResponse.policy:type_name -> twofactor.v1.Policy
+	29, // 8: twofactor.v1.ImportU2FRegistrationResponse.factor:type_name -> twofactor.v1.Factor
+	17, // 9: twofactor.v1.GetThrottleStatusRequest.subject:type_name -> twofactor.v1.ThrottleSubject
+	27, // 10: twofactor.v1.GetThrottleStatusResponse.blocked_until:type_name -> google.protobuf.Timestamp
+	17, // 11: twofactor.v1.ClearThrottleRequest.subject:type_name -> twofactor.v1.ThrottleSubject
+	27, // 12: twofactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	28, // 13: twofactor.v1.AuditEvent.method:type_name -> twofactor.v1.Method
+	25, // 14: twofactor.v1.AuditEvent.details:type_name -> twofactor.v1.AuditEvent.DetailsEntry
+	22, // 15: twofactor.v1.ListAuditEventsResponse.events:type_name -> twofactor.v1.AuditEvent
+	0,  // 16: twofactor.v1.AdminService.IssueAdminBackupCode:input_type -> twofactor.v1.IssueAdminBackupCodeRequest
+	2,  // 17: twofactor.v1.AdminService.ResetFactors:input_type -> twofactor.v1.ResetFactorsRequest
+	5,  // 18: twofactor.v1.AdminService.GetPolicy:input_type -> twofactor.v1.GetPolicyRequest
+	7,  // 19: twofactor.v1.AdminService.SetPolicy:input_type -> twofactor.v1.SetPolicyRequest
+	9,  // 20: twofactor.v1.AdminService.SetUserGroups:input_type -> twofactor.v1.SetUserGroupsRequest
+	11, // 21: twofactor.v1.AdminService.SetGroupAdmins:input_type -> twofactor.v1.SetGroupAdminsRequest
+	13, // 22: twofactor.v1.AdminService.DeleteUser:input_type -> twofactor.v1.DeleteUserRequest
+	15, // 23: twofactor.v1.AdminService.ImportU2FRegistration:input_type -> twofactor.v1.ImportU2FRegistrationRequest
+	18, // 24: twofactor.v1.AdminService.GetThrottleStatus:input_type -> twofactor.v1.GetThrottleStatusRequest
+	20, // 25: twofactor.v1.AdminService.ClearThrottle:input_type -> twofactor.v1.ClearThrottleRequest
+	23, // 26: twofactor.v1.AdminService.ListAuditEvents:input_type -> twofactor.v1.ListAuditEventsRequest
+	30, // 27: twofactor.v1.AdminService.ListUserRememberedDevices:input_type -> twofactor.v1.ListUserRememberedDevicesRequest
+	31, // 28: twofactor.v1.AdminService.RevokeUserRememberedDevices:input_type -> twofactor.v1.RevokeUserRememberedDevicesRequest
+	1,  // 29: twofactor.v1.AdminService.IssueAdminBackupCode:output_type -> twofactor.v1.IssueAdminBackupCodeResponse
+	3,  // 30: twofactor.v1.AdminService.ResetFactors:output_type -> twofactor.v1.ResetFactorsResponse
+	6,  // 31: twofactor.v1.AdminService.GetPolicy:output_type -> twofactor.v1.GetPolicyResponse
+	8,  // 32: twofactor.v1.AdminService.SetPolicy:output_type -> twofactor.v1.SetPolicyResponse
+	10, // 33: twofactor.v1.AdminService.SetUserGroups:output_type -> twofactor.v1.SetUserGroupsResponse
+	12, // 34: twofactor.v1.AdminService.SetGroupAdmins:output_type -> twofactor.v1.SetGroupAdminsResponse
+	14, // 35: twofactor.v1.AdminService.DeleteUser:output_type -> twofactor.v1.DeleteUserResponse
+	16, // 36: twofactor.v1.AdminService.ImportU2FRegistration:output_type -> twofactor.v1.ImportU2FRegistrationResponse
+	19, // 37: twofactor.v1.AdminService.GetThrottleStatus:output_type -> twofactor.v1.GetThrottleStatusResponse
+	21, // 38: twofactor.v1.AdminService.ClearThrottle:output_type -> twofactor.v1.ClearThrottleResponse
+	24, // 39: twofactor.v1.AdminService.ListAuditEvents:output_type -> twofactor.v1.ListAuditEventsResponse
+	32, // 40: twofactor.v1.AdminService.ListUserRememberedDevices:output_type -> twofactor.v1.ListUserRememberedDevicesResponse
+	33, // 41: twofactor.v1.AdminService.RevokeUserRememberedDevices:output_type -> twofactor.v1.RevokeUserRememberedDevicesResponse
+	29, // [29:42] is the sub-list for method output_type
+	16, // [16:29] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_admin_proto_init() }
@@ -1663,6 +1715,7 @@ func file_twofactor_v1_admin_proto_init() {
 		return
 	}
 	file_twofactor_v1_common_proto_init()
+	file_twofactor_v1_remember_proto_init()
 	file_twofactor_v1_admin_proto_msgTypes[17].OneofWrappers = []any{
 		(*ThrottleSubject_UserId)(nil),
 		(*ThrottleSubject_Ip)(nil),

@@ -464,8 +464,13 @@ type VerifyChallengeRequest struct {
 	//	*VerifyChallengeRequest_Code
 	//	*VerifyChallengeRequest_WebauthnAssertionJson
 	//	*VerifyChallengeRequest_Push
-	Response      isVerifyChallengeRequest_Response `protobuf_oneof:"response"`
-	Context       *ClientContext                    `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	Response isVerifyChallengeRequest_Response `protobuf_oneof:"response"`
+	Context  *ClientContext                    `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	// On ACCEPTED, remember this device (if policy allows it for the user): the
+	// response carries a device token for CheckRememberedDevice.
+	RememberDevice bool `protobuf:"varint,20,opt,name=remember_device,json=rememberDevice,proto3" json:"remember_device,omitempty"`
+	// Names the device for the user, e.g. "Firefox on Linux" (at most 128 characters).
+	DeviceLabel   string `protobuf:"bytes,21,opt,name=device_label,json=deviceLabel,proto3" json:"device_label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -546,6 +551,20 @@ func (x *VerifyChallengeRequest) GetContext() *ClientContext {
 		return x.Context
 	}
 	return nil
+}
+
+func (x *VerifyChallengeRequest) GetRememberDevice() bool {
+	if x != nil {
+		return x.RememberDevice
+	}
+	return false
+}
+
+func (x *VerifyChallengeRequest) GetDeviceLabel() string {
+	if x != nil {
+		return x.DeviceLabel
+	}
+	return ""
 }
 
 type isVerifyChallengeRequest_Response interface {
@@ -632,8 +651,13 @@ type VerifyChallengeResponse struct {
 	RetryAfter *durationpb.Duration `protobuf:"bytes,7,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	// For a passkey login: policy counts the passkey as a complete login (password too).
 	CompleteLogin bool `protobuf:"varint,8,opt,name=complete_login,json=completeLogin,proto3" json:"complete_login,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// With remember_device on ACCEPTED, when policy allows it: the device token
+	// (shown once; keep it as an HttpOnly cookie) and its absolute expiry.
+	DeviceToken          string                 `protobuf:"bytes,20,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
+	DeviceTokenExpiresAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=device_token_expires_at,json=deviceTokenExpiresAt,proto3" json:"device_token_expires_at,omitempty"`
+	RememberedDevice     *RememberedDevice      `protobuf:"bytes,22,opt,name=remembered_device,json=rememberedDevice,proto3" json:"remembered_device,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *VerifyChallengeResponse) Reset() {
@@ -722,11 +746,32 @@ func (x *VerifyChallengeResponse) GetCompleteLogin() bool {
 	return false
 }
 
+func (x *VerifyChallengeResponse) GetDeviceToken() string {
+	if x != nil {
+		return x.DeviceToken
+	}
+	return ""
+}
+
+func (x *VerifyChallengeResponse) GetDeviceTokenExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeviceTokenExpiresAt
+	}
+	return nil
+}
+
+func (x *VerifyChallengeResponse) GetRememberedDevice() *RememberedDevice {
+	if x != nil {
+		return x.RememberedDevice
+	}
+	return nil
+}
+
 var File_twofactor_v1_challenge_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctwofactor/v1/challenge.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\"6\n" +
+	"\x1ctwofactor/v1/challenge.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\x1a\x1btwofactor/v1/remember.proto\"6\n" +
 	"\x1bGetLoginRequirementsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xcf\x02\n" +
 	"\x1cGetLoginRequirementsResponse\x124\n" +
@@ -750,17 +795,19 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12A\n" +
 	"\x1dwebauthn_request_options_json\x18\x04 \x01(\tR\x1awebauthnRequestOptionsJson\x12!\n" +
 	"\fmax_attempts\x18\x05 \x01(\rR\vmaxAttempts\x12/\n" +
-	"\x04push\x18\x06 \x01(\v2\x1b.twofactor.v1.PushChallengeR\x04push\"\xfc\x01\n" +
+	"\x04push\x18\x06 \x01(\v2\x1b.twofactor.v1.PushChallengeR\x04push\"\xc8\x02\n" +
 	"\x16VerifyChallengeRequest\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x14\n" +
 	"\x04code\x18\x02 \x01(\tH\x00R\x04code\x128\n" +
 	"\x17webauthn_assertion_json\x18\x03 \x01(\tH\x00R\x15webauthnAssertionJson\x12,\n" +
 	"\x04push\x18\x05 \x01(\v2\x16.twofactor.v1.PushWaitH\x00R\x04push\x125\n" +
-	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontextB\n" +
+	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\x12'\n" +
+	"\x0fremember_device\x18\x14 \x01(\bR\x0erememberDevice\x12!\n" +
+	"\fdevice_label\x18\x15 \x01(\tR\vdeviceLabelB\n" +
 	"\n" +
 	"\bresponse\"9\n" +
 	"\bPushWait\x12-\n" +
-	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\xf7\x02\n" +
+	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\xba\x04\n" +
 	"\x17VerifyChallengeResponse\x122\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x1a.twofactor.v1.VerifyResultR\x06result\x122\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1a.twofactor.v1.RejectReasonR\x06reason\x12\x17\n" +
@@ -770,7 +817,10 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\x12remaining_attempts\x18\x06 \x01(\rR\x11remainingAttempts\x12:\n" +
 	"\vretry_after\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12%\n" +
-	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin*\xb8\x01\n" +
+	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin\x12!\n" +
+	"\fdevice_token\x18\x14 \x01(\tR\vdeviceToken\x12Q\n" +
+	"\x17device_token_expires_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x14deviceTokenExpiresAt\x12K\n" +
+	"\x11remembered_device\x18\x16 \x01(\v2\x1e.twofactor.v1.RememberedDeviceR\x10rememberedDevice*\xb8\x01\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16VERIFY_RESULT_ACCEPTED\x10\x01\x12\x1a\n" +
@@ -786,11 +836,12 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"(REJECT_REASON_USER_VERIFICATION_REQUIRED\x10\x04\x12&\n" +
 	"\"REJECT_REASON_CLONED_AUTHENTICATOR\x10\x05\x12$\n" +
 	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x06\x12\x18\n" +
-	"\x14REJECT_REASON_DENIED\x10\a2\xbe\x02\n" +
+	"\x14REJECT_REASON_DENIED\x10\a2\xb0\x03\n" +
 	"\x10ChallengeService\x12m\n" +
 	"\x14GetLoginRequirements\x12).twofactor.v1.GetLoginRequirementsRequest\x1a*.twofactor.v1.GetLoginRequirementsResponse\x12[\n" +
 	"\x0eBeginChallenge\x12#.twofactor.v1.BeginChallengeRequest\x1a$.twofactor.v1.BeginChallengeResponse\x12^\n" +
-	"\x0fVerifyChallenge\x12$.twofactor.v1.VerifyChallengeRequest\x1a%.twofactor.v1.VerifyChallengeResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
+	"\x0fVerifyChallenge\x12$.twofactor.v1.VerifyChallengeRequest\x1a%.twofactor.v1.VerifyChallengeResponse\x12p\n" +
+	"\x15CheckRememberedDevice\x12*.twofactor.v1.CheckRememberedDeviceRequest\x1a+.twofactor.v1.CheckRememberedDeviceResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
 	file_twofactor_v1_challenge_proto_rawDescOnce sync.Once
@@ -807,20 +858,23 @@ func file_twofactor_v1_challenge_proto_rawDescGZIP() []byte {
 var file_twofactor_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_twofactor_v1_challenge_proto_goTypes = []any{
-	(VerifyResult)(0),                    // 0: twofactor.v1.VerifyResult
-	(RejectReason)(0),                    // 1: twofactor.v1.RejectReason
-	(*GetLoginRequirementsRequest)(nil),  // 2: twofactor.v1.GetLoginRequirementsRequest
-	(*GetLoginRequirementsResponse)(nil), // 3: twofactor.v1.GetLoginRequirementsResponse
-	(*BeginChallengeRequest)(nil),        // 4: twofactor.v1.BeginChallengeRequest
-	(*BeginChallengeResponse)(nil),       // 5: twofactor.v1.BeginChallengeResponse
-	(*VerifyChallengeRequest)(nil),       // 6: twofactor.v1.VerifyChallengeRequest
-	(*PushWait)(nil),                     // 7: twofactor.v1.PushWait
-	(*VerifyChallengeResponse)(nil),      // 8: twofactor.v1.VerifyChallengeResponse
-	(Method)(0),                          // 9: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),        // 10: google.protobuf.Timestamp
-	(*ClientContext)(nil),                // 11: twofactor.v1.ClientContext
-	(*PushChallenge)(nil),                // 12: twofactor.v1.PushChallenge
-	(*durationpb.Duration)(nil),          // 13: google.protobuf.Duration
+	(VerifyResult)(0),                     // 0: twofactor.v1.VerifyResult
+	(RejectReason)(0),                     // 1: twofactor.v1.RejectReason
+	(*GetLoginRequirementsRequest)(nil),   // 2: twofactor.v1.GetLoginRequirementsRequest
+	(*GetLoginRequirementsResponse)(nil),  // 3: twofactor.v1.GetLoginRequirementsResponse
+	(*BeginChallengeRequest)(nil),         // 4: twofactor.v1.BeginChallengeRequest
+	(*BeginChallengeResponse)(nil),        // 5: twofactor.v1.BeginChallengeResponse
+	(*VerifyChallengeRequest)(nil),        // 6: twofactor.v1.VerifyChallengeRequest
+	(*PushWait)(nil),                      // 7: twofactor.v1.PushWait
+	(*VerifyChallengeResponse)(nil),       // 8: twofactor.v1.VerifyChallengeResponse
+	(Method)(0),                           // 9: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),         // 10: google.protobuf.Timestamp
+	(*ClientContext)(nil),                 // 11: twofactor.v1.ClientContext
+	(*PushChallenge)(nil),                 // 12: twofactor.v1.PushChallenge
+	(*durationpb.Duration)(nil),           // 13: google.protobuf.Duration
+	(*RememberedDevice)(nil),              // 14: twofactor.v1.RememberedDevice
+	(*CheckRememberedDeviceRequest)(nil),  // 15: twofactor.v1.CheckRememberedDeviceRequest
+	(*CheckRememberedDeviceResponse)(nil), // 16: twofactor.v1.CheckRememberedDeviceResponse
 }
 var file_twofactor_v1_challenge_proto_depIdxs = []int32{
 	9,  // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
@@ -838,17 +892,21 @@ var file_twofactor_v1_challenge_proto_depIdxs = []int32{
 	1,  // 12: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
 	9,  // 13: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
 	13, // 14: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
-	2,  // 15: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
-	4,  // 16: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
-	6,  // 17: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
-	3,  // 18: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
-	5,  // 19: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
-	8,  // 20: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 15: twofactor.v1.VerifyChallengeResponse.device_token_expires_at:type_name -> google.protobuf.Timestamp
+	14, // 16: twofactor.v1.VerifyChallengeResponse.remembered_device:type_name -> twofactor.v1.RememberedDevice
+	2,  // 17: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
+	4,  // 18: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
+	6,  // 19: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
+	15, // 20: twofactor.v1.ChallengeService.CheckRememberedDevice:input_type -> twofactor.v1.CheckRememberedDeviceRequest
+	3,  // 21: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
+	5,  // 22: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
+	8,  // 23: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
+	16, // 24: twofactor.v1.ChallengeService.CheckRememberedDevice:output_type -> twofactor.v1.CheckRememberedDeviceResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_challenge_proto_init() }
@@ -858,6 +916,7 @@ func file_twofactor_v1_challenge_proto_init() {
 	}
 	file_twofactor_v1_common_proto_init()
 	file_twofactor_v1_device_proto_init()
+	file_twofactor_v1_remember_proto_init()
 	file_twofactor_v1_challenge_proto_msgTypes[4].OneofWrappers = []any{
 		(*VerifyChallengeRequest_Code)(nil),
 		(*VerifyChallengeRequest_WebauthnAssertionJson)(nil),

@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ChallengeService_GetLoginRequirements_FullMethodName = "/twofactor.v1.ChallengeService/GetLoginRequirements"
-	ChallengeService_BeginChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/BeginChallenge"
-	ChallengeService_VerifyChallenge_FullMethodName      = "/twofactor.v1.ChallengeService/VerifyChallenge"
+	ChallengeService_GetLoginRequirements_FullMethodName  = "/twofactor.v1.ChallengeService/GetLoginRequirements"
+	ChallengeService_BeginChallenge_FullMethodName        = "/twofactor.v1.ChallengeService/BeginChallenge"
+	ChallengeService_VerifyChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/VerifyChallenge"
+	ChallengeService_CheckRememberedDevice_FullMethodName = "/twofactor.v1.ChallengeService/CheckRememberedDevice"
 )
 
 // ChallengeServiceClient is the client API for ChallengeService service.
@@ -40,6 +41,11 @@ type ChallengeServiceClient interface {
 	// VerifyChallenge checks the user's answer. Any replica can verify a challenge any
 	// replica began; each challenge and each code is accepted at most once.
 	VerifyChallenge(ctx context.Context, in *VerifyChallengeRequest, opts ...grpc.CallOption) (*VerifyChallengeResponse, error)
+	// CheckRememberedDevice presents a device token that VerifyChallenge issued
+	// (remember_device): REMEMBERED satisfies the second factor of this login and
+	// returns the rotated token to keep. A token presented again after it was
+	// rotated away revokes its whole series (theft). Never for a step-up.
+	CheckRememberedDevice(ctx context.Context, in *CheckRememberedDeviceRequest, opts ...grpc.CallOption) (*CheckRememberedDeviceResponse, error)
 }
 
 type challengeServiceClient struct {
@@ -80,6 +86,16 @@ func (c *challengeServiceClient) VerifyChallenge(ctx context.Context, in *Verify
 	return out, nil
 }
 
+func (c *challengeServiceClient) CheckRememberedDevice(ctx context.Context, in *CheckRememberedDeviceRequest, opts ...grpc.CallOption) (*CheckRememberedDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckRememberedDeviceResponse)
+	err := c.cc.Invoke(ctx, ChallengeService_CheckRememberedDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChallengeServiceServer is the server API for ChallengeService service.
 // All implementations must embed UnimplementedChallengeServiceServer
 // for forward compatibility.
@@ -96,6 +112,11 @@ type ChallengeServiceServer interface {
 	// VerifyChallenge checks the user's answer. Any replica can verify a challenge any
 	// replica began; each challenge and each code is accepted at most once.
 	VerifyChallenge(context.Context, *VerifyChallengeRequest) (*VerifyChallengeResponse, error)
+	// CheckRememberedDevice presents a device token that VerifyChallenge issued
+	// (remember_device): REMEMBERED satisfies the second factor of this login and
+	// returns the rotated token to keep. A token presented again after it was
+	// rotated away revokes its whole series (theft). Never for a step-up.
+	CheckRememberedDevice(context.Context, *CheckRememberedDeviceRequest) (*CheckRememberedDeviceResponse, error)
 	mustEmbedUnimplementedChallengeServiceServer()
 }
 
@@ -114,6 +135,9 @@ func (UnimplementedChallengeServiceServer) BeginChallenge(context.Context, *Begi
 }
 func (UnimplementedChallengeServiceServer) VerifyChallenge(context.Context, *VerifyChallengeRequest) (*VerifyChallengeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyChallenge not implemented")
+}
+func (UnimplementedChallengeServiceServer) CheckRememberedDevice(context.Context, *CheckRememberedDeviceRequest) (*CheckRememberedDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckRememberedDevice not implemented")
 }
 func (UnimplementedChallengeServiceServer) mustEmbedUnimplementedChallengeServiceServer() {}
 func (UnimplementedChallengeServiceServer) testEmbeddedByValue()                          {}
@@ -190,6 +214,24 @@ func _ChallengeService_VerifyChallenge_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChallengeService_CheckRememberedDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckRememberedDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChallengeServiceServer).CheckRememberedDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChallengeService_CheckRememberedDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChallengeServiceServer).CheckRememberedDevice(ctx, req.(*CheckRememberedDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChallengeService_ServiceDesc is the grpc.ServiceDesc for ChallengeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +250,10 @@ var ChallengeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyChallenge",
 			Handler:    _ChallengeService_VerifyChallenge_Handler,
+		},
+		{
+			MethodName: "CheckRememberedDevice",
+			Handler:    _ChallengeService_CheckRememberedDevice_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

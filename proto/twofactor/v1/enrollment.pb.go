@@ -1124,7 +1124,7 @@ var File_twofactor_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\"\x80\x02\n" +
+	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\x1a\x1btwofactor/v1/remember.proto\"\x80\x02\n" +
 	"\x16BeginEnrollmentRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x12\n" +
@@ -1190,7 +1190,7 @@ const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\x05total\x18\x02 \x01(\rR\x05total\x12\x1c\n" +
 	"\tremaining\x18\x03 \x01(\rR\tremaining\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\xaa\x05\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\x84\t\n" +
 	"\x11EnrollmentService\x12^\n" +
 	"\x0fBeginEnrollment\x12$.twofactor.v1.BeginEnrollmentRequest\x1a%.twofactor.v1.BeginEnrollmentResponse\x12a\n" +
 	"\x10FinishEnrollment\x12%.twofactor.v1.FinishEnrollmentRequest\x1a&.twofactor.v1.FinishEnrollmentResponse\x12R\n" +
@@ -1198,7 +1198,11 @@ const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\fRenameFactor\x12!.twofactor.v1.RenameFactorRequest\x1a\".twofactor.v1.RenameFactorResponse\x12U\n" +
 	"\fRemoveFactor\x12!.twofactor.v1.RemoveFactorRequest\x1a\".twofactor.v1.RemoveFactorResponse\x12a\n" +
 	"\x10IssueBackupCodes\x12%.twofactor.v1.IssueBackupCodesRequest\x1a&.twofactor.v1.IssueBackupCodesResponse\x12m\n" +
-	"\x14GetBackupCodesStatus\x12).twofactor.v1.GetBackupCodesStatusRequest\x1a*.twofactor.v1.GetBackupCodesStatusResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
+	"\x14GetBackupCodesStatus\x12).twofactor.v1.GetBackupCodesStatusRequest\x1a*.twofactor.v1.GetBackupCodesStatusResponse\x12p\n" +
+	"\x15ListRememberedDevices\x12*.twofactor.v1.ListRememberedDevicesRequest\x1a+.twofactor.v1.ListRememberedDevicesResponse\x12s\n" +
+	"\x16RevokeRememberedDevice\x12+.twofactor.v1.RevokeRememberedDeviceRequest\x1a,.twofactor.v1.RevokeRememberedDeviceResponse\x12\x7f\n" +
+	"\x1aRevokeAllRememberedDevices\x12/.twofactor.v1.RevokeAllRememberedDevicesRequest\x1a0.twofactor.v1.RevokeAllRememberedDevicesResponse\x12p\n" +
+	"\x15NotifyPasswordChanged\x12*.twofactor.v1.NotifyPasswordChangedRequest\x1a+.twofactor.v1.NotifyPasswordChangedResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
 	file_twofactor_v1_enrollment_proto_rawDescOnce sync.Once
@@ -1214,28 +1218,36 @@ func file_twofactor_v1_enrollment_proto_rawDescGZIP() []byte {
 
 var file_twofactor_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_twofactor_v1_enrollment_proto_goTypes = []any{
-	(*BeginEnrollmentRequest)(nil),       // 0: twofactor.v1.BeginEnrollmentRequest
-	(*TotpEnrollmentOptions)(nil),        // 1: twofactor.v1.TotpEnrollmentOptions
-	(*WebAuthnEnrollmentOptions)(nil),    // 2: twofactor.v1.WebAuthnEnrollmentOptions
-	(*BeginEnrollmentResponse)(nil),      // 3: twofactor.v1.BeginEnrollmentResponse
-	(*TotpEnrollment)(nil),               // 4: twofactor.v1.TotpEnrollment
-	(*WebAuthnEnrollment)(nil),           // 5: twofactor.v1.WebAuthnEnrollment
-	(*FinishEnrollmentRequest)(nil),      // 6: twofactor.v1.FinishEnrollmentRequest
-	(*FinishEnrollmentResponse)(nil),     // 7: twofactor.v1.FinishEnrollmentResponse
-	(*ListFactorsRequest)(nil),           // 8: twofactor.v1.ListFactorsRequest
-	(*ListFactorsResponse)(nil),          // 9: twofactor.v1.ListFactorsResponse
-	(*RenameFactorRequest)(nil),          // 10: twofactor.v1.RenameFactorRequest
-	(*RenameFactorResponse)(nil),         // 11: twofactor.v1.RenameFactorResponse
-	(*RemoveFactorRequest)(nil),          // 12: twofactor.v1.RemoveFactorRequest
-	(*RemoveFactorResponse)(nil),         // 13: twofactor.v1.RemoveFactorResponse
-	(*IssueBackupCodesRequest)(nil),      // 14: twofactor.v1.IssueBackupCodesRequest
-	(*IssueBackupCodesResponse)(nil),     // 15: twofactor.v1.IssueBackupCodesResponse
-	(*GetBackupCodesStatusRequest)(nil),  // 16: twofactor.v1.GetBackupCodesStatusRequest
-	(*GetBackupCodesStatusResponse)(nil), // 17: twofactor.v1.GetBackupCodesStatusResponse
-	(Method)(0),                          // 18: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),        // 19: google.protobuf.Timestamp
-	(*PushEnrollment)(nil),               // 20: twofactor.v1.PushEnrollment
-	(*Factor)(nil),                       // 21: twofactor.v1.Factor
+	(*BeginEnrollmentRequest)(nil),             // 0: twofactor.v1.BeginEnrollmentRequest
+	(*TotpEnrollmentOptions)(nil),              // 1: twofactor.v1.TotpEnrollmentOptions
+	(*WebAuthnEnrollmentOptions)(nil),          // 2: twofactor.v1.WebAuthnEnrollmentOptions
+	(*BeginEnrollmentResponse)(nil),            // 3: twofactor.v1.BeginEnrollmentResponse
+	(*TotpEnrollment)(nil),                     // 4: twofactor.v1.TotpEnrollment
+	(*WebAuthnEnrollment)(nil),                 // 5: twofactor.v1.WebAuthnEnrollment
+	(*FinishEnrollmentRequest)(nil),            // 6: twofactor.v1.FinishEnrollmentRequest
+	(*FinishEnrollmentResponse)(nil),           // 7: twofactor.v1.FinishEnrollmentResponse
+	(*ListFactorsRequest)(nil),                 // 8: twofactor.v1.ListFactorsRequest
+	(*ListFactorsResponse)(nil),                // 9: twofactor.v1.ListFactorsResponse
+	(*RenameFactorRequest)(nil),                // 10: twofactor.v1.RenameFactorRequest
+	(*RenameFactorResponse)(nil),               // 11: twofactor.v1.RenameFactorResponse
+	(*RemoveFactorRequest)(nil),                // 12: twofactor.v1.RemoveFactorRequest
+	(*RemoveFactorResponse)(nil),               // 13: twofactor.v1.RemoveFactorResponse
+	(*IssueBackupCodesRequest)(nil),            // 14: twofactor.v1.IssueBackupCodesRequest
+	(*IssueBackupCodesResponse)(nil),           // 15: twofactor.v1.IssueBackupCodesResponse
+	(*GetBackupCodesStatusRequest)(nil),        // 16: twofactor.v1.GetBackupCodesStatusRequest
+	(*GetBackupCodesStatusResponse)(nil),       // 17: twofactor.v1.GetBackupCodesStatusResponse
+	(Method)(0),                                // 18: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),              // 19: google.protobuf.Timestamp
+	(*PushEnrollment)(nil),                     // 20: twofactor.v1.PushEnrollment
+	(*Factor)(nil),                             // 21: twofactor.v1.Factor
+	(*ListRememberedDevicesRequest)(nil),       // 22: twofactor.v1.ListRememberedDevicesRequest
+	(*RevokeRememberedDeviceRequest)(nil),      // 23: twofactor.v1.RevokeRememberedDeviceRequest
+	(*RevokeAllRememberedDevicesRequest)(nil),  // 24: twofactor.v1.RevokeAllRememberedDevicesRequest
+	(*NotifyPasswordChangedRequest)(nil),       // 25: twofactor.v1.NotifyPasswordChangedRequest
+	(*ListRememberedDevicesResponse)(nil),      // 26: twofactor.v1.ListRememberedDevicesResponse
+	(*RevokeRememberedDeviceResponse)(nil),     // 27: twofactor.v1.RevokeRememberedDeviceResponse
+	(*RevokeAllRememberedDevicesResponse)(nil), // 28: twofactor.v1.RevokeAllRememberedDevicesResponse
+	(*NotifyPasswordChangedResponse)(nil),      // 29: twofactor.v1.NotifyPasswordChangedResponse
 }
 var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
 	18, // 0: twofactor.v1.BeginEnrollmentRequest.method:type_name -> twofactor.v1.Method
@@ -1257,15 +1269,23 @@ var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
 	12, // 16: twofactor.v1.EnrollmentService.RemoveFactor:input_type -> twofactor.v1.RemoveFactorRequest
 	14, // 17: twofactor.v1.EnrollmentService.IssueBackupCodes:input_type -> twofactor.v1.IssueBackupCodesRequest
 	16, // 18: twofactor.v1.EnrollmentService.GetBackupCodesStatus:input_type -> twofactor.v1.GetBackupCodesStatusRequest
-	3,  // 19: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
-	7,  // 20: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
-	9,  // 21: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
-	11, // 22: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
-	13, // 23: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
-	15, // 24: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
-	17, // 25: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
-	19, // [19:26] is the sub-list for method output_type
-	12, // [12:19] is the sub-list for method input_type
+	22, // 19: twofactor.v1.EnrollmentService.ListRememberedDevices:input_type -> twofactor.v1.ListRememberedDevicesRequest
+	23, // 20: twofactor.v1.EnrollmentService.RevokeRememberedDevice:input_type -> twofactor.v1.RevokeRememberedDeviceRequest
+	24, // 21: twofactor.v1.EnrollmentService.RevokeAllRememberedDevices:input_type -> twofactor.v1.RevokeAllRememberedDevicesRequest
+	25, // 22: twofactor.v1.EnrollmentService.NotifyPasswordChanged:input_type -> twofactor.v1.NotifyPasswordChangedRequest
+	3,  // 23: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
+	7,  // 24: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
+	9,  // 25: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
+	11, // 26: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
+	13, // 27: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
+	15, // 28: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
+	17, // 29: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
+	26, // 30: twofactor.v1.EnrollmentService.ListRememberedDevices:output_type -> twofactor.v1.ListRememberedDevicesResponse
+	27, // 31: twofactor.v1.EnrollmentService.RevokeRememberedDevice:output_type -> twofactor.v1.RevokeRememberedDeviceResponse
+	28, // 32: twofactor.v1.EnrollmentService.RevokeAllRememberedDevices:output_type -> twofactor.v1.RevokeAllRememberedDevicesResponse
+	29, // 33: twofactor.v1.EnrollmentService.NotifyPasswordChanged:output_type -> twofactor.v1.NotifyPasswordChangedResponse
+	23, // [23:34] is the sub-list for method output_type
+	12, // [12:23] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1278,6 +1298,7 @@ func file_twofactor_v1_enrollment_proto_init() {
 	}
 	file_twofactor_v1_common_proto_init()
 	file_twofactor_v1_device_proto_init()
+	file_twofactor_v1_remember_proto_init()
 	file_twofactor_v1_enrollment_proto_msgTypes[0].OneofWrappers = []any{
 		(*BeginEnrollmentRequest_Totp)(nil),
 		(*BeginEnrollmentRequest_Webauthn)(nil),
