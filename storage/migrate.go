@@ -23,6 +23,9 @@ func models() []any {
 		&WebAuthnUser{},
 		&ThrottleState{},
 		&AuditRecord{},
+		&OTPCode{},
+		&OTPSendCounter{},
+		&OTPLinkToken{},
 	}
 }
 
