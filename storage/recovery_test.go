@@ -320,6 +320,10 @@ func seedUser(t *testing.T, s *storage.Store, user string) {
 		func() error { _, err := s.EnsureEnforcementStart(ctx, user, t0); return err }(),
 		s.CreateAppPassword(ctx, &storage.AppPassword{ID: user + "-ap", UserID: user, Name: "dav", LookupHash: []byte(user + "-hash"), CreatedAt: t0}),
 		func() error { _, err := s.EnsureWebAuthnUser(ctx, user, []byte(user+"-handle"), t0); return err }(),
+		s.CreateOTPCode(ctx, &storage.OTPCode{ID: user + "-otp", UserID: user, FactorID: user + "-f", Channel: "email", Purpose: storage.OTPLogin,
+			State: storage.OTPOpen, CodeHash: []byte(user), SealedCode: []byte(user), CodeKeyID: "k1", MaxAttempts: 5,
+			Delivery: storage.DeliveryQueued, ExpiresAt: t0}, nil, t0),
+		s.CreateOTPLinkToken(ctx, &storage.OTPLinkToken{TokenHash: user + "-token", UserID: user, FactorID: user + "-f", ExpiresAt: t0}),
 	} {
 		if err != nil {
 			t.Fatal(err)
