@@ -112,9 +112,11 @@ type Delivery struct {
 const MaxReasonLen = 255
 
 // RecordDelivery records a delivery outcome of the code of challenge (or
-// enrollment) id, from a gateway status event; an outcome older than the one
-// recorded is ignored. It reports whether it wrote.
+// enrollment) id, from a gateway status event; id may be a Send's MessageID.
+// An outcome older than the one recorded is ignored. It reports whether it
+// wrote.
 func (p *Provider) RecordDelivery(ctx context.Context, id string, d Delivery) (bool, error) {
+	id, _ = SplitMessageID(id)
 	switch d.State {
 	case storage.DeliveryQueued, storage.DeliveryDelivered, storage.DeliveryFailed:
 	default:

@@ -179,6 +179,10 @@ func TestDeliveryStatus(t *testing.T) {
 	if st := status(); st.Delivery.State != storage.DeliveryQueued || st.Sends != 2 {
 		t.Fatalf("status after a resend %+v", st)
 	}
+	// The resend's own status event names it by its message id.
+	if ok, err := e.p.RecordDelivery(e.ctx, ch.ID+"_2", Delivery{State: storage.DeliveryDelivered}); !ok || err != nil {
+		t.Fatalf("resend delivered: %v %v", ok, err)
+	}
 	long := "smtp 550 mailbox unavailable\n" + string(make([]byte, 400))
 	if ok, err := e.p.RecordDelivery(e.ctx, ch.ID, Delivery{State: storage.DeliveryFailed, Reason: long}); !ok || err != nil {
 		t.Fatalf("failed: %v %v", ok, err)

@@ -3,6 +3,8 @@ package otpcode
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -38,13 +40,29 @@ type Send struct {
 	ExpiresAt time.Time
 }
 
-// MessageID is the id one message is published under: ID, and the send's
-// sequence number after the first.
+// MessageID is the id one message is published under: ID for the first send,
+// ID_<seq> for a resend ([A-Za-z0-9_-], as gateway send ids must be). Publish
+// a resend under it, not under ID: JetStream's de-duplication and the
+// workers' record of delivered ids would otherwise drop it.
 func (s *Send) MessageID() string {
 	if s.Seq <= 1 {
 		return s.ID
 	}
-	return fmt.Sprintf("%s.%d", s.ID, s.Seq)
+	return s.ID + "_" + strconv.Itoa(s.Seq)
+}
+
+// SplitMessageID returns the challenge (or enrollment) id and the send's
+// sequence number of a MessageID.
+func SplitMessageID(msgID string) (id string, seq int) {
+	i := strings.LastIndexByte(msgID, '_')
+	if i < 0 {
+		return msgID, 1
+	}
+	n, err := strconv.Atoi(msgID[i+1:])
+	if err != nil || n < 2 || strconv.Itoa(n) != msgID[i+1:] {
+		return msgID, 1
+	}
+	return msgID[:i], n
 }
 
 // String shows the send without its secrets.

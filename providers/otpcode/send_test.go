@@ -125,3 +125,21 @@ func TestHashesAreBound(t *testing.T) {
 		t.Errorf("destination keys %s %s", a, b)
 	}
 }
+
+func TestMessageID(t *testing.T) {
+	id := "0b6f3c3e-5d0a-4a43-9d7e-2f7d1f7a9c11"
+	for seq, want := range map[int]string{0: id, 1: id, 2: id + "_2", 12: id + "_12"} {
+		s := &Send{ID: id, Seq: seq}
+		if got := s.MessageID(); got != want {
+			t.Errorf("seq %d: %q", seq, got)
+		}
+		if gotID, gotSeq := SplitMessageID(want); gotID != id || gotSeq != max(seq, 1) {
+			t.Errorf("SplitMessageID(%q) = %q, %d", want, gotID, gotSeq)
+		}
+	}
+	for _, odd := range []string{"a_b", "a_1", "a_02", "a_", "_3x"} {
+		if gotID, seq := SplitMessageID(odd); gotID != odd || seq != 1 {
+			t.Errorf("SplitMessageID(%q) = %q, %d", odd, gotID, seq)
+		}
+	}
+}
