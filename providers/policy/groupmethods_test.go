@@ -8,7 +8,9 @@ import (
 )
 
 func TestGroupMethodRules(t *testing.T) {
-	known := func(m string) bool { return slices.Contains([]string{"totp", "webauthn", "email", "sms", "telegram", "signal"}, m) }
+	known := func(m string) bool {
+		return slices.Contains([]string{"totp", "webauthn", "email", "sms", "telegram", "signal"}, m)
+	}
 	rules := []GroupMethodRule{
 		{Group: "admin", Forbidden: []string{"email", "sms"}},
 		{Group: "finance", Forbidden: []string{"sms"}},
