@@ -39,6 +39,12 @@ func (p *Provider) BeginChallenge(ctx context.Context, in ChallengeInput) (*Chal
 	if !ValidChannel(in.Channel) {
 		return nil, fmt.Errorf("otpcode: unknown channel %q", in.Channel)
 	}
+	if err := checkIDs(in.UserID, in.ID); err != nil {
+		return nil, err
+	}
+	if err := checkIDs(in.UserID, in.FactorID); err != nil {
+		return nil, err
+	}
 	if in.ID == "" {
 		in.ID = uuid.NewString()
 	}

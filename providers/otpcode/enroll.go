@@ -51,6 +51,9 @@ func (p *Provider) BeginEnrollment(ctx context.Context, in EnrollInput) (*Enroll
 	if !ValidChannel(in.Channel) {
 		return nil, fmt.Errorf("otpcode: unknown channel %q", in.Channel)
 	}
+	if err := checkIDs(in.UserID, in.Replaces); err != nil {
+		return nil, err
+	}
 	if len(in.Name) > MaxNameLen {
 		return nil, fmt.Errorf("name: at most %d bytes", MaxNameLen)
 	}

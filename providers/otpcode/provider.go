@@ -260,6 +260,24 @@ func capError(err error) error {
 	return err
 }
 
+// MaxUserIDLen and MaxIDLen bound a user id and a challenge or factor id (the
+// columns' sizes).
+const (
+	MaxUserIDLen = 255
+	MaxIDLen     = 36
+)
+
+// checkIDs bounds the ids a call names; the messages start with the field.
+func checkIDs(userID, id string) error {
+	if userID == "" || len(userID) > MaxUserIDLen {
+		return fmt.Errorf("user_id: must be 1 to %d bytes", MaxUserIDLen)
+	}
+	if len(id) > MaxIDLen {
+		return fmt.Errorf("id: at most %d bytes", MaxIDLen)
+	}
+	return nil
+}
+
 // caps are the daily caps a send to d counts toward.
 func (p *Provider) caps(userID string, d Destination) []storage.OTPSendCap {
 	return []storage.OTPSendCap{

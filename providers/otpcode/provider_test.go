@@ -128,6 +128,16 @@ func TestChallengeFactorChoice(t *testing.T) {
 			t.Fatalf("factor %s of another channel: %v", id, err)
 		}
 	}
+	for _, in := range []ChallengeInput{
+		{UserID: "", Channel: SMS},
+		{UserID: "u1", Channel: "fax"},
+		{UserID: "u1", Channel: SMS, ID: strings.Repeat("c", 37), FactorID: a.ID},
+		{UserID: "u1", Channel: SMS, FactorID: strings.Repeat("f", 37)},
+	} {
+		if _, err := e.p.BeginChallenge(e.ctx, in); err == nil || errors.Is(err, ErrNoFactor) {
+			t.Fatalf("challenge %+v: %v", in, err)
+		}
+	}
 	if _, err := e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u2", Channel: SMS, FactorID: a.ID}); !errors.Is(err, ErrNoFactor) {
 		t.Fatalf("another user's factor: %v", err)
 	}
@@ -218,6 +228,9 @@ func TestEnrollmentEnds(t *testing.T) {
 		{UserID: "u1", Channel: Email, Destination: "a@example.com", Name: strings.Repeat("n", 256)},
 		{UserID: "u1", Channel: Email, Destination: "a@example.com", Replaces: "nope"},
 		{UserID: "u1", Channel: Telegram},
+		{UserID: "", Channel: Email, Destination: "a@example.com"},
+		{UserID: strings.Repeat("u", 256), Channel: Email, Destination: "a@example.com"},
+		{UserID: "u1", Channel: Email, Destination: "a@example.com", Replaces: strings.Repeat("f", 37)},
 	} {
 		if _, err := e.p.BeginEnrollment(e.ctx, in); err == nil {
 			t.Errorf("enrollment %+v accepted", in)
