@@ -73,9 +73,14 @@ func hashCode(h Hasher, rowID, code string) []byte {
 }
 
 // destinationKey names a destination in the per-destination send counters
-// without storing it: a keyed hash, hex.
+// without storing it: a keyed hash, hex. An email address counts in lower case
+// (Alice@ and alice@ are one mailbox at nearly every provider).
 func destinationKey(h Hasher, d Destination) string {
-	return hex.EncodeToString(h.MAC(purposeDest, []byte(d.Channel), []byte{0}, []byte(d.Address)))
+	addr := d.Address
+	if d.Channel == Email {
+		addr = strings.ToLower(addr)
+	}
+	return hex.EncodeToString(h.MAC(purposeDest, []byte(d.Channel), []byte{0}, []byte(addr)))
 }
 
 // TokenBytes is the link token's entropy: 256 bits.

@@ -124,6 +124,9 @@ func TestHashesAreBound(t *testing.T) {
 	if a == b || strings.Contains(a, "15123456712") {
 		t.Errorf("destination keys %s %s", a, b)
 	}
+	if destinationKey(ring, Destination{Channel: Email, Address: "Alice@example.com"}) != destinationKey(ring, Destination{Channel: Email, Address: "alice@example.com"}) {
+		t.Error("one mailbox in two cases counts as two destinations")
+	}
 }
 
 func TestMessageID(t *testing.T) {
