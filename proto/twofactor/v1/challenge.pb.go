@@ -291,8 +291,10 @@ type BeginChallengeRequest struct {
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Method Method `protobuf:"varint,2,opt,name=method,proto3,enum=twofactor.v1.Method" json:"method,omitempty"`
 	// Optional: a specific factor of the user. Without it, any active factor of the method.
-	FactorId      string         `protobuf:"bytes,3,opt,name=factor_id,json=factorId,proto3" json:"factor_id,omitempty"`
-	Context       *ClientContext `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	FactorId string         `protobuf:"bytes,3,opt,name=factor_id,json=factorId,proto3" json:"factor_id,omitempty"`
+	Context  *ClientContext `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	// Optional: the user's locale for a code's message (e.g. "de-DE"); at most 35 bytes.
+	Locale        string `protobuf:"bytes,5,opt,name=locale,proto3" json:"locale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -355,6 +357,13 @@ func (x *BeginChallengeRequest) GetContext() *ClientContext {
 	return nil
 }
 
+func (x *BeginChallengeRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
 type BeginChallengeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque, at most 1 024 bytes: pass it back unchanged to VerifyChallenge. (A TOTP
@@ -367,7 +376,9 @@ type BeginChallengeResponse struct {
 	// PublicKeyCredential.parseRequestOptionsFromJSON takes it.
 	WebauthnRequestOptionsJson string `protobuf:"bytes,4,opt,name=webauthn_request_options_json,json=webauthnRequestOptionsJson,proto3" json:"webauthn_request_options_json,omitempty"`
 	// How many wrong answers the challenge tolerates before it dies.
-	MaxAttempts   uint32 `protobuf:"varint,5,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	MaxAttempts uint32 `protobuf:"varint,5,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// For a code sent out of band (email, SMS, Telegram, Signal).
+	OutOfBand     *OutOfBandChallenge `protobuf:"bytes,6,opt,name=out_of_band,json=outOfBand,proto3" json:"out_of_band,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +448,291 @@ func (x *BeginChallengeResponse) GetMaxAttempts() uint32 {
 	return 0
 }
 
+func (x *BeginChallengeResponse) GetOutOfBand() *OutOfBandChallenge {
+	if x != nil {
+		return x.OutOfBand
+	}
+	return nil
+}
+
+// OutOfBandChallenge describes the code a challenge sent.
+type OutOfBandChallenge struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	MaskedDestination string                 `protobuf:"bytes,1,opt,name=masked_destination,json=maskedDestination,proto3" json:"masked_destination,omitempty"`
+	CodeDigits        uint32                 `protobuf:"varint,2,opt,name=code_digits,json=codeDigits,proto3" json:"code_digits,omitempty"`
+	Delivery          *DeliveryStatus        `protobuf:"bytes,3,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *OutOfBandChallenge) Reset() {
+	*x = OutOfBandChallenge{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutOfBandChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutOfBandChallenge) ProtoMessage() {}
+
+func (x *OutOfBandChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutOfBandChallenge.ProtoReflect.Descriptor instead.
+func (*OutOfBandChallenge) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OutOfBandChallenge) GetMaskedDestination() string {
+	if x != nil {
+		return x.MaskedDestination
+	}
+	return ""
+}
+
+func (x *OutOfBandChallenge) GetCodeDigits() uint32 {
+	if x != nil {
+		return x.CodeDigits
+	}
+	return 0
+}
+
+func (x *OutOfBandChallenge) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+type ResendChallengeRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ChallengeId string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	Context     *ClientContext         `protobuf:"bytes,2,opt,name=context,proto3" json:"context,omitempty"`
+	// Optional: the user's locale for the message.
+	Locale        string `protobuf:"bytes,3,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendChallengeRequest) Reset() {
+	*x = ResendChallengeRequest{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendChallengeRequest) ProtoMessage() {}
+
+func (x *ResendChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendChallengeRequest.ProtoReflect.Descriptor instead.
+func (*ResendChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ResendChallengeRequest) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *ResendChallengeRequest) GetContext() *ClientContext {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+func (x *ResendChallengeRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+type ResendChallengeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delivery      *DeliveryStatus        `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendChallengeResponse) Reset() {
+	*x = ResendChallengeResponse{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendChallengeResponse) ProtoMessage() {}
+
+func (x *ResendChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendChallengeResponse.ProtoReflect.Descriptor instead.
+func (*ResendChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResendChallengeResponse) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+type GetChallengeStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChallengeId   string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetChallengeStatusRequest) Reset() {
+	*x = GetChallengeStatusRequest{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChallengeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChallengeStatusRequest) ProtoMessage() {}
+
+func (x *GetChallengeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChallengeStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetChallengeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetChallengeStatusRequest) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+type GetChallengeStatusResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Method            Method                 `protobuf:"varint,1,opt,name=method,proto3,enum=twofactor.v1.Method" json:"method,omitempty"`
+	Delivery          *DeliveryStatus        `protobuf:"bytes,2,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	ExpiresAt         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	RemainingAttempts uint32                 `protobuf:"varint,4,opt,name=remaining_attempts,json=remainingAttempts,proto3" json:"remaining_attempts,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetChallengeStatusResponse) Reset() {
+	*x = GetChallengeStatusResponse{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChallengeStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChallengeStatusResponse) ProtoMessage() {}
+
+func (x *GetChallengeStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChallengeStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetChallengeStatusResponse) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetChallengeStatusResponse) GetMethod() Method {
+	if x != nil {
+		return x.Method
+	}
+	return Method_METHOD_UNSPECIFIED
+}
+
+func (x *GetChallengeStatusResponse) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+func (x *GetChallengeStatusResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *GetChallengeStatusResponse) GetRemainingAttempts() uint32 {
+	if x != nil {
+		return x.RemainingAttempts
+	}
+	return 0
+}
+
 type VerifyChallengeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// As BeginChallenge returned it.
@@ -453,7 +749,7 @@ type VerifyChallengeRequest struct {
 
 func (x *VerifyChallengeRequest) Reset() {
 	*x = VerifyChallengeRequest{}
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[4]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +761,7 @@ func (x *VerifyChallengeRequest) String() string {
 func (*VerifyChallengeRequest) ProtoMessage() {}
 
 func (x *VerifyChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[4]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +774,7 @@ func (x *VerifyChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChallengeRequest.ProtoReflect.Descriptor instead.
 func (*VerifyChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{4}
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VerifyChallengeRequest) GetChallengeId() string {
@@ -551,13 +847,15 @@ type VerifyChallengeResponse struct {
 	RetryAfter *durationpb.Duration `protobuf:"bytes,7,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	// For a passkey login: policy counts the passkey as a complete login (password too).
 	CompleteLogin bool `protobuf:"varint,8,opt,name=complete_login,json=completeLogin,proto3" json:"complete_login,omitempty"`
+	// For a code sent out of band: how its message fared.
+	Delivery      *DeliveryStatus `protobuf:"bytes,9,opt,name=delivery,proto3" json:"delivery,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *VerifyChallengeResponse) Reset() {
 	*x = VerifyChallengeResponse{}
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +867,7 @@ func (x *VerifyChallengeResponse) String() string {
 func (*VerifyChallengeResponse) ProtoMessage() {}
 
 func (x *VerifyChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +880,7 @@ func (x *VerifyChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChallengeResponse.ProtoReflect.Descriptor instead.
 func (*VerifyChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{5}
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *VerifyChallengeResponse) GetResult() VerifyResult {
@@ -641,6 +939,13 @@ func (x *VerifyChallengeResponse) GetCompleteLogin() bool {
 	return false
 }
 
+func (x *VerifyChallengeResponse) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
 var File_twofactor_v1_challenge_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_challenge_proto_rawDesc = "" +
@@ -656,26 +961,47 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\bin_grace\x18\x04 \x01(\bR\ainGrace\x12;\n" +
 	"\vgrace_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"graceUntil\x12=\n" +
-	"\x0fallowed_methods\x18\x06 \x03(\x0e2\x14.twofactor.v1.MethodR\x0eallowedMethods\"\xb2\x01\n" +
+	"\x0fallowed_methods\x18\x06 \x03(\x0e2\x14.twofactor.v1.MethodR\x0eallowedMethods\"\xca\x01\n" +
 	"\x15BeginChallengeRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x1b\n" +
 	"\tfactor_id\x18\x03 \x01(\tR\bfactorId\x125\n" +
-	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\"\x8a\x02\n" +
+	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\x12\x16\n" +
+	"\x06locale\x18\x05 \x01(\tR\x06locale\"\xcc\x02\n" +
 	"\x16BeginChallengeResponse\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12A\n" +
 	"\x1dwebauthn_request_options_json\x18\x04 \x01(\tR\x1awebauthnRequestOptionsJson\x12!\n" +
-	"\fmax_attempts\x18\x05 \x01(\rR\vmaxAttempts\"\xce\x01\n" +
+	"\fmax_attempts\x18\x05 \x01(\rR\vmaxAttempts\x12@\n" +
+	"\vout_of_band\x18\x06 \x01(\v2 .twofactor.v1.OutOfBandChallengeR\toutOfBand\"\x9e\x01\n" +
+	"\x12OutOfBandChallenge\x12-\n" +
+	"\x12masked_destination\x18\x01 \x01(\tR\x11maskedDestination\x12\x1f\n" +
+	"\vcode_digits\x18\x02 \x01(\rR\n" +
+	"codeDigits\x128\n" +
+	"\bdelivery\x18\x03 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\"\x8a\x01\n" +
+	"\x16ResendChallengeRequest\x12!\n" +
+	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x125\n" +
+	"\acontext\x18\x02 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\x12\x16\n" +
+	"\x06locale\x18\x03 \x01(\tR\x06locale\"S\n" +
+	"\x17ResendChallengeResponse\x128\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\">\n" +
+	"\x19GetChallengeStatusRequest\x12!\n" +
+	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\"\xee\x01\n" +
+	"\x1aGetChallengeStatusResponse\x12,\n" +
+	"\x06method\x18\x01 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x128\n" +
+	"\bdelivery\x18\x02 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12-\n" +
+	"\x12remaining_attempts\x18\x04 \x01(\rR\x11remainingAttempts\"\xce\x01\n" +
 	"\x16VerifyChallengeRequest\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x14\n" +
 	"\x04code\x18\x02 \x01(\tH\x00R\x04code\x128\n" +
 	"\x17webauthn_assertion_json\x18\x03 \x01(\tH\x00R\x15webauthnAssertionJson\x125\n" +
 	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontextB\n" +
 	"\n" +
-	"\bresponse\"\xf7\x02\n" +
+	"\bresponse\"\xb1\x03\n" +
 	"\x17VerifyChallengeResponse\x122\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x1a.twofactor.v1.VerifyResultR\x06result\x122\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1a.twofactor.v1.RejectReasonR\x06reason\x12\x17\n" +
@@ -685,7 +1011,8 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\x12remaining_attempts\x18\x06 \x01(\rR\x11remainingAttempts\x12:\n" +
 	"\vretry_after\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12%\n" +
-	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin*\x9d\x01\n" +
+	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin\x128\n" +
+	"\bdelivery\x18\t \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery*\x9d\x01\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16VERIFY_RESULT_ACCEPTED\x10\x01\x12\x1a\n" +
@@ -699,11 +1026,13 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\x1fREJECT_REASON_INVALID_ASSERTION\x10\x03\x12,\n" +
 	"(REJECT_REASON_USER_VERIFICATION_REQUIRED\x10\x04\x12&\n" +
 	"\"REJECT_REASON_CLONED_AUTHENTICATOR\x10\x05\x12$\n" +
-	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x062\xbe\x02\n" +
+	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x062\x87\x04\n" +
 	"\x10ChallengeService\x12m\n" +
 	"\x14GetLoginRequirements\x12).twofactor.v1.GetLoginRequirementsRequest\x1a*.twofactor.v1.GetLoginRequirementsResponse\x12[\n" +
 	"\x0eBeginChallenge\x12#.twofactor.v1.BeginChallengeRequest\x1a$.twofactor.v1.BeginChallengeResponse\x12^\n" +
-	"\x0fVerifyChallenge\x12$.twofactor.v1.VerifyChallengeRequest\x1a%.twofactor.v1.VerifyChallengeResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
+	"\x0fVerifyChallenge\x12$.twofactor.v1.VerifyChallengeRequest\x1a%.twofactor.v1.VerifyChallengeResponse\x12^\n" +
+	"\x0fResendChallenge\x12$.twofactor.v1.ResendChallengeRequest\x1a%.twofactor.v1.ResendChallengeResponse\x12g\n" +
+	"\x12GetChallengeStatus\x12'.twofactor.v1.GetChallengeStatusRequest\x1a(.twofactor.v1.GetChallengeStatusResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
 	file_twofactor_v1_challenge_proto_rawDescOnce sync.Once
@@ -718,7 +1047,7 @@ func file_twofactor_v1_challenge_proto_rawDescGZIP() []byte {
 }
 
 var file_twofactor_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_twofactor_v1_challenge_proto_goTypes = []any{
 	(VerifyResult)(0),                    // 0: twofactor.v1.VerifyResult
 	(RejectReason)(0),                    // 1: twofactor.v1.RejectReason
@@ -726,37 +1055,55 @@ var file_twofactor_v1_challenge_proto_goTypes = []any{
 	(*GetLoginRequirementsResponse)(nil), // 3: twofactor.v1.GetLoginRequirementsResponse
 	(*BeginChallengeRequest)(nil),        // 4: twofactor.v1.BeginChallengeRequest
 	(*BeginChallengeResponse)(nil),       // 5: twofactor.v1.BeginChallengeResponse
-	(*VerifyChallengeRequest)(nil),       // 6: twofactor.v1.VerifyChallengeRequest
-	(*VerifyChallengeResponse)(nil),      // 7: twofactor.v1.VerifyChallengeResponse
-	(Method)(0),                          // 8: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),        // 9: google.protobuf.Timestamp
-	(*ClientContext)(nil),                // 10: twofactor.v1.ClientContext
-	(*durationpb.Duration)(nil),          // 11: google.protobuf.Duration
+	(*OutOfBandChallenge)(nil),           // 6: twofactor.v1.OutOfBandChallenge
+	(*ResendChallengeRequest)(nil),       // 7: twofactor.v1.ResendChallengeRequest
+	(*ResendChallengeResponse)(nil),      // 8: twofactor.v1.ResendChallengeResponse
+	(*GetChallengeStatusRequest)(nil),    // 9: twofactor.v1.GetChallengeStatusRequest
+	(*GetChallengeStatusResponse)(nil),   // 10: twofactor.v1.GetChallengeStatusResponse
+	(*VerifyChallengeRequest)(nil),       // 11: twofactor.v1.VerifyChallengeRequest
+	(*VerifyChallengeResponse)(nil),      // 12: twofactor.v1.VerifyChallengeResponse
+	(Method)(0),                          // 13: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),        // 14: google.protobuf.Timestamp
+	(*ClientContext)(nil),                // 15: twofactor.v1.ClientContext
+	(*DeliveryStatus)(nil),               // 16: twofactor.v1.DeliveryStatus
+	(*durationpb.Duration)(nil),          // 17: google.protobuf.Duration
 }
 var file_twofactor_v1_challenge_proto_depIdxs = []int32{
-	8,  // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
-	9,  // 1: twofactor.v1.GetLoginRequirementsResponse.grace_until:type_name -> google.protobuf.Timestamp
-	8,  // 2: twofactor.v1.GetLoginRequirementsResponse.allowed_methods:type_name -> twofactor.v1.Method
-	8,  // 3: twofactor.v1.BeginChallengeRequest.method:type_name -> twofactor.v1.Method
-	10, // 4: twofactor.v1.BeginChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	8,  // 5: twofactor.v1.BeginChallengeResponse.method:type_name -> twofactor.v1.Method
-	9,  // 6: twofactor.v1.BeginChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 7: twofactor.v1.VerifyChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	0,  // 8: twofactor.v1.VerifyChallengeResponse.result:type_name -> twofactor.v1.VerifyResult
-	1,  // 9: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
-	8,  // 10: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
-	11, // 11: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
-	2,  // 12: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
-	4,  // 13: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
-	6,  // 14: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
-	3,  // 15: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
-	5,  // 16: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
-	7,  // 17: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	13, // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
+	14, // 1: twofactor.v1.GetLoginRequirementsResponse.grace_until:type_name -> google.protobuf.Timestamp
+	13, // 2: twofactor.v1.GetLoginRequirementsResponse.allowed_methods:type_name -> twofactor.v1.Method
+	13, // 3: twofactor.v1.BeginChallengeRequest.method:type_name -> twofactor.v1.Method
+	15, // 4: twofactor.v1.BeginChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	13, // 5: twofactor.v1.BeginChallengeResponse.method:type_name -> twofactor.v1.Method
+	14, // 6: twofactor.v1.BeginChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 7: twofactor.v1.BeginChallengeResponse.out_of_band:type_name -> twofactor.v1.OutOfBandChallenge
+	16, // 8: twofactor.v1.OutOfBandChallenge.delivery:type_name -> twofactor.v1.DeliveryStatus
+	15, // 9: twofactor.v1.ResendChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	16, // 10: twofactor.v1.ResendChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	13, // 11: twofactor.v1.GetChallengeStatusResponse.method:type_name -> twofactor.v1.Method
+	16, // 12: twofactor.v1.GetChallengeStatusResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	14, // 13: twofactor.v1.GetChallengeStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 14: twofactor.v1.VerifyChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	0,  // 15: twofactor.v1.VerifyChallengeResponse.result:type_name -> twofactor.v1.VerifyResult
+	1,  // 16: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
+	13, // 17: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
+	17, // 18: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
+	16, // 19: twofactor.v1.VerifyChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	2,  // 20: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
+	4,  // 21: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
+	11, // 22: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
+	7,  // 23: twofactor.v1.ChallengeService.ResendChallenge:input_type -> twofactor.v1.ResendChallengeRequest
+	9,  // 24: twofactor.v1.ChallengeService.GetChallengeStatus:input_type -> twofactor.v1.GetChallengeStatusRequest
+	3,  // 25: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
+	5,  // 26: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
+	12, // 27: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
+	8,  // 28: twofactor.v1.ChallengeService.ResendChallenge:output_type -> twofactor.v1.ResendChallengeResponse
+	10, // 29: twofactor.v1.ChallengeService.GetChallengeStatus:output_type -> twofactor.v1.GetChallengeStatusResponse
+	25, // [25:30] is the sub-list for method output_type
+	20, // [20:25] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_challenge_proto_init() }
@@ -765,7 +1112,7 @@ func file_twofactor_v1_challenge_proto_init() {
 		return
 	}
 	file_twofactor_v1_common_proto_init()
-	file_twofactor_v1_challenge_proto_msgTypes[4].OneofWrappers = []any{
+	file_twofactor_v1_challenge_proto_msgTypes[9].OneofWrappers = []any{
 		(*VerifyChallengeRequest_Code)(nil),
 		(*VerifyChallengeRequest_WebauthnAssertionJson)(nil),
 	}
@@ -775,7 +1122,7 @@ func file_twofactor_v1_challenge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_twofactor_v1_challenge_proto_rawDesc), len(file_twofactor_v1_challenge_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
