@@ -25,7 +25,7 @@ const maxListLen = 1000
 
 // authorizeActor checks that actorID may act on userID: a member of an admin
 // group, or a group admin of one of the user's groups (policy.CanAct).
-func (s *Server) authorizeActor(ctx context.Context, actorID, userID string) error {
+func (s *adminService) authorizeActor(ctx context.Context, actorID, userID string) error {
 	if err := checkUserID("actor_id", actorID); err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func (s *Server) authorizeActor(ctx context.Context, actorID, userID string) err
 }
 
 // IssueAdminBackupCode issues a one-time code for a locked-out user.
-func (s *Server) IssueAdminBackupCode(ctx context.Context, req *pb.IssueAdminBackupCodeRequest) (*pb.IssueAdminBackupCodeResponse, error) {
+func (s *adminService) IssueAdminBackupCode(ctx context.Context, req *pb.IssueAdminBackupCodeRequest) (*pb.IssueAdminBackupCodeResponse, error) {
 	if err := s.authorizeActor(ctx, req.GetActorId(), req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func (s *Server) IssueAdminBackupCode(ctx context.Context, req *pb.IssueAdminBac
 }
 
 // ResetFactors removes one or all second factors of a user.
-func (s *Server) ResetFactors(ctx context.Context, req *pb.ResetFactorsRequest) (*pb.ResetFactorsResponse, error) {
+func (s *adminService) ResetFactors(ctx context.Context, req *pb.ResetFactorsRequest) (*pb.ResetFactorsResponse, error) {
 	if err := s.authorizeActor(ctx, req.GetActorId(), req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -91,23 +91,23 @@ func (s *Server) ResetFactors(ctx context.Context, req *pb.ResetFactorsRequest) 
 }
 
 // GetPolicy returns the policy in force.
-func (s *Server) GetPolicy(ctx context.Context, _ *pb.GetPolicyRequest) (*pb.GetPolicyResponse, error) {
+func (s *adminService) GetPolicy(ctx context.Context, _ *pb.GetPolicyRequest) (*pb.GetPolicyResponse, error) {
 	p, err := s.policy.Get(ctx)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	return &pb.GetPolicyResponse{Policy: policyToPB(p)}, nil
+	return &pb.GetPolicyResponse{Policy: policyToPB(s.factors, p)}, nil
 }
 
 // SetPolicy replaces the policy. Only a member of an admin group may.
-func (s *Server) SetPolicy(ctx context.Context, req *pb.SetPolicyRequest) (*pb.SetPolicyResponse, error) {
+func (s *adminService) SetPolicy(ctx context.Context, req *pb.SetPolicyRequest) (*pb.SetPolicyResponse, error) {
 	if err := checkUserID("actor_id", req.GetActorId()); err != nil {
 		return nil, err
 	}
 	if req.GetPolicy() == nil {
 		return nil, invalid("policy", "is required")
 	}
-	p, err := policyFromPB(req.GetPolicy())
+	p, err := policyFromPB(s.factors, req.GetPolicy())
 	if err != nil {
 		return nil, err
 	}
@@ -123,11 +123,11 @@ func (s *Server) SetPolicy(ctx context.Context, req *pb.SetPolicyRequest) (*pb.S
 		return nil, s.toStatus(ctx, err)
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventPolicyChanged, Actor: req.GetActorId(), Details: policyDetails(p)})
-	return &pb.SetPolicyResponse{Policy: policyToPB(p)}, nil
+	return &pb.SetPolicyResponse{Policy: policyToPB(s.factors, p)}, nil
 }
 
 // SetUserGroups replaces the groups a user belongs to.
-func (s *Server) SetUserGroups(ctx context.Context, req *pb.SetUserGroupsRequest) (*pb.SetUserGroupsResponse, error) {
+func (s *adminService) SetUserGroups(ctx context.Context, req *pb.SetUserGroupsRequest) (*pb.SetUserGroupsResponse, error) {
 	if err := checkUserID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (s *Server) SetUserGroups(ctx context.Context, req *pb.SetUserGroupsRequest
 }
 
 // SetGroupAdmins replaces the admins of a group.
-func (s *Server) SetGroupAdmins(ctx context.Context, req *pb.SetGroupAdminsRequest) (*pb.SetGroupAdminsResponse, error) {
+func (s *adminService) SetGroupAdmins(ctx context.Context, req *pb.SetGroupAdminsRequest) (*pb.SetGroupAdminsResponse, error) {
 	if err := checkGroup("group", req.GetGroup()); err != nil {
 		return nil, err
 	}
@@ -164,7 +164,7 @@ func (s *Server) SetGroupAdmins(ctx context.Context, req *pb.SetGroupAdminsReque
 }
 
 // DeleteUser removes everything stored about a user.
-func (s *Server) DeleteUser(ctx context.Context, req *pb.DeleteUserRequest) (*pb.DeleteUserResponse, error) {
+func (s *adminService) DeleteUser(ctx context.Context, req *pb.DeleteUserRequest) (*pb.DeleteUserResponse, error) {
 	if err := s.authorizeActor(ctx, req.GetActorId(), req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -227,7 +227,7 @@ func checkGroups(field string, groups []string) error {
 }
 
 // policyFromPB maps the wire policy to the provider's, naming the bad field.
-func policyFromPB(in *pb.Policy) (policy.Policy, error) {
+func policyFromPB(r *Registry, in *pb.Policy) (policy.Policy, error) {
 	p := policy.Policy{
 		Enforced:                        in.GetEnforced(),
 		EnforcedGroups:                  in.GetEnforcedGroups(),
@@ -236,7 +236,7 @@ func policyFromPB(in *pb.Policy) (policy.Policy, error) {
 		WebAuthnRequireUserVerification: in.GetWebauthnRequireUserVerification(),
 	}
 	for i, m := range in.GetAllowedMethods() {
-		name := methodName(m)
+		name := r.name(m)
 		if name == "" {
 			return policy.Policy{}, invalid(fmt.Sprintf("policy.allowed_methods[%d]", i), "%s is not a method", m)
 		}
@@ -257,9 +257,9 @@ func policyFromPB(in *pb.Policy) (policy.Policy, error) {
 	return p, nil
 }
 
-func policyToPB(p policy.Policy) *pb.Policy {
+func policyToPB(r *Registry, p policy.Policy) *pb.Policy {
 	out := &pb.Policy{
-		AllowedMethods:                  methodsToPB(p.AllowedMethods),
+		AllowedMethods:                  r.methodsToPB(p.AllowedMethods),
 		Enforced:                        p.Enforced,
 		EnforcedGroups:                  p.EnforcedGroups,
 		ExcludedGroups:                  p.ExcludedGroups,

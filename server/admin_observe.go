@@ -19,7 +19,7 @@ import (
 
 // throttleSubjects maps the wire subject to what is counted: a user id stands
 // for the user's second-factor count and the login count of their app passwords.
-func (s *Server) throttleSubjects(in *pb.ThrottleSubject, field string) ([]throttle.Subject, error) {
+func (s *adminService) throttleSubjects(in *pb.ThrottleSubject, field string) ([]throttle.Subject, error) {
 	switch v := in.GetSubject().(type) {
 	case *pb.ThrottleSubject_UserId:
 		if err := checkUserID(field+".user_id", v.UserId); err != nil {
@@ -38,7 +38,7 @@ func (s *Server) throttleSubjects(in *pb.ThrottleSubject, field string) ([]throt
 
 // GetThrottleStatus shows the failure count and any delay or lock of a user (the
 // worse of its second-factor and app-password counts) or a client network.
-func (s *Server) GetThrottleStatus(ctx context.Context, req *pb.GetThrottleStatusRequest) (*pb.GetThrottleStatusResponse, error) {
+func (s *adminService) GetThrottleStatus(ctx context.Context, req *pb.GetThrottleStatusRequest) (*pb.GetThrottleStatusResponse, error) {
 	subs, err := s.throttleSubjects(req.GetSubject(), "subject")
 	if err != nil {
 		return nil, err
@@ -65,7 +65,7 @@ func (s *Server) GetThrottleStatus(ctx context.Context, req *pb.GetThrottleStatu
 // ClearThrottle forgets the counts and lock of a user or client network. With an
 // actor, a user's lock may be cleared by whoever may act on the user, a network's
 // only by a full admin; without one, the admin API key alone decides.
-func (s *Server) ClearThrottle(ctx context.Context, req *pb.ClearThrottleRequest) (*pb.ClearThrottleResponse, error) {
+func (s *adminService) ClearThrottle(ctx context.Context, req *pb.ClearThrottleRequest) (*pb.ClearThrottleResponse, error) {
 	subs, err := s.throttleSubjects(req.GetSubject(), "subject")
 	if err != nil {
 		return nil, err
@@ -117,7 +117,7 @@ type auditToken struct {
 
 // ListAuditEvents pages through a user's audit trail, newest first. The page token
 // is bound to the user it was issued for.
-func (s *Server) ListAuditEvents(ctx context.Context, req *pb.ListAuditEventsRequest) (*pb.ListAuditEventsResponse, error) {
+func (s *adminService) ListAuditEvents(ctx context.Context, req *pb.ListAuditEventsRequest) (*pb.ListAuditEventsResponse, error) {
 	if err := checkUserID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (s *Server) ListAuditEvents(ctx context.Context, req *pb.ListAuditEventsReq
 	}
 	out := &pb.ListAuditEventsResponse{Events: make([]*pb.AuditEvent, 0, len(recs))}
 	for i := range recs {
-		out.Events = append(out.Events, auditToPB(&recs[i]))
+		out.Events = append(out.Events, auditToPB(s.factors, &recs[i]))
 	}
 	if next != nil {
 		raw, _ := json.Marshal(auditToken{User: req.GetUserId(), Time: next.Time.UnixNano(), ID: next.ID})
@@ -159,10 +159,10 @@ func (s *Server) ListAuditEvents(ctx context.Context, req *pb.ListAuditEventsReq
 	return out, nil
 }
 
-func auditToPB(r *storage.AuditRecord) *pb.AuditEvent {
+func auditToPB(reg *Registry, r *storage.AuditRecord) *pb.AuditEvent {
 	e := &pb.AuditEvent{
 		Id: r.ID, Time: timestamppb.New(r.Time), Event: r.Event, UserId: r.UserID, Actor: r.Actor, Caller: r.Caller,
-		Method: methodFromName(r.Method), Result: r.Result, ClientIp: r.ClientIP, UserAgent: r.UserAgent,
+		Method: reg.wire(r.Method), Result: r.Result, ClientIp: r.ClientIP, UserAgent: r.UserAgent,
 		RequestId: r.RequestID, Details: r.Details,
 	}
 	if e.Method == pb.Method_METHOD_UNSPECIFIED && r.Method != "" {

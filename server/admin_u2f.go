@@ -17,7 +17,7 @@ import (
 // ImportU2FRegistration imports a key registered with the legacy FIDO U2F API (key
 // handle and raw P-256 public key, as U2F-era relying parties stored them), so that
 // it logs in through the WebAuthn appid extension.
-func (s *Server) ImportU2FRegistration(ctx context.Context, req *pb.ImportU2FRegistrationRequest) (*pb.ImportU2FRegistrationResponse, error) {
+func (s *adminService) ImportU2FRegistration(ctx context.Context, req *pb.ImportU2FRegistrationRequest) (*pb.ImportU2FRegistrationResponse, error) {
 	if s.wa == nil {
 		return nil, status.Error(codes.FailedPrecondition, "WebAuthn is not enabled on this server")
 	}
@@ -53,7 +53,7 @@ func (s *Server) ImportU2FRegistration(ctx context.Context, req *pb.ImportU2FReg
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorEnrolled, UserID: f.UserID, Actor: req.GetActorId(), Method: f.Method, Result: "active",
 		Details: map[string]string{"factor_id": f.ID, "source": "u2f_import", "app_id": req.GetAppId()}})
-	return &pb.ImportU2FRegistrationResponse{Factor: factorToPB(f)}, nil
+	return &pb.ImportU2FRegistrationResponse{Factor: s.factors.factorToPB(f)}, nil
 }
 
 // decodeB64URL accepts base64url with or without padding (U2F libraries stored both).

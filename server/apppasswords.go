@@ -20,7 +20,7 @@ import (
 const maxAppPasswordInput = 1024
 
 // IssueAppPassword creates an app password and returns it this once.
-func (s *Server) IssueAppPassword(ctx context.Context, req *pb.IssueAppPasswordRequest) (*pb.IssueAppPasswordResponse, error) {
+func (s *appPasswordService) IssueAppPassword(ctx context.Context, req *pb.IssueAppPasswordRequest) (*pb.IssueAppPasswordResponse, error) {
 	if err := checkUserID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -42,7 +42,7 @@ func (s *Server) IssueAppPassword(ctx context.Context, req *pb.IssueAppPasswordR
 // such answer is audited with its reason, which is what throttling per login and
 // per client IP counts. Successes are not audited: a sync client verifies on
 // every request (last use is on the app password instead).
-func (s *Server) VerifyAppPassword(ctx context.Context, req *pb.VerifyAppPasswordRequest) (*pb.VerifyAppPasswordResponse, error) {
+func (s *appPasswordService) VerifyAppPassword(ctx context.Context, req *pb.VerifyAppPasswordRequest) (*pb.VerifyAppPasswordResponse, error) {
 	if err := checkUserID("login", req.GetLogin()); err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func (s *Server) VerifyAppPassword(ctx context.Context, req *pb.VerifyAppPasswor
 }
 
 // ListAppPasswords lists a user's app passwords (never the passwords).
-func (s *Server) ListAppPasswords(ctx context.Context, req *pb.ListAppPasswordsRequest) (*pb.ListAppPasswordsResponse, error) {
+func (s *appPasswordService) ListAppPasswords(ctx context.Context, req *pb.ListAppPasswordsRequest) (*pb.ListAppPasswordsResponse, error) {
 	if err := checkUserID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (s *Server) ListAppPasswords(ctx context.Context, req *pb.ListAppPasswordsR
 }
 
 // RenameAppPassword renames one of a user's app passwords.
-func (s *Server) RenameAppPassword(ctx context.Context, req *pb.RenameAppPasswordRequest) (*pb.RenameAppPasswordResponse, error) {
+func (s *appPasswordService) RenameAppPassword(ctx context.Context, req *pb.RenameAppPasswordRequest) (*pb.RenameAppPasswordResponse, error) {
 	if err := checkUserID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -132,7 +132,7 @@ func (s *Server) RenameAppPassword(ctx context.Context, req *pb.RenameAppPasswor
 
 // RevokeAppPassword deletes one of a user's app passwords; every replica stops
 // accepting it as soon as the revocation's announcement reaches it.
-func (s *Server) RevokeAppPassword(ctx context.Context, req *pb.RevokeAppPasswordRequest) (*pb.RevokeAppPasswordResponse, error) {
+func (s *appPasswordService) RevokeAppPassword(ctx context.Context, req *pb.RevokeAppPasswordRequest) (*pb.RevokeAppPasswordResponse, error) {
 	if err := checkUserID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (s *Server) RevokeAppPassword(ctx context.Context, req *pb.RevokeAppPasswor
 }
 
 // RevokeAllAppPasswords deletes every app password of a user.
-func (s *Server) RevokeAllAppPasswords(ctx context.Context, req *pb.RevokeAllAppPasswordsRequest) (*pb.RevokeAllAppPasswordsResponse, error) {
+func (s *appPasswordService) RevokeAllAppPasswords(ctx context.Context, req *pb.RevokeAllAppPasswordsRequest) (*pb.RevokeAllAppPasswordsResponse, error) {
 	if err := checkUserID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (s *Server) RevokeAllAppPasswords(ctx context.Context, req *pb.RevokeAllApp
 // replicas failed, the passwords are gone from the database and this replica, so
 // the RPC succeeds; the failure is logged (other replicas' caches may accept them
 // until their entries expire) and the audit record says announced=false.
-func (s *Server) revoked(ctx context.Context, err error) (announced bool, _ error) {
+func (s *appPasswordService) revoked(ctx context.Context, err error) (announced bool, _ error) {
 	if err == nil {
 		return true, nil
 	}

@@ -427,7 +427,7 @@ func (s *Server) FlushAudit(ctx context.Context) error {
 
 // flushAuditStore waits until this replica's audit events so far are in the
 // store (not for NATS): ListAuditEvents reads its own writes.
-func (s *Server) flushAuditStore(ctx context.Context) error {
+func (s *core) flushAuditStore(ctx context.Context) error {
 	if f, ok := s.auditor.(interface{ FlushStore(context.Context) error }); ok {
 		return f.FlushStore(ctx)
 	}
@@ -435,7 +435,7 @@ func (s *Server) flushAuditStore(ctx context.Context) error {
 }
 
 // audit fills the fields every event shares and records it.
-func (s *Server) audit(ctx context.Context, client *pb.ClientContext, e AuditEvent) {
+func (s *core) audit(ctx context.Context, client *pb.ClientContext, e AuditEvent) {
 	// A version 7 UUID grows with time, so events of one instant (and of one
 	// injected clock) still list in the order they happened.
 	id, err := uuid.NewV7()
@@ -450,28 +450,4 @@ func (s *Server) audit(ctx context.Context, client *pb.ClientContext, e AuditEve
 		e.ClientIP, e.UserAgent = client.GetIp(), client.GetUserAgent()
 	}
 	s.auditor.Record(ctx, e)
-}
-
-// methodName is the storage and audit name of a method.
-func methodName(m pb.Method) string {
-	switch m {
-	case pb.Method_METHOD_TOTP:
-		return "totp"
-	case pb.Method_METHOD_WEBAUTHN:
-		return "webauthn"
-	case pb.Method_METHOD_BACKUP_CODE:
-		return "backup_code"
-	case pb.Method_METHOD_ADMIN_CODE:
-		return "admin_code"
-	}
-	return ""
-}
-
-func methodFromName(name string) pb.Method {
-	for m := range pb.Method_name {
-		if methodName(pb.Method(m)) == name {
-			return pb.Method(m)
-		}
-	}
-	return pb.Method_METHOD_UNSPECIFIED
 }

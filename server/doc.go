@@ -4,6 +4,15 @@
 // providers/…) and no state that matters for correctness (that lives in storage), so
 // any number of replicas can serve the same users.
 //
+// Each method is one Factor registered in a Registry (factor.go; the built-in ones
+// in method_*.go, listed by server/app): its name, wire value, challenge begin and
+// verify, enrollment, details and error mapping. Method names, the policy's list
+// of methods, enrollment dispatch and factorToPB come from the registry; a wire
+// Method no Factor registers is refused. Challenges are kept by package
+// server/challenge (stored rows or sealed ids behind one interface). Each gRPC
+// service is its own small type (services.go) sharing *core; docs/ARCHITECTURE.md
+// has the layout and the checklist to add a factor.
+//
 // Security properties:
 //
 //   - Every RPC authenticates its caller with an API key sent as

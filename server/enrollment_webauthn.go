@@ -14,8 +14,11 @@ import (
 	"github.com/twofactor/twofactor/storage"
 )
 
-// beginWebAuthnEnrollment starts registering a security key or passkey.
-func (s *Server) beginWebAuthnEnrollment(ctx context.Context, req *pb.BeginEnrollmentRequest) (*pb.BeginEnrollmentResponse, error) {
+// webauthnEnroller registers security keys and passkeys.
+type webauthnEnroller struct{ wa *webauthn.Provider }
+
+// Begin starts registering a security key or passkey.
+func (s webauthnEnroller) Begin(ctx context.Context, req *pb.BeginEnrollmentRequest) (*pb.BeginEnrollmentResponse, error) {
 	o := req.GetWebauthn()
 	if err := checkName("webauthn.user_name", o.GetUserName(), false); err != nil {
 		return nil, err
@@ -25,7 +28,7 @@ func (s *Server) beginWebAuthnEnrollment(ctx context.Context, req *pb.BeginEnrol
 	}
 	f, opts, err := s.wa.BeginRegistration(ctx, req.GetUserId(), o.GetUserName(), o.GetDisplayName(), req.GetName(), o.GetDiscoverable())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &pb.BeginEnrollmentResponse{
 		FactorId: f.ID,
@@ -37,11 +40,8 @@ func (s *Server) beginWebAuthnEnrollment(ctx context.Context, req *pb.BeginEnrol
 	return resp, nil
 }
 
-// finishWebAuthnEnrollment verifies the browser's registration response.
-func (s *Server) finishWebAuthnEnrollment(ctx context.Context, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
-	if s.wa == nil {
-		return nil, status.Error(codes.FailedPrecondition, "factor_id: WebAuthn is not enabled on this server")
-	}
+// Finish verifies the browser's registration response.
+func (s webauthnEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
 	att := req.GetWebauthnAttestationJson()
 	if att == "" {
 		return nil, invalid("webauthn_attestation_json", "is required to finish a WebAuthn enrollment")
@@ -55,7 +55,13 @@ func (s *Server) finishWebAuthnEnrollment(ctx context.Context, req *pb.FinishEnr
 	case errors.Is(err, webauthn.ErrInvalidAttestation), errors.Is(err, webauthn.ErrUserVerification):
 		return nil, invalid("webauthn_attestation_json", "%v; begin the enrollment again", err)
 	}
-	return nil, s.toStatus(ctx, err)
+	return nil, err
+}
+
+func webauthnDetails(f *storage.Factor, out *pb.Factor) {
+	if d, ok := webauthn.FactorDetails(f); ok {
+		out.Details = &pb.Factor_Webauthn{Webauthn: webauthnDetailsToPB(d)}
+	}
 }
 
 func webauthnDetailsToPB(d webauthn.Details) *pb.WebAuthnDetails {

@@ -4,26 +4,26 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/policy"
-	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/storage"
 )
 
 // toStatus is the one place provider and storage errors become gRPC statuses.
 // Unknown errors become Internal with a request id and are logged, never shown.
-func (s *Server) toStatus(ctx context.Context, err error) error {
+func (s *core) toStatus(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.GRPCStatus().Err()
 	}
 	if _, ok := status.FromError(err); ok {
 		return err
@@ -35,10 +35,6 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	case errors.Is(err, storage.ErrNotFound):
 		return status.Error(codes.NotFound, "not found")
-	case errors.Is(err, totp.ErrNotPending):
-		return status.Error(codes.FailedPrecondition, "factor_id: the enrollment is not pending (already finished or removed)")
-	case errors.Is(err, totp.ErrEnrollmentExpired):
-		return status.Error(codes.FailedPrecondition, "factor_id: the enrollment expired or had too many wrong codes; begin again")
 	case errors.Is(err, apppasswords.ErrInvalidArgument):
 		// The provider's message names the field: "invalid argument: name: empty".
 		return status.Error(codes.InvalidArgument, strings.TrimPrefix(err.Error(), apppasswords.ErrInvalidArgument.Error()+": "))
@@ -50,7 +46,7 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	case errors.Is(err, admincodes.ErrTTL):
 		return status.Error(codes.InvalidArgument, "ttl: "+strings.TrimPrefix(err.Error(), admincodes.ErrTTL.Error()+": "))
 	}
-	if st, ok := webauthnStatus(err); ok {
+	if st, ok := s.factors.status(err); ok {
 		return st
 	}
 	rid := requestIDFrom(ctx)
@@ -58,73 +54,27 @@ func (s *Server) toStatus(ctx context.Context, err error) error {
 	return status.Error(codes.Internal, "internal error (request id "+rid+")")
 }
 
-// invalid is an InvalidArgument status naming the field.
+// FieldError is bad input in one field of a request: InvalidArgument with a
+// message starting with the field's name ("user_id: is required"). Handlers
+// return it as is (it carries its gRPC status) and toStatus maps it too.
+type FieldError struct {
+	Field   string // the field's name as the caller spells it, e.g. "context.ip"
+	Message string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
+
+// GRPCStatus is the InvalidArgument status of e.
+func (e *FieldError) GRPCStatus() *status.Status {
+	return status.New(codes.InvalidArgument, e.Error())
+}
+
+// invalid is the FieldError of field.
 func invalid(field, format string, args ...any) error {
-	return status.Error(codes.InvalidArgument, field+": "+fmt.Sprintf(format, args...))
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // notFound names the id that was not found.
 func notFound(field, id string) error {
 	return status.Errorf(codes.NotFound, "%s: no such %s %q", field, strings.TrimSuffix(field, "_id"), id)
-}
-
-const maxUserIDLen = 255
-
-// checkUserID validates a backend user id: 1 to 255 bytes of printable UTF-8.
-func checkUserID(field, id string) error {
-	switch {
-	case id == "":
-		return invalid(field, "is required")
-	case len(id) > maxUserIDLen:
-		return invalid(field, "is longer than %d bytes", maxUserIDLen)
-	case !utf8.ValidString(id):
-		return invalid(field, "is not valid UTF-8")
-	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, "contains control characters")
-		}
-	}
-	return nil
-}
-
-// checkID validates an id this service issued (a UUID).
-func checkID(field, id string) error {
-	if id == "" {
-		return invalid(field, "is required")
-	}
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return invalid(field, "is not a valid id")
-	}
-	return nil
-}
-
-// checkName validates a user-given display name: 1 to 128 characters, printable.
-func checkName(field, name string, required bool) error {
-	if name == "" {
-		if required {
-			return invalid(field, "is required")
-		}
-		return nil
-	}
-	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > 128 {
-		return invalid(field, "must be valid UTF-8 of at most 128 characters")
-	}
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, "contains control characters")
-		}
-	}
-	return nil
-}
-
-// checkIP validates an optional client IP.
-func checkIP(field, ip string) error {
-	if ip == "" {
-		return nil
-	}
-	if _, err := netip.ParseAddr(ip); err != nil {
-		return invalid(field, "is not an IP address")
-	}
-	return nil
 }

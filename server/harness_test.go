@@ -22,7 +22,9 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/natstest"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/breached"
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/totp"
@@ -84,6 +86,8 @@ type cluster struct {
 	// throttle configures every replica's throttle. newCluster sets limits high
 	// enough that tests of other things never meet them; throttle tests set their own.
 	throttle throttle.Config
+	// factors are test-only factors every replica registers after the built-in ones.
+	factors []server.Factor
 	// replicas are the ones start made (flushAudit flushes each).
 	replicas []*replica
 }
@@ -154,18 +158,27 @@ func (c *cluster) start() *replica {
 	}
 	var (
 		waPolicy webauthn.PolicySource = c.waPolicy
-		pol      *policy.Provider
+		ref                            = &server.PolicyRef{}
 	)
 	if c.storedPolicy {
-		if pol, err = policy.New(st, policy.Options{Clock: c.clock.Now}); err != nil {
-			t.Fatal(err)
-		}
-		waPolicy = server.WebAuthnPolicy(pol)
+		waPolicy = ref
 	}
 	wa, err := webauthn.New(st, testWebAuthnConfig, waPolicy, c.clock.Now, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	bcodes := backupcodes.New(st, c.ring, backupcodes.Options{Clock: c.clock.Now})
+	acodes := admincodes.New(st, c.ring, admincodes.Options{Clock: c.clock.Now})
+	factors, err := server.NewRegistry(append([]server.Factor{server.TOTPFactor(tp), server.WebAuthnFactor(wa),
+		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes)}, c.factors...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.New(st, policy.Options{Methods: factors.PolicyMethods(), Clock: c.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.Set(pol)
 	nc := natstest.Dial(t, c.nc) // each replica has its own NATS connection
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -185,8 +198,12 @@ func (c *cluster) start() *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
+	metrics := server.NewMetrics()
+	trail := &server.TrailAuditor{Store: st, Events: events, Log: log, Metrics: metrics}
+	t.Cleanup(func() { trail.Close(context.Background()) })
 	srv, err := server.New(server.Deps{
-		Store: st, Keys: c.ring, APIKeys: c.apiKey, TOTP: tp, Logger: log, Now: c.clock.Now,
+		Store: st, Keys: c.ring, APIKeys: c.apiKey, Factors: factors, Logger: log, Now: c.clock.Now,
+		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
 		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol,
 	}, server.Options{})
 	if err != nil {

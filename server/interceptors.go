@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -58,6 +61,7 @@ type ctxKey int
 const (
 	principalKey ctxKey = iota
 	requestIDKey
+	callKey
 )
 
 func principalFrom(ctx context.Context) *principal {
@@ -78,8 +82,10 @@ func requestIDFrom(ctx context.Context) string {
 	return id
 }
 
-// authenticate checks the bearer key and the role the method needs.
-func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
+// authenticate checks the bearer key and the role the method needs (the AuthFunc
+// of go-grpc-middleware's auth interceptor; the method comes from the call).
+func (s *core) authenticate(ctx context.Context) (context.Context, error) {
+	fullMethod, _ := grpc.Method(ctx)
 	if exempt(fullMethod) {
 		return ctx, nil
 	}
@@ -102,6 +108,9 @@ func (s *Server) authenticate(ctx context.Context, fullMethod string) (context.C
 	}
 	for _, r := range roles {
 		if p.has(r) {
+			if c := callFrom(ctx); c != nil {
+				c.principal = p // for the access log line, written outside this interceptor
+			}
 			return context.WithValue(ctx, principalKey, p), nil
 		}
 	}
@@ -128,55 +137,92 @@ func printable(s string) bool {
 	return true
 }
 
-// unaryInterceptor: request id, panic recovery, authentication, one log line.
-func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	start := time.Now()
+// call is what the outer interceptors know of one call: its request id and,
+// once authenticated, its caller.
+type call struct {
+	rid       string
+	principal *principal
+}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey).(*call)
+	return c
+}
+
+// The chain, the same for unary calls and streams, outermost first:
+//
+//	request id → access log and metrics → panic recovery → caller authentication
+//
+// Recovery and authentication are go-grpc-middleware's; the request id and the
+// log/metrics line are ours (the line's fields and levels are what operators
+// grep and alert on; see logCall).
+func (s *core) unaryChain() []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{
+		unaryRequestID,
+		s.unaryObserve,
+		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
+		auth.UnaryServerInterceptor(s.authenticate),
+	}
+}
+
+func (s *core) streamChain() []grpc.StreamServerInterceptor {
+	return []grpc.StreamServerInterceptor{
+		streamRequestID,
+		s.streamObserve,
+		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
+		auth.StreamServerInterceptor(s.authenticate),
+	}
+}
+
+// withRequestID gives the call its request id (the caller's x-request-id when
+// sane), in the context and the response header.
+func withRequestID(ctx context.Context) context.Context {
 	rid := newRequestID(ctx)
 	ctx = context.WithValue(ctx, requestIDKey, rid)
-	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", rid))
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.ErrorContext(ctx, "panic", "method", info.FullMethod, "request_id", rid, "panic", r, "stack", string(debug.Stack()))
-			err = status.Error(codes.Internal, "internal error (request id "+rid+")")
-		}
-		s.logCall(ctx, info.FullMethod, rid, start, err)
-		s.metrics.rpc(info.FullMethod, status.Code(err).String(), time.Since(start))
-	}()
-	actx, err := s.authenticate(ctx, info.FullMethod)
-	if err != nil {
-		return nil, err
-	}
-	ctx = actx
+	return context.WithValue(ctx, callKey, &call{rid: rid})
+}
+
+func unaryRequestID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx = withRequestID(ctx)
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", requestIDFrom(ctx)))
 	return handler(ctx, req)
 }
 
-// streamInterceptor authenticates streams (health Watch, reflection).
-func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+func streamRequestID(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	w := middleware.WrapServerStream(ss)
+	w.WrappedContext = withRequestID(ss.Context())
+	return handler(srv, w)
+}
+
+// unaryObserve writes the call's log line and metrics.
+func (s *core) unaryObserve(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
-	rid := newRequestID(ss.Context())
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic", "method", info.FullMethod, "request_id", rid, "panic", r, "stack", string(debug.Stack()))
-			err = status.Error(codes.Internal, "internal error (request id "+rid+")")
-		}
-		s.logCall(ss.Context(), info.FullMethod, rid, start, err)
-		s.metrics.rpc(info.FullMethod, status.Code(err).String(), time.Since(start))
-	}()
-	ctx, aerr := s.authenticate(context.WithValue(ss.Context(), requestIDKey, rid), info.FullMethod)
-	if aerr != nil {
-		return aerr
-	}
-	return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+	resp, err := handler(ctx, req)
+	s.observe(ctx, info.FullMethod, start, err)
+	return resp, err
 }
 
-type wrappedStream struct {
-	grpc.ServerStream
-	ctx context.Context
+func (s *core) streamObserve(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := handler(srv, ss)
+	s.observe(ss.Context(), info.FullMethod, start, err)
+	return err
 }
 
-func (w *wrappedStream) Context() context.Context { return w.ctx }
+func (s *core) observe(ctx context.Context, method string, start time.Time, err error) {
+	s.logCall(ctx, method, requestIDFrom(ctx), start, err)
+	s.metrics.rpc(method, status.Code(err).String(), time.Since(start))
+}
 
-func (s *Server) logCall(ctx context.Context, method, rid string, start time.Time, err error) {
+// recovered turns a panic into Internal naming the request id, logged with its stack.
+func (s *core) recovered(ctx context.Context, p any) error {
+	rid := requestIDFrom(ctx)
+	method, _ := grpc.Method(ctx)
+	s.log.ErrorContext(ctx, "panic", "method", method, "request_id", rid, "panic", p, "stack", string(debug.Stack()))
+	return status.Error(codes.Internal, "internal error (request id "+rid+")")
+}
+
+func (s *core) logCall(ctx context.Context, method, rid string, start time.Time, err error) {
 	st := status.Convert(err)
 	level := slog.LevelInfo
 	if st.Code() == codes.Internal || st.Code() == codes.Unknown {
@@ -195,8 +241,8 @@ func (s *Server) logCall(ctx context.Context, method, rid string, start time.Tim
 		slog.Duration("duration", time.Since(start)),
 		slog.String("request_id", rid),
 	}
-	if p := principalFrom(ctx); p != nil {
-		attrs = append(attrs, slog.String("caller", p.KeyID))
+	if c := callFrom(ctx); c != nil && c.principal != nil {
+		attrs = append(attrs, slog.String("caller", c.principal.KeyID))
 	}
 	if err != nil && st.Code() != codes.OK {
 		attrs = append(attrs, slog.String("error", st.Message()))

@@ -8,43 +8,48 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/webauthn"
-	"github.com/twofactor/twofactor/storage"
+	"github.com/twofactor/twofactor/server/challenge"
 )
+
+// WebAuthnFactor registers WebAuthn: security keys, passkeys and imported U2F keys.
+func WebAuthnFactor(p *webauthn.Provider) Factor {
+	return Factor{
+		Name: webauthn.Method, Method: pb.Method_METHOD_WEBAUTHN, Enrollable: true,
+		Challenge: webauthnMethod{p}, Enroll: webauthnEnroller{p}, Details: webauthnDetails, Status: webauthnStatus,
+	}
+}
 
 // webauthnMethod runs WebAuthn challenges: security keys, passkeys (also without a
 // user id, the user being found from the credential) and imported U2F keys.
-type webauthnMethod struct {
-	s *Server
-	p *webauthn.Provider
-}
+type webauthnMethod struct{ p *webauthn.Provider }
 
-func (m webauthnMethod) begin(ctx context.Context, in beginInput) (beginOutput, error) {
+func (m webauthnMethod) Begin(ctx context.Context, in BeginInput) (BeginOutput, error) {
 	if in.UserID == "" {
 		if in.FactorID != "" {
-			return beginOutput{}, invalid("factor_id", "needs user_id; a passkey login without user_id cannot name a factor")
+			return BeginOutput{}, invalid("factor_id", "needs user_id; a passkey login without user_id cannot name a factor")
 		}
 		session, opts, err := m.p.BeginDiscoverableLogin(ctx)
 		if err != nil {
-			return beginOutput{}, err
+			return BeginOutput{}, err
 		}
-		return beginOutput{Session: session, OptionsJSON: string(opts)}, nil
+		return BeginOutput{Session: session, OptionsJSON: string(opts)}, nil
 	}
 	session, opts, err := m.p.BeginLogin(ctx, in.UserID, in.FactorID)
 	if errors.Is(err, webauthn.ErrNoCredentials) {
-		return beginOutput{}, errNoFactor
+		return BeginOutput{}, ErrNoFactor
 	}
 	if err != nil {
-		return beginOutput{}, err
+		return BeginOutput{}, err
 	}
-	return beginOutput{FactorID: in.FactorID, Session: session, OptionsJSON: string(opts)}, nil
+	return BeginOutput{FactorID: in.FactorID, Session: session, OptionsJSON: string(opts)}, nil
 }
 
-func (m webauthnMethod) verify(ctx context.Context, ch *storage.Challenge, ans answer) (verdict, error) {
+func (m webauthnMethod) Verify(ctx context.Context, ch *challenge.Challenge, ans Answer) (Verdict, error) {
 	if ans.AssertionJSON == "" {
-		return verdict{}, invalid("webauthn_assertion_json", "is required for a WebAuthn challenge")
+		return Verdict{}, invalid("webauthn_assertion_json", "is required for a WebAuthn challenge")
 	}
 	res, err := m.p.FinishLogin(ctx, ch.Session, ch.UserID, []byte(ans.AssertionJSON))
-	var v verdict
+	var v Verdict
 	if res != nil {
 		v.UserID, v.FactorID = res.UserID, res.Factor.ID
 	}
@@ -53,7 +58,7 @@ func (m webauthnMethod) verify(ctx context.Context, ch *storage.Challenge, ans a
 		v.Accepted, v.CompleteLogin = true, res.CompleteLogin
 		return v, nil
 	case errors.Is(err, webauthn.ErrMalformed):
-		return verdict{}, invalid("webauthn_assertion_json", "%v", err)
+		return Verdict{}, invalid("webauthn_assertion_json", "%v", err)
 	case errors.Is(err, webauthn.ErrUnknownCredential):
 		v.Reason = pb.RejectReason_REJECT_REASON_UNKNOWN_CREDENTIAL
 	case errors.Is(err, webauthn.ErrInvalidAssertion):
@@ -73,7 +78,7 @@ func (m webauthnMethod) verify(ctx context.Context, ch *storage.Challenge, ans a
 				}})
 		}
 	default:
-		return verdict{}, err
+		return Verdict{}, err
 	}
 	// A refused passkey login (begun without a user) does not tell the caller whose
 	// credential was presented; the audit record has it.

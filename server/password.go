@@ -19,7 +19,7 @@ type PasswordChecker interface {
 }
 
 // CheckPassword looks a password (or its SHA-1) up in the breach corpus.
-func (s *Server) CheckPassword(ctx context.Context, req *pb.CheckPasswordRequest) (*pb.CheckPasswordResponse, error) {
+func (s *passwordService) CheckPassword(ctx context.Context, req *pb.CheckPasswordRequest) (*pb.CheckPasswordResponse, error) {
 	var (
 		res breached.Result
 		err error

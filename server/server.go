@@ -2,9 +2,10 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -15,8 +16,8 @@ import (
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/policy"
-	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
+	"github.com/twofactor/twofactor/server/challenge"
 	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -27,8 +28,6 @@ type Options struct {
 	ChallengeTTL time.Duration
 	// MaxAttempts wrong answers end a challenge; default 5.
 	MaxAttempts int
-	// AuditPublishTimeout bounds the NATS publish of one audit event; default 2 s.
-	AuditPublishTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -41,152 +40,145 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Deps are the parts a Server is wired from.
+// Deps are the parts a Server is wired from; server/app builds them (New builds
+// none). All are required except those marked optional.
 type Deps struct {
 	Store   *storage.Store
 	Keys    *storage.KeyRing
 	APIKeys *APIKeys
-	TOTP    *totp.Provider
-	// AppPasswords serves AppPasswordService; nil leaves it unregistered. Its
-	// Announcer and a subscription calling its Invalidate are wired by the caller.
-	AppPasswords *apppasswords.Service
-	Auditor      Auditor
-	Logger       *slog.Logger
-	Now          func() time.Time
-
-	// Recovery and administration; built from Store, Keys and Now with their
-	// defaults when nil.
+	// Factors are the methods this server offers (NewRegistry); Policy must have
+	// been built with Factors.PolicyMethods().
+	Factors *Registry
+	Policy  *policy.Provider
+	// BackupCodes and AdminCodes serve their management RPCs (their challenge
+	// methods are in Factors).
 	BackupCodes *backupcodes.Provider
 	AdminCodes  *admincodes.Provider
-	Policy      *policy.Provider
-
-	// Events publishes to NATS JetStream (audit trail, revocation announcements).
-	// Optional: without it, app-password revocations stay local to this replica.
-	Events *notify.Publisher
-
-	// Breached serves PasswordService (a range-API client or an offline list);
-	// nil leaves it unregistered.
-	Breached PasswordChecker
-
-	// WebAuthn enables security keys, passkeys and imported U2F keys (optional).
-	WebAuthn *webauthn.Provider
-
-	// Throttle slows down and locks guessing; built on Store with
-	// throttle.DefaultConfig when nil.
+	// Throttle slows down and locks guessing.
 	Throttle *throttle.Throttler
-	// Metrics receives the Prometheus series; a new set when nil (see Metrics()).
+	// Auditor records the audit trail (a *TrailAuditor, whose Close the caller
+	// runs after Server.Close).
+	Auditor Auditor
+	// Metrics receives the Prometheus series.
 	Metrics *Metrics
+	Logger  *slog.Logger
+	Now     func() time.Time
+
+	// AppPasswords serves AppPasswordService; optional (nil leaves it
+	// unregistered). Its Announcer is wired by the caller.
+	AppPasswords *apppasswords.Service
+	// Events publishes to NATS JetStream (audit trail, revocation announcements);
+	// optional: without it, revocations and throttle failures stay local.
+	Events *notify.Publisher
+	// Breached serves PasswordService (a range-API client or an offline list);
+	// optional (nil leaves it unregistered).
+	Breached PasswordChecker
+	// WebAuthn serves ImportU2FRegistration; optional (its challenges and
+	// enrollment are in Factors).
+	WebAuthn *webauthn.Provider
 }
 
-// Server implements the twofactor.v1 services.
-type Server struct {
-	pb.UnimplementedChallengeServiceServer
-	pb.UnimplementedEnrollmentServiceServer
-	pb.UnimplementedAppPasswordServiceServer
-	pb.UnimplementedAdminServiceServer
-	pb.UnimplementedPasswordServiceServer
+func (d Deps) check() error {
+	var missing []string
+	for name, nilv := range map[string]bool{
+		"Store": d.Store == nil, "Keys": d.Keys == nil, "APIKeys": d.APIKeys == nil, "Factors": d.Factors == nil,
+		"Policy": d.Policy == nil, "BackupCodes": d.BackupCodes == nil, "AdminCodes": d.AdminCodes == nil,
+		"Throttle": d.Throttle == nil, "Auditor": d.Auditor == nil, "Metrics": d.Metrics == nil,
+		"Logger": d.Logger == nil, "Now": d.Now == nil,
+	} {
+		if nilv {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return fmt.Errorf("server: Deps.%s required", strings.Join(missing, ", Deps."))
+	}
+	return nil
+}
 
+// core is what every service shares: the store, the factors, the policy, the
+// throttle, the audit trail, metrics, log and clock. Each service type holds it
+// and the providers of its own.
+type core struct {
 	opts     Options
 	store    *storage.Store
-	ring     *storage.KeyRing
-	keys     *APIKeys
-	totp     *totp.Provider
-	apppw    *apppasswords.Service
-	wa       *webauthn.Provider
+	factors  *Registry
+	policy   *policy.Provider
+	throttle *throttle.Throttler
 	auditor  Auditor
 	events   *notify.Publisher
-	breached PasswordChecker
-	closers  []func()
-	// closeAudit flushes and stops the audit trail New built (nil: the caller's).
-	closeAudit func()
-	throttle   *throttle.Throttler
-	metrics    *Metrics
-	log        *slog.Logger
-	now        func() time.Time
-	methods    map[pb.Method]method
-
-	recovery
+	keys     *APIKeys
+	metrics  *Metrics
+	log      *slog.Logger
+	now      func() time.Time
 }
 
-// New builds a Server.
+// Server is the twofactor.v1 services, one small type per gRPC service.
+type Server struct {
+	*core
+	challenges challengeService
+	enrollment enrollmentService
+	appPass    *appPasswordService // nil: unregistered
+	admin      adminService
+	password   *passwordService // nil: unregistered
+	closers    []func()
+}
+
+// New builds a Server from d (see Deps for what is required).
 func New(d Deps, opts Options) (*Server, error) {
-	if d.Store == nil || d.Keys == nil || d.APIKeys == nil || d.TOTP == nil {
-		return nil, errors.New("server: Store, Keys, APIKeys and TOTP are required")
-	}
-	s := &Server{
-		opts:     opts.withDefaults(),
-		store:    d.Store,
-		ring:     d.Keys,
-		keys:     d.APIKeys,
-		totp:     d.TOTP,
-		apppw:    d.AppPasswords,
-		wa:       d.WebAuthn,
-		auditor:  d.Auditor,
-		events:   d.Events,
-		breached: d.Breached,
-		throttle: d.Throttle,
-		metrics:  d.Metrics,
-		log:      d.Logger,
-		now:      d.Now,
-	}
-	if s.log == nil {
-		s.log = slog.Default()
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.metrics == nil {
-		s.metrics = NewMetrics()
-	}
-	if s.auditor == nil {
-		ta := &TrailAuditor{Store: s.store, Events: s.events, Log: s.log, Metrics: s.metrics,
-			PublishTimeout: s.opts.AuditPublishTimeout}
-		s.auditor = ta
-		s.closeAudit = func() {
-			ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
-			defer cancel()
-			if err := ta.Close(ctx); err != nil {
-				s.log.Error("audit trail not flushed on close", "error", err.Error())
-			}
-		}
-	}
-	if s.throttle == nil {
-		th, err := throttle.New(s.store, throttle.DefaultConfig(), s.now)
-		if err != nil {
-			return nil, err
-		}
-		s.throttle = th
-	}
-	s.methods = map[pb.Method]method{
-		pb.Method_METHOD_TOTP: totpMethod{s.totp},
-	}
-	if err := s.initRecovery(d); err != nil {
+	if err := d.check(); err != nil {
 		return nil, err
 	}
-	if s.apppw != nil && s.events != nil {
-		// Every replica forgets a revoked app password as soon as any replica
-		// announces it.
-		unsub, err := s.events.SubscribeRevoked(s.apppw.Invalidate)
-		if err != nil {
-			return nil, fmt.Errorf("subscribe to app-password revocations: %w", err)
-		}
-		s.closers = append(s.closers, unsub)
+	c := &core{opts: opts.withDefaults(), store: d.Store, factors: d.Factors, policy: d.Policy, throttle: d.Throttle,
+		auditor: d.Auditor, events: d.Events, keys: d.APIKeys, metrics: d.Metrics, log: d.Logger, now: d.Now}
+	chs, err := challenge.New(d.Store, d.Keys, challenge.Config{TTL: c.opts.ChallengeTTL, MaxAttempts: c.opts.MaxAttempts}, d.Now)
+	if err != nil {
+		return nil, err
 	}
-	if s.events != nil {
-		// Every replica forgets that a subject was clean as soon as any replica
-		// announces a failure of it (see throttle.Config.CleanCacheTTL).
-		unsub, err := s.events.SubscribeThrottleFailed(func(sub notify.ThrottleSubject) {
-			s.throttle.Invalidate(throttle.Subject{Kind: sub.Kind, Key: sub.Key})
-		})
-		if err != nil {
-			return nil, fmt.Errorf("subscribe to throttle failures: %w", err)
-		}
-		s.closers = append(s.closers, unsub)
+	s := &Server{
+		core:       c,
+		challenges: challengeService{core: c, challenges: chs},
+		enrollment: enrollmentService{core: c, backupCodes: d.BackupCodes},
+		admin:      adminService{core: c, adminCodes: d.AdminCodes, apppw: d.AppPasswords, wa: d.WebAuthn},
 	}
-	if s.wa != nil {
-		s.methods[pb.Method_METHOD_WEBAUTHN] = webauthnMethod{s: s, p: s.wa}
+	if d.AppPasswords != nil {
+		s.appPass = &appPasswordService{core: c, apppw: d.AppPasswords}
+	}
+	if d.Breached != nil {
+		s.password = &passwordService{core: c, breached: d.Breached}
+	}
+	if err := s.subscribe(d); err != nil {
+		s.Close()
+		return nil, err
 	}
 	return s, nil
+}
+
+// subscribe follows the other replicas' announcements.
+func (s *Server) subscribe(d Deps) error {
+	if d.Events == nil {
+		return nil
+	}
+	if d.AppPasswords != nil {
+		// Every replica forgets a revoked app password as soon as any replica
+		// announces it.
+		unsub, err := d.Events.SubscribeRevoked(d.AppPasswords.Invalidate)
+		if err != nil {
+			return fmt.Errorf("subscribe to app-password revocations: %w", err)
+		}
+		s.closers = append(s.closers, unsub)
+	}
+	// Every replica forgets that a subject was clean as soon as any replica
+	// announces a failure of it (see throttle.Config.CleanCacheTTL).
+	unsub, err := d.Events.SubscribeThrottleFailed(func(sub notify.ThrottleSubject) {
+		s.throttle.Invalidate(throttle.Subject{Kind: sub.Kind, Key: sub.Key})
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to throttle failures: %w", err)
+	}
+	s.closers = append(s.closers, unsub)
+	return nil
 }
 
 // Metrics returns the Prometheus series this server updates.
@@ -197,40 +189,38 @@ const auditCloseTimeout = 10 * time.Second
 
 // Close releases the subscriptions New made and flushes the audit trail: events
 // recorded before Close are in the store and on NATS when it returns (call it
-// after the gRPC server has stopped, before the store and NATS are closed).
+// after the gRPC server has stopped, before the Auditor, the store and NATS are
+// closed).
 func (s *Server) Close() {
 	for _, c := range s.closers {
 		c()
 	}
 	s.closers = nil
-	if s.closeAudit != nil {
-		s.closeAudit()
-		s.closeAudit = nil
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
-		defer cancel()
-		_ = s.FlushAudit(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
+	defer cancel()
+	if err := s.FlushAudit(ctx); err != nil {
+		s.log.Error("audit trail not flushed on close", "error", err.Error())
 	}
 }
 
 // ServerOptions returns the interceptors every gRPC server of this service needs.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
-		grpc.ChainStreamInterceptor(s.streamInterceptor),
+		grpc.ChainUnaryInterceptor(s.unaryChain()...),
+		grpc.ChainStreamInterceptor(s.streamChain()...),
 	}
 }
 
 // Register adds the twofactor services to g.
 func (s *Server) Register(g grpc.ServiceRegistrar) {
-	pb.RegisterChallengeServiceServer(g, s)
-	pb.RegisterEnrollmentServiceServer(g, s)
-	if s.apppw != nil {
-		pb.RegisterAppPasswordServiceServer(g, s)
+	pb.RegisterChallengeServiceServer(g, &s.challenges)
+	pb.RegisterEnrollmentServiceServer(g, &s.enrollment)
+	if s.appPass != nil {
+		pb.RegisterAppPasswordServiceServer(g, s.appPass)
 	}
-	pb.RegisterAdminServiceServer(g, s)
-	if s.breached != nil {
-		pb.RegisterPasswordServiceServer(g, s)
+	pb.RegisterAdminServiceServer(g, &s.admin)
+	if s.password != nil {
+		pb.RegisterPasswordServiceServer(g, s.password)
 	}
 }
 

@@ -22,7 +22,7 @@ func retryAfter(d time.Duration) *durationpb.Duration {
 
 // checkThrottle asks whether subj may make an attempt now. A blocked attempt is
 // counted in the metrics and audited (event "throttled"); the caller answers it.
-func (s *Server) checkThrottle(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Decision, error) {
+func (s *core) checkThrottle(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Decision, error) {
 	d, err := s.throttle.Check(ctx, subj)
 	if err != nil {
 		return d, s.toStatus(ctx, err)
@@ -63,7 +63,7 @@ func throttledError(d throttle.Decision) error {
 // throttleFailure counts a wrong answer; the locks it starts are audited
 // ("lockout") and counted. A failure to count is an error: an attempt the
 // throttle could not see must not be answered.
-func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
+func (s *core) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
 	out, err := s.throttle.Failure(ctx, subj)
 	s.announceThrottleFailed(ctx, out.Recorded)
 	if err != nil {
@@ -84,7 +84,7 @@ func (s *Server) throttleFailure(ctx context.Context, client *pb.ClientContext, 
 // announceThrottleFailed tells the other replicas that subjects have failures
 // now, so they stop taking them to be clean. A failure to announce is logged: the
 // count is stored, and the other replicas' cache entries expire on their own.
-func (s *Server) announceThrottleFailed(ctx context.Context, recorded []throttle.Subject) {
+func (s *core) announceThrottleFailed(ctx context.Context, recorded []throttle.Subject) {
 	if s.events == nil || len(recorded) == 0 {
 		return
 	}
@@ -99,7 +99,7 @@ func (s *Server) announceThrottleFailed(ctx context.Context, recorded []throttle
 
 // throttleSuccess resets the user's (or login's) count after a right answer.
 // A failure is logged only: the answer was right.
-func (s *Server) throttleSuccess(ctx context.Context, subj throttle.Subjects) {
+func (s *core) throttleSuccess(ctx context.Context, subj throttle.Subjects) {
 	if err := s.throttle.Success(ctx, subj); err != nil {
 		s.log.WarnContext(ctx, "throttle reset failed", "request_id", requestIDFrom(ctx), "error", err.Error())
 	}

@@ -34,21 +34,6 @@ type Challenge struct {
 	ClientIP    string    `gorm:"size:64"`
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
-
-	// Factor is the factor FactorID names, as GetChallengeAndFactor read it with
-	// the challenge (nil otherwise, or when the user has no such factor any more).
-	// It is a snapshot: single use of what it guards is the conditional updates'.
-	Factor *Factor `gorm:"-"`
-
-	// Sealed marks a challenge carried in its own id rather than begun as a row
-	// (a TOTP challenge bound to one factor): its fields came from the sealed id,
-	// and it gets a row only when a wrong answer must be counted.
-	// LoadSealedChallenge reads what the store knows of it.
-	Sealed bool `gorm:"-"`
-	// FromStep is, for a sealed challenge, the factor's last accepted TOTP step
-	// when the challenge began (nil: none yet). The challenge is used up once the
-	// factor's step has moved on (AdvanceLastStepFrom).
-	FromStep *int64 `gorm:"-"`
 }
 
 // CreateChallenge inserts a challenge.
@@ -84,11 +69,6 @@ type joinedFactor struct {
 	FLastUsedAt   *time.Time `gorm:"column:f_last_used_at"`
 }
 
-const joinedFactorCols = `f.id AS f_id, f.user_id AS f_user_id, f.method AS f_method, f.name AS f_name, f.state AS f_state,
- f.sealed_secret AS f_sealed_secret, f.secret_key_id AS f_secret_key_id, f.credential_id AS f_credential_id,
- f.data AS f_data, f.last_step AS f_last_step, f.attempts AS f_attempts, f.expires_at AS f_expires_at,
- f.created_at AS f_created_at, f.updated_at AS f_updated_at, f.last_used_at AS f_last_used_at`
-
 // factor returns the joined factor, or nil when the join found none.
 func (r *joinedFactor) factor() *Factor {
 	if r.FID == nil || r.FUserID == nil || r.FMethod == nil || r.FState == nil || r.FCreatedAt == nil || r.FUpdatedAt == nil {
@@ -115,53 +95,37 @@ type challengeFactorRow struct {
 	F         joinedFactor `gorm:"embedded"`
 }
 
-const challengeAndFactorSQL = `SELECT c.id, c.user_id, c.factor_id, c.method, c.state, c.session, c.attempts,
- c.max_attempts, c.expires_at, c.client_ip, c.created_at, c.updated_at, ` + joinedFactorCols + `
- FROM challenges c LEFT JOIN factors f ON f.id = c.factor_id AND f.user_id = c.user_id
- WHERE c.id = ?`
-
 // GetChallengeAndFactor loads a challenge by id, whatever its state, and in the
-// same query the factor it is bound to (Challenge.Factor; nil when it names none
-// or the user's factor is gone).
-func (s *Store) GetChallengeAndFactor(ctx context.Context, id string) (*Challenge, error) {
+// same query the factor it is bound to (nil when it names none or the user's
+// factor is gone).
+func (s *Store) GetChallengeAndFactor(ctx context.Context, id string) (*Challenge, *Factor, error) {
 	var rows []challengeFactorRow
 	if err := s.DB(ctx).Raw(challengeAndFactorSQL, id).Scan(&rows).Error; err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(rows) == 0 {
-		return nil, ErrNotFound
+		return nil, nil, ErrNotFound
 	}
 	c := rows[0].Challenge
-	c.Factor = rows[0].F.factor()
-	return &c, nil
+	return &c, rows[0].F.factor(), nil
 }
 
-// The one-row subquery keeps a row when neither the factor nor the challenge
-// exists, in SQLite and PostgreSQL alike. Only the columns verification reads
-// are selected, and they are scanned without reflection: this is half of every
-// login's reads.
-const sealedStateSQL = `SELECT f.id, f.method, f.state, f.sealed_secret, f.secret_key_id, f.data, f.last_step,
- c.state, c.attempts
- FROM (SELECT 1 AS one) o
- LEFT JOIN factors f ON f.id = ? AND f.user_id = ?
- LEFT JOIN challenges c ON c.id = ?`
-
 // LoadSealedChallenge completes a challenge whose fields came from its sealed id
-// (Challenge.Sealed): in one query it reads the factor it is bound to
-// (Challenge.Factor, with the fields verifying a code needs: id, user, method,
+// (see server/challenge): in one query it reads the factor it is bound to
+// (returned, nil when gone, with the fields verifying a code needs: id, user, method,
 // state, sealed secret and its key id, data, last step) and, if wrong answers gave
 // the challenge a row, its state and attempts from that row.
-func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) error {
+func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) (*Factor, error) {
 	rows, err := s.hotQuery(ctx, sealedStateSQL, c.FactorID, c.UserID, c.ID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return err
+			return nil, err
 		}
-		return errors.New("storage: sealed challenge state: no row")
+		return nil, errors.New("storage: sealed challenge state: no row")
 	}
 	var (
 		fID, fMethod, fState, fKeyID, cState sql.NullString
@@ -170,8 +134,9 @@ func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) error {
 		cAttempts                            sql.NullInt64
 	)
 	if err := rows.Scan(&fID, &fMethod, &fState, &fSecret, &fKeyID, &fData, &fStep, &cState, &cAttempts); err != nil {
-		return err
+		return nil, err
 	}
+	var factor *Factor
 	if fID.Valid && fMethod.Valid && fState.Valid {
 		f := &Factor{ID: fID.String, UserID: c.UserID, Method: fMethod.String, State: fState.String,
 			SealedSecret: fSecret, SecretKeyID: fKeyID.String, Data: fData}
@@ -179,12 +144,12 @@ func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) error {
 			step := fStep.Int64
 			f.LastStep = &step
 		}
-		c.Factor = f
+		factor = f
 	}
 	if cState.Valid && cAttempts.Valid {
 		c.State, c.Attempts = cState.String, int(cAttempts.Int64)
 	}
-	return rows.Close()
+	return factor, rows.Close()
 }
 
 // FailSealedChallengeAttempt counts one wrong answer on a sealed challenge: the
@@ -204,14 +169,7 @@ func (s *Store) FailSealedChallengeAttempt(ctx context.Context, c *Challenge, no
 		Attempts    int
 		MaxAttempts int
 	}
-	err = s.DB(ctx).Raw(`INSERT INTO challenges
- (id, user_id, factor_id, method, state, attempts, max_attempts, expires_at, client_ip, created_at, updated_at)
- VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
- ON CONFLICT (id) DO UPDATE SET attempts = challenges.attempts + 1,
-  state = CASE WHEN challenges.attempts + 1 >= challenges.max_attempts THEN ? ELSE challenges.state END,
-  updated_at = excluded.updated_at
- WHERE challenges.state = ? AND challenges.attempts < challenges.max_attempts
- RETURNING attempts, max_attempts`,
+	err = s.DB(ctx).Raw(failSealedChallengeSQL,
 		c.ID, c.UserID, c.FactorID, c.Method, first, c.MaxAttempts, c.ExpiresAt, c.ClientIP, c.CreatedAt, now,
 		ChallengeFailed, ChallengeOpen).Scan(&out).Error
 	if err != nil || len(out) == 0 {

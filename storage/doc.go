@@ -4,6 +4,28 @@
 // It knows no factor logic; providers call its small, conditional operations and
 // decide what they mean.
 //
+// How queries are written — three ways, each for a reason:
+//
+//   - The GORM builder (s.DB(ctx).Where(…).Updates(…), Create, Find) is the
+//     default: administration, enrollment, recovery codes, app passwords, audit,
+//     sweeps. It is typed, portable between SQLite and PostgreSQL, and follows the
+//     models; use it unless a statement is on the login path or GORM cannot say it.
+//   - Raw+Scan (s.DB(ctx).Raw(sql, args…).Scan(&rows)) is for statements GORM's
+//     builder cannot express but whose rows still map to a model by column name:
+//     a LEFT JOIN read into embedded models (GetChallengeAndFactor), an upsert
+//     with a conditional DO UPDATE … RETURNING (FailSealedChallengeAttempt). It
+//     runs inside the caller's transaction like the builder (InTx).
+//   - Prepared hot-path SQL (hotQuery/hotExec in hot.go: prepared once on the
+//     writer's pool, scanned by position without reflection) is only for the
+//     statements every login runs: ListFactorHeads, LoadSealedChallenge,
+//     AdvanceLastStepFrom, GetThrottles, where gorm's builder was a third of the
+//     cost (docs/PERFORMANCE.md). Inside InTx they join the transaction through
+//     gorm, as every other Store call does.
+//
+// The hand-written SQL of the login path (the Raw and the prepared statements)
+// lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM
+// models (GetThrottles' list is still in throttle.go).
+//
 // Security properties:
 //
 //   - Secrets that must be read back (TOTP seeds) are sealed with AES-256-GCM

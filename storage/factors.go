@@ -94,20 +94,11 @@ type FactorHead struct {
 	LastStep *int64
 }
 
-// SameStep tells whether two last accepted TOTP steps are the same (nil: none).
-func SameStep(a, b *int64) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return *a == *b
-}
-
 // ListFactorHeads returns up to limit of a user's factors of a method in a state,
 // oldest first: a cheap existence check that reads no secret.
 func (s *Store) ListFactorHeads(ctx context.Context, userID, method, state string, limit int) ([]FactorHead, error) {
 	// Raw SQL scanned by hand: every login begins with this query.
-	rows, err := s.hotQuery(ctx, `SELECT id, last_step FROM factors WHERE user_id = ? AND method = ? AND state = ?
- ORDER BY created_at, id LIMIT ?`, userID, method, state, limit)
+	rows, err := s.hotQuery(ctx, factorHeadsSQL, userID, method, state, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +174,7 @@ func (s *Store) AdvanceLastStepFrom(ctx context.Context, factorID string, from *
 	if step <= was {
 		return false, nil
 	}
-	n, err := s.hotExec(ctx, `UPDATE factors SET last_step = ?, last_used_at = ?
- WHERE id = ? AND state = ? AND COALESCE(last_step, -1) = ?`, step, now.UTC(), factorID, FactorActive, was)
+	n, err := s.hotExec(ctx, advanceLastStepFromSQL, step, now.UTC(), factorID, FactorActive, was)
 	return n == 1, err
 }
 

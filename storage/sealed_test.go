@@ -81,18 +81,19 @@ func TestSealedChallengeRow(t *testing.T) {
 	}
 	mk := func(id, user string, max int) *storage.Challenge {
 		return &storage.Challenge{ID: id, UserID: user, FactorID: "f1", Method: "totp", State: storage.ChallengeOpen, MaxAttempts: max,
-			ExpiresAt: t0.Add(time.Minute), ClientIP: "192.0.2.1", CreatedAt: t0, Sealed: true, FromStep: &step}
+			ExpiresAt: t0.Add(time.Minute), ClientIP: "192.0.2.1", CreatedAt: t0}
 	}
 	c := mk("c1", "alice", 5)
-	if err := b.LoadSealedChallenge(ctx, c); err != nil {
+	f, err := b.LoadSealedChallenge(ctx, c)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Factor == nil || c.Factor.ID != "f1" || c.Factor.LastStep == nil || *c.Factor.LastStep != 7 || c.State != storage.ChallengeOpen || c.Attempts != 0 {
-		t.Fatalf("before any answer: %+v (factor %+v)", c, c.Factor)
+	if f == nil || f.ID != "f1" || f.LastStep == nil || *f.LastStep != 7 || c.State != storage.ChallengeOpen || c.Attempts != 0 {
+		t.Fatalf("before any answer: %+v (factor %+v)", c, f)
 	}
 	other := mk("c2", "mallory", 5) // names alice's factor
-	if err := b.LoadSealedChallenge(ctx, other); err != nil || other.Factor != nil {
-		t.Fatalf("another user's factor: %+v, %v", other.Factor, err)
+	if f, err := b.LoadSealedChallenge(ctx, other); err != nil || f != nil {
+		t.Fatalf("another user's factor: %+v, %v", f, err)
 	}
 
 	var counted atomic.Int32
@@ -113,7 +114,7 @@ func TestSealedChallengeRow(t *testing.T) {
 		t.Fatalf("%d of 12 concurrent wrong answers counted, want 5", counted.Load())
 	}
 	c = mk("c1", "alice", 5)
-	if err := a.LoadSealedChallenge(ctx, c); err != nil || c.State != storage.ChallengeFailed || c.Attempts != 5 {
+	if _, err := a.LoadSealedChallenge(ctx, c); err != nil || c.State != storage.ChallengeFailed || c.Attempts != 5 {
 		t.Fatalf("after the wrong answers: state %q, %d attempts, %v", c.State, c.Attempts, err)
 	}
 

@@ -20,12 +20,12 @@ func TestCacheTTL(t *testing.T) {
 	here := newProvider(t, s, c, policy.Options{CacheTTL: 2 * time.Second})
 	there := newProvider(t, s, c, policy.Options{})
 
-	totpOnly := policy.Policy{AllowedMethods: []string{policy.MethodTOTP}}
+	totpOnly := policy.Policy{AllowedMethods: []string{"totp"}}
 	if _, err := here.Set(ctx, "root", totpOnly); err != nil {
 		t.Fatal(err)
 	}
 	got, err := here.Get(ctx)
-	if err != nil || !reflect.DeepEqual(got.AllowedMethods, []string{policy.MethodTOTP}) {
+	if err != nil || !reflect.DeepEqual(got.AllowedMethods, []string{"totp"}) {
 		t.Fatalf("Get after Set here = %v, %v; want totp only", got.AllowedMethods, err)
 	}
 	got.AllowedMethods[0] = "tampered"
@@ -34,7 +34,7 @@ func TestCacheTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Add(time.Second)
-	if got, _ := here.Get(ctx); got.Enforced || !reflect.DeepEqual(got.AllowedMethods, []string{policy.MethodTOTP}) {
+	if got, _ := here.Get(ctx); got.Enforced || !reflect.DeepEqual(got.AllowedMethods, []string{"totp"}) {
 		t.Fatalf("within the TTL: got %+v, want the cached totp-only policy, untampered", got)
 	}
 	c.Add(time.Second)

@@ -27,25 +27,44 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/twofactor/twofactor/storage"
 )
 
-// Method names.
-const (
-	MethodTOTP       = "totp"
-	MethodWebAuthn   = "webauthn"
-	MethodBackupCode = "backup_code"
-	MethodAdminCode  = "admin_code"
-)
+// Method is one method the service offers, as the server's factor registry
+// describes it (the policy knows no method by name).
+type Method struct {
+	Name string
+	// Enrollable: a user sets it up as a factor (the others are recovery).
+	Enrollable bool
+	// AdminIssued: an admin issues it to a locked-out user; having one does not
+	// make a second factor required.
+	AdminIssued bool
+}
 
-// Methods lists every method, in the order answers list them.
-var Methods = []string{MethodTOTP, MethodWebAuthn, MethodBackupCode, MethodAdminCode}
+// Methods is the list of methods, in the order answers list them.
+type Methods []Method
 
-// enrollable are the methods a user sets up as a factor; the others are recovery.
-var enrollable = []string{MethodTOTP, MethodWebAuthn}
+// Names lists the methods' names, in order.
+func (ms Methods) Names() []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Name
+	}
+	return out
+}
+
+func (ms Methods) find(name string) (Method, bool) {
+	for _, m := range ms {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Method{}, false
+}
 
 // MaxGracePeriod bounds Policy.GracePeriod.
 const MaxGracePeriod = 365 * 24 * time.Hour
@@ -75,15 +94,21 @@ type Policy struct {
 	WebAuthnRequireUserVerification bool
 }
 
-// Validate checks p; errors wrap ErrInvalid and name the field.
-func (p Policy) Validate() error {
+// Validate checks p against the methods ms; errors wrap ErrInvalid and name the field.
+func (p Policy) Validate(ms Methods) error {
 	for _, m := range p.AllowedMethods {
-		if !slices.Contains(Methods, m) {
+		if _, ok := ms.find(m); !ok {
 			return fmt.Errorf("%w: allowed_methods: unknown method %q", ErrInvalid, m)
 		}
 	}
-	if len(p.AllowedMethods) > 0 && !slices.ContainsFunc(enrollable, func(m string) bool { return slices.Contains(p.AllowedMethods, m) }) {
-		return fmt.Errorf("%w: allowed_methods: allow totp or webauthn, or no user could set up a factor", ErrInvalid)
+	if len(p.AllowedMethods) > 0 && !slices.ContainsFunc(p.AllowedMethods, func(m string) bool { f, _ := ms.find(m); return f.Enrollable }) {
+		var names []string
+		for _, m := range ms {
+			if m.Enrollable {
+				names = append(names, m.Name)
+			}
+		}
+		return fmt.Errorf("%w: allowed_methods: allow one of %s, or no user could set up a factor", ErrInvalid, strings.Join(names, ", "))
 	}
 	for field, groups := range map[string][]string{"enforced_groups": p.EnforcedGroups, "excluded_groups": p.ExcludedGroups} {
 		for _, g := range groups {
@@ -100,11 +125,11 @@ func (p Policy) Validate() error {
 
 // normalized returns p with methods in canonical order and groups sorted, without
 // duplicates.
-func (p Policy) normalized() Policy {
+func (p Policy) normalized(ms Methods) Policy {
 	var allowed []string
-	for _, m := range Methods {
-		if slices.Contains(p.AllowedMethods, m) {
-			allowed = append(allowed, m)
+	for _, m := range ms {
+		if slices.Contains(p.AllowedMethods, m.Name) {
+			allowed = append(allowed, m.Name)
 		}
 	}
 	p.AllowedMethods = allowed
@@ -113,17 +138,17 @@ func (p Policy) normalized() Policy {
 	return p
 }
 
-// Allowed lists the methods p allows, in canonical order.
-func (p Policy) Allowed() []string {
+// Allowed lists the methods of ms that p allows, in canonical order.
+func (p Policy) Allowed(ms Methods) []string {
 	if len(p.AllowedMethods) == 0 {
-		return slices.Clone(Methods)
+		return ms.Names()
 	}
-	return p.normalized().AllowedMethods
+	return p.normalized(ms).AllowedMethods
 }
 
-// Allows tells whether p allows method.
-func (p Policy) Allows(method string) bool {
-	return slices.Contains(p.Allowed(), method)
+// Allows tells whether p allows method (one of ms).
+func (p Policy) Allows(ms Methods, method string) bool {
+	return slices.Contains(p.Allowed(ms), method)
 }
 
 // stored is the JSON form in the policy row.
@@ -180,6 +205,9 @@ type Store interface {
 
 // Options tune a Provider; zero values take the defaults.
 type Options struct {
+	// Methods are the methods the service offers, in the order answers list them
+	// (required: the server's factor registry lists them).
+	Methods Methods
 	// AdminGroups are the groups whose members may act on anyone
 	// ([DefaultAdminGroup]).
 	AdminGroups []string
@@ -198,6 +226,7 @@ type Options struct {
 // Provider answers policy questions from the shared store; it keeps no state
 // beyond the optional cache of the policy itself (Options.CacheTTL).
 type Provider struct {
+	methods     Methods
 	store       Store
 	adminGroups []string
 	def         Policy
@@ -213,10 +242,14 @@ type Provider struct {
 
 // New returns a Provider. It fails when opts.Default is not a valid policy.
 func New(store Store, opts Options) (*Provider, error) {
-	if err := opts.Default.Validate(); err != nil {
+	if len(opts.Methods) == 0 {
+		return nil, errors.New("policy: Options.Methods is required")
+	}
+	if err := opts.Default.Validate(opts.Methods); err != nil {
 		return nil, fmt.Errorf("default policy: %w", err)
 	}
-	p := &Provider{store: store, adminGroups: sortedSet(opts.AdminGroups), def: opts.Default.normalized(), now: opts.Clock, cacheTTL: opts.CacheTTL}
+	p := &Provider{methods: slices.Clone(opts.Methods), store: store, adminGroups: sortedSet(opts.AdminGroups),
+		def: opts.Default.normalized(opts.Methods), now: opts.Clock, cacheTTL: opts.CacheTTL}
 	if len(p.adminGroups) == 0 {
 		p.adminGroups = []string{DefaultAdminGroup}
 	}
@@ -224,6 +257,18 @@ func New(store Store, opts Options) (*Provider, error) {
 		p.now = time.Now
 	}
 	return p, nil
+}
+
+// Methods are the methods the provider knows, in order.
+func (p *Provider) Methods() Methods { return slices.Clone(p.methods) }
+
+// Allows tells whether the policy in force allows method.
+func (p *Provider) Allows(ctx context.Context, method string) (bool, error) {
+	pol, err := p.Get(ctx)
+	if err != nil {
+		return false, err
+	}
+	return pol.Allows(p.methods, method), nil
 }
 
 // Get returns the policy in force.
@@ -280,10 +325,10 @@ func (pol Policy) clone() Policy {
 // stored (methods in canonical order, groups sorted and without duplicates).
 // Errors from validation wrap ErrInvalid.
 func (p *Provider) Set(ctx context.Context, actorID string, pol Policy) (Policy, error) {
-	if err := pol.Validate(); err != nil {
+	if err := pol.Validate(p.methods); err != nil {
 		return Policy{}, err
 	}
-	pol = pol.normalized()
+	pol = pol.normalized(p.methods)
 	data, err := encode(pol)
 	if err != nil {
 		return Policy{}, err
@@ -339,19 +384,19 @@ func (p *Provider) Requirements(ctx context.Context, userID string, enrolledMeth
 	if err != nil {
 		return Requirements{}, fmt.Errorf("policy: groups: %w", err)
 	}
-	r := Requirements{Allowed: pol.Allowed()}
+	r := Requirements{Allowed: pol.Allowed(p.methods)}
 	r.Enforced = (pol.Enforced || intersects(groups, pol.EnforcedGroups)) && !intersects(groups, pol.ExcludedGroups)
 	for _, m := range r.Allowed {
 		if slices.Contains(enrolledMethods, m) {
 			r.Available = append(r.Available, m)
 		}
 	}
-	ownFactor := slices.ContainsFunc(r.Available, func(m string) bool { return m != MethodAdminCode })
+	ownFactor := slices.ContainsFunc(r.Available, func(m string) bool { f, _ := p.methods.find(m); return !f.AdminIssued })
 	r.Required = len(r.Available) > 0 && (r.Enforced || ownFactor)
 	if !r.Enforced {
 		return r, nil
 	}
-	r.MustEnroll = !slices.ContainsFunc(r.Available, func(m string) bool { return slices.Contains(enrollable, m) })
+	r.MustEnroll = !slices.ContainsFunc(r.Available, func(m string) bool { f, _ := p.methods.find(m); return f.Enrollable })
 	now := p.now().UTC()
 	start, err := p.store.EnsureEnforcementStart(ctx, userID, now)
 	if err != nil {

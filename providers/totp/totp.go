@@ -318,13 +318,22 @@ func (p *Provider) Verify(ctx context.Context, f *storage.Factor, code string) e
 	return nil
 }
 
+// SameStep tells whether two last accepted TOTP steps are the same (nil: none):
+// a challenge sealed at step from is still open while the factor's step is from.
+func SameStep(a, b *int64) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
 // VerifyFrom is Verify for a challenge that began when the factor's last accepted
 // step was from (nil: none). The code is accepted only if that is still so, and
 // moving the step on uses the challenge up: of concurrent callers, at most one
 // wins, and the others get ErrSuperseded. A code of a step already used is
 // ErrReplayed, as in Verify.
 func (p *Provider) VerifyFrom(ctx context.Context, f *storage.Factor, code string, from *int64) error {
-	if !storage.SameStep(f.LastStep, from) {
+	if !SameStep(f.LastStep, from) {
 		return ErrSuperseded
 	}
 	now := p.now().UTC()

@@ -27,14 +27,9 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/pquerna/otp"
-
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/breached"
-	"github.com/twofactor/twofactor/providers/policy"
-	"github.com/twofactor/twofactor/providers/totp"
-	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
@@ -82,101 +77,23 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	if err := Init(cfg, log); err != nil {
 		return nil, err
 	}
-	ring, err := storage.LoadKeyRing(cfg.KeyFile)
+	ring, err := a.open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	kf, err := server.LoadAPIKeyFile(cfg.APIKeysFile)
+	deps, err := a.buildDeps(ring)
 	if err != nil {
 		return nil, err
 	}
-	if a.apiKeys, err = server.NewAPIKeys(kf.Keys); err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.APIKeysFile, err)
-	}
-
-	if a.store, err = storage.Open(ctx, cfg.DatabaseURL, storage.Options{}); err != nil {
-		return nil, err
-	}
-	a.closers = append(a.closers, func() { a.store.Close() })
-	if err := a.store.Migrate(ctx); err != nil {
-		return nil, err
-	}
-
-	alg, err := totp.ParseAlgorithm(cfg.TOTPAlgorithm)
+	a.srv, err = server.New(deps, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts})
 	if err != nil {
 		return nil, err
-	}
-	if err := a.startNATS(ctx); err != nil {
-		return nil, err
-	}
-	pol, err := policy.New(a.store, policy.Options{AdminGroups: splitList(cfg.AdminGroups), CacheTTL: cfg.PolicyCacheTTL})
-	if err != nil {
-		return nil, err
-	}
-	wa, err := webauthn.New(a.store, webauthn.Config{
-		RPID: cfg.WebAuthnRPID, RPDisplayName: cfg.WebAuthnRPName, RPOrigins: splitList(cfg.WebAuthnOrigins),
-		UserVerification: cfg.WebAuthnUV,
-	}, server.WebAuthnPolicy(pol), nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("webauthn: %w", err)
-	}
-	ap, err := apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: cfg.AppPasswordCache})
-	if err != nil {
-		return nil, err
-	}
-	bc, err := a.breachedChecker()
-	if err != nil {
-		return nil, err
-	}
-	tp, err := totp.New(a.store, ring, totp.Config{
-		Issuer: cfg.TOTPIssuer, Algorithm: alg, Digits: otp.Digits(cfg.TOTPDigits),
-		Period: uint(cfg.TOTPPeriod), Skew: uint(cfg.TOTPSkew), SkewSet: true,
-	}, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	tc, err := cfg.throttleConfig()
-	if err != nil {
-		return nil, err
-	}
-	th, err := throttle.New(a.store, tc, nil)
-	if err != nil {
-		return nil, err
-	}
-	metrics := server.NewMetrics()
-	a.srv, err = server.New(server.Deps{
-		Throttle: th, Metrics: metrics,
-		Store: a.store, Keys: ring, APIKeys: a.apiKeys, TOTP: tp, Logger: log,
-		Policy: pol, WebAuthn: wa, AppPasswords: ap, Events: a.events, Breached: bc,
-	}, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts, AuditPublishTimeout: cfg.AuditPublishTimeout})
-	if err != nil {
-		return nil, err
-	}
-
-	opts := append(a.srv.ServerOptions(),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(1<<20),
-		// Reused goroutines keep the deep stacks the SQLite driver grows, instead
-		// of growing (copying) a fresh stack for every RPC; when all are busy, gRPC
-		// starts a goroutine as it would without them.
-		grpc.NumStreamWorkers(uint32(8*runtime.GOMAXPROCS(0))),
-	)
-	if cfg.TLSCert != "" {
-		tc, err := serverTLS(cfg)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	a.closers = append(a.closers, a.srv.Close)
-	a.grpc = grpc.NewServer(opts...)
-	a.srv.Register(a.grpc)
-	a.health = health.NewServer()
-	healthpb.RegisterHealthServer(a.grpc, a.health)
-	if cfg.Reflection {
-		reflection.Register(a.grpc)
+	if err := a.buildGRPC(); err != nil {
+		return nil, err
 	}
-	if err := a.startMetrics(metrics); err != nil {
+	if err := a.startMetrics(deps.Metrics); err != nil {
 		return nil, err
 	}
 	if a.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -188,6 +105,90 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 		}
 	}
 	return a, nil
+}
+
+// open loads the keys and opens the store (migrated) and NATS.
+func (a *App) open(ctx context.Context) (*storage.KeyRing, error) {
+	ring, err := storage.LoadKeyRing(a.cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	kf, err := server.LoadAPIKeyFile(a.cfg.APIKeysFile)
+	if err != nil {
+		return nil, err
+	}
+	if a.apiKeys, err = server.NewAPIKeys(kf.Keys); err != nil {
+		return nil, fmt.Errorf("%s: %w", a.cfg.APIKeysFile, err)
+	}
+	if a.store, err = storage.Open(ctx, a.cfg.DatabaseURL, storage.Options{}); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { a.store.Close() })
+	if err := a.store.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	return ring, a.startNATS(ctx)
+}
+
+// buildDeps builds every part server.New needs: the one place they are built.
+func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
+	d := server.Deps{Store: a.store, Keys: ring, APIKeys: a.apiKeys, Logger: a.log, Now: time.Now, Events: a.events,
+		Metrics: server.NewMetrics()}
+	var err error
+	if err = a.buildFactors(&d); err != nil {
+		return d, err
+	}
+	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache}); err != nil {
+		return d, err
+	}
+	if d.Breached, err = a.breachedChecker(); err != nil {
+		return d, err
+	}
+	tc, err := a.cfg.throttleConfig()
+	if err != nil {
+		return d, err
+	}
+	if d.Throttle, err = throttle.New(a.store, tc, nil); err != nil {
+		return d, err
+	}
+	trail := &server.TrailAuditor{Store: a.store, Events: a.events, Log: a.log, Metrics: d.Metrics, PublishTimeout: a.cfg.AuditPublishTimeout}
+	a.closers = append(a.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := trail.Close(ctx); err != nil {
+			a.log.Error("audit trail not flushed on close", "error", err.Error())
+		}
+	})
+	d.Auditor = trail
+	return d, nil
+}
+
+// buildGRPC makes the gRPC server with the service's interceptors, health and
+// (when configured) reflection.
+func (a *App) buildGRPC() error {
+	opts := append(a.srv.ServerOptions(),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(1<<20),
+		// Reused goroutines keep the deep stacks the SQLite driver grows, instead
+		// of growing (copying) a fresh stack for every RPC; when all are busy, gRPC
+		// starts a goroutine as it would without them.
+		grpc.NumStreamWorkers(uint32(8*runtime.GOMAXPROCS(0))),
+	)
+	if a.cfg.TLSCert != "" {
+		tc, err := serverTLS(a.cfg)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	a.grpc = grpc.NewServer(opts...)
+	a.srv.Register(a.grpc)
+	a.health = health.NewServer()
+	healthpb.RegisterHealthServer(a.grpc, a.health)
+	if a.cfg.Reflection {
+		reflection.Register(a.grpc)
+	}
+	return nil
 }
 
 // Addr is the address the gRPC server listens on.

@@ -74,6 +74,28 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	c := &Config{}
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	configFile := fs.String("config", "", "optional YAML configuration file")
+	c.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *configFile == "" {
+		*configFile = getenv("TWOFACTOR_CONFIG")
+	}
+	file, err := readConfigFile(fs, *configFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := fillUnset(fs, file, getenv); err != nil {
+		return nil, err
+	}
+	return c, c.finish()
+}
+
+// flags defines every setting as a flag of fs.
+func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", "data", "folder for the embedded database, NATS store and generated keys")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:7443", "gRPC listen address")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "postgres://… for PostgreSQL; default SQLite in the data folder")
@@ -111,32 +133,35 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", time.Second, "how long a replica reuses the policy it read; a change made on another replica applies here within it (0: read on every request)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "loopback host:port serving Go profiles (/debug/pprof/); default off")
 	observeFlags(fs, &c.ObserveConfig)
-	if err := fs.Parse(args); err != nil {
-		return nil, err
+}
+
+// readConfigFile reads the YAML settings file (none when path is empty); every
+// key must be a flag's name.
+func readConfigFile(fs *flag.FlagSet, path string) (map[string]any, error) {
+	file := map[string]any{}
+	if path == "" {
+		return file, nil
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
 	}
+	if err := yaml.Unmarshal(raw, &file); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	for k := range file {
+		if fs.Lookup(k) == nil || k == "config" {
+			return nil, fmt.Errorf("config file %s: unknown setting %q", path, k)
+		}
+	}
+	return file, nil
+}
+
+// fillUnset sets the flags the command line left unset from the environment
+// (TWOFACTOR_<NAME>), else from the file.
+func fillUnset(fs *flag.FlagSet, file map[string]any, getenv func(string) string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if *configFile == "" {
-		*configFile = getenv("TWOFACTOR_CONFIG")
-	}
-	file := map[string]any{}
-	if *configFile != "" {
-		raw, err := os.ReadFile(*configFile)
-		if err != nil {
-			return nil, fmt.Errorf("config file: %w", err)
-		}
-		if err := yaml.Unmarshal(raw, &file); err != nil {
-			return nil, fmt.Errorf("config file %s: %w", *configFile, err)
-		}
-		for k := range file {
-			if fs.Lookup(k) == nil || k == "config" {
-				return nil, fmt.Errorf("config file %s: unknown setting %q", *configFile, k)
-			}
-		}
-	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		if set[f.Name] || f.Name == "config" {
@@ -155,10 +180,7 @@ func Parse(name string, args []string, getenv func(string) string) (*Config, err
 			}
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return c, c.finish()
+	return errors.Join(errs...)
 }
 
 func (c *Config) finish() error {

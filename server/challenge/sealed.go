@@ -1,6 +1,7 @@
-package server
+package challenge
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -22,7 +24,7 @@ import (
 // claims to it. Any replica holding the key ring opens the id, so nothing lives
 // in one replica's memory. Single use comes from the factor: the claims hold the
 // factor's last accepted step when the challenge began, and accepting an answer
-// moves that step on with a conditional update (storage.AdvanceLastStepFrom), so
+// moves that step on with a conditional update (storage.AdvanceLastStepFrom, run by the TOTP factor), so
 // the challenge is won at most once and then reads as used. Wrong answers are
 // counted in a challenges row created by the first (FailSealedChallengeAttempt).
 //
@@ -36,9 +38,9 @@ import (
 
 const (
 	sealedChallengeVersion = 1
-	// maxChallengeIDLen bounds a sealed id: a 255-byte user id and a 64-byte
+	// MaxIDLen bounds a sealed id: a 255-byte user id and a 64-byte
 	// client address seal into well under it.
-	maxChallengeIDLen = 1024
+	MaxIDLen = 1024
 )
 
 var (
@@ -50,9 +52,15 @@ func sealedChallengeAAD(id string) []byte {
 	return append([]byte("twofactor challenge v1\x00"), id...)
 }
 
-// sealChallenge returns the id that carries c (c.ID must be a uuid).
-func (s *Server) sealChallenge(c *storage.Challenge) (string, error) {
-	keyID, sealed, err := s.ring.Seal(encodeChallengeClaims(c), sealedChallengeAAD(c.ID))
+// sealedKeeper keeps challenges in their ids.
+type sealedKeeper struct {
+	store Store
+	ring  Sealer
+}
+
+// create returns the id that carries c (c.ID must be a uuid); nothing is written.
+func (k sealedKeeper) create(_ context.Context, c *Challenge) (string, error) {
+	keyID, sealed, err := k.ring.Seal(encodeChallengeClaims(c), sealedChallengeAAD(c.ID))
 	if err != nil {
 		return "", err
 	}
@@ -66,14 +74,40 @@ func (s *Server) sealChallenge(c *storage.Challenge) (string, error) {
 	return c.ID + "." + sealedIDEncoding.EncodeToString(raw), nil
 }
 
-// isSealedChallengeID tells a sealed id from a stored challenge's plain uuid.
-func isSealedChallengeID(id string) bool { return strings.IndexByte(id, '.') >= 0 }
+// load opens a sealed id and completes it from the store (the factor, and the
+// row wrong answers gave it). An id that does not open is ErrNotFound.
+func (k sealedKeeper) load(ctx context.Context, id string) (*Challenge, error) {
+	c, err := k.open(id)
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	if c.Factor, err = k.store.LoadSealedChallenge(ctx, &c.Challenge); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
-// openChallenge returns the challenge a sealed id carries, or errBadChallengeID
+// usedUp: once the bound factor's step has moved on, the challenge is won.
+func (sealedKeeper) usedUp(c *Challenge) bool {
+	return c.Factor != nil && !totp.SameStep(c.Factor.LastStep, c.FromStep)
+}
+
+// answer: one conditional update both spends the code and uses the challenge up
+// (the factor's AdvanceLastStepFrom): no transaction is needed around it.
+func (sealedKeeper) answer(ctx context.Context, _ *Challenge, _ time.Time, check Check) error {
+	_, err := check(ctx)
+	return err
+}
+
+func (k sealedKeeper) fail(ctx context.Context, c *Challenge, now time.Time) (int, bool, error) {
+	return k.store.FailSealedChallengeAttempt(ctx, &c.Challenge, now)
+}
+
+// open returns the challenge a sealed id carries, or errBadChallengeID
 // when it is malformed, tampered with, or sealed with a key the ring lacks.
-func (s *Server) openChallenge(id string) (*storage.Challenge, error) {
+func (k sealedKeeper) open(id string) (*Challenge, error) {
 	head, body, ok := strings.Cut(id, ".")
-	if !ok || len(id) > maxChallengeIDLen {
+	if !ok || len(id) > MaxIDLen {
 		return nil, errBadChallengeID
 	}
 	if u, err := uuid.Parse(head); err != nil || len(head) != 36 || u.String() != head {
@@ -84,7 +118,7 @@ func (s *Server) openChallenge(id string) (*storage.Challenge, error) {
 		return nil, errBadChallengeID
 	}
 	keyID, sealed := string(raw[2:2+int(raw[1])]), raw[2+int(raw[1]):]
-	plain, err := s.ring.Open(keyID, sealed, sealedChallengeAAD(head))
+	plain, err := k.ring.Open(keyID, sealed, sealedChallengeAAD(head))
 	if err != nil {
 		return nil, errBadChallengeID
 	}
@@ -93,11 +127,12 @@ func (s *Server) openChallenge(id string) (*storage.Challenge, error) {
 		return nil, errBadChallengeID
 	}
 	c.ID = head
+	c.keeper = k
 	return c, nil
 }
 
 // encodeChallengeClaims writes the fields of c a sealed id carries.
-func encodeChallengeClaims(c *storage.Challenge) []byte {
+func encodeChallengeClaims(c *Challenge) []byte {
 	b := make([]byte, 0, 64+len(c.UserID)+len(c.FactorID)+len(c.Method)+len(c.ClientIP))
 	b = binary.AppendVarint(b, c.CreatedAt.UnixNano())
 	b = binary.AppendVarint(b, c.ExpiresAt.UnixNano())
@@ -117,7 +152,7 @@ func encodeChallengeClaims(c *storage.Challenge) []byte {
 
 // decodeChallengeClaims reads what encodeChallengeClaims wrote, strictly: no
 // field out of range and no byte left over.
-func decodeChallengeClaims(b []byte) (*storage.Challenge, error) {
+func decodeChallengeClaims(b []byte) (*Challenge, error) {
 	d := claimsDecoder{b: b}
 	created, expires := d.varint(), d.varint()
 	maxAttempts := d.uvarint()
@@ -135,11 +170,11 @@ func decodeChallengeClaims(b []byte) (*storage.Challenge, error) {
 		(from != nil && *from < 0) {
 		return nil, errBadChallengeID
 	}
-	return &storage.Challenge{
+	return &Challenge{Challenge: storage.Challenge{
 		UserID: userID, FactorID: factorID, Method: method, State: storage.ChallengeOpen,
 		MaxAttempts: int(maxAttempts), ExpiresAt: time.Unix(0, expires).UTC(), ClientIP: clientIP,
-		CreatedAt: time.Unix(0, created).UTC(), Sealed: true, FromStep: from,
-	}, nil
+		CreatedAt: time.Unix(0, created).UTC(),
+	}, FromStep: from, keeper: sealedKeeper{}}, nil
 }
 
 type claimsDecoder struct {
@@ -185,7 +220,7 @@ func (d *claimsDecoder) byte() byte {
 
 func (d *claimsDecoder) str() string {
 	n := d.uvarint()
-	if d.err != nil || n > uint64(len(d.b)) || n > maxChallengeIDLen {
+	if d.err != nil || n > uint64(len(d.b)) || n > MaxIDLen {
 		d.err = errBadChallengeID
 		return ""
 	}

@@ -1,0 +1,61 @@
+package app
+
+import (
+	"fmt"
+
+	"github.com/pquerna/otp"
+
+	"github.com/twofactor/twofactor/providers/admincodes"
+	"github.com/twofactor/twofactor/providers/backupcodes"
+	"github.com/twofactor/twofactor/providers/policy"
+	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/providers/webauthn"
+	"github.com/twofactor/twofactor/server"
+)
+
+// buildFactors builds the factors' providers, registers one server.Factor for
+// each (docs/ARCHITECTURE.md, "How to add a factor": a new factor is one more
+// provider here and one more entry in the NewRegistry call), and the policy
+// that lists them.
+func (a *App) buildFactors(d *server.Deps) error {
+	ring := d.Keys
+	alg, err := totp.ParseAlgorithm(a.cfg.TOTPAlgorithm)
+	if err != nil {
+		return err
+	}
+	tp, err := totp.New(a.store, ring, totp.Config{
+		Issuer: a.cfg.TOTPIssuer, Algorithm: alg, Digits: otp.Digits(a.cfg.TOTPDigits),
+		Period: uint(a.cfg.TOTPPeriod), Skew: uint(a.cfg.TOTPSkew), SkewSet: true,
+	}, nil, nil)
+	if err != nil {
+		return err
+	}
+	// The WebAuthn provider reads the policy, which is built from the registry
+	// that holds the WebAuthn factor: it gets the policy once it exists.
+	polRef := &server.PolicyRef{}
+	wa, err := webauthn.New(a.store, webauthn.Config{
+		RPID: a.cfg.WebAuthnRPID, RPDisplayName: a.cfg.WebAuthnRPName, RPOrigins: splitList(a.cfg.WebAuthnOrigins),
+		UserVerification: a.cfg.WebAuthnUV,
+	}, polRef, nil, nil)
+	if err != nil {
+		return fmt.Errorf("webauthn: %w", err)
+	}
+	d.WebAuthn = wa
+	d.BackupCodes = backupcodes.New(a.store, ring, backupcodes.Options{})
+	d.AdminCodes = admincodes.New(a.store, ring, admincodes.Options{})
+	if d.Factors, err = server.NewRegistry(
+		server.TOTPFactor(tp),
+		server.WebAuthnFactor(wa),
+		server.BackupCodeFactor(d.BackupCodes),
+		server.AdminCodeFactor(d.AdminCodes),
+	); err != nil {
+		return err
+	}
+	d.Policy, err = policy.New(a.store, policy.Options{Methods: d.Factors.PolicyMethods(),
+		AdminGroups: splitList(a.cfg.AdminGroups), CacheTTL: a.cfg.PolicyCacheTTL})
+	if err != nil {
+		return err
+	}
+	polRef.Set(d.Policy)
+	return nil
+}

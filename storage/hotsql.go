@@ -1,0 +1,88 @@
+package storage
+
+import "strings"
+
+// The hand-written SQL of the login path, in one file (see doc.go for when code
+// uses the GORM builder, Raw+Scan, or these). Each statement names its columns
+// from the lists below; hotsql_test.go compares every list, with the columns a
+// statement leaves out on purpose, to the GORM model's columns, so a new column
+// that a statement misses fails a test until it is added or left out by name.
+
+// challengeCols are all of Challenge's columns, in model order.
+var challengeCols = []string{"id", "user_id", "factor_id", "method", "state", "session", "attempts",
+	"max_attempts", "expires_at", "client_ip", "created_at", "updated_at"}
+
+// factorCols are all of Factor's columns, in model order; joinedFactor scans them
+// as f_<column>.
+var factorCols = []string{"id", "user_id", "method", "name", "state", "sealed_secret", "secret_key_id",
+	"credential_id", "data", "last_step", "attempts", "expires_at", "created_at", "updated_at", "last_used_at"}
+
+// sealedStateFactorCols are the factor columns verifying a sealed TOTP challenge
+// reads (scanned by position in LoadSealedChallenge); sealedStateFactorOmitted
+// are those it leaves out: not needed to check a code.
+var (
+	sealedStateFactorCols    = []string{"id", "method", "state", "sealed_secret", "secret_key_id", "data", "last_step"}
+	sealedStateFactorOmitted = []string{"user_id", "name", "credential_id", "attempts", "expires_at", "created_at", "updated_at", "last_used_at"}
+)
+
+// factorHeadsCols are what ListFactorHeads reads (no secret); the rest is omitted.
+var factorHeadsCols = []string{"id", "last_step"}
+
+// failSealedChallengeCols are the columns the first wrong answer to a sealed
+// challenge writes; session is left out (a sealed challenge has none).
+var (
+	failSealedChallengeCols    = []string{"id", "user_id", "factor_id", "method", "state", "attempts", "max_attempts", "expires_at", "client_ip", "created_at", "updated_at"}
+	failSealedChallengeOmitted = []string{"session"}
+)
+
+func prefixed(prefix string, cols []string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = prefix + c
+	}
+	return strings.Join(out, ", ")
+}
+
+func aliased(table, alias string, cols []string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = table + "." + c + " AS " + alias + c
+	}
+	return strings.Join(out, ", ")
+}
+
+// challengeAndFactorSQL reads a challenge and, joined, its user's factor.
+var challengeAndFactorSQL = `SELECT ` + prefixed("c.", challengeCols) + `, ` + aliased("f", "f_", factorCols) + `
+ FROM challenges c LEFT JOIN factors f ON f.id = c.factor_id AND f.user_id = c.user_id
+ WHERE c.id = ?`
+
+// sealedStateSQL reads a sealed challenge's factor and, if wrong answers gave
+// the challenge a row, its state. The one-row subquery keeps a row when neither
+// the factor nor the challenge exists, in SQLite and PostgreSQL alike. Only the
+// columns verification reads are selected, and they are scanned without
+// reflection: this is half of every login's reads.
+var sealedStateSQL = `SELECT ` + prefixed("f.", sealedStateFactorCols) + `, c.state, c.attempts
+ FROM (SELECT 1 AS one) o
+ LEFT JOIN factors f ON f.id = ? AND f.user_id = ?
+ LEFT JOIN challenges c ON c.id = ?`
+
+// factorHeadsSQL: every login begins with this query.
+var factorHeadsSQL = `SELECT ` + prefixed("", factorHeadsCols) + ` FROM factors WHERE user_id = ? AND method = ? AND state = ?
+ ORDER BY created_at, id LIMIT ?`
+
+// advanceLastStepFromSQL moves a factor's last TOTP step on, only from the step
+// the caller saw (nil as -1: steps count from the Unix epoch).
+const advanceLastStepFromSQL = `UPDATE factors SET last_step = ?, last_used_at = ?
+ WHERE id = ? AND state = ? AND COALESCE(last_step, -1) = ?`
+
+// failSealedChallengeSQL counts one wrong answer on a sealed challenge: the
+// first creates its row, later ones update it; the state turns failed at the
+// last allowed attempt.
+var failSealedChallengeSQL = `INSERT INTO challenges
+ (` + prefixed("", failSealedChallengeCols) + `)
+ VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)
+ ON CONFLICT (id) DO UPDATE SET attempts = challenges.attempts + 1,
+  state = CASE WHEN challenges.attempts + 1 >= challenges.max_attempts THEN ? ELSE challenges.state END,
+  updated_at = excluded.updated_at
+ WHERE challenges.state = ? AND challenges.attempts < challenges.max_attempts
+ RETURNING attempts, max_attempts`
