@@ -32,7 +32,7 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 	if d.Blocked {
 		return nil, throttledError(d)
 	}
-	out, err := f.Challenge.Begin(ctx, BeginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext()})
+	out, err := f.Challenge.Begin(ctx, BeginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext(), Locale: req.GetLocale()})
 	if errors.Is(err, ErrNoFactor) {
 		if req.GetFactorId() != "" {
 			return nil, notFound("factor_id", req.GetFactorId())
@@ -64,6 +64,7 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 		ExpiresAt:                  timestamppb.New(ch.ExpiresAt),
 		WebauthnRequestOptionsJson: out.OptionsJSON,
 		MaxAttempts:                uint32(ch.MaxAttempts),
+		OutOfBand:                  out.OutOfBand,
 	}, nil
 }
 
@@ -83,8 +84,14 @@ func (s *challengeService) checkBegin(req *pb.BeginChallengeRequest) (*Factor, e
 			return nil, err
 		}
 	}
+	if len(req.GetLocale()) > maxLocaleLen {
+		return nil, invalid("locale", "is longer than %d bytes", maxLocaleLen)
+	}
 	return f, checkIP("context.ip", req.GetContext().GetIp())
 }
+
+// maxLocaleLen bounds a locale tag.
+const maxLocaleLen = 35
 
 // VerifyChallenge checks an answer: the wire to package challenge and back.
 func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeRequest) (*pb.VerifyChallengeResponse, error) {
@@ -98,7 +105,7 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	}
 	resp := &pb.VerifyChallengeResponse{UserId: ch.UserID, FactorId: ch.FactorID, Method: f.Method}
 	if !s.challenges.Answerable(ch) {
-		return s.expired(ctx, req, ch, resp), nil
+		return s.withDelivery(ctx, f, ch, s.expired(ctx, req, ch, resp)), nil
 	}
 	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP)}
 	d, err := s.checkThrottle(ctx, req.GetContext(), subj, ch.Method)
@@ -129,11 +136,22 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	switch out.Result {
 	case challenge.Accepted:
 		s.recordVerdict(ctx, req, resp, v)
-		return s.accepted(ctx, req, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out), nil
+		return s.withDelivery(ctx, f, ch, s.accepted(ctx, req, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out)), nil
 	case challenge.Rejected:
-		return s.rejected(ctx, req, ch, resp, v, out), nil
+		return s.withDelivery(ctx, f, ch, s.rejected(ctx, req, ch, resp, v, out)), nil
 	}
-	return s.expired(ctx, req, ch, resp), nil
+	return s.withDelivery(ctx, f, ch, s.expired(ctx, req, ch, resp)), nil
+}
+
+// withDelivery adds how the challenge's out-of-band message fared, for a method
+// that sends one (a backend offers another method when it failed).
+func (s *challengeService) withDelivery(ctx context.Context, f *Factor, ch *challenge.Challenge, resp *pb.VerifyChallengeResponse) *pb.VerifyChallengeResponse {
+	if r, ok := f.Challenge.(DeliveryReporter); ok {
+		if d, err := r.DeliveryStatus(ctx, ch); err == nil {
+			resp.Delivery = d
+		}
+	}
+	return resp
 }
 
 // checkVerify validates a VerifyChallenge request and returns its answer.

@@ -281,3 +281,26 @@ func (p *Provider) bindChat(ctx context.Context, f *storage.Factor, dest Destina
 		return p.store.BindPendingFactor(ctx, f.UserID, f.ID, Telegram, keyID, sealed, raw, now)
 	})
 }
+
+// ErrTelegramPending: the Telegram factor waits for its chat to press Start.
+var ErrTelegramPending = errors.New("the Telegram chat has not pressed Start in the bot yet")
+
+// TelegramFactor returns a user's Telegram factor once its chat is bound:
+// ErrTelegramPending while it waits, ErrEnrollmentExpired when it waited too
+// long (the pending factor is removed), ErrNotPending for another factor.
+func (p *Provider) TelegramFactor(ctx context.Context, userID, factorID string) (*storage.Factor, error) {
+	f, err := p.store.GetFactor(ctx, userID, factorID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case f.Method != Telegram:
+		return nil, ErrNotPending
+	case f.State == storage.FactorActive:
+		return f, nil
+	case f.ExpiresAt != nil && !p.now().Before(*f.ExpiresAt):
+		_ = p.store.DeleteFactor(ctx, userID, factorID)
+		return nil, ErrEnrollmentExpired
+	}
+	return nil, ErrTelegramPending
+}

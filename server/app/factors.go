@@ -43,12 +43,16 @@ func (a *App) buildFactors(d *server.Deps) error {
 	d.WebAuthn = wa
 	d.BackupCodes = backupcodes.New(a.store, ring, backupcodes.Options{})
 	d.AdminCodes = admincodes.New(a.store, ring, admincodes.Options{})
-	if d.Factors, err = server.NewRegistry(
+	codes, err := a.otpCodeFactors(d)
+	if err != nil {
+		return fmt.Errorf("otpcode: %w", err)
+	}
+	if d.Factors, err = server.NewRegistry(append([]server.Factor{
 		server.TOTPFactor(tp),
 		server.WebAuthnFactor(wa),
 		server.BackupCodeFactor(d.BackupCodes),
 		server.AdminCodeFactor(d.AdminCodes),
-	); err != nil {
+	}, codes...)...); err != nil {
 		return err
 	}
 	d.Policy, err = policy.New(a.store, policy.Options{Methods: d.Factors.PolicyMethods(),
