@@ -75,7 +75,9 @@ type sendDelivery struct {
 	send *otpcode.Send
 }
 
-func (d sendDelivery) Deliver(ctx context.Context, _ Begun) error { return d.out.SendOutOfBand(ctx, d.send) }
+func (d sendDelivery) Deliver(ctx context.Context, _ Begun) error {
+	return d.out.SendOutOfBand(ctx, d.send)
+}
 
 // Begin draws the challenge's code; the code's own row (its keyed hash, its
 // sealed form, its counts) is named by the challenge's Session.
