@@ -88,6 +88,8 @@ type cluster struct {
 	throttle throttle.Config
 	// factors are test-only factors every replica registers after the built-in ones.
 	factors []server.Factor
+	// factorFns build more factors per replica, on the replica's own store.
+	factorFns []func(st *storage.Store) []server.Factor
 	// replicas are the ones start made (flushAudit flushes each).
 	replicas []*replica
 }
@@ -169,8 +171,12 @@ func (c *cluster) start() *replica {
 	}
 	bcodes := backupcodes.New(st, c.ring, backupcodes.Options{Clock: c.clock.Now})
 	acodes := admincodes.New(st, c.ring, admincodes.Options{Clock: c.clock.Now})
+	extra := c.factors
+	for _, fn := range c.factorFns {
+		extra = append(extra, fn(st)...)
+	}
 	factors, err := server.NewRegistry(append([]server.Factor{server.TOTPFactor(tp), server.WebAuthnFactor(wa),
-		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes)}, c.factors...)...)
+		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes)}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
