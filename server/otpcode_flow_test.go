@@ -185,7 +185,7 @@ func TestOTPCodeResendCooldownAndCaps(t *testing.T) {
 	c, out, _ := otpCluster(t, otpcode.Config{UserDailyCap: 5, DestinationDailyCap: 100, MaxResends: 2})
 	r := c.start()
 	enrollOTP(t, c, r, out, "alice", pb.Method_METHOD_SMS, "+4915123456712") // send 1 of 5
-	bc := beginOTP(t, c, r, "alice", pb.Method_METHOD_SMS)                    // 2
+	bc := beginOTP(t, c, r, "alice", pb.Method_METHOD_SMS)                   // 2
 	first := out.last(t)
 	resend := func() (*pb.ResendChallengeResponse, error) {
 		return r.challenges().ResendChallenge(c.as("login"), &pb.ResendChallengeRequest{ChallengeId: bc.GetChallengeId(), Locale: "de"})
