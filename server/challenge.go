@@ -22,7 +22,7 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 	if err != nil {
 		return nil, err
 	}
-	if err := s.requireAllowed(ctx, f.Name); err != nil {
+	if err := s.requireAllowedFor(ctx, req.GetUserId(), f.Name); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	d, err := s.checkThrottle(ctx, req.GetContext(), throttle.Subjects{UserID: req.GetUserId(), IP: req.GetContext().GetIp()}, f.Name)

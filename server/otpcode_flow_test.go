@@ -318,3 +318,36 @@ func TestOTPCodeTelegramAndDeliveryStatus(t *testing.T) {
 		t.Fatalf("verify shows delivery %+v", v.GetDelivery())
 	}
 }
+
+// The policy forbids SMS and email codes to admins; other users keep them.
+func TestOTPCodePolicyPerGroup(t *testing.T) {
+	c, out, _ := otpCluster(t, otpcode.Config{})
+	r := c.start()
+	directory(t, c, r)
+	for _, u := range []string{"erin", "alice"} { // erin is an admin, alice is not
+		enrollOTP(t, c, r, out, u, pb.Method_METHOD_SMS, "+4915123456712")
+	}
+	rules := []*pb.GroupMethodRule{{Group: "admin", ForbiddenMethods: []pb.Method{pb.Method_METHOD_SMS, pb.Method_METHOD_EMAIL}}}
+	set, err := r.admin().SetPolicy(c.as("admin"), &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{GroupRules: rules}})
+	if err != nil || len(set.GetPolicy().GetGroupRules()) != 1 || len(set.GetPolicy().GetGroupRules()[0].GetForbiddenMethods()) != 2 {
+		t.Fatalf("set policy: %+v %v", set, err)
+	}
+	_, err = r.challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{UserId: "erin", Method: pb.Method_METHOD_SMS})
+	if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "method:") {
+		t.Fatalf("SMS for an admin: %v", err)
+	}
+	_, err = r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "erin", Method: pb.Method_METHOD_EMAIL,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "erin@example.com"}}})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("email enrollment for an admin: %v", err)
+	}
+	if req, _ := r.challenges().GetLoginRequirements(c.as("login"), &pb.GetLoginRequirementsRequest{UserId: "erin"}); len(req.GetAvailableMethods()) != 0 {
+		t.Fatalf("admin's available methods %v", req.GetAvailableMethods())
+	}
+	beginOTP(t, c, r, "alice", pb.Method_METHOD_SMS)
+	bad := []*pb.GroupMethodRule{{Group: "admin", ForbiddenMethods: []pb.Method{pb.Method(99)}}}
+	if _, err := r.admin().SetPolicy(c.as("admin"), &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{GroupRules: bad}}); status.Code(err) != codes.InvalidArgument ||
+		!strings.HasPrefix(status.Convert(err).Message(), "policy.group_rules[0].forbidden_methods[0]") {
+		t.Fatalf("unknown method in a rule: %v", err)
+	}
+}

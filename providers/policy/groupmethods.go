@@ -68,3 +68,36 @@ func ForbiddenByGroups(rules []GroupMethodRule, groups []string) []string {
 func AllowedForGroups(rules []GroupMethodRule, groups []string, method string) bool {
 	return !slices.Contains(ForbiddenByGroups(rules, groups), method)
 }
+
+// storedGroupRule is a rule's JSON form in the policy row.
+type storedGroupRule struct {
+	Group     string   `json:"group"`
+	Forbidden []string `json:"forbidden"`
+}
+
+func encodeGroupRules(rules []GroupMethodRule) []storedGroupRule {
+	var out []storedGroupRule
+	for _, r := range rules {
+		out = append(out, storedGroupRule{Group: r.Group, Forbidden: r.Forbidden})
+	}
+	return out
+}
+
+func decodeGroupRules(rules []storedGroupRule) []GroupMethodRule {
+	var out []GroupMethodRule
+	for _, r := range rules {
+		out = append(out, GroupMethodRule{Group: r.Group, Forbidden: r.Forbidden})
+	}
+	return out
+}
+
+func cloneGroupRules(rules []GroupMethodRule) []GroupMethodRule {
+	if rules == nil {
+		return nil
+	}
+	out := make([]GroupMethodRule, len(rules))
+	for i, r := range rules {
+		out[i] = GroupMethodRule{Group: r.Group, Forbidden: slices.Clone(r.Forbidden)}
+	}
+	return out
+}

@@ -92,6 +92,8 @@ type Policy struct {
 	PasskeyCompleteLogin bool
 	// WebAuthnRequireUserVerification: WebAuthn logins must verify the user.
 	WebAuthnRequireUserVerification bool
+	// GroupRules forbid methods to the members of groups (groupmethods.go).
+	GroupRules []GroupMethodRule
 }
 
 // Validate checks p against the methods ms; errors wrap ErrInvalid and name the field.
@@ -116,6 +118,9 @@ func (p Policy) Validate(ms Methods) error {
 				return fmt.Errorf("%w: %s: group names must be 1 to 255 bytes", ErrInvalid, field)
 			}
 		}
+	}
+	if err := ValidateGroupMethodRules(p.GroupRules, func(m string) bool { _, ok := ms.find(m); return ok }); err != nil {
+		return err
 	}
 	if p.GracePeriod < 0 || p.GracePeriod > MaxGracePeriod {
 		return fmt.Errorf("%w: grace_period: %v is not within 0..%v", ErrInvalid, p.GracePeriod, MaxGracePeriod)
@@ -153,13 +158,14 @@ func (p Policy) Allows(ms Methods, method string) bool {
 
 // stored is the JSON form in the policy row.
 type stored struct {
-	AllowedMethods                  []string `json:"allowed_methods,omitempty"`
-	Enforced                        bool     `json:"enforced"`
-	EnforcedGroups                  []string `json:"enforced_groups,omitempty"`
-	ExcludedGroups                  []string `json:"excluded_groups,omitempty"`
-	GracePeriod                     string   `json:"grace_period,omitempty"`
-	PasskeyCompleteLogin            bool     `json:"passkey_complete_login"`
-	WebAuthnRequireUserVerification bool     `json:"webauthn_require_user_verification"`
+	AllowedMethods                  []string          `json:"allowed_methods,omitempty"`
+	Enforced                        bool              `json:"enforced"`
+	EnforcedGroups                  []string          `json:"enforced_groups,omitempty"`
+	ExcludedGroups                  []string          `json:"excluded_groups,omitempty"`
+	GracePeriod                     string            `json:"grace_period,omitempty"`
+	PasskeyCompleteLogin            bool              `json:"passkey_complete_login"`
+	WebAuthnRequireUserVerification bool              `json:"webauthn_require_user_verification"`
+	GroupRules                      []storedGroupRule `json:"group_rules,omitempty"`
 }
 
 func encode(p Policy) ([]byte, error) {
@@ -171,6 +177,7 @@ func encode(p Policy) ([]byte, error) {
 	if p.GracePeriod > 0 {
 		s.GracePeriod = p.GracePeriod.String()
 	}
+	s.GroupRules = encodeGroupRules(p.GroupRules)
 	return json.Marshal(s)
 }
 
@@ -191,6 +198,7 @@ func decode(data []byte) (Policy, error) {
 		}
 		p.GracePeriod = d
 	}
+	p.GroupRules = decodeGroupRules(s.GroupRules)
 	return p, nil
 }
 
@@ -271,6 +279,23 @@ func (p *Provider) Allows(ctx context.Context, method string) (bool, error) {
 	return pol.Allows(p.methods, method), nil
 }
 
+// AllowsFor tells whether the policy allows method to userID: allowed at all,
+// and forbidden to none of the user's groups.
+func (p *Provider) AllowsFor(ctx context.Context, userID, method string) (bool, error) {
+	pol, err := p.Get(ctx)
+	if err != nil || !pol.Allows(p.methods, method) {
+		return false, err
+	}
+	if len(pol.GroupRules) == 0 || userID == "" {
+		return true, nil
+	}
+	groups, err := p.store.ListUserGroups(ctx, userID)
+	if err != nil {
+		return false, fmt.Errorf("policy: groups: %w", err)
+	}
+	return AllowedForGroups(pol.GroupRules, groups, method), nil
+}
+
 // Get returns the policy in force.
 func (p *Provider) Get(ctx context.Context) (Policy, error) {
 	var gen uint64
@@ -318,6 +343,7 @@ func (pol Policy) clone() Policy {
 	pol.AllowedMethods = slices.Clone(pol.AllowedMethods)
 	pol.EnforcedGroups = slices.Clone(pol.EnforcedGroups)
 	pol.ExcludedGroups = slices.Clone(pol.ExcludedGroups)
+	pol.GroupRules = cloneGroupRules(pol.GroupRules)
 	return pol
 }
 
@@ -384,7 +410,8 @@ func (p *Provider) Requirements(ctx context.Context, userID string, enrolledMeth
 	if err != nil {
 		return Requirements{}, fmt.Errorf("policy: groups: %w", err)
 	}
-	r := Requirements{Allowed: pol.Allowed(p.methods)}
+	forbidden := ForbiddenByGroups(pol.GroupRules, groups)
+	r := Requirements{Allowed: slices.DeleteFunc(pol.Allowed(p.methods), func(m string) bool { return slices.Contains(forbidden, m) })}
 	r.Enforced = (pol.Enforced || intersects(groups, pol.EnforcedGroups)) && !intersects(groups, pol.ExcludedGroups)
 	for _, m := range r.Allowed {
 		if slices.Contains(enrolledMethods, m) {
