@@ -20,7 +20,7 @@ func init() {
 		run:   totpEnroll,
 	})
 	register("login", command{
-		usage: "login <user> [-method totp|backup_code|admin_code]",
+		usage: "login <user> [-method totp|backup_code|admin_code|email|sms|signal|telegram]",
 		help:  "run a second-factor login interactively",
 		run:   login,
 	})
@@ -73,23 +73,32 @@ func totpEnroll(e *env, args []string) error {
 
 func login(e *env, args []string) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
-	method := fs.String("method", "totp", "totp, backup_code or admin_code")
+	method := fs.String("method", "totp", "totp, backup_code, admin_code, email, sms, signal or telegram")
 	user, err := userThenFlags(fs, args, "login <user> [-method M]")
 	if err != nil {
 		return err
 	}
 	m, ok := pb.Method_value["METHOD_"+strings.ToUpper(*method)]
 	if !ok {
-		return fmt.Errorf("-method %q: want totp, backup_code or admin_code", *method)
+		return fmt.Errorf("-method %q: want totp, backup_code, admin_code, email, sms, signal or telegram", *method)
 	}
 	ch, err := e.c.Begin(e.ctx, user, pb.Method(m), &pb.ClientContext{Client: "authctl"})
 	if err != nil {
 		return err
 	}
+	q := "Code: "
+	if oob := ch.GetOutOfBand(); oob != nil {
+		fmt.Fprintf(e.out, "A %d-digit code was sent to %s.\n", oob.GetCodeDigits(), oob.GetMaskedDestination())
+		q = "Code (or \"resend\"): "
+	}
 	for {
-		code, err := e.prompt("Code: ")
+		code, err := e.prompt(q)
 		if err != nil {
 			return err
+		}
+		if ch.GetOutOfBand() != nil && strings.TrimSpace(code) == "resend" {
+			resendChallenge(e, ch.GetChallengeId())
+			continue
 		}
 		r, err := e.c.VerifyCode(e.ctx, ch.GetChallengeId(), code, &pb.ClientContext{Client: "authctl"})
 		if err != nil {
@@ -102,6 +111,9 @@ func login(e *env, args []string) error {
 			return nil
 		case pb.VerifyResult_VERIFY_RESULT_REJECTED:
 			fmt.Fprintf(e.out, "Rejected (%s); %d attempts left.\n", reason(r.GetReason()), r.GetRemainingAttempts())
+			if r.GetDelivery().GetState() == pb.DeliveryState_DELIVERY_STATE_FAILED {
+				fmt.Fprintf(e.out, "The code could not be delivered (%s): try another method.\n", r.GetDelivery().GetReason())
+			}
 		case pb.VerifyResult_VERIFY_RESULT_THROTTLED:
 			return fmt.Errorf("throttled: try again in %s", r.GetRetryAfter().AsDuration())
 		default:
