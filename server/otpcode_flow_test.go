@@ -351,3 +351,55 @@ func TestOTPCodePolicyPerGroup(t *testing.T) {
 		t.Fatalf("unknown method in a rule: %v", err)
 	}
 }
+
+// A new destination replaces the old one once proved; the enrollment's code
+// can be resent, after its cooldown.
+func TestOTPCodeReplaceAndEnrollmentResend(t *testing.T) {
+	c, out, _ := otpCluster(t, otpcode.Config{})
+	r := c.start()
+	ctx := c.as("selfservice")
+	old := enrollOTP(t, c, r, out, "alice", pb.Method_METHOD_EMAIL, "alice@example.com")
+	b, err := r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "bob@example.org", ReplacesFactorId: old}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := out.last(t).Code
+	resend := func() (*pb.ResendEnrollmentCodeResponse, error) {
+		return r.enrollment().ResendEnrollmentCode(ctx, &pb.ResendEnrollmentCodeRequest{UserId: "alice", FactorId: b.GetFactorId()})
+	}
+	if _, err := resend(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("resend during the cooldown: %v", err)
+	}
+	c.clock.Add(otpcode.DefaultResendCooldown)
+	if res, err := resend(); err != nil || res.GetDelivery().GetSends() != 2 || out.last(t).Code != code {
+		t.Fatalf("resend: %+v %v", res, err)
+	}
+	if _, err := r.enrollment().ResendEnrollmentCode(ctx, &pb.ResendEnrollmentCodeRequest{UserId: "alice", FactorId: old}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("resend of an active factor: %v", err)
+	}
+	if _, err := r.enrollment().FinishEnrollment(ctx, &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(),
+		Proof: &pb.FinishEnrollmentRequest_Code{Code: code}}); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := r.enrollment().ListFactors(ctx, &pb.ListFactorsRequest{UserId: "alice"})
+	if len(list.GetFactors()) != 1 || list.GetFactors()[0].GetId() != b.GetFactorId() {
+		t.Fatalf("factors after the replacement %v", list.GetFactors())
+	}
+	if n := out.last(t); n.Kind != otpcode.KindNotice || n.Destination != "alice@example.com" || !strings.Contains(n.Text, "b•••@example.org") {
+		t.Fatalf("notice %v", n)
+	}
+	bc := beginOTP(t, c, r, "alice", pb.Method_METHOD_EMAIL)
+	if bc.GetOutOfBand().GetMaskedDestination() != "b•••@example.org" {
+		t.Fatalf("login goes to %q", bc.GetOutOfBand().GetMaskedDestination())
+	}
+	for _, bad := range []*pb.BeginEnrollmentRequest{
+		{UserId: "alice", Method: pb.Method_METHOD_SMS},
+		{UserId: "alice", Method: pb.Method_METHOD_SMS, Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "+49 30 12345678"}}},
+		{UserId: "alice", Method: pb.Method_METHOD_EMAIL, Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "x@y.z", ReplacesFactorId: "nope"}}},
+	} {
+		if _, err := r.enrollment().BeginEnrollment(ctx, bad); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("enrollment %v: %v", bad, err)
+		}
+	}
+}
