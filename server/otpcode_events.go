@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/providers/otpcode"
@@ -80,5 +81,18 @@ func (h OTPCodeEvents) Status(ctx context.Context, s notify.GatewayStatus) error
 		return nil
 	}
 	_, err := h.Provider.RecordDelivery(ctx, s.ChallengeID, otpcode.Delivery{State: state, Reason: s.Error, At: s.Time})
+	return err
+}
+
+// sweepOTPCodes deletes sent codes and link tokens an hour past their expiry,
+// and the daily send counters of days before yesterday.
+func (s *Server) sweepOTPCodes(ctx context.Context, now time.Time) error {
+	if _, err := s.store.DeleteOTPCodesBefore(ctx, now.Add(-time.Hour)); err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteOTPLinkTokensBefore(ctx, now.Add(-time.Hour)); err != nil {
+		return err
+	}
+	_, err := s.store.DeleteOTPSendCountersBefore(ctx, now.Add(-24*time.Hour))
 	return err
 }

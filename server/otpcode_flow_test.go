@@ -403,3 +403,30 @@ func TestOTPCodeReplaceAndEnrollmentResend(t *testing.T) {
 		}
 	}
 }
+
+// Sweep removes sent codes, link tokens and old send counters.
+func TestOTPCodeSweep(t *testing.T) {
+	c, out, _ := otpCluster(t, otpcode.Config{})
+	r := c.start()
+	enrollOTP(t, c, r, out, "alice", pb.Method_METHOD_EMAIL, "alice@example.com")
+	beginOTP(t, c, r, "alice", pb.Method_METHOD_EMAIL)
+	if _, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM}); err != nil {
+		t.Fatal(err)
+	}
+	db := storagetest.OpenURL(t, c.url).DB(context.Background())
+	count := func(table string) int64 {
+		var n int64
+		db.Table(table).Count(&n)
+		return n
+	}
+	if count("otp_codes") != 2 || count("otp_link_tokens") != 1 || count("otp_send_counters") != 2 {
+		t.Fatalf("before the sweep: %d codes, %d tokens, %d counters", count("otp_codes"), count("otp_link_tokens"), count("otp_send_counters"))
+	}
+	c.clock.Add(49 * time.Hour)
+	if err := r.srv.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if count("otp_codes") != 0 || count("otp_link_tokens") != 0 || count("otp_send_counters") != 0 {
+		t.Fatalf("after the sweep: %d codes, %d tokens, %d counters", count("otp_codes"), count("otp_link_tokens"), count("otp_send_counters"))
+	}
+}
