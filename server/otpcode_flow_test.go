@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -177,6 +178,17 @@ func TestOTPCodeEnrollAndLogin(t *testing.T) {
 			}
 			st := storagetest.OpenURL(t, c.url)
 			storagetest.AssertNotStored(t, st, sent.Code, sent.Destination, strings.TrimPrefix(sent.Destination, "+"))
+			c.flushAudit()
+			logs := c.logs.String()
+			for _, secret := range []string{sent.Code, code, strings.TrimPrefix(sent.Destination, "+")} {
+				// Digits within a longer number (a duration in ns) are not the code.
+				if regexp.MustCompile(`(^|[^0-9])` + secret + `($|[^0-9])`).MatchString(logs) {
+					t.Errorf("a log line holds a code or the number")
+				}
+			}
+			if strings.Contains(logs, sent.Destination) {
+				t.Error("a log line holds the destination")
+			}
 		})
 	}
 }

@@ -127,12 +127,12 @@ func checkDomain(d string) error {
 	}
 	for _, l := range labels {
 		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return fmt.Errorf("%w: email domain label %q", ErrDestination, l)
+			return fmt.Errorf("%w: email domain has an empty, overlong or hyphen-edged label", ErrDestination)
 		}
 		for i := 0; i < len(l); i++ {
 			c := l[i]
 			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return fmt.Errorf("%w: email domain label %q (use the xn-- form of international names)", ErrDestination, l)
+				return fmt.Errorf("%w: email domain has characters other than a-z, 0-9 and - (use the xn-- form of international names)", ErrDestination)
 			}
 		}
 	}
