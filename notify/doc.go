@@ -12,17 +12,19 @@
 //	p.gateway.send.<email|sms|telegram|signal>  P_GATEWAY        work queue, max age = code lifetime
 //	p.push.request                       P_PUSH                  work queue, max age = challenge lifetime
 //	p.gateway.status                     P_GATEWAY_STATUS        limits
+//	p.gateway.telegram.bound             P_BINDINGS              work queue, max age = link token lifetime
 //	p.audit.<event>                      P_AUDIT                 limits (days)
 //	p.deadletter.<original subject without p.>  P_DEADLETTER     limits
 //	p.push.response.<challengeID>        core NATS (wakes a VerifyChallenge long-poll)
 //	p.apppassword.revoked                core NATS (cache invalidation broadcast)
 //	(key-value bucket) P_DELIVERED       ids delivered by workers, TTL
 //
-// # Event schema (JSON, version 1)
+// # Event schema (JSON)
 //
-// Every payload has "v", the schema version. Decoders accept versions up to
-// SchemaVersion and refuse later ones; unknown fields are ignored, so adding an optional
-// field is compatible and does not bump the version. Times are RFC 3339 in UTC.
+// Every payload has "v", its schema version. Decoders accept versions up to the one they
+// know (SchemaVersion, 1, for most payloads; GatewaySendVersion, 2, for gateway sends)
+// and refuse later ones; unknown fields are ignored, so adding an optional field is
+// compatible and does not bump the version. Times are RFC 3339 in UTC.
 //
 // AuditEvent, on p.audit.<event>, message id = id:
 //
@@ -41,11 +43,24 @@
 //	request_id   string            request id for correlation with logs
 //	details      map string→string event-specific extras (never secrets)
 //
-// GatewaySend, on p.gateway.send.<channel>, message id = challenge_id:
+// GatewaySend, on p.gateway.send.<channel>, message id = challenge_id (the challenge id,
+// or "<id>_<seq>" for a resend of the same code), version 2:
 //
-//	v int; challenge_id string; channel string (email|sms|telegram|signal);
-//	user_id string; destination string (address, number or chat id); code string (the
-//	one-time code); expires_at time
+//	v int (2); challenge_id string; channel string (email|sms|telegram|signal);
+//	user_id string; expires_at time; key_id string (delivery key id);
+//	sealed base64 (AES-256-GCM nonce‖ciphertext‖tag of the JSON secret part
+//	{"d": destination, "c": code, "s": subject, "t": text, "l": locale}, associated data
+//	"twofactor/gateway-send/v2" NUL channel NUL challenge_id NUL user_id NUL
+//	expires_at in Unix nanoseconds)
+//
+// Version 1 carried destination and code in clear; it is still decoded, never written,
+// and notifyd refuses it. A notice without a code has "c" empty and "t" set.
+//
+// TelegramBinding, on p.gateway.telegram.bound, message id = "tgbind-<update_id>":
+//
+//	v int (1); update_id int; time time; key_id string; sealed base64 (the JSON
+//	{"token", "chat_id"} under the delivery key, associated data
+//	"twofactor/telegram-bound/v1" NUL message id)
 //
 // PushRequest, on p.push.request, message id = challenge_id:
 //
@@ -55,8 +70,20 @@
 //
 // GatewayStatus, on p.gateway.status, message id = id:
 //
-//	v int; id string; time time; challenge_id string; channel string; subject string
-//	(original subject); state string (delivered|failed); attempts int; error string
+//	v int; id string; time time; challenge_id string (the gateway send's message id);
+//	channel string; subject string (original subject); state string (delivered|failed;
+//	authd itself records queued when it has published); reason string (for failed:
+//	expired, rejected, provider_auth, captcha_required, undecodable, not_configured,
+//	max_deliveries); attempts int; error string (no code, destination or credential)
+//
+// # Delivery key
+//
+// authd and notifyd share a delivery key file (default <data-dir>/delivery.key, mode
+// 0600, {"current": id, "keys": {id: base64 of 32 bytes}}), created by authd on first
+// start in embedded mode and by `authd init` (EnsureDeliveryKeyFile). Rotation
+// (RotateDeliveryKeyFile) adds a key and makes it current; older keys still open. Roll it
+// out to every notifyd before authd, and drop an old key after the gateway stream's max
+// age.
 //
 // # Security properties
 //
@@ -65,11 +92,16 @@
 //     attacker-controlled text such as a user agent cannot forge fields or lines (ASVS
 //     V7.3.1). They are kept for AuditMaxAge in a limits stream and tailed through durable
 //     consumers, so a consumer that was offline receives what it missed.
-//   - A GatewaySend carries a one-time code. It lives only in a work-queue stream whose
-//     max age equals the code lifetime (ASVS V2.7.2; NIST SP 800-63B §5.1.3: out-of-band
-//     secrets are short-lived and used once) and is removed when acknowledged. Dead letters,
-//     kept longer, have the code replaced by "[redacted]". Decode errors never quote a
-//     payload. Run NATS with TLS and authentication when it leaves the host.
+//   - A GatewaySend carries a one-time code and a destination, sealed with AES-256-GCM
+//     under the delivery key and bound to its channel, challenge, user and expiry, so
+//     NATS servers and JetStream's files hold no usable code or destination (ASVS
+//     V6.2.1, V8.3.4); a blob moved into another message does not open. It lives only in
+//     a work-queue stream whose max age equals the code lifetime (ASVS V2.7.2; NIST SP
+//     800-63B §5.1.3: out-of-band secrets are short-lived and used once) and is removed
+//     when acknowledged. Dead letters, kept longer, have the sealed part (and any clear
+//     code or destination) replaced by "[redacted]". Decode errors never quote a
+//     payload. Telegram binding tokens and chat ids are sealed the same way. Run NATS
+//     with TLS and authentication when it leaves the host.
 //   - Publishing uses the challenge id (or event id) as the JetStream message id, so a
 //     retried publish within the duplicate window is stored once. Workers acknowledge only
 //     after delivery and remember delivered ids in a key-value bucket, so a redelivery after

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -23,12 +24,20 @@ type EmbeddedConfig struct {
 	ServerName string
 	// ReadyTimeout bounds the wait for the server to accept connections; default 10s.
 	ReadyTimeout time.Duration
+	// Token is the secret every client must present (see EnsureTokenFile); required
+	// when Listen is set, so that no anonymous client reaches the streams. Connect
+	// presents it in-process.
+	Token string
+	// TLS, when set, serves the TCP listener over TLS only (required by authd off
+	// loopback). In-process connections need none.
+	TLS *tls.Config
 }
 
 // Embedded is a running in-process NATS server.
 type Embedded struct {
 	srv    *server.Server
 	listen bool
+	token  string
 }
 
 // StartEmbedded starts a NATS server with JetStream inside this process.
@@ -50,6 +59,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		Port:       server.RANDOM_PORT,
 		Host:       "127.0.0.1",
 		DontListen: cfg.Listen == "",
+	}
+	if err := embeddedAuth(cfg, opts); err != nil {
+		return nil, err
 	}
 	if cfg.Listen != "" {
 		host, portStr, err := net.SplitHostPort(cfg.Listen)
@@ -78,15 +90,37 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("notify: embedded NATS: not ready after %v (store %q, listen %q)", wait, cfg.StoreDir, cfg.Listen)
 	}
-	return &Embedded{srv: srv, listen: cfg.Listen != ""}, nil
+	return &Embedded{srv: srv, listen: cfg.Listen != "", token: cfg.Token}, nil
+}
+
+// embeddedAuth sets the token and TLS of opts (issue 16, finding 5).
+func embeddedAuth(cfg EmbeddedConfig, opts *server.Options) error {
+	if cfg.Listen != "" && cfg.Token == "" {
+		return errors.New("notify: embedded NATS: a TCP listener needs a Token (no anonymous clients)")
+	}
+	if cfg.Token != "" {
+		if len(cfg.Token) < 32 {
+			return errors.New("notify: embedded NATS: Token must be at least 32 characters")
+		}
+		opts.Authorization = cfg.Token
+	}
+	if cfg.TLS != nil {
+		opts.TLSConfig = cfg.TLS.Clone()
+		opts.TLS = true
+		opts.TLSTimeout = 2
+	}
+	return nil
 }
 
 // Connect opens an in-process client connection (no TCP). Options are applied after the
 // defaults Connect uses for external servers.
 func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	all := append(defaultOptions(), nats.InProcessServer(e.srv))
+	if e.token != "" {
+		all = append(all, nats.Token(e.token))
+	}
 	all = append(all, opts...)
-	nc, err := nats.Connect(e.srv.ClientURL(), all...)
+	nc, err := nats.Connect("", all...) // in-process: no URL (a TLS listener's tls:// would ask for TLS)
 	if err != nil {
 		return nil, fmt.Errorf("notify: connect to embedded NATS: %w", err)
 	}

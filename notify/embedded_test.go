@@ -38,7 +38,7 @@ func TestEmbeddedNoListener(t *testing.T) {
 }
 
 func TestEmbeddedListener(t *testing.T) {
-	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "tcp"})
+	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", ServerName: "tcp", Token: testToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestEmbeddedListener(t *testing.T) {
 	if u == "" || strings.HasSuffix(u, ":4222") || strings.HasSuffix(u, ":-1") {
 		t.Fatalf("ClientURL() = %q, want a free port", u)
 	}
-	nc, err := notify.Connect(u)
+	nc, err := notify.Connect(u, nats.Token(testToken))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,9 @@ func TestStartEmbeddedRejects(t *testing.T) {
 		{StoreDir: ""},
 		{StoreDir: t.TempDir(), Listen: "nohostport"},
 		{StoreDir: t.TempDir(), Listen: "127.0.0.1:http"},
-		{StoreDir: t.TempDir(), Listen: "127.0.0.1:70000"},
+		{StoreDir: t.TempDir(), Listen: "127.0.0.1:70000", Token: testToken},
+		{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"},                 // anonymous listener
+		{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: "short"}, // guessable token
 	} {
 		if emb, err := notify.StartEmbedded(cfg); err == nil {
 			emb.Shutdown()
@@ -82,7 +84,7 @@ func TestEmbeddedListenTaken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: t.TempDir(), Listen: l.Addr().String(), ReadyTimeout: 300 * time.Millisecond})
+	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: t.TempDir(), Listen: l.Addr().String(), Token: testToken, ReadyTimeout: 300 * time.Millisecond})
 	if err == nil {
 		emb.Shutdown()
 		t.Fatalf("started on a port that is taken")

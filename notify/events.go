@@ -2,8 +2,11 @@ package notify
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // SchemaVersion is the version written in the "v" field of every payload. Decoders accept
@@ -67,16 +70,74 @@ type AuditEvent struct {
 	Details   map[string]string `json:"details,omitempty"`
 }
 
-// GatewaySend asks notifyd to deliver a one-time code over a channel. It is the only payload
-// carrying a secret (Code); see the package documentation for how it is contained.
+// GatewaySendVersion is the version of GatewaySend payloads. Version 2 carries the
+// secret part (destination, code, message text) sealed under the DeliveryKey; version 1
+// carried destination and code in clear and is still decoded, never written.
+const GatewaySendVersion = 2
+
+// Bounds of a GatewaySend's fields, checked when it is sealed and when it is opened.
+const (
+	MaxDestinationLen = 512     // e-mail address, E.164 number, chat id, webhook target
+	MaxCodeLen        = 32      // the one-time code (6 to 10 digits in practice)
+	MaxSubjectLen     = 512     // e-mail subject
+	MaxTextLen        = 8 << 10 // rendered message body
+	MaxLocaleLen      = 35      // BCP 47 tag
+	MaxUserIDLen      = 256
+
+	maxSealed = 64 << 10 // the sealed JSON of the fields above, escaping included
+)
+
+// GatewaySend asks notifyd to deliver a one-time code (or a notice without one: Code
+// empty, Text set) over a channel. Destination, Code, Subject, Text and Locale are its
+// secret part: PublishGatewaySend seals them under the DeliveryKey, and
+// DeliveryKey.OpenGatewaySend restores them on the worker's side. It is never marshalled
+// as is (it has no JSON form of its own).
+//
+// ChallengeID is the id the message is published under (its JetStream message id, and
+// the challenge_id of its GatewayStatus events): the challenge id for a first send, a
+// distinct id for a resend of the same code (otpcode.Send.MessageID(): "<id>_<seq>"), so
+// that neither JetStream's de-duplication nor the workers' delivered ids drop it.
 type GatewaySend struct {
+	V           int
+	ChallengeID string
+	Channel     string
+	UserID      string
+	ExpiresAt   time.Time
+
+	// The secret part.
+	Destination string // address, E.164 number or chat id
+	Code        string // the one-time code
+	Subject     string // e-mail subject, rendered by authd (optional)
+	Text        string // message body, rendered by authd from its templates (optional)
+	Locale      string // the user's locale, if the backend gave one (optional)
+
+	// KeyID and Sealed are set by DecodeGatewaySend on a version-2 payload; the secret
+	// part is empty until DeliveryKey.OpenGatewaySend.
+	KeyID  string
+	Sealed []byte
+}
+
+// gatewaySendWire is the JSON form of a GatewaySend.
+type gatewaySendWire struct {
 	V           int       `json:"v"`
 	ChallengeID string    `json:"challenge_id"`
 	Channel     string    `json:"channel"`
-	UserID      string    `json:"user_id"`
-	Destination string    `json:"destination"`
-	Code        string    `json:"code"`
+	UserID      string    `json:"user_id,omitempty"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	KeyID       string    `json:"key_id,omitempty"`
+	Sealed      []byte    `json:"sealed,omitempty"`
+	// Version 1 only: read, never written.
+	Destination string `json:"destination,omitempty"`
+	Code        string `json:"code,omitempty"`
+}
+
+// gatewaySecret is the sealed part of a GatewaySend.
+type gatewaySecret struct {
+	Destination string `json:"d"`
+	Code        string `json:"c"`
+	Subject     string `json:"s,omitempty"`
+	Text        string `json:"t,omitempty"`
+	Locale      string `json:"l,omitempty"`
 }
 
 // PushRequest asks notifyd to send a push login request to an enrolled device.
@@ -93,15 +154,30 @@ type PushRequest struct {
 	UserAgent   string    `json:"user_agent,omitempty"`
 }
 
-// Delivery states in GatewayStatus.State.
+// Delivery states in GatewayStatus.State. authd records StatusQueued on the challenge
+// when PublishGatewaySend returns; notifyd publishes StatusDelivered (once the provider
+// accepted the message) or StatusFailed.
 const (
+	StatusQueued    = "queued"
 	StatusDelivered = "delivered"
 	StatusFailed    = "failed"
 )
 
+// Reasons in GatewayStatus.Reason for a StatusFailed.
+const (
+	ReasonExpired         = "expired"          // the code expired before it could be sent
+	ReasonMaxDeliveries   = "max_deliveries"   // every attempt failed
+	ReasonRejected        = "rejected"         // the provider refused it (bad number, 4xx)
+	ReasonUndecodable     = "undecodable"      // the payload did not decode or open
+	ReasonCaptchaRequired = "captcha_required" // Signal asks the operator to solve a captcha
+	ReasonNotConfigured   = "not_configured"   // no provider configured for the channel
+	ReasonProviderAuth    = "provider_auth"    // the provider refused our credentials (401/403)
+)
+
 // GatewayStatus reports the outcome of a delivery: notifyd publishes StatusFailed when a
-// message was dead-lettered (and StatusDelivered when configured to), authd reads it so
-// that delivery failures become visible to the login.
+// message was dead-lettered or expired (and StatusDelivered when configured to), authd
+// reads it (SubscribeGatewayStatus) so that delivery failures become visible to the
+// login. It never carries the code or the destination.
 type GatewayStatus struct {
 	V           int       `json:"v"`
 	ID          string    `json:"id"`
@@ -110,6 +186,7 @@ type GatewayStatus struct {
 	Channel     string    `json:"channel,omitempty"`
 	Subject     string    `json:"subject"`
 	State       string    `json:"state"`
+	Reason      string    `json:"reason,omitempty"`
 	Attempts    int       `json:"attempts"`
 	Error       string    `json:"error,omitempty"`
 }
@@ -126,19 +203,116 @@ func DecodeAuditEvent(data []byte) (AuditEvent, error) {
 	return e, nil
 }
 
-// DecodeGatewaySend parses a gateway send payload and checks its version, challenge id and
-// channel.
+// DecodeGatewaySend parses a gateway send payload and checks its version, challenge id,
+// channel and bounds. A version-2 payload comes back with KeyID and Sealed set and the
+// secret part empty (see DeliveryKey.OpenGatewaySend); a version-1 payload with its clear
+// destination and code.
 func DecodeGatewaySend(data []byte) (GatewaySend, error) {
-	var g GatewaySend
-	if err := decode("gateway send", data, &g, &g.V); err != nil {
+	var w gatewaySendWire
+	if err := decodeMax("gateway send", data, &w, &w.V, GatewaySendVersion); err != nil {
 		return GatewaySend{}, err
 	}
+	g := GatewaySend{V: w.V, ChallengeID: w.ChallengeID, Channel: w.Channel, UserID: w.UserID,
+		ExpiresAt: w.ExpiresAt, KeyID: w.KeyID, Sealed: w.Sealed}
 	if err := validToken("gateway send challenge_id", g.ChallengeID); err != nil {
 		return GatewaySend{}, err
 	}
 	if !ValidChannel(g.Channel) {
 		return GatewaySend{}, fmt.Errorf("notify: gateway send channel %q: want one of %v", g.Channel, GatewayChannels)
 	}
+	if len(g.UserID) > MaxUserIDLen {
+		return GatewaySend{}, fmt.Errorf("notify: gateway send user_id: longer than %d bytes", MaxUserIDLen)
+	}
+	if w.V >= 2 {
+		if w.Destination != "" || w.Code != "" {
+			return GatewaySend{}, errors.New("notify: gateway send: a version-2 payload carries no clear destination or code")
+		}
+		if len(w.Sealed) == 0 || len(w.Sealed) > maxSealed || w.KeyID == "" {
+			return GatewaySend{}, fmt.Errorf("notify: gateway send sealed: want key_id and 1 to %d bytes", maxSealed)
+		}
+		return g, nil
+	}
+	g.Destination, g.Code = w.Destination, w.Code
+	if err := g.secret().check(); err != nil {
+		return GatewaySend{}, err
+	}
+	return g, nil
+}
+
+func (g GatewaySend) secret() gatewaySecret {
+	return gatewaySecret{Destination: g.Destination, Code: g.Code, Subject: g.Subject, Text: g.Text, Locale: g.Locale}
+}
+
+func (s gatewaySecret) check() error {
+	for _, f := range []struct {
+		name string
+		v    string
+		max  int
+	}{{"destination", s.Destination, MaxDestinationLen}, {"code", s.Code, MaxCodeLen},
+		{"subject", s.Subject, MaxSubjectLen}, {"text", s.Text, MaxTextLen}, {"locale", s.Locale, MaxLocaleLen}} {
+		if len(f.v) > f.max {
+			return fmt.Errorf("notify: gateway send %s: longer than %d bytes", f.name, f.max)
+		}
+		if !utf8.ValidString(f.v) {
+			return fmt.Errorf("notify: gateway send %s: not valid UTF-8", f.name)
+		}
+	}
+	return nil
+}
+
+// gatewayAAD binds a sealed secret part to its channel, challenge, user and expiry, so a
+// blob copied into another message does not open.
+func gatewayAAD(g GatewaySend) []byte {
+	return []byte("twofactor/gateway-send/v2\x00" + g.Channel + "\x00" + g.ChallengeID + "\x00" + g.UserID +
+		"\x00" + strconv.FormatInt(g.ExpiresAt.UnixNano(), 10))
+}
+
+// SealGatewaySend returns the version-2 payload of g: its secret part sealed under k.
+func (k *DeliveryKey) SealGatewaySend(g GatewaySend) ([]byte, error) {
+	if !ValidChannel(g.Channel) {
+		return nil, fmt.Errorf("notify: gateway send channel %q: want one of %v", g.Channel, GatewayChannels)
+	}
+	if err := validToken("gateway send challenge id", g.ChallengeID); err != nil {
+		return nil, err
+	}
+	if len(g.UserID) > MaxUserIDLen {
+		return nil, fmt.Errorf("notify: gateway send user_id: longer than %d bytes", MaxUserIDLen)
+	}
+	sec := g.secret()
+	if sec.Destination == "" || (sec.Code == "" && sec.Text == "") {
+		return nil, errors.New("notify: gateway send: destination and code (or, for a notice, text) are required")
+	}
+	if err := sec.check(); err != nil {
+		return nil, err
+	}
+	g.ExpiresAt = g.ExpiresAt.UTC()
+	pt, _ := json.Marshal(sec)
+	keyID, sealed, err := k.Seal(pt, gatewayAAD(g))
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(gatewaySendWire{V: GatewaySendVersion, ChallengeID: g.ChallengeID, Channel: g.Channel,
+		UserID: g.UserID, ExpiresAt: g.ExpiresAt, KeyID: keyID, Sealed: sealed})
+}
+
+// OpenGatewaySend restores the secret part of a decoded version-2 GatewaySend. A
+// version-1 payload (clear, from an older authd) is returned as it is.
+func (k *DeliveryKey) OpenGatewaySend(g GatewaySend) (GatewaySend, error) {
+	if g.V < 2 {
+		return g, nil
+	}
+	pt, err := k.Open(g.KeyID, g.Sealed, gatewayAAD(g))
+	if err != nil {
+		return GatewaySend{}, err
+	}
+	var sec gatewaySecret
+	if json.Unmarshal(pt, &sec) != nil {
+		return GatewaySend{}, ErrUnsealPayload
+	}
+	if err := sec.check(); err != nil {
+		return GatewaySend{}, err
+	}
+	g.Destination, g.Code, g.Subject, g.Text, g.Locale = sec.Destination, sec.Code, sec.Subject, sec.Text, sec.Locale
 	return g, nil
 }
 
@@ -164,13 +338,17 @@ func DecodeGatewayStatus(data []byte) (GatewayStatus, error) {
 }
 
 func decode(what string, data []byte, into any, v *int) error {
+	return decodeMax(what, data, into, v, SchemaVersion)
+}
+
+func decodeMax(what string, data []byte, into any, v *int, max int) error {
 	if err := json.Unmarshal(data, into); err != nil {
 		// The JSON error may quote payload bytes; a gateway send carries a code, so only
 		// the kind of failure is reported.
 		return fmt.Errorf("notify: %s payload is not valid JSON for the schema (%d bytes)", what, len(data))
 	}
-	if *v < 0 || *v > SchemaVersion {
-		return fmt.Errorf("notify: %s payload version %d: this build reads versions up to %d", what, *v, SchemaVersion)
+	if *v < 0 || *v > max {
+		return fmt.Errorf("notify: %s payload version %d: this build reads versions up to %d", what, *v, max)
 	}
 	return nil
 }

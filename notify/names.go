@@ -73,6 +73,17 @@ func (n Names) PushResponse(challengeID string) string {
 	return n.subj("push.response." + challengeID)
 }
 
+// TelegramBound is the subject notifyd announces a Telegram chat binding on (a chat sent
+// "/start <token>"): <p>.gateway.telegram.bound.
+func (n Names) TelegramBound() string { return n.subj("gateway.telegram.bound") }
+
+func (n Names) isBinding(subject string) (string, bool) {
+	if subject == n.TelegramBound() {
+		return ChannelTelegram, true
+	}
+	return "", false
+}
+
 // GatewayStatus is the subject delivery results are published on: <p>.gateway.status.
 func (n Names) GatewayStatus() string { return n.subj("gateway.status") }
 
@@ -123,6 +134,9 @@ func (n Names) PushStream() string { return n.stream("PUSH") }
 // GatewayStatusStream holds <p>.gateway.status (limits).
 func (n Names) GatewayStatusStream() string { return n.stream("GATEWAY_STATUS") }
 
+// BindingStream holds <p>.gateway.telegram.bound (work queue).
+func (n Names) BindingStream() string { return n.stream("BINDINGS") }
+
 // AuditStream holds <p>.audit.> (limits).
 func (n Names) AuditStream() string { return n.stream("AUDIT") }
 
@@ -136,7 +150,7 @@ func (n Names) DeliveredBucket() string { return n.stream("DELIVERED") }
 // (KV_<bucket>) included.
 func (n Names) Streams() []string {
 	return []string{n.GatewayStream(), n.PushStream(), n.GatewayStatusStream(), n.AuditStream(),
-		n.DeadLetterStream(), "KV_" + n.DeliveredBucket()}
+		n.DeadLetterStream(), n.BindingStream(), "KV_" + n.DeliveredBucket()}
 }
 
 // ValidChannel reports whether c is one of GatewayChannels.

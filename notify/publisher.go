@@ -20,6 +20,7 @@ type Publisher struct {
 	names Names
 	now   func() time.Time
 	newID func() string
+	key   *DeliveryKey
 }
 
 // NewPublisher returns a publisher over js (JetStream subjects) and nc (core NATS
@@ -33,6 +34,12 @@ func (p *Publisher) WithClock(now func() time.Time) *Publisher {
 	c := *p
 	c.now = now
 	return &c
+}
+
+// Connected tells whether p's JetStream connection is up.
+func (p *Publisher) Connected() bool {
+	nc := p.js.Conn()
+	return nc != nil && nc.IsConnected()
 }
 
 // Names returns the names p publishes under.
@@ -67,6 +74,15 @@ func (p *Publisher) PublishAudit(ctx context.Context, ev AuditEvent) error {
 	return p.publishJSON(ctx, p.names.Audit(ev.Event), ev.ID, ev)
 }
 
+// ErrNotConnected is returned by PublishAuditAsync while the connection to NATS is
+// down: the event is not handed to the client's reconnect buffer, where it would
+// wait (and, if the buffer filled, stall every later publish) for the outage to end.
+var ErrNotConnected = errors.New("notify: not connected to NATS")
+
+// ErrInvalidEvent wraps the refusal of an audit event that can never be
+// published (an invalid event name): retrying it is pointless.
+var ErrInvalidEvent = errors.New("notify: invalid audit event")
+
 // AuditAck is the pending acknowledgement of an audit event published with
 // PublishAuditAsync.
 type AuditAck struct {
@@ -89,10 +105,16 @@ func (a *AuditAck) Wait(ctx context.Context) error {
 // PublishAuditAsync is PublishAudit without waiting for JetStream's acknowledgement:
 // the event is sent (in order with earlier ones on this connection) and the
 // returned AuditAck reports later whether it was stored. The message id is ev.ID,
-// so a retry after a lost acknowledgement stores the event once.
+// so a retry after a lost acknowledgement stores the event once. It fails at once
+// with ErrNotConnected while NATS is unreachable. An acknowledgement that never
+// comes is bounded by the JetStream context's async publish timeout
+// (jetstream.WithPublishAsyncTimeout) and by AuditAck.Wait's context.
 func (p *Publisher) PublishAuditAsync(ev AuditEvent) (*AuditAck, error) {
 	if err := validEvent(ev.Event); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	if !p.Connected() {
+		return nil, ErrNotConnected
 	}
 	if ev.ID == "" {
 		ev.ID = p.newID()
@@ -114,17 +136,31 @@ func (p *Publisher) PublishAuditAsync(ev AuditEvent) (*AuditAck, error) {
 	return &AuditAck{subject: subject, msgID: ev.ID, f: f}, nil
 }
 
-// PublishGatewaySend publishes g on <p>.gateway.send.<g.Channel> with the challenge id as
-// the message id, so a retried BeginChallenge does not send the code twice.
+// WithDeliveryKey returns a copy of p that seals gateway sends under k. Without a key,
+// PublishGatewaySend refuses to publish: a code is never put on NATS in clear.
+func (p *Publisher) WithDeliveryKey(k *DeliveryKey) *Publisher {
+	c := *p
+	c.key = k
+	return &c
+}
+
+// PublishGatewaySend seals g's secret part (destination, code, text) under the delivery
+// key and publishes it on <p>.gateway.send.<g.Channel> with the challenge id as the
+// message id, so a retried BeginChallenge does not send the code twice. Publish only
+// after the challenge is stored; record StatusQueued on it once this returns.
 func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error {
-	if !ValidChannel(g.Channel) {
-		return fmt.Errorf("notify: gateway send channel %q: want one of %v", g.Channel, GatewayChannels)
+	if p.key == nil {
+		return errors.New("notify: publish gateway send: no delivery key (Publisher.WithDeliveryKey)")
 	}
-	if err := validToken("gateway send challenge id", g.ChallengeID); err != nil {
+	data, err := p.key.SealGatewaySend(g)
+	if err != nil {
 		return err
 	}
-	g.V = SchemaVersion
-	return p.publishJSON(ctx, p.names.GatewaySend(g.Channel), g.ChallengeID, g)
+	subject := p.names.GatewaySend(g.Channel)
+	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(g.ChallengeID)); err != nil {
+		return fmt.Errorf("notify: publish %s (msg id %s): %w", subject, g.ChallengeID, err)
+	}
+	return nil
 }
 
 // PublishPushRequest publishes r on <p>.push.request with the challenge id as message id.
@@ -157,6 +193,21 @@ func (p *Publisher) core() (*nats.Conn, error) {
 	return p.nc, nil
 }
 
+// announcer is core() for a broadcast: while the connection is down it fails at
+// once with ErrNotConnected, rather than buffering the message and then waiting
+// HealthTimeout for a flush that cannot succeed (which would hold up every RPC
+// that announces something for the whole outage).
+func (p *Publisher) announcer() (*nats.Conn, error) {
+	nc, err := p.core()
+	if err != nil {
+		return nil, err
+	}
+	if !nc.IsConnected() {
+		return nil, ErrNotConnected
+	}
+	return nc, nil
+}
+
 // flush waits until the server has processed everything sent on nc, bounded by ctx or,
 // when ctx has no deadline, by HealthTimeout.
 func flush(ctx context.Context, nc *nats.Conn) error {
@@ -180,7 +231,7 @@ func (p *Publisher) AnnounceRevoked(ctx context.Context, appPasswordID string) e
 	if appPasswordID == "" || len(appPasswordID) > 256 {
 		return fmt.Errorf("notify: announce revoked: app password id length %d, want 1..256", len(appPasswordID))
 	}
-	nc, err := p.core()
+	nc, err := p.announcer()
 	if err != nil {
 		return err
 	}
@@ -248,7 +299,7 @@ func (p *Publisher) AnnounceThrottleFailed(ctx context.Context, subjects []Throt
 			return fmt.Errorf("notify: announce throttle failure: subject kind %d, key %d bytes: want 1..16 and 1..%d", len(s.Kind), len(s.Key), maxThrottleKey)
 		}
 	}
-	nc, err := p.core()
+	nc, err := p.announcer()
 	if err != nil {
 		return err
 	}
@@ -297,7 +348,7 @@ func (p *Publisher) AnnouncePushResponse(ctx context.Context, challengeID string
 	if err := validToken("push response challenge id", challengeID); err != nil {
 		return err
 	}
-	nc, err := p.core()
+	nc, err := p.announcer()
 	if err != nil {
 		return err
 	}

@@ -249,7 +249,8 @@ func TestAuditHandlerFailureRedelivers(t *testing.T) {
 
 func TestPublishDedupesByMessageID(t *testing.T) {
 	nc, js, names := natstest.Start(t)
-	pub := notify.NewPublisher(js, nc, names)
+	key, _ := notify.GenerateDeliveryKey()
+	pub := notify.NewPublisher(js, nc, names).WithDeliveryKey(key)
 	ctx := context.Background()
 	ev := fullEvent(1)
 	send := notify.GatewaySend{ChallengeID: "ch-dup", Channel: notify.ChannelEmail, UserID: "u", Destination: "a@example.org", Code: "111111"}
@@ -279,18 +280,28 @@ func TestPublishDedupesByMessageID(t *testing.T) {
 
 func TestPublishRejectsBadInput(t *testing.T) {
 	nc, js, names := natstest.Start(t)
-	pub := notify.NewPublisher(js, nc, names)
+	key, _ := notify.GenerateDeliveryKey()
+	bare := notify.NewPublisher(js, nc, names)
+	pub := bare.WithDeliveryKey(key)
 	ctx := context.Background()
+	good := notify.GatewaySend{ChallengeID: "c", Channel: "sms", Destination: "+15550100", Code: "123456"}
+	long := func(mod func(*notify.GatewaySend)) notify.GatewaySend { g := good; mod(&g); return g }
 	for name, err := range map[string]error{
-		"audit wildcard event": pub.PublishAudit(ctx, notify.AuditEvent{Event: "factor.>"}),
-		"audit empty event":    pub.PublishAudit(ctx, notify.AuditEvent{}),
-		"send bad channel":     pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: "c", Channel: "fax"}),
-		"send dotted id":       pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: "a.b", Channel: "sms"}),
-		"push empty id":        pub.PublishPushRequest(ctx, notify.PushRequest{}),
-		"push response id":     pub.AnnouncePushResponse(ctx, "a.*"),
-		"revoked empty":        pub.AnnounceRevoked(ctx, ""),
-		"throttle empty key":   pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user"}}),
-		"throttle long key":    pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user", Key: strings.Repeat("k", 513)}}),
+		"send without key":      bare.PublishGatewaySend(ctx, good),
+		"send no code nor text": pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Code = "" })),
+		"send no destination":   pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Destination = "" })),
+		"send long text":        pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Text = strings.Repeat("x", notify.MaxTextLen+1) })),
+		"send long user":        pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.UserID = strings.Repeat("x", 257) })),
+		"send bad utf-8":        pub.PublishGatewaySend(ctx, long(func(g *notify.GatewaySend) { g.Subject = "\xff" })),
+		"audit wildcard event":  pub.PublishAudit(ctx, notify.AuditEvent{Event: "factor.>"}),
+		"audit empty event":     pub.PublishAudit(ctx, notify.AuditEvent{}),
+		"send bad channel":      pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: "c", Channel: "fax"}),
+		"send dotted id":        pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: "a.b", Channel: "sms"}),
+		"push empty id":         pub.PublishPushRequest(ctx, notify.PushRequest{}),
+		"push response id":      pub.AnnouncePushResponse(ctx, "a.*"),
+		"revoked empty":         pub.AnnounceRevoked(ctx, ""),
+		"throttle empty key":    pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user"}}),
+		"throttle long key":     pub.AnnounceThrottleFailed(ctx, []notify.ThrottleSubject{{Kind: "user", Key: strings.Repeat("k", 513)}}),
 	} {
 		if err == nil {
 			t.Errorf("%s: accepted", name)

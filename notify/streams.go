@@ -16,6 +16,9 @@ type StreamConfig struct {
 	GatewayMaxAge time.Duration
 	// PushMaxAge drops an undelivered push request: the challenge lifetime. Default 5 min.
 	PushMaxAge time.Duration
+	// BindingMaxAge drops a Telegram binding authd has not taken: the binding token's
+	// lifetime. Default 1 hour.
+	BindingMaxAge time.Duration
 	// AuditMaxAge is how long audit events are kept. Default 30 days.
 	AuditMaxAge time.Duration
 	// StatusMaxAge is how long gateway status events are kept. Default 24 hours.
@@ -42,6 +45,7 @@ func DefaultStreamConfig() StreamConfig {
 	return StreamConfig{
 		GatewayMaxAge:     10 * time.Minute,
 		PushMaxAge:        5 * time.Minute,
+		BindingMaxAge:     time.Hour,
 		AuditMaxAge:       30 * 24 * time.Hour,
 		AuditDedupeWindow: 30 * time.Second,
 		StatusMaxAge:      24 * time.Hour,
@@ -60,6 +64,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	}
 	set(&c.GatewayMaxAge, d.GatewayMaxAge)
 	set(&c.PushMaxAge, d.PushMaxAge)
+	set(&c.BindingMaxAge, d.BindingMaxAge)
 	set(&c.AuditMaxAge, d.AuditMaxAge)
 	set(&c.AuditDedupeWindow, d.AuditDedupeWindow)
 	set(&c.StatusMaxAge, d.StatusMaxAge)
@@ -110,6 +115,7 @@ func StreamConfigs(names Names, cfg StreamConfig) []jetstream.StreamConfig {
 		mk(names.GatewayStatusStream(), "twofactor delivery results", []string{names.GatewayStatus()}, jetstream.LimitsPolicy, cfg.StatusMaxAge),
 		audit,
 		mk(names.DeadLetterStream(), "twofactor messages that could not be delivered", []string{names.DeadLetterAll()}, jetstream.LimitsPolicy, cfg.DeadLetterMaxAge),
+		mk(names.BindingStream(), "twofactor Telegram chats bound by a start token", []string{names.TelegramBound()}, jetstream.WorkQueuePolicy, cfg.BindingMaxAge),
 	}
 }
 

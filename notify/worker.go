@@ -53,11 +53,23 @@ func (r RetryAfter) Error() string {
 func (r RetryAfter) Unwrap() error { return r.Err }
 
 // Permanent is a Handler error saying that retrying cannot help (unknown destination,
-// undecodable payload): the message is dead-lettered at once.
-type Permanent struct{ Err error }
+// undecodable payload): the message is dead-lettered at once. Reason, one of the Reason*
+// constants (default ReasonRejected), goes into the failed GatewayStatus, so that an
+// operator alert such as ReasonCaptchaRequired can be told apart.
+type Permanent struct {
+	Err    error
+	Reason string
+}
 
 func (p Permanent) Error() string { return "permanent failure: " + p.Err.Error() }
 func (p Permanent) Unwrap() error { return p.Err }
+
+// Expired is a Handler error saying that the message is no longer worth delivering (its
+// one-time code expired): the message is removed without a dead letter, and a
+// StatusFailed with ReasonExpired is published.
+type Expired struct{ At time.Time }
+
+func (e Expired) Error() string { return "expired at " + e.At.UTC().Format(time.RFC3339) }
 
 // Outcome results reported through WorkerConfig.Observe.
 const (
@@ -65,6 +77,7 @@ const (
 	OutcomeDuplicate    = "duplicate"     // id already delivered: acknowledged without handler
 	OutcomeRetry        = "retry"         // handed back for another attempt after Delay
 	OutcomeDeadLettered = "dead_lettered" // published to the dead-letter subject, terminated
+	OutcomeExpired      = "expired"       // handler said Expired: removed, not delivered
 	OutcomeAbandoned    = "abandoned"     // left unacknowledged (test crash hook, shutdown)
 )
 
@@ -92,15 +105,26 @@ type WorkerConfig struct {
 	AckWait time.Duration
 	// Concurrency is the number of messages handled at once; default 1.
 	Concurrency int
+	// DrainTimeout is how long handlers in flight may go on after Run's context ended
+	// (graceful stop: a code being sent is sent, not cut off); their context is
+	// cancelled after it. Default 0: cancelled at once.
+	DrainTimeout time.Duration
 	// Now is the clock for status events and delivered-id records; default time.Now.
 	Now func() time.Time
 	// ReportDelivered also publishes a StatusDelivered GatewayStatus after each success.
 	ReportDelivered bool
+	// NoStatus publishes no GatewayStatus at all (consumers of non-gateway subjects, and
+	// of the status subject itself).
+	NoStatus bool
 	// DeadLetterPayload returns the body stored in the dead-letter stream. The default
 	// blanks the code of a GatewaySend and keeps other payloads as they are.
 	DeadLetterPayload func(Message) []byte
 	// Observe, if set, is called after each delivery is settled (metrics, tests).
 	Observe func(Outcome)
+	// AfterRecord is fault injection for tests (nil in production): it runs after the
+	// delivered id is recorded and before the acknowledgement; returning true simulates
+	// a crash at that point (the message is left unacknowledged).
+	AfterRecord func(Message) bool
 	// Logger receives operational errors; default slog.Default().
 	Logger *slog.Logger
 }
@@ -138,18 +162,7 @@ type Worker struct {
 	afterRemember func(Message) bool
 }
 
-// NewWorker creates or binds the durable consumer and opens the delivered-ids bucket
-// (created by EnsureStreams).
-func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h Handler) (*Worker, error) {
-	if cfg.Stream == "" || len(cfg.FilterSubjects) == 0 {
-		return nil, errors.New("notify: worker: Stream and FilterSubjects are required")
-	}
-	if err := validToken("worker durable name", cfg.Durable); err != nil {
-		return nil, err
-	}
-	if h == nil {
-		return nil, errors.New("notify: worker: handler is nil")
-	}
+func (cfg *WorkerConfig) defaults() {
 	if cfg.MaxDeliver <= 0 {
 		cfg.MaxDeliver = 5
 	}
@@ -172,6 +185,21 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+}
+
+// NewWorker creates or binds the durable consumer and opens the delivered-ids bucket
+// (created by EnsureStreams).
+func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h Handler) (*Worker, error) {
+	if cfg.Stream == "" || len(cfg.FilterSubjects) == 0 {
+		return nil, errors.New("notify: worker: Stream and FilterSubjects are required")
+	}
+	if err := validToken("worker durable name", cfg.Durable); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("notify: worker: handler is nil")
+	}
+	cfg.defaults()
 	cc := jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
 		Description:   "twofactor delivery worker",
@@ -203,8 +231,11 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h 
 	}, nil
 }
 
-// Run handles messages until ctx ends, then waits for the handlers in flight.
+// Run handles messages until ctx ends, then stops taking new ones and waits for the
+// handlers in flight, which keep their context for DrainTimeout.
 func (w *Worker) Run(ctx context.Context) error {
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
 	sem := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -222,13 +253,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			w.process(ctx, msg)
+			w.process(hctx, msg)
 		}()
 	}, jetstream.PullMaxMessages(2*w.cfg.Concurrency))
 	if err != nil {
 		return fmt.Errorf("notify: worker %s: consume: %w", w.cfg.Durable, err)
 	}
 	<-ctx.Done()
+	stopDrain := time.AfterFunc(w.cfg.DrainTimeout, hcancel)
+	defer stopDrain.Stop()
 	cc.Drain() // buffered messages reach the callback, which sets them aside
 	<-cc.Closed()
 	wg.Wait()
@@ -310,29 +343,45 @@ func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
 
 	herr := w.handle(hctx, msg, m)
 	if herr == nil {
-		val, _ := json.Marshal(struct {
-			At  time.Time `json:"at"`
-			Seq uint64    `json:"seq"`
-		}{w.cfg.Now().UTC(), m.StreamSeq})
-		if _, err := w.kv.Put(ctx, key, val); err != nil {
-			// Delivered regardless; acknowledging is still right.
-			w.log.Error("cannot record delivered id", "msg_id", m.ID, "err", err)
-		}
-		if w.afterRemember != nil && w.afterRemember(m) {
-			w.observe(Outcome{Result: OutcomeAbandoned, Message: m})
-			return
-		}
-		w.ack(ctx, msg, m)
-		if w.cfg.ReportDelivered {
-			w.publishStatus(ctx, m, StatusDelivered, nil)
-		}
-		w.observe(Outcome{Result: OutcomeDelivered, Message: m})
+		w.delivered(ctx, msg, m, key)
 		return
 	}
+	w.failed(ctx, hctx, msg, m, herr)
+}
+
+// delivered records the id, acknowledges and reports a successful delivery.
+func (w *Worker) delivered(ctx context.Context, msg jetstream.Msg, m Message, key string) {
+	val, _ := json.Marshal(struct {
+		At  time.Time `json:"at"`
+		Seq uint64    `json:"seq"`
+	}{w.cfg.Now().UTC(), m.StreamSeq})
+	if _, err := w.kv.Put(ctx, key, val); err != nil {
+		// Delivered regardless; acknowledging is still right.
+		w.log.Error("cannot record delivered id", "msg_id", m.ID, "err", err)
+	}
+	if (w.afterRemember != nil && w.afterRemember(m)) || (w.cfg.AfterRecord != nil && w.cfg.AfterRecord(m)) {
+		w.observe(Outcome{Result: OutcomeAbandoned, Message: m})
+		return
+	}
+	w.ack(ctx, msg, m)
+	if w.cfg.ReportDelivered {
+		w.publishStatus(ctx, m, StatusDelivered, nil)
+	}
+	w.observe(Outcome{Result: OutcomeDelivered, Message: m})
+}
+
+// failed settles a failed delivery: handed back when stopping, removed when expired,
+// dead-lettered when permanent or out of attempts, otherwise retried after a delay.
+func (w *Worker) failed(ctx, hctx context.Context, msg jetstream.Msg, m Message, herr error) {
 	if hctx.Err() != nil {
 		// Shutting down: hand it back at once so another replica can take it.
 		_ = msg.Nak()
 		w.observe(Outcome{Result: OutcomeAbandoned, Message: m, Err: herr})
+		return
+	}
+	var exp Expired
+	if errors.As(herr, &exp) {
+		w.expire(ctx, msg, m, herr)
 		return
 	}
 	var perm Permanent
@@ -418,9 +467,52 @@ func (w *Worker) deadLetter(ctx context.Context, msg jetstream.Msg, m Message, c
 	w.observe(Outcome{Result: OutcomeDeadLettered, Message: m, Err: cause})
 }
 
+// expire removes a message whose code can no longer be used and reports it failed.
+func (w *Worker) expire(ctx context.Context, msg jetstream.Msg, m Message, cause error) {
+	if err := w.publishStatus(ctx, m, StatusFailed, cause); err != nil {
+		d := w.cfg.Backoff(m.Attempt)
+		w.log.Error("cannot publish expiry status; retrying later", "msg_id", m.ID, "err", err)
+		_ = msg.NakWithDelay(d)
+		w.observe(Outcome{Result: OutcomeRetry, Message: m, Delay: d, Err: cause})
+		return
+	}
+	// Acknowledged rather than terminated: every server version removes an acknowledged
+	// message from a work queue.
+	w.ack(ctx, msg, m)
+	w.observe(Outcome{Result: OutcomeExpired, Message: m, Err: cause})
+}
+
+// reasonOf classifies a failure for GatewayStatus.Reason.
+func reasonOf(state string, cause error) string {
+	if state != StatusFailed {
+		return ""
+	}
+	return FailureReason(cause)
+}
+
+// FailureReason classifies the error a message failed with into one of the Reason*
+// constants, as in GatewayStatus.Reason (metrics use it too).
+func FailureReason(cause error) string {
+	var perm Permanent
+	var exp Expired
+	switch {
+	case errors.As(cause, &exp):
+		return ReasonExpired
+	case errors.As(cause, &perm) && perm.Reason != "":
+		return perm.Reason
+	case errors.As(cause, &perm):
+		return ReasonRejected
+	}
+	return ReasonMaxDeliveries
+}
+
 func (w *Worker) publishStatus(ctx context.Context, m Message, state string, cause error) error {
+	if w.cfg.NoStatus {
+		return nil
+	}
 	ch, _ := w.cfg.Names.ChannelOf(m.Subject)
 	s := GatewayStatus{
+		Reason:      reasonOf(state, cause),
 		ID:          state + "-" + m.ID,
 		ChallengeID: m.Header.Get(jetstream.MsgIDHeader),
 		Channel:     ch,
@@ -436,19 +528,24 @@ func (w *Worker) publishStatus(ctx context.Context, m Message, state string, cau
 	return err
 }
 
-// redactGatewayCode blanks the one-time code of a GatewaySend so that dead letters, kept
-// for days, do not hold codes (NIST SP 800-63B §5.1.3: the secret is for one use only).
+// redactGatewayCode blanks the secret part of a GatewaySend (the sealed blob, or the clear
+// code and destination of a version-1 payload) so that dead letters, kept for days, hold
+// no code (NIST SP 800-63B §5.1.3: the secret is for one use only) and no destination.
 func redactGatewayCode(names Names, m Message) []byte {
 	ch, ok := names.ChannelOf(m.Subject)
 	if !ok || ch == ChannelPush {
-		return m.Data
+		if _, isBinding := names.isBinding(m.Subject); !isBinding {
+			return m.Data
+		}
 	}
 	var raw map[string]json.RawMessage
 	if json.Unmarshal(m.Data, &raw) != nil {
 		return nil // undecodable: do not keep bytes that might hold a code
 	}
-	if _, ok := raw["code"]; ok {
-		raw["code"] = json.RawMessage(`"[redacted]"`)
+	for _, f := range []string{"code", "destination", "sealed", "token", "chat_id"} {
+		if _, ok := raw[f]; ok {
+			raw[f] = json.RawMessage(`"[redacted]"`)
+		}
 	}
 	out, err := json.Marshal(raw)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,11 +23,17 @@ type workerEnv struct {
 	names    notify.Names
 	pub      *notify.Publisher
 	outcomes chan notify.Outcome
+	key      *notify.DeliveryKey
 }
 
 func newWorkerEnv(t *testing.T) *workerEnv {
 	nc, js, names := natstest.Start(t)
-	return &workerEnv{js: js, names: names, pub: notify.NewPublisher(js, nc, names), outcomes: make(chan notify.Outcome, 100)}
+	key, err := notify.GenerateDeliveryKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &workerEnv{js: js, names: names, pub: notify.NewPublisher(js, nc, names).WithDeliveryKey(key),
+		outcomes: make(chan notify.Outcome, 100), key: key}
 }
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -72,7 +79,7 @@ func (e *workerEnv) send(t *testing.T, id string) notify.GatewaySend {
 	if err := e.pub.PublishGatewaySend(context.Background(), g); err != nil {
 		t.Fatal(err)
 	}
-	g.V = notify.SchemaVersion
+	g.V = notify.GatewaySendVersion
 	return g
 }
 
@@ -112,9 +119,13 @@ func TestWorkerDeliversAndAcks(t *testing.T) {
 	got := make(chan notify.GatewaySend, 1)
 	e.start(t, func(c *notify.WorkerConfig) { c.ReportDelivered = true }, func(ctx context.Context, m notify.Message) error {
 		g, err := notify.DecodeGatewaySend(m.Data)
+		if err == nil {
+			g, err = e.key.OpenGatewaySend(g)
+		}
 		if err != nil {
 			return notify.Permanent{Err: err}
 		}
+		g.KeyID, g.Sealed = "", nil
 		if m.ID != g.ChallengeID || m.Attempt != 1 {
 			return fmt.Errorf("message id %q attempt %d", m.ID, m.Attempt)
 		}
@@ -123,7 +134,7 @@ func TestWorkerDeliversAndAcks(t *testing.T) {
 	}, nil)
 	want := e.send(t, "ch-ok")
 	e.expect(t, notify.OutcomeDelivered)
-	if g := <-got; g != want {
+	if g := <-got; !reflect.DeepEqual(g, want) {
 		t.Fatalf("handler got %+v, want %+v", g, want)
 	}
 	if n := e.streamMsgs(t, e.names.GatewayStream()); n != 0 {
@@ -256,7 +267,8 @@ func checkDeadLetter(t *testing.T, e *workerEnv, id string, attempts int, errTex
 		t.Errorf("dead letter keeps the one-time code: %s", m.Data)
 	}
 	var body map[string]any
-	if err := json.Unmarshal(m.Data, &body); err != nil || body["challenge_id"] != id || body["destination"] != "+15550100" {
+	if err := json.Unmarshal(m.Data, &body); err != nil || body["challenge_id"] != id || body["sealed"] != "[redacted]" ||
+		strings.Contains(string(m.Data), "+15550100") {
 		t.Errorf("dead letter body %s (err %v)", m.Data, err)
 	}
 	st := lastStatus(t, e)
@@ -409,5 +421,47 @@ func BenchmarkWorkerDeliver(b *testing.B) {
 			b.Fatal(err)
 		}
 		<-done
+	}
+}
+
+// Stopping a worker lets a send in flight finish within DrainTimeout: it is delivered and
+// acknowledged, not cut off and handed back.
+func TestWorkerDrainsOnStop(t *testing.T) {
+	e := newWorkerEnv(t)
+	started := make(chan struct{})
+	release := make(chan struct{})
+	cfg := notify.WorkerConfig{Names: e.names, Stream: e.names.GatewayStream(), Durable: "notifyd-sms",
+		FilterSubjects: []string{e.names.GatewaySend(notify.ChannelSMS)}, DrainTimeout: 5 * time.Second,
+		Observe: func(o notify.Outcome) { e.outcomes <- o }}
+	w, err := notify.NewWorker(context.Background(), e.js, cfg, func(ctx context.Context, m notify.Message) error {
+		close(started)
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	e.send(t, "ch-drain")
+	<-started
+	cancel() // SIGTERM while the provider call is in flight
+	select {
+	case <-done:
+		t.Fatal("Run returned before the send in flight finished")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e.expect(t, notify.OutcomeDelivered)
+	if n := e.streamMsgs(t, e.names.GatewayStream()); n != 0 {
+		t.Fatalf("work queue holds %d messages", n)
 	}
 }

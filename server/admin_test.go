@@ -191,12 +191,21 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 		if _, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: user, Method: pb.Method_METHOD_TELEGRAM}); err != nil {
 			t.Fatal(err) // a link token's row
 		}
+		// A network the throttle remembers as familiar to the user.
+		if err := storagetest.OpenURL(t, c.url).RememberFamiliarNetwork(context.Background(), user, "192.0.2.1", time.Now(), time.Hour, time.Hour, 10); err != nil {
+			t.Fatal(err)
+		}
 	}
 	r.admin().SetGroupAdmins(adm, &pb.SetGroupAdminsRequest{Group: "sales", AdminUserIds: []string{"alice", "frank"}})
 	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "bob"}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("group admin deleting outside her groups: %v", err)
 	}
-	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "alice"}); err != nil {
+	// alice now administers sales, which carol does not: no lateral step (issue 16,
+	// finding 8); a full admin deletes her.
+	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "alice"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("group admin deleting a group admin of another group: %v", err)
+	}
+	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "root", UserId: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	db := storagetest.OpenURL(t, c.url).DB(context.Background())

@@ -107,38 +107,50 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	if !s.challenges.Answerable(ch) {
 		return s.withDelivery(ctx, f, ch, s.expired(ctx, req, ch, resp)), nil
 	}
-	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP)}
-	d, err := s.checkThrottle(ctx, req.GetContext(), subj, ch.Method)
+	// The answer is counted before it is looked at: the user, the network and
+	// the challenge are held while the challenge is read again, verified and the
+	// failure counted, in one transaction (throttle.Guard).
+	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP), Hold: []string{challenge.HoldKey(ch)}}
+	var (
+		v      Verdict
+		out    challenge.Outcome
+		failed bool // the answer was wrong
+	)
+	res, err := s.guardAttempt(ctx, req.GetContext(), subj, ch.Method, func(ctx context.Context) (throttle.Verdict, error) {
+		var err error
+		out, err = s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
+			var err error
+			v, err = f.Challenge.Verify(ctx, ch, ans)
+			return v.Accepted, err
+		}, func(context.Context) error {
+			failed = true // the Guard counts the failure in its transaction
+			return nil
+		}, func(ctx context.Context, o challenge.Outcome) error {
+			// In the transaction that accepts the answer or counts the wrong one.
+			resolveVerdict(resp, v)
+			return s.auditTx(ctx, req.GetContext(), outcomeEvents(ch, resp, v, o)...)
+		})
+		return guardVerdict(out.Result), err
+	})
 	if err != nil {
 		return nil, err
 	}
-	if d.Blocked {
+	if res.Blocked {
 		// Refused before the factor sees the answer: no attempt is used up.
 		s.metrics.verification(ch.Method, "throttled")
 		resp.Result = pb.VerifyResult_VERIFY_RESULT_THROTTLED
-		resp.RetryAfter = retryAfter(d.RetryAfter)
+		resp.RetryAfter = retryAfter(res.Decision.RetryAfter)
 		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
 		return resp, nil
 	}
-	var v Verdict
-	out, err := s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
-		var err error
-		v, err = f.Challenge.Verify(ctx, ch, ans)
-		return v.Accepted, err
-	}, func(ctx context.Context) error {
-		s.recordVerdict(ctx, req, resp, v)
-		_, err := s.throttleFailure(ctx, req.GetContext(), throttle.Subjects{UserID: resp.UserId, IP: subj.IP}, ch.Method)
-		return err
-	})
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
 	switch out.Result {
 	case challenge.Accepted:
-		s.recordVerdict(ctx, req, resp, v)
-		return s.withDelivery(ctx, f, ch, s.accepted(ctx, req, ch, resp, v, d.HasCount(throttle.User) || ch.UserID == "", out)), nil
+		return s.withDelivery(ctx, f, ch, s.accepted(ctx, ch, resp, v, ch.UserID == "", out)), nil
 	case challenge.Rejected:
-		return s.withDelivery(ctx, f, ch, s.rejected(ctx, req, ch, resp, v, out)), nil
+		return s.withDelivery(ctx, f, ch, s.rejected(ch, resp, v, out)), nil
+	}
+	if failed { // wrong, and the challenge ended meanwhile: the factor's events outside a transaction
+		s.auditAll(ctx, req.GetContext(), v.Audit)
 	}
 	return s.withDelivery(ctx, f, ch, s.expired(ctx, req, ch, resp)), nil
 }
@@ -152,6 +164,17 @@ func (s *challengeService) withDelivery(ctx context.Context, f *Factor, ch *chal
 		}
 	}
 	return resp
+}
+
+// guardVerdict is what a challenge's result means to the throttle.
+func guardVerdict(r challenge.Result) throttle.Verdict {
+	switch r {
+	case challenge.Accepted:
+		return throttle.Accepted
+	case challenge.Rejected:
+		return throttle.Rejected
+	}
+	return throttle.NotEvaluated
 }
 
 // checkVerify validates a VerifyChallenge request and returns its answer.
@@ -194,12 +217,15 @@ func (s *challengeService) load(ctx context.Context, id string) (*challenge.Chal
 	return ch, f, nil
 }
 
-// recordVerdict records the factor's own audit events (once the answer's
-// transaction has committed) and the user and factor it resolved.
-func (s *challengeService) recordVerdict(ctx context.Context, req *pb.VerifyChallengeRequest, resp *pb.VerifyChallengeResponse, v Verdict) {
-	for _, e := range v.Audit {
-		s.audit(ctx, req.GetContext(), e)
+// auditAll records events outside a transaction.
+func (s *challengeService) auditAll(ctx context.Context, client *pb.ClientContext, events []AuditEvent) {
+	for _, e := range events {
+		s.audit(ctx, client, e)
 	}
+}
+
+// resolveVerdict sets the user and factor the answer resolved.
+func resolveVerdict(resp *pb.VerifyChallengeResponse, v Verdict) {
 	if v.FactorID != "" {
 		resp.FactorId = v.FactorID
 	}
@@ -208,9 +234,22 @@ func (s *challengeService) recordVerdict(ctx context.Context, req *pb.VerifyChal
 	}
 }
 
-// accepted answers a right answer; resetThrottle: the user's failure count is
-// to be reset (it has one, or the user was found by the answer).
-func (s *challengeService) accepted(ctx context.Context, req *pb.VerifyChallengeRequest, ch *challenge.Challenge,
+// outcomeEvents are the audit events of an accepted or rejected answer: the
+// factor's own, then challenge.accepted or challenge.rejected.
+func outcomeEvents(ch *challenge.Challenge, resp *pb.VerifyChallengeResponse, v Verdict, o challenge.Outcome) []AuditEvent {
+	events := append(make([]AuditEvent, 0, len(v.Audit)+1), v.Audit...)
+	if o.Result == challenge.Accepted {
+		return append(events, AuditEvent{Event: notify.EventChallengeAccepted, UserID: resp.UserId, Method: ch.Method, Result: "accepted",
+			Details: map[string]string{"challenge_id": ch.ID, "factor_id": resp.FactorId}})
+	}
+	return append(events, AuditEvent{Event: notify.EventChallengeRejected, UserID: ch.UserID, Method: ch.Method,
+		Result: v.Reason.String(), Details: map[string]string{"challenge_id": ch.ID}})
+}
+
+// accepted answers a right answer (its audit events are committed with it);
+// resetThrottle: the user was found by the answer (a passkey), so the Guard
+// could not reset the user's failure counts.
+func (s *challengeService) accepted(ctx context.Context, ch *challenge.Challenge,
 	resp *pb.VerifyChallengeResponse, v Verdict, resetThrottle bool, out challenge.Outcome) *pb.VerifyChallengeResponse {
 	if resetThrottle {
 		s.throttleSuccess(ctx, throttle.Subjects{UserID: resp.UserId})
@@ -219,20 +258,16 @@ func (s *challengeService) accepted(ctx context.Context, req *pb.VerifyChallenge
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED
 	resp.CompleteLogin = v.CompleteLogin
 	resp.RemainingAttempts = uint32(out.Remaining)
-	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeAccepted, UserID: resp.UserId, Method: ch.Method, Result: "accepted",
-		Details: map[string]string{"challenge_id": ch.ID, "factor_id": resp.FactorId}})
 	return resp
 }
 
-// rejected answers a wrong answer that was counted.
-func (s *challengeService) rejected(ctx context.Context, req *pb.VerifyChallengeRequest, ch *challenge.Challenge,
-	resp *pb.VerifyChallengeResponse, v Verdict, out challenge.Outcome) *pb.VerifyChallengeResponse {
+// rejected answers a wrong answer that was counted (its audit events are
+// committed with the count).
+func (s *challengeService) rejected(ch *challenge.Challenge, resp *pb.VerifyChallengeResponse, v Verdict, out challenge.Outcome) *pb.VerifyChallengeResponse {
 	s.metrics.verification(ch.Method, "rejected")
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_REJECTED
 	resp.Reason = v.Reason
 	resp.RemainingAttempts = uint32(out.Remaining)
-	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeRejected, UserID: ch.UserID, Method: ch.Method,
-		Result: v.Reason.String(), Details: map[string]string{"challenge_id": ch.ID}})
 	return resp
 }
 

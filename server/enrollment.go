@@ -66,31 +66,40 @@ func (s *enrollmentService) FinishEnrollment(ctx context.Context, req *pb.Finish
 	return &pb.FinishEnrollmentResponse{Factor: s.factors.factorToPB(f)}, nil
 }
 
-// finish runs the factor's Finish, throttled when the factor is low-entropy.
+// finish runs the factor's Finish; a low-entropy factor's proof is counted
+// before it is checked (guardAttempt), as a challenge answer is.
 func (s *enrollmentService) finish(ctx context.Context, desc *Factor, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
-	subj := throttle.Subjects{UserID: req.GetUserId()}
-	if desc.LowEntropy {
-		d, err := s.checkThrottle(ctx, nil, subj, desc.Name)
+	if !desc.LowEntropy {
+		f, err := desc.Enroll.Finish(ctx, req)
+		var wrong *WrongProof
+		if errors.As(err, &wrong) {
+			s.metrics.verification(desc.Name+"_enrollment", "rejected")
+			return nil, invalid(wrong.Field, "%s", wrong.Message)
+		}
 		if err != nil {
-			return nil, err
+			return nil, s.toStatus(ctx, err)
 		}
-		if d.Blocked {
-			return nil, throttledError(d)
-		}
+		return f, nil
 	}
-	f, err := desc.Enroll.Finish(ctx, req)
-	var wrong *WrongProof
-	if errors.As(err, &wrong) {
+	var (
+		f     *storage.Factor
+		wrong *WrongProof
+	)
+	res, err := s.guardAttempt(ctx, nil, throttle.Subjects{UserID: req.GetUserId()}, desc.Name, func(ctx context.Context) (throttle.Verdict, error) {
+		var err error
+		if f, err = desc.Enroll.Finish(ctx, req); errors.As(err, &wrong) {
+			return throttle.Rejected, nil
+		}
+		return throttle.Accepted, err
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case res.Blocked:
+		return nil, throttledError(res.Decision)
+	case wrong != nil:
 		s.metrics.verification(desc.Name+"_enrollment", "rejected")
-		if desc.LowEntropy {
-			if _, err := s.throttleFailure(ctx, nil, subj, desc.Name); err != nil {
-				return nil, err
-			}
-		}
 		return nil, invalid(wrong.Field, "%s", wrong.Message)
-	}
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
 	}
 	return f, nil
 }

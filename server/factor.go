@@ -31,6 +31,15 @@ type Factor struct {
 	// that finishes an enrollment is throttled like a challenge answer (answers
 	// to challenges are throttled for every method).
 	LowEntropy bool
+	// Unguessable: its answers cannot be guessed in the attempts a client
+	// network is allowed (a backup code's 49.5 bits, an admin code's 79, a
+	// WebAuthn signature over a fresh challenge, a remembered-device token), so
+	// wrong answers are counted per network only and never against the user,
+	// and the user's lock does not hold its challenges up (throttle
+	// Subjects.HighEntropy: guessing at it locks nobody out, and an admin code
+	// recovers a locked user). TOTP and one-time codes sent by email or SMS,
+	// and push numbers, are guessable: leave it false.
+	Unguessable bool
 
 	// Challenge begins and verifies its challenges (required).
 	Challenge ChallengeMethod

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/twofactor/twofactor/audit"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/natstest"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
@@ -90,20 +91,28 @@ type cluster struct {
 	factors []server.Factor
 	// factorFns build more factors per replica, on the replica's own store.
 	factorFns []func(st *storage.Store) []server.Factor
+	// auditLinger is the replicas' audit writer linger (0: the default).
+	auditLinger time.Duration
 	// replicas are the ones start made (flushAudit flushes each).
 	replicas []*replica
 }
 
-// flushAudit waits until every replica's audit events so far are stored and
-// published: the trail writes them in the background.
+// flushAudit waits until every replica's audit events so far are stored: the
+// trail writes those recorded outside a transaction in the background.
 func (c *cluster) flushAudit() {
 	c.t.Helper()
+	for _, r := range c.replicas {
+		r.flushAudit(c.t)
+	}
+}
+
+// flushAudit waits until the replica's audit events so far are stored.
+func (r *replica) flushAudit(t *testing.T) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, r := range c.replicas {
-		if err := r.srv.FlushAudit(ctx); err != nil {
-			c.t.Fatalf("flush audit: %v", err)
-		}
+	if err := r.trail.Flush(ctx); err != nil {
+		t.Fatalf("flush audit: %v", err)
 	}
 }
 
@@ -148,6 +157,10 @@ type replica struct {
 	conn *grpc.ClientConn
 	srv  *server.Server
 	nc   *nats.Conn // this replica's own NATS connection
+	// trail is the replica's audit trail and relay its outbox's publisher, as
+	// authd wires them (server/app).
+	trail *audit.Trail
+	relay *audit.Relay
 }
 
 func (c *cluster) start() *replica {
@@ -205,8 +218,7 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	metrics := server.NewMetrics()
-	trail := &server.TrailAuditor{Store: st, Events: events, Log: log, Metrics: metrics}
-	t.Cleanup(func() { trail.Close(context.Background()) })
+	trail, relay := startAudit(t, st, events, log, metrics, c.auditLinger)
 	srv, err := server.New(server.Deps{
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, Factors: factors, Logger: log, Now: c.clock.Now,
 		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
@@ -229,9 +241,36 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	r := &replica{addr: lis.Addr().String(), conn: conn, srv: srv, nc: nc}
+	r := &replica{addr: lis.Addr().String(), conn: conn, srv: srv, nc: nc, trail: trail, relay: relay}
 	c.replicas = append(c.replicas, r)
 	return r
+}
+
+// startAudit starts a replica's audit trail and its relay (polling often, so that
+// tests reading the stream wait little); both stop when the test ends, before the
+// store closes.
+func startAudit(t *testing.T, st *storage.Store, events *notify.Publisher, log *slog.Logger, m *server.Metrics, linger time.Duration) (*audit.Trail, *audit.Relay) {
+	t.Helper()
+	am := audit.NewMetrics(m.Registry())
+	relay, err := audit.NewRelay(audit.RelayConfig{Store: st, Events: events, Log: log, Metrics: am,
+		Interval: 20 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trail := audit.NewTrail(audit.TrailConfig{Store: st, Log: log, Metrics: am, Stored: relay.Kick, Linger: linger})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); relay.Run(ctx) }()
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		if err := trail.Close(cctx); err != nil {
+			t.Errorf("close audit trail: %v", err)
+		}
+		cancel()
+		<-done
+	})
+	return trail, relay
 }
 
 // as returns a context that authenticates with the named key.

@@ -152,6 +152,7 @@ func callFrom(ctx context.Context) *call {
 // The chain, the same for unary calls and streams, outermost first:
 //
 //	request id → access log and metrics → panic recovery → caller authentication
+//	→ undecodable request (codec.go) → bounded, clean input (bounds.go)
 //
 // Recovery and authentication are go-grpc-middleware's; the request id and the
 // log/metrics line are ours (the line's fields and levels are what operators
@@ -162,6 +163,8 @@ func (s *core) unaryChain() []grpc.UnaryServerInterceptor {
 		s.unaryObserve,
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
 		auth.UnaryServerInterceptor(s.authenticate),
+		decodeUnaryInterceptor,
+		boundsUnaryInterceptor,
 	}
 }
 
@@ -171,6 +174,8 @@ func (s *core) streamChain() []grpc.StreamServerInterceptor {
 		s.streamObserve,
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recovered)),
 		auth.StreamServerInterceptor(s.authenticate),
+		decodeStreamInterceptor,
+		boundsStreamInterceptor,
 	}
 }
 

@@ -54,7 +54,7 @@ func (m adminCodeMethod) Verify(ctx context.Context, ch *challenge.Challenge, an
 
 // AdminCodeFactor registers the one-time codes admins issue to locked-out users.
 func AdminCodeFactor(p *admincodes.Provider) Factor {
-	return Factor{Name: admincodes.Method, Method: pb.Method_METHOD_ADMIN_CODE, AdminIssued: true, LowEntropy: true,
+	return Factor{Name: admincodes.Method, Method: pb.Method_METHOD_ADMIN_CODE, AdminIssued: true, LowEntropy: true, Unguessable: true,
 		Challenge: adminCodeMethod{p}, Usable: func(ctx context.Context, userID string) (bool, error) {
 			st, err := p.State(ctx, userID)
 			return st.Usable, err

@@ -56,6 +56,6 @@ func (m backupCodeMethod) Verify(ctx context.Context, ch *challenge.Challenge, a
 
 // BackupCodeFactor registers the user's own backup codes (recovery, no factor rows).
 func BackupCodeFactor(p *backupcodes.Provider) Factor {
-	return Factor{Name: backupcodes.Method, Method: pb.Method_METHOD_BACKUP_CODE, LowEntropy: true,
+	return Factor{Name: backupcodes.Method, Method: pb.Method_METHOD_BACKUP_CODE, LowEntropy: true, Unguessable: true,
 		Challenge: backupCodeMethod{p}, Usable: p.Usable}
 }

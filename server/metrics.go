@@ -19,7 +19,6 @@ type Metrics struct {
 	verifications *prometheus.CounterVec
 	throttled     *prometheus.CounterVec
 	locks         *prometheus.CounterVec
-	auditFailures *prometheus.CounterVec
 }
 
 // NewMetrics builds the series on a new registry, with the Go runtime and process
@@ -43,11 +42,8 @@ func NewMetrics() *Metrics {
 		locks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "twofactor_throttle_locks_total", Help: "Hard locks started, by subject kind.",
 		}, []string{"kind"}),
-		auditFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "twofactor_audit_failures_total", Help: "Audit events that could not be written, by sink (store or nats).",
-		}, []string{"sink"}),
 	}
-	m.reg.MustRegister(m.rpcs, m.rpcLatency, m.verifications, m.throttled, m.locks, m.auditFailures,
+	m.reg.MustRegister(m.rpcs, m.rpcLatency, m.verifications, m.throttled, m.locks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -14,13 +14,10 @@ import (
 // GatewaySender publishes a code's Send as a gateway send
 // (<prefix>.gateway.send.<channel>) for the notifyd workers, under the Send's
 // message id (a resend has its own, so JetStream's de-duplication keeps it).
-//
-// The gateway send schema of this tree (notify.GatewaySend v1) carries the code
-// and destination in clear and no rendered text; the delivery branch's sealed
-// publisher (AES-256-GCM under the delivery key, with Subject, Text and Locale)
-// replaces it at merge: map those three fields too and wire the publisher
-// WithDeliveryKey. Notices (a changed destination) need a payload without a
-// code, which neither schema has yet: they are logged (masked) and dropped.
+// Events must carry the delivery key (Publisher.WithDeliveryKey): the
+// destination, the code and the rendered text are sealed for notifyd.
+// Notices (a changed destination) need a payload without a code, which the
+// gateway send does not have yet: they are logged (masked) and dropped.
 type GatewaySender struct {
 	Events *notify.Publisher
 	Log    *slog.Logger
@@ -38,8 +35,8 @@ func (g GatewaySender) SendOutOfBand(ctx context.Context, s *otpcode.Send) error
 		return nil
 	}
 	return g.Events.PublishGatewaySend(ctx, notify.GatewaySend{
-		ChallengeID: s.MessageID(), Channel: s.Channel, UserID: s.UserID,
-		Destination: s.Destination, Code: s.Code, ExpiresAt: s.ExpiresAt,
+		ChallengeID: s.MessageID(), Channel: s.Channel, UserID: s.UserID, ExpiresAt: s.ExpiresAt,
+		Destination: s.Destination, Code: s.Code, Subject: s.Subject, Text: s.Text, Locale: s.Locale,
 	})
 }
 
@@ -61,7 +58,7 @@ func (h OTPCodeEvents) Binding(ctx context.Context, token, chatID string) error 
 	fin, err := h.Provider.BindTelegram(ctx, token, chatID)
 	switch {
 	case errors.Is(err, otpcode.ErrBadToken), errors.Is(err, otpcode.ErrDestination), errors.Is(err, otpcode.ErrNotPending):
-		return errors.Join(ErrPermanent, err)
+		return notify.Permanent{Err: errors.Join(ErrPermanent, err), Reason: notify.ReasonRejected}
 	case err != nil:
 		return err
 	}

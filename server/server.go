@@ -56,8 +56,8 @@ type Deps struct {
 	AdminCodes  *admincodes.Provider
 	// Throttle slows down and locks guessing.
 	Throttle *throttle.Throttler
-	// Auditor records the audit trail (a *TrailAuditor, whose Close the caller
-	// runs after Server.Close).
+	// Auditor records the audit trail (an *audit.Trail, whose Close the caller
+	// runs after Server.Close; its relay publishes to NATS).
 	Auditor Auditor
 	// Metrics receives the Prometheus series.
 	Metrics *Metrics
@@ -67,7 +67,8 @@ type Deps struct {
 	// AppPasswords serves AppPasswordService; optional (nil leaves it
 	// unregistered). Its Announcer is wired by the caller.
 	AppPasswords *apppasswords.Service
-	// Events publishes to NATS JetStream (audit trail, revocation announcements);
+	// Events publishes to NATS (revocation and throttle announcements; the audit
+	// trail is published by the Auditor's relay);
 	// optional: without it, revocations and throttle failures stay local.
 	Events *notify.Publisher
 	// Breached serves PasswordService (a range-API client or an offline list);
@@ -188,9 +189,9 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 const auditCloseTimeout = 10 * time.Second
 
 // Close releases the subscriptions New made and flushes the audit trail: events
-// recorded before Close are in the store and on NATS when it returns (call it
-// after the gRPC server has stopped, before the Auditor, the store and NATS are
-// closed).
+// recorded before Close are in the store when it returns (the relay publishes
+// them; call Close after the gRPC server has stopped, before the Auditor, the
+// store and NATS are closed).
 func (s *Server) Close() {
 	for _, c := range s.closers {
 		c()
@@ -198,7 +199,7 @@ func (s *Server) Close() {
 	s.closers = nil
 	ctx, cancel := context.WithTimeout(context.Background(), auditCloseTimeout)
 	defer cancel()
-	if err := s.FlushAudit(ctx); err != nil {
+	if err := s.flushAuditStore(ctx); err != nil {
 		s.log.Error("audit trail not flushed on close", "error", err.Error())
 	}
 }
@@ -206,6 +207,7 @@ func (s *Server) Close() {
 // ServerOptions returns the interceptors every gRPC server of this service needs.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(decodeCodec{}),
 		grpc.ChainUnaryInterceptor(s.unaryChain()...),
 		grpc.ChainStreamInterceptor(s.streamChain()...),
 	}
@@ -235,6 +237,9 @@ func (s *Server) Sweep(ctx context.Context) error {
 		return err
 	}
 	if err := s.sweepOTPCodes(ctx, now); err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteFamiliarNetworksBefore(ctx, now); err != nil {
 		return err
 	}
 	_, err := s.store.DeleteThrottlesBefore(ctx, now.Add(-s.throttle.Config().Window))

@@ -20,23 +20,64 @@ func retryAfter(d time.Duration) *durationpb.Duration {
 	return durationpb.New((d + time.Millisecond - 1).Truncate(time.Millisecond))
 }
 
+// highEntropy tells whether method's secret cannot be guessed in the attempts a
+// network is allowed: an Unguessable factor's, or an app password (130 bits).
+// Such attempts are counted per client network only and never against the user,
+// and the user's lock does not hold them up (throttle.Subjects.HighEntropy).
+func (s *core) highEntropy(method string) bool {
+	if method == "app_password" {
+		return true
+	}
+	f, ok := s.factors.named(method)
+	return ok && f.Unguessable
+}
+
 // checkThrottle asks whether subj may make an attempt now. A blocked attempt is
 // counted in the metrics and audited (event "throttled"); the caller answers it.
+// It evaluates nothing (a pre-check, e.g. before a challenge is begun): an
+// attempt that evaluates a secret goes through guardAttempt.
 func (s *core) checkThrottle(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Decision, error) {
+	subj.HighEntropy = subj.HighEntropy || s.highEntropy(method)
 	d, err := s.throttle.Check(ctx, subj)
 	if err != nil {
 		return d, s.toStatus(ctx, err)
 	}
 	if d.Blocked {
-		s.metrics.throttled.WithLabelValues(d.By.Kind).Inc()
-		user := subj.UserID
-		if user == "" {
-			user = subj.Login
-		}
-		s.audit(ctx, client, AuditEvent{Event: notify.EventThrottled, UserID: user, Method: method, Result: "throttled",
-			Details: map[string]string{"by": d.By.Kind, "locked": strconv.FormatBool(d.Locked), "retry_after": retryAfter(d.RetryAfter).AsDuration().String()}})
+		s.throttledEvent(ctx, client, subj, method, d)
 	}
 	return d, nil
+}
+
+// throttledEvent counts and audits a blocked attempt.
+func (s *core) throttledEvent(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, d throttle.Decision) {
+	s.metrics.throttled.WithLabelValues(d.By.Kind).Inc()
+	user := subj.UserID
+	if user == "" {
+		user = subj.Login
+	}
+	s.audit(ctx, client, AuditEvent{Event: notify.EventThrottled, UserID: user, Method: method, Result: "throttled",
+		Details: map[string]string{"by": d.By.Kind, "locked": strconv.FormatBool(d.Locked), "retry_after": retryAfter(d.RetryAfter).AsDuration().String()}})
+}
+
+// guardAttempt runs eval as one attempt by subj at method's secret, counted
+// before it is evaluated (throttle.Guard: the subjects held and their counts
+// read in one transaction with eval and the failure, on every replica). A
+// blocked attempt is audited as checkThrottle does and eval does not run; a
+// rejection's new locks are audited and its counts announced. Errors (eval's
+// too) come back as statuses. VerifyChallenge holds the challenge as well
+// (challenge.HoldKey), whose Verify reads its attempts again inside eval.
+func (s *core) guardAttempt(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string, eval func(ctx context.Context) (throttle.Verdict, error)) (throttle.Result, error) {
+	subj.HighEntropy = subj.HighEntropy || s.highEntropy(method)
+	res, err := s.throttle.Guard(ctx, subj, eval)
+	if err != nil {
+		return res, s.toStatus(ctx, err)
+	}
+	if res.Blocked {
+		s.throttledEvent(ctx, client, subj, method, res.Decision)
+	}
+	s.announceThrottleFailed(ctx, res.Recorded)
+	s.lockoutEvents(ctx, client, method, res.NewLocks)
+	return res, nil
 }
 
 // throttledError is the ResourceExhausted status of a blocked attempt, with the
@@ -64,12 +105,19 @@ func throttledError(d throttle.Decision) error {
 // ("lockout") and counted. A failure to count is an error: an attempt the
 // throttle could not see must not be answered.
 func (s *core) throttleFailure(ctx context.Context, client *pb.ClientContext, subj throttle.Subjects, method string) (throttle.Outcome, error) {
+	subj.HighEntropy = subj.HighEntropy || s.highEntropy(method)
 	out, err := s.throttle.Failure(ctx, subj)
 	s.announceThrottleFailed(ctx, out.Recorded)
 	if err != nil {
 		return out, s.toStatus(ctx, err)
 	}
-	for _, l := range out.NewLocks {
+	s.lockoutEvents(ctx, client, method, out.NewLocks)
+	return out, nil
+}
+
+// lockoutEvents counts and audits ("lockout") the locks a failure started.
+func (s *core) lockoutEvents(ctx context.Context, client *pb.ClientContext, method string, locks []throttle.Subject) {
+	for _, l := range locks {
 		s.metrics.locks.WithLabelValues(l.Kind).Inc()
 		e := AuditEvent{Event: notify.EventLockout, Method: method, Result: "locked",
 			Details: map[string]string{"kind": l.Kind, "key": l.Key, "lock_duration": s.throttle.Config().LockDuration.String()}}
@@ -78,7 +126,6 @@ func (s *core) throttleFailure(ctx context.Context, client *pb.ClientContext, su
 		}
 		s.audit(ctx, client, e)
 	}
-	return out, nil
 }
 
 // announceThrottleFailed tells the other replicas that subjects have failures

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net/netip"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -60,13 +59,14 @@ func checkName(field, name string, required bool) error {
 	return nil
 }
 
-// checkIP validates an optional client IP.
+// checkIP validates an optional client IP: an address whose zone, if any, is at
+// most MaxIPZoneLen bytes, MaxIPLen in all (CheckClientIP).
 func checkIP(field, ip string) error {
 	if ip == "" {
 		return nil
 	}
-	if _, err := netip.ParseAddr(ip); err != nil {
-		return invalid(field, "is not an IP address")
+	if err := CheckClientIP(ip); err != nil {
+		return invalid(field, "%v", err)
 	}
 	return nil
 }

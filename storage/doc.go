@@ -19,8 +19,11 @@
 //     writer's pool, scanned by position without reflection) is only for the
 //     statements every login runs: ListFactorHeads, LoadSealedChallenge,
 //     AdvanceLastStepFrom, GetThrottles, where gorm's builder was a third of the
-//     cost (docs/PERFORMANCE.md). Inside InTx they join the transaction through
-//     gorm, as every other Store call does.
+//     cost (docs/PERFORMANCE.md). Inside InTx they join the transaction with the
+//     statement prepared once on the hot pool (hot.go txStmt; gorm would prepare
+//     it again in every transaction), or through gorm until it is prepared.
+//     A verification's audit records (AddAuditEvents inside a transaction) are one
+//     of them (insertAuditSQL).
 //
 // The hand-written SQL of the login path (the Raw and the prepared statements)
 // lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM
@@ -40,4 +43,7 @@
 //     exactly one sees a row affected (RFC 6238 §5.2, RFC 4226 §7.5).
 //   - Nothing that matters for correctness lives in a process's memory: challenges
 //     and their attempt counters are rows, so any replica can continue what another began.
+//   - audit_events is also the outbox of the NATS audit stream (pending rows, a
+//     partial index over them, a lease row so that one relay publishes): see package
+//     audit.
 package storage

@@ -69,6 +69,13 @@ func (s *Store) ListGroupAdmins(ctx context.Context, group string) ([]string, er
 	return out, err
 }
 
+// ListAdministeredGroups lists the groups adminID administers, sorted.
+func (s *Store) ListAdministeredGroups(ctx context.Context, adminID string) ([]string, error) {
+	var out []string
+	err := s.DB(ctx).Model(&GroupAdmin{}).Where("admin_id = ?", adminID).Order("group_name").Pluck("group_name", &out).Error
+	return out, err
+}
+
 // IsGroupAdminOf tells whether actorID administers any group userID belongs to.
 func (s *Store) IsGroupAdminOf(ctx context.Context, actorID, userID string) (bool, error) {
 	var n int64

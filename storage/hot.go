@@ -14,8 +14,9 @@ import (
 // challenge's state, the TOTP step's conditional update) skip gorm's statement
 // builder and its callbacks: they are written as SQL, prepared once on the writer's
 // pool and run through database/sql. That builder was a third of the update's cost
-// (docs/PERFORMANCE.md). Inside InTx they join the transaction through gorm, as
-// every other Store call does.
+// (docs/PERFORMANCE.md). Inside InTx they join the transaction, bound to it as
+// the statement prepared on the hot pool (txStmt), as every other Store call
+// joins it.
 
 // maxHotStmts bounds the prepared statements kept; the login path has a handful
 // (the throttle read has one per number of subjects).
@@ -24,6 +25,8 @@ const maxHotStmts = 32
 type hotStmts struct {
 	mu sync.Mutex
 	m  map[string]*sql.Stmt
+	// preparing holds the queries being prepared for later transactions.
+	preparing sync.Map
 }
 
 // hotPool is the pool the login path runs on: on SQLite the writer's single
@@ -71,9 +74,53 @@ func (s *Store) prepared(ctx context.Context, query string) (st *sql.Stmt, kept 
 	return st, true, nil
 }
 
+// sqlTxOf is the database/sql transaction under a gorm transaction.
+func sqlTxOf(tx *gorm.DB) (*sql.Tx, bool) {
+	switch p := tx.Statement.ConnPool.(type) {
+	case *sql.Tx:
+		return p, true
+	case *gorm.PreparedStmtTX:
+		t, ok := p.Tx.(*sql.Tx)
+		return t, ok
+	}
+	return nil, false
+}
+
+// txStmt is query's statement, prepared once on the hot pool, bound to the
+// transaction tx (database/sql reuses the connection's prepared statement: on
+// SQLite the one writer is the transaction's). gorm would prepare it again in
+// every transaction (a sixth of a sealed login's CPU). It is nil while query is
+// not prepared yet: preparing needs a pooled connection, which on SQLite is
+// this transaction's, so it is prepared once the transaction has let it go, for
+// the next one, and this one runs it through gorm.
+func (s *Store) txStmt(ctx context.Context, tx *gorm.DB, query string) *sql.Stmt {
+	stx, ok := sqlTxOf(tx)
+	if !ok {
+		return nil
+	}
+	s.hotStmts.mu.Lock()
+	st := s.hotStmts.m[query]
+	s.hotStmts.mu.Unlock()
+	if st == nil {
+		if _, busy := s.hotStmts.preparing.LoadOrStore(query, true); !busy {
+			go func() {
+				defer s.hotStmts.preparing.Delete(query)
+				if st, kept, err := s.prepared(context.Background(), query); err == nil && !kept {
+					_ = st.Close()
+				}
+			}()
+		}
+		return nil
+	}
+	return stx.StmtContext(ctx, st)
+}
+
 // hotQuery runs a login-path query (placeholders written "?").
 func (s *Store) hotQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
+		if st := s.txStmt(ctx, tx, query); st != nil {
+			return st.QueryContext(ctx, args...)
+		}
 		return tx.Raw(query, args...).Rows()
 	}
 	st, kept, err := s.prepared(ctx, query)
@@ -89,8 +136,16 @@ func (s *Store) hotQuery(ctx context.Context, query string, args ...any) (*sql.R
 // hotExec runs a login-path statement and returns the rows it changed.
 func (s *Store) hotExec(ctx context.Context, query string, args ...any) (int64, error) {
 	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
-		res := tx.Exec(query, args...)
-		return res.RowsAffected, res.Error
+		st := s.txStmt(ctx, tx, query)
+		if st == nil {
+			res := tx.Exec(query, args...)
+			return res.RowsAffected, res.Error
+		}
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
 	}
 	st, kept, err := s.prepared(ctx, query)
 	if err != nil {

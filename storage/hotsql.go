@@ -86,3 +86,12 @@ var failSealedChallengeSQL = `INSERT INTO challenges
   updated_at = excluded.updated_at
  WHERE challenges.state = ? AND challenges.attempts < challenges.max_attempts
  RETURNING attempts, max_attempts`
+
+// auditCols are all of AuditRecord's columns, in model order.
+var auditCols = []string{"id", "occurred_at", "event", "user_id", "actor", "caller", "method", "result",
+	"client_ip", "user_agent", "request_id", "details", "pending"}
+
+// insertAuditSQL writes one audit record: a login's records, written in the
+// transaction of the verification they record (the batched writer's
+// multi-row INSERTs outside transactions go through gorm).
+var insertAuditSQL = `INSERT INTO audit_events (` + prefixed("", auditCols) + `) VALUES (?` + strings.Repeat(", ?", len(auditCols)-1) + `)`

@@ -42,6 +42,7 @@ func TestHotSQLColumnsMatchModels(t *testing.T) {
 		// ListFactorHeads reads two columns by design: everything else is omitted,
 		// and a new column must be named here to be.
 		{"factorHeadsCols", factor, factorHeadsCols, without(factor, factorHeadsCols)},
+		{"auditCols", modelColumns(t, &AuditRecord{}), auditCols, nil},
 	}
 	for _, tc := range cases {
 		got := append(slices.Clone(tc.cols), tc.omitted...)

@@ -22,10 +22,13 @@ func models() []any {
 		&EnforcementStart{},
 		&WebAuthnUser{},
 		&ThrottleState{},
+		&FamiliarNetwork{},
 		&AuditRecord{},
 		&OTPCode{},
 		&OTPSendCounter{},
 		&OTPLinkToken{},
+		&Counter{},
+		&AuditRelayLease{},
 	}
 }
 

@@ -113,6 +113,9 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 				return nil, fmt.Errorf("create database folder: %w", err)
 			}
 		}
+		if err := createPrivate(path); err != nil {
+			return nil, fmt.Errorf("create sqlite %s: %w", path, err)
+		}
 		db, err = gorm.Open(newSQLiteDialector(sqliteDSN(path)), cfg)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -139,7 +142,39 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		_ = s.Close()
 		return nil, err
 	}
+	if dialect == SQLite {
+		if err := restrictSQLiteFiles(strings.TrimPrefix(databaseURL, "sqlite://")); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// createPrivate creates path empty (an empty file is an empty SQLite database) with
+// mode 0600 when it does not exist, so the database is never readable by others,
+// whatever the umask (issue 16, finding 9).
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// restrictSQLiteFiles makes the database file and its -wal and -shm companions mode
+// 0600 (SQLite creates the companions with the database's mode; a database made
+// by an older version may be 0644).
+func restrictSQLiteFiles(path string) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("restrict sqlite file: %w", err)
+		}
+	}
+	return nil
 }
 
 func sqliteDSN(path string) string {

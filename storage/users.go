@@ -26,6 +26,7 @@ func userRows() []struct {
 		{&WebAuthnUser{}, "user_id"},
 		{&OTPCode{}, "user_id"},
 		{&OTPLinkToken{}, "user_id"},
+		{&FamiliarNetwork{}, "user_id"},
 	}
 }
 

@@ -169,7 +169,7 @@ func (h *Handler) totpFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if code == "" || len(code) > 16 {
-		retry(http.StatusBadRequest, "Enter the 6-digit code your app shows now.")
+		retry(http.StatusBadRequest, "Enter the code your app shows now.")
 		return
 	}
 	ctx, cancel := h.ctx(r)
@@ -335,4 +335,40 @@ func (h *Handler) passwordCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.renderAccount(w, r, http.StatusOK, &view{User: u, Check: res})
+}
+
+// enrollWebAuthnCancel removes a pending WebAuthn enrollment the browser gave up
+// on: a key refused by excludeCredentials (already registered), a cancelled or
+// timed-out prompt. Only a pending WebAuthn factor of the signed-in user goes;
+// without it the row would wait for its expiry.
+func (h *Handler) enrollWebAuthnCancel(w http.ResponseWriter, r *http.Request) {
+	u := h.user(r)
+	if u == "" {
+		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+		return
+	}
+	var in struct {
+		FactorID string `json:"factorId"`
+	}
+	if err := readJSON(r, &in); err != nil {
+		h.jsonFail(w, "Cancelling the enrollment", err)
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	fs, err := h.c.Enrollment.ListFactors(ctx, &pb.ListFactorsRequest{UserId: u})
+	if err != nil {
+		h.jsonFail(w, "Cancelling the enrollment", err)
+		return
+	}
+	for _, f := range fs.GetFactors() {
+		if f.GetId() != in.FactorID || f.GetMethod() != pb.Method_METHOD_WEBAUTHN || f.GetState() != pb.FactorState_FACTOR_STATE_PENDING {
+			continue
+		}
+		if _, err := h.c.Enrollment.RemoveFactor(ctx, &pb.RemoveFactorRequest{UserId: u, FactorId: f.GetId()}); err != nil {
+			h.jsonFail(w, "Cancelling the enrollment", err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, jsonAnswer{OK: true})
 }

@@ -124,6 +124,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /account/totp/finish", h.totpFinish)
 	m.HandleFunc("POST /account/webauthn/begin", h.enrollWebAuthnBegin)
 	m.HandleFunc("POST /account/webauthn/finish", h.enrollWebAuthnFinish)
+	m.HandleFunc("POST /account/webauthn/cancel", h.enrollWebAuthnCancel)
 	m.HandleFunc("POST /account/backup-codes", h.backupCodes)
 	m.HandleFunc("POST /account/app-passwords", h.issueAppPassword)
 	m.HandleFunc("POST /account/app-passwords/revoke", h.revokeAppPassword)
@@ -229,6 +230,8 @@ type view struct {
 	LoginFor string
 	Methods  map[string]bool
 	Result   *result
+	// CodeDigits is the length of the user's TOTP codes (0: not one length).
+	CodeDigits int
 
 	// Account
 	Factors      []*pb.Factor

@@ -38,7 +38,7 @@ type fixture struct {
 	c      *client.Client
 }
 
-func start(t *testing.T) *fixture {
+func start(t *testing.T, authdFlags ...string) *fixture {
 	t.Helper()
 	// The demo's listener comes first: its origin is authd's allowed WebAuthn origin.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -59,10 +59,10 @@ func start(t *testing.T) *fixture {
 	t.Cleanup(pwned.Close)
 
 	dataDir := t.TempDir()
-	cfg, err := app.Parse("authd", []string{
+	cfg, err := app.Parse("authd", append([]string{
 		"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-database-url", storagetest.URL(t),
 		"-webauthn-origins", origin, "-breached-url", pwned.URL,
-	}, func(string) string { return "" })
+	}, authdFlags...), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +246,28 @@ func TestTOTPEnrollAndSignIn(t *testing.T) {
 	}
 }
 
+// The code field names the length of the user's codes: 8 on an 8-digit
+// deployment (issue 17: it said "6-digit code" whatever the deployment).
+func TestCodeLabelFollowsTOTPDigits(t *testing.T) {
+	f := start(t, "-totp-digits", "8")
+	b := f.browser(t)
+	b.signIn("dora").must(t, "/account")
+	p := b.post("/account/totp", url.Values{"name": {"Phone"}}).must(t, "/account/totp", "8 digits")
+	secret := strings.ReplaceAll(p.find(t, `Secret: <code class="big">([A-Z2-7 ]+)</code>`), " ", "")
+	factorID := p.find(t, `name="factor_id" value="([0-9a-f-]{36})"`)
+	seed, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _ := totp.CodeAt(seed, totp.Params{Algorithm: "SHA1", Digits: 8, Period: 30}, time.Now())
+	b.post("/account/totp/finish", url.Values{"factor_id": {factorID}, "code": {code}}).must(t, "/account", "Authenticator app added")
+	b.signOut()
+	p = b.signIn("dora").must(t, "/signin/second", `<label for="totp-code">8-digit code</label>`)
+	if strings.Contains(p.body, "6-digit") {
+		t.Fatalf("an 8-digit deployment's code field says 6 digits:\n%s", p.body)
+	}
+}
+
 func newAuthenticator(t *testing.T, o softauthn.Options) *softauthn.Authenticator {
 	t.Helper()
 	a, err := softauthn.New(o)
@@ -313,6 +335,54 @@ func TestSecurityKeySignIn(t *testing.T) {
 	// Finishing with no open challenge is a clear error, not a sign-in.
 	if a := b.postJSON("/signin/webauthn/finish", json.RawMessage(`{}`)); a.OK || !strings.Contains(a.Message, "No security key check is open") {
 		t.Fatalf("finish without begin: %+v", a)
+	}
+}
+
+// A registration the browser gives up on (a key refused by excludeCredentials,
+// a cancelled prompt) is cancelled, and leaves no pending factor row; a
+// cancel names only the user's own pending WebAuthn enrollments.
+func TestWebAuthnCancelDropsPendingFactor(t *testing.T) {
+	f := start(t)
+	b := f.browser(t)
+	b.signIn("gus").must(t, "/account")
+	b.enrollKey(newAuthenticator(t, softauthn.Options{}), "YubiKey", false)
+	begin := b.postJSON("/account/webauthn/begin", map[string]any{"name": "Again"})
+	if !begin.OK {
+		t.Fatalf("begin: %+v", begin)
+	}
+	pending := func() (n, active int) {
+		fs, err := f.c.Enrollment.ListFactors(context.Background(), &pb.ListFactorsRequest{UserId: "gus"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range fs.GetFactors() {
+			switch x.GetState() {
+			case pb.FactorState_FACTOR_STATE_PENDING:
+				n++
+			case pb.FactorState_FACTOR_STATE_ACTIVE:
+				active++
+			}
+		}
+		return n, active
+	}
+	if n, _ := pending(); n != 1 {
+		t.Fatalf("%d pending factors after begin, want 1", n)
+	}
+	var activeID string
+	fs, _ := f.c.Enrollment.ListFactors(context.Background(), &pb.ListFactorsRequest{UserId: "gus"})
+	for _, x := range fs.GetFactors() {
+		if x.GetState() == pb.FactorState_FACTOR_STATE_ACTIVE {
+			activeID = x.GetId()
+		}
+	}
+	if a := b.postJSON("/account/webauthn/cancel", map[string]any{"factorId": activeID}); !a.OK {
+		t.Fatalf("cancel of an active factor: %+v", a)
+	}
+	if a := b.postJSON("/account/webauthn/cancel", map[string]any{"factorId": begin.FactorID}); !a.OK {
+		t.Fatalf("cancel: %+v", a)
+	}
+	if n, active := pending(); n != 0 || active != 1 {
+		t.Fatalf("after cancel: %d pending, %d active factors; want 0 and 1 (the active key stays)", n, active)
 	}
 }
 

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -121,7 +122,32 @@ func (h *Handler) renderSecond(w http.ResponseWriter, r *http.Request, status in
 	for _, m := range req.GetAvailableMethods() {
 		v.Methods[methodKey(m)] = true
 	}
+	if v.Methods["totp"] {
+		v.CodeDigits = h.totpDigits(ctx, user)
+	}
 	h.render(w, status, "second.html", v)
+}
+
+// totpDigits is the code length of the user's active TOTP factors, or 0 when
+// they differ or cannot be listed (the page then names no length): each
+// enrollment keeps the -totp-digits it was made with.
+func (h *Handler) totpDigits(ctx context.Context, user string) int {
+	fs, err := h.c.Enrollment.ListFactors(ctx, &pb.ListFactorsRequest{UserId: user})
+	if err != nil {
+		return 0
+	}
+	digits := 0
+	for _, f := range fs.GetFactors() {
+		if f.GetMethod() != pb.Method_METHOD_TOTP || f.GetState() != pb.FactorState_FACTOR_STATE_ACTIVE {
+			continue
+		}
+		d := int(f.GetTotp().GetDigits())
+		if digits != 0 && d != digits {
+			return 0
+		}
+		digits = d
+	}
+	return digits
 }
 
 // signinCode answers a TOTP, backup or admin code. The challenge id lives in the

@@ -39,6 +39,8 @@ type env struct {
 	stdin io.Reader
 	in    *bufio.Reader
 	out   io.Writer
+	// dataDir is the -data-dir folder (the embedded NATS token is there).
+	dataDir string
 }
 
 func (e *env) prompt(q string) (string, error) {
@@ -97,7 +99,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	return commands[name].run(&env{c: c, ctx: ctx, stdin: stdin, in: bufio.NewReader(stdin), out: stdout}, cmdArgs)
+	return commands[name].run(&env{c: c, ctx: ctx, stdin: stdin, in: bufio.NewReader(stdin), out: stdout, dataDir: *dataDir}, cmdArgs)
 }
 
 // lookup finds the longest registered command name that prefixes args.

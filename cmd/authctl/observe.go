@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twofactor/twofactor/notify"
@@ -128,6 +130,8 @@ func auditTail(e *env, args []string) error {
 	fromStart := fs.Bool("from-start", false, "a new durable consumer starts at the oldest kept event (default: new events only)")
 	url := fs.String("nats-url", envOr("TWOFACTOR_NATS_URL", "nats://127.0.0.1:4222"), "NATS server (env TWOFACTOR_NATS_URL); an embedded authd needs --nats-listen")
 	prefix := fs.String("nats-prefix", envOr("TWOFACTOR_NATS_PREFIX", notify.DefaultPrefix), "subject prefix authd uses")
+	tokenFile := fs.String("nats-token-file", "", "token of an embedded authd's NATS listener (default <data-dir>/"+notify.TokenFileName+" when it exists)")
+	natsCA := fs.String("nats-ca", "", "CA certificate (PEM) of a NATS listener served over TLS")
 	durable := fs.String("durable", "authctl", "durable consumer name: a tail with the same name resumes where the last one stopped")
 	asJSON := fs.Bool("json", false, "one JSON object (schema v1) per line")
 	if err := fs.Parse(args); err != nil {
@@ -140,7 +144,11 @@ func auditTail(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	nc, err := notify.Connect(*url)
+	opts, err := natsClientOptions(e.dataDir, *tokenFile, *natsCA)
+	if err != nil {
+		return err
+	}
+	nc, err := notify.Connect(*url, opts...)
 	if err != nil {
 		return err
 	}
@@ -155,4 +163,31 @@ func auditTail(e *env, args []string) error {
 		printEvent(e, *asJSON, ev)
 		return nil
 	})
+}
+
+// natsClientOptions presents the embedded NATS server's token (an explicit file, or
+// the data folder's when there is one) and trusts natsCA for TLS.
+func natsClientOptions(dataDir, tokenFile, natsCA string) ([]nats.Option, error) {
+	var opts []nats.Option
+	if tokenFile == "" {
+		if p := filepath.Join(dataDir, notify.TokenFileName); fileExists(p) {
+			tokenFile = p
+		}
+	}
+	if tokenFile != "" {
+		o, err := notify.TokenOption(tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
+	}
+	if natsCA != "" {
+		opts = append(opts, nats.RootCAs(natsCA))
+	}
+	return opts, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/twofactor/twofactor/clients/client"
 	"github.com/twofactor/twofactor/providers/totp"
 )
@@ -83,6 +85,11 @@ func TestObserveCommands(t *testing.T) {
 	out := runOut(t, append(g, "-timeout", "3s", "audit", "tail", "-from-start", "-json", "-nats-url", "nats://"+natsAddr)...)
 	if !strings.Contains(out, `"event":"throttle.cleared"`) || !strings.Contains(out, `"v":1`) {
 		t.Fatalf("audit tail: %q", out)
+	}
+	// It found the token in the data folder; an anonymous client is refused.
+	if nc, err := nats.Connect("nats://" + natsAddr); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous client connected to the embedded NATS listener")
 	}
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {

@@ -69,3 +69,37 @@ func TestRecoveryAndAppPasswordCommands(t *testing.T) {
 		t.Fatalf("requirements: %s", out)
 	}
 }
+
+// The login's wording (issue 17): "1 attempt left", no "(factor )" for codes that
+// belong to no factor row, and the last wrong answer ends the command instead of
+// asking for another code.
+func TestLoginWording(t *testing.T) {
+	addr, dataDir := startAuthd(t)
+	s := start(t, addr, dataDir, "backup-codes", "issue", "erin")
+	code := s.until(`^  ([0-9A-Z]{5}-[0-9A-Z]{5})$`)[1]
+	s.wait()
+
+	s = start(t, addr, dataDir, "login", "erin", "-method", "backup_code")
+	s.answer(code)
+	if out := s.wait(); !strings.Contains(out, "Accepted: erin passed the second factor.") || strings.Contains(out, "(factor") {
+		t.Fatalf("backup-code login names an empty factor:\n%s", out)
+	}
+
+	s = start(t, addr, dataDir, "login", "erin", "-method", "backup_code")
+	for _, want := range []string{"4 attempts left", "3 attempts left", "2 attempts left", "1 attempt left."} {
+		s.answer("AAAAA-AAAAA")
+		s.until(`Rejected \(.*\); ` + want)
+	}
+	s.answer("AAAAA-AAAAA")
+	for line := range s.lines {
+		s.output.WriteString(line)
+	}
+	err := <-s.done
+	if err == nil || !strings.Contains(err.Error(), "no attempts left") {
+		t.Fatalf("the last wrong code: err = %v\n%s", err, s.output.String())
+	}
+	out := s.output.String()
+	if strings.Contains(out, "0 attempts") || strings.Count(out, "Code: ") != 5 {
+		t.Fatalf("after the last attempt authctl asked again or said 0 attempts:\n%s", out)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/mdp/qrterminal/v3"
@@ -30,6 +31,22 @@ func init() {
 	register("health", command{usage: "health", help: "ask authd whether it is serving", run: healthCmd})
 }
 
+// qrCell paints one terminal cell in explicit colours, bright white on black,
+// so the code reads the same on light and dark terminals (a block drawn in the
+// terminal's own foreground colour comes out inverted on a light one).
+func qrCell(ch string) string { return "\033[97;40m" + ch + "\033[0m" }
+
+// drawQR prints uri as a QR code, two modules per cell (half blocks), with the
+// four-module quiet zone the QR specification asks for (ISO/IEC 18004 §6.3.8).
+func drawQR(w io.Writer, uri string) {
+	qrterminal.GenerateWithConfig(uri, qrterminal.Config{
+		Level: qrterminal.L, Writer: w, HalfBlocks: true,
+		BlackChar: qrCell(qrterminal.BLACK_BLACK), WhiteBlackChar: qrCell(qrterminal.WHITE_BLACK),
+		WhiteChar: qrCell(qrterminal.WHITE_WHITE), BlackWhiteChar: qrCell(qrterminal.BLACK_WHITE),
+		QuietZone: qrterminal.QUIET_ZONE,
+	})
+}
+
 func totpEnroll(e *env, args []string) error {
 	fs := flag.NewFlagSet("totp enroll", flag.ContinueOnError)
 	account := fs.String("account", "", "account name shown in the app (default: the user id)")
@@ -47,11 +64,7 @@ func totpEnroll(e *env, args []string) error {
 	}
 	t := resp.GetTotp()
 	fmt.Fprintln(e.out, "Scan this QR code with an authenticator app (or enter the secret by hand):")
-	qrterminal.GenerateWithConfig(t.GetUri(), qrterminal.Config{
-		Level: qrterminal.L, Writer: e.out, HalfBlocks: true,
-		BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK,
-		WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE, QuietZone: 2,
-	})
+	drawQR(e.out, t.GetUri())
 	fmt.Fprintf(e.out, "URI:    %s\nSecret: %s  (%s, %d digits, %ds)\n\n", t.GetUri(), group(t.GetSecret()), t.GetAlgorithm(), t.GetDigits(), t.GetPeriodSeconds())
 	for {
 		code, err := e.prompt("Code from the app: ")
@@ -69,6 +82,22 @@ func totpEnroll(e *env, args []string) error {
 		}
 		fmt.Fprintf(e.out, "%s; try again.\n", strings.TrimPrefix(st.Message(), "code: "))
 	}
+}
+
+// factorNote names the factor that passed, when the answer names one (backup
+// and admin codes belong to no factor row).
+func factorNote(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " (factor " + id + ")"
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func login(e *env, args []string) error {
@@ -107,10 +136,14 @@ func login(e *env, args []string) error {
 		}
 		switch r.GetResult() {
 		case pb.VerifyResult_VERIFY_RESULT_ACCEPTED:
-			fmt.Fprintf(e.out, "Accepted: %s passed the second factor (factor %s).\n", r.GetUserId(), r.GetFactorId())
+			fmt.Fprintf(e.out, "Accepted: %s passed the second factor%s.\n", r.GetUserId(), factorNote(r.GetFactorId()))
 			return nil
 		case pb.VerifyResult_VERIFY_RESULT_REJECTED:
-			fmt.Fprintf(e.out, "Rejected (%s); %d attempts left.\n", reason(r.GetReason()), r.GetRemainingAttempts())
+			left := r.GetRemainingAttempts()
+			if left <= 0 {
+				return fmt.Errorf("rejected (%s); no attempts left on this challenge: start a new login", reason(r.GetReason()))
+			}
+			fmt.Fprintf(e.out, "Rejected (%s); %s left.\n", reason(r.GetReason()), plural(int(left), "attempt", "attempts"))
 			if r.GetDelivery().GetState() == pb.DeliveryState_DELIVERY_STATE_FAILED {
 				fmt.Fprintf(e.out, "The code could not be delivered (%s): try another method.\n", r.GetDelivery().GetReason())
 			}

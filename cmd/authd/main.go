@@ -5,6 +5,8 @@
 //	authd apikey add -name N -roles R,R   add an API key to the key file and print it once
 //	authd keys rotate                     add a new sealing key and make it active
 //	authd keys reseal                     re-encrypt stored secrets with the active key
+//	authd healthcheck                     exit 0 when the local listener's gRPC health is SERVING
+//	authd help                            this list and every serve flag
 package main
 
 import (
@@ -12,26 +14,53 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/server/app"
 	"github.com/twofactor/twofactor/storage"
 )
 
+const usage = `authd serves the twofactor gRPC API.
+
+Usage:
+  authd [flags]                         serve
+  authd init [flags]                    create the data folder's keys (sealing key ring, admin API key) and exit
+  authd apikey add -name N -roles R,R   add an API key to the key file and print it once
+  authd keys rotate [flags]             add a new sealing key and make it active
+  authd keys reseal [flags]             re-encrypt stored secrets with the active key
+  authd healthcheck [flags]             exit 0 when the local listener's gRPC health is SERVING
+  authd help                            this text
+
+Running replicas reload the API key file when it changes (checked every second)
+and on SIGHUP. Every flag is also an environment variable TWOFACTOR_<NAME> and a
+key of the -config YAML file. Flags:
+`
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "authd:", err)
+			os.Exit(1)
 		}
-		os.Exit(1)
 	}
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "help" {
+		args = []string{"-h"}
+	}
+	if wantsHelp(args) && (len(args) == 0 || strings.HasPrefix(args[0], "-")) {
+		fmt.Fprint(os.Stderr, usage)
+	}
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:])
+	}
 	if len(args) >= 2 {
 		switch args[0] + " " + args[1] {
 		case "apikey add":
@@ -55,24 +84,47 @@ func run(args []string) error {
 	if initOnly {
 		return app.Init(cfg, log)
 	}
+	return serve(cfg, log)
+}
+
+// serve runs authd until SIGINT or SIGTERM, reloading the API key file when it
+// changes or on SIGHUP.
+func serve(cfg *app.Config, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
+	reload := func() {
+		if err := a.ReloadAPIKeys(); err != nil {
+			log.Error("reload API keys", "error", err.Error())
+		} else {
+			log.Info("reloaded API keys", "path", cfg.APIKeysFile)
+		}
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			if err := a.ReloadAPIKeys(); err != nil {
-				log.Error("reload API keys", "error", err.Error())
-			} else {
-				log.Info("reloaded API keys", "path", cfg.APIKeysFile)
-			}
+			reload()
 		}
 	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	go watchFile(ctx, cfg.APIKeysFile, tick.C, reload)
 	return a.Serve(ctx)
+}
+
+// wantsHelp tells whether the arguments ask for the usage text.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "--h":
+			return true
+		}
+	}
+	return false
 }
 
 func apikeyAdd(args []string) error {
@@ -100,7 +152,7 @@ func apikeyAdd(args []string) error {
 	if err := server.AppendAPIKey(cfg.APIKeysFile, entry); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "added key %s (%s) to %s; send SIGHUP to running authd replicas to load it.\nThe key, shown once:\n", entry.ID, *roles, cfg.APIKeysFile)
+	fmt.Fprintf(os.Stderr, "added key %s (%s) to %s; running authd replicas load it within a second (or on SIGHUP).\nThe key, shown once:\n", entry.ID, *roles, cfg.APIKeysFile)
 	fmt.Println(token)
 	return nil
 }

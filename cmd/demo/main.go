@@ -4,6 +4,9 @@
 //
 //	go run ./cmd/authd &
 //	go run ./cmd/demo
+//
+// `demo healthcheck [-listen addr]` exits 0 when the demo at that address
+// answers its sign-in page (for container healthchecks: the image has no shell).
 package main
 
 import (
@@ -12,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -32,35 +36,33 @@ func main() {
 }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	listen := fs.String("listen", "127.0.0.1:8080", "HTTP listen address")
-	origin := fs.String("origin", "http://localhost:8080", "the origin the browser uses; authd's -webauthn-origins must list it")
-	addr := fs.String("addr", "127.0.0.1:7443", "authd gRPC address")
-	dataDir := fs.String("data-dir", "data", "embedded authd's data folder, where admin.key is")
-	keyFile := fs.String("key-file", "", "file holding the API key (default <data-dir>/admin.key; env TWOFACTOR_API_KEY wins)")
-	if err := fs.Parse(args); err != nil {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:])
+	}
+	var f demo.Flags
+	if err := demo.NewFlagSet("demo", &f).Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	key, err := client.FindAPIKey(*keyFile, *dataDir)
+	key, err := client.FindAPIKey(f.KeyFile, f.DataDir)
 	if err != nil {
-		return fmt.Errorf("%w; start authd first (go run ./cmd/authd) so it writes %s/admin.key", err, *dataDir)
+		return fmt.Errorf("%w; start authd first (go run ./cmd/authd) so it writes %s/admin.key", err, f.DataDir)
 	}
-	c, err := client.Dial(client.Options{Addr: *addr, APIKey: key})
+	c, err := client.Dial(client.Options{Addr: f.Addr, APIKey: key})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	h, err := demo.New(demo.Config{Client: c, Origin: *origin, AuthdAddr: *addr, Log: log})
+	h, err := demo.New(demo.Config{Client: c, Origin: f.Origin, AuthdAddr: f.Addr, Log: log})
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	srv := &http.Server{Addr: f.Listen, Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("demo listening", "listen", *listen, "open", *origin, "authd", *addr)
+	log.Info("demo listening", "listen", f.Listen, "open", f.Origin, "authd", f.Addr)
 	select {
 	case err := <-errc:
 		return err
@@ -69,4 +71,30 @@ func run(args []string) error {
 	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return srv.Shutdown(shut)
+}
+
+// healthcheck asks the demo listening at -listen for its sign-in page, which
+// it renders without calling authd.
+func healthcheck(args []string) error {
+	var f demo.Flags
+	if err := demo.NewFlagSet("demo healthcheck", &f).Parse(args); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(f.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %q: %w", f.Listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, port) + "/signin")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /signin: %s", resp.Status)
+	}
+	return nil
 }

@@ -20,13 +20,15 @@ func serverURL(t *testing.T) string {
 	if u := os.Getenv(natstest.EnvURL); u != "" {
 		return u
 	}
-	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	token := strings.Repeat("k", 32)
+	emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Shutdown)
-	t.Setenv(natstest.EnvURL, emb.ClientURL())
-	return emb.ClientURL()
+	u := strings.Replace(emb.ClientURL(), "nats://", "nats://"+token+"@", 1)
+	t.Setenv(natstest.EnvURL, u)
+	return u
 }
 
 func TestStartIsolatesAndCleansUp(t *testing.T) {

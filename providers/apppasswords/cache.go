@@ -138,6 +138,18 @@ func (c *cache) invalidate(id string) {
 	}
 }
 
+// clear forgets every entry and fails any lookup in flight from putting one back.
+func (c *cache) clear() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	clear(c.byHash)
+	clear(c.byID)
+}
+
 func (c *cache) len() int {
 	if c == nil {
 		return 0

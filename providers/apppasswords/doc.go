@@ -36,13 +36,18 @@
 //     per password across all replicas by a conditional UPDATE, so a sync client
 //     that authenticates every request causes one write a minute, not one per
 //     request.
-//   - Revocation is immediate everywhere. Rows are deleted, not flagged. The
-//     optional in-process cache (hash → user, id, scope; bounded, short TTL)
-//     forgets a revoked id at once locally and announces the id through an
-//     Announcer (NATS in the server) so that every replica calls Invalidate. A
-//     generation counter keeps a lookup that raced with a revocation from putting
-//     the revoked row back, and the TTL bounds the harm of an announcement lost
-//     in transit.
+//   - Revocation is immediate everywhere: when Revoke (or RevokeAll, Revoked)
+//     returns, no replica accepts the password (issue 16, finding 10; OWASP ASVS
+//     4.0 V3.3.1 / V3.3.3, invalidation on revocation). Rows are deleted, not
+//     flagged. The optional in-process cache (hash → user, id, scope; bounded)
+//     is trusted only while the replica's last read of a shared revocation
+//     counter, incremented by every revocation, began less than RevocationCheck
+//     (50 ms) ago and found no change; Revoke returns 2×RevocationCheck after the
+//     increment committed. This holds with NATS down or a replica's subscription
+//     lost; a replica that cannot read the counter does not use its cache. The
+//     announcement through an Announcer (NATS in the server) only makes the other
+//     replicas forget sooner. A generation counter keeps a lookup that raced with
+//     a revocation from putting the revoked row back (epoch.go).
 //   - Nothing secret is logged or put in an error: errors name the input that
 //     was wrong, never its value.
 //

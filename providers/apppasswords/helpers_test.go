@@ -43,6 +43,14 @@ type countingStore struct {
 	touches     atomic.Int64
 	afterLookup func(*storage.AppPassword)
 	failTouch   bool
+	failCounter atomic.Bool
+}
+
+func (s *countingStore) GetCounter(ctx context.Context, name string) (int64, error) {
+	if s.failCounter.Load() {
+		return 0, errors.New("database went away")
+	}
+	return s.Store.GetCounter(ctx, name)
 }
 
 func (s *countingStore) GetAppPasswordByHash(ctx context.Context, hash []byte) (*storage.AppPassword, error) {

@@ -2,6 +2,7 @@ package apppasswords_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -148,5 +149,58 @@ func TestRevocationReachesOtherReplicaOverNATS(t *testing.T) {
 		if res, _ := b.svc.Verify(ctx, "alice", pw, ""); res.Valid {
 			t.Fatal("B accepted a password revoked by RevokeAll")
 		}
+	}
+}
+
+// Issue 16, finding 10: when Revoke returns on A, B refuses the password at once,
+// round after round, with B's cache holding it each time; and the same when B
+// hears no announcements at all (its NATS connection closed).
+func TestRevocationAtOnceOnEveryReplica(t *testing.T) {
+	ctx := context.Background()
+	url := storagetest.URL(t)
+	ring := storagetest.KeyRing(t)
+	srv := embeddedNATS(t)
+	ncA, ncB := connect(t, srv), connect(t, srv)
+	fast := func(c *apppasswords.Config) { c.RevocationCheck = 5 * time.Millisecond; c.CacheTTL = time.Hour }
+	a := newReplica(t, url, ring, 1000, func(c *apppasswords.Config) { fast(c); c.Announcer = natsAnnouncer{ncA} })
+	b := newReplica(t, url, ring, 1000, func(c *apppasswords.Config) { fast(c); c.Announcer = natsAnnouncer{ncB} })
+	sub, err := ncB.Subscribe(revokedSubject, func(m *nats.Msg) { b.svc.Invalidate(string(m.Data)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := ncB.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	rounds := func(n int) (accepted, cachedBefore int) {
+		for i := 0; i < n; i++ {
+			p, pw, err := a.svc.Issue(ctx, "alice", "sync", apppasswords.Scope{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := b.store.lookups.Load()
+			for j := 0; j < 2; j++ {
+				if res, err := b.svc.Verify(ctx, "alice", pw, ""); err != nil || !res.Valid {
+					t.Fatalf("B refused a live password: %+v, %v", res, err)
+				}
+			}
+			if b.store.lookups.Load()-before == 1 {
+				cachedBefore++ // the second verification came from B's cache
+			}
+			if err := a.svc.Revoke(ctx, "alice", p.ID); err != nil && !errors.Is(err, apppasswords.ErrNotAnnounced) {
+				t.Fatal(err)
+			}
+			if res, _ := b.svc.Verify(ctx, "alice", pw, ""); res.Valid {
+				accepted++
+			}
+		}
+		return accepted, cachedBefore
+	}
+	if acc, cached := rounds(300); acc != 0 || cached < 250 {
+		t.Fatalf("with announcements: B accepted %d of 300 revoked passwords (cached before revocation in %d rounds)", acc, cached)
+	}
+	ncB.Close() // B hears nothing from now on
+	if acc, cached := rounds(50); acc != 0 || cached < 40 {
+		t.Fatalf("with B's NATS down: B accepted %d of 50 revoked passwords (cached before revocation in %d rounds)", acc, cached)
 	}
 }

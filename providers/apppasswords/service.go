@@ -37,9 +37,10 @@ var (
 	ErrNotFound = storage.ErrNotFound
 	// ErrTooMany: the user already has Config.MaxPerUser app passwords.
 	ErrTooMany = errors.New("too many app passwords")
-	// ErrNotAnnounced: the app password is revoked in the database and in this
-	// replica's cache, but the announcement to the other replicas failed; their
-	// caches may accept it until their entries expire (Config.CacheTTL).
+	// ErrNotAnnounced: the app password is revoked, and no replica accepts it
+	// any more (Config.RevocationCheck), but the announcement to the other
+	// replicas failed: their caches forgot it by reading the revocation counter
+	// instead of at once.
 	ErrNotAnnounced = errors.New("revocation not announced to other replicas")
 )
 
@@ -94,6 +95,8 @@ type Store interface {
 	DeleteAppPassword(ctx context.Context, userID, id string) error
 	DeleteAppPasswordsOfUser(ctx context.Context, userID string) ([]string, error)
 	TouchAppPassword(ctx context.Context, id string, now time.Time, clientIP string, minInterval time.Duration) (bool, error)
+	IncrementCounter(ctx context.Context, name string) error
+	GetCounter(ctx context.Context, name string) (int64, error)
 }
 
 // Hasher computes keyed hashes (storage.KeyRing).
@@ -120,9 +123,13 @@ type Config struct {
 	// CacheSize bounds the verification cache in entries; 0 disables it.
 	CacheSize int
 	// CacheTTL is how long a cached verification lasts (default DefaultCacheTTL).
-	// Announcements make revocation immediate; the TTL only bounds how long a
-	// replica that missed one (NATS down) may still accept a revoked password.
+	// Revocation does not depend on it (see RevocationCheck).
 	CacheTTL time.Duration
+	// RevocationCheck (default DefaultRevocationCheck) is how old a replica's last
+	// read of the shared revocation counter may be for its cache to be trusted;
+	// Revoke and RevokeAll return twice this after the revocation committed, when
+	// no replica accepts the password any more (see epoch.go).
+	RevocationCheck time.Duration
 	// TouchInterval is the least time between two recorded uses of one password
 	// (default DefaultTouchInterval).
 	TouchInterval time.Duration
@@ -139,6 +146,7 @@ type Config struct {
 type Service struct {
 	cfg   Config
 	cache *cache
+	epoch epoch
 }
 
 // New returns a Service.
@@ -161,7 +169,10 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxPerUser <= 0 {
 		cfg.MaxPerUser = DefaultMaxPerUser
 	}
-	return &Service{cfg: cfg, cache: newCache(cfg.CacheSize, cfg.CacheTTL)}, nil
+	if cfg.RevocationCheck <= 0 {
+		cfg.RevocationCheck = DefaultRevocationCheck
+	}
+	return &Service{cfg: cfg, cache: newCache(cfg.CacheSize, cfg.CacheTTL), epoch: epoch{every: cfg.RevocationCheck}}, nil
 }
 
 // now is the clock at the database's precision (microseconds), in UTC, so what
@@ -225,7 +236,13 @@ func (s *Service) Verify(ctx context.Context, login, password, clientIP string) 
 	hash := s.cfg.Hasher.MAC(macPurpose, []byte(canonical))
 	now := s.now()
 
-	e, cached := s.cache.get(hash, now)
+	// The cache is used only while this replica is known to have seen every
+	// revocation (fresh); otherwise every verification reads the database.
+	var e cacheEntry
+	cached, trusted := false, s.cache != nil && s.fresh(ctx)
+	if trusted {
+		e, cached = s.cache.get(hash, now)
+	}
 	if !cached {
 		gen := s.cache.generation()
 		row, err := s.cfg.Store.GetAppPasswordByHash(ctx, hash)
@@ -242,7 +259,7 @@ func (s *Service) Verify(ctx context.Context, login, password, clientIP string) 
 		if row.LastUsedAt != nil {
 			e.lastUsed = *row.LastUsedAt
 		}
-		cached = s.cache.put(hash, e, gen, now)
+		cached = trusted && s.cache.put(hash, e, gen, now)
 	}
 	if subtle.ConstantTimeCompare([]byte(e.userID), []byte(login)) != 1 {
 		return Result{Reason: ReasonOtherUser}, nil
@@ -314,8 +331,7 @@ func (s *Service) Revoke(ctx context.Context, userID, id string) error {
 	if err := s.cfg.Store.DeleteAppPassword(ctx, userID, id); err != nil {
 		return err
 	}
-	s.cache.invalidate(id)
-	return s.announce(ctx, id)
+	return s.Revoked(ctx, id)
 }
 
 // RevokeAll deletes every app password of a user, as Revoke does one, and
@@ -332,16 +348,31 @@ func (s *Service) RevokeAll(ctx context.Context, userID string) (int, error) {
 }
 
 // Revoked forgets and announces app passwords that were deleted by other means
-// (storage.DeleteAppPasswordsOfUser when a user is deleted).
+// (storage.DeleteAppPasswordsOfUser when a user is deleted). It returns when no
+// replica accepts them any more (see Config.RevocationCheck), or with the error
+// that prevents knowing it (then they are deleted but may be accepted from a
+// replica's cache until its entry expires, Config.CacheTTL).
 func (s *Service) Revoked(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	for _, id := range ids {
 		s.cache.invalidate(id)
 	}
+	if err := s.countRevocation(ctx); err != nil {
+		return err
+	}
+	counted := mono()
+	// Announcements make the other replicas forget at once; the guarantee does
+	// not rest on them.
 	var errs []error
 	for _, id := range ids {
 		if err := s.announce(ctx, id); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := s.waitRevocation(ctx, counted); err != nil {
+		return err
 	}
 	return errors.Join(errs...)
 }

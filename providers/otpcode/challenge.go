@@ -136,7 +136,7 @@ func (p *Provider) render(r codeRequest, code string, exp time.Time, seq int) (*
 		return nil, err
 	}
 	return &Send{Kind: KindCode, Channel: r.dest.Channel, ID: r.id, Seq: seq, UserID: r.userID, FactorID: r.factor.ID,
-		Destination: r.dest.Address, Code: code, Subject: msg.Subject, Text: msg.Text, ExpiresAt: exp}, nil
+		Destination: r.dest.Address, Code: code, Subject: msg.Subject, Text: msg.Text, Locale: normalizeLocale(r.locale), ExpiresAt: exp}, nil
 }
 
 // minutes rounds a lifetime up to whole minutes (a 4 min 30 s code "5 minutes").

@@ -225,7 +225,7 @@ func (p *Provider) changedNotice(old *storage.Factor, data FactorData) (*Send, e
 		return nil, err
 	}
 	return &Send{Kind: KindNotice, Channel: old.Method, ID: uuid.NewString(), Seq: 1, UserID: old.UserID,
-		FactorID: old.ID, Destination: dest.Address, Subject: msg.Subject, Text: msg.Text,
+		FactorID: old.ID, Destination: dest.Address, Subject: msg.Subject, Text: msg.Text, Locale: data.Locale,
 		ExpiresAt: p.now().UTC().Add(24 * time.Hour)}, nil
 }
 

@@ -35,6 +35,7 @@ type Send struct {
 	Code        string
 	Subject     string // email only
 	Text        string
+	Locale      string // the locale the text was rendered for ("" : the default)
 	// ExpiresAt is when the code stops working; a message not sent by then is
 	// of no use and should be dropped, not sent.
 	ExpiresAt time.Time

@@ -16,7 +16,10 @@
 //   - Who may act on a user is decided here from memberships the backend syncs:
 //     members of an admin group act on anyone; a group admin only on members of the
 //     groups they administer, and never on a member of an admin group (no escalation
-//     from group admin to admin; ASVS V4.1.3 least privilege, V4.2.1 IDOR).
+//     from group admin to admin; ASVS V4.1.3 least privilege, V4.2.1 IDOR), nor on a
+//     fellow group admin who administers a group the actor does not: acting on them
+//     (an admin code, a factor reset) would be a lateral step into that group
+//     (issue 16, finding 8; ASVS V4.1.3).
 //
 // The package speaks in Go types and strings; it knows nothing of gRPC or the wire.
 package policy
@@ -209,6 +212,7 @@ type Store interface {
 	EnsureEnforcementStart(ctx context.Context, userID string, now time.Time) (time.Time, error)
 	ListUserGroups(ctx context.Context, userID string) ([]string, error)
 	IsGroupAdminOf(ctx context.Context, actorID, userID string) (bool, error)
+	ListAdministeredGroups(ctx context.Context, adminID string) ([]string, error)
 }
 
 // Options tune a Provider; zero values take the defaults.
@@ -451,8 +455,8 @@ func (p *Provider) IsAdmin(ctx context.Context, actorID string) (bool, error) {
 
 // CanAct tells whether actorID may act on userID (issue an admin code, reset
 // factors, delete): yes for members of an admin group; for a group admin, yes for
-// members of a group they administer unless that member is an admin or the group
-// admin themselves (an admin code issued to oneself would bypass one's own second
+// members of a group they administer unless that member is an admin, administers a
+// group the actor does not, or is the group admin themselves (an admin code issued to oneself would bypass one's own second
 // factor; delegated administration is for helping others).
 func (p *Provider) CanAct(ctx context.Context, actorID, userID string) (bool, error) {
 	if actorID == "" || userID == "" {
@@ -469,10 +473,29 @@ func (p *Provider) CanAct(ctx context.Context, actorID, userID string) (bool, er
 		return false, err
 	}
 	targetAdmin, err := p.IsAdmin(ctx, userID)
+	if err != nil || targetAdmin {
+		return false, err
+	}
+	return p.administersAllOf(ctx, actorID, userID)
+}
+
+// administersAllOf tells whether actorID administers every group userID administers
+// (true when userID administers none).
+func (p *Provider) administersAllOf(ctx context.Context, actorID, userID string) (bool, error) {
+	theirs, err := p.store.ListAdministeredGroups(ctx, userID)
+	if err != nil || len(theirs) == 0 {
+		return err == nil, err
+	}
+	mine, err := p.store.ListAdministeredGroups(ctx, actorID)
 	if err != nil {
 		return false, err
 	}
-	return !targetAdmin, nil
+	for _, g := range theirs {
+		if !slices.Contains(mine, g) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func intersects(a, b []string) bool {

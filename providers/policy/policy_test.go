@@ -297,3 +297,45 @@ func BenchmarkRequirements(b *testing.B) {
 		p.Requirements(ctx, "alice", []string{"totp"})
 	}
 }
+
+// Issue 16, finding 8: a group admin acts on a fellow group admin only when they
+// administer every group that admin administers; otherwise acting on them (an admin
+// code, a factor reset) would be a step into a group they do not administer.
+func TestCanActRefusesTheLateralStep(t *testing.T) {
+	s := storagetest.Open(t)
+	ctx := context.Background()
+	for user, groups := range map[string][]string{
+		"amy": {"a"}, "ben": {"a"}, "cleo": {"a"}, "dan": {"b"}, "eve": {"a", "b"},
+	} {
+		if err := s.SetUserGroups(ctx, user, groups); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// amy administers A; ben administers A and B; cleo administers A; eve A and B.
+	if err := s.SetGroupAdmins(ctx, "a", []string{"amy", "ben", "cleo", "eve"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetGroupAdmins(ctx, "b", []string{"ben", "eve"}); err != nil {
+		t.Fatal(err)
+	}
+	p := newProvider(t, s, &clock{now: t0}, policy.Options{})
+	for _, tc := range []struct {
+		actor, user string
+		want        bool
+	}{
+		{"amy", "ben", false}, // the lateral case: ben also administers B
+		{"amy", "cleo", true}, // a fellow admin of exactly A
+		{"amy", "eve", false}, // eve administers B too
+		{"ben", "amy", true},  // ben administers everything amy does
+		{"ben", "eve", true},  // and everything eve does
+		{"ben", "dan", true},  // a plain member of B
+		{"amy", "dan", false}, // not in A
+		{"cleo", "amy", true}, // same groups both ways
+		{"eve", "ben", true},  // same groups
+	} {
+		got, err := p.CanAct(ctx, tc.actor, tc.user)
+		if err != nil || got != tc.want {
+			t.Errorf("CanAct(%q, %q) = %v, %v; want %v", tc.actor, tc.user, got, err, tc.want)
+		}
+	}
+}

@@ -19,7 +19,6 @@
 package totp
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -27,7 +26,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image/png"
 	"io"
 	"strings"
 	"time"
@@ -227,13 +225,9 @@ func (p *Provider) BeginEnrollment(ctx context.Context, userID, name, accountNam
 	if err != nil {
 		return nil, fmt.Errorf("totp key: %w", err)
 	}
-	img, err := key.Image(256, 256)
+	qrPNG, err := qrPNG(key.URL(), 256)
 	if err != nil {
-		return nil, fmt.Errorf("totp qr code: %w", err)
-	}
-	var qr bytes.Buffer
-	if err := png.Encode(&qr, img); err != nil {
-		return nil, fmt.Errorf("totp qr png: %w", err)
+		return nil, err
 	}
 	params := Params{Algorithm: p.cfg.Algorithm.String(), Digits: int(p.cfg.Digits), Period: p.cfg.Period}
 	data, _ := json.Marshal(params)
@@ -256,7 +250,7 @@ func (p *Provider) BeginEnrollment(ctx context.Context, userID, name, accountNam
 	if err := p.store.CreateFactor(ctx, f); err != nil {
 		return nil, err
 	}
-	return &Enrollment{Factor: f, Secret: key.Secret(), URI: key.URL(), QRPNG: qr.Bytes(), Params: params, ExpiresAt: exp}, nil
+	return &Enrollment{Factor: f, Secret: key.Secret(), URI: key.URL(), QRPNG: qrPNG, Params: params, ExpiresAt: exp}, nil
 }
 
 // FinishEnrollment activates a pending factor when code is right. The step of the

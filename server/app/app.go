@@ -49,6 +49,8 @@ type App struct {
 	metricsLis net.Listener
 	nc         *nats.Conn
 	events     *notify.Publisher
+	js         jetstream.JetStream
+	names      notify.Names
 	closers    []func()
 }
 
@@ -76,6 +78,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	}()
 	if err := Init(cfg, log); err != nil {
 		return nil, err
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	ring, err := a.open(ctx)
 	if err != nil {
@@ -138,7 +143,8 @@ func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
 	if err = a.buildFactors(&d); err != nil {
 		return d, err
 	}
-	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache}); err != nil {
+	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache,
+		RevocationCheck: a.cfg.AppPasswordRevocationCheck}); err != nil {
 		return d, err
 	}
 	if d.Breached, err = a.breachedChecker(); err != nil {
@@ -151,15 +157,9 @@ func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
 	if d.Throttle, err = throttle.New(a.store, tc, nil); err != nil {
 		return d, err
 	}
-	trail := &server.TrailAuditor{Store: a.store, Events: a.events, Log: a.log, Metrics: d.Metrics, PublishTimeout: a.cfg.AuditPublishTimeout}
-	a.closers = append(a.closers, func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := trail.Close(ctx); err != nil {
-			a.log.Error("audit trail not flushed on close", "error", err.Error())
-		}
-	})
-	d.Auditor = trail
+	if d.Auditor, err = a.startAudit(d.Metrics); err != nil {
+		return d, err
+	}
 	return d, nil
 }
 
@@ -238,8 +238,8 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// watchHealth reports NOT_SERVING while the database or NATS is unreachable and
-// SERVING again when they return (see healthWatcher).
+// watchHealth reports NOT_SERVING while the database is unreachable and SERVING
+// again when it returns; NATS decides only EventsHealthService (see healthWatcher).
 func (a *App) watchHealth(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -250,8 +250,9 @@ func (a *App) watchHealth(ctx context.Context, every time.Duration) {
 		}
 		return names
 	}, checks: []healthCheck{
-		{"database", a.store.Ping},
-		{"nats", func(ctx context.Context) error { return notify.HealthyContext(ctx, a.nc) }},
+		{name: "database", check: a.store.Ping},
+		{name: "nats", check: func(ctx context.Context) error { return notify.HealthyContext(ctx, a.nc) },
+			services: []string{EventsHealthService}},
 	}}
 	w.run(ctx, t.C)
 }
@@ -264,24 +265,16 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats-prefix: %w", err)
 	}
 	if a.cfg.Embedded() {
-		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{
-			StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded",
-		})
-		if err != nil {
+		if err := a.startEmbeddedNATS(); err != nil {
 			return err
-		}
-		a.closers = append(a.closers, emb.Shutdown)
-		if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
-			return err
-		}
-		if u := emb.ClientURL(); u != "" {
-			a.log.Info("embedded NATS accepts clients", "url", u)
 		}
 	} else if a.nc, err = notify.Connect(a.cfg.NATSURL, nats.Name("authd")); err != nil {
 		return fmt.Errorf("nats-url: %w", err) // the URL may hold credentials
 	}
 	a.closers = append(a.closers, a.nc.Close)
-	js, err := jetstream.New(a.nc)
+	// An acknowledgement that never comes (NATS died with the message) expires,
+	// so that the audit relay's publications never pile up in the client.
+	js, err := jetstream.New(a.nc, jetstream.WithPublishAsyncTimeout(a.cfg.AuditPublishTimeout))
 	if err != nil {
 		return err
 	}
@@ -292,6 +285,42 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("nats streams: %w", err)
 	}
 	a.events = notify.NewPublisher(js, a.nc, names)
+	return a.startDelivery(ctx, js, names)
+}
+
+// startEmbeddedNATS starts the in-process NATS server. Its TCP listener, when there
+// is one, takes only clients presenting the token in <data-dir>/nats-token (issue 16,
+// finding 5), over TLS when nats-tls-cert is set; authd itself connects in-process.
+func (a *App) startEmbeddedNATS() error {
+	tokenFile := filepath.Join(a.cfg.DataDir, notify.TokenFileName)
+	token, err := notify.EnsureTokenFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	ec := notify.EmbeddedConfig{
+		StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Listen: a.cfg.NATSListen, ServerName: "authd-embedded", Token: token,
+	}
+	if a.cfg.NATSTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.NATSTLSCert, a.cfg.NATSTLSKey)
+		if err != nil {
+			return fmt.Errorf("nats-tls-cert/nats-tls-key: %w", err)
+		}
+		ec.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	emb, err := notify.StartEmbedded(ec)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, emb.Shutdown)
+	if err := os.Chmod(ec.StoreDir, 0o700); err != nil {
+		return fmt.Errorf("nats store: %w", err)
+	}
+	if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
+		return err
+	}
+	if u := emb.ClientURL(); u != "" {
+		a.log.Info("embedded NATS accepts clients presenting the token file", "url", u, "token_file", tokenFile, "tls", ec.TLS != nil)
+	}
 	return nil
 }
 
@@ -370,12 +399,39 @@ func Init(cfg *Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
+	// Whatever the umask or an older version left (issue 16, finding 9).
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	defer restrictDataFiles(cfg, log)
 	if created, err := storage.EnsureKeyFile(cfg.KeyFile); err != nil {
 		return err
 	} else if created {
 		log.Info("generated a sealing key ring", "path", cfg.KeyFile)
 	}
+	if created, err := notify.EnsureDeliveryKeyFile(cfg.DeliveryKeyFile); err != nil {
+		return err
+	} else if created {
+		log.Info("generated a delivery key (give notifyd the same file)", "path", cfg.DeliveryKeyFile)
+	}
 	return ensureAPIKeys(cfg, log)
+}
+
+// restrictDataFiles makes the files authd keeps in the data folder mode 0600 (the
+// SQLite files are storage.Open's; the JetStream store is in the 0700 folder).
+func restrictDataFiles(cfg *Config, log *slog.Logger) {
+	for _, p := range []string{cfg.KeyFile, cfg.APIKeysFile, cfg.AdminKeyPath(), cfg.DeliveryKeyFile, filepath.Join(cfg.DataDir, notify.TokenFileName)} {
+		if filepath.Dir(p) != filepath.Clean(cfg.DataDir) {
+			continue // the operator's file elsewhere (perhaps a read-only secret)
+		}
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() == 0o600 {
+			continue
+		}
+		if err := os.Chmod(p, 0o600); err != nil {
+			log.Warn("cannot make a data file private", "path", p, "error", err.Error())
+		}
+	}
 }
 
 func ensureAPIKeys(cfg *Config, log *slog.Logger) error {

@@ -8,12 +8,15 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/twofactor/twofactor/providers/apppasswords"
 )
 
 // Config is authd's configuration. Every field has a flag (--kebab-case), an
@@ -28,10 +31,22 @@ type Config struct {
 	NATSPrefix   string
 	NATSReplicas int
 	KeyFile      string
+	// DeliveryKeyFile seals the codes published for notifyd (shared with it).
+	DeliveryKeyFile string
+	// OutboxDir and NotifyConfig set the in-process workers of embedded mode.
+	OutboxDir    string
+	NotifyConfig string
 	APIKeysFile  string
 	TLSCert      string
 	TLSKey       string
 	TLSClientCA  string
+	// InsecurePlaintext allows gRPC without TLS on an address that is not loopback
+	// (behind a TLS-terminating proxy on a private network, say).
+	InsecurePlaintext bool
+	// NATSTLSCert and NATSTLSKey serve the embedded NATS listener over TLS (required
+	// when NATSListen is not on loopback).
+	NATSTLSCert  string
+	NATSTLSKey   string
 	Reflection   bool
 	LogLevel     string
 	LogFormat    string
@@ -46,17 +61,19 @@ type Config struct {
 
 	ShutdownGrace time.Duration
 
-	WebAuthnRPID       string
-	WebAuthnRPName     string
-	WebAuthnOrigins    string
-	WebAuthnUV         string
-	AppPasswordCache   int
-	BreachedMode       string
-	BreachedURL        string
-	BreachedFile       string
-	BreachedFailClosed bool
-	BreachedTimeout    time.Duration
-	AdminGroups        string
+	WebAuthnRPID     string
+	WebAuthnRPName   string
+	WebAuthnOrigins  string
+	WebAuthnUV       string
+	AppPasswordCache int
+	// AppPasswordRevocationCheck: see apppasswords.Config.RevocationCheck.
+	AppPasswordRevocationCheck time.Duration
+	BreachedMode               string
+	BreachedURL                string
+	BreachedFile               string
+	BreachedFailClosed         bool
+	BreachedTimeout            time.Duration
+	AdminGroups                string
 	// PolicyCacheTTL is how long the policy read from the store is reused.
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
@@ -105,10 +122,16 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATSPrefix, "nats-prefix", "twofactor", "prefix of every NATS subject and stream")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", 1, "JetStream stream replicas (3 on a three-node cluster)")
 	fs.StringVar(&c.KeyFile, "key-file", "", "sealing key ring (JSON); default <data-dir>/keys.json, generated on first start")
+	fs.StringVar(&c.DeliveryKeyFile, "delivery-key-file", "", "key sealing codes for notifyd (shared with it); default <data-dir>/delivery.key, generated on first start")
+	fs.StringVar(&c.OutboxDir, "outbox-dir", "", "embedded mode: development outbox of the in-process notifyd (codes in clear); default <data-dir>/outbox")
+	fs.StringVar(&c.NotifyConfig, "notify-config", "", "embedded mode: notifyd YAML file naming real channels for the in-process workers (default: every channel to the outbox)")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "API keys (JSON, hashed); default <data-dir>/api-keys.json, with an admin key generated on first start")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for gRPC TLS")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for gRPC TLS")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA bundle: require and verify client certificates (mTLS)")
+	fs.BoolVar(&c.InsecurePlaintext, "insecure-plaintext", false, "allow gRPC without TLS on a non-loopback listen address (only behind a TLS-terminating proxy on a private network)")
+	fs.StringVar(&c.NATSTLSCert, "nats-tls-cert", "", "PEM certificate for the embedded NATS listener (required when nats-listen is not loopback)")
+	fs.StringVar(&c.NATSTLSKey, "nats-tls-key", "", "PEM private key for the embedded NATS listener")
 	fs.BoolVar(&c.Reflection, "reflection", true, "serve gRPC server reflection")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
@@ -125,7 +148,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebAuthnOrigins, "webauthn-origins", "http://localhost:8080", "comma-separated allowed origins (https://…, android:apk-key-hash:…)")
 	fs.StringVar(&c.WebAuthnUV, "webauthn-user-verification", "preferred", "required, preferred or discouraged")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
-	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API), offline (local list) or off")
+	fs.DurationVar(&c.AppPasswordRevocationCheck, "app-password-revocation-check", apppasswords.DefaultRevocationCheck, "a replica's cache is trusted while it read the shared revocation counter this recently; a revocation answers after twice this (1ms to 1s)")
+	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API; needs internet access), offline (local list) or off")
 	fs.StringVar(&c.BreachedURL, "breached-url", "https://api.pwnedpasswords.com", "base URL of the range API")
 	fs.StringVar(&c.BreachedFile, "breached-file", "", "offline mode: the pwned-passwords SHA-1 list ordered by hash")
 	fs.BoolVar(&c.BreachedFailClosed, "breached-fail-closed", false, "answer Unavailable when the range API cannot be reached (default: fail open)")
@@ -192,17 +216,23 @@ func (c *Config) finish() error {
 	if c.DataDir == "" {
 		return errors.New("data-dir must not be empty")
 	}
-	if c.PprofListen != "" {
-		host, _, err := net.SplitHostPort(c.PprofListen)
-		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
-			return fmt.Errorf("pprof-listen %q: want a loopback host:port (profiles reveal internals)", c.PprofListen)
-		}
+	if c.PprofListen != "" && !loopback(c.PprofListen) {
+		return fmt.Errorf("pprof-listen %q: want a loopback host:port (profiles reveal internals)", c.PprofListen)
+	}
+	if err := c.checkTransport(); err != nil {
+		return err
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "sqlite://" + filepath.Join(c.DataDir, "twofactor.db")
 	}
 	if c.KeyFile == "" {
 		c.KeyFile = filepath.Join(c.DataDir, "keys.json")
+	}
+	if c.DeliveryKeyFile == "" {
+		c.DeliveryKeyFile = filepath.Join(c.DataDir, "delivery.key")
+	}
+	if c.OutboxDir == "" {
+		c.OutboxDir = filepath.Join(c.DataDir, "outbox")
 	}
 	if c.APIKeysFile == "" {
 		c.APIKeysFile = filepath.Join(c.DataDir, "api-keys.json")
@@ -212,6 +242,9 @@ func (c *Config) finish() error {
 	}
 	if c.TLSClientCA != "" && c.TLSCert == "" {
 		return errors.New("tls-client-ca (mTLS) needs tls-cert and tls-key")
+	}
+	if c.AppPasswordRevocationCheck < time.Millisecond || c.AppPasswordRevocationCheck > time.Second {
+		return fmt.Errorf("app-password-revocation-check %v: want 1ms to 1s", c.AppPasswordRevocationCheck)
 	}
 	if c.MaxAttempts < 1 || c.MaxAttempts > 100 {
 		return fmt.Errorf("max-attempts %d: want 1 to 100", c.MaxAttempts)
@@ -234,6 +267,60 @@ func (c *Config) finish() error {
 		return fmt.Errorf("log-format %q: want json or text", c.LogFormat)
 	}
 	return nil
+}
+
+// checkTransport refuses what would serve secrets in clear off this machine
+// (issue 16, finding 6): gRPC without TLS on a non-loopback address unless
+// insecure-plaintext says so, and the embedded NATS listener without TLS off
+// loopback. Metrics off loopback are allowed (Warnings mentions them).
+func (c *Config) checkTransport() error {
+	if c.TLSCert == "" && !c.InsecurePlaintext && !loopback(c.Listen) {
+		return fmt.Errorf("listen %q: not a loopback address and no tls-cert: serve TLS, or set insecure-plaintext to accept gRPC in clear (behind a TLS-terminating proxy)", c.Listen)
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return errors.New("nats-tls-cert and nats-tls-key go together")
+	}
+	if c.NATSTLSCert != "" && c.NATSListen == "" {
+		return errors.New("nats-tls-cert: there is no nats-listen to serve it on")
+	}
+	if c.NATSListen != "" && !c.Embedded() {
+		return errors.New("nats-listen: only the embedded NATS server (no nats-url) listens")
+	}
+	if c.NATSListen != "" && c.NATSTLSCert == "" && !loopback(c.NATSListen) {
+		return fmt.Errorf("nats-listen %q: not a loopback address: give nats-tls-cert and nats-tls-key (the audit stream and events would travel in clear)", c.NATSListen)
+	}
+	return nil
+}
+
+// Warnings are the settings authd accepts but logs a warning about once at start.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.MetricsListen != "" && !loopback(c.MetricsListen) {
+		w = append(w, fmt.Sprintf("metrics-listen %q is not loopback: /metrics is served in clear without authentication to whoever reaches it", c.MetricsListen))
+	}
+	for _, u := range splitList(c.NATSURL) {
+		if pu, err := url.Parse(u); err == nil && pu.Scheme == "nats" && !loopback(pu.Host) {
+			w = append(w, fmt.Sprintf("nats-url: %s is reached in clear (use tls:// and the cluster's TLS): audit events and announcements travel unencrypted", pu.Host))
+		}
+	}
+	if c.TLSCert == "" && c.InsecurePlaintext && !loopback(c.Listen) {
+		w = append(w, fmt.Sprintf("listen %q serves gRPC in clear (insecure-plaintext): API keys and codes travel unencrypted to the proxy", c.Listen))
+	}
+	return w
+}
+
+// loopback tells whether host:port names only this machine (localhost or a loopback
+// IP); an empty host means every interface.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // AdminKeyPath is where the first start writes the admin API key for authctl.

@@ -2,10 +2,10 @@ package app
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,9 +19,11 @@ import (
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
-// Health turns NOT_SERVING while NATS is down or the database is gone, and SERVING
-// again when they are back, without a restart. The test drives the ticks and waits
-// for NATS's own reconnect event: nothing sleeps.
+// Health turns NOT_SERVING while the database is gone, and SERVING again when it
+// is back, without a restart. A NATS outage turns only the events service
+// NOT_SERVING: the overall status and the RPC services stay SERVING, so a load
+// balancer does not drain every replica for it. Each outage is logged once. The
+// test drives the ticks and waits for NATS's own reconnect event: nothing sleeps.
 func TestHealthFollowsDependencies(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -31,7 +33,7 @@ func TestHealthFollowsDependencies(t *testing.T) {
 	l.Close()
 	storeDir := t.TempDir()
 	startNATS := func() *notify.Embedded {
-		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: filepath.Join(storeDir, "nats"), Listen: addr, ServerName: "health-test"})
+		emb, err := notify.StartEmbedded(notify.EmbeddedConfig{StoreDir: filepath.Join(storeDir, "nats"), Listen: addr, ServerName: "health-test", Token: strings.Repeat("t", 32)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,7 +41,7 @@ func TestHealthFollowsDependencies(t *testing.T) {
 	}
 	emb := startNATS()
 	reconnected := make(chan struct{}, 1)
-	nc, err := notify.Connect("nats://"+addr, nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
+	nc, err := notify.Connect("nats://"+addr, nats.Token(strings.Repeat("t", 32)), nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,6 +51,7 @@ func TestHealthFollowsDependencies(t *testing.T) {
 	var store atomic.Pointer[storage.Store]
 	store.Store(storagetest.OpenURL(t, url))
 
+	var logs strings.Builder // written by the watcher's goroutine, read after its rounds
 	hs := health.NewServer()
 	rounds := make(chan healthpb.HealthCheckResponse_ServingStatus)
 	tick := make(chan time.Time)
@@ -56,44 +59,56 @@ func TestHealthFollowsDependencies(t *testing.T) {
 		health:   hs,
 		services: func() []string { return []string{"twofactor.v1.ChallengeService"} },
 		checks: []healthCheck{
-			{"database", func(ctx context.Context) error { return store.Load().Ping(ctx) }},
-			{"nats", func(ctx context.Context) error { return notify.HealthyContext(ctx, nc) }},
+			{name: "database", check: func(ctx context.Context) error { return store.Load().Ping(ctx) }},
+			{name: "nats", check: func(ctx context.Context) error { return notify.HealthyContext(ctx, nc) },
+				services: []string{EventsHealthService}},
 		},
-		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		log:    slog.New(slog.NewTextHandler(&logs, nil)),
 		rounds: rounds,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go w.run(ctx, tick)
-	round := func(want healthpb.HealthCheckResponse_ServingStatus, why string) {
+	const (
+		serving    = healthpb.HealthCheckResponse_SERVING
+		notServing = healthpb.HealthCheckResponse_NOT_SERVING
+	)
+	round := func(want, events healthpb.HealthCheckResponse_ServingStatus, why string) {
 		t.Helper()
 		if got := <-rounds; got != want {
 			t.Fatalf("%s: round reported %v, want %v", why, got, want)
 		}
-		for _, svc := range []string{"", "twofactor.v1.ChallengeService"} {
+		for svc, want := range map[string]healthpb.HealthCheckResponse_ServingStatus{
+			"": want, "twofactor.v1.ChallengeService": want, EventsHealthService: events,
+		} {
 			r, err := hs.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 			if err != nil || r.GetStatus() != want {
 				t.Fatalf("%s: Check(%q) = %v, %v; want %v", why, svc, r, err, want)
 			}
 		}
 	}
-	round(healthpb.HealthCheckResponse_SERVING, "start")
+	round(serving, serving, "start")
 
 	emb.Shutdown()
 	tick <- time.Now()
-	round(healthpb.HealthCheckResponse_NOT_SERVING, "NATS stopped")
+	round(serving, notServing, "NATS stopped")
+	tick <- time.Now()
+	round(serving, notServing, "NATS still stopped")
 
 	emb = startNATS()
 	defer emb.Shutdown()
 	<-reconnected
 	tick <- time.Now()
-	round(healthpb.HealthCheckResponse_SERVING, "NATS back")
+	round(serving, serving, "NATS back")
 
 	store.Load().Close()
 	tick <- time.Now()
-	round(healthpb.HealthCheckResponse_NOT_SERVING, "database closed")
+	round(notServing, notServing, "database closed")
 
 	store.Store(storagetest.OpenURL(t, url))
 	tick <- time.Now()
-	round(healthpb.HealthCheckResponse_SERVING, "database back")
+	round(serving, serving, "database back")
+	if n := strings.Count(logs.String(), "dependency unreachable"); n != 2 {
+		t.Errorf("%d outages logged, want 2 (one of NATS over two rounds, one of the database):\n%s", n, logs.String())
+	}
 }

@@ -57,7 +57,7 @@ func observeFlags(fs *flag.FlagSet, c *ObserveConfig) {
 	fs.DurationVar(&c.ThrottleCleanCacheTTL, "throttle-clean-cache-ttl", time.Second, "how long a replica takes a subject found without failures to have none without reading again; failures are announced to every replica over NATS (0: read on every attempt)")
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", notify.DefaultStreamConfig().AuditMaxAge, "how long the NATS audit stream keeps events")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 365*24*time.Hour, "how long the database keeps audit events")
-	fs.DurationVar(&c.AuditPublishTimeout, "audit-publish-timeout", 2*time.Second, "bound on publishing one audit event to NATS")
+	fs.DurationVar(&c.AuditPublishTimeout, "audit-publish-timeout", 2*time.Second, "bound on the audit relay's wait for JetStream's acknowledgements of one round (and on an unanswered async publish)")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second, "how often the database and NATS are checked for gRPC health")
 }
 
@@ -133,15 +133,26 @@ func (a *App) MetricsAddr() string {
 	return a.metricsLis.Addr().String()
 }
 
-// healthCheck is one dependency check for gRPC health.
+// EventsHealthService is the named gRPC health service for what needs NATS (the
+// audit stream's relay, announcements, out-of-band sends): NOT_SERVING while NATS
+// is unreachable, while the overall status stays SERVING (logins do not need NATS,
+// and a load balancer must not drain every replica for an outage of it).
+const EventsHealthService = "twofactor.v1.Events"
+
+// healthCheck is one dependency check for gRPC health. A check with no services
+// decides the overall status ("" and every registered service); one with services
+// decides only those named services (which are NOT_SERVING, too, while the
+// overall status is).
 type healthCheck struct {
-	name  string
-	check func(context.Context) error
+	name     string
+	check    func(context.Context) error
+	services []string
 }
 
 // healthWatcher reports NOT_SERVING while a check fails and SERVING again when all
-// pass, once at start and at every tick. It never restarts anything: the store's
-// pool and the NATS connection reconnect by themselves.
+// pass, once at start and at every tick; a dependency's failure and its recovery
+// are logged once each. It never restarts anything: the store's pool and the NATS
+// connection reconnect by themselves.
 type healthWatcher struct {
 	health   *health.Server
 	services func() []string
@@ -150,26 +161,16 @@ type healthWatcher struct {
 		Warn(string, ...any)
 		Info(string, ...any)
 	}
-	// rounds, when set, receives the status of every finished round (tests).
+	// rounds, when set, receives the overall status of every finished round (tests).
 	rounds chan<- healthpb.HealthCheckResponse_ServingStatus
+	// failing holds the names of the checks that failed in the last round.
+	failing map[string]bool
 }
 
 func (w *healthWatcher) run(ctx context.Context, tick <-chan time.Time) {
 	last := healthpb.HealthCheckResponse_UNKNOWN
 	for {
-		st := healthpb.HealthCheckResponse_SERVING
-		for _, c := range w.checks {
-			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			err := c.check(cctx)
-			cancel()
-			if err != nil {
-				st = healthpb.HealthCheckResponse_NOT_SERVING
-				if ctx.Err() == nil {
-					w.log.Warn("not serving", "dependency", c.name, "error", err.Error())
-				}
-				break
-			}
-		}
+		st, named := w.round(ctx)
 		if ctx.Err() != nil {
 			return // shutting down: Serve sets the final status
 		}
@@ -179,7 +180,15 @@ func (w *healthWatcher) run(ctx context.Context, tick <-chan time.Time) {
 		last = st
 		w.health.SetServingStatus("", st)
 		for _, name := range w.services() {
-			w.health.SetServingStatus(name, st)
+			if _, own := named[name]; !own {
+				w.health.SetServingStatus(name, st)
+			}
+		}
+		for name, nst := range named {
+			if st != healthpb.HealthCheckResponse_SERVING {
+				nst = st
+			}
+			w.health.SetServingStatus(name, nst)
 		}
 		if w.rounds != nil {
 			w.rounds <- st
@@ -190,4 +199,41 @@ func (w *healthWatcher) run(ctx context.Context, tick <-chan time.Time) {
 		case <-tick:
 		}
 	}
+}
+
+// round runs every check: st is the overall status, named the status of each
+// service a check names.
+func (w *healthWatcher) round(ctx context.Context) (st healthpb.HealthCheckResponse_ServingStatus, named map[string]healthpb.HealthCheckResponse_ServingStatus) {
+	if w.failing == nil {
+		w.failing = map[string]bool{}
+	}
+	st = healthpb.HealthCheckResponse_SERVING
+	named = map[string]healthpb.HealthCheckResponse_ServingStatus{}
+	for _, c := range w.checks {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := c.check(cctx)
+		cancel()
+		cst := healthpb.HealthCheckResponse_SERVING
+		if err != nil {
+			cst = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if err != nil && !w.failing[c.name] && ctx.Err() == nil {
+			w.log.Warn("dependency unreachable", "dependency", c.name, "error", err.Error())
+		} else if err == nil && w.failing[c.name] {
+			w.log.Info("dependency reachable again", "dependency", c.name)
+		}
+		w.failing[c.name] = err != nil
+		if len(c.services) == 0 {
+			if err != nil {
+				st = cst
+			}
+			continue
+		}
+		for _, name := range c.services {
+			if named[name] != healthpb.HealthCheckResponse_NOT_SERVING {
+				named[name] = cst
+			}
+		}
+	}
+	return st, named
 }

@@ -2,6 +2,8 @@ package app
 
 import (
 	"flag"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twofactor/twofactor/providers/otpcode"
@@ -61,5 +63,27 @@ func (a *App) otpCodeFactors(d *server.Deps) ([]server.Factor, error) {
 	if len(channels) == 0 {
 		return nil, nil
 	}
-	return server.OTPCodeFactors(p, server.GatewaySender{Events: d.Events, Log: a.log}, channels...), nil
+	out := server.GatewaySender{Events: d.Events, Log: a.log}
+	if err := a.otpCodeEvents(server.OTPCodeEvents{Provider: p, Out: out}, channels); err != nil {
+		return nil, err
+	}
+	return server.OTPCodeFactors(p, out, channels...), nil
+}
+
+// otpCodeEvents records notifyd's delivery results on the codes and completes
+// Telegram enrollments from the bot's /start bindings.
+func (a *App) otpCodeEvents(h server.OTPCodeEvents, channels []string) error {
+	if a.js == nil {
+		return nil // no NATS: nothing reports back
+	}
+	if err := a.OnGatewayStatus(h.Status); err != nil {
+		return fmt.Errorf("gateway status: %w", err)
+	}
+	if !slices.Contains(channels, otpcode.Telegram) {
+		return nil
+	}
+	if err := a.OnTelegramBinding(h.Binding); err != nil {
+		return fmt.Errorf("telegram bindings: %w", err)
+	}
+	return nil
 }

@@ -13,9 +13,17 @@
 //   - Single use under any concurrency on any number of replicas: of concurrent
 //     verifiers, at most one is accepted (a conditional UPDATE in the shared
 //     store; OWASP ASVS 4.0 V2.8.4, NIST SP 800-63B §5.1.4.2 / §5.1.5.2).
+//   - A decided outcome and its record commit together (transactional outbox): an
+//     accepted answer's single use and a wrong answer's attempt are in the same
+//     transaction as what Verify's record writes (the audit trail, package audit),
+//     so a crash loses neither alone (OWASP ASVS 4.0 V7.1.4, V7.3.3).
 //   - Attempts are bounded per challenge (MaxAttempts) and counted in the store by
 //     one atomic statement before the wrong answer is reported (SP 800-63B
-//     §5.2.2); an expired, used or failed challenge answers Expired.
+//     §5.2.2); an expired, used or failed challenge answers Expired. Verify reads
+//     the challenge again before the answer is looked at, so a caller that holds
+//     the challenge (HoldKey, held by throttle.Guard on every replica) evaluates
+//     at most MaxAttempts answers however many arrive at once, and a right answer
+//     among them is accepted only if it was one of those.
 //   - A sealed id that is altered, truncated, or sealed under another key ring
 //     does not open, and reads as an unknown challenge (ErrNotFound).
 //
@@ -119,10 +127,17 @@ type keeper interface {
 	create(ctx context.Context, c *Challenge) (id string, err error)
 	// usedUp tells whether the kind's own state ends the challenge.
 	usedUp(c *Challenge) bool
-	// answer runs check and, when it accepts, uses the challenge up, as one unit.
-	answer(ctx context.Context, c *Challenge, now time.Time, check Check) error
+	// answer runs check and, when it accepts, uses the challenge up and runs
+	// accepted, as one transaction.
+	answer(ctx context.Context, c *Challenge, now time.Time, check Check, accepted func(context.Context) error) error
 	fail(ctx context.Context, c *Challenge, now time.Time) (remaining int, open bool, err error)
+	// reload reads the kind's stored state of c again (state, attempts, factor).
+	reload(ctx context.Context, c *Challenge) error
 }
+
+// HoldKey names c for a hold (throttle.Subjects.Hold): answers to c holding it
+// are verified one at a time, on every replica.
+func HoldKey(c *Challenge) string { return "challenge:" + c.ID }
 
 // Begin makes a challenge for spec and returns it with the id the caller answers with.
 func (cs *Challenges) Begin(ctx context.Context, spec Spec) (*Challenge, string, error) {
@@ -142,7 +157,9 @@ func (cs *Challenges) Begin(ctx context.Context, spec Spec) (*Challenge, string,
 	return c, id, nil
 }
 
-// Load reads the challenge id names, with the factor it is bound to.
+// Load reads the challenge id names: a stored one with the factor it is bound
+// to; a sealed one from its id alone (its attempts and its factor, which is its
+// state, are read by Verify, where they count).
 func (cs *Challenges) Load(ctx context.Context, id string) (*Challenge, error) {
 	if strings.IndexByte(id, '.') >= 0 {
 		return cs.sealed.load(ctx, id)
@@ -173,6 +190,11 @@ const (
 	Expired
 )
 
+// Record writes what a decided outcome leaves behind (the audit trail) inside
+// the transaction that decides it (ctx carries it): the outcome and its record
+// commit together or not at all. An error rolls the outcome back.
+type Record func(ctx context.Context, o Outcome) error
+
 // Outcome is what Verify found.
 type Outcome struct {
 	Result Result
@@ -180,39 +202,64 @@ type Outcome struct {
 	Remaining int
 }
 
-// Verify runs check on c. An accepted answer uses c up (of concurrent verifiers
-// one wins; the others get Expired); a rejected one runs beforeFail (the
-// throttle's count: an error stops before the attempt is counted) and then costs
-// one attempt.
-func (cs *Challenges) Verify(ctx context.Context, c *Challenge, check Check, beforeFail func(context.Context) error) (Outcome, error) {
+// Verify runs check on c. It first reads c again (within ctx: inside the
+// caller's hold, after every earlier answer's count) and answers Expired without
+// running check when c can no longer be answered. An accepted answer uses c up
+// (of concurrent verifiers one wins; the others get Expired); a rejected one runs
+// beforeFail (nil: nothing; an error stops before the attempt is counted) and
+// then costs one attempt. record (optional) runs in the transaction that accepts
+// the answer, or that counts the wrong one: a crash between the decision and its
+// record loses neither alone, and a failing record rolls the decision back (the
+// answer is then not spent, the attempt not counted).
+func (cs *Challenges) Verify(ctx context.Context, c *Challenge, check Check, beforeFail func(context.Context) error, record Record) (Outcome, error) {
+	if record == nil {
+		record = func(context.Context, Outcome) error { return nil }
+	}
 	now := cs.now().UTC()
+	if err := c.keeper.reload(ctx, c); err != nil {
+		return Outcome{}, err
+	}
+	if !cs.Answerable(c) {
+		return Outcome{Result: Expired}, nil
+	}
+	won := Outcome{Result: Accepted, Remaining: c.MaxAttempts - c.Attempts}
 	var accepted bool
 	err := c.keeper.answer(ctx, c, now, func(ctx context.Context) (bool, error) {
 		var err error
 		accepted, err = check(ctx)
 		return accepted, err
-	})
+	}, func(ctx context.Context) error { return record(ctx, won) })
 	switch {
 	case errors.Is(err, ErrGone):
 		return Outcome{Result: Expired}, nil
 	case err != nil:
 		return Outcome{}, err
 	case accepted:
-		return Outcome{Result: Accepted, Remaining: c.MaxAttempts - c.Attempts}, nil
+		return won, nil
 	}
 	if beforeFail != nil {
 		if err := beforeFail(ctx); err != nil {
 			return Outcome{}, err
 		}
 	}
-	remaining, open, err := c.keeper.fail(ctx, c, now)
+	return cs.fail(ctx, c, now, record)
+}
+
+// fail counts a wrong answer and records the rejection in one transaction.
+func (cs *Challenges) fail(ctx context.Context, c *Challenge, now time.Time, record Record) (Outcome, error) {
+	out := Outcome{Result: Expired}
+	err := cs.stored.store.InTx(ctx, func(ctx context.Context) error {
+		remaining, open, err := c.keeper.fail(ctx, c, now)
+		if err != nil || !open {
+			return err
+		}
+		out = Outcome{Result: Rejected, Remaining: remaining}
+		return record(ctx, out)
+	})
 	if err != nil {
 		return Outcome{}, err
 	}
-	if !open {
-		return Outcome{Result: Expired}, nil
-	}
-	return Outcome{Result: Rejected, Remaining: remaining}, nil
+	return out, nil
 }
 
 // storedKeeper keeps challenges as rows.
@@ -232,12 +279,21 @@ func (k storedKeeper) load(ctx context.Context, id string) (*Challenge, error) {
 
 func (storedKeeper) usedUp(*Challenge) bool { return false }
 
+func (k storedKeeper) reload(ctx context.Context, c *Challenge) error {
+	row, f, err := k.store.GetChallengeAndFactor(ctx, c.ID)
+	if err != nil {
+		return err
+	}
+	c.State, c.Attempts, c.ExpiresAt, c.Factor = row.State, row.Attempts, row.ExpiresAt, f
+	return nil
+}
+
 // answer: the answer's own single use (a TOTP step, a backup code, a WebAuthn
-// counter) and the challenge's are one transaction: a right answer that loses the
-// challenge to a concurrent verifier is rolled back, so it is neither spent nor
-// half-written; a wrong one commits what the factor recorded (e.g. a cloned
-// authenticator's mark).
-func (k storedKeeper) answer(ctx context.Context, c *Challenge, now time.Time, check Check) error {
+// counter), the challenge's and the record of the acceptance are one
+// transaction: a right answer that loses the challenge to a concurrent verifier
+// is rolled back, so it is neither spent nor half-written; a wrong one commits
+// what the factor recorded (e.g. a cloned authenticator's mark).
+func (k storedKeeper) answer(ctx context.Context, c *Challenge, now time.Time, check Check, accepted func(context.Context) error) error {
 	return k.store.InTx(ctx, func(ctx context.Context) error {
 		ok, err := check(ctx)
 		if err != nil || !ok {
@@ -247,7 +303,10 @@ func (k storedKeeper) answer(ctx context.Context, c *Challenge, now time.Time, c
 		if err == nil && !won {
 			return ErrGone
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return accepted(ctx)
 	})
 }
 

@@ -76,15 +76,12 @@ func (k sealedKeeper) create(_ context.Context, c *Challenge) (string, error) {
 
 // load opens a sealed id and completes it from the store (the factor, and the
 // row wrong answers gave it). An id that does not open is ErrNotFound.
-func (k sealedKeeper) load(ctx context.Context, id string) (*Challenge, error) {
+func (k sealedKeeper) load(_ context.Context, id string) (*Challenge, error) {
 	c, err := k.open(id)
 	if err != nil {
 		return nil, ErrNotFound
 	}
-	if c.Factor, err = k.store.LoadSealedChallenge(ctx, &c.Challenge); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, nil // its stored state: Verify reads it (reload), inside the hold
 }
 
 // usedUp: once the bound factor's step has moved on, the challenge is won.
@@ -93,10 +90,25 @@ func (sealedKeeper) usedUp(c *Challenge) bool {
 }
 
 // answer: one conditional update both spends the code and uses the challenge up
-// (the factor's AdvanceLastStepFrom): no transaction is needed around it.
-func (sealedKeeper) answer(ctx context.Context, _ *Challenge, _ time.Time, check Check) error {
-	_, err := check(ctx)
-	return err
+// (the factor's AdvanceLastStepFrom); a transaction around it and accepted makes
+// the acceptance and its record one commit.
+func (k sealedKeeper) answer(ctx context.Context, _ *Challenge, _ time.Time, check Check, accepted func(context.Context) error) error {
+	return k.store.InTx(ctx, func(ctx context.Context) error {
+		ok, err := check(ctx)
+		if err != nil || !ok {
+			return err
+		}
+		return accepted(ctx)
+	})
+}
+
+func (k sealedKeeper) reload(ctx context.Context, c *Challenge) error {
+	f, err := k.store.LoadSealedChallenge(ctx, &c.Challenge)
+	if err != nil {
+		return err
+	}
+	c.Factor = f
+	return nil
 }
 
 func (k sealedKeeper) fail(ctx context.Context, c *Challenge, now time.Time) (int, bool, error) {

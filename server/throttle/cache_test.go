@@ -20,22 +20,13 @@ type countingStore struct {
 	during func()
 }
 
-func (s *countingStore) GetThrottle(ctx context.Context, kind, key string) (*storage.ThrottleState, error) {
+func (s *countingStore) GetAttemptStates(ctx context.Context, subjects []storage.ThrottleSubject, user, network string, now time.Time) ([]storage.ThrottleState, time.Time, error) {
 	s.reads.Add(1)
-	st, err := s.Store.GetThrottle(ctx, kind, key)
+	out, seen, err := s.Store.GetAttemptStates(ctx, subjects, user, network, now)
 	if s.during != nil {
 		s.during()
 	}
-	return st, err
-}
-
-func (s *countingStore) GetThrottles(ctx context.Context, subjects []storage.ThrottleSubject) ([]storage.ThrottleState, error) {
-	s.reads.Add(1)
-	out, err := s.Store.GetThrottles(ctx, subjects)
-	if s.during != nil {
-		s.during()
-	}
-	return out, err
+	return out, seen, err
 }
 
 // The clean cache: a subject without failures is read once per CleanCacheTTL;

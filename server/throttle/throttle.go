@@ -11,27 +11,51 @@
 //
 //   - Rate limiting of failed authentication attempts (NIST SP 800-63B §5.2.2: at most
 //     100 consecutive failures before an account is locked; OWASP ASVS 4.0 V2.2.1).
-//     After Config.UserLockAfter consecutive failures a user is hard-locked for
-//     Config.LockDuration or until an admin clears the lock; a success resets the
-//     user's count (§5.2.2: "consecutive").
+//     After Config.UserLockAfter consecutive failures a user's count is hard-locked
+//     for Config.LockDuration or until an admin clears it; a success resets the
+//     count (§5.2.2: "consecutive").
 //   - Delays grow exponentially: BaseDelay × 2^n for n counted failures, capped at
 //     MaxDelay, over a Window without failures (Nextcloud: 0.1 s × 2^n, 25 s, 12 h).
-//     A subject is told to come back after the delay; nothing sleeps on the server.
-//   - A lock must not be a denial-of-service switch against a victim (SP 800-63B
-//     §5.2.2 notes the risk; ASVS V2.2.1 "soft lockout"): a client network is delayed
-//     after IPDelayAfter failures, a user only after UserDelayAfter (more) failures, so
-//     one attacker is slowed long before the user is, and the user's hard lock expires.
-//   - Counts live in the shared store and are changed by one atomic statement per
-//     failure (storage.RecordThrottleFailure), so N replicas see one count and racing
-//     failures are never lost. Time comes from an injected clock.
+//     The delay is a "not before" time in the subject's row (blocked_until); nothing
+//     sleeps on the server.
+//   - Counted before evaluated, under any concurrency on any number of replicas
+//     (Guard; OWASP ASVS 5.0 6.3.1: the brute-force controls work as documented,
+//     parallel requests included): an attempt holds its user, login, network and Subjects.Hold (a
+//     challenge) in the shared store (storage.LockAttempt: PostgreSQL advisory
+//     transaction locks, SQLite's one writer), reads their counts, is refused while a
+//     delay or lock is in force, and commits its failure in the same transaction as
+//     its evaluation. So each attempt sees every earlier one's count, and an answer
+//     is released only with its count. Exact bounds for a subject without failures,
+//     with the defaults: a burst (any size, any replicas) evaluates IPDelayAfter+1 = 4
+//     guesses from one network, UserDelayAfter+1 = 11 from many networks against one
+//     user; then one per delay, UserLockAfter = 50 in all before the lock, then one per
+//     LockDuration (that guess locks again): at most 50 + 24 guesses in the first day
+//     per count, 24 a day after. A challenge allowing n attempts evaluates at most n
+//     answers when its id is held and its attempts are read inside the Guard.
+//   - Lockouts are not a weapon (OWASP ASVS 5.0 6.1.1, 4.0 V2.2.1 "soft lockout";
+//     NIST SP 800-63B §3.2.2 on alternatives to locking): high-entropy secrets
+//     (Subjects.HighEntropy: app passwords, backup codes, admin-issued codes,
+//     remembered-device tokens) are counted per client network only and never lock
+//     a user or login, and the user's lock does not hold them up, so an admin-issued
+//     code recovers a locked user. For low-entropy factors each user has two counts
+//     (smart lockout, as Microsoft Entra ID keeps for familiar and unfamiliar
+//     locations): one for the networks the user passed a second factor from within
+//     FamiliarTTL (storage.FamiliarNetwork, at most FamiliarMax per user, IPv6 by the
+//     configured prefix) and one for all others, so strangers guessing from elsewhere
+//     at any rate lock only the latter, and a success resets only the count that
+//     applied. What is left: an attacker on one of the user's familiar networks shares
+//     its count, and a user signing in from a new network while strangers guess is
+//     held up there until the lock ends or an admin code is used.
+//   - A client network is delayed after IPDelayAfter failures, a user only after
+//     UserDelayAfter (more), so one attacker is slowed long before the user is.
 //   - Optionally (Config.CleanCacheTTL) a replica remembers for a short while that a
-//     subject has no stored failures at all, so that the common case (a right answer
-//     from someone who never failed) costs no read. Only that clean state is cached;
-//     failures are always written to the store and every failure forgets the
-//     subject's clean state on this replica at once (Failure) and, through the
-//     caller's announcement (Outcome.Recorded, Invalidate), on every other replica.
-//     A replica that misses an announcement sees the failure after CleanCacheTTL at
-//     the latest.
+//     subject has no stored failures at all. Only Check uses it: a pre-check that
+//     evaluates nothing (before a challenge is begun), whose only risk is letting an
+//     attempt reach the Guard. Guard never uses it, since an attempt that may fail
+//     must read the counts another replica may have written (an announcement can be
+//     late or lost). Every failure forgets the subject's clean state on this replica
+//     at once and, through the caller's announcement (Outcome.Recorded, Invalidate),
+//     on every other replica.
 package throttle
 
 import (
@@ -48,8 +72,13 @@ import (
 
 // Kinds of subject.
 const (
-	// User counts a user's wrong second-factor answers.
+	// User counts a user's wrong answers to low-entropy factors (TOTP, one-time
+	// codes, push numbers) from client networks that are not familiar to the user.
 	User = storage.ThrottleUser
+	// UserFamiliar counts a user's wrong answers to low-entropy factors from the
+	// user's familiar networks (storage.FamiliarNetwork): kept apart from User so
+	// that strangers elsewhere cannot lock the user out of their usual networks.
+	UserFamiliar = "userfam"
 	// IP counts a client network's wrong answers of any kind.
 	IP = storage.ThrottleIP
 	// Login counts wrong app passwords given for a login. It is kept apart from User
@@ -61,8 +90,11 @@ const (
 // Store is what the throttle keeps its counts in (a *storage.Store).
 type Store interface {
 	GetThrottle(ctx context.Context, kind, key string) (*storage.ThrottleState, error)
+	GetAttemptStates(ctx context.Context, subjects []storage.ThrottleSubject, user, network string, now time.Time) ([]storage.ThrottleState, time.Time, error)
 	RecordThrottleFailure(ctx context.Context, kind, key string, now time.Time, window time.Duration, block storage.ThrottleBlock) (*storage.ThrottleState, bool, error)
 	ResetThrottle(ctx context.Context, kind, key string) (bool, error)
+	LockAttempt(ctx context.Context, keys []string) error
+	RememberFamiliarNetwork(ctx context.Context, user, network string, now time.Time, ttl, refresh time.Duration, max int) error
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 }
 
@@ -97,19 +129,31 @@ type Config struct {
 	CleanCacheTTL time.Duration
 	// CleanCacheSize bounds the subjects remembered as clean (default 20 000; expired entries are dropped when it is full).
 	CleanCacheSize int
+	// FamiliarTTL is how long a network a user passed a second factor from
+	// stays familiar after the last such pass (default 90 days).
+	FamiliarTTL time.Duration
+	// FamiliarMax bounds the familiar networks kept per user, the most recently
+	// seen (default 10).
+	FamiliarMax int
+	// FamiliarRefresh: a familiar network seen again within this long is not
+	// written again (default 24 h; the common login writes nothing).
+	FamiliarRefresh time.Duration
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		BaseDelay:      100 * time.Millisecond,
-		MaxDelay:       25 * time.Second,
-		Window:         12 * time.Hour,
-		IPDelayAfter:   3,
-		UserDelayAfter: 10,
-		UserLockAfter:  50,
-		LockDuration:   time.Hour,
-		IPv6Prefix:     56,
+		BaseDelay:       100 * time.Millisecond,
+		MaxDelay:        25 * time.Second,
+		Window:          12 * time.Hour,
+		IPDelayAfter:    3,
+		UserDelayAfter:  10,
+		UserLockAfter:   50,
+		LockDuration:    time.Hour,
+		IPv6Prefix:      56,
+		FamiliarTTL:     90 * 24 * time.Hour,
+		FamiliarMax:     10,
+		FamiliarRefresh: 24 * time.Hour,
 	}
 }
 
@@ -142,23 +186,39 @@ func (c Config) withDefaults() (Config, error) {
 	if c.CleanCacheSize <= 0 {
 		c.CleanCacheSize = 20_000
 	}
+	if c.FamiliarTTL <= 0 {
+		c.FamiliarTTL = d.FamiliarTTL
+	}
+	if c.FamiliarMax <= 0 {
+		c.FamiliarMax = d.FamiliarMax
+	}
+	if c.FamiliarRefresh <= 0 {
+		c.FamiliarRefresh = d.FamiliarRefresh
+	}
+	return c, c.validate()
+}
+
+// validate refuses limits that contradict each other or the standards.
+func (c Config) validate() error {
 	switch {
 	case c.UserLockAfter > 100:
-		return c, fmt.Errorf("throttle: user lock after %d failures: NIST SP 800-63B allows at most 100", c.UserLockAfter)
+		return fmt.Errorf("throttle: user lock after %d failures: NIST SP 800-63B allows at most 100", c.UserLockAfter)
 	case c.UserDelayAfter >= c.UserLockAfter:
-		return c, fmt.Errorf("throttle: user delay after %d failures must be below the lock after %d", c.UserDelayAfter, c.UserLockAfter)
+		return fmt.Errorf("throttle: user delay after %d failures must be below the lock after %d", c.UserDelayAfter, c.UserLockAfter)
 	case c.IPDelayAfter >= c.UserDelayAfter:
-		return c, fmt.Errorf("throttle: a network must be delayed (after %d failures) before a user (after %d)", c.IPDelayAfter, c.UserDelayAfter)
+		return fmt.Errorf("throttle: a network must be delayed (after %d failures) before a user (after %d)", c.IPDelayAfter, c.UserDelayAfter)
 	case c.IPLockAfter < 0:
-		return c, fmt.Errorf("throttle: ip lock after %d: want 0 (never) or more", c.IPLockAfter)
+		return fmt.Errorf("throttle: ip lock after %d: want 0 (never) or more", c.IPLockAfter)
 	case c.IPv6Prefix < 32 || c.IPv6Prefix > 128:
-		return c, fmt.Errorf("throttle: ipv6 prefix /%d: want /32 to /128", c.IPv6Prefix)
+		return fmt.Errorf("throttle: ipv6 prefix /%d: want /32 to /128", c.IPv6Prefix)
 	case c.CleanCacheTTL < 0:
-		return c, fmt.Errorf("throttle: clean cache ttl %v: want 0 (off) or more", c.CleanCacheTTL)
+		return fmt.Errorf("throttle: clean cache ttl %v: want 0 (off) or more", c.CleanCacheTTL)
 	case c.MaxDelay < c.BaseDelay:
-		return c, fmt.Errorf("throttle: max delay %v is below the base delay %v", c.MaxDelay, c.BaseDelay)
+		return fmt.Errorf("throttle: max delay %v is below the base delay %v", c.MaxDelay, c.BaseDelay)
+	case c.FamiliarMax > 100:
+		return fmt.Errorf("throttle: %d familiar networks per user: want at most 100", c.FamiliarMax)
 	}
-	return c, nil
+	return nil
 }
 
 // Throttler decides who must wait. It is safe for concurrent use.
@@ -211,9 +271,23 @@ func (t *Throttler) Config() Config { return t.cfg }
 // for a passkey) and the end user's client IP (may be empty).
 type Subjects struct {
 	UserID string
-	// Login is the login an app password was given for (counted as Login).
+	// Login is the login an app password was given for (counted as Login, and
+	// only for a low-entropy secret).
 	Login string
 	IP    string
+	// HighEntropy marks a secret that cannot be guessed in the attempts a
+	// network is allowed (an app password, a backup code, an admin-issued
+	// recovery code, a remembered-device token): it is counted per client
+	// network only, never against the user or the login, so guessing at it
+	// locks nobody out (OWASP ASVS 5.0 6.1.1; NIST SP 800-63B §3.2.2). Its
+	// attempts are not held up by the user's lock either, so an admin-issued
+	// code recovers a locked user.
+	HighEntropy bool
+	// Hold are further keys a Guard holds while it evaluates (at most 4, e.g.
+	// "challenge:"+id): attempts naming one key are evaluated one at a time on
+	// every replica, so a count the evaluation keeps itself (a challenge's
+	// attempts) is read after every earlier attempt's was written.
+	Hold []string
 }
 
 // Subject is one throttled thing: a kind and the key its count is kept under.
@@ -278,7 +352,7 @@ func IPKey(ip string, v6prefix int) (string, error) {
 // SubjectOf returns the subject a user id or an IP maps to (ip: its network key).
 func (t *Throttler) SubjectOf(kind, value string) (Subject, error) {
 	switch kind {
-	case User, Login:
+	case User, UserFamiliar, Login:
 		if value == "" {
 			return Subject{}, errors.New("throttle: empty user id")
 		}
@@ -308,78 +382,119 @@ func (t *Throttler) Exempt(ip string) bool {
 	return false
 }
 
-// subjects lists the counted subjects of s. Unparseable IPs are not counted (the
-// server refuses them as malformed before it gets here).
-func (t *Throttler) subjects(s Subjects) []Subject {
+// network returns the key ip's network counts under, and whether it is
+// counted (parseable and not on the allow-list). Unparseable IPs are not counted
+// (the server refuses them as malformed before it gets here).
+func (t *Throttler) network(ip string) (key string, counted bool) {
+	if ip == "" {
+		return "", false
+	}
+	k, err := IPKey(ip, t.cfg.IPv6Prefix)
+	if err != nil {
+		return "", false
+	}
+	return k, !t.Exempt(ip)
+}
+
+// candidates lists every subject whose state can decide an attempt by s: for a
+// low-entropy secret both of the user's counts (which one applies depends on
+// whether the network is familiar) and the login's; the network's always.
+func (t *Throttler) candidates(s Subjects) []Subject {
 	var out []Subject
-	if s.UserID != "" {
-		out = append(out, Subject{User, s.UserID})
-	}
-	if s.Login != "" {
-		out = append(out, Subject{Login, s.Login})
-	}
-	if s.IP != "" && !t.Exempt(s.IP) {
-		if k, err := IPKey(s.IP, t.cfg.IPv6Prefix); err == nil {
-			out = append(out, Subject{IP, k})
+	if !s.HighEntropy {
+		if s.UserID != "" {
+			out = append(out, Subject{User, s.UserID}, Subject{UserFamiliar, s.UserID})
 		}
+		if s.Login != "" {
+			out = append(out, Subject{Login, s.Login})
+		}
+	}
+	if k, ok := t.network(s.IP); ok {
+		out = append(out, Subject{IP, k})
 	}
 	return out
 }
 
-// batchGetter loads several subjects' states in one query (*storage.Store does):
-// Check runs on every attempt, so one read instead of one per subject matters.
-type batchGetter interface {
-	GetThrottles(ctx context.Context, subjects []storage.ThrottleSubject) ([]storage.ThrottleState, error)
+// counted lists the subjects an attempt by s counts against, given whether its
+// network is familiar to its user: of the user's two counts only the one for
+// such networks (UserFamiliar, when familiar) or the other (User).
+func (t *Throttler) counted(s Subjects, familiar bool) []Subject {
+	out := t.candidates(s)[:0:0]
+	for _, sub := range t.candidates(s) {
+		if sub.Kind == User && familiar || sub.Kind == UserFamiliar && !familiar {
+			continue
+		}
+		out = append(out, sub)
+	}
+	return out
 }
 
-// Check tells whether an attempt by s may go ahead now.
+// familiarKey is what familiarity is looked up by: the user and the network
+// (allow-listed networks too); empty when either is missing.
+func (t *Throttler) familiarKey(s Subjects) (user, network string) {
+	if s.UserID == "" {
+		return "", ""
+	}
+	if k, _ := t.network(s.IP); k != "" {
+		return s.UserID, k
+	}
+	return "", ""
+}
+
+// Check tells whether an attempt by s may go ahead now. It evaluates nothing and
+// counts nothing (a pre-check, e.g. before a challenge is begun), so it may take
+// subjects the clean cache remembers as clean without reading them. An attempt
+// that evaluates a secret goes through Guard, which always reads.
 func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
 	now := t.now().UTC()
-	var d Decision
-	subjects := t.subjects(s)
-	epoch, subjects := t.uncached(subjects, now)
-	var found map[Subject]*storage.ThrottleState
-	if bg, ok := t.store.(batchGetter); ok && len(subjects) > 1 {
-		keys := make([]storage.ThrottleSubject, len(subjects))
-		for i, sub := range subjects {
-			keys[i] = storage.ThrottleSubject{Kind: sub.Kind, Key: sub.Key}
-		}
-		rows, err := bg.GetThrottles(ctx, keys)
-		if err != nil {
-			return Decision{}, err
-		}
-		found = make(map[Subject]*storage.ThrottleState, len(rows))
-		for i := range rows {
-			found[Subject{rows[i].Kind, rows[i].Key}] = &rows[i]
-		}
+	cands := t.candidates(s)
+	epoch, subjects := t.uncached(cands, now)
+	if len(subjects) == 0 {
+		return Decision{}, nil
+	}
+	d, _, found, err := t.read(ctx, s, subjects, now)
+	if err != nil {
+		return Decision{}, err
 	}
 	var clean []Subject
 	for _, sub := range subjects {
-		var (
-			st  *storage.ThrottleState
-			err error
-		)
-		if found != nil {
-			if st = found[sub]; st == nil {
-				err = storage.ErrNotFound
-			}
-		} else {
-			st, err = t.store.GetThrottle(ctx, sub.Kind, sub.Key)
-		}
-		if errors.Is(err, storage.ErrNotFound) {
+		if !found[sub] {
 			clean = append(clean, sub)
-			continue
-		}
-		if err != nil {
-			return Decision{}, err
-		}
-		d.Counted = append(d.Counted, sub)
-		if wait := st.BlockedUntil.Sub(now); wait > 0 && wait > d.RetryAfter {
-			d.Blocked, d.RetryAfter, d.Locked, d.By = true, wait, st.Locked, sub
 		}
 	}
 	t.remember(epoch, clean, now)
 	return d, nil
+}
+
+// read loads the states of subjects (some of s's candidates) and the
+// familiarity of s's network, and decides over the subjects that apply. found
+// tells which subjects have a stored state.
+func (t *Throttler) read(ctx context.Context, s Subjects, subjects []Subject, now time.Time) (Decision, time.Time, map[Subject]bool, error) {
+	keys := make([]storage.ThrottleSubject, len(subjects))
+	for i, sub := range subjects {
+		keys[i] = storage.ThrottleSubject{Kind: sub.Kind, Key: sub.Key}
+	}
+	user, network := t.familiarKey(s)
+	rows, seen, err := t.store.GetAttemptStates(ctx, keys, user, network, now)
+	if err != nil {
+		return Decision{}, time.Time{}, nil, err
+	}
+	found := make(map[Subject]bool, len(rows))
+	var d Decision
+	for _, sub := range t.counted(s, !seen.IsZero()) {
+		for i := range rows {
+			if st := &rows[i]; st.Kind == sub.Kind && st.Key == sub.Key {
+				d.Counted = append(d.Counted, sub)
+				if wait := st.BlockedUntil.Sub(now); wait > 0 && wait > d.RetryAfter {
+					d.Blocked, d.RetryAfter, d.Locked, d.By = true, wait, st.Locked, sub
+				}
+			}
+		}
+	}
+	for i := range rows {
+		found[Subject{rows[i].Kind, rows[i].Key}] = true
+	}
+	return d, seen, found, nil
 }
 
 // uncached drops the subjects remembered as clean from subjects and returns the
@@ -464,7 +579,7 @@ func (t *Throttler) Delay(failures, free int) time.Duration {
 
 func (t *Throttler) block(kind string) storage.ThrottleBlock {
 	free, lockAfter := t.cfg.IPDelayAfter, t.cfg.IPLockAfter
-	if kind == User || kind == Login {
+	if kind == User || kind == UserFamiliar || kind == Login {
 		free, lockAfter = t.cfg.UserDelayAfter, t.cfg.UserLockAfter
 	}
 	return func(failures int, now time.Time) (time.Time, bool) {
@@ -476,32 +591,24 @@ func (t *Throttler) block(kind string) storage.ThrottleBlock {
 }
 
 // Failure counts one wrong answer by s (every counted subject) and reports the wait
-// it caused and the locks it started.
+// it caused and the locks it started. It is the second half of a check, then
+// evaluate, then record flow, which concurrent attempts overshoot: an attempt
+// that evaluates a secret goes through Guard instead.
 func (t *Throttler) Failure(ctx context.Context, s Subjects) (Outcome, error) {
 	now := t.now().UTC()
-	subjects := t.subjects(s)
 	var out Outcome
 	// Every subject's count in one transaction: one commit, and a failure is
 	// counted for all of its subjects or (on an error) for none.
 	err := t.store.InTx(ctx, func(ctx context.Context) error {
-		out = Outcome{}
-		for _, sub := range subjects {
-			st, locked, err := t.store.RecordThrottleFailure(ctx, sub.Kind, sub.Key, now, t.cfg.Window, t.block(sub.Kind))
-			if err != nil {
-				return err
-			}
-			out.Recorded = append(out.Recorded, sub)
-			if wait := st.BlockedUntil.Sub(now); wait > out.RetryAfter {
-				out.RetryAfter = wait
-			}
-			if locked {
-				out.NewLocks = append(out.NewLocks, sub)
-			}
+		familiar, err := t.familiar(ctx, s, now)
+		if err != nil {
+			return err
 		}
-		return nil
+		out, err = t.record(ctx, t.counted(s, familiar), now)
+		return err
 	})
 	// Whatever the outcome, the subjects may have counts now.
-	for _, sub := range subjects {
+	for _, sub := range t.candidates(s) {
 		t.Invalidate(sub)
 	}
 	if err != nil {
@@ -510,10 +617,40 @@ func (t *Throttler) Failure(ctx context.Context, s Subjects) (Outcome, error) {
 	return out, nil
 }
 
-// Success resets the counts of s's user and login (not the network's: other users
-// behind it may still be guessing).
+// familiar reads whether s's network is familiar to its user.
+func (t *Throttler) familiar(ctx context.Context, s Subjects, now time.Time) (bool, error) {
+	user, network := t.familiarKey(s)
+	if user == "" {
+		return false, nil
+	}
+	_, seen, err := t.store.GetAttemptStates(ctx, nil, user, network, now)
+	return !seen.IsZero(), err
+}
+
+// record counts one failure of each subject, inside the caller's transaction.
+func (t *Throttler) record(ctx context.Context, subjects []Subject, now time.Time) (Outcome, error) {
+	var out Outcome
+	for _, sub := range subjects {
+		st, locked, err := t.store.RecordThrottleFailure(ctx, sub.Kind, sub.Key, now, t.cfg.Window, t.block(sub.Kind))
+		if err != nil {
+			return Outcome{}, err
+		}
+		out.Recorded = append(out.Recorded, sub)
+		if wait := st.BlockedUntil.Sub(now); wait > out.RetryAfter {
+			out.RetryAfter = wait
+		}
+		if locked {
+			out.NewLocks = append(out.NewLocks, sub)
+		}
+	}
+	return out, nil
+}
+
+// Success resets the counts of s's user (both of them: without Guard's read it
+// is not known which applies) and login, not the network's: other users behind
+// it may still be guessing.
 func (t *Throttler) Success(ctx context.Context, s Subjects) error {
-	for _, sub := range []Subject{{User, s.UserID}, {Login, s.Login}} {
+	for _, sub := range []Subject{{User, s.UserID}, {UserFamiliar, s.UserID}, {Login, s.Login}} {
 		if sub.Key == "" {
 			continue
 		}
@@ -532,8 +669,26 @@ type Status struct {
 	BlockedUntil time.Time // zero when nothing is in force
 }
 
-// Status reports a subject's count and any delay or lock in force.
+// Status reports a subject's count and any delay or lock in force. A User
+// subject reports the stricter of the user's two counts (from unfamiliar and
+// from familiar networks).
 func (t *Throttler) Status(ctx context.Context, sub Subject) (Status, error) {
+	out, err := t.status(ctx, sub)
+	if err != nil || sub.Kind != User {
+		return out, err
+	}
+	fam, err := t.status(ctx, Subject{UserFamiliar, sub.Key})
+	if err != nil {
+		return Status{}, err
+	}
+	if fam.BlockedUntil.After(out.BlockedUntil) || fam.BlockedUntil.Equal(out.BlockedUntil) && fam.Failures > out.Failures {
+		fam.Subject = sub
+		return fam, nil
+	}
+	return out, nil
+}
+
+func (t *Throttler) status(ctx context.Context, sub Subject) (Status, error) {
 	st, err := t.store.GetThrottle(ctx, sub.Kind, sub.Key)
 	if errors.Is(err, storage.ErrNotFound) {
 		return Status{Subject: sub}, nil
@@ -552,7 +707,13 @@ func (t *Throttler) Status(ctx context.Context, sub Subject) (Status, error) {
 	return out, nil
 }
 
-// Clear forgets a subject's count and lock. It reports whether there was one.
+// Clear forgets a subject's count and lock (for a User subject both of the
+// user's counts). It reports whether there was one.
 func (t *Throttler) Clear(ctx context.Context, sub Subject) (bool, error) {
-	return t.store.ResetThrottle(ctx, sub.Kind, sub.Key)
+	ok, err := t.store.ResetThrottle(ctx, sub.Kind, sub.Key)
+	if err != nil || sub.Kind != User {
+		return ok, err
+	}
+	fam, err := t.store.ResetThrottle(ctx, UserFamiliar, sub.Key)
+	return ok || fam, err
 }

@@ -99,7 +99,40 @@
     el.textContent = text;
   }
 
+  // The prompt waits at most promptTimeout, and a Cancel button beside the
+  // status line ends it sooner (AbortController; WebAuthn Level 3 §5.1.3 step
+  // "abort"). The server's options ask for the same bound.
+  const promptTimeout = 120000;
+  let pending = null;
+
+  function startPrompt(options) {
+    if (pending) pending.abort();
+    const ctl = new AbortController();
+    pending = ctl;
+    options.timeout = Math.min(options.timeout || promptTimeout, promptTimeout);
+    const timer = setTimeout(function () { ctl.abort(new DOMException("timed out", "TimeoutError")); }, promptTimeout);
+    cancelButton(ctl);
+    return { signal: ctl.signal, done: function () { clearTimeout(timer); if (pending === ctl) pending = null; cancelButton(null); } };
+  }
+
+  function cancelButton(ctl) {
+    let b = document.getElementById("webauthn-cancel");
+    if (!ctl) { if (b) b.hidden = true; return; }
+    if (!b) {
+      b = document.createElement("button");
+      b.id = "webauthn-cancel";
+      b.type = "button";
+      b.textContent = "Cancel";
+      const el = document.getElementById("webauthn-result");
+      if (el && el.parentNode) el.parentNode.insertBefore(b, el.nextSibling); else document.body.appendChild(b);
+    }
+    b.hidden = false;
+    b.onclick = function () { ctl.abort(new DOMException("cancelled", "AbortError")); };
+  }
+
   function browserError(e) {
+    if (e && e.name === "AbortError") return "Cancelled. Try again when your key is ready.";
+    if (e && e.name === "TimeoutError") return "The prompt timed out after two minutes. Try again.";
     if (e && e.name === "NotAllowedError") return "The browser or the key refused, or the prompt was closed or timed out.";
     if (e && e.name === "InvalidStateError") return "This key is already registered for this user.";
     if (e && e.name === "SecurityError") return "The browser refused this origin for WebAuthn. Open the demo at http://localhost:8080.";
@@ -122,7 +155,10 @@
         if (begin.redirect) setTimeout(function () { location.href = begin.redirect; }, 1500);
         return;
       }
-      const cred = await navigator.credentials.get({ publicKey: requestOptions(begin.options) });
+      const opts = await requestOptions(begin.options);
+      const p = startPrompt(opts);
+      let cred;
+      try { cred = await navigator.credentials.get({ publicKey: opts, signal: p.signal }); } finally { p.done(); }
       const fin = await post("/signin/webauthn/finish", credentialJSON(cred));
       show(fin.result || (fin.ok ? "accepted" : "rejected"), fin.message || "");
       if (fin.ok && fin.redirect) location.href = fin.redirect;
@@ -140,7 +176,17 @@
     try {
       const begin = await post("/account/webauthn/begin", { name: name, discoverable: discoverable });
       if (!begin.ok) { show("rejected", begin.message || "Could not start."); return; }
-      const cred = await navigator.credentials.create({ publicKey: creationOptions(begin.options) });
+      const opts = await creationOptions(begin.options);
+      const p = startPrompt(opts);
+      let cred;
+      try {
+        cred = await navigator.credentials.create({ publicKey: opts, signal: p.signal });
+      } catch (e) {
+        // Refused (already registered), cancelled or timed out: the pending
+        // enrollment is dropped now rather than left until it expires.
+        await post("/account/webauthn/cancel", { factorId: begin.factorId }).catch(function () {});
+        throw e;
+      } finally { p.done(); }
       const fin = await post("/account/webauthn/finish", { factorId: begin.factorId, credential: credentialJSON(cred) });
       show(fin.ok ? "accepted" : "rejected", fin.message || "");
       if (fin.ok && fin.redirect) location.href = fin.redirect;

@@ -1,0 +1,104 @@
+// Package outbox is the development channel: each message is written as a file to a
+// folder (data/outbox/ in embedded mode) and a log line names the file, so a newcomer
+// can try every channel without an account anywhere.
+//
+// # Security properties
+//
+// This is the one place a code is written in clear, for development only: files are
+// mode 0600 in a folder of mode 0700 (created so, and refused if group or others can
+// enter it), and the log line names the file, never the code or the destination
+// (OWASP ASVS 4.0 V7.1.1). Never configure it on a shared machine in production.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/notify/channels"
+)
+
+// Config configures a Sender.
+type Config struct {
+	Dir    string // the folder (required)
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Sender writes messages to files.
+type Sender struct{ cfg Config }
+
+// New creates the folder (0700) if needed and checks its mode.
+func New(cfg Config) (*Sender, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("outbox: folder is required")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	st, err := os.Stat(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("outbox: folder %s has mode %v: want 0700 (it holds codes in clear)", cfg.Dir, st.Mode().Perm())
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Sender{cfg: cfg}, nil
+}
+
+// Send writes m to <dir>/<unix nanos>-<channel>-<challenge id>.txt.
+func (s *Sender) Send(ctx context.Context, m channels.Message) error {
+	if !notify.ValidChannel(m.Channel) {
+		return notify.Permanent{Err: errors.New("outbox: unknown channel"), Reason: notify.ReasonRejected}
+	}
+	if err := notifyToken(m.ChallengeID); err != nil {
+		return notify.Permanent{Err: err, Reason: notify.ReasonRejected}
+	}
+	name := strconv.FormatInt(s.cfg.Now().UnixNano(), 10) + "-" + m.Channel + "-" + m.ChallengeID + ".txt"
+	path := filepath.Join(s.cfg.Dir, name)
+	body := "To: " + m.Destination + "\nChannel: " + m.Channel + "\nChallenge: " + m.ChallengeID +
+		"\nExpires: " + m.ExpiresAt.UTC().Format(time.RFC3339) + "\n"
+	if m.Subject != "" {
+		body += "Subject: " + m.Subject + "\n"
+	}
+	body += "\n" + m.TextOrDefault() + "\n"
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("outbox: create message file: %w", err)
+	}
+	if _, err := f.WriteString(body); err != nil {
+		f.Close()
+		return fmt.Errorf("outbox: write message file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("outbox: close message file: %w", err)
+	}
+	s.cfg.Logger.Info("outbox: message written (development channel: the file holds the code in clear)",
+		"file", path, "channel", m.Channel, "challenge_id", m.ChallengeID)
+	return nil
+}
+
+// notifyToken keeps the file name inside the folder.
+func notifyToken(id string) error {
+	if id == "" || len(id) > 128 {
+		return errors.New("outbox: challenge id: want 1 to 128 characters")
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return errors.New("outbox: challenge id: character not in [A-Za-z0-9_-]")
+		}
+	}
+	return nil
+}

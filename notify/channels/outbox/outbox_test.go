@@ -1,0 +1,73 @@
+package outbox_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twofactor/twofactor/notify/channels/channeltest"
+	"github.com/twofactor/twofactor/notify/channels/outbox"
+)
+
+func TestSendWritesPrivateFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	var logs bytes.Buffer
+	s, err := outbox.New(outbox.Config{Dir: dir, Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+		Now: func() time.Time { return time.Unix(0, 1700000000000000000) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := channeltest.Message("+15550100")
+	if err := s.Send(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "1700000000000000000-sms-ch-42.txt")
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("message file: %v, mode %v", err, st.Mode().Perm())
+	}
+	if dst, _ := os.Stat(dir); dst.Mode().Perm() != 0o700 {
+		t.Fatalf("folder mode %v", dst.Mode().Perm())
+	}
+	body, _ := os.ReadFile(path)
+	for _, want := range []string{"To: +15550100", "Subject: Sign-in code", "Your code is 424242."} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("file lacks %q:\n%s", want, body)
+		}
+	}
+	if !strings.Contains(logs.String(), path) || strings.Contains(logs.String(), "424242") || strings.Contains(logs.String(), "+15550100") {
+		t.Errorf("log line %s: want the file name and neither code nor destination", logs.String())
+	}
+	if err := s.Send(context.Background(), m); err == nil {
+		t.Error("a second file of the same name was written over the first")
+	}
+}
+
+func TestRejects(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := outbox.New(outbox.Config{Dir: dir}); err == nil {
+		t.Error("a folder others can read was accepted")
+	}
+	s, err := outbox.New(outbox.Config{Dir: filepath.Join(dir, "ok")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := channeltest.Message("+15550100")
+	m.ChallengeID = "../../escape"
+	if err := s.Send(context.Background(), m); channeltest.Kind(err) != "permanent rejected" {
+		t.Errorf("path in challenge id: %v", err)
+	}
+	m = channeltest.Message("+15550100")
+	m.Channel = "../x"
+	if err := s.Send(context.Background(), m); channeltest.Kind(err) != "permanent rejected" {
+		t.Errorf("path in channel: %v", err)
+	}
+}

@@ -1,0 +1,88 @@
+package daemon
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/twofactor/twofactor/notify"
+)
+
+// Metrics are notifyd's Prometheus metrics.
+type Metrics struct {
+	reg      *prometheus.Registry
+	Sent     *prometheus.CounterVec   // channel: messages the provider accepted
+	Failed   *prometheus.CounterVec   // channel, reason: messages given up (dead letter or expired)
+	Attempts *prometheus.CounterVec   // channel, result: provider calls (ok, retry, permanent, error)
+	Latency  *prometheus.HistogramVec // channel: provider call duration
+	// Alert is 1 while a channel needs an operator (reason captcha_required or
+	// provider_auth), back to 0 after the next accepted message.
+	Alert    *prometheus.GaugeVec
+	Bindings prometheus.Counter // Telegram chat bindings published
+}
+
+// NewMetrics returns the metrics registered in a registry of their own.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		Sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "notifyd_sent_total",
+			Help: "Messages the provider accepted, by channel."}, []string{"channel"}),
+		Failed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "notifyd_failed_total",
+			Help: "Messages given up (dead-lettered or expired), by channel and reason."}, []string{"channel", "reason"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "notifyd_send_attempts_total",
+			Help: "Provider calls by channel and result (ok, retry, permanent, error)."}, []string{"channel", "result"}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "notifyd_send_duration_seconds",
+			Help: "Duration of provider calls, by channel.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}, []string{"channel"}),
+		Alert: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "notifyd_operator_alert",
+			Help: "1 while a channel needs an operator: captcha_required (Signal) or provider_auth (credentials refused)."}, []string{"channel", "reason"}),
+		Bindings: prometheus.NewCounter(prometheus.CounterOpts{Name: "notifyd_telegram_bindings_total",
+			Help: "Telegram chat bindings published for authd."}),
+	}
+	m.reg.MustRegister(m.Sent, m.Failed, m.Attempts, m.Latency, m.Alert, m.Bindings,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// alertReasons are the failures an operator must act on.
+var alertReasons = []string{notify.ReasonCaptchaRequired, notify.ReasonProviderAuth}
+
+func (m *Metrics) sent(ch string, d time.Duration, err error) {
+	m.Latency.WithLabelValues(ch).Observe(d.Seconds())
+	var ra notify.RetryAfter
+	var perm notify.Permanent
+	switch {
+	case err == nil:
+		m.Attempts.WithLabelValues(ch, "ok").Inc()
+		for _, r := range alertReasons {
+			m.Alert.WithLabelValues(ch, r).Set(0)
+		}
+	case errors.As(err, &ra):
+		m.Attempts.WithLabelValues(ch, "retry").Inc()
+	case errors.As(err, &perm):
+		m.Attempts.WithLabelValues(ch, "permanent").Inc()
+		for _, r := range alertReasons {
+			if perm.Reason == r {
+				m.Alert.WithLabelValues(ch, r).Set(1)
+			}
+		}
+	default:
+		m.Attempts.WithLabelValues(ch, "error").Inc()
+	}
+}
+
+func (m *Metrics) observe(ch string, o notify.Outcome) {
+	switch o.Result {
+	case notify.OutcomeDelivered:
+		m.Sent.WithLabelValues(ch).Inc()
+	case notify.OutcomeDeadLettered, notify.OutcomeExpired:
+		m.Failed.WithLabelValues(ch, notify.FailureReason(o.Err)).Inc()
+	}
+}
