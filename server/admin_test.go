@@ -179,6 +179,8 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 		beginWith(t, c, r, user, pb.Method_METHOD_BACKUP_CODE) // a stored challenge (a TOTP one is sealed into its id)
+		enrollPush(t, c, r, r, user)                           // push enrollment token, device and factor
+		beginWith(t, c, r, user, pb.Method_METHOD_PUSH)        // push challenge and limit state
 		if _, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: user, Method: pb.Method_METHOD_WEBAUTHN, Name: "Key",
 			Options: &pb.BeginEnrollmentRequest_Webauthn{Webauthn: &pb.WebAuthnEnrollmentOptions{UserName: user}}}); err != nil {
 			t.Fatal(err)

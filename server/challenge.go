@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/server/challenge"
 	"github.com/twofactor/twofactor/server/throttle"
 )
@@ -58,14 +60,17 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 			return nil, s.toStatus(ctx, err)
 		}
 	}
-	return &pb.BeginChallengeResponse{
+	resp := &pb.BeginChallengeResponse{
 		ChallengeId:                id,
 		Method:                     req.GetMethod(),
 		ExpiresAt:                  timestamppb.New(ch.ExpiresAt),
 		WebauthnRequestOptionsJson: out.OptionsJSON,
 		MaxAttempts:                uint32(ch.MaxAttempts),
-		OutOfBand:                  out.OutOfBand,
-	}, nil
+	}
+	if out.Respond != nil {
+		out.Respond(resp)
+	}
+	return resp, nil
 }
 
 // checkBegin validates a BeginChallenge request and finds its factor.
@@ -106,6 +111,18 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	resp := &pb.VerifyChallengeResponse{UserId: ch.UserID, FactorId: ch.FactorID, Method: f.Method}
 	if !s.challenges.Answerable(ch) {
 		return s.withDelivery(ctx, f, ch, s.expired(ctx, req, ch, resp)), nil
+	}
+	if w, ok := f.Challenge.(Waiter); ok {
+		pending, err := w.Wait(ctx, ch, ans)
+		if err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+		if pending {
+			s.metrics.verification(ch.Method, "pending")
+			resp.Result = pb.VerifyResult_VERIFY_RESULT_PENDING
+			resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
+			return resp, nil
+		}
 	}
 	// The answer is counted before it is looked at: the user, the network and
 	// the challenge are held while the challenge is read again, verified and the
@@ -196,8 +213,17 @@ func checkVerify(req *pb.VerifyChallengeRequest) (Answer, error) {
 			return Answer{}, invalid("webauthn_assertion_json", "is empty")
 		}
 		return Answer{AssertionJSON: r.WebauthnAssertionJson}, nil
+	case *pb.VerifyChallengeRequest_Push:
+		w := r.Push.GetWait()
+		if err := w.CheckValid(); w != nil && err != nil {
+			return Answer{}, invalid("push.wait", "is not a valid duration")
+		}
+		if d := w.AsDuration(); d < 0 || d > 30*time.Second {
+			return Answer{}, invalid("push.wait", "must be 0 to 30 s")
+		}
+		return Answer{Push: true, PushWait: w.AsDuration()}, nil
 	}
-	return Answer{}, invalid("response", "is required: set code or webauthn_assertion_json")
+	return Answer{}, invalid("response", "is required: set code, webauthn_assertion_json or push")
 }
 
 // load reads the challenge and the factor of its method.
@@ -253,6 +279,12 @@ func (s *challengeService) accepted(ctx context.Context, ch *challenge.Challenge
 	resp *pb.VerifyChallengeResponse, v Verdict, resetThrottle bool, out challenge.Outcome) *pb.VerifyChallengeResponse {
 	if resetThrottle {
 		s.throttleSuccess(ctx, throttle.Subjects{UserID: resp.UserId})
+	}
+	if s.push != nil && s.push.Config().LockOnNotMe && ch.Method != push.Method {
+		// Signing in with another factor lifts a "this was not me" lock of push.
+		if err := s.push.Unlock(ctx, resp.UserId); err != nil {
+			s.log.WarnContext(ctx, "push: unlock failed", "error", err.Error())
+		}
 	}
 	s.metrics.verification(ch.Method, "accepted")
 	resp.Result = pb.VerifyResult_VERIFY_RESULT_ACCEPTED

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -72,6 +73,14 @@ type ChallengeMethod interface {
 	Verify(ctx context.Context, ch *challenge.Challenge, ans Answer) (Verdict, error)
 }
 
+// Waiter is a ChallengeMethod whose answer comes from elsewhere (a device
+// approving a push): VerifyChallenge calls Wait first, outside any transaction,
+// and answers VERIFY_RESULT_PENDING (no attempt used, nothing counted) while it
+// reports pending; otherwise it goes on to Verify.
+type Waiter interface {
+	Wait(ctx context.Context, ch *challenge.Challenge, ans Answer) (pending bool, err error)
+}
+
 // Resender is a ChallengeMethod that can send a challenge's message again
 // (ResendChallenge): it returns the delivery status after the resend and the
 // deliveries to perform.
@@ -132,9 +141,9 @@ type BeginOutput struct {
 	// server performs after the challenge is stored, in order; the first that
 	// fails fails BeginChallenge (the stored challenge then expires unused).
 	Deliveries []Delivery
-	// OutOfBand describes a code sent out of band (masked destination, digits,
-	// delivery), for the response.
-	OutOfBand *pb.OutOfBandChallenge
+	// Respond, if set, adds the method's own fields to the BeginChallenge
+	// response (a push's number to show).
+	Respond func(resp *pb.BeginChallengeResponse)
 }
 
 // Delivery is one piece of out-of-band work a Begin asks for. It holds what it
@@ -154,6 +163,9 @@ type Begun struct {
 type Answer struct {
 	Code          string
 	AssertionJSON string
+	// PushWait is how long a push verification may wait for a device (Push set).
+	PushWait time.Duration
+	Push     bool
 }
 
 // Verdict is a method's judgement of an answer.

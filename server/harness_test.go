@@ -28,6 +28,7 @@ import (
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/breached"
 	"github.com/twofactor/twofactor/providers/policy"
+	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
@@ -93,6 +94,10 @@ type cluster struct {
 	factorFns []func(st *storage.Store) []server.Factor
 	// auditLinger is the replicas' audit writer linger (0: the default).
 	auditLinger time.Duration
+	// pushOnWait is every replica's push.Config.OnWait.
+	pushOnWait func(challengeID string)
+	// pushLockOnNotMe is every replica's push.Config.LockOnNotMe.
+	pushLockOnNotMe bool
 	// replicas are the ones start made (flushAudit flushes each).
 	replicas []*replica
 }
@@ -184,12 +189,22 @@ func (c *cluster) start() *replica {
 	}
 	bcodes := backupcodes.New(st, c.ring, backupcodes.Options{Clock: c.clock.Now})
 	acodes := admincodes.New(st, c.ring, admincodes.Options{Clock: c.clock.Now})
+	ps, err := push.New(st, c.ring, push.Config{Now: c.clock.Now, OnWait: c.pushOnWait, LockOnNotMe: c.pushLockOnNotMe})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := natstest.Dial(t, c.nc) // each replica has its own NATS connection
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := notify.NewPublisher(js, nc, c.names)
 	extra := c.factors
 	for _, fn := range c.factorFns {
 		extra = append(extra, fn(st)...)
 	}
 	factors, err := server.NewRegistry(append([]server.Factor{server.TOTPFactor(tp), server.WebAuthnFactor(wa),
-		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes)}, extra...)...)
+		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes), server.PushFactor(ps, events)}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,12 +213,6 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	ref.Set(pol)
-	nc := natstest.Dial(t, c.nc) // each replica has its own NATS connection
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := notify.NewPublisher(js, nc, c.names)
 	ap, err := apppasswords.New(apppasswords.Config{Store: st, Hasher: c.ring, Announcer: events, Now: c.clock.Now, CacheSize: 1024})
 	if err != nil {
 		t.Fatal(err)
@@ -223,6 +232,7 @@ func (c *cluster) start() *replica {
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, Factors: factors, Logger: log, Now: c.clock.Now,
 		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
 		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol,
+		Push: ps, PushWatcher: server.NATSPushWatcher{Conn: nc, Subject: c.names.PushRequest()},
 	}, server.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +293,8 @@ func (r *replica) enrollment() pb.EnrollmentServiceClient {
 	return pb.NewEnrollmentServiceClient(r.conn)
 }
 
-func (r *replica) admin() pb.AdminServiceClient { return pb.NewAdminServiceClient(r.conn) }
+func (r *replica) devices() pb.DeviceServiceClient { return pb.NewDeviceServiceClient(r.conn) }
+func (r *replica) admin() pb.AdminServiceClient    { return pb.NewAdminServiceClient(r.conn) }
 
 func (r *replica) appPasswords() pb.AppPasswordServiceClient {
 	return pb.NewAppPasswordServiceClient(r.conn)

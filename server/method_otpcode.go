@@ -99,7 +99,9 @@ func (m otpMethod) Begin(ctx context.Context, in BeginInput) (BeginOutput, error
 	return BeginOutput{
 		FactorID: c.FactorID, Session: []byte(c.ID),
 		Deliveries: []Delivery{sendDelivery{out: m.out, send: c.Send}},
-		OutOfBand:  &pb.OutOfBandChallenge{MaskedDestination: c.Masked, CodeDigits: uint32(c.Digits), Delivery: deliveryToPB(st)},
+		Respond: func(resp *pb.BeginChallengeResponse) {
+			resp.OutOfBand = &pb.OutOfBandChallenge{MaskedDestination: c.Masked, CodeDigits: uint32(c.Digits), Delivery: deliveryToPB(st)}
+		},
 	}, nil
 }
 

@@ -218,11 +218,11 @@ func (panicky) Verify(context.Context, *challenge.Challenge, server.Answer) (ser
 
 func TestPanicIsInternalWithRequestID(t *testing.T) {
 	c := newCluster(t)
-	c.factors = []server.Factor{{Name: "panicky", Method: pb.Method_METHOD_PUSH, Challenge: panicky{}}}
+	c.factors = []server.Factor{{Name: "panicky", Method: pb.Method_METHOD_SIGNAL, Challenge: panicky{}}}
 	r := c.start()
 	ctx := metadata.AppendToOutgoingContext(c.as("login"), "x-request-id", "req-panic-1")
 	var hdr metadata.MD
-	_, err := r.challenges().BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH}, grpc.Header(&hdr))
+	_, err := r.challenges().BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_SIGNAL}, grpc.Header(&hdr))
 	if status.Code(err) != codes.Internal || !strings.Contains(status.Convert(err).Message(), "req-panic-1") {
 		t.Fatalf("panic: %v, want Internal naming the request id", err)
 	}

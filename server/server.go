@@ -16,6 +16,7 @@ import (
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/policy"
+	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server/challenge"
 	"github.com/twofactor/twofactor/server/throttle"
@@ -77,6 +78,11 @@ type Deps struct {
 	// WebAuthn serves ImportU2FRegistration; optional (its challenges and
 	// enrollment are in Factors).
 	WebAuthn *webauthn.Provider
+	// Push serves DeviceService (push approval's devices); optional (nil leaves it
+	// unregistered; the push factor itself is in Factors). PushWatcher wakes its
+	// WatchPushes streams (NATSPushWatcher); nil: they poll.
+	Push        *push.Service
+	PushWatcher PushWatcher
 }
 
 func (d Deps) check() error {
@@ -110,6 +116,7 @@ type core struct {
 	auditor  Auditor
 	events   *notify.Publisher
 	keys     *APIKeys
+	push     *push.Service // nil: no push devices
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
@@ -122,7 +129,8 @@ type Server struct {
 	enrollment enrollmentService
 	appPass    *appPasswordService // nil: unregistered
 	admin      adminService
-	password   *passwordService // nil: unregistered
+	password   *passwordService       // nil: unregistered
+	device     pb.DeviceServiceServer // nil: unregistered
 	closers    []func()
 }
 
@@ -132,7 +140,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		return nil, err
 	}
 	c := &core{opts: opts.withDefaults(), store: d.Store, factors: d.Factors, policy: d.Policy, throttle: d.Throttle,
-		auditor: d.Auditor, events: d.Events, keys: d.APIKeys, metrics: d.Metrics, log: d.Logger, now: d.Now}
+		auditor: d.Auditor, events: d.Events, keys: d.APIKeys, push: d.Push, metrics: d.Metrics, log: d.Logger, now: d.Now}
 	chs, err := challenge.New(d.Store, d.Keys, challenge.Config{TTL: c.opts.ChallengeTTL, MaxAttempts: c.opts.MaxAttempts}, d.Now)
 	if err != nil {
 		return nil, err
@@ -148,6 +156,13 @@ func New(d Deps, opts Options) (*Server, error) {
 	}
 	if d.Breached != nil {
 		s.password = &passwordService{core: c, breached: d.Breached}
+	}
+	if d.Push != nil {
+		var ann push.Announcer
+		if d.Events != nil {
+			ann = d.Events
+		}
+		s.device = NewDeviceService(d.Push, DeviceOptions{Announcer: ann, Watcher: d.PushWatcher, Auditor: d.Auditor, Log: d.Logger})
 	}
 	if err := s.subscribe(d); err != nil {
 		s.Close()
@@ -224,6 +239,9 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	if s.password != nil {
 		pb.RegisterPasswordServiceServer(g, s.password)
 	}
+	if s.device != nil {
+		pb.RegisterDeviceServiceServer(g, s.device)
+	}
 }
 
 // Sweep deletes expired challenges, unfinished enrollments, sent codes and their
@@ -241,6 +259,11 @@ func (s *Server) Sweep(ctx context.Context) error {
 	}
 	if _, err := s.store.DeleteFamiliarNetworksBefore(ctx, now); err != nil {
 		return err
+	}
+	if s.push != nil {
+		if err := s.push.Cleanup(ctx); err != nil {
+			return err
+		}
 	}
 	_, err := s.store.DeleteThrottlesBefore(ctx, now.Add(-s.throttle.Config().Window))
 	return err

@@ -38,8 +38,7 @@ var ErrNotInTx = errors.New("storage: an attempt lock needs a transaction (InTx)
 // on: on PostgreSQL every later statement of the transaction sees what the
 // previous holders committed.
 func (s *Store) LockAttempt(ctx context.Context, keys []string) error {
-	tx, ok := ctx.Value(txKey{}).(*gorm.DB)
-	if !ok {
+	if _, ok := ctx.Value(txKey{}).(*gorm.DB); !ok {
 		return ErrNotInTx
 	}
 	if len(keys) == 0 || s.dialect != Postgres {
@@ -67,7 +66,8 @@ func (s *Store) LockAttempt(ctx context.Context, keys []string) error {
 		q.WriteString("pg_advisory_xact_lock(?)")
 		args[i] = id
 	}
-	return tx.Exec(q.String(), args...).Error
+	_, err := s.hotExec(ctx, q.String(), args...) // one prepared statement per number of keys
+	return err
 }
 
 // GetAttemptStates loads, in one query, the throttle states of subjects (those

@@ -29,20 +29,40 @@ func (FamiliarNetwork) TableName() string { return "familiar_networks" }
 // the user's max evicts the least recently seen ones.
 func (s *Store) RememberFamiliarNetwork(ctx context.Context, user, network string, now time.Time, ttl, refresh time.Duration, max int) error {
 	now = now.UTC().Truncate(time.Microsecond) // PostgreSQL keeps microseconds: compared below
-	var out []struct{ FirstSeen time.Time }
-	err := s.DB(ctx).Raw(`INSERT INTO familiar_networks (user_id, network, first_seen, last_seen, expires_at)
+	// Prepared statements (hot.go): a first login from a network runs both.
+	rows, err := s.hotQuery(ctx, rememberFamiliarSQL, user, network, now, now, now.Add(ttl), now.Add(-refresh))
+	if err != nil {
+		return err
+	}
+	inserted := false
+	for rows.Next() {
+		var first time.Time
+		if err := rows.Scan(&first); err != nil {
+			rows.Close()
+			return err
+		}
+		inserted = first.Equal(now)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if !inserted {
+		return nil // unchanged or refreshed
+	}
+	// A new network: keep the user's max most recently seen.
+	_, err = s.hotExec(ctx, pruneFamiliarSQL, user, user, max)
+	return err
+}
+
+const rememberFamiliarSQL = `INSERT INTO familiar_networks (user_id, network, first_seen, last_seen, expires_at)
  VALUES (?, ?, ?, ?, ?)
  ON CONFLICT (user_id, network) DO UPDATE SET last_seen = excluded.last_seen, expires_at = excluded.expires_at,
   first_seen = CASE WHEN familiar_networks.expires_at <= excluded.last_seen THEN excluded.first_seen ELSE familiar_networks.first_seen END
  WHERE familiar_networks.last_seen < ? OR familiar_networks.expires_at <= excluded.last_seen
- RETURNING first_seen`, user, network, now, now, now.Add(ttl), now.Add(-refresh)).Scan(&out).Error
-	if err != nil || len(out) == 0 || !out[0].FirstSeen.Equal(now) {
-		return err // unchanged, refreshed, or failed
-	}
-	// A new network: keep the user's max most recently seen.
-	return s.DB(ctx).Exec(`DELETE FROM familiar_networks WHERE user_id = ? AND network NOT IN
- (SELECT network FROM familiar_networks WHERE user_id = ? ORDER BY last_seen DESC, network LIMIT ?)`, user, user, max).Error
-}
+ RETURNING first_seen`
+
+const pruneFamiliarSQL = `DELETE FROM familiar_networks WHERE user_id = ? AND network NOT IN
+ (SELECT network FROM familiar_networks WHERE user_id = ? ORDER BY last_seen DESC, network LIMIT ?)`
 
 // FamiliarNetworks lists a user's unexpired familiar networks, most recently
 // seen first.

@@ -9,7 +9,7 @@ import (
 
 // models lists every table; Migrate creates or updates them.
 func models() []any {
-	return []any{
+	return append([]any{
 		&Factor{},
 		&Challenge{},
 		&AppPassword{},
@@ -29,7 +29,7 @@ func models() []any {
 		&OTPLinkToken{},
 		&Counter{},
 		&AuditRelayLease{},
-	}
+	}, pushModels()...)
 }
 
 // migrationLockID is the PostgreSQL advisory lock that serialises migrations of

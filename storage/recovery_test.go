@@ -325,6 +325,7 @@ func seedUser(t *testing.T, s *storage.Store, user string) {
 			Delivery: storage.DeliveryQueued, ExpiresAt: t0}, nil, t0),
 		s.CreateOTPLinkToken(ctx, &storage.OTPLinkToken{TokenHash: user + "-token", UserID: user, FactorID: user + "-f", ExpiresAt: t0}),
 		s.RememberFamiliarNetwork(ctx, user, "192.0.2.1", t0, time.Hour, time.Hour, 10),
+		seedPush(ctx, s, user),
 	} {
 		if err != nil {
 			t.Fatal(err)

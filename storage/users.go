@@ -27,6 +27,10 @@ func userRows() []struct {
 		{&OTPCode{}, "user_id"},
 		{&OTPLinkToken{}, "user_id"},
 		{&FamiliarNetwork{}, "user_id"},
+		{&PushEnrollment{}, "user_id"},
+		{&PushDevice{}, "user_id"},
+		{&PushChallenge{}, "user_id"},
+		{&PushLimit{}, "user_id"},
 	}
 }
 

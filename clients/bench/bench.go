@@ -88,10 +88,11 @@ const (
 	TOTPLogin   = "totp-login"
 	AppPassword = "app-password"
 	BackupCode  = "backup-code"
+	PushLogin   = "push-login"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{Health, TOTPLogin, AppPassword, BackupCode}
+var Scenarios = []string{Health, TOTPLogin, AppPassword, BackupCode, PushLogin}
 
 // Config says how to load authd.
 type Config struct {
@@ -254,6 +255,8 @@ func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
 			sc = &appPassword{cfg: &cfg}
 		case BackupCode:
 			sc = &backupCode{cfg: &cfg}
+		case PushLogin:
+			sc = &pushLogin{cfg: &cfg}
 		}
 		fmt.Fprintf(cfg.Log, "%s: preparing\n", name)
 		if err := sc.prepare(ctx); err != nil {

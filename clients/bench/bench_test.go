@@ -68,7 +68,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("seed again: %v", err)
 	}
 
-	cfg, err := app.Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", dbURL, "-breached-mode", "off"},
+	cfg, err := app.Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", dbURL, "-breached-mode", "off", "-push-daily-cap", "1000000"},
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)

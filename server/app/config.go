@@ -74,6 +74,11 @@ type Config struct {
 	BreachedFailClosed         bool
 	BreachedTimeout            time.Duration
 	AdminGroups                string
+	PushNumberMode             string
+	PushDigits                 int
+	PushDailyCap               int
+	PushLockOnNotMe            bool
+	PushEndpointHosts          string
 	// PolicyCacheTTL is how long the policy read from the store is reused.
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
@@ -147,6 +152,11 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WebAuthnRPName, "webauthn-rp-name", "twofactor", "WebAuthn relying party name shown by authenticators")
 	fs.StringVar(&c.WebAuthnOrigins, "webauthn-origins", "http://localhost:8080", "comma-separated allowed origins (https://…, android:apk-key-hash:…)")
 	fs.StringVar(&c.WebAuthnUV, "webauthn-user-verification", "preferred", "required, preferred or discouraged")
+	fs.StringVar(&c.PushNumberMode, "push-number-mode", "digits", "push approval's number matching: digits (typed on the device), choice (one of three) or none (tap only, weaker)")
+	fs.IntVar(&c.PushDigits, "push-digits", 2, "digits of the push number, 2 to 6")
+	fs.IntVar(&c.PushDailyCap, "push-daily-cap", 20, "push logins a user may begin per UTC day")
+	fs.BoolVar(&c.PushLockOnNotMe, "push-lock-on-not-me", false, "lock push approval for a user who answered \"this was not me\" until an admin or another factor unlocks it")
+	fs.StringVar(&c.PushEndpointHosts, "push-endpoint-hosts", "", "comma-separated hosts (or .domain suffixes) a device's push endpoint may name (empty: any https host)")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
 	fs.DurationVar(&c.AppPasswordRevocationCheck, "app-password-revocation-check", apppasswords.DefaultRevocationCheck, "a replica's cache is trusted while it read the shared revocation counter this recently; a revocation answers after twice this (1ms to 1s)")
 	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API; needs internet access), offline (local list) or off")

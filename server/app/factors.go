@@ -8,6 +8,7 @@ import (
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/policy"
+	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
@@ -47,11 +48,21 @@ func (a *App) buildFactors(d *server.Deps) error {
 	if err != nil {
 		return fmt.Errorf("otpcode: %w", err)
 	}
+	if d.Push, err = push.New(a.store, ring, push.Config{NumberMode: a.cfg.PushNumberMode, Digits: a.cfg.PushDigits,
+		DailyCap: a.cfg.PushDailyCap, LockOnNotMe: a.cfg.PushLockOnNotMe, EndpointHosts: splitList(a.cfg.PushEndpointHosts)}); err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	var pub server.PushPublisher
+	if a.events != nil {
+		pub = a.events
+		d.PushWatcher = server.NATSPushWatcher{Conn: a.nc, Subject: a.events.Names().PushRequest()}
+	}
 	if d.Factors, err = server.NewRegistry(append([]server.Factor{
 		server.TOTPFactor(tp),
 		server.WebAuthnFactor(wa),
 		server.BackupCodeFactor(d.BackupCodes),
 		server.AdminCodeFactor(d.AdminCodes),
+		server.PushFactor(d.Push, pub),
 	}, codes...)...); err != nil {
 		return err
 	}

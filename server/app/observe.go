@@ -34,6 +34,8 @@ type ObserveConfig struct {
 	ThrottleIPv6Prefix     int
 	ThrottleAllow          string
 	ThrottleCleanCacheTTL  time.Duration
+	ThrottleFamiliarTTL    time.Duration
+	ThrottleFamiliarMax    int
 
 	AuditMaxAge         time.Duration
 	AuditRetention      time.Duration
@@ -55,6 +57,8 @@ func observeFlags(fs *flag.FlagSet, c *ObserveConfig) {
 	fs.IntVar(&c.ThrottleIPv6Prefix, "throttle-ipv6-prefix", d.IPv6Prefix, "prefix length an IPv6 address counts by")
 	fs.StringVar(&c.ThrottleAllow, "throttle-allow", "", "comma-separated networks (CIDR) never throttled by network")
 	fs.DurationVar(&c.ThrottleCleanCacheTTL, "throttle-clean-cache-ttl", time.Second, "how long a replica takes a subject found without failures to have none without reading again; failures are announced to every replica over NATS (0: read on every attempt)")
+	fs.DurationVar(&c.ThrottleFamiliarTTL, "throttle-familiar-ttl", d.FamiliarTTL, "how long a network a user passed a second factor from counts as familiar (its own failure count, which strangers elsewhere cannot lock)")
+	fs.IntVar(&c.ThrottleFamiliarMax, "throttle-familiar-max", d.FamiliarMax, "familiar networks kept per user, the most recently seen (at most 100)")
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", notify.DefaultStreamConfig().AuditMaxAge, "how long the NATS audit stream keeps events")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 365*24*time.Hour, "how long the database keeps audit events")
 	fs.DurationVar(&c.AuditPublishTimeout, "audit-publish-timeout", 2*time.Second, "bound on the audit relay's wait for JetStream's acknowledgements of one round (and on an unanswered async publish)")
@@ -69,6 +73,7 @@ func (c *ObserveConfig) throttleConfig() (throttle.Config, error) {
 		UserLockAfter: c.ThrottleUserLockAfter, IPLockAfter: c.ThrottleIPLockAfter,
 		LockDuration: c.ThrottleLockDuration, IPv6Prefix: c.ThrottleIPv6Prefix,
 		CleanCacheTTL: c.ThrottleCleanCacheTTL,
+		FamiliarTTL:   c.ThrottleFamiliarTTL, FamiliarMax: c.ThrottleFamiliarMax,
 	}
 	for _, s := range splitList(c.ThrottleAllow) {
 		p, err := netip.ParsePrefix(s)

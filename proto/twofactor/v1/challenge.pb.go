@@ -36,6 +36,8 @@ const (
 	VerifyResult_VERIFY_RESULT_EXPIRED VerifyResult = 3
 	// Too many failures for this user or client: try again after retry_after.
 	VerifyResult_VERIFY_RESULT_THROTTLED VerifyResult = 4
+	// METHOD_PUSH: no device answered yet; ask again.
+	VerifyResult_VERIFY_RESULT_PENDING VerifyResult = 5
 )
 
 // Enum value maps for VerifyResult.
@@ -46,6 +48,7 @@ var (
 		2: "VERIFY_RESULT_REJECTED",
 		3: "VERIFY_RESULT_EXPIRED",
 		4: "VERIFY_RESULT_THROTTLED",
+		5: "VERIFY_RESULT_PENDING",
 	}
 	VerifyResult_value = map[string]int32{
 		"VERIFY_RESULT_UNSPECIFIED": 0,
@@ -53,6 +56,7 @@ var (
 		"VERIFY_RESULT_REJECTED":    2,
 		"VERIFY_RESULT_EXPIRED":     3,
 		"VERIFY_RESULT_THROTTLED":   4,
+		"VERIFY_RESULT_PENDING":     5,
 	}
 )
 
@@ -99,6 +103,9 @@ const (
 	RejectReason_REJECT_REASON_CLONED_AUTHENTICATOR RejectReason = 5
 	// The credential does not belong to this user or challenge.
 	RejectReason_REJECT_REASON_UNKNOWN_CREDENTIAL RejectReason = 6
+	// METHOD_PUSH: the device denied the login (or its number was wrong, or "this
+	// was not me").
+	RejectReason_REJECT_REASON_DENIED RejectReason = 7
 )
 
 // Enum value maps for RejectReason.
@@ -111,6 +118,7 @@ var (
 		4: "REJECT_REASON_USER_VERIFICATION_REQUIRED",
 		5: "REJECT_REASON_CLONED_AUTHENTICATOR",
 		6: "REJECT_REASON_UNKNOWN_CREDENTIAL",
+		7: "REJECT_REASON_DENIED",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":                0,
@@ -120,6 +128,7 @@ var (
 		"REJECT_REASON_USER_VERIFICATION_REQUIRED": 4,
 		"REJECT_REASON_CLONED_AUTHENTICATOR":       5,
 		"REJECT_REASON_UNKNOWN_CREDENTIAL":         6,
+		"REJECT_REASON_DENIED":                     7,
 	}
 )
 
@@ -377,8 +386,10 @@ type BeginChallengeResponse struct {
 	WebauthnRequestOptionsJson string `protobuf:"bytes,4,opt,name=webauthn_request_options_json,json=webauthnRequestOptionsJson,proto3" json:"webauthn_request_options_json,omitempty"`
 	// How many wrong answers the challenge tolerates before it dies.
 	MaxAttempts uint32 `protobuf:"varint,5,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// For METHOD_PUSH: the number to show on the login screen.
+	Push *PushChallenge `protobuf:"bytes,6,opt,name=push,proto3" json:"push,omitempty"`
 	// For a code sent out of band (email, SMS, Telegram, Signal).
-	OutOfBand     *OutOfBandChallenge `protobuf:"bytes,6,opt,name=out_of_band,json=outOfBand,proto3" json:"out_of_band,omitempty"`
+	OutOfBand     *OutOfBandChallenge `protobuf:"bytes,7,opt,name=out_of_band,json=outOfBand,proto3" json:"out_of_band,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -446,6 +457,13 @@ func (x *BeginChallengeResponse) GetMaxAttempts() uint32 {
 		return x.MaxAttempts
 	}
 	return 0
+}
+
+func (x *BeginChallengeResponse) GetPush() *PushChallenge {
+	if x != nil {
+		return x.Push
+	}
+	return nil
 }
 
 func (x *BeginChallengeResponse) GetOutOfBand() *OutOfBandChallenge {
@@ -741,6 +759,7 @@ type VerifyChallengeRequest struct {
 	//
 	//	*VerifyChallengeRequest_Code
 	//	*VerifyChallengeRequest_WebauthnAssertionJson
+	//	*VerifyChallengeRequest_Push
 	Response      isVerifyChallengeRequest_Response `protobuf_oneof:"response"`
 	Context       *ClientContext                    `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -809,6 +828,15 @@ func (x *VerifyChallengeRequest) GetWebauthnAssertionJson() string {
 	return ""
 }
 
+func (x *VerifyChallengeRequest) GetPush() *PushWait {
+	if x != nil {
+		if x, ok := x.Response.(*VerifyChallengeRequest_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
 func (x *VerifyChallengeRequest) GetContext() *ClientContext {
 	if x != nil {
 		return x.Context
@@ -830,9 +858,62 @@ type VerifyChallengeRequest_WebauthnAssertionJson struct {
 	WebauthnAssertionJson string `protobuf:"bytes,3,opt,name=webauthn_assertion_json,json=webauthnAssertionJson,proto3,oneof"`
 }
 
+type VerifyChallengeRequest_Push struct {
+	// For METHOD_PUSH: ask whether a device answered, waiting for it.
+	Push *PushWait `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
+}
+
 func (*VerifyChallengeRequest_Code) isVerifyChallengeRequest_Response() {}
 
 func (*VerifyChallengeRequest_WebauthnAssertionJson) isVerifyChallengeRequest_Response() {}
+
+func (*VerifyChallengeRequest_Push) isVerifyChallengeRequest_Response() {}
+
+// PushWait asks VerifyChallenge(METHOD_PUSH) to wait for a device's answer.
+type PushWait struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How long to wait while no device answered, at most 30 s (0: do not wait).
+	Wait          *durationpb.Duration `protobuf:"bytes,1,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PushWait) Reset() {
+	*x = PushWait{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PushWait) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PushWait) ProtoMessage() {}
+
+func (x *PushWait) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PushWait.ProtoReflect.Descriptor instead.
+func (*PushWait) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PushWait) GetWait() *durationpb.Duration {
+	if x != nil {
+		return x.Wait
+	}
+	return nil
+}
 
 type VerifyChallengeResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -855,7 +936,7 @@ type VerifyChallengeResponse struct {
 
 func (x *VerifyChallengeResponse) Reset() {
 	*x = VerifyChallengeResponse{}
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[10]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +948,7 @@ func (x *VerifyChallengeResponse) String() string {
 func (*VerifyChallengeResponse) ProtoMessage() {}
 
 func (x *VerifyChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[10]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +961,7 @@ func (x *VerifyChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChallengeResponse.ProtoReflect.Descriptor instead.
 func (*VerifyChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{10}
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifyChallengeResponse) GetResult() VerifyResult {
@@ -950,7 +1031,7 @@ var File_twofactor_v1_challenge_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctwofactor/v1/challenge.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\"6\n" +
+	"\x1ctwofactor/v1/challenge.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\"6\n" +
 	"\x1bGetLoginRequirementsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xcf\x02\n" +
 	"\x1cGetLoginRequirementsResponse\x124\n" +
@@ -967,15 +1048,16 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x1b\n" +
 	"\tfactor_id\x18\x03 \x01(\tR\bfactorId\x125\n" +
 	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\x12\x16\n" +
-	"\x06locale\x18\x05 \x01(\tR\x06locale\"\xcc\x02\n" +
+	"\x06locale\x18\x05 \x01(\tR\x06locale\"\xfd\x02\n" +
 	"\x16BeginChallengeResponse\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12A\n" +
 	"\x1dwebauthn_request_options_json\x18\x04 \x01(\tR\x1awebauthnRequestOptionsJson\x12!\n" +
-	"\fmax_attempts\x18\x05 \x01(\rR\vmaxAttempts\x12@\n" +
-	"\vout_of_band\x18\x06 \x01(\v2 .twofactor.v1.OutOfBandChallengeR\toutOfBand\"\x9e\x01\n" +
+	"\fmax_attempts\x18\x05 \x01(\rR\vmaxAttempts\x12/\n" +
+	"\x04push\x18\x06 \x01(\v2\x1b.twofactor.v1.PushChallengeR\x04push\x12@\n" +
+	"\vout_of_band\x18\a \x01(\v2 .twofactor.v1.OutOfBandChallengeR\toutOfBand\"\x9e\x01\n" +
 	"\x12OutOfBandChallenge\x12-\n" +
 	"\x12masked_destination\x18\x01 \x01(\tR\x11maskedDestination\x12\x1f\n" +
 	"\vcode_digits\x18\x02 \x01(\rR\n" +
@@ -994,14 +1076,17 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\bdelivery\x18\x02 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12-\n" +
-	"\x12remaining_attempts\x18\x04 \x01(\rR\x11remainingAttempts\"\xce\x01\n" +
+	"\x12remaining_attempts\x18\x04 \x01(\rR\x11remainingAttempts\"\xfc\x01\n" +
 	"\x16VerifyChallengeRequest\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x14\n" +
 	"\x04code\x18\x02 \x01(\tH\x00R\x04code\x128\n" +
-	"\x17webauthn_assertion_json\x18\x03 \x01(\tH\x00R\x15webauthnAssertionJson\x125\n" +
+	"\x17webauthn_assertion_json\x18\x03 \x01(\tH\x00R\x15webauthnAssertionJson\x12,\n" +
+	"\x04push\x18\x05 \x01(\v2\x16.twofactor.v1.PushWaitH\x00R\x04push\x125\n" +
 	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontextB\n" +
 	"\n" +
-	"\bresponse\"\xb1\x03\n" +
+	"\bresponse\"9\n" +
+	"\bPushWait\x12-\n" +
+	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\xb1\x03\n" +
 	"\x17VerifyChallengeResponse\x122\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x1a.twofactor.v1.VerifyResultR\x06result\x122\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1a.twofactor.v1.RejectReasonR\x06reason\x12\x17\n" +
@@ -1012,13 +1097,14 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\vretry_after\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12%\n" +
 	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin\x128\n" +
-	"\bdelivery\x18\t \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery*\x9d\x01\n" +
+	"\bdelivery\x18\t \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery*\xb8\x01\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16VERIFY_RESULT_ACCEPTED\x10\x01\x12\x1a\n" +
 	"\x16VERIFY_RESULT_REJECTED\x10\x02\x12\x19\n" +
 	"\x15VERIFY_RESULT_EXPIRED\x10\x03\x12\x1b\n" +
-	"\x17VERIFY_RESULT_THROTTLED\x10\x04*\x88\x02\n" +
+	"\x17VERIFY_RESULT_THROTTLED\x10\x04\x12\x19\n" +
+	"\x15VERIFY_RESULT_PENDING\x10\x05*\xa2\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18REJECT_REASON_WRONG_CODE\x10\x01\x12\x1a\n" +
@@ -1026,7 +1112,8 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\x1fREJECT_REASON_INVALID_ASSERTION\x10\x03\x12,\n" +
 	"(REJECT_REASON_USER_VERIFICATION_REQUIRED\x10\x04\x12&\n" +
 	"\"REJECT_REASON_CLONED_AUTHENTICATOR\x10\x05\x12$\n" +
-	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x062\x87\x04\n" +
+	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x06\x12\x18\n" +
+	"\x14REJECT_REASON_DENIED\x10\a2\x87\x04\n" +
 	"\x10ChallengeService\x12m\n" +
 	"\x14GetLoginRequirements\x12).twofactor.v1.GetLoginRequirementsRequest\x1a*.twofactor.v1.GetLoginRequirementsResponse\x12[\n" +
 	"\x0eBeginChallenge\x12#.twofactor.v1.BeginChallengeRequest\x1a$.twofactor.v1.BeginChallengeResponse\x12^\n" +
@@ -1047,7 +1134,7 @@ func file_twofactor_v1_challenge_proto_rawDescGZIP() []byte {
 }
 
 var file_twofactor_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_twofactor_v1_challenge_proto_goTypes = []any{
 	(VerifyResult)(0),                    // 0: twofactor.v1.VerifyResult
 	(RejectReason)(0),                    // 1: twofactor.v1.RejectReason
@@ -1061,49 +1148,54 @@ var file_twofactor_v1_challenge_proto_goTypes = []any{
 	(*GetChallengeStatusRequest)(nil),    // 9: twofactor.v1.GetChallengeStatusRequest
 	(*GetChallengeStatusResponse)(nil),   // 10: twofactor.v1.GetChallengeStatusResponse
 	(*VerifyChallengeRequest)(nil),       // 11: twofactor.v1.VerifyChallengeRequest
-	(*VerifyChallengeResponse)(nil),      // 12: twofactor.v1.VerifyChallengeResponse
-	(Method)(0),                          // 13: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),        // 14: google.protobuf.Timestamp
-	(*ClientContext)(nil),                // 15: twofactor.v1.ClientContext
-	(*DeliveryStatus)(nil),               // 16: twofactor.v1.DeliveryStatus
-	(*durationpb.Duration)(nil),          // 17: google.protobuf.Duration
+	(*PushWait)(nil),                     // 12: twofactor.v1.PushWait
+	(*VerifyChallengeResponse)(nil),      // 13: twofactor.v1.VerifyChallengeResponse
+	(Method)(0),                          // 14: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
+	(*ClientContext)(nil),                // 16: twofactor.v1.ClientContext
+	(*PushChallenge)(nil),                // 17: twofactor.v1.PushChallenge
+	(*DeliveryStatus)(nil),               // 18: twofactor.v1.DeliveryStatus
+	(*durationpb.Duration)(nil),          // 19: google.protobuf.Duration
 }
 var file_twofactor_v1_challenge_proto_depIdxs = []int32{
-	13, // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
-	14, // 1: twofactor.v1.GetLoginRequirementsResponse.grace_until:type_name -> google.protobuf.Timestamp
-	13, // 2: twofactor.v1.GetLoginRequirementsResponse.allowed_methods:type_name -> twofactor.v1.Method
-	13, // 3: twofactor.v1.BeginChallengeRequest.method:type_name -> twofactor.v1.Method
-	15, // 4: twofactor.v1.BeginChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	13, // 5: twofactor.v1.BeginChallengeResponse.method:type_name -> twofactor.v1.Method
-	14, // 6: twofactor.v1.BeginChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 7: twofactor.v1.BeginChallengeResponse.out_of_band:type_name -> twofactor.v1.OutOfBandChallenge
-	16, // 8: twofactor.v1.OutOfBandChallenge.delivery:type_name -> twofactor.v1.DeliveryStatus
-	15, // 9: twofactor.v1.ResendChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	16, // 10: twofactor.v1.ResendChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
-	13, // 11: twofactor.v1.GetChallengeStatusResponse.method:type_name -> twofactor.v1.Method
-	16, // 12: twofactor.v1.GetChallengeStatusResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
-	14, // 13: twofactor.v1.GetChallengeStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 14: twofactor.v1.VerifyChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	0,  // 15: twofactor.v1.VerifyChallengeResponse.result:type_name -> twofactor.v1.VerifyResult
-	1,  // 16: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
-	13, // 17: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
-	17, // 18: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
-	16, // 19: twofactor.v1.VerifyChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
-	2,  // 20: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
-	4,  // 21: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
-	11, // 22: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
-	7,  // 23: twofactor.v1.ChallengeService.ResendChallenge:input_type -> twofactor.v1.ResendChallengeRequest
-	9,  // 24: twofactor.v1.ChallengeService.GetChallengeStatus:input_type -> twofactor.v1.GetChallengeStatusRequest
-	3,  // 25: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
-	5,  // 26: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
-	12, // 27: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
-	8,  // 28: twofactor.v1.ChallengeService.ResendChallenge:output_type -> twofactor.v1.ResendChallengeResponse
-	10, // 29: twofactor.v1.ChallengeService.GetChallengeStatus:output_type -> twofactor.v1.GetChallengeStatusResponse
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	14, // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
+	15, // 1: twofactor.v1.GetLoginRequirementsResponse.grace_until:type_name -> google.protobuf.Timestamp
+	14, // 2: twofactor.v1.GetLoginRequirementsResponse.allowed_methods:type_name -> twofactor.v1.Method
+	14, // 3: twofactor.v1.BeginChallengeRequest.method:type_name -> twofactor.v1.Method
+	16, // 4: twofactor.v1.BeginChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	14, // 5: twofactor.v1.BeginChallengeResponse.method:type_name -> twofactor.v1.Method
+	15, // 6: twofactor.v1.BeginChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 7: twofactor.v1.BeginChallengeResponse.push:type_name -> twofactor.v1.PushChallenge
+	6,  // 8: twofactor.v1.BeginChallengeResponse.out_of_band:type_name -> twofactor.v1.OutOfBandChallenge
+	18, // 9: twofactor.v1.OutOfBandChallenge.delivery:type_name -> twofactor.v1.DeliveryStatus
+	16, // 10: twofactor.v1.ResendChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	18, // 11: twofactor.v1.ResendChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	14, // 12: twofactor.v1.GetChallengeStatusResponse.method:type_name -> twofactor.v1.Method
+	18, // 13: twofactor.v1.GetChallengeStatusResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	15, // 14: twofactor.v1.GetChallengeStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
+	12, // 15: twofactor.v1.VerifyChallengeRequest.push:type_name -> twofactor.v1.PushWait
+	16, // 16: twofactor.v1.VerifyChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	19, // 17: twofactor.v1.PushWait.wait:type_name -> google.protobuf.Duration
+	0,  // 18: twofactor.v1.VerifyChallengeResponse.result:type_name -> twofactor.v1.VerifyResult
+	1,  // 19: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
+	14, // 20: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
+	19, // 21: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
+	18, // 22: twofactor.v1.VerifyChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	2,  // 23: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
+	4,  // 24: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
+	11, // 25: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
+	7,  // 26: twofactor.v1.ChallengeService.ResendChallenge:input_type -> twofactor.v1.ResendChallengeRequest
+	9,  // 27: twofactor.v1.ChallengeService.GetChallengeStatus:input_type -> twofactor.v1.GetChallengeStatusRequest
+	3,  // 28: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
+	5,  // 29: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
+	13, // 30: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
+	8,  // 31: twofactor.v1.ChallengeService.ResendChallenge:output_type -> twofactor.v1.ResendChallengeResponse
+	10, // 32: twofactor.v1.ChallengeService.GetChallengeStatus:output_type -> twofactor.v1.GetChallengeStatusResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_challenge_proto_init() }
@@ -1112,9 +1204,11 @@ func file_twofactor_v1_challenge_proto_init() {
 		return
 	}
 	file_twofactor_v1_common_proto_init()
+	file_twofactor_v1_device_proto_init()
 	file_twofactor_v1_challenge_proto_msgTypes[9].OneofWrappers = []any{
 		(*VerifyChallengeRequest_Code)(nil),
 		(*VerifyChallengeRequest_WebauthnAssertionJson)(nil),
+		(*VerifyChallengeRequest_Push)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1122,7 +1216,7 @@ func file_twofactor_v1_challenge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_twofactor_v1_challenge_proto_rawDesc), len(file_twofactor_v1_challenge_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

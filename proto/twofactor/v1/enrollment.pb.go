@@ -330,6 +330,7 @@ type BeginEnrollmentResponse struct {
 	//
 	//	*BeginEnrollmentResponse_Totp
 	//	*BeginEnrollmentResponse_Webauthn
+	//	*BeginEnrollmentResponse_Push
 	//	*BeginEnrollmentResponse_OutOfBand
 	Details       isBeginEnrollmentResponse_Details `protobuf_oneof:"details"`
 	unknownFields protoimpl.UnknownFields
@@ -405,6 +406,15 @@ func (x *BeginEnrollmentResponse) GetWebauthn() *WebAuthnEnrollment {
 	return nil
 }
 
+func (x *BeginEnrollmentResponse) GetPush() *PushEnrollment {
+	if x != nil {
+		if x, ok := x.Details.(*BeginEnrollmentResponse_Push); ok {
+			return x.Push
+		}
+	}
+	return nil
+}
+
 func (x *BeginEnrollmentResponse) GetOutOfBand() *OutOfBandEnrollment {
 	if x != nil {
 		if x, ok := x.Details.(*BeginEnrollmentResponse_OutOfBand); ok {
@@ -426,6 +436,12 @@ type BeginEnrollmentResponse_Webauthn struct {
 	Webauthn *WebAuthnEnrollment `protobuf:"bytes,4,opt,name=webauthn,proto3,oneof"`
 }
 
+type BeginEnrollmentResponse_Push struct {
+	// METHOD_PUSH: the one-time token a device finishes its enrollment with
+	// (DeviceService.FinishDeviceEnrollment); factor_id is then empty.
+	Push *PushEnrollment `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
+}
+
 type BeginEnrollmentResponse_OutOfBand struct {
 	OutOfBand *OutOfBandEnrollment `protobuf:"bytes,11,opt,name=out_of_band,json=outOfBand,proto3,oneof"`
 }
@@ -433,6 +449,8 @@ type BeginEnrollmentResponse_OutOfBand struct {
 func (*BeginEnrollmentResponse_Totp) isBeginEnrollmentResponse_Details() {}
 
 func (*BeginEnrollmentResponse_Webauthn) isBeginEnrollmentResponse_Details() {}
+
+func (*BeginEnrollmentResponse_Push) isBeginEnrollmentResponse_Details() {}
 
 func (*BeginEnrollmentResponse_OutOfBand) isBeginEnrollmentResponse_Details() {}
 
@@ -1386,7 +1404,7 @@ var File_twofactor_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\"\xcc\x02\n" +
+	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\"\xcc\x02\n" +
 	"\x16BeginEnrollmentRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x12\n" +
@@ -1404,13 +1422,14 @@ const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\x19WebAuthnEnrollmentOptions\x12\x1b\n" +
 	"\tuser_name\x18\x01 \x01(\tR\buserName\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\"\n" +
-	"\fdiscoverable\x18\x03 \x01(\bR\fdiscoverable\"\xb5\x02\n" +
+	"\fdiscoverable\x18\x03 \x01(\bR\fdiscoverable\"\xe9\x02\n" +
 	"\x17BeginEnrollmentResponse\x12\x1b\n" +
 	"\tfactor_id\x18\x01 \x01(\tR\bfactorId\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x122\n" +
 	"\x04totp\x18\x03 \x01(\v2\x1c.twofactor.v1.TotpEnrollmentH\x00R\x04totp\x12>\n" +
-	"\bwebauthn\x18\x04 \x01(\v2 .twofactor.v1.WebAuthnEnrollmentH\x00R\bwebauthn\x12C\n" +
+	"\bwebauthn\x18\x04 \x01(\v2 .twofactor.v1.WebAuthnEnrollmentH\x00R\bwebauthn\x122\n" +
+	"\x04push\x18\x05 \x01(\v2\x1c.twofactor.v1.PushEnrollmentH\x00R\x04push\x12C\n" +
 	"\vout_of_band\x18\v \x01(\v2!.twofactor.v1.OutOfBandEnrollmentH\x00R\toutOfBandB\t\n" +
 	"\adetails\"\xc4\x01\n" +
 	"\x13OutOfBandEnrollment\x12-\n" +
@@ -1518,8 +1537,9 @@ var file_twofactor_v1_enrollment_proto_goTypes = []any{
 	(*GetBackupCodesStatusResponse)(nil), // 21: twofactor.v1.GetBackupCodesStatusResponse
 	(Method)(0),                          // 22: twofactor.v1.Method
 	(*timestamppb.Timestamp)(nil),        // 23: google.protobuf.Timestamp
-	(*DeliveryStatus)(nil),               // 24: twofactor.v1.DeliveryStatus
-	(*Factor)(nil),                       // 25: twofactor.v1.Factor
+	(*PushEnrollment)(nil),               // 24: twofactor.v1.PushEnrollment
+	(*DeliveryStatus)(nil),               // 25: twofactor.v1.DeliveryStatus
+	(*Factor)(nil),                       // 26: twofactor.v1.Factor
 }
 var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
 	22, // 0: twofactor.v1.BeginEnrollmentRequest.method:type_name -> twofactor.v1.Method
@@ -1529,35 +1549,36 @@ var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
 	23, // 4: twofactor.v1.BeginEnrollmentResponse.expires_at:type_name -> google.protobuf.Timestamp
 	6,  // 5: twofactor.v1.BeginEnrollmentResponse.totp:type_name -> twofactor.v1.TotpEnrollment
 	7,  // 6: twofactor.v1.BeginEnrollmentResponse.webauthn:type_name -> twofactor.v1.WebAuthnEnrollment
-	5,  // 7: twofactor.v1.BeginEnrollmentResponse.out_of_band:type_name -> twofactor.v1.OutOfBandEnrollment
-	24, // 8: twofactor.v1.OutOfBandEnrollment.delivery:type_name -> twofactor.v1.DeliveryStatus
-	24, // 9: twofactor.v1.ResendEnrollmentCodeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
-	25, // 10: twofactor.v1.FinishEnrollmentResponse.factor:type_name -> twofactor.v1.Factor
-	25, // 11: twofactor.v1.ListFactorsResponse.factors:type_name -> twofactor.v1.Factor
-	25, // 12: twofactor.v1.RenameFactorResponse.factor:type_name -> twofactor.v1.Factor
-	23, // 13: twofactor.v1.IssueBackupCodesResponse.created_at:type_name -> google.protobuf.Timestamp
-	23, // 14: twofactor.v1.GetBackupCodesStatusResponse.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 15: twofactor.v1.EnrollmentService.BeginEnrollment:input_type -> twofactor.v1.BeginEnrollmentRequest
-	8,  // 16: twofactor.v1.EnrollmentService.FinishEnrollment:input_type -> twofactor.v1.FinishEnrollmentRequest
-	9,  // 17: twofactor.v1.EnrollmentService.ResendEnrollmentCode:input_type -> twofactor.v1.ResendEnrollmentCodeRequest
-	12, // 18: twofactor.v1.EnrollmentService.ListFactors:input_type -> twofactor.v1.ListFactorsRequest
-	14, // 19: twofactor.v1.EnrollmentService.RenameFactor:input_type -> twofactor.v1.RenameFactorRequest
-	16, // 20: twofactor.v1.EnrollmentService.RemoveFactor:input_type -> twofactor.v1.RemoveFactorRequest
-	18, // 21: twofactor.v1.EnrollmentService.IssueBackupCodes:input_type -> twofactor.v1.IssueBackupCodesRequest
-	20, // 22: twofactor.v1.EnrollmentService.GetBackupCodesStatus:input_type -> twofactor.v1.GetBackupCodesStatusRequest
-	4,  // 23: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
-	11, // 24: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
-	10, // 25: twofactor.v1.EnrollmentService.ResendEnrollmentCode:output_type -> twofactor.v1.ResendEnrollmentCodeResponse
-	13, // 26: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
-	15, // 27: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
-	17, // 28: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
-	19, // 29: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
-	21, // 30: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	24, // 7: twofactor.v1.BeginEnrollmentResponse.push:type_name -> twofactor.v1.PushEnrollment
+	5,  // 8: twofactor.v1.BeginEnrollmentResponse.out_of_band:type_name -> twofactor.v1.OutOfBandEnrollment
+	25, // 9: twofactor.v1.OutOfBandEnrollment.delivery:type_name -> twofactor.v1.DeliveryStatus
+	25, // 10: twofactor.v1.ResendEnrollmentCodeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	26, // 11: twofactor.v1.FinishEnrollmentResponse.factor:type_name -> twofactor.v1.Factor
+	26, // 12: twofactor.v1.ListFactorsResponse.factors:type_name -> twofactor.v1.Factor
+	26, // 13: twofactor.v1.RenameFactorResponse.factor:type_name -> twofactor.v1.Factor
+	23, // 14: twofactor.v1.IssueBackupCodesResponse.created_at:type_name -> google.protobuf.Timestamp
+	23, // 15: twofactor.v1.GetBackupCodesStatusResponse.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 16: twofactor.v1.EnrollmentService.BeginEnrollment:input_type -> twofactor.v1.BeginEnrollmentRequest
+	8,  // 17: twofactor.v1.EnrollmentService.FinishEnrollment:input_type -> twofactor.v1.FinishEnrollmentRequest
+	9,  // 18: twofactor.v1.EnrollmentService.ResendEnrollmentCode:input_type -> twofactor.v1.ResendEnrollmentCodeRequest
+	12, // 19: twofactor.v1.EnrollmentService.ListFactors:input_type -> twofactor.v1.ListFactorsRequest
+	14, // 20: twofactor.v1.EnrollmentService.RenameFactor:input_type -> twofactor.v1.RenameFactorRequest
+	16, // 21: twofactor.v1.EnrollmentService.RemoveFactor:input_type -> twofactor.v1.RemoveFactorRequest
+	18, // 22: twofactor.v1.EnrollmentService.IssueBackupCodes:input_type -> twofactor.v1.IssueBackupCodesRequest
+	20, // 23: twofactor.v1.EnrollmentService.GetBackupCodesStatus:input_type -> twofactor.v1.GetBackupCodesStatusRequest
+	4,  // 24: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
+	11, // 25: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
+	10, // 26: twofactor.v1.EnrollmentService.ResendEnrollmentCode:output_type -> twofactor.v1.ResendEnrollmentCodeResponse
+	13, // 27: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
+	15, // 28: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
+	17, // 29: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
+	19, // 30: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
+	21, // 31: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_enrollment_proto_init() }
@@ -1566,6 +1587,7 @@ func file_twofactor_v1_enrollment_proto_init() {
 		return
 	}
 	file_twofactor_v1_common_proto_init()
+	file_twofactor_v1_device_proto_init()
 	file_twofactor_v1_enrollment_proto_msgTypes[0].OneofWrappers = []any{
 		(*BeginEnrollmentRequest_Totp)(nil),
 		(*BeginEnrollmentRequest_Webauthn)(nil),
@@ -1574,6 +1596,7 @@ func file_twofactor_v1_enrollment_proto_init() {
 	file_twofactor_v1_enrollment_proto_msgTypes[4].OneofWrappers = []any{
 		(*BeginEnrollmentResponse_Totp)(nil),
 		(*BeginEnrollmentResponse_Webauthn)(nil),
+		(*BeginEnrollmentResponse_Push)(nil),
 		(*BeginEnrollmentResponse_OutOfBand)(nil),
 	}
 	file_twofactor_v1_enrollment_proto_msgTypes[8].OneofWrappers = []any{

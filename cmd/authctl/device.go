@@ -1,0 +1,216 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+
+	"github.com/mdp/qrterminal/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/twofactor/twofactor/clients/pushdevice"
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+)
+
+// The terminal push device: a key in a file, requests signed with it.
+func init() {
+	register("push enroll", command{usage: "push enroll <user>",
+		help: "begin a push device's enrollment: shows the one-time token and its QR code", run: pushEnroll})
+	register("device enroll", command{usage: "device enroll <token|twofactor-push:URI> [-name N] [-file F]",
+		help: "enroll this terminal as a push-approval device (key kept in -file, mode 0600)", run: deviceEnroll})
+	register("device listen", command{usage: "device listen [-file F]",
+		help: "wait for push logins, show each one's context and ask for its number", run: deviceListen})
+	register("device approve", command{usage: "device approve <challenge-id> <number> [-file F]",
+		help: "approve a push login with the number the login screen shows", run: deviceApprove})
+	register("device deny", command{usage: "device deny <challenge-id> [-not-me] [-file F]",
+		help: "deny a push login (-not-me: \"this was not me\")", run: deviceDeny})
+}
+
+const defaultDeviceFile = "device.json"
+
+func (e *env) devices() pb.DeviceServiceClient { return pb.NewDeviceServiceClient(e.c.Conn()) }
+
+// parseFlags parses args with flags before or after the positional ones.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// enrollToken takes a token or the enrollment URI of its QR code.
+func enrollToken(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme == "twofactor-push" {
+		return u.Query().Get("token")
+	}
+	return s
+}
+
+func pushEnroll(e *env, args []string) error {
+	if err := need(args, 1, commands["push enroll"].usage); err != nil {
+		return err
+	}
+	resp, err := e.c.Enrollment.BeginEnrollment(e.ctx, &pb.BeginEnrollmentRequest{UserId: args[0], Method: pb.Method_METHOD_PUSH})
+	if err != nil {
+		return err
+	}
+	p := resp.GetPush()
+	fmt.Fprintln(e.out, "Scan this QR code with the device, or run on it: authctl device enroll <token>")
+	qrterminal.GenerateWithConfig(p.GetUri(), qrterminal.Config{
+		Level: qrterminal.L, Writer: e.out, HalfBlocks: true,
+		BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK,
+		WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE, QuietZone: 2,
+	})
+	fmt.Fprintf(e.out, "Token: %s  (one use, expires %s)\n", p.GetToken(), when(resp.GetExpiresAt()))
+	return nil
+}
+
+func deviceEnroll(e *env, args []string) error {
+	fs := flag.NewFlagSet("device enroll", flag.ContinueOnError)
+	name := fs.String("name", "Terminal", "device name")
+	file := fs.String("file", defaultDeviceFile, "where to keep the device's key")
+	pos, err := parseFlags(fs, args)
+	if err != nil || len(pos) != 1 {
+		return errors.Join(err, fmt.Errorf("usage: authctl %s", commands["device enroll"].usage))
+	}
+	d, err := pushdevice.New()
+	if err != nil {
+		return err
+	}
+	if err := d.Enroll(e.ctx, e.devices(), enrollToken(pos[0]), *name, "cli", nil); err != nil {
+		return err
+	}
+	if err := d.Save(*file, ""); err != nil {
+		return fmt.Errorf("enrolled as %s but not saved: %w", d.ID, err)
+	}
+	fmt.Fprintf(e.out, "Enrolled device %s for user %s (key in %s). Run: authctl device listen\n", d.ID, d.UserID, *file)
+	return nil
+}
+
+func loadDevice(fs *flag.FlagSet, args []string, n int, usage string) (*pushdevice.Device, []string, error) {
+	file := fs.String("file", defaultDeviceFile, "the device's key file")
+	pos, err := parseFlags(fs, args)
+	if err != nil || len(pos) != n {
+		return nil, nil, errors.Join(err, fmt.Errorf("usage: authctl %s", usage))
+	}
+	d, _, err := pushdevice.Load(*file)
+	return d, pos, err
+}
+
+func deviceListen(e *env, args []string) error {
+	d, _, err := loadDevice(flag.NewFlagSet("device listen", flag.ContinueOnError), args, 0, commands["device listen"].usage)
+	if err != nil {
+		return err
+	}
+	c := e.devices()
+	stream, err := d.Watch(e.ctx, c)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.out, "Waiting for push logins (Ctrl-C to stop)…")
+	for {
+		msg, err := stream.Recv()
+		if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Canceled {
+			return nil // -timeout ended the listening
+		}
+		if err != nil {
+			return err
+		}
+		if err := e.answerPush(d, c, msg.GetPush().GetChallengeId()); err != nil {
+			fmt.Fprintln(e.out, "  ", err)
+		}
+	}
+}
+
+// answerPush shows one push's context and asks the user.
+func (e *env) answerPush(d *pushdevice.Device, c pb.DeviceServiceClient, id string) error {
+	pc, err := d.Context(e.ctx, c, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.out, "\nSign-in request: %s from %s (%s) at %s, expires %s\n", orDash(pc.GetClient()), orDash(pc.GetClientIp()),
+		orDash(pc.GetUserAgent()), when(pc.GetTime()), when(pc.GetExpiresAt()))
+	q := "Type the number on the login screen (or n: deny, x: this was not me): "
+	switch pc.GetNumberMode() {
+	case pb.NumberMode_NUMBER_MODE_CHOICE:
+		q = "Which number does the login screen show? " + strings.Join(pc.GetChoices(), " / ") + " (or n, x): "
+	case pb.NumberMode_NUMBER_MODE_NONE:
+		q = "Approve? y / n / x (this was not me): "
+	}
+	ans, err := e.prompt(q)
+	if err != nil {
+		return err
+	}
+	dec, number := pb.PushDecision_PUSH_DECISION_APPROVE, ans
+	switch strings.ToLower(ans) {
+	case "n", "no", "":
+		dec, number = pb.PushDecision_PUSH_DECISION_DENY, ""
+	case "x":
+		dec, number = pb.PushDecision_PUSH_DECISION_NOT_ME, ""
+	case "y", "yes":
+		number = ""
+	}
+	resp, err := d.Respond(e.ctx, c, id, dec, number)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.out, "  →", resultText(resp))
+	return nil
+}
+
+func deviceApprove(e *env, args []string) error {
+	d, pos, err := loadDevice(flag.NewFlagSet("device approve", flag.ContinueOnError), args, 2, commands["device approve"].usage)
+	if err != nil {
+		return err
+	}
+	resp, err := d.Respond(e.ctx, e.devices(), pos[0], pb.PushDecision_PUSH_DECISION_APPROVE, pos[1])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.out, resultText(resp))
+	return nil
+}
+
+func deviceDeny(e *env, args []string) error {
+	fs := flag.NewFlagSet("device deny", flag.ContinueOnError)
+	notMe := fs.Bool("not-me", false, "report \"this was not me\"")
+	d, pos, err := loadDevice(fs, args, 1, commands["device deny"].usage)
+	if err != nil {
+		return err
+	}
+	dec := pb.PushDecision_PUSH_DECISION_DENY
+	if *notMe {
+		dec = pb.PushDecision_PUSH_DECISION_NOT_ME
+	}
+	resp, err := d.Respond(e.ctx, e.devices(), pos[0], dec, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(e.out, resultText(resp))
+	return nil
+}
+
+func resultText(r *pb.RespondPushResponse) string {
+	s := map[pb.PushResult]string{
+		pb.PushResult_PUSH_RESULT_APPROVED:     "approved",
+		pb.PushResult_PUSH_RESULT_DENIED:       "denied",
+		pb.PushResult_PUSH_RESULT_WRONG_NUMBER: "wrong number: the login is denied",
+		pb.PushResult_PUSH_RESULT_NOT_ME:       "denied and reported as not you",
+	}[r.GetResult()]
+	if r.GetLocked() {
+		s += "; push logins are locked until you sign in another way"
+	}
+	return s
+}

@@ -1,0 +1,136 @@
+// Package ntfy delivers a push login's opaque wake-up to a device's ntfy or
+// UnifiedPush topic: an HTTP POST of the payload to the topic URL (ntfy's publish
+// API; a UnifiedPush endpoint served by ntfy takes the same request), with an
+// optional access token.
+//
+// # Security properties
+//
+//   - The payload is opaque (challenge id and device id only): ntfy stores and
+//     relays it in clear, so it must carry nothing of the login; the device fetches
+//     the context over the authenticated device API.
+//   - The topic URL is a capability (whoever knows it may publish and, on public
+//     servers, subscribe) and the token a credential: errors quote neither, nor the
+//     server's answer body; transport errors are stripped of the URL (OWASP ASVS 4.0
+//     V7.1.1).
+//   - 404 and 410 report ErrGone (the topic or UnifiedPush registration is gone), so
+//     the caller retires the endpoint and the device keeps polling; 429 and 503
+//     honour Retry-After (RFC 9110 §10.2.3) through notify.RetryAfter; 401, 403 and
+//     other 4xx are notify.Permanent.
+package ntfy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twofactor/twofactor/notify"
+)
+
+// ErrGone reports that the topic or UnifiedPush endpoint no longer exists (404/410).
+var ErrGone = errors.New("ntfy: topic gone")
+
+// Config tunes delivery.
+type Config struct {
+	// Title is the notification's title a plain ntfy subscriber shows (default
+	// "Sign-in request"). It must not name the login.
+	Title string
+	// NoCache sends "Cache: no": the server keeps no copy, so only connected
+	// subscribers get the message. Off by default: a device that polls its topic
+	// needs the cached message.
+	NoCache bool
+	// HTTPClient sends the requests (default: a client with a 10 s timeout).
+	HTTPClient *http.Client
+	// Now is the clock for Retry-After dates (default time.Now).
+	Now func() time.Time
+}
+
+// Sender publishes to ntfy topics. It is safe for concurrent use.
+type Sender struct{ cfg Config }
+
+// New returns a Sender.
+func New(cfg Config) *Sender {
+	if cfg.Title == "" {
+		cfg.Title = "Sign-in request"
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Sender{cfg: cfg}
+}
+
+// Send posts payload to topicURL, with token as a Bearer access token when not
+// empty. It returns nil once the server accepted the message (2xx).
+func (s *Sender) Send(ctx context.Context, topicURL, token string, payload []byte) error {
+	if strings.ContainsAny(token, "\r\n") {
+		return notify.Permanent{Err: errors.New("ntfy: token is not one line")}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, topicURL, bytes.NewReader(payload))
+	if err != nil {
+		return notify.Permanent{Err: errors.New("ntfy: topic URL does not parse")}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Title", s.cfg.Title)
+	req.Header.Set("Priority", "high")
+	req.Header.Set("Tags", "key")
+	if s.cfg.NoCache {
+		req.Header.Set("Cache", "no")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := s.cfg.HTTPClient.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("ntfy: request: %w", err)
+		}
+		return fmt.Errorf("ntfy: request failed: %v", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return statusError(resp, s.cfg.Now())
+}
+
+func statusError(resp *http.Response, now time.Time) error {
+	c := resp.StatusCode
+	if c >= 200 && c < 300 {
+		return nil
+	}
+	err := errors.New("ntfy: HTTP " + strconv.Itoa(c))
+	switch {
+	case c == http.StatusNotFound || c == http.StatusGone:
+		return notify.Permanent{Err: fmt.Errorf("%w: HTTP %d", ErrGone, c)}
+	case c == http.StatusTooManyRequests || c == http.StatusServiceUnavailable:
+		return notify.RetryAfter{D: retryAfter(resp.Header.Get("Retry-After"), now), Err: err}
+	case c >= 400 && c < 500:
+		return notify.Permanent{Err: err}
+	}
+	return err
+}
+
+// retryAfter reads delay-seconds or an HTTP date, capped at 2 minutes; 5 s when
+// absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	const def, maxWait = 5 * time.Second, 2 * time.Minute
+	v = strings.TrimSpace(v)
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+		return min(time.Duration(n)*time.Second, maxWait)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxWait)
+	}
+	return def
+}
