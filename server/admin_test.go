@@ -171,9 +171,9 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 	r := c.start()
 	directory(t, c, r)
 	adm := c.as("admin")
-	r.admin().SetPolicy(adm, &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{Enforced: true}})
+	r.admin().SetPolicy(adm, &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{Enforced: true, RememberDevice: true}})
 	for _, user := range []string{"alice", "frank"} {
-		enrollTOTP(t, c, r, user)
+		_, seed, params := enrollTOTP(t, c, r, user)
 		issueBackupCodes(t, c, r, user)
 		if _, err := r.admin().IssueAdminBackupCode(adm, &pb.IssueAdminBackupCodeRequest{ActorId: "root", UserId: user}); err != nil {
 			t.Fatal(err)
@@ -197,6 +197,8 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 		if err := storagetest.OpenURL(t, c.url).RememberFamiliarNetwork(context.Background(), user, "192.0.2.1", time.Now(), time.Hour, time.Hour, 10); err != nil {
 			t.Fatal(err)
 		}
+		// A remembered device, rotated once (a retired token).
+		checkDevice(t, c, r, user, loginRemember(t, c, r, user, seed, params).GetDeviceToken(), false)
 	}
 	r.admin().SetGroupAdmins(adm, &pb.SetGroupAdminsRequest{Group: "sales", AdminUserIds: []string{"alice", "frank"}})
 	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "bob"}); status.Code(err) != codes.PermissionDenied {

@@ -104,6 +104,9 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	if err != nil {
 		return nil, err
 	}
+	if err := checkRemember(req); err != nil {
+		return nil, err
+	}
 	ch, f, err := s.load(ctx, req.GetChallengeId())
 	if err != nil {
 		return nil, err
@@ -162,7 +165,9 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	}
 	switch out.Result {
 	case challenge.Accepted:
-		return s.withDelivery(ctx, f, ch, s.accepted(ctx, ch, resp, v, ch.UserID == "", out)), nil
+		resp = s.withDelivery(ctx, f, ch, s.accepted(ctx, ch, resp, v, ch.UserID == "", out))
+		s.rememberDevice(ctx, req, resp, subj.IP)
+		return resp, nil
 	case challenge.Rejected:
 		return s.withDelivery(ctx, f, ch, s.rejected(ch, resp, v, out)), nil
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/providers/trusteddevice"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/server/throttle"
@@ -217,6 +218,10 @@ func (c *cluster) start() *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
+	devices, err := trusteddevice.New(trusteddevice.Config{Store: st, Hasher: c.ring, Now: c.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	bc, err := breached.NewRangeClient(breached.RangeConfig{BaseURL: c.pwned.URL, HTTPClient: c.pwned.Client(), Now: c.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +236,7 @@ func (c *cluster) start() *replica {
 	srv, err := server.New(server.Deps{
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, Factors: factors, Logger: log, Now: c.clock.Now,
 		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
-		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol,
+		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol, Devices: devices,
 		Push: ps, PushWatcher: server.NATSPushWatcher{Conn: nc, Subject: c.names.PushRequest()},
 	}, server.Options{})
 	if err != nil {

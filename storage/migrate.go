@@ -29,6 +29,9 @@ func models() []any {
 		&OTPLinkToken{},
 		&Counter{},
 		&AuditRelayLease{},
+		&TrustedDevice{},
+		&RetiredDeviceToken{},
+		&CredentialsEpoch{},
 	}, pushModels()...)
 }
 

@@ -31,6 +31,9 @@ func userRows() []struct {
 		{&PushDevice{}, "user_id"},
 		{&PushChallenge{}, "user_id"},
 		{&PushLimit{}, "user_id"},
+		{&TrustedDevice{}, "user_id"},
+		{&RetiredDeviceToken{}, "user_id"},
+		{&CredentialsEpoch{}, "user_id"},
 	}
 }
 

@@ -129,6 +129,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /account/app-passwords", h.issueAppPassword)
 	m.HandleFunc("POST /account/app-passwords/revoke", h.revokeAppPassword)
 	m.HandleFunc("POST /account/password-check", h.passwordCheck)
+	m.HandleFunc("POST /account/devices/revoke", h.revokeDevice)
+	m.HandleFunc("POST /account/devices/revoke-all", h.revokeAllDevices)
 }
 
 // ServeHTTP sets the security headers, refuses cross-origin state changes, and routes.
@@ -240,6 +242,7 @@ type view struct {
 	AppPasswords []*pb.AppPassword
 	NewAppPW     *pb.IssueAppPasswordResponse
 	Check        *pb.CheckPasswordResponse
+	Devices      []*pb.RememberedDevice
 
 	// TOTP enrollment
 	TOTP     *pb.BeginEnrollmentResponse

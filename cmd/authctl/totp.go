@@ -103,7 +103,8 @@ func plural(n int, one, many string) string {
 func login(e *env, args []string) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
 	method := fs.String("method", "totp", "totp, backup_code, admin_code, email, sms, signal or telegram")
-	user, err := userThenFlags(fs, args, "login <user> [-method M]")
+	remember := fs.String("remember", "", "remember this device under this label (if policy allows): prints a device token")
+	user, err := userThenFlags(fs, args, "login <user> [-method M] [-remember LABEL]")
 	if err != nil {
 		return err
 	}
@@ -129,7 +130,9 @@ func login(e *env, args []string) error {
 			resendChallenge(e, ch.GetChallengeId())
 			continue
 		}
-		r, err := e.c.VerifyCode(e.ctx, ch.GetChallengeId(), code, &pb.ClientContext{Client: "authctl"})
+		r, err := e.c.Challenges.VerifyChallenge(e.ctx, &pb.VerifyChallengeRequest{ChallengeId: ch.GetChallengeId(),
+			Response: &pb.VerifyChallengeRequest_Code{Code: code}, Context: &pb.ClientContext{Client: "authctl"},
+			RememberDevice: *remember != "", DeviceLabel: *remember})
 		if err != nil {
 			fmt.Fprintln(e.out, "Not a code:", err)
 			continue
@@ -137,6 +140,9 @@ func login(e *env, args []string) error {
 		switch r.GetResult() {
 		case pb.VerifyResult_VERIFY_RESULT_ACCEPTED:
 			fmt.Fprintf(e.out, "Accepted: %s passed the second factor%s.\n", r.GetUserId(), factorNote(r.GetFactorId()))
+			if r.GetDeviceToken() != "" {
+				fmt.Fprintf(e.out, "Device remembered until %s; its token, shown only now:\n  %s\n", when(r.GetDeviceTokenExpiresAt()), r.GetDeviceToken())
+			}
 			return nil
 		case pb.VerifyResult_VERIFY_RESULT_REJECTED:
 			left := r.GetRemainingAttempts()

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/trusteddevice"
 )
 
 // Config is authd's configuration. Every field has a flag (--kebab-case), an
@@ -79,6 +80,10 @@ type Config struct {
 	PushDailyCap               int
 	PushLockOnNotMe            bool
 	PushEndpointHosts          string
+	// RememberDeviceGrace and RememberDeviceMax tune remembered devices (policy
+	// decides who may and for how long).
+	RememberDeviceGrace time.Duration
+	RememberDeviceMax   int
 	// PolicyCacheTTL is how long the policy read from the store is reused.
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
@@ -158,6 +163,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.PushLockOnNotMe, "push-lock-on-not-me", false, "lock push approval for a user who answered \"this was not me\" until an admin or another factor unlocks it")
 	fs.StringVar(&c.PushEndpointHosts, "push-endpoint-hosts", "", "comma-separated hosts (or .domain suffixes) a device's push endpoint may name (empty: any https host)")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
+	fs.DurationVar(&c.RememberDeviceGrace, "remember-device-grace", trusteddevice.DefaultGrace, "how long a rotated-away device token is accepted once more (concurrent requests of one client; at most 5m)")
+	fs.IntVar(&c.RememberDeviceMax, "remember-device-max", trusteddevice.DefaultMaxPerUser, "remembered devices per user; one more evicts the oldest")
 	fs.DurationVar(&c.AppPasswordRevocationCheck, "app-password-revocation-check", apppasswords.DefaultRevocationCheck, "a replica's cache is trusted while it read the shared revocation counter this recently; a revocation answers after twice this (1ms to 1s)")
 	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API; needs internet access), offline (local list) or off")
 	fs.StringVar(&c.BreachedURL, "breached-url", "https://api.pwnedpasswords.com", "base URL of the range API")

@@ -260,6 +260,14 @@ type Policy struct {
 	PasskeyCompleteLogin bool `protobuf:"varint,6,opt,name=passkey_complete_login,json=passkeyCompleteLogin,proto3" json:"passkey_complete_login,omitempty"`
 	// WebAuthn logins must verify the user (PIN or biometrics).
 	WebauthnRequireUserVerification bool `protobuf:"varint,7,opt,name=webauthn_require_user_verification,json=webauthnRequireUserVerification,proto3" json:"webauthn_require_user_verification,omitempty"`
+	// "Remember this device" is allowed for everyone (remember_device), or only for
+	// members of remember_device_groups; never for members of
+	// remember_device_denied_groups. Off by default.
+	RememberDevice             bool     `protobuf:"varint,20,opt,name=remember_device,json=rememberDevice,proto3" json:"remember_device,omitempty"`
+	RememberDeviceGroups       []string `protobuf:"bytes,21,rep,name=remember_device_groups,json=rememberDeviceGroups,proto3" json:"remember_device_groups,omitempty"`
+	RememberDeviceDeniedGroups []string `protobuf:"bytes,22,rep,name=remember_device_denied_groups,json=rememberDeviceDeniedGroups,proto3" json:"remember_device_denied_groups,omitempty"`
+	// Absolute lifetime of a remembered device: 30 days when unset, at most 400 days.
+	RememberDeviceMaxAge *durationpb.Duration `protobuf:"bytes,23,opt,name=remember_device_max_age,json=rememberDeviceMaxAge,proto3" json:"remember_device_max_age,omitempty"`
 	// Methods forbidden to the members of a group (e.g. METHOD_EMAIL and METHOD_SMS to
 	// admins); a method forbidden to any of a user's groups is forbidden to the user.
 	GroupRules    []*GroupMethodRule `protobuf:"bytes,11,rep,name=group_rules,json=groupRules,proto3" json:"group_rules,omitempty"`
@@ -344,6 +352,34 @@ func (x *Policy) GetWebauthnRequireUserVerification() bool {
 		return x.WebauthnRequireUserVerification
 	}
 	return false
+}
+
+func (x *Policy) GetRememberDevice() bool {
+	if x != nil {
+		return x.RememberDevice
+	}
+	return false
+}
+
+func (x *Policy) GetRememberDeviceGroups() []string {
+	if x != nil {
+		return x.RememberDeviceGroups
+	}
+	return nil
+}
+
+func (x *Policy) GetRememberDeviceDeniedGroups() []string {
+	if x != nil {
+		return x.RememberDeviceDeniedGroups
+	}
+	return nil
+}
+
+func (x *Policy) GetRememberDeviceMaxAge() *durationpb.Duration {
+	if x != nil {
+		return x.RememberDeviceMaxAge
+	}
+	return nil
 }
 
 func (x *Policy) GetGroupRules() []*GroupMethodRule {
@@ -1518,7 +1554,7 @@ var File_twofactor_v1_admin_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x18twofactor/v1/admin.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\"~\n" +
+	"\x18twofactor/v1/admin.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x1btwofactor/v1/remember.proto\"~\n" +
 	"\x1bIssueAdminBackupCodeRequest\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\tR\aactorId\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12+\n" +
@@ -1532,7 +1568,7 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tfactor_id\x18\x03 \x01(\tR\bfactorId\"0\n" +
 	"\x14ResetFactorsResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\rR\aremoved\"\xb6\x03\n" +
+	"\aremoved\x18\x01 \x01(\rR\aremoved\"\xaa\x05\n" +
 	"\x06Policy\x12=\n" +
 	"\x0fallowed_methods\x18\x01 \x03(\x0e2\x14.twofactor.v1.MethodR\x0eallowedMethods\x12\x1a\n" +
 	"\benforced\x18\x02 \x01(\bR\benforced\x12'\n" +
@@ -1540,7 +1576,11 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\x0fexcluded_groups\x18\x04 \x03(\tR\x0eexcludedGroups\x12<\n" +
 	"\fgrace_period\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vgracePeriod\x124\n" +
 	"\x16passkey_complete_login\x18\x06 \x01(\bR\x14passkeyCompleteLogin\x12K\n" +
-	"\"webauthn_require_user_verification\x18\a \x01(\bR\x1fwebauthnRequireUserVerification\x12>\n" +
+	"\"webauthn_require_user_verification\x18\a \x01(\bR\x1fwebauthnRequireUserVerification\x12'\n" +
+	"\x0fremember_device\x18\x14 \x01(\bR\x0erememberDevice\x124\n" +
+	"\x16remember_device_groups\x18\x15 \x03(\tR\x14rememberDeviceGroups\x12A\n" +
+	"\x1dremember_device_denied_groups\x18\x16 \x03(\tR\x1arememberDeviceDeniedGroups\x12P\n" +
+	"\x17remember_device_max_age\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x14rememberDeviceMaxAge\x12>\n" +
 	"\vgroup_rules\x18\v \x03(\v2\x1d.twofactor.v1.GroupMethodRuleR\n" +
 	"groupRules\"j\n" +
 	"\x0fGroupMethodRule\x12\x14\n" +
@@ -1620,7 +1660,8 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"s\n" +
 	"\x17ListAuditEventsResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.twofactor.v1.AuditEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x8a\b\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x8d\n" +
+	"\n" +
 	"\fAdminService\x12m\n" +
 	"\x14IssueAdminBackupCode\x12).twofactor.v1.IssueAdminBackupCodeRequest\x1a*.twofactor.v1.IssueAdminBackupCodeResponse\x12U\n" +
 	"\fResetFactors\x12!.twofactor.v1.ResetFactorsRequest\x1a\".twofactor.v1.ResetFactorsResponse\x12L\n" +
@@ -1633,7 +1674,9 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\x15ImportU2FRegistration\x12*.twofactor.v1.ImportU2FRegistrationRequest\x1a+.twofactor.v1.ImportU2FRegistrationResponse\x12d\n" +
 	"\x11GetThrottleStatus\x12&.twofactor.v1.GetThrottleStatusRequest\x1a'.twofactor.v1.GetThrottleStatusResponse\x12X\n" +
 	"\rClearThrottle\x12\".twofactor.v1.ClearThrottleRequest\x1a#.twofactor.v1.ClearThrottleResponse\x12^\n" +
-	"\x0fListAuditEvents\x12$.twofactor.v1.ListAuditEventsRequest\x1a%.twofactor.v1.ListAuditEventsResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
+	"\x0fListAuditEvents\x12$.twofactor.v1.ListAuditEventsRequest\x1a%.twofactor.v1.ListAuditEventsResponse\x12|\n" +
+	"\x19ListUserRememberedDevices\x12..twofactor.v1.ListUserRememberedDevicesRequest\x1a/.twofactor.v1.ListUserRememberedDevicesResponse\x12\x82\x01\n" +
+	"\x1bRevokeUserRememberedDevices\x120.twofactor.v1.RevokeUserRememberedDevicesRequest\x1a1.twofactor.v1.RevokeUserRememberedDevicesResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
 	file_twofactor_v1_admin_proto_rawDescOnce sync.Once
@@ -1649,83 +1692,92 @@ func file_twofactor_v1_admin_proto_rawDescGZIP() []byte {
 
 var file_twofactor_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_twofactor_v1_admin_proto_goTypes = []any{
-	(*IssueAdminBackupCodeRequest)(nil),   // 0: twofactor.v1.IssueAdminBackupCodeRequest
-	(*IssueAdminBackupCodeResponse)(nil),  // 1: twofactor.v1.IssueAdminBackupCodeResponse
-	(*ResetFactorsRequest)(nil),           // 2: twofactor.v1.ResetFactorsRequest
-	(*ResetFactorsResponse)(nil),          // 3: twofactor.v1.ResetFactorsResponse
-	(*Policy)(nil),                        // 4: twofactor.v1.Policy
-	(*GroupMethodRule)(nil),               // 5: twofactor.v1.GroupMethodRule
-	(*GetPolicyRequest)(nil),              // 6: twofactor.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),             // 7: twofactor.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),              // 8: twofactor.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),             // 9: twofactor.v1.SetPolicyResponse
-	(*SetUserGroupsRequest)(nil),          // 10: twofactor.v1.SetUserGroupsRequest
-	(*SetUserGroupsResponse)(nil),         // 11: twofactor.v1.SetUserGroupsResponse
-	(*SetGroupAdminsRequest)(nil),         // 12: twofactor.v1.SetGroupAdminsRequest
-	(*SetGroupAdminsResponse)(nil),        // 13: twofactor.v1.SetGroupAdminsResponse
-	(*DeleteUserRequest)(nil),             // 14: twofactor.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),            // 15: twofactor.v1.DeleteUserResponse
-	(*ImportU2FRegistrationRequest)(nil),  // 16: twofactor.v1.ImportU2FRegistrationRequest
-	(*ImportU2FRegistrationResponse)(nil), // 17: twofactor.v1.ImportU2FRegistrationResponse
-	(*ThrottleSubject)(nil),               // 18: twofactor.v1.ThrottleSubject
-	(*GetThrottleStatusRequest)(nil),      // 19: twofactor.v1.GetThrottleStatusRequest
-	(*GetThrottleStatusResponse)(nil),     // 20: twofactor.v1.GetThrottleStatusResponse
-	(*ClearThrottleRequest)(nil),          // 21: twofactor.v1.ClearThrottleRequest
-	(*ClearThrottleResponse)(nil),         // 22: twofactor.v1.ClearThrottleResponse
-	(*AuditEvent)(nil),                    // 23: twofactor.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),        // 24: twofactor.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),       // 25: twofactor.v1.ListAuditEventsResponse
-	nil,                                   // 26: twofactor.v1.AuditEvent.DetailsEntry
-	(*durationpb.Duration)(nil),           // 27: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),         // 28: google.protobuf.Timestamp
-	(Method)(0),                           // 29: twofactor.v1.Method
-	(*Factor)(nil),                        // 30: twofactor.v1.Factor
+	(*IssueAdminBackupCodeRequest)(nil),         // 0: twofactor.v1.IssueAdminBackupCodeRequest
+	(*IssueAdminBackupCodeResponse)(nil),        // 1: twofactor.v1.IssueAdminBackupCodeResponse
+	(*ResetFactorsRequest)(nil),                 // 2: twofactor.v1.ResetFactorsRequest
+	(*ResetFactorsResponse)(nil),                // 3: twofactor.v1.ResetFactorsResponse
+	(*Policy)(nil),                              // 4: twofactor.v1.Policy
+	(*GroupMethodRule)(nil),                     // 5: twofactor.v1.GroupMethodRule
+	(*GetPolicyRequest)(nil),                    // 6: twofactor.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),                   // 7: twofactor.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),                    // 8: twofactor.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),                   // 9: twofactor.v1.SetPolicyResponse
+	(*SetUserGroupsRequest)(nil),                // 10: twofactor.v1.SetUserGroupsRequest
+	(*SetUserGroupsResponse)(nil),               // 11: twofactor.v1.SetUserGroupsResponse
+	(*SetGroupAdminsRequest)(nil),               // 12: twofactor.v1.SetGroupAdminsRequest
+	(*SetGroupAdminsResponse)(nil),              // 13: twofactor.v1.SetGroupAdminsResponse
+	(*DeleteUserRequest)(nil),                   // 14: twofactor.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),                  // 15: twofactor.v1.DeleteUserResponse
+	(*ImportU2FRegistrationRequest)(nil),        // 16: twofactor.v1.ImportU2FRegistrationRequest
+	(*ImportU2FRegistrationResponse)(nil),       // 17: twofactor.v1.ImportU2FRegistrationResponse
+	(*ThrottleSubject)(nil),                     // 18: twofactor.v1.ThrottleSubject
+	(*GetThrottleStatusRequest)(nil),            // 19: twofactor.v1.GetThrottleStatusRequest
+	(*GetThrottleStatusResponse)(nil),           // 20: twofactor.v1.GetThrottleStatusResponse
+	(*ClearThrottleRequest)(nil),                // 21: twofactor.v1.ClearThrottleRequest
+	(*ClearThrottleResponse)(nil),               // 22: twofactor.v1.ClearThrottleResponse
+	(*AuditEvent)(nil),                          // 23: twofactor.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),              // 24: twofactor.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),             // 25: twofactor.v1.ListAuditEventsResponse
+	nil,                                         // 26: twofactor.v1.AuditEvent.DetailsEntry
+	(*durationpb.Duration)(nil),                 // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),               // 28: google.protobuf.Timestamp
+	(Method)(0),                                 // 29: twofactor.v1.Method
+	(*Factor)(nil),                              // 30: twofactor.v1.Factor
+	(*ListUserRememberedDevicesRequest)(nil),    // 31: twofactor.v1.ListUserRememberedDevicesRequest
+	(*RevokeUserRememberedDevicesRequest)(nil),  // 32: twofactor.v1.RevokeUserRememberedDevicesRequest
+	(*ListUserRememberedDevicesResponse)(nil),   // 33: twofactor.v1.ListUserRememberedDevicesResponse
+	(*RevokeUserRememberedDevicesResponse)(nil), // 34: twofactor.v1.RevokeUserRememberedDevicesResponse
 }
 var file_twofactor_v1_admin_proto_depIdxs = []int32{
 	27, // 0: twofactor.v1.IssueAdminBackupCodeRequest.ttl:type_name -> google.protobuf.Duration
 	28, // 1: twofactor.v1.IssueAdminBackupCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
 	29, // 2: twofactor.v1.Policy.allowed_methods:type_name -> twofactor.v1.Method
 	27, // 3: twofactor.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	5,  // 4: twofactor.v1.Policy.group_rules:type_name -> twofactor.v1.GroupMethodRule
-	29, // 5: twofactor.v1.GroupMethodRule.forbidden_methods:type_name -> twofactor.v1.Method
-	4,  // 6: twofactor.v1.GetPolicyResponse.policy:type_name -> twofactor.v1.Policy
-	4,  // 7: twofactor.v1.SetPolicyRequest.policy:type_name -> twofactor.v1.Policy
-	4,  // 8: twofactor.v1.SetPolicyResponse.policy:type_name -> twofactor.v1.Policy
-	30, // 9: twofactor.v1.ImportU2FRegistrationResponse.factor:type_name -> twofactor.v1.Factor
-	18, // 10: twofactor.v1.GetThrottleStatusRequest.subject:type_name -> twofactor.v1.ThrottleSubject
-	28, // 11: twofactor.v1.GetThrottleStatusResponse.blocked_until:type_name -> google.protobuf.Timestamp
-	18, // 12: twofactor.v1.ClearThrottleRequest.subject:type_name -> twofactor.v1.ThrottleSubject
-	28, // 13: twofactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	29, // 14: twofactor.v1.AuditEvent.method:type_name -> twofactor.v1.Method
-	26, // 15: twofactor.v1.AuditEvent.details:type_name -> twofactor.v1.AuditEvent.DetailsEntry
-	23, // 16: twofactor.v1.ListAuditEventsResponse.events:type_name -> twofactor.v1.AuditEvent
-	0,  // 17: twofactor.v1.AdminService.IssueAdminBackupCode:input_type -> twofactor.v1.IssueAdminBackupCodeRequest
-	2,  // 18: twofactor.v1.AdminService.ResetFactors:input_type -> twofactor.v1.ResetFactorsRequest
-	6,  // 19: twofactor.v1.AdminService.GetPolicy:input_type -> twofactor.v1.GetPolicyRequest
-	8,  // 20: twofactor.v1.AdminService.SetPolicy:input_type -> twofactor.v1.SetPolicyRequest
-	10, // 21: twofactor.v1.AdminService.SetUserGroups:input_type -> twofactor.v1.SetUserGroupsRequest
-	12, // 22: twofactor.v1.AdminService.SetGroupAdmins:input_type -> twofactor.v1.SetGroupAdminsRequest
-	14, // 23: twofactor.v1.AdminService.DeleteUser:input_type -> twofactor.v1.DeleteUserRequest
-	16, // 24: twofactor.v1.AdminService.ImportU2FRegistration:input_type -> twofactor.v1.ImportU2FRegistrationRequest
-	19, // 25: twofactor.v1.AdminService.GetThrottleStatus:input_type -> twofactor.v1.GetThrottleStatusRequest
-	21, // 26: twofactor.v1.AdminService.ClearThrottle:input_type -> twofactor.v1.ClearThrottleRequest
-	24, // 27: twofactor.v1.AdminService.ListAuditEvents:input_type -> twofactor.v1.ListAuditEventsRequest
-	1,  // 28: twofactor.v1.AdminService.IssueAdminBackupCode:output_type -> twofactor.v1.IssueAdminBackupCodeResponse
-	3,  // 29: twofactor.v1.AdminService.ResetFactors:output_type -> twofactor.v1.ResetFactorsResponse
-	7,  // 30: twofactor.v1.AdminService.GetPolicy:output_type -> twofactor.v1.GetPolicyResponse
-	9,  // 31: twofactor.v1.AdminService.SetPolicy:output_type -> twofactor.v1.SetPolicyResponse
-	11, // 32: twofactor.v1.AdminService.SetUserGroups:output_type -> twofactor.v1.SetUserGroupsResponse
-	13, // 33: twofactor.v1.AdminService.SetGroupAdmins:output_type -> twofactor.v1.SetGroupAdminsResponse
-	15, // 34: twofactor.v1.AdminService.DeleteUser:output_type -> twofactor.v1.DeleteUserResponse
-	17, // 35: twofactor.v1.AdminService.ImportU2FRegistration:output_type -> twofactor.v1.ImportU2FRegistrationResponse
-	20, // 36: twofactor.v1.AdminService.GetThrottleStatus:output_type -> twofactor.v1.GetThrottleStatusResponse
-	22, // 37: twofactor.v1.AdminService.ClearThrottle:output_type -> twofactor.v1.ClearThrottleResponse
-	25, // 38: twofactor.v1.AdminService.ListAuditEvents:output_type -> twofactor.v1.ListAuditEventsResponse
-	28, // [28:39] is the sub-list for method output_type
-	17, // [17:28] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	27, // 4: twofactor.v1.Policy.remember_device_max_age:type_name -> google.protobuf.Duration
+	5,  // 5: twofactor.v1.Policy.group_rules:type_name -> twofactor.v1.GroupMethodRule
+	29, // 6: twofactor.v1.GroupMethodRule.forbidden_methods:type_name -> twofactor.v1.Method
+	4,  // 7: twofactor.v1.GetPolicyResponse.policy:type_name -> twofactor.v1.Policy
+	4,  // 8: twofactor.v1.SetPolicyRequest.policy:type_name -> twofactor.v1.Policy
+	4,  // 9: twofactor.v1.SetPolicyResponse.policy:type_name -> twofactor.v1.Policy
+	30, // 10: twofactor.v1.ImportU2FRegistrationResponse.factor:type_name -> twofactor.v1.Factor
+	18, // 11: twofactor.v1.GetThrottleStatusRequest.subject:type_name -> twofactor.v1.ThrottleSubject
+	28, // 12: twofactor.v1.GetThrottleStatusResponse.blocked_until:type_name -> google.protobuf.Timestamp
+	18, // 13: twofactor.v1.ClearThrottleRequest.subject:type_name -> twofactor.v1.ThrottleSubject
+	28, // 14: twofactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	29, // 15: twofactor.v1.AuditEvent.method:type_name -> twofactor.v1.Method
+	26, // 16: twofactor.v1.AuditEvent.details:type_name -> twofactor.v1.AuditEvent.DetailsEntry
+	23, // 17: twofactor.v1.ListAuditEventsResponse.events:type_name -> twofactor.v1.AuditEvent
+	0,  // 18: twofactor.v1.AdminService.IssueAdminBackupCode:input_type -> twofactor.v1.IssueAdminBackupCodeRequest
+	2,  // 19: twofactor.v1.AdminService.ResetFactors:input_type -> twofactor.v1.ResetFactorsRequest
+	6,  // 20: twofactor.v1.AdminService.GetPolicy:input_type -> twofactor.v1.GetPolicyRequest
+	8,  // 21: twofactor.v1.AdminService.SetPolicy:input_type -> twofactor.v1.SetPolicyRequest
+	10, // 22: twofactor.v1.AdminService.SetUserGroups:input_type -> twofactor.v1.SetUserGroupsRequest
+	12, // 23: twofactor.v1.AdminService.SetGroupAdmins:input_type -> twofactor.v1.SetGroupAdminsRequest
+	14, // 24: twofactor.v1.AdminService.DeleteUser:input_type -> twofactor.v1.DeleteUserRequest
+	16, // 25: twofactor.v1.AdminService.ImportU2FRegistration:input_type -> twofactor.v1.ImportU2FRegistrationRequest
+	19, // 26: twofactor.v1.AdminService.GetThrottleStatus:input_type -> twofactor.v1.GetThrottleStatusRequest
+	21, // 27: twofactor.v1.AdminService.ClearThrottle:input_type -> twofactor.v1.ClearThrottleRequest
+	24, // 28: twofactor.v1.AdminService.ListAuditEvents:input_type -> twofactor.v1.ListAuditEventsRequest
+	31, // 29: twofactor.v1.AdminService.ListUserRememberedDevices:input_type -> twofactor.v1.ListUserRememberedDevicesRequest
+	32, // 30: twofactor.v1.AdminService.RevokeUserRememberedDevices:input_type -> twofactor.v1.RevokeUserRememberedDevicesRequest
+	1,  // 31: twofactor.v1.AdminService.IssueAdminBackupCode:output_type -> twofactor.v1.IssueAdminBackupCodeResponse
+	3,  // 32: twofactor.v1.AdminService.ResetFactors:output_type -> twofactor.v1.ResetFactorsResponse
+	7,  // 33: twofactor.v1.AdminService.GetPolicy:output_type -> twofactor.v1.GetPolicyResponse
+	9,  // 34: twofactor.v1.AdminService.SetPolicy:output_type -> twofactor.v1.SetPolicyResponse
+	11, // 35: twofactor.v1.AdminService.SetUserGroups:output_type -> twofactor.v1.SetUserGroupsResponse
+	13, // 36: twofactor.v1.AdminService.SetGroupAdmins:output_type -> twofactor.v1.SetGroupAdminsResponse
+	15, // 37: twofactor.v1.AdminService.DeleteUser:output_type -> twofactor.v1.DeleteUserResponse
+	17, // 38: twofactor.v1.AdminService.ImportU2FRegistration:output_type -> twofactor.v1.ImportU2FRegistrationResponse
+	20, // 39: twofactor.v1.AdminService.GetThrottleStatus:output_type -> twofactor.v1.GetThrottleStatusResponse
+	22, // 40: twofactor.v1.AdminService.ClearThrottle:output_type -> twofactor.v1.ClearThrottleResponse
+	25, // 41: twofactor.v1.AdminService.ListAuditEvents:output_type -> twofactor.v1.ListAuditEventsResponse
+	33, // 42: twofactor.v1.AdminService.ListUserRememberedDevices:output_type -> twofactor.v1.ListUserRememberedDevicesResponse
+	34, // 43: twofactor.v1.AdminService.RevokeUserRememberedDevices:output_type -> twofactor.v1.RevokeUserRememberedDevicesResponse
+	31, // [31:44] is the sub-list for method output_type
+	18, // [18:31] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_admin_proto_init() }
@@ -1734,6 +1786,7 @@ func file_twofactor_v1_admin_proto_init() {
 		return
 	}
 	file_twofactor_v1_common_proto_init()
+	file_twofactor_v1_remember_proto_init()
 	file_twofactor_v1_admin_proto_msgTypes[18].OneofWrappers = []any{
 		(*ThrottleSubject_UserId)(nil),
 		(*ThrottleSubject_Ip)(nil),

@@ -760,8 +760,13 @@ type VerifyChallengeRequest struct {
 	//	*VerifyChallengeRequest_Code
 	//	*VerifyChallengeRequest_WebauthnAssertionJson
 	//	*VerifyChallengeRequest_Push
-	Response      isVerifyChallengeRequest_Response `protobuf_oneof:"response"`
-	Context       *ClientContext                    `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	Response isVerifyChallengeRequest_Response `protobuf_oneof:"response"`
+	Context  *ClientContext                    `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	// On ACCEPTED, remember this device (if policy allows it for the user): the
+	// response carries a device token for CheckRememberedDevice.
+	RememberDevice bool `protobuf:"varint,20,opt,name=remember_device,json=rememberDevice,proto3" json:"remember_device,omitempty"`
+	// Names the device for the user, e.g. "Firefox on Linux" (at most 128 characters).
+	DeviceLabel   string `protobuf:"bytes,21,opt,name=device_label,json=deviceLabel,proto3" json:"device_label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -842,6 +847,20 @@ func (x *VerifyChallengeRequest) GetContext() *ClientContext {
 		return x.Context
 	}
 	return nil
+}
+
+func (x *VerifyChallengeRequest) GetRememberDevice() bool {
+	if x != nil {
+		return x.RememberDevice
+	}
+	return false
+}
+
+func (x *VerifyChallengeRequest) GetDeviceLabel() string {
+	if x != nil {
+		return x.DeviceLabel
+	}
+	return ""
 }
 
 type isVerifyChallengeRequest_Response interface {
@@ -929,9 +948,14 @@ type VerifyChallengeResponse struct {
 	// For a passkey login: policy counts the passkey as a complete login (password too).
 	CompleteLogin bool `protobuf:"varint,8,opt,name=complete_login,json=completeLogin,proto3" json:"complete_login,omitempty"`
 	// For a code sent out of band: how its message fared.
-	Delivery      *DeliveryStatus `protobuf:"bytes,9,opt,name=delivery,proto3" json:"delivery,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Delivery *DeliveryStatus `protobuf:"bytes,9,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	// With remember_device on ACCEPTED, when policy allows it: the device token
+	// (shown once; keep it as an HttpOnly cookie) and its absolute expiry.
+	DeviceToken          string                 `protobuf:"bytes,20,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
+	DeviceTokenExpiresAt *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=device_token_expires_at,json=deviceTokenExpiresAt,proto3" json:"device_token_expires_at,omitempty"`
+	RememberedDevice     *RememberedDevice      `protobuf:"bytes,22,opt,name=remembered_device,json=rememberedDevice,proto3" json:"remembered_device,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *VerifyChallengeResponse) Reset() {
@@ -1027,11 +1051,32 @@ func (x *VerifyChallengeResponse) GetDelivery() *DeliveryStatus {
 	return nil
 }
 
+func (x *VerifyChallengeResponse) GetDeviceToken() string {
+	if x != nil {
+		return x.DeviceToken
+	}
+	return ""
+}
+
+func (x *VerifyChallengeResponse) GetDeviceTokenExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeviceTokenExpiresAt
+	}
+	return nil
+}
+
+func (x *VerifyChallengeResponse) GetRememberedDevice() *RememberedDevice {
+	if x != nil {
+		return x.RememberedDevice
+	}
+	return nil
+}
+
 var File_twofactor_v1_challenge_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctwofactor/v1/challenge.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\"6\n" +
+	"\x1ctwofactor/v1/challenge.proto\x12\ftwofactor.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\x1a\x1btwofactor/v1/remember.proto\"6\n" +
 	"\x1bGetLoginRequirementsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xcf\x02\n" +
 	"\x1cGetLoginRequirementsResponse\x124\n" +
@@ -1076,17 +1121,19 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\bdelivery\x18\x02 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12-\n" +
-	"\x12remaining_attempts\x18\x04 \x01(\rR\x11remainingAttempts\"\xfc\x01\n" +
+	"\x12remaining_attempts\x18\x04 \x01(\rR\x11remainingAttempts\"\xc8\x02\n" +
 	"\x16VerifyChallengeRequest\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x14\n" +
 	"\x04code\x18\x02 \x01(\tH\x00R\x04code\x128\n" +
 	"\x17webauthn_assertion_json\x18\x03 \x01(\tH\x00R\x15webauthnAssertionJson\x12,\n" +
 	"\x04push\x18\x05 \x01(\v2\x16.twofactor.v1.PushWaitH\x00R\x04push\x125\n" +
-	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontextB\n" +
+	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\x12'\n" +
+	"\x0fremember_device\x18\x14 \x01(\bR\x0erememberDevice\x12!\n" +
+	"\fdevice_label\x18\x15 \x01(\tR\vdeviceLabelB\n" +
 	"\n" +
 	"\bresponse\"9\n" +
 	"\bPushWait\x12-\n" +
-	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\xb1\x03\n" +
+	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\xf4\x04\n" +
 	"\x17VerifyChallengeResponse\x122\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x1a.twofactor.v1.VerifyResultR\x06result\x122\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1a.twofactor.v1.RejectReasonR\x06reason\x12\x17\n" +
@@ -1097,7 +1144,10 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\vretry_after\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12%\n" +
 	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin\x128\n" +
-	"\bdelivery\x18\t \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery*\xb8\x01\n" +
+	"\bdelivery\x18\t \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\x12!\n" +
+	"\fdevice_token\x18\x14 \x01(\tR\vdeviceToken\x12Q\n" +
+	"\x17device_token_expires_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x14deviceTokenExpiresAt\x12K\n" +
+	"\x11remembered_device\x18\x16 \x01(\v2\x1e.twofactor.v1.RememberedDeviceR\x10rememberedDevice*\xb8\x01\n" +
 	"\fVerifyResult\x12\x1d\n" +
 	"\x19VERIFY_RESULT_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16VERIFY_RESULT_ACCEPTED\x10\x01\x12\x1a\n" +
@@ -1113,13 +1163,14 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"(REJECT_REASON_USER_VERIFICATION_REQUIRED\x10\x04\x12&\n" +
 	"\"REJECT_REASON_CLONED_AUTHENTICATOR\x10\x05\x12$\n" +
 	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x06\x12\x18\n" +
-	"\x14REJECT_REASON_DENIED\x10\a2\x87\x04\n" +
+	"\x14REJECT_REASON_DENIED\x10\a2\xf9\x04\n" +
 	"\x10ChallengeService\x12m\n" +
 	"\x14GetLoginRequirements\x12).twofactor.v1.GetLoginRequirementsRequest\x1a*.twofactor.v1.GetLoginRequirementsResponse\x12[\n" +
 	"\x0eBeginChallenge\x12#.twofactor.v1.BeginChallengeRequest\x1a$.twofactor.v1.BeginChallengeResponse\x12^\n" +
 	"\x0fVerifyChallenge\x12$.twofactor.v1.VerifyChallengeRequest\x1a%.twofactor.v1.VerifyChallengeResponse\x12^\n" +
 	"\x0fResendChallenge\x12$.twofactor.v1.ResendChallengeRequest\x1a%.twofactor.v1.ResendChallengeResponse\x12g\n" +
-	"\x12GetChallengeStatus\x12'.twofactor.v1.GetChallengeStatusRequest\x1a(.twofactor.v1.GetChallengeStatusResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
+	"\x12GetChallengeStatus\x12'.twofactor.v1.GetChallengeStatusRequest\x1a(.twofactor.v1.GetChallengeStatusResponse\x12p\n" +
+	"\x15CheckRememberedDevice\x12*.twofactor.v1.CheckRememberedDeviceRequest\x1a+.twofactor.v1.CheckRememberedDeviceResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
 	file_twofactor_v1_challenge_proto_rawDescOnce sync.Once
@@ -1136,26 +1187,29 @@ func file_twofactor_v1_challenge_proto_rawDescGZIP() []byte {
 var file_twofactor_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_twofactor_v1_challenge_proto_goTypes = []any{
-	(VerifyResult)(0),                    // 0: twofactor.v1.VerifyResult
-	(RejectReason)(0),                    // 1: twofactor.v1.RejectReason
-	(*GetLoginRequirementsRequest)(nil),  // 2: twofactor.v1.GetLoginRequirementsRequest
-	(*GetLoginRequirementsResponse)(nil), // 3: twofactor.v1.GetLoginRequirementsResponse
-	(*BeginChallengeRequest)(nil),        // 4: twofactor.v1.BeginChallengeRequest
-	(*BeginChallengeResponse)(nil),       // 5: twofactor.v1.BeginChallengeResponse
-	(*OutOfBandChallenge)(nil),           // 6: twofactor.v1.OutOfBandChallenge
-	(*ResendChallengeRequest)(nil),       // 7: twofactor.v1.ResendChallengeRequest
-	(*ResendChallengeResponse)(nil),      // 8: twofactor.v1.ResendChallengeResponse
-	(*GetChallengeStatusRequest)(nil),    // 9: twofactor.v1.GetChallengeStatusRequest
-	(*GetChallengeStatusResponse)(nil),   // 10: twofactor.v1.GetChallengeStatusResponse
-	(*VerifyChallengeRequest)(nil),       // 11: twofactor.v1.VerifyChallengeRequest
-	(*PushWait)(nil),                     // 12: twofactor.v1.PushWait
-	(*VerifyChallengeResponse)(nil),      // 13: twofactor.v1.VerifyChallengeResponse
-	(Method)(0),                          // 14: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),        // 15: google.protobuf.Timestamp
-	(*ClientContext)(nil),                // 16: twofactor.v1.ClientContext
-	(*PushChallenge)(nil),                // 17: twofactor.v1.PushChallenge
-	(*DeliveryStatus)(nil),               // 18: twofactor.v1.DeliveryStatus
-	(*durationpb.Duration)(nil),          // 19: google.protobuf.Duration
+	(VerifyResult)(0),                     // 0: twofactor.v1.VerifyResult
+	(RejectReason)(0),                     // 1: twofactor.v1.RejectReason
+	(*GetLoginRequirementsRequest)(nil),   // 2: twofactor.v1.GetLoginRequirementsRequest
+	(*GetLoginRequirementsResponse)(nil),  // 3: twofactor.v1.GetLoginRequirementsResponse
+	(*BeginChallengeRequest)(nil),         // 4: twofactor.v1.BeginChallengeRequest
+	(*BeginChallengeResponse)(nil),        // 5: twofactor.v1.BeginChallengeResponse
+	(*OutOfBandChallenge)(nil),            // 6: twofactor.v1.OutOfBandChallenge
+	(*ResendChallengeRequest)(nil),        // 7: twofactor.v1.ResendChallengeRequest
+	(*ResendChallengeResponse)(nil),       // 8: twofactor.v1.ResendChallengeResponse
+	(*GetChallengeStatusRequest)(nil),     // 9: twofactor.v1.GetChallengeStatusRequest
+	(*GetChallengeStatusResponse)(nil),    // 10: twofactor.v1.GetChallengeStatusResponse
+	(*VerifyChallengeRequest)(nil),        // 11: twofactor.v1.VerifyChallengeRequest
+	(*PushWait)(nil),                      // 12: twofactor.v1.PushWait
+	(*VerifyChallengeResponse)(nil),       // 13: twofactor.v1.VerifyChallengeResponse
+	(Method)(0),                           // 14: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),         // 15: google.protobuf.Timestamp
+	(*ClientContext)(nil),                 // 16: twofactor.v1.ClientContext
+	(*PushChallenge)(nil),                 // 17: twofactor.v1.PushChallenge
+	(*DeliveryStatus)(nil),                // 18: twofactor.v1.DeliveryStatus
+	(*durationpb.Duration)(nil),           // 19: google.protobuf.Duration
+	(*RememberedDevice)(nil),              // 20: twofactor.v1.RememberedDevice
+	(*CheckRememberedDeviceRequest)(nil),  // 21: twofactor.v1.CheckRememberedDeviceRequest
+	(*CheckRememberedDeviceResponse)(nil), // 22: twofactor.v1.CheckRememberedDeviceResponse
 }
 var file_twofactor_v1_challenge_proto_depIdxs = []int32{
 	14, // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
@@ -1181,21 +1235,25 @@ var file_twofactor_v1_challenge_proto_depIdxs = []int32{
 	14, // 20: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
 	19, // 21: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
 	18, // 22: twofactor.v1.VerifyChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
-	2,  // 23: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
-	4,  // 24: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
-	11, // 25: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
-	7,  // 26: twofactor.v1.ChallengeService.ResendChallenge:input_type -> twofactor.v1.ResendChallengeRequest
-	9,  // 27: twofactor.v1.ChallengeService.GetChallengeStatus:input_type -> twofactor.v1.GetChallengeStatusRequest
-	3,  // 28: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
-	5,  // 29: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
-	13, // 30: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
-	8,  // 31: twofactor.v1.ChallengeService.ResendChallenge:output_type -> twofactor.v1.ResendChallengeResponse
-	10, // 32: twofactor.v1.ChallengeService.GetChallengeStatus:output_type -> twofactor.v1.GetChallengeStatusResponse
-	28, // [28:33] is the sub-list for method output_type
-	23, // [23:28] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	15, // 23: twofactor.v1.VerifyChallengeResponse.device_token_expires_at:type_name -> google.protobuf.Timestamp
+	20, // 24: twofactor.v1.VerifyChallengeResponse.remembered_device:type_name -> twofactor.v1.RememberedDevice
+	2,  // 25: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
+	4,  // 26: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
+	11, // 27: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
+	7,  // 28: twofactor.v1.ChallengeService.ResendChallenge:input_type -> twofactor.v1.ResendChallengeRequest
+	9,  // 29: twofactor.v1.ChallengeService.GetChallengeStatus:input_type -> twofactor.v1.GetChallengeStatusRequest
+	21, // 30: twofactor.v1.ChallengeService.CheckRememberedDevice:input_type -> twofactor.v1.CheckRememberedDeviceRequest
+	3,  // 31: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
+	5,  // 32: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
+	13, // 33: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
+	8,  // 34: twofactor.v1.ChallengeService.ResendChallenge:output_type -> twofactor.v1.ResendChallengeResponse
+	10, // 35: twofactor.v1.ChallengeService.GetChallengeStatus:output_type -> twofactor.v1.GetChallengeStatusResponse
+	22, // 36: twofactor.v1.ChallengeService.CheckRememberedDevice:output_type -> twofactor.v1.CheckRememberedDeviceResponse
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_challenge_proto_init() }
@@ -1205,6 +1263,7 @@ func file_twofactor_v1_challenge_proto_init() {
 	}
 	file_twofactor_v1_common_proto_init()
 	file_twofactor_v1_device_proto_init()
+	file_twofactor_v1_remember_proto_init()
 	file_twofactor_v1_challenge_proto_msgTypes[9].OneofWrappers = []any{
 		(*VerifyChallengeRequest_Code)(nil),
 		(*VerifyChallengeRequest_WebauthnAssertionJson)(nil),

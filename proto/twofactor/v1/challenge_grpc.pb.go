@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ChallengeService_GetLoginRequirements_FullMethodName = "/twofactor.v1.ChallengeService/GetLoginRequirements"
-	ChallengeService_BeginChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/BeginChallenge"
-	ChallengeService_VerifyChallenge_FullMethodName      = "/twofactor.v1.ChallengeService/VerifyChallenge"
-	ChallengeService_ResendChallenge_FullMethodName      = "/twofactor.v1.ChallengeService/ResendChallenge"
-	ChallengeService_GetChallengeStatus_FullMethodName   = "/twofactor.v1.ChallengeService/GetChallengeStatus"
+	ChallengeService_GetLoginRequirements_FullMethodName  = "/twofactor.v1.ChallengeService/GetLoginRequirements"
+	ChallengeService_BeginChallenge_FullMethodName        = "/twofactor.v1.ChallengeService/BeginChallenge"
+	ChallengeService_VerifyChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/VerifyChallenge"
+	ChallengeService_ResendChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/ResendChallenge"
+	ChallengeService_GetChallengeStatus_FullMethodName    = "/twofactor.v1.ChallengeService/GetChallengeStatus"
+	ChallengeService_CheckRememberedDevice_FullMethodName = "/twofactor.v1.ChallengeService/CheckRememberedDevice"
 )
 
 // ChallengeServiceClient is the client API for ChallengeService service.
@@ -50,6 +51,11 @@ type ChallengeServiceClient interface {
 	// GetChallengeStatus tells how a code challenge's message fared (queued, delivered,
 	// failed), so a backend can offer another method instead of leaving the user waiting.
 	GetChallengeStatus(ctx context.Context, in *GetChallengeStatusRequest, opts ...grpc.CallOption) (*GetChallengeStatusResponse, error)
+	// CheckRememberedDevice presents a device token that VerifyChallenge issued
+	// (remember_device): REMEMBERED satisfies the second factor of this login and
+	// returns the rotated token to keep. A token presented again after it was
+	// rotated away revokes its whole series (theft). Never for a step-up.
+	CheckRememberedDevice(ctx context.Context, in *CheckRememberedDeviceRequest, opts ...grpc.CallOption) (*CheckRememberedDeviceResponse, error)
 }
 
 type challengeServiceClient struct {
@@ -110,6 +116,16 @@ func (c *challengeServiceClient) GetChallengeStatus(ctx context.Context, in *Get
 	return out, nil
 }
 
+func (c *challengeServiceClient) CheckRememberedDevice(ctx context.Context, in *CheckRememberedDeviceRequest, opts ...grpc.CallOption) (*CheckRememberedDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckRememberedDeviceResponse)
+	err := c.cc.Invoke(ctx, ChallengeService_CheckRememberedDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChallengeServiceServer is the server API for ChallengeService service.
 // All implementations must embed UnimplementedChallengeServiceServer
 // for forward compatibility.
@@ -134,6 +150,11 @@ type ChallengeServiceServer interface {
 	// GetChallengeStatus tells how a code challenge's message fared (queued, delivered,
 	// failed), so a backend can offer another method instead of leaving the user waiting.
 	GetChallengeStatus(context.Context, *GetChallengeStatusRequest) (*GetChallengeStatusResponse, error)
+	// CheckRememberedDevice presents a device token that VerifyChallenge issued
+	// (remember_device): REMEMBERED satisfies the second factor of this login and
+	// returns the rotated token to keep. A token presented again after it was
+	// rotated away revokes its whole series (theft). Never for a step-up.
+	CheckRememberedDevice(context.Context, *CheckRememberedDeviceRequest) (*CheckRememberedDeviceResponse, error)
 	mustEmbedUnimplementedChallengeServiceServer()
 }
 
@@ -158,6 +179,9 @@ func (UnimplementedChallengeServiceServer) ResendChallenge(context.Context, *Res
 }
 func (UnimplementedChallengeServiceServer) GetChallengeStatus(context.Context, *GetChallengeStatusRequest) (*GetChallengeStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetChallengeStatus not implemented")
+}
+func (UnimplementedChallengeServiceServer) CheckRememberedDevice(context.Context, *CheckRememberedDeviceRequest) (*CheckRememberedDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckRememberedDevice not implemented")
 }
 func (UnimplementedChallengeServiceServer) mustEmbedUnimplementedChallengeServiceServer() {}
 func (UnimplementedChallengeServiceServer) testEmbeddedByValue()                          {}
@@ -270,6 +294,24 @@ func _ChallengeService_GetChallengeStatus_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChallengeService_CheckRememberedDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckRememberedDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChallengeServiceServer).CheckRememberedDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChallengeService_CheckRememberedDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChallengeServiceServer).CheckRememberedDevice(ctx, req.(*CheckRememberedDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChallengeService_ServiceDesc is the grpc.ServiceDesc for ChallengeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -296,6 +338,10 @@ var ChallengeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetChallengeStatus",
 			Handler:    _ChallengeService_GetChallengeStatus_Handler,
+		},
+		{
+			MethodName: "CheckRememberedDevice",
+			Handler:    _ChallengeService_CheckRememberedDevice_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1404,7 +1404,7 @@ var File_twofactor_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\"\xcc\x02\n" +
+	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\x1a\x1btwofactor/v1/remember.proto\"\xcc\x02\n" +
 	"\x16BeginEnrollmentRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x12\n" +
@@ -1488,7 +1488,7 @@ const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\x05total\x18\x02 \x01(\rR\x05total\x12\x1c\n" +
 	"\tremaining\x18\x03 \x01(\rR\tremaining\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\x99\x06\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\xf3\t\n" +
 	"\x11EnrollmentService\x12^\n" +
 	"\x0fBeginEnrollment\x12$.twofactor.v1.BeginEnrollmentRequest\x1a%.twofactor.v1.BeginEnrollmentResponse\x12a\n" +
 	"\x10FinishEnrollment\x12%.twofactor.v1.FinishEnrollmentRequest\x1a&.twofactor.v1.FinishEnrollmentResponse\x12m\n" +
@@ -1497,7 +1497,11 @@ const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\fRenameFactor\x12!.twofactor.v1.RenameFactorRequest\x1a\".twofactor.v1.RenameFactorResponse\x12U\n" +
 	"\fRemoveFactor\x12!.twofactor.v1.RemoveFactorRequest\x1a\".twofactor.v1.RemoveFactorResponse\x12a\n" +
 	"\x10IssueBackupCodes\x12%.twofactor.v1.IssueBackupCodesRequest\x1a&.twofactor.v1.IssueBackupCodesResponse\x12m\n" +
-	"\x14GetBackupCodesStatus\x12).twofactor.v1.GetBackupCodesStatusRequest\x1a*.twofactor.v1.GetBackupCodesStatusResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
+	"\x14GetBackupCodesStatus\x12).twofactor.v1.GetBackupCodesStatusRequest\x1a*.twofactor.v1.GetBackupCodesStatusResponse\x12p\n" +
+	"\x15ListRememberedDevices\x12*.twofactor.v1.ListRememberedDevicesRequest\x1a+.twofactor.v1.ListRememberedDevicesResponse\x12s\n" +
+	"\x16RevokeRememberedDevice\x12+.twofactor.v1.RevokeRememberedDeviceRequest\x1a,.twofactor.v1.RevokeRememberedDeviceResponse\x12\x7f\n" +
+	"\x1aRevokeAllRememberedDevices\x12/.twofactor.v1.RevokeAllRememberedDevicesRequest\x1a0.twofactor.v1.RevokeAllRememberedDevicesResponse\x12p\n" +
+	"\x15NotifyPasswordChanged\x12*.twofactor.v1.NotifyPasswordChangedRequest\x1a+.twofactor.v1.NotifyPasswordChangedResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
 	file_twofactor_v1_enrollment_proto_rawDescOnce sync.Once
@@ -1513,33 +1517,41 @@ func file_twofactor_v1_enrollment_proto_rawDescGZIP() []byte {
 
 var file_twofactor_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_twofactor_v1_enrollment_proto_goTypes = []any{
-	(*BeginEnrollmentRequest)(nil),       // 0: twofactor.v1.BeginEnrollmentRequest
-	(*OutOfBandEnrollmentOptions)(nil),   // 1: twofactor.v1.OutOfBandEnrollmentOptions
-	(*TotpEnrollmentOptions)(nil),        // 2: twofactor.v1.TotpEnrollmentOptions
-	(*WebAuthnEnrollmentOptions)(nil),    // 3: twofactor.v1.WebAuthnEnrollmentOptions
-	(*BeginEnrollmentResponse)(nil),      // 4: twofactor.v1.BeginEnrollmentResponse
-	(*OutOfBandEnrollment)(nil),          // 5: twofactor.v1.OutOfBandEnrollment
-	(*TotpEnrollment)(nil),               // 6: twofactor.v1.TotpEnrollment
-	(*WebAuthnEnrollment)(nil),           // 7: twofactor.v1.WebAuthnEnrollment
-	(*FinishEnrollmentRequest)(nil),      // 8: twofactor.v1.FinishEnrollmentRequest
-	(*ResendEnrollmentCodeRequest)(nil),  // 9: twofactor.v1.ResendEnrollmentCodeRequest
-	(*ResendEnrollmentCodeResponse)(nil), // 10: twofactor.v1.ResendEnrollmentCodeResponse
-	(*FinishEnrollmentResponse)(nil),     // 11: twofactor.v1.FinishEnrollmentResponse
-	(*ListFactorsRequest)(nil),           // 12: twofactor.v1.ListFactorsRequest
-	(*ListFactorsResponse)(nil),          // 13: twofactor.v1.ListFactorsResponse
-	(*RenameFactorRequest)(nil),          // 14: twofactor.v1.RenameFactorRequest
-	(*RenameFactorResponse)(nil),         // 15: twofactor.v1.RenameFactorResponse
-	(*RemoveFactorRequest)(nil),          // 16: twofactor.v1.RemoveFactorRequest
-	(*RemoveFactorResponse)(nil),         // 17: twofactor.v1.RemoveFactorResponse
-	(*IssueBackupCodesRequest)(nil),      // 18: twofactor.v1.IssueBackupCodesRequest
-	(*IssueBackupCodesResponse)(nil),     // 19: twofactor.v1.IssueBackupCodesResponse
-	(*GetBackupCodesStatusRequest)(nil),  // 20: twofactor.v1.GetBackupCodesStatusRequest
-	(*GetBackupCodesStatusResponse)(nil), // 21: twofactor.v1.GetBackupCodesStatusResponse
-	(Method)(0),                          // 22: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),        // 23: google.protobuf.Timestamp
-	(*PushEnrollment)(nil),               // 24: twofactor.v1.PushEnrollment
-	(*DeliveryStatus)(nil),               // 25: twofactor.v1.DeliveryStatus
-	(*Factor)(nil),                       // 26: twofactor.v1.Factor
+	(*BeginEnrollmentRequest)(nil),             // 0: twofactor.v1.BeginEnrollmentRequest
+	(*OutOfBandEnrollmentOptions)(nil),         // 1: twofactor.v1.OutOfBandEnrollmentOptions
+	(*TotpEnrollmentOptions)(nil),              // 2: twofactor.v1.TotpEnrollmentOptions
+	(*WebAuthnEnrollmentOptions)(nil),          // 3: twofactor.v1.WebAuthnEnrollmentOptions
+	(*BeginEnrollmentResponse)(nil),            // 4: twofactor.v1.BeginEnrollmentResponse
+	(*OutOfBandEnrollment)(nil),                // 5: twofactor.v1.OutOfBandEnrollment
+	(*TotpEnrollment)(nil),                     // 6: twofactor.v1.TotpEnrollment
+	(*WebAuthnEnrollment)(nil),                 // 7: twofactor.v1.WebAuthnEnrollment
+	(*FinishEnrollmentRequest)(nil),            // 8: twofactor.v1.FinishEnrollmentRequest
+	(*ResendEnrollmentCodeRequest)(nil),        // 9: twofactor.v1.ResendEnrollmentCodeRequest
+	(*ResendEnrollmentCodeResponse)(nil),       // 10: twofactor.v1.ResendEnrollmentCodeResponse
+	(*FinishEnrollmentResponse)(nil),           // 11: twofactor.v1.FinishEnrollmentResponse
+	(*ListFactorsRequest)(nil),                 // 12: twofactor.v1.ListFactorsRequest
+	(*ListFactorsResponse)(nil),                // 13: twofactor.v1.ListFactorsResponse
+	(*RenameFactorRequest)(nil),                // 14: twofactor.v1.RenameFactorRequest
+	(*RenameFactorResponse)(nil),               // 15: twofactor.v1.RenameFactorResponse
+	(*RemoveFactorRequest)(nil),                // 16: twofactor.v1.RemoveFactorRequest
+	(*RemoveFactorResponse)(nil),               // 17: twofactor.v1.RemoveFactorResponse
+	(*IssueBackupCodesRequest)(nil),            // 18: twofactor.v1.IssueBackupCodesRequest
+	(*IssueBackupCodesResponse)(nil),           // 19: twofactor.v1.IssueBackupCodesResponse
+	(*GetBackupCodesStatusRequest)(nil),        // 20: twofactor.v1.GetBackupCodesStatusRequest
+	(*GetBackupCodesStatusResponse)(nil),       // 21: twofactor.v1.GetBackupCodesStatusResponse
+	(Method)(0),                                // 22: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),              // 23: google.protobuf.Timestamp
+	(*PushEnrollment)(nil),                     // 24: twofactor.v1.PushEnrollment
+	(*DeliveryStatus)(nil),                     // 25: twofactor.v1.DeliveryStatus
+	(*Factor)(nil),                             // 26: twofactor.v1.Factor
+	(*ListRememberedDevicesRequest)(nil),       // 27: twofactor.v1.ListRememberedDevicesRequest
+	(*RevokeRememberedDeviceRequest)(nil),      // 28: twofactor.v1.RevokeRememberedDeviceRequest
+	(*RevokeAllRememberedDevicesRequest)(nil),  // 29: twofactor.v1.RevokeAllRememberedDevicesRequest
+	(*NotifyPasswordChangedRequest)(nil),       // 30: twofactor.v1.NotifyPasswordChangedRequest
+	(*ListRememberedDevicesResponse)(nil),      // 31: twofactor.v1.ListRememberedDevicesResponse
+	(*RevokeRememberedDeviceResponse)(nil),     // 32: twofactor.v1.RevokeRememberedDeviceResponse
+	(*RevokeAllRememberedDevicesResponse)(nil), // 33: twofactor.v1.RevokeAllRememberedDevicesResponse
+	(*NotifyPasswordChangedResponse)(nil),      // 34: twofactor.v1.NotifyPasswordChangedResponse
 }
 var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
 	22, // 0: twofactor.v1.BeginEnrollmentRequest.method:type_name -> twofactor.v1.Method
@@ -1566,16 +1578,24 @@ var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
 	16, // 21: twofactor.v1.EnrollmentService.RemoveFactor:input_type -> twofactor.v1.RemoveFactorRequest
 	18, // 22: twofactor.v1.EnrollmentService.IssueBackupCodes:input_type -> twofactor.v1.IssueBackupCodesRequest
 	20, // 23: twofactor.v1.EnrollmentService.GetBackupCodesStatus:input_type -> twofactor.v1.GetBackupCodesStatusRequest
-	4,  // 24: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
-	11, // 25: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
-	10, // 26: twofactor.v1.EnrollmentService.ResendEnrollmentCode:output_type -> twofactor.v1.ResendEnrollmentCodeResponse
-	13, // 27: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
-	15, // 28: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
-	17, // 29: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
-	19, // 30: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
-	21, // 31: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
-	24, // [24:32] is the sub-list for method output_type
-	16, // [16:24] is the sub-list for method input_type
+	27, // 24: twofactor.v1.EnrollmentService.ListRememberedDevices:input_type -> twofactor.v1.ListRememberedDevicesRequest
+	28, // 25: twofactor.v1.EnrollmentService.RevokeRememberedDevice:input_type -> twofactor.v1.RevokeRememberedDeviceRequest
+	29, // 26: twofactor.v1.EnrollmentService.RevokeAllRememberedDevices:input_type -> twofactor.v1.RevokeAllRememberedDevicesRequest
+	30, // 27: twofactor.v1.EnrollmentService.NotifyPasswordChanged:input_type -> twofactor.v1.NotifyPasswordChangedRequest
+	4,  // 28: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
+	11, // 29: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
+	10, // 30: twofactor.v1.EnrollmentService.ResendEnrollmentCode:output_type -> twofactor.v1.ResendEnrollmentCodeResponse
+	13, // 31: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
+	15, // 32: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
+	17, // 33: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
+	19, // 34: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
+	21, // 35: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
+	31, // 36: twofactor.v1.EnrollmentService.ListRememberedDevices:output_type -> twofactor.v1.ListRememberedDevicesResponse
+	32, // 37: twofactor.v1.EnrollmentService.RevokeRememberedDevice:output_type -> twofactor.v1.RevokeRememberedDeviceResponse
+	33, // 38: twofactor.v1.EnrollmentService.RevokeAllRememberedDevices:output_type -> twofactor.v1.RevokeAllRememberedDevicesResponse
+	34, // 39: twofactor.v1.EnrollmentService.NotifyPasswordChanged:output_type -> twofactor.v1.NotifyPasswordChangedResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -1588,6 +1608,7 @@ func file_twofactor_v1_enrollment_proto_init() {
 	}
 	file_twofactor_v1_common_proto_init()
 	file_twofactor_v1_device_proto_init()
+	file_twofactor_v1_remember_proto_init()
 	file_twofactor_v1_enrollment_proto_msgTypes[0].OneofWrappers = []any{
 		(*BeginEnrollmentRequest_Totp)(nil),
 		(*BeginEnrollmentRequest_Webauthn)(nil),

@@ -19,14 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EnrollmentService_BeginEnrollment_FullMethodName      = "/twofactor.v1.EnrollmentService/BeginEnrollment"
-	EnrollmentService_FinishEnrollment_FullMethodName     = "/twofactor.v1.EnrollmentService/FinishEnrollment"
-	EnrollmentService_ResendEnrollmentCode_FullMethodName = "/twofactor.v1.EnrollmentService/ResendEnrollmentCode"
-	EnrollmentService_ListFactors_FullMethodName          = "/twofactor.v1.EnrollmentService/ListFactors"
-	EnrollmentService_RenameFactor_FullMethodName         = "/twofactor.v1.EnrollmentService/RenameFactor"
-	EnrollmentService_RemoveFactor_FullMethodName         = "/twofactor.v1.EnrollmentService/RemoveFactor"
-	EnrollmentService_IssueBackupCodes_FullMethodName     = "/twofactor.v1.EnrollmentService/IssueBackupCodes"
-	EnrollmentService_GetBackupCodesStatus_FullMethodName = "/twofactor.v1.EnrollmentService/GetBackupCodesStatus"
+	EnrollmentService_BeginEnrollment_FullMethodName            = "/twofactor.v1.EnrollmentService/BeginEnrollment"
+	EnrollmentService_FinishEnrollment_FullMethodName           = "/twofactor.v1.EnrollmentService/FinishEnrollment"
+	EnrollmentService_ResendEnrollmentCode_FullMethodName       = "/twofactor.v1.EnrollmentService/ResendEnrollmentCode"
+	EnrollmentService_ListFactors_FullMethodName                = "/twofactor.v1.EnrollmentService/ListFactors"
+	EnrollmentService_RenameFactor_FullMethodName               = "/twofactor.v1.EnrollmentService/RenameFactor"
+	EnrollmentService_RemoveFactor_FullMethodName               = "/twofactor.v1.EnrollmentService/RemoveFactor"
+	EnrollmentService_IssueBackupCodes_FullMethodName           = "/twofactor.v1.EnrollmentService/IssueBackupCodes"
+	EnrollmentService_GetBackupCodesStatus_FullMethodName       = "/twofactor.v1.EnrollmentService/GetBackupCodesStatus"
+	EnrollmentService_ListRememberedDevices_FullMethodName      = "/twofactor.v1.EnrollmentService/ListRememberedDevices"
+	EnrollmentService_RevokeRememberedDevice_FullMethodName     = "/twofactor.v1.EnrollmentService/RevokeRememberedDevice"
+	EnrollmentService_RevokeAllRememberedDevices_FullMethodName = "/twofactor.v1.EnrollmentService/RevokeAllRememberedDevices"
+	EnrollmentService_NotifyPasswordChanged_FullMethodName      = "/twofactor.v1.EnrollmentService/NotifyPasswordChanged"
 )
 
 // EnrollmentServiceClient is the client API for EnrollmentService service.
@@ -50,6 +54,13 @@ type EnrollmentServiceClient interface {
 	// IssueBackupCodes replaces the user's backup codes with a new set, shown once.
 	IssueBackupCodes(ctx context.Context, in *IssueBackupCodesRequest, opts ...grpc.CallOption) (*IssueBackupCodesResponse, error)
 	GetBackupCodesStatus(ctx context.Context, in *GetBackupCodesStatusRequest, opts ...grpc.CallOption) (*GetBackupCodesStatusResponse, error)
+	// Remembered devices ("remember this device") of the user.
+	ListRememberedDevices(ctx context.Context, in *ListRememberedDevicesRequest, opts ...grpc.CallOption) (*ListRememberedDevicesResponse, error)
+	RevokeRememberedDevice(ctx context.Context, in *RevokeRememberedDeviceRequest, opts ...grpc.CallOption) (*RevokeRememberedDeviceResponse, error)
+	RevokeAllRememberedDevices(ctx context.Context, in *RevokeAllRememberedDevicesRequest, opts ...grpc.CallOption) (*RevokeAllRememberedDevicesResponse, error)
+	// NotifyPasswordChanged: the backend changed the user's password. Every
+	// remembered device of the user dies (the credentials epoch moves).
+	NotifyPasswordChanged(ctx context.Context, in *NotifyPasswordChangedRequest, opts ...grpc.CallOption) (*NotifyPasswordChangedResponse, error)
 }
 
 type enrollmentServiceClient struct {
@@ -140,6 +151,46 @@ func (c *enrollmentServiceClient) GetBackupCodesStatus(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *enrollmentServiceClient) ListRememberedDevices(ctx context.Context, in *ListRememberedDevicesRequest, opts ...grpc.CallOption) (*ListRememberedDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRememberedDevicesResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_ListRememberedDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enrollmentServiceClient) RevokeRememberedDevice(ctx context.Context, in *RevokeRememberedDeviceRequest, opts ...grpc.CallOption) (*RevokeRememberedDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeRememberedDeviceResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_RevokeRememberedDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enrollmentServiceClient) RevokeAllRememberedDevices(ctx context.Context, in *RevokeAllRememberedDevicesRequest, opts ...grpc.CallOption) (*RevokeAllRememberedDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAllRememberedDevicesResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_RevokeAllRememberedDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enrollmentServiceClient) NotifyPasswordChanged(ctx context.Context, in *NotifyPasswordChangedRequest, opts ...grpc.CallOption) (*NotifyPasswordChangedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NotifyPasswordChangedResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_NotifyPasswordChanged_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnrollmentServiceServer is the server API for EnrollmentService service.
 // All implementations must embed UnimplementedEnrollmentServiceServer
 // for forward compatibility.
@@ -161,6 +212,13 @@ type EnrollmentServiceServer interface {
 	// IssueBackupCodes replaces the user's backup codes with a new set, shown once.
 	IssueBackupCodes(context.Context, *IssueBackupCodesRequest) (*IssueBackupCodesResponse, error)
 	GetBackupCodesStatus(context.Context, *GetBackupCodesStatusRequest) (*GetBackupCodesStatusResponse, error)
+	// Remembered devices ("remember this device") of the user.
+	ListRememberedDevices(context.Context, *ListRememberedDevicesRequest) (*ListRememberedDevicesResponse, error)
+	RevokeRememberedDevice(context.Context, *RevokeRememberedDeviceRequest) (*RevokeRememberedDeviceResponse, error)
+	RevokeAllRememberedDevices(context.Context, *RevokeAllRememberedDevicesRequest) (*RevokeAllRememberedDevicesResponse, error)
+	// NotifyPasswordChanged: the backend changed the user's password. Every
+	// remembered device of the user dies (the credentials epoch moves).
+	NotifyPasswordChanged(context.Context, *NotifyPasswordChangedRequest) (*NotifyPasswordChangedResponse, error)
 	mustEmbedUnimplementedEnrollmentServiceServer()
 }
 
@@ -194,6 +252,18 @@ func (UnimplementedEnrollmentServiceServer) IssueBackupCodes(context.Context, *I
 }
 func (UnimplementedEnrollmentServiceServer) GetBackupCodesStatus(context.Context, *GetBackupCodesStatusRequest) (*GetBackupCodesStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBackupCodesStatus not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) ListRememberedDevices(context.Context, *ListRememberedDevicesRequest) (*ListRememberedDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRememberedDevices not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) RevokeRememberedDevice(context.Context, *RevokeRememberedDeviceRequest) (*RevokeRememberedDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeRememberedDevice not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) RevokeAllRememberedDevices(context.Context, *RevokeAllRememberedDevicesRequest) (*RevokeAllRememberedDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeAllRememberedDevices not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) NotifyPasswordChanged(context.Context, *NotifyPasswordChangedRequest) (*NotifyPasswordChangedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NotifyPasswordChanged not implemented")
 }
 func (UnimplementedEnrollmentServiceServer) mustEmbedUnimplementedEnrollmentServiceServer() {}
 func (UnimplementedEnrollmentServiceServer) testEmbeddedByValue()                           {}
@@ -360,6 +430,78 @@ func _EnrollmentService_GetBackupCodesStatus_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnrollmentService_ListRememberedDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRememberedDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).ListRememberedDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_ListRememberedDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).ListRememberedDevices(ctx, req.(*ListRememberedDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnrollmentService_RevokeRememberedDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRememberedDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).RevokeRememberedDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_RevokeRememberedDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).RevokeRememberedDevice(ctx, req.(*RevokeRememberedDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnrollmentService_RevokeAllRememberedDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAllRememberedDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).RevokeAllRememberedDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_RevokeAllRememberedDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).RevokeAllRememberedDevices(ctx, req.(*RevokeAllRememberedDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnrollmentService_NotifyPasswordChanged_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NotifyPasswordChangedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).NotifyPasswordChanged(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_NotifyPasswordChanged_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).NotifyPasswordChanged(ctx, req.(*NotifyPasswordChangedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnrollmentService_ServiceDesc is the grpc.ServiceDesc for EnrollmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -398,6 +540,22 @@ var EnrollmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBackupCodesStatus",
 			Handler:    _EnrollmentService_GetBackupCodesStatus_Handler,
+		},
+		{
+			MethodName: "ListRememberedDevices",
+			Handler:    _EnrollmentService_ListRememberedDevices_Handler,
+		},
+		{
+			MethodName: "RevokeRememberedDevice",
+			Handler:    _EnrollmentService_RevokeRememberedDevice_Handler,
+		},
+		{
+			MethodName: "RevokeAllRememberedDevices",
+			Handler:    _EnrollmentService_RevokeAllRememberedDevices_Handler,
+		},
+		{
+			MethodName: "NotifyPasswordChanged",
+			Handler:    _EnrollmentService_NotifyPasswordChanged_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
