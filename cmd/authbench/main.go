@@ -154,7 +154,7 @@ func runCmd(ctx context.Context, args []string) error {
 	rep, err := bench.Run(ctx, bench.Config{
 		ServerCPU: serverCPU, ServerHistograms: hists,
 		AdminCodeUsers: *acUsers, AdminActor: *acActor, AdminGroup: *acGroup,
-		Client:    c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
+		Client: c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
 		Secret: *secret, FirstUser: *first, Users: *users, Cursor: st.Cursor,
 		AppPasswordUsers: *apUsers, AppPasswordInvalidEvery: *apInvalid, BackupUsers: *bcUsers, Log: os.Stderr,
 	}, names...)
