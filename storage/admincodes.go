@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"gorm.io/gorm/clause"
@@ -31,21 +32,35 @@ func (s *Store) PutAdminCode(ctx context.Context, c *AdminCode) error {
 
 // GetAdminCode loads a user's admin code (used or not), or ErrNotFound.
 func (s *Store) GetAdminCode(ctx context.Context, userID string) (*AdminCode, error) {
-	var c AdminCode
-	if err := s.DB(ctx).Where("user_id = ?", userID).Take(&c).Error; err != nil {
-		return nil, notFound(err)
+	// On the login path: one prepared statement (hot.go), not gorm's builder.
+	rows, err := s.hotQuery(ctx, "SELECT user_id, hash, issued_by, issued_at, expires_at, used_at FROM admin_codes WHERE user_id = ?", userID)
+	if err != nil {
+		return nil, err
 	}
-	return &c, nil
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		return nil, ErrNotFound
+	}
+	var c AdminCode
+	var used sql.NullTime
+	if err := rows.Scan(&c.UserID, &c.Hash, &c.IssuedBy, &c.IssuedAt, &c.ExpiresAt, &used); err != nil {
+		return nil, err
+	}
+	if used.Valid {
+		c.UsedAt = &used.Time
+	}
+	return &c, rows.Err()
 }
 
 // UseAdminCode consumes the user's admin code whose hash is hash, if it is unused
 // and unexpired at now. It reports whether this caller won: of concurrent callers
 // exactly one does, and a code replaced meanwhile (another hash) is not consumed.
 func (s *Store) UseAdminCode(ctx context.Context, userID string, hash []byte, now time.Time) (bool, error) {
-	res := s.DB(ctx).Model(&AdminCode{}).
-		Where("user_id = ? AND hash = ? AND used_at IS NULL AND expires_at > ?", userID, hash, now).
-		Update("used_at", now)
-	return res.RowsAffected == 1, res.Error
+	n, err := s.hotExec(ctx, "UPDATE admin_codes SET used_at = ? WHERE user_id = ? AND hash = ? AND used_at IS NULL AND expires_at > ?", now, userID, hash, now)
+	return n == 1, err
 }
 
 // DeleteAdminCode removes a user's admin code; it reports whether there was one.

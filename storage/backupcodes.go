@@ -2,11 +2,11 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 )
 
@@ -81,11 +81,36 @@ func (s *Store) ReplaceBackupCodes(ctx context.Context, userID string, hashes []
 
 // ListBackupCodes lists the codes of a user's current set, used ones included (a
 // caller tells a replayed code from a wrong one).
+// It is on the login path: one prepared statement (hot.go), not gorm's builder.
 func (s *Store) ListBackupCodes(ctx context.Context, userID string) ([]BackupCode, error) {
-	var out []BackupCode
-	err := s.DB(ctx).Where("user_id = ?", userID).Order("id").Find(&out).Error
-	return out, err
+	rows, err := s.hotQuery(ctx, "SELECT id, user_id, set_id, hash, created_at, used_at FROM backup_codes WHERE user_id = ? ORDER BY id", userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]BackupCode, 0, 10)
+	for rows.Next() {
+		var c BackupCode
+		var used sql.NullTime
+		if err := rows.Scan(&c.ID, &c.UserID, &c.SetID, &c.Hash, &c.CreatedAt, &used); err != nil {
+			return nil, err
+		}
+		if used.Valid {
+			c.UsedAt = &used.Time
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
+
+// The statements of a backup code's use (UseBackupCode), each prepared once.
+const (
+	sqlHoldBackupSet    = "UPDATE backup_code_sets SET set_id = set_id WHERE user_id = ? AND set_id = ?"
+	sqlUseBackupCode    = "UPDATE backup_codes SET used_at = ? WHERE id = ? AND user_id = ? AND set_id = ? AND used_at IS NULL"
+	sqlBackupSetUsed    = "UPDATE backup_code_sets SET last_used_at = ? WHERE user_id = ? AND set_id = ?"
+	sqlCountUnusedCodes = "SELECT COUNT(*) FROM backup_codes WHERE user_id = ? AND set_id = ? AND used_at IS NULL"
+	sqlBackupSetLow     = "UPDATE backup_code_sets SET running_low_at = ? WHERE user_id = ? AND set_id = ? AND running_low_at IS NULL"
+)
 
 // UseBackupCode consumes one code of a user's set. The conditional update
 // (used_at IS NULL, same set) lets exactly one of any number of concurrent callers
@@ -99,42 +124,29 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, setID, codeID string,
 		// queue here, so the count below sees every earlier use. Nothing is written
 		// before the code is won: inside a caller's transaction (a nested InTx) a
 		// lost use is not rolled back.
-		res := s.DB(ctx).Model(&BackupCodeSet{}).
-			Where("user_id = ? AND set_id = ?", userID, setID).
-			Update("set_id", gorm.Expr("set_id"))
-		if res.Error != nil || res.RowsAffected == 0 {
-			return res.Error // set replaced: the code is gone
+		if n, err := s.hotExec(ctx, sqlHoldBackupSet, userID, setID); err != nil || n == 0 {
+			return err // set replaced: the code is gone
 		}
-		res = s.DB(ctx).Model(&BackupCode{}).
-			Where("id = ? AND user_id = ? AND set_id = ? AND used_at IS NULL", codeID, userID, setID).
-			Update("used_at", now)
-		if res.Error != nil {
-			return res.Error
+		n, err := s.hotExec(ctx, sqlUseBackupCode, now, codeID, userID, setID)
+		if err != nil {
+			return err
 		}
-		if res.RowsAffected == 0 {
+		if n == 0 {
 			return errNotWon // already used
 		}
 		use.Used = true
-		if err := s.DB(ctx).Model(&BackupCodeSet{}).
-			Where("user_id = ? AND set_id = ?", userID, setID).
-			Update("last_used_at", now).Error; err != nil {
+		if _, err := s.hotExec(ctx, sqlBackupSetUsed, now, userID, setID); err != nil {
 			return err
 		}
-		var n int64
-		if err := s.DB(ctx).Model(&BackupCode{}).
-			Where("user_id = ? AND set_id = ? AND used_at IS NULL", userID, setID).
-			Count(&n).Error; err != nil {
+		if use.Remaining, err = s.countUnused(ctx, userID, setID); err != nil {
 			return err
 		}
-		use.Remaining = int(n)
 		if use.Remaining <= lowAt {
-			res := s.DB(ctx).Model(&BackupCodeSet{}).
-				Where("user_id = ? AND set_id = ? AND running_low_at IS NULL", userID, setID).
-				Update("running_low_at", now)
-			if res.Error != nil {
-				return res.Error
+			n, err := s.hotExec(ctx, sqlBackupSetLow, now, userID, setID)
+			if err != nil {
+				return err
 			}
-			use.LowRecorded = res.RowsAffected == 1
+			use.LowRecorded = n == 1
 		}
 		return nil
 	})
@@ -142,6 +154,21 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, setID, codeID string,
 		return BackupCodeUse{}, nil
 	}
 	return use, err
+}
+
+func (s *Store) countUnused(ctx context.Context, userID, setID string) (int, error) {
+	rows, err := s.hotQuery(ctx, sqlCountUnusedCodes, userID, setID)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, err
+		}
+	}
+	return n, rows.Err()
 }
 
 // errNotWon rolls back a transaction whose conditional update found nothing.

@@ -99,15 +99,25 @@ type challengeFactorRow struct {
 // same query the factor it is bound to (nil when it names none or the user's
 // factor is gone).
 func (s *Store) GetChallengeAndFactor(ctx context.Context, id string) (*Challenge, *Factor, error) {
-	var rows []challengeFactorRow
-	if err := s.DB(ctx).Raw(challengeAndFactorSQL, id).Scan(&rows).Error; err != nil {
+	// On the login path of stored challenges: one prepared statement (hot.go),
+	// its row mapped by gorm's schema.
+	rows, err := s.hotQuery(ctx, challengeAndFactorSQL, id)
+	if err != nil {
 		return nil, nil, err
 	}
-	if len(rows) == 0 {
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, nil, err
+		}
 		return nil, nil, ErrNotFound
 	}
-	c := rows[0].Challenge
-	return &c, rows[0].F.factor(), nil
+	var row challengeFactorRow
+	if err := s.db.ScanRows(rows, &row); err != nil {
+		return nil, nil, err
+	}
+	c := row.Challenge
+	return &c, row.F.factor(), nil
 }
 
 // LoadSealedChallenge completes a challenge whose fields came from its sealed id
@@ -181,10 +191,10 @@ func (s *Store) FailSealedChallengeAttempt(ctx context.Context, c *Challenge, no
 // ConsumeChallenge marks an open, unexpired challenge accepted. It reports whether
 // this caller won: of concurrent callers, exactly one does.
 func (s *Store) ConsumeChallenge(ctx context.Context, id string, now time.Time) (bool, error) {
-	res := s.DB(ctx).Model(&Challenge{}).
-		Where("id = ? AND state = ? AND expires_at > ? AND attempts < max_attempts", id, ChallengeOpen, now).
-		Updates(map[string]any{"state": ChallengeAccepted, "updated_at": now})
-	return res.RowsAffected == 1, res.Error
+	// On the login path of stored challenges: one prepared statement (hot.go).
+	n, err := s.hotExec(ctx, "UPDATE challenges SET state = ?, updated_at = ? WHERE id = ? AND state = ? AND expires_at > ? AND attempts < max_attempts",
+		ChallengeAccepted, now, id, ChallengeOpen, now)
+	return n == 1, err
 }
 
 // FailChallengeAttempt counts one wrong answer on an open, unexpired challenge; the

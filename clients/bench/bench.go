@@ -21,6 +21,17 @@
 //     only them; either way they must be answered valid=false.
 //   - backup-code: BeginChallenge + VerifyChallenge with a backup code; the sets
 //     are issued through the API before the run, and every code is used once.
+//   - admin-code: BeginChallenge + VerifyChallenge with an admin code (the
+//     one-time code an admin issues to a locked-out user); one code is issued
+//     per user through the admin API before the run (the actor is put in the
+//     admin group first), and each is used once.
+//
+// The figures that count are authd's own: with Config.ServerCPU each result
+// carries authd's CPU time per successful request and that divided by its CPU
+// per health check in the same run (CPU × health); with Config.ServerHistograms
+// authd's histogram (RPCHistogram) is scraped before and after each measurement
+// and the p50/p99 of the scenario's RPCs in between are reported next to the
+// tool's own percentiles.
 //
 // Latency is measured per request (per login for the two-RPC scenarios). In paced
 // mode (a target rate), it is measured from when the request was due, not from
@@ -89,10 +100,11 @@ const (
 	AppPassword = "app-password"
 	BackupCode  = "backup-code"
 	PushLogin   = "push-login"
+	AdminCode   = "admin-code"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{Health, TOTPLogin, AppPassword, BackupCode, PushLogin}
+var Scenarios = []string{Health, TOTPLogin, AppPassword, BackupCode, AdminCode, PushLogin}
 
 // Config says how to load authd.
 type Config struct {
@@ -122,6 +134,11 @@ type Config struct {
 	// BackupUsers get a set of backup codes each for backup-code (default 2000,
 	// 20 000 codes).
 	BackupUsers int
+	// AdminCodeUsers get one admin code each for admin-code (default 10 000),
+	// issued by AdminActor (default "bench-admin"), whom the run first puts in
+	// AdminGroup (default "admin", authd's default -admin-groups).
+	AdminCodeUsers         int
+	AdminActor, AdminGroup string
 	// Now is the clock (default time.Now); it must agree with authd's.
 	Now func() time.Time
 	// Log, if set, receives progress lines.
@@ -129,6 +146,10 @@ type Config struct {
 	// ServerCPU, if set, reads the CPU time authd has used (ProcessCPU); each
 	// Result then carries the server's CPU per successful request.
 	ServerCPU func() time.Duration
+	// ServerHistograms, if set, reads authd's RPC latency histograms
+	// (ScrapeHistograms); each Result then carries the server-side percentiles of
+	// its scenario's RPCs.
+	ServerHistograms func(ctx context.Context) (Histograms, error)
 }
 
 func (c *Config) defaults() {
@@ -149,6 +170,15 @@ func (c *Config) defaults() {
 	}
 	if c.BackupUsers <= 0 {
 		c.BackupUsers = 2000
+	}
+	if c.AdminCodeUsers <= 0 {
+		c.AdminCodeUsers = 10000
+	}
+	if c.AdminActor == "" {
+		c.AdminActor = "bench-admin"
+	}
+	if c.AdminGroup == "" {
+		c.AdminGroup = "admin"
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -179,6 +209,21 @@ type Result struct {
 	// ServerCPUPerOp is authd's CPU time per successful request (with
 	// Config.ServerCPU).
 	ServerCPUPerOp time.Duration
+	// CPURatio is ServerCPUPerOp over the health check's in the same run: the
+	// figure the targets are stated in.
+	CPURatio float64
+	// Server holds authd's own latency of each RPC the scenario calls, from its
+	// histogram (with Config.ServerHistograms), in the order the scenario calls them.
+	Server []ServerLatency
+	// ServerError says why Server is empty when a scrape failed.
+	ServerError string `json:",omitempty"`
+}
+
+// ServerLatency is one RPC's latency as authd measured it during a measurement.
+type ServerLatency struct {
+	Method   string
+	Count    uint64
+	P50, P99 time.Duration
 }
 
 // ErrorCount sums Errors.
@@ -235,28 +280,16 @@ func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
 	}
 	var rep Report
 	var health float64
+	var healthCPU time.Duration
 	tl := &totpLogin{cfg: &cfg}
 	tl.cursor.Store(cfg.Cursor)
 	for _, name := range Scenarios {
 		if !want[name] {
 			continue
 		}
-		var sc scenario
-		switch name {
-		case Health:
-			sc = healthCheck{cfg.Client}
-		case TOTPLogin:
-			if cfg.Users <= 0 {
-				return rep, errors.New("bench: totp-login needs Config.Users (seeded users)")
-			}
-			tl.last = make([]atomic.Int64, cfg.Users)
-			sc = tl
-		case AppPassword:
-			sc = &appPassword{cfg: &cfg}
-		case BackupCode:
-			sc = &backupCode{cfg: &cfg}
-		case PushLogin:
-			sc = &pushLogin{cfg: &cfg}
+		sc, err := newScenario(&cfg, name, tl)
+		if err != nil {
+			return rep, err
 		}
 		fmt.Fprintf(cfg.Log, "%s: preparing\n", name)
 		if err := sc.prepare(ctx); err != nil {
@@ -266,16 +299,14 @@ func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
 			measure(ctx, sc, cfg.Workers, 0, cfg.Warmup, cfg.Now)
 		}
 		fmt.Fprintf(cfg.Log, "%s: measuring %v with %d workers\n", name, cfg.Duration, cfg.Workers)
-		r := cfg.measure(ctx, sc, 0)
-		r.Scenario = name
+		r := cfg.measure(ctx, name, sc, 0)
 		if name == Health {
-			health = r.PerSecond
+			health, healthCPU = r.PerSecond, r.ServerCPUPerOp
 		}
 		rep.Results = append(rep.Results, r)
 		if cfg.HalfRate && name != Health && r.PerSecond > 0 {
 			fmt.Fprintf(cfg.Log, "%s: measuring %v paced at %.0f/s\n", name, cfg.Duration, r.PerSecond/2)
-			h := cfg.measure(ctx, sc, r.PerSecond/2)
-			h.Scenario = name
+			h := cfg.measure(ctx, name, sc, r.PerSecond/2)
 			rep.Results = append(rep.Results, h)
 		}
 		sc.cleanup(context.WithoutCancel(ctx))
@@ -287,19 +318,65 @@ func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
 		if health > 0 {
 			rep.Results[i].Ratio = rep.Results[i].PerSecond / health
 		}
+		if healthCPU > 0 {
+			rep.Results[i].CPURatio = float64(rep.Results[i].ServerCPUPerOp) / float64(healthCPU)
+		}
 	}
 	rep.Cursor = tl.cursor.Load()
 	return rep, nil
 }
 
-func (c *Config) measure(ctx context.Context, sc scenario, rate float64) Result {
+// measure measures one scenario, with authd's CPU and histograms read before and
+// after when the Config can.
+func newScenario(cfg *Config, name string, tl *totpLogin) (scenario, error) {
+	switch name {
+	case TOTPLogin:
+		if cfg.Users <= 0 {
+			return nil, errors.New("bench: totp-login needs Config.Users (seeded users)")
+		}
+		tl.last = make([]atomic.Int64, cfg.Users)
+		return tl, nil
+	case AppPassword:
+		return &appPassword{cfg: cfg}, nil
+	case BackupCode:
+		return &backupCode{cfg: cfg}, nil
+	case AdminCode:
+		return &adminCode{cfg: cfg}, nil
+	case PushLogin:
+		return &pushLogin{cfg: cfg}, nil
+	}
+	return healthCheck{cfg.Client}, nil
+}
+
+func (c *Config) measure(ctx context.Context, name string, sc scenario, rate float64) Result {
 	var before time.Duration
+	var hBefore Histograms
+	var hErr error
+	if c.ServerHistograms != nil {
+		hBefore, hErr = c.ServerHistograms(ctx)
+	}
 	if c.ServerCPU != nil {
 		before = c.ServerCPU()
 	}
 	r := measure(ctx, sc, c.Workers, rate, c.Duration, c.Now)
+	r.Scenario = name
 	if c.ServerCPU != nil && r.OK > 0 {
 		r.ServerCPUPerOp = (c.ServerCPU() - before) / time.Duration(r.OK)
+	}
+	if c.ServerHistograms == nil {
+		return r
+	}
+	var hAfter Histograms
+	if hErr == nil {
+		hAfter, hErr = c.ServerHistograms(ctx)
+	}
+	if hErr != nil {
+		r.ServerError = hErr.Error()
+		return r
+	}
+	for _, m := range scenarioMethods[name] {
+		d := hAfter[m].Sub(hBefore[m])
+		r.Server = append(r.Server, ServerLatency{Method: m, Count: d.Total(), P50: d.Quantile(0.50), P99: d.Quantile(0.99)})
 	}
 	return r
 }
@@ -403,28 +480,62 @@ func errorKind(err error) string {
 	return err.Error()
 }
 
-// Print writes rep as a table.
+// Print writes rep as tables: the tool's view (rate, its latency per request or
+// login), then authd's (its CPU per request and that over a health check's, and
+// its own latency of each RPC, from its histogram).
 func Print(w io.Writer, rep Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\trate\tworkers\tok\terrors\tok/s\tp50\tp95\tp99\tmax\t× health\tauthd CPU/op\t")
+	fmt.Fprintln(tw, "scenario\trate\tworkers\tok\terrors\tok/s\tp50\tp95\tp99\tmax\t× health (rate)\tauthd CPU/op\tCPU × health\t")
 	for _, r := range rep.Results {
-		rate := "max"
-		if r.Rate > 0 {
-			rate = fmt.Sprintf("%.0f/s", r.Rate)
-		}
-		cpu := "-"
+		cpu, cpuRatio := "-", "-"
 		if r.ServerCPUPerOp > 0 {
 			cpu = fmt.Sprintf("%.0fµs", float64(r.ServerCPUPerOp)/float64(time.Microsecond))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.2f\t%s\t\n", r.Scenario, rate, r.Workers, r.OK, r.ErrorCount(),
-			r.PerSecond, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), r.Ratio, cpu)
+		if r.CPURatio > 0 {
+			cpuRatio = fmt.Sprintf("%.2f", r.CPURatio)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t\n", r.Scenario, rateOf(r), r.Workers, r.OK, r.ErrorCount(),
+			r.PerSecond, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), r.Ratio, cpu, cpuRatio)
 	}
 	tw.Flush()
+	printServer(w, rep)
 	for _, r := range rep.Results {
 		if len(r.Errors) > 0 || r.Waits > 0 {
 			fmt.Fprintf(w, "%s: errors %v, step waits %d\n", r.Scenario, r.Errors, r.Waits)
 		}
 	}
+}
+
+func rateOf(r Result) string {
+	if r.Rate > 0 {
+		return fmt.Sprintf("%.0f/s", r.Rate)
+	}
+	return "max"
+}
+
+// printServer writes authd's own percentiles per scenario and RPC, beside the
+// tool's p99 of the whole request or login.
+func printServer(w io.Writer, rep Report) {
+	have := false
+	for _, r := range rep.Results {
+		have = have || len(r.Server) > 0 || r.ServerError != ""
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintf(w, "\nauthd's %s:\n", RPCHistogram)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\trate\tRPC\tcalls\tauthd p50\tauthd p99\ttool p99\t")
+	for _, r := range rep.Results {
+		if r.ServerError != "" {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\n", r.Scenario, rateOf(r), r.ServerError)
+		}
+		for _, l := range r.Server {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t\n", r.Scenario, rateOf(r), l.Method[strings.LastIndexByte(l.Method, '/')+1:],
+				l.Count, ms(l.P50), ms(l.P99), ms(r.P99))
+		}
+	}
+	tw.Flush()
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,7 +69,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("seed again: %v", err)
 	}
 
-	cfg, err := app.Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", dbURL, "-breached-mode", "off", "-push-daily-cap", "1000000"},
+	cfg, err := app.Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-database-url", dbURL, "-breached-mode", "off", "-push-daily-cap", "1000000"},
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,9 @@ func TestSmoke(t *testing.T) {
 	defer c.Close()
 	rep, err := bench.Run(ctx, bench.Config{
 		Client: c, Workers: 2, Duration: time.Second, Warmup: -1, Secret: "smoke", Users: 100,
-		AppPasswordUsers: 20, BackupUsers: 300,
+		AppPasswordUsers: 20, BackupUsers: 300, AdminCodeUsers: 3000,
+		ServerCPU:        selfCPU(t),
+		ServerHistograms: bench.ScrapeHistograms("http://" + a.MetricsAddr() + "/metrics"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -115,8 +118,35 @@ func TestSmoke(t *testing.T) {
 		if r.Ratio <= 0 || r.P50 <= 0 || r.P99 < r.P50 {
 			t.Errorf("%s: ratio %.2f, p50 %v, p99 %v: want positive and ordered", r.Scenario, r.Ratio, r.P50, r.P99)
 		}
+		checkServerSide(t, r)
 	}
 	if rep.Cursor == 0 {
 		t.Error("the TOTP rotation cursor did not move")
+	}
+}
+
+// selfCPU reads this test process's CPU time: authd runs in it.
+func selfCPU(t *testing.T) func() time.Duration {
+	cpu, err := bench.ProcessCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cpu
+}
+
+// checkServerSide: every scenario got authd's CPU ratio and, for each RPC it
+// calls, as many histogram observations as it made successful calls at least.
+func checkServerSide(t *testing.T, r bench.Result) {
+	t.Helper()
+	if r.ServerError != "" || len(r.Server) == 0 {
+		t.Errorf("%s: no server-side latency (%s)", r.Scenario, r.ServerError)
+	}
+	if r.CPURatio <= 0 {
+		t.Errorf("%s: CPU × health %.2f, want positive", r.Scenario, r.CPURatio)
+	}
+	for _, l := range r.Server {
+		if l.Count < uint64(r.OK) || l.P50 <= 0 || l.P99 < l.P50 {
+			t.Errorf("%s %s: %d calls (ok %d), p50 %v, p99 %v", r.Scenario, l.Method, l.Count, r.OK, l.P50, l.P99)
+		}
 	}
 }

@@ -22,6 +22,7 @@ const (
 	spaceAppPw     = 172<<24 | 16<<16 // 172.16.0.0/12
 	spaceBackup    = 100<<24 | 64<<16 // 100.64.0.0/10
 	spaceFailing   = 198<<24 | 18<<16 // 198.18.0.0/15 (RFC 2544 benchmarking)
+	spaceAdmin     = 172<<24 | 24<<16 // 172.24.0.0/15 (in 172.16.0.0/12)
 	spaceMaskTOTP  = 1<<24 - 1
 	spaceMaskOther = 1<<17 - 1
 )
@@ -290,4 +291,61 @@ func parallel(ctx context.Context, workers, n int, fn func(ctx context.Context, 
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// adminCode logs in with admin codes issued through the admin API before the
+// run, one per user; each code is used once.
+type adminCode struct {
+	cfg   *Config
+	mu    sync.Mutex
+	codes []string // codes[i] belongs to acUser(i)
+	next  int
+}
+
+func acUser(i int) string { return fmt.Sprintf("bench-ac-%06d", i) }
+
+func (a *adminCode) prepare(ctx context.Context) error {
+	if _, err := a.cfg.Client.Admin.SetUserGroups(ctx, &pb.SetUserGroupsRequest{UserId: a.cfg.AdminActor, Groups: []string{a.cfg.AdminGroup}}); err != nil {
+		return fmt.Errorf("put %s in group %s: %w", a.cfg.AdminActor, a.cfg.AdminGroup, err)
+	}
+	a.codes = make([]string, a.cfg.AdminCodeUsers)
+	a.next = 0
+	return parallel(ctx, a.cfg.Workers, len(a.codes), func(ctx context.Context, i int) error {
+		resp, err := a.cfg.Client.Admin.IssueAdminBackupCode(ctx, &pb.IssueAdminBackupCodeRequest{ActorId: a.cfg.AdminActor, UserId: acUser(i)})
+		a.codes[i] = resp.GetCode()
+		return err
+	})
+}
+
+func (*adminCode) cleanup(context.Context) {}
+
+func (a *adminCode) take() (int, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.next >= len(a.codes) {
+		return 0, false
+	}
+	a.next++
+	return a.next - 1, true
+}
+
+func (a *adminCode) do(ctx context.Context, _ time.Time) error {
+	i, ok := a.take()
+	if !ok {
+		return unexpected("admin-code: ran out of issued codes (raise -admin-code-users)")
+	}
+	user, cc := acUser(i), clientContext(spaceAdmin, i)
+	ch, err := a.cfg.Client.Challenges.BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: user, Method: pb.Method_METHOD_ADMIN_CODE, Context: cc})
+	if err != nil {
+		return err
+	}
+	v, err := a.cfg.Client.Challenges.VerifyChallenge(ctx, &pb.VerifyChallengeRequest{
+		ChallengeId: ch.GetChallengeId(), Response: &pb.VerifyChallengeRequest_Code{Code: a.codes[i]}, Context: cc})
+	if err != nil {
+		return err
+	}
+	if v.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		return unexpected("admin-code: " + v.GetResult().String() + " " + v.GetReason().String())
+	}
+	return nil
 }

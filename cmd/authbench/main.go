@@ -1,12 +1,15 @@
 // Command authbench seeds benchmark users and load-tests a running authd.
 //
 //	authbench seed -data-dir DIR -users 1000000 [-database-url postgres://…]
-//	authbench run  -data-dir DIR -addr 127.0.0.1:7443 -users 1000000 [-scenarios health,totp-login,app-password,backup-code] [-half-rate]
+//	authbench run  -data-dir DIR -addr 127.0.0.1:7443 -users 1000000 [-scenarios health,totp-login,app-password,backup-code,admin-code] [-half-rate]
+//	               [-authd-pid PID] [-metrics-url http://127.0.0.1:9464/metrics]
 //
 // seed writes users with an active TOTP factor straight into authd's database,
 // sealed with DIR/keys.json; run drives authd over gRPC with the API key in
 // DIR/admin.key and prints requests/s, latency percentiles, errors and each
-// scenario's ratio to the health check. See clients/bench and docs/PERFORMANCE.md.
+// scenario's ratio to the health check; with -authd-pid, authd's CPU per request
+// and its ratio to a health check's; with -metrics-url, authd's own p50/p99 of
+// each RPC from its twofactor_rpc_duration_seconds histogram. See clients/bench and docs/PERFORMANCE.md.
 package main
 
 import (
@@ -113,6 +116,10 @@ func runCmd(ctx context.Context, args []string) error {
 	apUsers := fs.Int("app-password-users", 1000, "users given an app password for app-password")
 	apInvalid := fs.Int("app-password-invalid-every", 8, "every n-th app-password request presents an invalid password (-1: none)")
 	bcUsers := fs.Int("backup-users", 2000, "users given 10 backup codes each for backup-code")
+	acUsers := fs.Int("admin-code-users", 10000, "users given an admin code each for admin-code")
+	acActor := fs.String("admin-actor", "bench-admin", "actor issuing the admin codes (put in -admin-group first)")
+	acGroup := fs.String("admin-group", "admin", "one of authd's -admin-groups")
+	metricsURL := fs.String("metrics-url", "", "authd's metrics endpoint (its -metrics-listen, e.g. http://127.0.0.1:9464/metrics): report authd's own RPC latency")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
 	authdPID := fs.Int("authd-pid", 0, "pid of a local authd: report its CPU time per request (Linux)")
 	if err := fs.Parse(args); err != nil {
@@ -135,20 +142,19 @@ func runCmd(ctx context.Context, args []string) error {
 		_ = json.Unmarshal(raw, &st)
 	}
 	var names []string
-	for _, n := range strings.Split(*scenarios, ",") {
+	for n := range strings.SplitSeq(*scenarios, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			names = append(names, n)
 		}
 	}
-	var serverCPU func() time.Duration
-	if *authdPID > 0 {
-		if serverCPU, err = bench.ProcessCPU(*authdPID); err != nil {
-			return fmt.Errorf("authd-pid: %w", err)
-		}
+	serverCPU, hists, err := serverProbes(ctx, *authdPID, *metricsURL)
+	if err != nil {
+		return err
 	}
 	rep, err := bench.Run(ctx, bench.Config{
-		ServerCPU: serverCPU,
-		Client:    c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
+		ServerCPU: serverCPU, ServerHistograms: hists,
+		AdminCodeUsers: *acUsers, AdminActor: *acActor, AdminGroup: *acGroup,
+		Client: c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
 		Secret: *secret, FirstUser: *first, Users: *users, Cursor: st.Cursor,
 		AppPasswordUsers: *apUsers, AppPasswordInvalidEvery: *apInvalid, BackupUsers: *bcUsers, Log: os.Stderr,
 	}, names...)
@@ -166,4 +172,24 @@ func runCmd(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// serverProbes returns the readers of authd's CPU time (pid > 0) and of its RPC
+// histograms (url set), each checked once.
+func serverProbes(ctx context.Context, pid int, url string) (func() time.Duration, func(context.Context) (bench.Histograms, error), error) {
+	var cpu func() time.Duration
+	if pid > 0 {
+		var err error
+		if cpu, err = bench.ProcessCPU(pid); err != nil {
+			return nil, nil, fmt.Errorf("authd-pid: %w", err)
+		}
+	}
+	var hists func(context.Context) (bench.Histograms, error)
+	if url != "" {
+		hists = bench.ScrapeHistograms(url)
+		if _, err := hists(ctx); err != nil {
+			return nil, nil, fmt.Errorf("metrics-url: %w", err)
+		}
+	}
+	return cpu, hists, nil
 }
