@@ -51,6 +51,7 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
 	"github.com/twofactor/twofactor/notify/channels/telegram"
+	"github.com/twofactor/twofactor/notify/pushdelivery"
 )
 
 // Limits bound one channel's sending.
@@ -82,9 +83,12 @@ type Options struct {
 	// chat bindings; with a webhook, mount TelegramWebhook instead.
 	Telegram     *telegram.Bot
 	TelegramPoll bool
-	Now          func() time.Time
-	Logger       *slog.Logger
-	Metrics      *Metrics // default: a fresh set (not registered anywhere)
+	// Push, when set, runs the push worker (pushdelivery.NewWorker) beside the
+	// gateway channels' workers.
+	Push    *pushdelivery.Deps
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Metrics *Metrics // default: a fresh set (not registered anywhere)
 	// Observe, if set, sees every settled delivery (tests).
 	Observe func(notify.Outcome)
 
@@ -145,6 +149,13 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		}
 		workers = append(workers, w)
 	}
+	if o.Push != nil {
+		w, err := d.newPushWorker(ctx)
+		if err != nil {
+			return nil, err
+		}
+		workers = append(workers, w)
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
 	for _, w := range workers {
@@ -177,6 +188,18 @@ func (d *Daemon) Stop() {
 
 // Healthy reports whether NATS and JetStream answer.
 func (d *Daemon) Healthy(ctx context.Context) error { return notify.HealthyContext(ctx, d.nc) }
+
+// newPushWorker is pushdelivery's worker on o.Push, with the daemon's clock and logger.
+func (d *Daemon) newPushWorker(ctx context.Context) (*notify.Worker, error) {
+	pd := *d.opts.Push
+	if pd.Now == nil {
+		pd.Now = d.opts.Now
+	}
+	if pd.Logger == nil {
+		pd.Logger = d.opts.Logger
+	}
+	return pushdelivery.NewWorker(ctx, d.opts.JS, d.opts.Names, pd)
+}
 
 func (d *Daemon) newWorker(ctx context.Context, ch string) (*notify.Worker, error) {
 	o := d.opts

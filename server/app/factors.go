@@ -45,7 +45,8 @@ func (a *App) buildFactors(d *server.Deps) error {
 	d.BackupCodes = backupcodes.New(a.store, ring, backupcodes.Options{})
 	d.AdminCodes = admincodes.New(a.store, ring, admincodes.Options{})
 	if d.Push, err = push.New(a.store, ring, push.Config{NumberMode: a.cfg.PushNumberMode, Digits: a.cfg.PushDigits,
-		DailyCap: a.cfg.PushDailyCap, LockOnNotMe: a.cfg.PushLockOnNotMe, EndpointHosts: splitList(a.cfg.PushEndpointHosts)}); err != nil {
+		DailyCap: a.cfg.PushDailyCap, LockOnNotMe: a.cfg.PushLockOnNotMe, EndpointHosts: splitList(a.cfg.PushEndpointHosts),
+		AllowHTTP: a.cfg.pushAllowHTTP}); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
 	var pub server.PushPublisher
