@@ -67,6 +67,7 @@ func (tp *topology) testBrowser(t *testing.T) {
 	t.Run("BackupCodes", b.backupCodes)
 	t.Run("AdminCode", b.adminCode)
 	t.Run("AppPassword", b.appPassword)
+	t.Run("PushApprovedOnDevicePage", b.push)
 }
 
 type flows struct {
@@ -367,4 +368,34 @@ func (f *flows) appPassword(t *testing.T) {
 	if err != nil || !v.GetValid() {
 		t.Fatalf("the issued app password does not verify: %v %v", v, err)
 	}
+}
+
+// Push approval: the account page enrolls a device; a second browser context (the
+// "phone") opens the demo's device page, enrolls with the token (a non-extractable
+// WebCrypto key in its IndexedDB) and polls; the sign-in page sends the push and
+// shows the number, the device shows the login's context, the number is typed
+// there, and the waiting sign-in page lands on the account.
+func (f *flows) push(t *testing.T) {
+	tb := f.tab(t, false)
+	u := user("pia")
+	tb.signIn(u)
+	tb.waitBody("Account of " + u)
+	tb.do(chromedp.Click(chromedp.CSS("#push-enroll")), chromedp.WaitVisible(chromedp.CSS("#push-token")))
+	token := strings.TrimSpace(tb.text("#push-token"))
+
+	phone := f.tab(t, false)
+	phone.do(chromedp.Navigate(phone.url+"/device"), chromedp.WaitVisible(chromedp.CSS("#device-token")),
+		chromedp.SendKeys(chromedp.CSS("#device-token"), token), chromedp.Click(chromedp.CSS("#device-enroll button")))
+	phone.waitBody("Enrolled for " + u)
+
+	tb.signOut()
+	tb.signIn(u)
+	tb.do(chromedp.WaitVisible(chromedp.CSS("#push-signin")), chromedp.Click(chromedp.CSS("#push-signin")),
+		chromedp.WaitVisible(chromedp.CSS("#push-number-value")))
+	number := strings.TrimSpace(tb.text("#push-number-value"))
+
+	phone.waitBody("Sign-in to demo-web")
+	phone.do(chromedp.SendKeys(chromedp.CSS("#device-number"), number), chromedp.Click(chromedp.CSS("#device-approve")))
+	phone.waitBody("Approved.")
+	tb.waitBody("Account of " + u)
 }
