@@ -102,7 +102,7 @@ func plural(n int, one, many string) string {
 
 func login(e *env, args []string) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
-	method := fs.String("method", "totp", "totp, backup_code or admin_code")
+	method := fs.String("method", "totp", "totp, backup_code, admin_code or push")
 	user, err := userThenFlags(fs, args, "login <user> [-method M]")
 	if err != nil {
 		return err
@@ -110,6 +110,9 @@ func login(e *env, args []string) error {
 	m, ok := pb.Method_value["METHOD_"+strings.ToUpper(*method)]
 	if !ok {
 		return fmt.Errorf("-method %q: want totp, backup_code or admin_code", *method)
+	}
+	if pb.Method(m) == pb.Method_METHOD_PUSH {
+		return loginPush(e, user) // device.go
 	}
 	ch, err := e.c.Begin(e.ctx, user, pb.Method(m), &pb.ClientContext{Client: "authctl"})
 	if err != nil {
