@@ -1,7 +1,10 @@
 // Package daemon is notifyd: the workers that take sealed one-time codes off
 // <p>.gateway.send.<channel>, open them with the delivery key and hand them to the
 // channel configured for each (notify/channels/...), and the Telegram update receiver
-// that turns "/start <token>" into a binding event for authd. cmd/notifyd is a thin
+// that turns "/start <token>" into a binding event for authd, and (with
+// -database-url) the push worker of notify/pushdelivery, which wakes push-approval
+// devices through Web Push or ntfy (see that package's security properties; the
+// endpoints are opened with authd's key ring, in memory). cmd/notifyd is a thin
 // main around Run; authd's embedded mode calls Start with OutboxSenders to run the
 // same workers in-process.
 //
