@@ -66,9 +66,21 @@ func LoadVAPIDKeyFile(path string) (privateKey, publicKey string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("vapid key file: %w", err)
 	}
+	if privateKey, publicKey, err = ParseVAPIDKeys(raw); err != nil {
+		return "", "", fmt.Errorf("vapid key file %s: %w", path, err)
+	}
+	return privateKey, publicKey, nil
+}
+
+// ParseVAPIDKeys reads the key file's JSON and checks that the keys are a P-256
+// pair (as New does), so a damaged file fails at start, not at the first push.
+func ParseVAPIDKeys(raw []byte) (privateKey, publicKey string, err error) {
 	var f vapidFile
-	if err := json.Unmarshal(raw, &f); err != nil || f.PublicKey == "" || f.PrivateKey == "" {
-		return "", "", fmt.Errorf("vapid key file %s: want {\"public_key\":…,\"private_key\":…}", path)
+	if len(raw) > 4096 || json.Unmarshal(raw, &f) != nil || f.PublicKey == "" || f.PrivateKey == "" {
+		return "", "", errors.New(`want {"public_key":…,"private_key":…}`)
+	}
+	if _, err := New(Config{VAPIDPublicKey: f.PublicKey, VAPIDPrivateKey: f.PrivateKey, Subscriber: "check"}); err != nil {
+		return "", "", err
 	}
 	return f.PrivateKey, f.PublicKey, nil
 }

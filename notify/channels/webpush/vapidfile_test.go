@@ -42,3 +42,37 @@ func TestVAPIDKeyFile(t *testing.T) {
 		t.Fatal("a missing file was loaded")
 	}
 }
+
+// FuzzParseVAPIDKeys: any input is refused or yields a pair New accepts.
+func FuzzParseVAPIDKeys(f *testing.F) {
+	priv, pub, err := webpush.GenerateVAPIDKeys()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(`{"public_key":"` + pub + `","private_key":"` + priv + `"}`))
+	f.Add([]byte(`{"public_key":"` + pub + `","private_key":"AAAA"}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		priv, pub, err := webpush.ParseVAPIDKeys(raw)
+		if err != nil {
+			return
+		}
+		if _, err := webpush.New(webpush.Config{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subscriber: "ops@auth.example"}); err != nil {
+			t.Fatalf("parsed keys New refuses: %v", err)
+		}
+	})
+}
+
+// A file whose keys are not a pair is refused when it is loaded.
+func TestVAPIDKeyFileMismatch(t *testing.T) {
+	_, pub1, _ := webpush.GenerateVAPIDKeys()
+	priv2, _, _ := webpush.GenerateVAPIDKeys()
+	path := filepath.Join(t.TempDir(), "vapid.json")
+	if err := os.WriteFile(path, []byte(`{"public_key":"`+pub1+`","private_key":"`+priv2+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := webpush.LoadVAPIDKeyFile(path); err == nil {
+		t.Fatal("a mismatched pair was loaded")
+	}
+}
