@@ -201,6 +201,13 @@ func (d *Daemon) newPushWorker(ctx context.Context) (*notify.Worker, error) {
 	if pd.Logger == nil {
 		pd.Logger = d.opts.Logger
 	}
+	observe := pd.Observe
+	pd.Observe = func(deviceID, kind string, err error) {
+		d.opts.Metrics.pushed(kind, err)
+		if observe != nil {
+			observe(deviceID, kind, err)
+		}
+	}
 	return pushdelivery.NewWorker(ctx, d.opts.JS, d.opts.Names, pd)
 }
 

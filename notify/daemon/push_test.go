@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy/ntfytest"
 	"github.com/twofactor/twofactor/notify/natstest"
@@ -67,7 +69,8 @@ func TestStandalonePushDelivery(t *testing.T) {
 	defer closeStore()
 	nc, js, names := natstest.Start(t)
 	key, _ := notify.GenerateDeliveryKey()
-	d, err := Start(context.Background(), Options{JS: js, Names: names, Key: key, Push: pd, Logger: log})
+	m := NewMetrics()
+	d, err := Start(context.Background(), Options{JS: js, Names: names, Key: key, Push: pd, Logger: log, Metrics: m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +85,13 @@ func TestStandalonePushDelivery(t *testing.T) {
 			t.Fatal("the ntfy device was not woken")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor := time.Now().Add(5 * time.Second)
+	for testutil.ToFloat64(m.Pushes.WithLabelValues("ntfy", "ok")) != 1 {
+		if time.Now().After(waitFor) {
+			t.Fatalf("notifyd_push_wakeups_total{kind=ntfy,result=ok} = %v", testutil.ToFloat64(m.Pushes.WithLabelValues("ntfy", "ok")))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	var w push.Wake
 	if err := json.Unmarshal([]byte(nt.Poll(t, "upBob1")[0].Message), &w); err != nil || w.ChallengeID != "ch-std-1" || w.DeviceID != deviceID {
