@@ -40,6 +40,15 @@ const (
 	EventGroupAdminsSet           = "group.admins_set"
 	EventThrottled                = "throttled"
 	EventThrottleCleared          = "throttle.cleared"
+	// Remembered devices: remembered (a token issued), used (a token accepted and
+	// rotated, or accepted again within the grace), rejected (a token not
+	// accepted), theft_detected (a rotated-away token replayed: series revoked),
+	// revoked (by the user, an admin, the per-user cap or a credentials change).
+	EventDeviceRemembered    = "device.remembered"
+	EventDeviceUsed          = "device.used"
+	EventDeviceRejected      = "device.rejected"
+	EventDeviceTheftDetected = "device.theft_detected"
+	EventDeviceRevoked       = "device.revoked"
 )
 
 // AuditEvents lists every event name above.
@@ -50,6 +59,7 @@ var AuditEvents = []string{
 	EventAppPasswordIssued, EventAppPasswordRevoked, EventAdminReset, EventPolicyChanged,
 	EventWebAuthnCounterRegressed, EventAdminCodeExpired, EventAppPasswordRejected, EventUserDeleted,
 	EventUserGroupsSet, EventGroupAdminsSet, EventThrottled, EventThrottleCleared,
+	EventDeviceRemembered, EventDeviceUsed, EventDeviceRejected, EventDeviceTheftDetected, EventDeviceRevoked,
 }
 
 // AuditEvent is one security-relevant event (see the package documentation for the field

@@ -62,6 +62,9 @@ func (s *adminService) IssueAdminBackupCode(ctx context.Context, req *pb.IssueAd
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventAdminCodeIssued, UserID: req.GetUserId(), Actor: req.GetActorId(), Method: admincodes.Method,
 		Details: map[string]string{"expires_at": issued.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")}})
+	if err := s.credentialsChanged(ctx, req.GetUserId(), notify.EventAdminCodeIssued, req.GetActorId()); err != nil {
+		return nil, err
+	}
 	return &pb.IssueAdminBackupCodeResponse{Code: issued.Code, ExpiresAt: timestamppb.New(issued.ExpiresAt)}, nil
 }
 
@@ -87,6 +90,9 @@ func (s *adminService) ResetFactors(ctx context.Context, req *pb.ResetFactorsReq
 		details["factor_id"] = req.GetFactorId()
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventAdminReset, UserID: req.GetUserId(), Actor: req.GetActorId(), Details: details})
+	if err := s.credentialsChanged(ctx, req.GetUserId(), notify.EventAdminReset, req.GetActorId()); err != nil {
+		return nil, err
+	}
 	return &pb.ResetFactorsResponse{Removed: uint32(n)}, nil
 }
 
@@ -234,6 +240,9 @@ func policyFromPB(r *Registry, in *pb.Policy) (policy.Policy, error) {
 		ExcludedGroups:                  in.GetExcludedGroups(),
 		PasskeyCompleteLogin:            in.GetPasskeyCompleteLogin(),
 		WebAuthnRequireUserVerification: in.GetWebauthnRequireUserVerification(),
+		RememberDevice:                  in.GetRememberDevice(),
+		RememberDeviceGroups:            in.GetRememberDeviceGroups(),
+		RememberDeviceDeniedGroups:      in.GetRememberDeviceDeniedGroups(),
 	}
 	for i, m := range in.GetAllowedMethods() {
 		name := r.name(m)
@@ -248,13 +257,18 @@ func policyFromPB(r *Registry, in *pb.Policy) (policy.Policy, error) {
 	if err := checkGroups("policy.excluded_groups", p.ExcludedGroups); err != nil {
 		return policy.Policy{}, err
 	}
+	rules, err := groupRulesFromPB(r, in.GetGroupRules())
+	if err != nil {
+		return policy.Policy{}, err
+	}
+	p.GroupRules = rules
 	if g := in.GetGracePeriod(); g != nil {
 		if err := g.CheckValid(); err != nil {
 			return policy.Policy{}, invalid("policy.grace_period", "is not a valid duration")
 		}
 		p.GracePeriod = g.AsDuration()
 	}
-	return p, nil
+	return rememberPolicyFromPB(in, p)
 }
 
 func policyToPB(r *Registry, p policy.Policy) *pb.Policy {
@@ -265,9 +279,14 @@ func policyToPB(r *Registry, p policy.Policy) *pb.Policy {
 		ExcludedGroups:                  p.ExcludedGroups,
 		PasskeyCompleteLogin:            p.PasskeyCompleteLogin,
 		WebauthnRequireUserVerification: p.WebAuthnRequireUserVerification,
+		GroupRules:                      groupRulesToPB(r, p.GroupRules),
 	}
 	if p.GracePeriod > 0 {
 		out.GracePeriod = durationpb.New(p.GracePeriod)
+	}
+	out.RememberDevice, out.RememberDeviceGroups, out.RememberDeviceDeniedGroups = p.RememberDevice, p.RememberDeviceGroups, p.RememberDeviceDeniedGroups
+	if p.RememberDeviceMaxAge > 0 {
+		out.RememberDeviceMaxAge = durationpb.New(p.RememberDeviceMaxAge)
 	}
 	return out
 }
@@ -275,10 +294,31 @@ func policyToPB(r *Registry, p policy.Policy) *pb.Policy {
 // policyDetails summarises a policy for the audit trail.
 func policyDetails(p policy.Policy) map[string]string {
 	return map[string]string{
-		"allowed_methods": strings.Join(p.AllowedMethods, ","),
-		"enforced":        strconv.FormatBool(p.Enforced),
-		"enforced_groups": strings.Join(p.EnforcedGroups, ","),
-		"excluded_groups": strings.Join(p.ExcludedGroups, ","),
-		"grace_period":    p.GracePeriod.String(),
+		"allowed_methods":               strings.Join(p.AllowedMethods, ","),
+		"enforced":                      strconv.FormatBool(p.Enforced),
+		"enforced_groups":               strings.Join(p.EnforcedGroups, ","),
+		"excluded_groups":               strings.Join(p.ExcludedGroups, ","),
+		"grace_period":                  p.GracePeriod.String(),
+		"remember_device":               strconv.FormatBool(p.RememberDevice),
+		"remember_device_groups":        strings.Join(p.RememberDeviceGroups, ","),
+		"remember_device_denied_groups": strings.Join(p.RememberDeviceDeniedGroups, ","),
+		"remember_device_max_age":       p.RememberDeviceMaxAge.String(),
 	}
+}
+
+// rememberPolicyFromPB checks and maps the remembered-device part of a policy.
+func rememberPolicyFromPB(in *pb.Policy, p policy.Policy) (policy.Policy, error) {
+	if err := checkGroups("policy.remember_device_groups", p.RememberDeviceGroups); err != nil {
+		return policy.Policy{}, err
+	}
+	if err := checkGroups("policy.remember_device_denied_groups", p.RememberDeviceDeniedGroups); err != nil {
+		return policy.Policy{}, err
+	}
+	if a := in.GetRememberDeviceMaxAge(); a != nil {
+		if err := a.CheckValid(); err != nil {
+			return policy.Policy{}, invalid("policy.remember_device_max_age", "is not a valid duration")
+		}
+		p.RememberDeviceMaxAge = a.AsDuration()
+	}
+	return p, nil
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
@@ -166,13 +167,13 @@ func TestResetFactors(t *testing.T) {
 
 // Deleting a user removes all their rows, in every table that holds user rows.
 func TestDeleteUserRemovesEverything(t *testing.T) {
-	c := newCluster(t)
+	c, out, _ := otpCluster(t, otpcode.Config{})
 	r := c.start()
 	directory(t, c, r)
 	adm := c.as("admin")
-	r.admin().SetPolicy(adm, &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{Enforced: true}})
+	r.admin().SetPolicy(adm, &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{Enforced: true, RememberDevice: true}})
 	for _, user := range []string{"alice", "frank"} {
-		enrollTOTP(t, c, r, user)
+		_, seed, params := enrollTOTP(t, c, r, user)
 		issueBackupCodes(t, c, r, user)
 		if _, err := r.admin().IssueAdminBackupCode(adm, &pb.IssueAdminBackupCodeRequest{ActorId: "root", UserId: user}); err != nil {
 			t.Fatal(err)
@@ -188,10 +189,16 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.challenges().GetLoginRequirements(c.as("login"), &pb.GetLoginRequirementsRequest{UserId: user})
+		enrollOTP(t, c, r, out, user, pb.Method_METHOD_EMAIL, user+"@example.com") // a sent code's row
+		if _, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: user, Method: pb.Method_METHOD_TELEGRAM}); err != nil {
+			t.Fatal(err) // a link token's row
+		}
 		// A network the throttle remembers as familiar to the user.
 		if err := storagetest.OpenURL(t, c.url).RememberFamiliarNetwork(context.Background(), user, "192.0.2.1", time.Now(), time.Hour, time.Hour, 10); err != nil {
 			t.Fatal(err)
 		}
+		// A remembered device, rotated once (a retired token).
+		checkDevice(t, c, r, user, loginRemember(t, c, r, user, seed, params).GetDeviceToken(), false)
 	}
 	r.admin().SetGroupAdmins(adm, &pb.SetGroupAdminsRequest{Group: "sales", AdminUserIds: []string{"alice", "frank"}})
 	if _, err := r.admin().DeleteUser(adm, &pb.DeleteUserRequest{ActorId: "carol", UserId: "bob"}); status.Code(err) != codes.PermissionDenied {

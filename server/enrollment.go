@@ -23,7 +23,7 @@ func (s *enrollmentService) BeginEnrollment(ctx context.Context, req *pb.BeginEn
 	}
 	f, ok := s.factors.method(req.GetMethod())
 	if ok {
-		if err := s.requireAllowed(ctx, f.Name); err != nil {
+		if err := s.requireAllowedFor(ctx, req.GetUserId(), f.Name); err != nil {
 			return nil, s.toStatus(ctx, err)
 		}
 	}
@@ -63,6 +63,9 @@ func (s *enrollmentService) FinishEnrollment(ctx context.Context, req *pb.Finish
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorEnrolled, UserID: f.UserID, Method: f.Method, Result: "active",
 		Details: map[string]string{"factor_id": f.ID}})
+	if err := s.credentialsChanged(ctx, f.UserID, notify.EventFactorEnrolled, ""); err != nil {
+		return nil, err
+	}
 	return &pb.FinishEnrollmentResponse{Factor: s.factors.factorToPB(f)}, nil
 }
 
@@ -165,5 +168,8 @@ func (s *enrollmentService) RemoveFactor(ctx context.Context, req *pb.RemoveFact
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorRemoved, UserID: f.UserID, Method: f.Method,
 		Details: map[string]string{"factor_id": f.ID}})
+	if err := s.credentialsChanged(ctx, f.UserID, notify.EventFactorRemoved, ""); err != nil {
+		return nil, err
+	}
 	return &pb.RemoveFactorResponse{}, nil
 }

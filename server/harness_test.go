@@ -30,6 +30,7 @@ import (
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/providers/totp"
+	"github.com/twofactor/twofactor/providers/trusteddevice"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/server/throttle"
@@ -90,6 +91,8 @@ type cluster struct {
 	throttle throttle.Config
 	// factors are test-only factors every replica registers after the built-in ones.
 	factors []server.Factor
+	// factorFns build more factors per replica, on the replica's own store.
+	factorFns []func(st *storage.Store) []server.Factor
 	// auditLinger is the replicas' audit writer linger (0: the default).
 	auditLinger time.Duration
 	// pushOnWait is every replica's push.Config.OnWait.
@@ -197,8 +200,12 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	events := notify.NewPublisher(js, nc, c.names)
+	extra := c.factors
+	for _, fn := range c.factorFns {
+		extra = append(extra, fn(st)...)
+	}
 	factors, err := server.NewRegistry(append([]server.Factor{server.TOTPFactor(tp), server.WebAuthnFactor(wa),
-		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes), server.PushFactor(ps, events)}, c.factors...)...)
+		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes), server.PushFactor(ps, events)}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +215,10 @@ func (c *cluster) start() *replica {
 	}
 	ref.Set(pol)
 	ap, err := apppasswords.New(apppasswords.Config{Store: st, Hasher: c.ring, Announcer: events, Now: c.clock.Now, CacheSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices, err := trusteddevice.New(trusteddevice.Config{Store: st, Hasher: c.ring, Now: c.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,7 +236,7 @@ func (c *cluster) start() *replica {
 	srv, err := server.New(server.Deps{
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, Factors: factors, Logger: log, Now: c.clock.Now,
 		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
-		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol,
+		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol, Devices: devices,
 		Push: ps, PushWatcher: server.NATSPushWatcher{Conn: nc, Subject: c.names.PushRequest()},
 	}, server.Options{})
 	if err != nil {

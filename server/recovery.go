@@ -40,6 +40,9 @@ func (s *enrollmentService) IssueBackupCodes(ctx context.Context, req *pb.IssueB
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventBackupCodesIssued, UserID: req.GetUserId(), Method: backupcodes.Method,
 		Details: map[string]string{"count": strconv.Itoa(len(issued.Codes))}})
+	if err := s.credentialsChanged(ctx, req.GetUserId(), notify.EventBackupCodesIssued, ""); err != nil {
+		return nil, err
+	}
 	return &pb.IssueBackupCodesResponse{Codes: issued.Codes, CreatedAt: timestamppb.New(issued.CreatedAt)}, nil
 }
 

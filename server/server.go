@@ -17,6 +17,7 @@ import (
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/providers/push"
+	"github.com/twofactor/twofactor/providers/trusteddevice"
 	"github.com/twofactor/twofactor/providers/webauthn"
 	"github.com/twofactor/twofactor/server/challenge"
 	"github.com/twofactor/twofactor/server/throttle"
@@ -83,6 +84,10 @@ type Deps struct {
 	// WatchPushes streams (NATSPushWatcher); nil: they poll.
 	Push        *push.Service
 	PushWatcher PushWatcher
+	// Devices serves "remember this device"; optional (nil: VerifyChallenge
+	// ignores remember_device and the remembered-device RPCs fail with
+	// FailedPrecondition). The credentials epoch moves either way.
+	Devices *trusteddevice.Service
 }
 
 func (d Deps) check() error {
@@ -120,6 +125,7 @@ type core struct {
 	metrics  *Metrics
 	log      *slog.Logger
 	now      func() time.Time
+	devices  *trusteddevice.Service // optional
 }
 
 // Server is the twofactor.v1 services, one small type per gRPC service.
@@ -140,7 +146,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		return nil, err
 	}
 	c := &core{opts: opts.withDefaults(), store: d.Store, factors: d.Factors, policy: d.Policy, throttle: d.Throttle,
-		auditor: d.Auditor, events: d.Events, keys: d.APIKeys, push: d.Push, metrics: d.Metrics, log: d.Logger, now: d.Now}
+		auditor: d.Auditor, events: d.Events, keys: d.APIKeys, push: d.Push, metrics: d.Metrics, log: d.Logger, now: d.Now, devices: d.Devices}
 	chs, err := challenge.New(d.Store, d.Keys, challenge.Config{TTL: c.opts.ChallengeTTL, MaxAttempts: c.opts.MaxAttempts}, d.Now)
 	if err != nil {
 		return nil, err
@@ -244,13 +250,20 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	}
 }
 
-// Sweep deletes expired challenges and unfinished enrollments; call it now and then.
+// Sweep deletes expired challenges, unfinished enrollments, sent codes and their
+// old send counters; call it now and then.
 func (s *Server) Sweep(ctx context.Context) error {
 	now := s.now().UTC()
 	if _, err := s.store.DeleteChallengesBefore(ctx, now.Add(-time.Hour)); err != nil {
 		return err
 	}
 	if _, err := s.store.DeleteExpiredPendingFactors(ctx, now); err != nil {
+		return err
+	}
+	if err := s.sweepOTPCodes(ctx, now); err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteExpiredTrustedDevices(ctx, now); err != nil {
 		return err
 	}
 	if _, err := s.store.DeleteFamiliarNetworksBefore(ctx, now); err != nil {

@@ -58,20 +58,35 @@ func (s *Store) prepared(ctx context.Context, query string) (st *sql.Stmt, kept 
 	if st, err = pool.PrepareContext(ctx, q); err != nil {
 		return nil, false, err
 	}
+	won, kept := s.keepStmt(query, st)
+	if won != st {
+		// Another caller prepared it meanwhile. Closed outside the lock: closing
+		// waits for every connection the statement was prepared on, and one of
+		// them may be busy in a transaction (say, waiting for throttle.Guard's
+		// advisory lock) whose holder needs hotStmts.mu in txStmt: closing under
+		// the lock deadlocked a burst of logins on PostgreSQL.
+		_ = st.Close()
+	}
+	return won, kept, nil
+}
+
+// keepStmt keeps st as query's statement unless one is kept already (returned
+// instead) or the cache is full (kept false). It calls nothing of database/sql
+// while it holds the lock.
+func (s *Store) keepStmt(query string, st *sql.Stmt) (*sql.Stmt, bool) {
 	s.hotStmts.mu.Lock()
 	defer s.hotStmts.mu.Unlock()
-	if won, ok := s.hotStmts.m[query]; ok { // another caller prepared it meanwhile
-		_ = st.Close()
-		return won, true, nil
+	if won, ok := s.hotStmts.m[query]; ok {
+		return won, true
 	}
 	if s.hotStmts.m == nil {
 		s.hotStmts.m = make(map[string]*sql.Stmt)
 	}
 	if len(s.hotStmts.m) >= maxHotStmts {
-		return st, false, nil
+		return st, false
 	}
 	s.hotStmts.m[query] = st
-	return st, true, nil
+	return st, true
 }
 
 // sqlTxOf is the database/sql transaction under a gorm transaction.
@@ -163,11 +178,12 @@ func (s *Store) hotExec(ctx context.Context, query string, args ...any) (int64, 
 
 func (s *Store) closeHotStmts() {
 	s.hotStmts.mu.Lock()
-	defer s.hotStmts.mu.Unlock()
-	for _, st := range s.hotStmts.m {
+	m := s.hotStmts.m
+	s.hotStmts.m = nil
+	s.hotStmts.mu.Unlock()
+	for _, st := range m { // outside the lock, as in prepared
 		_ = st.Close()
 	}
-	s.hotStmts.m = nil
 }
 
 // numberPlaceholders turns each "?" of query into PostgreSQL's $1, $2, …; the

@@ -24,8 +24,14 @@ func models() []any {
 		&ThrottleState{},
 		&FamiliarNetwork{},
 		&AuditRecord{},
+		&OTPCode{},
+		&OTPSendCounter{},
+		&OTPLinkToken{},
 		&Counter{},
 		&AuditRelayLease{},
+		&TrustedDevice{},
+		&RetiredDeviceToken{},
+		&CredentialsEpoch{},
 	}, pushModels()...)
 }
 

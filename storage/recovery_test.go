@@ -320,8 +320,22 @@ func seedUser(t *testing.T, s *storage.Store, user string) {
 		func() error { _, err := s.EnsureEnforcementStart(ctx, user, t0); return err }(),
 		s.CreateAppPassword(ctx, &storage.AppPassword{ID: user + "-ap", UserID: user, Name: "dav", LookupHash: []byte(user + "-hash"), CreatedAt: t0}),
 		func() error { _, err := s.EnsureWebAuthnUser(ctx, user, []byte(user+"-handle"), t0); return err }(),
+		s.CreateOTPCode(ctx, &storage.OTPCode{ID: user + "-otp", UserID: user, FactorID: user + "-f", Channel: "email", Purpose: storage.OTPLogin,
+			State: storage.OTPOpen, CodeHash: []byte(user), SealedCode: []byte(user), CodeKeyID: "k1", MaxAttempts: 5,
+			Delivery: storage.DeliveryQueued, ExpiresAt: t0}, nil, t0),
+		s.CreateOTPLinkToken(ctx, &storage.OTPLinkToken{TokenHash: user + "-token", UserID: user, FactorID: user + "-f", ExpiresAt: t0}),
 		s.RememberFamiliarNetwork(ctx, user, "192.0.2.1", t0, time.Hour, time.Hour, 10),
 		seedPush(ctx, s, user),
+		func() error { _, _, err := s.BumpCredentialsEpoch(ctx, user, t0); return err }(),
+		func() error {
+			id := (user + "-td-000000000000000000000000000000000000")[:36]
+			if _, err := s.CreateTrustedDevice(ctx, &storage.TrustedDevice{ID: id, UserID: user, TokenHash: []byte(user + "-td0"),
+				Epoch: 1, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}, 10); err != nil {
+				return err
+			}
+			_, err := s.RotateTrustedDevice(ctx, id, []byte(user+"-td0"), []byte(user+"-td1"), t0, "")
+			return err
+		}(),
 	} {
 		if err != nil {
 			t.Fatal(err)

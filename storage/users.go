@@ -24,11 +24,16 @@ func userRows() []struct {
 		{&EnforcementStart{}, "user_id"},
 		{&AppPassword{}, "user_id"},
 		{&WebAuthnUser{}, "user_id"},
+		{&OTPCode{}, "user_id"},
+		{&OTPLinkToken{}, "user_id"},
 		{&FamiliarNetwork{}, "user_id"},
 		{&PushEnrollment{}, "user_id"},
 		{&PushDevice{}, "user_id"},
 		{&PushChallenge{}, "user_id"},
 		{&PushLimit{}, "user_id"},
+		{&TrustedDevice{}, "user_id"},
+		{&RetiredDeviceToken{}, "user_id"},
+		{&CredentialsEpoch{}, "user_id"},
 	}
 }
 

@@ -57,6 +57,11 @@ func (h *Handler) renderAccount(w http.ResponseWriter, r *http.Request, status i
 	} else {
 		v.AppPasswords = aps.GetAppPasswords()
 	}
+	if ds, err := h.c.Enrollment.ListRememberedDevices(ctx, &pb.ListRememberedDevicesRequest{UserId: v.User}); err != nil {
+		note("Listing remembered browsers", err)
+	} else {
+		v.Devices = ds.GetDevices()
+	}
 	if len(errs) > 0 {
 		if v.Error != "" {
 			errs = append([]string{v.Error}, errs...)

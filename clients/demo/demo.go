@@ -129,6 +129,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /account/app-passwords", h.issueAppPassword)
 	m.HandleFunc("POST /account/app-passwords/revoke", h.revokeAppPassword)
 	m.HandleFunc("POST /account/password-check", h.passwordCheck)
+	m.HandleFunc("POST /account/devices/revoke", h.revokeDevice)
+	m.HandleFunc("POST /account/devices/revoke-all", h.revokeAllDevices)
 	h.pushRoutes()
 }
 
@@ -241,6 +243,7 @@ type view struct {
 	AppPasswords []*pb.AppPassword
 	NewAppPW     *pb.IssueAppPasswordResponse
 	Check        *pb.CheckPasswordResponse
+	Devices      []*pb.RememberedDevice
 
 	// Push device enrollment (token and QR code, shown once)
 	PushEnroll *pb.PushEnrollment

@@ -60,7 +60,7 @@ func start(t *testing.T, authdFlags ...string) *fixture {
 
 	dataDir := t.TempDir()
 	cfg, err := app.Parse("authd", append([]string{
-		"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-database-url", storagetest.URL(t),
+		"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", storagetest.URL(t),
 		"-webauthn-origins", origin, "-breached-url", pwned.URL,
 	}, authdFlags...), func(string) string { return "" })
 	if err != nil {
@@ -101,6 +101,8 @@ type browser struct {
 	f      *fixture
 	hc     *http.Client
 	origin string
+	// remember ticks "Remember this browser" at a security-key sign-in.
+	remember bool
 }
 
 func (f *fixture) browser(t *testing.T) *browser {
@@ -306,7 +308,11 @@ func (b *browser) assert(a *softauthn.Authenticator, passkey bool, o softauthn.A
 	if err != nil {
 		b.t.Fatalf("Assert: %v", err)
 	}
-	return b.postJSON("/signin/webauthn/finish", json.RawMessage(resp))
+	path := "/signin/webauthn/finish"
+	if b.remember {
+		path += "?remember=1"
+	}
+	return b.postJSON(path, json.RawMessage(resp))
 }
 
 func TestSecurityKeySignIn(t *testing.T) {
@@ -592,4 +598,88 @@ func TestNewRejectsBadOrigin(t *testing.T) {
 			t.Errorf("origin %q accepted", o)
 		}
 	}
+}
+
+// "Remember this browser": sign in with the box ticked, sign out, sign in again
+// without a second factor; forget the browser on the account page, and the next
+// sign-in asks again.
+func TestRememberThisBrowser(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	if _, err := f.c.Admin.SetUserGroups(ctx, &pb.SetUserGroupsRequest{UserId: "root", Groups: []string{"admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Admin.SetPolicy(ctx, &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{RememberDevice: true}}); err != nil {
+		t.Fatal(err)
+	}
+	b := f.browser(t)
+	b.signIn("erin").must(t, "/account")
+	p := b.post("/account/backup-codes", nil).must(t, "/account/backup-codes")
+	codes := regexp.MustCompile(`<li><code>([0-9A-Z]{5}-[0-9A-Z]{5})</code></li>`).FindAllStringSubmatch(p.body, -1)
+	b.signOut()
+
+	b.signIn("erin").must(t, "/signin/second", "Remember this browser")
+	b.post("/signin/code", url.Values{"method": {"backup_code"}, "code": {codes[0][1]}, "remember": {"1"}}).
+		must(t, "/account", "Account of erin", "Remembered browsers", "Go HTTP client")
+	u, _ := url.Parse(f.origin)
+	first := deviceCookie(t, b, u)
+	b.signOut()
+
+	b.signIn("erin").must(t, "/account", "this browser is remembered")
+	if second := deviceCookie(t, b, u); second == first {
+		t.Fatal("the device cookie was not rotated")
+	}
+	// Another browser with no cookie is asked for the second factor.
+	f.browser(t).signIn("erin").must(t, "/signin/second")
+
+	p = b.get("/account").must(t, "/account", "Forget")
+	id := p.find(t, `action="/account/devices/revoke" class="inline" data-confirm="Forget this browser\?">\s*<input type="hidden" name="id" value="([0-9a-f-]{36})">`)
+	b.post("/account/devices/revoke", url.Values{"id": {id}}).must(t, "/account", "Forgotten", "No remembered browser")
+	b.signOut()
+	b.signIn("erin").must(t, "/signin/second", "Backup code")
+	if c := findCookie(b, u, "demo_device"); c != nil {
+		t.Fatal("the forgotten browser's cookie was kept")
+	}
+}
+
+func findCookie(b *browser, u *url.URL, name string) *http.Cookie {
+	for _, c := range b.hc.Jar.Cookies(u) {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func deviceCookie(t *testing.T, b *browser, u *url.URL) string {
+	t.Helper()
+	c := findCookie(b, u, "demo_device")
+	if c == nil || !strings.HasPrefix(c.Value, "tfrd_") {
+		t.Fatalf("no device cookie: %v", b.hc.Jar.Cookies(u))
+	}
+	return c.Value
+}
+
+// A security-key sign-in with the box ticked remembers the browser too.
+func TestRememberThisBrowserWithSecurityKey(t *testing.T) {
+	f := start(t)
+	ctx := context.Background()
+	if _, err := f.c.Admin.SetUserGroups(ctx, &pb.SetUserGroupsRequest{UserId: "root", Groups: []string{"admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.Admin.SetPolicy(ctx, &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{RememberDevice: true}}); err != nil {
+		t.Fatal(err)
+	}
+	b := f.browser(t)
+	key := newAuthenticator(t, softauthn.Options{})
+	b.signIn("hana").must(t, "/account")
+	b.enrollKey(key, "YubiKey", false)
+	b.signOut()
+	b.signIn("hana").must(t, "/signin/second", "Remember this browser")
+	b.remember = true
+	if a := b.assert(key, false, softauthn.AssertOptions{}); !a.OK || a.Redirect != "/account" {
+		t.Fatalf("assertion: %+v", a)
+	}
+	b.signOut()
+	b.signIn("hana").must(t, "/account", "this browser is remembered")
 }

@@ -19,6 +19,14 @@
 //     challenge id) never passes for a session (OWASP ASVS 4.0 V3.2, V3.5).
 //   - Cookies are HttpOnly, SameSite=Strict, Path=/, and Secure on an https origin
 //     (RFC 6265bis §4.1.2, §5.4.7).
+//   - "Remember this browser" (a box at the second factor) keeps authd's device
+//     token in a cookie named "__Host-demo_device" on https: Secure, HttpOnly,
+//     SameSite=Strict, Path=/, no Domain (RFC 6265bis §4.1.3.2), until the
+//     token's absolute expiry. On http://localhost a browser refuses a __Host-
+//     cookie (it requires Secure), so there the name is "demo_device" and the
+//     cookie is not Secure. The next sign-in presents it (CheckRememberedDevice)
+//     and keeps the rotated token authd returns; a token authd does not remember
+//     is deleted. The account page lists the remembered browsers and forgets them.
 //   - Every state-changing request must carry an Origin header equal to the
 //     configured origin, or without one a Referer under it; anything else is
 //     refused with 403 (OWASP CSRF Prevention Cheat Sheet, "Verifying origin with

@@ -22,6 +22,8 @@ var notices = map[string]string{
 	"webauthn":    "Security key added. Sign out and sign in again to try it.",
 	"nofactor":    "Signed in without a second factor: this user has none yet. Add one below.",
 	"restart":     "That sign-in took too long or was not started here; enter the name again.",
+	"remembered":  "Signed in without a second factor: this browser is remembered.",
+	"forgotten":   "Forgotten: the browser will be asked for a second factor at its next sign-in.",
 	"passkeyonly": "Signed in with a passkey. Policy does not count a passkey as a complete login, so a real backend would still ask for the password; the demo has none.",
 }
 
@@ -91,6 +93,10 @@ func (h *Handler) signinName(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case req.GetSecondFactorRequired() && len(req.GetAvailableMethods()) > 0:
+		if h.tryRemembered(w, r, name) {
+			http.Redirect(w, r, "/account?done=remembered", http.StatusSeeOther)
+			return
+		}
 		h.setLogin(w, claims{User: name})
 		http.Redirect(w, r, "/signin/second", http.StatusSeeOther)
 	case req.GetMustEnroll() && !req.GetInGrace():
@@ -185,7 +191,13 @@ func (h *Handler) signinCode(w http.ResponseWriter, r *http.Request) {
 		}
 		cl.Challenge, cl.Method = ch.GetChallengeId(), key
 	}
-	v, err := h.c.VerifyCode(ctx, cl.Challenge, code, cc)
+	remember := r.PostFormValue("remember") == "1"
+	label := ""
+	if remember {
+		label = deviceLabel(r.UserAgent())
+	}
+	v, err := h.c.Challenges.VerifyChallenge(ctx, &pb.VerifyChallengeRequest{ChallengeId: cl.Challenge,
+		Response: &pb.VerifyChallengeRequest_Code{Code: code}, Context: cc, RememberDevice: remember, DeviceLabel: label})
 	if err != nil {
 		st, msg := h.describe("Checking the code", err)
 		h.renderSecond(w, r, st, cl.User, nil, msg)
@@ -209,6 +221,7 @@ func (h *Handler) finishVerify(w http.ResponseWriter, cl claims, v *pb.VerifyCha
 			return false
 		}
 		h.startSession(w, v.GetUserId())
+		h.setDevice(w, v.GetDeviceToken(), v.GetDeviceTokenExpiresAt().AsTime())
 		return true
 	}
 	if v.GetResult() != pb.VerifyResult_VERIFY_RESULT_REJECTED || v.GetRemainingAttempts() == 0 {
@@ -310,8 +323,13 @@ func (h *Handler) signinWebAuthnFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
+	remember := cl.User != "" && r.URL.Query().Get("remember") == "1"
+	label := ""
+	if remember {
+		label = deviceLabel(r.UserAgent())
+	}
 	v, err := h.c.Challenges.VerifyChallenge(ctx, &pb.VerifyChallengeRequest{
-		ChallengeId: cl.Challenge, Context: clientContext(r),
+		ChallengeId: cl.Challenge, Context: clientContext(r), RememberDevice: remember, DeviceLabel: label,
 		Response: &pb.VerifyChallengeRequest_WebauthnAssertionJson{WebauthnAssertionJson: string(assertion)},
 	})
 	if err != nil {

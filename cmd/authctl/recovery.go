@@ -19,7 +19,7 @@ func init() {
 	register("groups set", command{usage: "groups set <user> [group …]", help: "replace the groups a user belongs to", run: groupsSet})
 	register("groups admins", command{usage: "groups admins <group> [user …]", help: "replace the admins of a group", run: groupsAdmins})
 	register("policy show", command{usage: "policy show", help: "show the 2FA policy", run: policyShow})
-	register("policy set", command{usage: "policy set -actor A [-enforced] [-groups g,…] [-exclude g,…] [-allow m,…] [-grace 72h] [-require-uv] [-passkey-login]", help: "replace the 2FA policy", run: policySet})
+	register("policy set", command{usage: "policy set -actor A [-enforced] [-groups g,…] [-exclude g,…] [-allow m,…] [-grace 72h] [-require-uv] [-passkey-login] [-remember] [-remember-groups g,…] [-remember-deny g,…] [-remember-max-age 720h]", help: "replace the 2FA policy", run: policySet})
 	register("requirements", command{usage: "requirements <user>", help: "what a login of the user needs (GetLoginRequirements)", run: requirements})
 }
 
@@ -160,6 +160,9 @@ func printPolicy(e *env, p *pb.Policy) {
 	fmt.Fprintf(e.out, "allowed methods:      %s\nenforced for all:     %v\nenforced groups:      %s\nexcluded groups:      %s\ngrace period:         %s\nwebauthn requires UV: %v\npasskey is a login:   %v\n",
 		allowed, p.GetEnforced(), strings.Join(p.GetEnforcedGroups(), ", "), strings.Join(p.GetExcludedGroups(), ", "),
 		p.GetGracePeriod().AsDuration(), p.GetWebauthnRequireUserVerification(), p.GetPasskeyCompleteLogin())
+	fmt.Fprintf(e.out, "remember devices:     %v\nremember groups:      %s\nnever remember:       %s\nremembered for:       %s\n",
+		p.GetRememberDevice(), strings.Join(p.GetRememberDeviceGroups(), ", "), strings.Join(p.GetRememberDeviceDeniedGroups(), ", "),
+		p.GetRememberDeviceMaxAge().AsDuration())
 }
 
 func methodWord(m pb.Method) string {
@@ -176,6 +179,10 @@ func policySet(e *env, args []string) error {
 	grace := fs.Duration("grace", 0, "how long an enforced user may log in without a factor")
 	uv := fs.Bool("require-uv", false, "WebAuthn logins must verify the user")
 	passkey := fs.Bool("passkey-login", false, "a passkey counts as a complete login")
+	remember := fs.Bool("remember", false, "allow \"remember this device\" for everyone")
+	rememberGroups := fs.String("remember-groups", "", "allow \"remember this device\" for these groups")
+	rememberDeny := fs.String("remember-deny", "", "never remember devices of these groups")
+	rememberAge := fs.Duration("remember-max-age", 0, "absolute lifetime of a remembered device (default 720h, at most 9600h)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -185,6 +192,10 @@ func policySet(e *env, args []string) error {
 	p := &pb.Policy{
 		Enforced: *enforced, EnforcedGroups: list(*groups), ExcludedGroups: list(*exclude),
 		GracePeriod: durationpb.New(*grace), WebauthnRequireUserVerification: *uv, PasskeyCompleteLogin: *passkey,
+		RememberDevice: *remember, RememberDeviceGroups: list(*rememberGroups), RememberDeviceDeniedGroups: list(*rememberDeny),
+	}
+	if *rememberAge != 0 {
+		p.RememberDeviceMaxAge = durationpb.New(*rememberAge)
 	}
 	for _, m := range list(*allow) {
 		v, ok := pb.Method_value["METHOD_"+strings.ToUpper(m)]

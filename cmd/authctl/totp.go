@@ -21,7 +21,7 @@ func init() {
 		run:   totpEnroll,
 	})
 	register("login", command{
-		usage: "login <user> [-method totp|backup_code|admin_code]",
+		usage: "login <user> [-method totp|backup_code|admin_code|email|sms|signal|telegram]",
 		help:  "run a second-factor login interactively",
 		run:   login,
 	})
@@ -102,14 +102,15 @@ func plural(n int, one, many string) string {
 
 func login(e *env, args []string) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
-	method := fs.String("method", "totp", "totp, backup_code, admin_code or push")
-	user, err := userThenFlags(fs, args, "login <user> [-method M]")
+	method := fs.String("method", "totp", "totp, backup_code, admin_code, email, sms, signal, telegram or push")
+	remember := fs.String("remember", "", "remember this device under this label (if policy allows): prints a device token")
+	user, err := userThenFlags(fs, args, "login <user> [-method M] [-remember LABEL]")
 	if err != nil {
 		return err
 	}
 	m, ok := pb.Method_value["METHOD_"+strings.ToUpper(*method)]
 	if !ok {
-		return fmt.Errorf("-method %q: want totp, backup_code or admin_code", *method)
+		return fmt.Errorf("-method %q: want totp, backup_code, admin_code, email, sms, signal, telegram or push", *method)
 	}
 	if pb.Method(m) == pb.Method_METHOD_PUSH {
 		return loginPush(e, user) // device.go
@@ -118,12 +119,23 @@ func login(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	q := "Code: "
+	if oob := ch.GetOutOfBand(); oob != nil {
+		fmt.Fprintf(e.out, "A %d-digit code was sent to %s.\n", oob.GetCodeDigits(), oob.GetMaskedDestination())
+		q = "Code (or \"resend\"): "
+	}
 	for {
-		code, err := e.prompt("Code: ")
+		code, err := e.prompt(q)
 		if err != nil {
 			return err
 		}
-		r, err := e.c.VerifyCode(e.ctx, ch.GetChallengeId(), code, &pb.ClientContext{Client: "authctl"})
+		if ch.GetOutOfBand() != nil && strings.TrimSpace(code) == "resend" {
+			resendChallenge(e, ch.GetChallengeId())
+			continue
+		}
+		r, err := e.c.Challenges.VerifyChallenge(e.ctx, &pb.VerifyChallengeRequest{ChallengeId: ch.GetChallengeId(),
+			Response: &pb.VerifyChallengeRequest_Code{Code: code}, Context: &pb.ClientContext{Client: "authctl"},
+			RememberDevice: *remember != "", DeviceLabel: *remember})
 		if err != nil {
 			fmt.Fprintln(e.out, "Not a code:", err)
 			continue
@@ -131,6 +143,9 @@ func login(e *env, args []string) error {
 		switch r.GetResult() {
 		case pb.VerifyResult_VERIFY_RESULT_ACCEPTED:
 			fmt.Fprintf(e.out, "Accepted: %s passed the second factor%s.\n", r.GetUserId(), factorNote(r.GetFactorId()))
+			if r.GetDeviceToken() != "" {
+				fmt.Fprintf(e.out, "Device remembered until %s; its token, shown only now:\n  %s\n", when(r.GetDeviceTokenExpiresAt()), r.GetDeviceToken())
+			}
 			return nil
 		case pb.VerifyResult_VERIFY_RESULT_REJECTED:
 			left := r.GetRemainingAttempts()
@@ -138,6 +153,9 @@ func login(e *env, args []string) error {
 				return fmt.Errorf("rejected (%s); no attempts left on this challenge: start a new login", reason(r.GetReason()))
 			}
 			fmt.Fprintf(e.out, "Rejected (%s); %s left.\n", reason(r.GetReason()), plural(int(left), "attempt", "attempts"))
+			if r.GetDelivery().GetState() == pb.DeliveryState_DELIVERY_STATE_FAILED {
+				fmt.Fprintf(e.out, "The code could not be delivered (%s): try another method.\n", r.GetDelivery().GetReason())
+			}
 		case pb.VerifyResult_VERIFY_RESULT_THROTTLED:
 			return fmt.Errorf("throttled: try again in %s", r.GetRetryAfter().AsDuration())
 		default:

@@ -95,7 +95,25 @@ type Policy struct {
 	PasskeyCompleteLogin bool
 	// WebAuthnRequireUserVerification: WebAuthn logins must verify the user.
 	WebAuthnRequireUserVerification bool
+	// GroupRules forbid methods to the members of groups (groupmethods.go).
+	GroupRules []GroupMethodRule
+	// RememberDevice allows "remember this device" for everyone, or
+	// RememberDeviceGroups for their members only; RememberDeviceDeniedGroups
+	// never (denial wins). Off by default.
+	RememberDevice             bool
+	RememberDeviceGroups       []string
+	RememberDeviceDeniedGroups []string
+	// RememberDeviceMaxAge is a remembered device's absolute lifetime
+	// (DefaultRememberDeviceMaxAge when zero, at most MaxRememberDeviceMaxAge).
+	RememberDeviceMaxAge time.Duration
 }
+
+// Bounds of Policy.RememberDeviceMaxAge: 30 days by default, at most 400 (the
+// longest lifetime browsers give a cookie).
+const (
+	DefaultRememberDeviceMaxAge = 30 * 24 * time.Hour
+	MaxRememberDeviceMaxAge     = 400 * 24 * time.Hour
+)
 
 // Validate checks p against the methods ms; errors wrap ErrInvalid and name the field.
 func (p Policy) Validate(ms Methods) error {
@@ -113,15 +131,22 @@ func (p Policy) Validate(ms Methods) error {
 		}
 		return fmt.Errorf("%w: allowed_methods: allow one of %s, or no user could set up a factor", ErrInvalid, strings.Join(names, ", "))
 	}
-	for field, groups := range map[string][]string{"enforced_groups": p.EnforcedGroups, "excluded_groups": p.ExcludedGroups} {
+	for field, groups := range map[string][]string{"enforced_groups": p.EnforcedGroups, "excluded_groups": p.ExcludedGroups,
+		"remember_device_groups": p.RememberDeviceGroups, "remember_device_denied_groups": p.RememberDeviceDeniedGroups} {
 		for _, g := range groups {
 			if g == "" || len(g) > 255 {
 				return fmt.Errorf("%w: %s: group names must be 1 to 255 bytes", ErrInvalid, field)
 			}
 		}
 	}
+	if err := ValidateGroupMethodRules(p.GroupRules, func(m string) bool { _, ok := ms.find(m); return ok }); err != nil {
+		return err
+	}
 	if p.GracePeriod < 0 || p.GracePeriod > MaxGracePeriod {
 		return fmt.Errorf("%w: grace_period: %v is not within 0..%v", ErrInvalid, p.GracePeriod, MaxGracePeriod)
+	}
+	if a := p.RememberDeviceMaxAge; a != 0 && (a < time.Hour || a > MaxRememberDeviceMaxAge) {
+		return fmt.Errorf("%w: remember_device_max_age: %v is not within 1h..%v", ErrInvalid, a, MaxRememberDeviceMaxAge)
 	}
 	return nil
 }
@@ -138,6 +163,8 @@ func (p Policy) normalized(ms Methods) Policy {
 	p.AllowedMethods = allowed
 	p.EnforcedGroups = sortedSet(p.EnforcedGroups)
 	p.ExcludedGroups = sortedSet(p.ExcludedGroups)
+	p.RememberDeviceGroups = sortedSet(p.RememberDeviceGroups)
+	p.RememberDeviceDeniedGroups = sortedSet(p.RememberDeviceDeniedGroups)
 	return p
 }
 
@@ -156,13 +183,18 @@ func (p Policy) Allows(ms Methods, method string) bool {
 
 // stored is the JSON form in the policy row.
 type stored struct {
-	AllowedMethods                  []string `json:"allowed_methods,omitempty"`
-	Enforced                        bool     `json:"enforced"`
-	EnforcedGroups                  []string `json:"enforced_groups,omitempty"`
-	ExcludedGroups                  []string `json:"excluded_groups,omitempty"`
-	GracePeriod                     string   `json:"grace_period,omitempty"`
-	PasskeyCompleteLogin            bool     `json:"passkey_complete_login"`
-	WebAuthnRequireUserVerification bool     `json:"webauthn_require_user_verification"`
+	AllowedMethods                  []string          `json:"allowed_methods,omitempty"`
+	Enforced                        bool              `json:"enforced"`
+	EnforcedGroups                  []string          `json:"enforced_groups,omitempty"`
+	ExcludedGroups                  []string          `json:"excluded_groups,omitempty"`
+	GracePeriod                     string            `json:"grace_period,omitempty"`
+	PasskeyCompleteLogin            bool              `json:"passkey_complete_login"`
+	WebAuthnRequireUserVerification bool              `json:"webauthn_require_user_verification"`
+	RememberDevice                  bool              `json:"remember_device,omitempty"`
+	RememberDeviceGroups            []string          `json:"remember_device_groups,omitempty"`
+	RememberDeviceDeniedGroups      []string          `json:"remember_device_denied_groups,omitempty"`
+	RememberDeviceMaxAge            string            `json:"remember_device_max_age,omitempty"`
+	GroupRules                      []storedGroupRule `json:"group_rules,omitempty"`
 }
 
 func encode(p Policy) ([]byte, error) {
@@ -173,6 +205,11 @@ func encode(p Policy) ([]byte, error) {
 	}
 	if p.GracePeriod > 0 {
 		s.GracePeriod = p.GracePeriod.String()
+	}
+	s.GroupRules = encodeGroupRules(p.GroupRules)
+	s.RememberDevice, s.RememberDeviceGroups, s.RememberDeviceDeniedGroups = p.RememberDevice, p.RememberDeviceGroups, p.RememberDeviceDeniedGroups
+	if p.RememberDeviceMaxAge > 0 {
+		s.RememberDeviceMaxAge = p.RememberDeviceMaxAge.String()
 	}
 	return json.Marshal(s)
 }
@@ -193,6 +230,15 @@ func decode(data []byte) (Policy, error) {
 			return Policy{}, fmt.Errorf("stored policy: grace_period: %w", err)
 		}
 		p.GracePeriod = d
+	}
+	p.GroupRules = decodeGroupRules(s.GroupRules)
+	p.RememberDevice, p.RememberDeviceGroups, p.RememberDeviceDeniedGroups = s.RememberDevice, s.RememberDeviceGroups, s.RememberDeviceDeniedGroups
+	if s.RememberDeviceMaxAge != "" {
+		d, err := time.ParseDuration(s.RememberDeviceMaxAge)
+		if err != nil {
+			return Policy{}, fmt.Errorf("stored policy: remember_device_max_age: %w", err)
+		}
+		p.RememberDeviceMaxAge = d
 	}
 	return p, nil
 }
@@ -275,6 +321,23 @@ func (p *Provider) Allows(ctx context.Context, method string) (bool, error) {
 	return pol.Allows(p.methods, method), nil
 }
 
+// AllowsFor tells whether the policy allows method to userID: allowed at all,
+// and forbidden to none of the user's groups.
+func (p *Provider) AllowsFor(ctx context.Context, userID, method string) (bool, error) {
+	pol, err := p.Get(ctx)
+	if err != nil || !pol.Allows(p.methods, method) {
+		return false, err
+	}
+	if len(pol.GroupRules) == 0 || userID == "" {
+		return true, nil
+	}
+	groups, err := p.store.ListUserGroups(ctx, userID)
+	if err != nil {
+		return false, fmt.Errorf("policy: groups: %w", err)
+	}
+	return AllowedForGroups(pol.GroupRules, groups, method), nil
+}
+
 // Get returns the policy in force.
 func (p *Provider) Get(ctx context.Context) (Policy, error) {
 	var gen uint64
@@ -322,6 +385,9 @@ func (pol Policy) clone() Policy {
 	pol.AllowedMethods = slices.Clone(pol.AllowedMethods)
 	pol.EnforcedGroups = slices.Clone(pol.EnforcedGroups)
 	pol.ExcludedGroups = slices.Clone(pol.ExcludedGroups)
+	pol.GroupRules = cloneGroupRules(pol.GroupRules)
+	pol.RememberDeviceGroups = slices.Clone(pol.RememberDeviceGroups)
+	pol.RememberDeviceDeniedGroups = slices.Clone(pol.RememberDeviceDeniedGroups)
 	return pol
 }
 
@@ -388,7 +454,8 @@ func (p *Provider) Requirements(ctx context.Context, userID string, enrolledMeth
 	if err != nil {
 		return Requirements{}, fmt.Errorf("policy: groups: %w", err)
 	}
-	r := Requirements{Allowed: pol.Allowed(p.methods)}
+	forbidden := ForbiddenByGroups(pol.GroupRules, groups)
+	r := Requirements{Allowed: slices.DeleteFunc(pol.Allowed(p.methods), func(m string) bool { return slices.Contains(forbidden, m) })}
 	r.Enforced = (pol.Enforced || intersects(groups, pol.EnforcedGroups)) && !intersects(groups, pol.ExcludedGroups)
 	for _, m := range r.Allowed {
 		if slices.Contains(enrolledMethods, m) {
@@ -411,6 +478,28 @@ func (p *Provider) Requirements(ctx context.Context, userID string, enrolledMeth
 		r.InGrace = now.Before(r.GraceUntil)
 	}
 	return r, nil
+}
+
+// RememberDevice tells whether the policy in force lets userID's devices be
+// remembered, and for how long (absolute).
+func (p *Provider) RememberDevice(ctx context.Context, userID string) (bool, time.Duration, error) {
+	pol, err := p.Get(ctx)
+	if err != nil {
+		return false, 0, err
+	}
+	maxAge := pol.RememberDeviceMaxAge
+	if maxAge == 0 {
+		maxAge = DefaultRememberDeviceMaxAge
+	}
+	if !pol.RememberDevice && len(pol.RememberDeviceGroups) == 0 {
+		return false, maxAge, nil
+	}
+	groups, err := p.store.ListUserGroups(ctx, userID)
+	if err != nil {
+		return false, 0, fmt.Errorf("policy: groups: %w", err)
+	}
+	allowed := (pol.RememberDevice || intersects(groups, pol.RememberDeviceGroups)) && !intersects(groups, pol.RememberDeviceDeniedGroups)
+	return allowed, maxAge, nil
 }
 
 // IsAdmin tells whether actorID is a member of an admin group (may act on anyone,

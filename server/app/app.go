@@ -31,6 +31,7 @@ import (
 	"github.com/twofactor/twofactor/notify/channels/webpush"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/breached"
+	"github.com/twofactor/twofactor/providers/trusteddevice"
 	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
@@ -149,6 +150,10 @@ func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
 	}
 	if d.AppPasswords, err = apppasswords.New(apppasswords.Config{Store: a.store, Hasher: ring, Announcer: a.events, CacheSize: a.cfg.AppPasswordCache,
 		RevocationCheck: a.cfg.AppPasswordRevocationCheck}); err != nil {
+		return d, err
+	}
+	if d.Devices, err = trusteddevice.New(trusteddevice.Config{Store: a.store, Hasher: ring,
+		Grace: a.cfg.RememberDeviceGrace, MaxPerUser: a.cfg.RememberDeviceMax}); err != nil {
 		return d, err
 	}
 	if d.Breached, err = a.breachedChecker(); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify/channels/webpush"
 	"github.com/twofactor/twofactor/providers/apppasswords"
+	"github.com/twofactor/twofactor/providers/trusteddevice"
 )
 
 // Config is authd's configuration. Every field has a flag (--kebab-case), an
@@ -81,6 +82,10 @@ type Config struct {
 	PushDailyCap               int
 	PushLockOnNotMe            bool
 	PushEndpointHosts          string
+	// RememberDeviceGrace and RememberDeviceMax tune remembered devices (policy
+	// decides who may and for how long).
+	RememberDeviceGrace time.Duration
+	RememberDeviceMax   int
 	// VAPIDKeyFile and VAPIDSubscriber: Web Push of the embedded mode's push worker
 	// (`authd init` writes the key pair; notifyd reads the same file).
 	VAPIDKeyFile    string
@@ -94,6 +99,7 @@ type Config struct {
 	PprofListen string
 
 	ObserveConfig
+	OTPCodeConfig
 }
 
 // Embedded tells whether this instance runs on its own: SQLite and an in-process NATS.
@@ -168,6 +174,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.VAPIDSubscriber, "vapid-subscriber", "", "embedded mode: operator contact in the VAPID JWT (mailto:… or https://…); empty: Web Push devices poll")
 	fs.StringVar(&c.PushEndpointHosts, "push-endpoint-hosts", "", "comma-separated hosts (or .domain suffixes) a device's push endpoint may name (empty: any https host)")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
+	fs.DurationVar(&c.RememberDeviceGrace, "remember-device-grace", trusteddevice.DefaultGrace, "how long a rotated-away device token is accepted once more (concurrent requests of one client; at most 5m)")
+	fs.IntVar(&c.RememberDeviceMax, "remember-device-max", trusteddevice.DefaultMaxPerUser, "remembered devices per user; one more evicts the oldest")
 	fs.DurationVar(&c.AppPasswordRevocationCheck, "app-password-revocation-check", apppasswords.DefaultRevocationCheck, "a replica's cache is trusted while it read the shared revocation counter this recently; a revocation answers after twice this (1ms to 1s)")
 	fs.StringVar(&c.BreachedMode, "breached-mode", "range", "breached-password check: range (k-anonymity API; needs internet access), offline (local list) or off")
 	fs.StringVar(&c.BreachedURL, "breached-url", "https://api.pwnedpasswords.com", "base URL of the range API")
@@ -178,6 +186,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", time.Second, "how long a replica reuses the policy it read; a change made on another replica applies here within it (0: read on every request)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "loopback host:port serving Go profiles (/debug/pprof/); default off")
 	observeFlags(fs, &c.ObserveConfig)
+	otpCodeFlags(fs, &c.OTPCodeConfig)
 }
 
 // readConfigFile reads the YAML settings file (none when path is empty); every

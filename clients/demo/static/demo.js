@@ -159,7 +159,8 @@
       const p = startPrompt(opts);
       let cred;
       try { cred = await navigator.credentials.get({ publicKey: opts, signal: p.signal }); } finally { p.done(); }
-      const fin = await post("/signin/webauthn/finish", credentialJSON(cred));
+      const remember = document.getElementById("webauthn-remember");
+      const fin = await post("/signin/webauthn/finish" + (!passkey && remember && remember.checked ? "?remember=1" : ""), credentialJSON(cred));
       show(fin.result || (fin.ok ? "accepted" : "rejected"), fin.message || "");
       if (fin.ok && fin.redirect) location.href = fin.redirect;
     } catch (e) {

@@ -19,17 +19,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AdminService_IssueAdminBackupCode_FullMethodName  = "/twofactor.v1.AdminService/IssueAdminBackupCode"
-	AdminService_ResetFactors_FullMethodName          = "/twofactor.v1.AdminService/ResetFactors"
-	AdminService_GetPolicy_FullMethodName             = "/twofactor.v1.AdminService/GetPolicy"
-	AdminService_SetPolicy_FullMethodName             = "/twofactor.v1.AdminService/SetPolicy"
-	AdminService_SetUserGroups_FullMethodName         = "/twofactor.v1.AdminService/SetUserGroups"
-	AdminService_SetGroupAdmins_FullMethodName        = "/twofactor.v1.AdminService/SetGroupAdmins"
-	AdminService_DeleteUser_FullMethodName            = "/twofactor.v1.AdminService/DeleteUser"
-	AdminService_ImportU2FRegistration_FullMethodName = "/twofactor.v1.AdminService/ImportU2FRegistration"
-	AdminService_GetThrottleStatus_FullMethodName     = "/twofactor.v1.AdminService/GetThrottleStatus"
-	AdminService_ClearThrottle_FullMethodName         = "/twofactor.v1.AdminService/ClearThrottle"
-	AdminService_ListAuditEvents_FullMethodName       = "/twofactor.v1.AdminService/ListAuditEvents"
+	AdminService_IssueAdminBackupCode_FullMethodName        = "/twofactor.v1.AdminService/IssueAdminBackupCode"
+	AdminService_ResetFactors_FullMethodName                = "/twofactor.v1.AdminService/ResetFactors"
+	AdminService_GetPolicy_FullMethodName                   = "/twofactor.v1.AdminService/GetPolicy"
+	AdminService_SetPolicy_FullMethodName                   = "/twofactor.v1.AdminService/SetPolicy"
+	AdminService_SetUserGroups_FullMethodName               = "/twofactor.v1.AdminService/SetUserGroups"
+	AdminService_SetGroupAdmins_FullMethodName              = "/twofactor.v1.AdminService/SetGroupAdmins"
+	AdminService_DeleteUser_FullMethodName                  = "/twofactor.v1.AdminService/DeleteUser"
+	AdminService_ImportU2FRegistration_FullMethodName       = "/twofactor.v1.AdminService/ImportU2FRegistration"
+	AdminService_GetThrottleStatus_FullMethodName           = "/twofactor.v1.AdminService/GetThrottleStatus"
+	AdminService_ClearThrottle_FullMethodName               = "/twofactor.v1.AdminService/ClearThrottle"
+	AdminService_ListAuditEvents_FullMethodName             = "/twofactor.v1.AdminService/ListAuditEvents"
+	AdminService_ListUserRememberedDevices_FullMethodName   = "/twofactor.v1.AdminService/ListUserRememberedDevices"
+	AdminService_RevokeUserRememberedDevices_FullMethodName = "/twofactor.v1.AdminService/RevokeUserRememberedDevices"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -63,6 +65,9 @@ type AdminServiceClient interface {
 	ClearThrottle(ctx context.Context, in *ClearThrottleRequest, opts ...grpc.CallOption) (*ClearThrottleResponse, error)
 	// ListAuditEvents pages through a user's audit trail, newest first.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
+	// A user's remembered devices; revoke one or all of them.
+	ListUserRememberedDevices(ctx context.Context, in *ListUserRememberedDevicesRequest, opts ...grpc.CallOption) (*ListUserRememberedDevicesResponse, error)
+	RevokeUserRememberedDevices(ctx context.Context, in *RevokeUserRememberedDevicesRequest, opts ...grpc.CallOption) (*RevokeUserRememberedDevicesResponse, error)
 }
 
 type adminServiceClient struct {
@@ -183,6 +188,26 @@ func (c *adminServiceClient) ListAuditEvents(ctx context.Context, in *ListAuditE
 	return out, nil
 }
 
+func (c *adminServiceClient) ListUserRememberedDevices(ctx context.Context, in *ListUserRememberedDevicesRequest, opts ...grpc.CallOption) (*ListUserRememberedDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUserRememberedDevicesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListUserRememberedDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RevokeUserRememberedDevices(ctx context.Context, in *RevokeUserRememberedDevicesRequest, opts ...grpc.CallOption) (*RevokeUserRememberedDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeUserRememberedDevicesResponse)
+	err := c.cc.Invoke(ctx, AdminService_RevokeUserRememberedDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -214,6 +239,9 @@ type AdminServiceServer interface {
 	ClearThrottle(context.Context, *ClearThrottleRequest) (*ClearThrottleResponse, error)
 	// ListAuditEvents pages through a user's audit trail, newest first.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
+	// A user's remembered devices; revoke one or all of them.
+	ListUserRememberedDevices(context.Context, *ListUserRememberedDevicesRequest) (*ListUserRememberedDevicesResponse, error)
+	RevokeUserRememberedDevices(context.Context, *RevokeUserRememberedDevicesRequest) (*RevokeUserRememberedDevicesResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -256,6 +284,12 @@ func (UnimplementedAdminServiceServer) ClearThrottle(context.Context, *ClearThro
 }
 func (UnimplementedAdminServiceServer) ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAuditEvents not implemented")
+}
+func (UnimplementedAdminServiceServer) ListUserRememberedDevices(context.Context, *ListUserRememberedDevicesRequest) (*ListUserRememberedDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUserRememberedDevices not implemented")
+}
+func (UnimplementedAdminServiceServer) RevokeUserRememberedDevices(context.Context, *RevokeUserRememberedDevicesRequest) (*RevokeUserRememberedDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeUserRememberedDevices not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -476,6 +510,42 @@ func _AdminService_ListAuditEvents_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListUserRememberedDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUserRememberedDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListUserRememberedDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListUserRememberedDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListUserRememberedDevices(ctx, req.(*ListUserRememberedDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RevokeUserRememberedDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeUserRememberedDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RevokeUserRememberedDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RevokeUserRememberedDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RevokeUserRememberedDevices(ctx, req.(*RevokeUserRememberedDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -526,6 +596,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEvents",
 			Handler:    _AdminService_ListAuditEvents_Handler,
+		},
+		{
+			MethodName: "ListUserRememberedDevices",
+			Handler:    _AdminService_ListUserRememberedDevices_Handler,
+		},
+		{
+			MethodName: "RevokeUserRememberedDevices",
+			Handler:    _AdminService_RevokeUserRememberedDevices_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -19,9 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ChallengeService_GetLoginRequirements_FullMethodName = "/twofactor.v1.ChallengeService/GetLoginRequirements"
-	ChallengeService_BeginChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/BeginChallenge"
-	ChallengeService_VerifyChallenge_FullMethodName      = "/twofactor.v1.ChallengeService/VerifyChallenge"
+	ChallengeService_GetLoginRequirements_FullMethodName  = "/twofactor.v1.ChallengeService/GetLoginRequirements"
+	ChallengeService_BeginChallenge_FullMethodName        = "/twofactor.v1.ChallengeService/BeginChallenge"
+	ChallengeService_VerifyChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/VerifyChallenge"
+	ChallengeService_ResendChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/ResendChallenge"
+	ChallengeService_GetChallengeStatus_FullMethodName    = "/twofactor.v1.ChallengeService/GetChallengeStatus"
+	ChallengeService_CheckRememberedDevice_FullMethodName = "/twofactor.v1.ChallengeService/CheckRememberedDevice"
 )
 
 // ChallengeServiceClient is the client API for ChallengeService service.
@@ -40,6 +43,19 @@ type ChallengeServiceClient interface {
 	// VerifyChallenge checks the user's answer. Any replica can verify a challenge any
 	// replica began; each challenge and each code is accepted at most once.
 	VerifyChallenge(ctx context.Context, in *VerifyChallengeRequest, opts ...grpc.CallOption) (*VerifyChallengeResponse, error)
+	// ResendChallenge sends a code challenge's code again (the same code), only when
+	// asked: after a cooldown that doubles (30 s, 60 s, …; ResourceExhausted with
+	// RetryInfo before), a few times per challenge, and within daily caps per user and
+	// per destination (ResourceExhausted). It never resets the attempts.
+	ResendChallenge(ctx context.Context, in *ResendChallengeRequest, opts ...grpc.CallOption) (*ResendChallengeResponse, error)
+	// GetChallengeStatus tells how a code challenge's message fared (queued, delivered,
+	// failed), so a backend can offer another method instead of leaving the user waiting.
+	GetChallengeStatus(ctx context.Context, in *GetChallengeStatusRequest, opts ...grpc.CallOption) (*GetChallengeStatusResponse, error)
+	// CheckRememberedDevice presents a device token that VerifyChallenge issued
+	// (remember_device): REMEMBERED satisfies the second factor of this login and
+	// returns the rotated token to keep. A token presented again after it was
+	// rotated away revokes its whole series (theft). Never for a step-up.
+	CheckRememberedDevice(ctx context.Context, in *CheckRememberedDeviceRequest, opts ...grpc.CallOption) (*CheckRememberedDeviceResponse, error)
 }
 
 type challengeServiceClient struct {
@@ -80,6 +96,36 @@ func (c *challengeServiceClient) VerifyChallenge(ctx context.Context, in *Verify
 	return out, nil
 }
 
+func (c *challengeServiceClient) ResendChallenge(ctx context.Context, in *ResendChallengeRequest, opts ...grpc.CallOption) (*ResendChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResendChallengeResponse)
+	err := c.cc.Invoke(ctx, ChallengeService_ResendChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *challengeServiceClient) GetChallengeStatus(ctx context.Context, in *GetChallengeStatusRequest, opts ...grpc.CallOption) (*GetChallengeStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetChallengeStatusResponse)
+	err := c.cc.Invoke(ctx, ChallengeService_GetChallengeStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *challengeServiceClient) CheckRememberedDevice(ctx context.Context, in *CheckRememberedDeviceRequest, opts ...grpc.CallOption) (*CheckRememberedDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckRememberedDeviceResponse)
+	err := c.cc.Invoke(ctx, ChallengeService_CheckRememberedDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChallengeServiceServer is the server API for ChallengeService service.
 // All implementations must embed UnimplementedChallengeServiceServer
 // for forward compatibility.
@@ -96,6 +142,19 @@ type ChallengeServiceServer interface {
 	// VerifyChallenge checks the user's answer. Any replica can verify a challenge any
 	// replica began; each challenge and each code is accepted at most once.
 	VerifyChallenge(context.Context, *VerifyChallengeRequest) (*VerifyChallengeResponse, error)
+	// ResendChallenge sends a code challenge's code again (the same code), only when
+	// asked: after a cooldown that doubles (30 s, 60 s, …; ResourceExhausted with
+	// RetryInfo before), a few times per challenge, and within daily caps per user and
+	// per destination (ResourceExhausted). It never resets the attempts.
+	ResendChallenge(context.Context, *ResendChallengeRequest) (*ResendChallengeResponse, error)
+	// GetChallengeStatus tells how a code challenge's message fared (queued, delivered,
+	// failed), so a backend can offer another method instead of leaving the user waiting.
+	GetChallengeStatus(context.Context, *GetChallengeStatusRequest) (*GetChallengeStatusResponse, error)
+	// CheckRememberedDevice presents a device token that VerifyChallenge issued
+	// (remember_device): REMEMBERED satisfies the second factor of this login and
+	// returns the rotated token to keep. A token presented again after it was
+	// rotated away revokes its whole series (theft). Never for a step-up.
+	CheckRememberedDevice(context.Context, *CheckRememberedDeviceRequest) (*CheckRememberedDeviceResponse, error)
 	mustEmbedUnimplementedChallengeServiceServer()
 }
 
@@ -114,6 +173,15 @@ func (UnimplementedChallengeServiceServer) BeginChallenge(context.Context, *Begi
 }
 func (UnimplementedChallengeServiceServer) VerifyChallenge(context.Context, *VerifyChallengeRequest) (*VerifyChallengeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyChallenge not implemented")
+}
+func (UnimplementedChallengeServiceServer) ResendChallenge(context.Context, *ResendChallengeRequest) (*ResendChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResendChallenge not implemented")
+}
+func (UnimplementedChallengeServiceServer) GetChallengeStatus(context.Context, *GetChallengeStatusRequest) (*GetChallengeStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetChallengeStatus not implemented")
+}
+func (UnimplementedChallengeServiceServer) CheckRememberedDevice(context.Context, *CheckRememberedDeviceRequest) (*CheckRememberedDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckRememberedDevice not implemented")
 }
 func (UnimplementedChallengeServiceServer) mustEmbedUnimplementedChallengeServiceServer() {}
 func (UnimplementedChallengeServiceServer) testEmbeddedByValue()                          {}
@@ -190,6 +258,60 @@ func _ChallengeService_VerifyChallenge_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChallengeService_ResendChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResendChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChallengeServiceServer).ResendChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChallengeService_ResendChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChallengeServiceServer).ResendChallenge(ctx, req.(*ResendChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChallengeService_GetChallengeStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetChallengeStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChallengeServiceServer).GetChallengeStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChallengeService_GetChallengeStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChallengeServiceServer).GetChallengeStatus(ctx, req.(*GetChallengeStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChallengeService_CheckRememberedDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckRememberedDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChallengeServiceServer).CheckRememberedDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChallengeService_CheckRememberedDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChallengeServiceServer).CheckRememberedDevice(ctx, req.(*CheckRememberedDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChallengeService_ServiceDesc is the grpc.ServiceDesc for ChallengeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +330,18 @@ var ChallengeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyChallenge",
 			Handler:    _ChallengeService_VerifyChallenge_Handler,
+		},
+		{
+			MethodName: "ResendChallenge",
+			Handler:    _ChallengeService_ResendChallenge_Handler,
+		},
+		{
+			MethodName: "GetChallengeStatus",
+			Handler:    _ChallengeService_GetChallengeStatus_Handler,
+		},
+		{
+			MethodName: "CheckRememberedDevice",
+			Handler:    _ChallengeService_CheckRememberedDevice_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

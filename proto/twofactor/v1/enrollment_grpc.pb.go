@@ -19,13 +19,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EnrollmentService_BeginEnrollment_FullMethodName      = "/twofactor.v1.EnrollmentService/BeginEnrollment"
-	EnrollmentService_FinishEnrollment_FullMethodName     = "/twofactor.v1.EnrollmentService/FinishEnrollment"
-	EnrollmentService_ListFactors_FullMethodName          = "/twofactor.v1.EnrollmentService/ListFactors"
-	EnrollmentService_RenameFactor_FullMethodName         = "/twofactor.v1.EnrollmentService/RenameFactor"
-	EnrollmentService_RemoveFactor_FullMethodName         = "/twofactor.v1.EnrollmentService/RemoveFactor"
-	EnrollmentService_IssueBackupCodes_FullMethodName     = "/twofactor.v1.EnrollmentService/IssueBackupCodes"
-	EnrollmentService_GetBackupCodesStatus_FullMethodName = "/twofactor.v1.EnrollmentService/GetBackupCodesStatus"
+	EnrollmentService_BeginEnrollment_FullMethodName            = "/twofactor.v1.EnrollmentService/BeginEnrollment"
+	EnrollmentService_FinishEnrollment_FullMethodName           = "/twofactor.v1.EnrollmentService/FinishEnrollment"
+	EnrollmentService_ResendEnrollmentCode_FullMethodName       = "/twofactor.v1.EnrollmentService/ResendEnrollmentCode"
+	EnrollmentService_ListFactors_FullMethodName                = "/twofactor.v1.EnrollmentService/ListFactors"
+	EnrollmentService_RenameFactor_FullMethodName               = "/twofactor.v1.EnrollmentService/RenameFactor"
+	EnrollmentService_RemoveFactor_FullMethodName               = "/twofactor.v1.EnrollmentService/RemoveFactor"
+	EnrollmentService_IssueBackupCodes_FullMethodName           = "/twofactor.v1.EnrollmentService/IssueBackupCodes"
+	EnrollmentService_GetBackupCodesStatus_FullMethodName       = "/twofactor.v1.EnrollmentService/GetBackupCodesStatus"
+	EnrollmentService_ListRememberedDevices_FullMethodName      = "/twofactor.v1.EnrollmentService/ListRememberedDevices"
+	EnrollmentService_RevokeRememberedDevice_FullMethodName     = "/twofactor.v1.EnrollmentService/RevokeRememberedDevice"
+	EnrollmentService_RevokeAllRememberedDevices_FullMethodName = "/twofactor.v1.EnrollmentService/RevokeAllRememberedDevices"
+	EnrollmentService_NotifyPasswordChanged_FullMethodName      = "/twofactor.v1.EnrollmentService/NotifyPasswordChanged"
 )
 
 // EnrollmentServiceClient is the client API for EnrollmentService service.
@@ -39,12 +44,23 @@ type EnrollmentServiceClient interface {
 	BeginEnrollment(ctx context.Context, in *BeginEnrollmentRequest, opts ...grpc.CallOption) (*BeginEnrollmentResponse, error)
 	// FinishEnrollment activates a pending factor once the user proves it.
 	FinishEnrollment(ctx context.Context, in *FinishEnrollmentRequest, opts ...grpc.CallOption) (*FinishEnrollmentResponse, error)
+	// ResendEnrollmentCode sends a pending email, SMS or Signal factor's code again (the
+	// same code), after a cooldown that doubles (ResourceExhausted with RetryInfo before)
+	// and within daily caps per user and destination.
+	ResendEnrollmentCode(ctx context.Context, in *ResendEnrollmentCodeRequest, opts ...grpc.CallOption) (*ResendEnrollmentCodeResponse, error)
 	ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error)
 	RenameFactor(ctx context.Context, in *RenameFactorRequest, opts ...grpc.CallOption) (*RenameFactorResponse, error)
 	RemoveFactor(ctx context.Context, in *RemoveFactorRequest, opts ...grpc.CallOption) (*RemoveFactorResponse, error)
 	// IssueBackupCodes replaces the user's backup codes with a new set, shown once.
 	IssueBackupCodes(ctx context.Context, in *IssueBackupCodesRequest, opts ...grpc.CallOption) (*IssueBackupCodesResponse, error)
 	GetBackupCodesStatus(ctx context.Context, in *GetBackupCodesStatusRequest, opts ...grpc.CallOption) (*GetBackupCodesStatusResponse, error)
+	// Remembered devices ("remember this device") of the user.
+	ListRememberedDevices(ctx context.Context, in *ListRememberedDevicesRequest, opts ...grpc.CallOption) (*ListRememberedDevicesResponse, error)
+	RevokeRememberedDevice(ctx context.Context, in *RevokeRememberedDeviceRequest, opts ...grpc.CallOption) (*RevokeRememberedDeviceResponse, error)
+	RevokeAllRememberedDevices(ctx context.Context, in *RevokeAllRememberedDevicesRequest, opts ...grpc.CallOption) (*RevokeAllRememberedDevicesResponse, error)
+	// NotifyPasswordChanged: the backend changed the user's password. Every
+	// remembered device of the user dies (the credentials epoch moves).
+	NotifyPasswordChanged(ctx context.Context, in *NotifyPasswordChangedRequest, opts ...grpc.CallOption) (*NotifyPasswordChangedResponse, error)
 }
 
 type enrollmentServiceClient struct {
@@ -69,6 +85,16 @@ func (c *enrollmentServiceClient) FinishEnrollment(ctx context.Context, in *Fini
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FinishEnrollmentResponse)
 	err := c.cc.Invoke(ctx, EnrollmentService_FinishEnrollment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enrollmentServiceClient) ResendEnrollmentCode(ctx context.Context, in *ResendEnrollmentCodeRequest, opts ...grpc.CallOption) (*ResendEnrollmentCodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResendEnrollmentCodeResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_ResendEnrollmentCode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +151,46 @@ func (c *enrollmentServiceClient) GetBackupCodesStatus(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *enrollmentServiceClient) ListRememberedDevices(ctx context.Context, in *ListRememberedDevicesRequest, opts ...grpc.CallOption) (*ListRememberedDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRememberedDevicesResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_ListRememberedDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enrollmentServiceClient) RevokeRememberedDevice(ctx context.Context, in *RevokeRememberedDeviceRequest, opts ...grpc.CallOption) (*RevokeRememberedDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeRememberedDeviceResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_RevokeRememberedDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enrollmentServiceClient) RevokeAllRememberedDevices(ctx context.Context, in *RevokeAllRememberedDevicesRequest, opts ...grpc.CallOption) (*RevokeAllRememberedDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAllRememberedDevicesResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_RevokeAllRememberedDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enrollmentServiceClient) NotifyPasswordChanged(ctx context.Context, in *NotifyPasswordChangedRequest, opts ...grpc.CallOption) (*NotifyPasswordChangedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NotifyPasswordChangedResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_NotifyPasswordChanged_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EnrollmentServiceServer is the server API for EnrollmentService service.
 // All implementations must embed UnimplementedEnrollmentServiceServer
 // for forward compatibility.
@@ -136,12 +202,23 @@ type EnrollmentServiceServer interface {
 	BeginEnrollment(context.Context, *BeginEnrollmentRequest) (*BeginEnrollmentResponse, error)
 	// FinishEnrollment activates a pending factor once the user proves it.
 	FinishEnrollment(context.Context, *FinishEnrollmentRequest) (*FinishEnrollmentResponse, error)
+	// ResendEnrollmentCode sends a pending email, SMS or Signal factor's code again (the
+	// same code), after a cooldown that doubles (ResourceExhausted with RetryInfo before)
+	// and within daily caps per user and destination.
+	ResendEnrollmentCode(context.Context, *ResendEnrollmentCodeRequest) (*ResendEnrollmentCodeResponse, error)
 	ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error)
 	RenameFactor(context.Context, *RenameFactorRequest) (*RenameFactorResponse, error)
 	RemoveFactor(context.Context, *RemoveFactorRequest) (*RemoveFactorResponse, error)
 	// IssueBackupCodes replaces the user's backup codes with a new set, shown once.
 	IssueBackupCodes(context.Context, *IssueBackupCodesRequest) (*IssueBackupCodesResponse, error)
 	GetBackupCodesStatus(context.Context, *GetBackupCodesStatusRequest) (*GetBackupCodesStatusResponse, error)
+	// Remembered devices ("remember this device") of the user.
+	ListRememberedDevices(context.Context, *ListRememberedDevicesRequest) (*ListRememberedDevicesResponse, error)
+	RevokeRememberedDevice(context.Context, *RevokeRememberedDeviceRequest) (*RevokeRememberedDeviceResponse, error)
+	RevokeAllRememberedDevices(context.Context, *RevokeAllRememberedDevicesRequest) (*RevokeAllRememberedDevicesResponse, error)
+	// NotifyPasswordChanged: the backend changed the user's password. Every
+	// remembered device of the user dies (the credentials epoch moves).
+	NotifyPasswordChanged(context.Context, *NotifyPasswordChangedRequest) (*NotifyPasswordChangedResponse, error)
 	mustEmbedUnimplementedEnrollmentServiceServer()
 }
 
@@ -158,6 +235,9 @@ func (UnimplementedEnrollmentServiceServer) BeginEnrollment(context.Context, *Be
 func (UnimplementedEnrollmentServiceServer) FinishEnrollment(context.Context, *FinishEnrollmentRequest) (*FinishEnrollmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FinishEnrollment not implemented")
 }
+func (UnimplementedEnrollmentServiceServer) ResendEnrollmentCode(context.Context, *ResendEnrollmentCodeRequest) (*ResendEnrollmentCodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResendEnrollmentCode not implemented")
+}
 func (UnimplementedEnrollmentServiceServer) ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFactors not implemented")
 }
@@ -172,6 +252,18 @@ func (UnimplementedEnrollmentServiceServer) IssueBackupCodes(context.Context, *I
 }
 func (UnimplementedEnrollmentServiceServer) GetBackupCodesStatus(context.Context, *GetBackupCodesStatusRequest) (*GetBackupCodesStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBackupCodesStatus not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) ListRememberedDevices(context.Context, *ListRememberedDevicesRequest) (*ListRememberedDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRememberedDevices not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) RevokeRememberedDevice(context.Context, *RevokeRememberedDeviceRequest) (*RevokeRememberedDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeRememberedDevice not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) RevokeAllRememberedDevices(context.Context, *RevokeAllRememberedDevicesRequest) (*RevokeAllRememberedDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeAllRememberedDevices not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) NotifyPasswordChanged(context.Context, *NotifyPasswordChangedRequest) (*NotifyPasswordChangedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NotifyPasswordChanged not implemented")
 }
 func (UnimplementedEnrollmentServiceServer) mustEmbedUnimplementedEnrollmentServiceServer() {}
 func (UnimplementedEnrollmentServiceServer) testEmbeddedByValue()                           {}
@@ -226,6 +318,24 @@ func _EnrollmentService_FinishEnrollment_Handler(srv interface{}, ctx context.Co
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(EnrollmentServiceServer).FinishEnrollment(ctx, req.(*FinishEnrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnrollmentService_ResendEnrollmentCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResendEnrollmentCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).ResendEnrollmentCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_ResendEnrollmentCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).ResendEnrollmentCode(ctx, req.(*ResendEnrollmentCodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -320,6 +430,78 @@ func _EnrollmentService_GetBackupCodesStatus_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EnrollmentService_ListRememberedDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRememberedDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).ListRememberedDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_ListRememberedDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).ListRememberedDevices(ctx, req.(*ListRememberedDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnrollmentService_RevokeRememberedDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRememberedDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).RevokeRememberedDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_RevokeRememberedDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).RevokeRememberedDevice(ctx, req.(*RevokeRememberedDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnrollmentService_RevokeAllRememberedDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAllRememberedDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).RevokeAllRememberedDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_RevokeAllRememberedDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).RevokeAllRememberedDevices(ctx, req.(*RevokeAllRememberedDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnrollmentService_NotifyPasswordChanged_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NotifyPasswordChangedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).NotifyPasswordChanged(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_NotifyPasswordChanged_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).NotifyPasswordChanged(ctx, req.(*NotifyPasswordChangedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EnrollmentService_ServiceDesc is the grpc.ServiceDesc for EnrollmentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -334,6 +516,10 @@ var EnrollmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FinishEnrollment",
 			Handler:    _EnrollmentService_FinishEnrollment_Handler,
+		},
+		{
+			MethodName: "ResendEnrollmentCode",
+			Handler:    _EnrollmentService_ResendEnrollmentCode_Handler,
 		},
 		{
 			MethodName: "ListFactors",
@@ -354,6 +540,22 @@ var EnrollmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBackupCodesStatus",
 			Handler:    _EnrollmentService_GetBackupCodesStatus_Handler,
+		},
+		{
+			MethodName: "ListRememberedDevices",
+			Handler:    _EnrollmentService_ListRememberedDevices_Handler,
+		},
+		{
+			MethodName: "RevokeRememberedDevice",
+			Handler:    _EnrollmentService_RevokeRememberedDevice_Handler,
+		},
+		{
+			MethodName: "RevokeAllRememberedDevices",
+			Handler:    _EnrollmentService_RevokeAllRememberedDevices_Handler,
+		},
+		{
+			MethodName: "NotifyPasswordChanged",
+			Handler:    _EnrollmentService_NotifyPasswordChanged_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
