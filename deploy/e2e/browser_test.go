@@ -176,10 +176,35 @@ func (tb *tab) waitBody(s string) {
 	}
 }
 
+// signIn submits the name and returns once the next page has loaded: a step
+// that queried the page while the sign-in page was being replaced could hold a
+// node of the old document ("Could not find node with given id").
 func (tb *tab) signIn(user string) {
 	tb.t.Helper()
 	tb.do(chromedp.Navigate(tb.url+"/signin"), chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.Evaluate[chromedp.Void](`window.__signinPage = true`),
 		chromedp.SendKeys(chromedp.CSS("#name"), user), chromedp.Submit(chromedp.CSS("#name")))
+	tb.waitLoaded(`!window.__signinPage`)
+}
+
+// waitLoaded waits until cond holds in a fully loaded document.
+func (tb *tab) waitLoaded(cond string) {
+	tb.t.Helper()
+	expr := "document.readyState === 'complete' && (" + cond + ")"
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			loc, _ := chromedp.Run(tb.ctx, chromedp.Location())
+			tb.t.Fatalf("at %s: no new page loaded (%v)", loc, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (tb *tab) signOut() {
