@@ -109,10 +109,10 @@ func login(e *env, args []string) error {
 		return err
 	}
 	m, ok := pb.Method_value["METHOD_"+strings.ToUpper(*method)]
-	if !ok {
+	switch {
+	case !ok:
 		return fmt.Errorf("-method %q: want totp, backup_code, admin_code, email, sms, signal, telegram or push", *method)
-	}
-	if pb.Method(m) == pb.Method_METHOD_PUSH {
+	case pb.Method(m) == pb.Method_METHOD_PUSH:
 		return loginPush(e, user) // device.go
 	}
 	ch, err := e.c.Begin(e.ctx, user, pb.Method(m), &pb.ClientContext{Client: "authctl"})
