@@ -47,7 +47,10 @@ type Client struct {
 	AppPasswords pb.AppPasswordServiceClient
 	Admin        pb.AdminServiceClient
 	Passwords    pb.PasswordServiceClient
-	Health       healthpb.HealthClient
+	// Devices is the device API (push approval); authd authenticates its calls by
+	// the device's signature, not the API key, so a backend may relay them.
+	Devices pb.DeviceServiceClient
+	Health  healthpb.HealthClient
 }
 
 // Dial connects to authd. Plaintext is allowed only to loopback addresses, so an
@@ -99,6 +102,7 @@ func Dial(o Options) (*Client, error) {
 		AppPasswords: pb.NewAppPasswordServiceClient(conn),
 		Admin:        pb.NewAdminServiceClient(conn),
 		Passwords:    pb.NewPasswordServiceClient(conn),
+		Devices:      pb.NewDeviceServiceClient(conn),
 		Health:       healthpb.NewHealthClient(conn),
 	}, nil
 }

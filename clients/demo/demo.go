@@ -94,7 +94,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, c: cfg.Client, cookie: cd, pages: map[string]*template.Template{}, mux: http.NewServeMux(), secure: u.Scheme == "https"}
-	for _, p := range []string{"signin.html", "second.html", "account.html", "totp.html"} {
+	for _, p := range []string{"signin.html", "second.html", "account.html", "totp.html", "device.html"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p)
 		if err != nil {
 			return nil, fmt.Errorf("demo: template %s: %w", p, err)
@@ -131,6 +131,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /account/password-check", h.passwordCheck)
 	m.HandleFunc("POST /account/devices/revoke", h.revokeDevice)
 	m.HandleFunc("POST /account/devices/revoke-all", h.revokeAllDevices)
+	h.pushRoutes()
 }
 
 // ServeHTTP sets the security headers, refuses cross-origin state changes, and routes.
@@ -244,6 +245,10 @@ type view struct {
 	Check        *pb.CheckPasswordResponse
 	Devices      []*pb.RememberedDevice
 
+	// Push device enrollment (token and QR code, shown once)
+	PushEnroll *pb.PushEnrollment
+	PushQR     template.URL
+
 	// TOTP enrollment
 	TOTP     *pb.BeginEnrollmentResponse
 	FactorID string
@@ -289,6 +294,8 @@ func methodLabel(m pb.Method) string {
 		return "Backup code"
 	case pb.Method_METHOD_ADMIN_CODE:
 		return "Admin code"
+	case pb.Method_METHOD_PUSH:
+		return "Push approval (device)"
 	}
 	return m.String()
 }

@@ -40,6 +40,13 @@
 //     breached-password form sends the password to authd only and never echoes it.
 //   - A strict Content-Security-Policy (script-src 'self', no inline script,
 //     frame-ancestors 'none') and nosniff on every response.
+//   - Push approval: the device page (/device) makes an ECDSA P-256 key with WebCrypto,
+//     extractable = false, kept as a CryptoKey in IndexedDB, and signs each device
+//     request itself (the canonical encoding of providers/push/pushsig, IEEE P1363
+//     signatures); the demo relays those requests to DeviceService but holds no
+//     device key, so it cannot answer a push (NIST SP 800-63B-4 §3.1.3: the number
+//     shown on the sign-in page must be typed on the device). The sign-in page
+//     long-polls VerifyChallenge; the challenge id stays in the signed login cookie.
 //   - WebAuthn needs the browser's origin to be exactly the one authd allows
 //     (-webauthn-origins, default http://localhost:8080) and an RP ID the origin's
 //     host ends with ("localhost"): open the demo at http://localhost:8080, not at

@@ -86,6 +86,8 @@ func verdict(v *pb.VerifyChallengeResponse) *result {
 
 func reasonText(r pb.RejectReason) string {
 	switch r {
+	case pb.RejectReason_REJECT_REASON_DENIED:
+		return "denied on your device (or the number typed there was wrong)"
 	case pb.RejectReason_REJECT_REASON_WRONG_CODE:
 		return "wrong code"
 	case pb.RejectReason_REJECT_REASON_REPLAYED:

@@ -36,6 +36,9 @@ var methodNames = map[string]pb.Method{
 }
 
 func methodKey(m pb.Method) string {
+	if m == pb.Method_METHOD_PUSH {
+		return "push" // answered on a device, not with a code (push.go)
+	}
 	for k, v := range methodNames {
 		if v == m {
 			return k

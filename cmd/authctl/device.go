@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/mdp/qrterminal/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/twofactor/twofactor/clients/pushdevice"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
@@ -213,4 +215,38 @@ func resultText(r *pb.RespondPushResponse) string {
 		s += "; push logins are locked until you sign in another way"
 	}
 	return s
+}
+
+// loginPush is `login <user> -method push`: it sends the push, shows the number
+// to type on the device and long-polls VerifyChallenge until the device answers
+// (or the challenge expires).
+func loginPush(e *env, user string) error {
+	cc := &pb.ClientContext{Client: "authctl"}
+	ch, err := e.c.Begin(e.ctx, user, pb.Method_METHOD_PUSH, cc)
+	if err != nil {
+		return err
+	}
+	if n := ch.GetPush().GetNumber(); n != "" {
+		fmt.Fprintf(e.out, "Number: %s (type it on your device)\n", n)
+	}
+	fmt.Fprintf(e.out, "Push sent to %d device(s); waiting for the answer…\n", ch.GetPush().GetDevices())
+	for {
+		r, err := e.c.Challenges.VerifyChallenge(e.ctx, &pb.VerifyChallengeRequest{ChallengeId: ch.GetChallengeId(), Context: cc,
+			Response: &pb.VerifyChallengeRequest_Push{Push: &pb.PushWait{Wait: durationpb.New(25 * time.Second)}}})
+		if err != nil {
+			return err
+		}
+		switch r.GetResult() {
+		case pb.VerifyResult_VERIFY_RESULT_PENDING:
+			continue
+		case pb.VerifyResult_VERIFY_RESULT_ACCEPTED:
+			fmt.Fprintf(e.out, "Accepted: %s passed the second factor%s.\n", r.GetUserId(), factorNote(r.GetFactorId()))
+			return nil
+		case pb.VerifyResult_VERIFY_RESULT_REJECTED:
+			return fmt.Errorf("rejected (%s)", reason(r.GetReason()))
+		case pb.VerifyResult_VERIFY_RESULT_THROTTLED:
+			return fmt.Errorf("throttled: try again in %s", r.GetRetryAfter().AsDuration())
+		}
+		return fmt.Errorf("challenge over: %s", strings.TrimPrefix(r.GetResult().String(), "VERIFY_RESULT_"))
+	}
 }

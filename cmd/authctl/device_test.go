@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/twofactor/twofactor/clients/client"
+	"github.com/twofactor/twofactor/clients/pushdevice"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 )
 
@@ -53,4 +54,42 @@ func TestDeviceEnrollListenApprove(t *testing.T) {
 		t.Fatalf("verify = %v, %v", v, err)
 	}
 	s.wait()
+}
+
+// `login -method push`: the number is shown, the device approves it with
+// `device approve`, and the waiting login is accepted.
+func TestLoginWithPush(t *testing.T) {
+	addr, dataDir := startAuthd(t)
+	file := filepath.Join(t.TempDir(), "device.json")
+	s := start(t, addr, dataDir, "push", "enroll", "carl")
+	token := s.until(`^Token: (\S+)`)[1]
+	s.wait()
+	start(t, addr, dataDir, "device", "enroll", token, "-file", file).wait()
+
+	login := start(t, addr, dataDir, "login", "carl", "-method", "push")
+	number := login.until(`^Number: (\d+)`)[1]
+	login.until(`waiting for the answer`)
+	key, err := client.FindAPIKey("", dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.Dial(client.Options{Addr: addr, APIKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The device learns the push's id as a device does: from its pending list.
+	dev, _, err := pushdevice.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, err := dev.Pending(context.Background(), c.Devices)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending %v, %v", pending, err)
+	}
+	if out := start(t, addr, dataDir, "device", "approve", pending[0].GetChallengeId(), number, "-file", file).wait(); !strings.Contains(out, "approved") {
+		t.Fatalf("device approve:\n%s", out)
+	}
+	login.until(`^Accepted: carl passed the second factor`)
+	login.wait()
 }

@@ -102,15 +102,18 @@ func plural(n int, one, many string) string {
 
 func login(e *env, args []string) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
-	method := fs.String("method", "totp", "totp, backup_code, admin_code, email, sms, signal or telegram")
+	method := fs.String("method", "totp", "totp, backup_code, admin_code, email, sms, signal, telegram or push")
 	remember := fs.String("remember", "", "remember this device under this label (if policy allows): prints a device token")
 	user, err := userThenFlags(fs, args, "login <user> [-method M] [-remember LABEL]")
 	if err != nil {
 		return err
 	}
 	m, ok := pb.Method_value["METHOD_"+strings.ToUpper(*method)]
-	if !ok {
-		return fmt.Errorf("-method %q: want totp, backup_code, admin_code, email, sms, signal or telegram", *method)
+	switch {
+	case !ok:
+		return fmt.Errorf("-method %q: want totp, backup_code, admin_code, email, sms, signal, telegram or push", *method)
+	case pb.Method(m) == pb.Method_METHOD_PUSH:
+		return loginPush(e, user) // device.go
 	}
 	ch, err := e.c.Begin(e.ctx, user, pb.Method(m), &pb.ClientContext{Client: "authctl"})
 	if err != nil {

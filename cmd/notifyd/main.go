@@ -1,5 +1,6 @@
 // Command notifyd delivers the one-time codes authd publishes on NATS JetStream through
-// e-mail, SMS, Telegram and Signal providers, and binds Telegram chats (see package
+// e-mail, SMS, Telegram and Signal providers, binds Telegram chats, and wakes push
+// approval devices through Web Push and ntfy when -database-url is set (see package
 // notify/daemon).
 //
 //	notifyd [flags]               run (see -h for every setting; TWOFACTOR_* environment variables)

@@ -67,6 +67,7 @@ func (tp *topology) testBrowser(t *testing.T) {
 	t.Run("BackupCodes", b.backupCodes)
 	t.Run("AdminCode", b.adminCode)
 	t.Run("AppPassword", b.appPassword)
+	t.Run("PushApprovedOnDevicePage", b.push)
 }
 
 type flows struct {
@@ -175,10 +176,35 @@ func (tb *tab) waitBody(s string) {
 	}
 }
 
+// signIn submits the name and returns once the next page has loaded: a step
+// that queried the page while the sign-in page was being replaced could hold a
+// node of the old document ("Could not find node with given id").
 func (tb *tab) signIn(user string) {
 	tb.t.Helper()
 	tb.do(chromedp.Navigate(tb.url+"/signin"), chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.Evaluate[chromedp.Void](`window.__signinPage = true`),
 		chromedp.SendKeys(chromedp.CSS("#name"), user), chromedp.Submit(chromedp.CSS("#name")))
+	tb.waitLoaded(`!window.__signinPage`)
+}
+
+// waitLoaded waits until cond holds in a fully loaded document.
+func (tb *tab) waitLoaded(cond string) {
+	tb.t.Helper()
+	expr := "document.readyState === 'complete' && (" + cond + ")"
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			loc, _ := chromedp.Run(tb.ctx, chromedp.Location())
+			tb.t.Fatalf("at %s: no new page loaded (%v)", loc, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (tb *tab) signOut() {
@@ -367,4 +393,34 @@ func (f *flows) appPassword(t *testing.T) {
 	if err != nil || !v.GetValid() {
 		t.Fatalf("the issued app password does not verify: %v %v", v, err)
 	}
+}
+
+// Push approval: the account page enrolls a device; a second browser context (the
+// "phone") opens the demo's device page, enrolls with the token (a non-extractable
+// WebCrypto key in its IndexedDB) and polls; the sign-in page sends the push and
+// shows the number, the device shows the login's context, the number is typed
+// there, and the waiting sign-in page lands on the account.
+func (f *flows) push(t *testing.T) {
+	tb := f.tab(t, false)
+	u := user("pia")
+	tb.signIn(u)
+	tb.waitBody("Account of " + u)
+	tb.do(chromedp.Click(chromedp.CSS("#push-enroll")), chromedp.WaitVisible(chromedp.CSS("#push-token")))
+	token := strings.TrimSpace(tb.text("#push-token"))
+
+	phone := f.tab(t, false)
+	phone.do(chromedp.Navigate(phone.url+"/device"), chromedp.WaitVisible(chromedp.CSS("#device-token")),
+		chromedp.SendKeys(chromedp.CSS("#device-token"), token), chromedp.Click(chromedp.CSS("#device-enroll button")))
+	phone.waitBody("Enrolled for " + u)
+
+	tb.signOut()
+	tb.signIn(u)
+	tb.do(chromedp.WaitVisible(chromedp.CSS("#push-signin")), chromedp.Click(chromedp.CSS("#push-signin")),
+		chromedp.WaitVisible(chromedp.CSS("#push-number-value")))
+	number := strings.TrimSpace(tb.text("#push-number-value"))
+
+	phone.waitBody("Sign-in to demo-web")
+	phone.do(chromedp.SendKeys(chromedp.CSS("#device-number"), number), chromedp.Click(chromedp.CSS("#device-approve")))
+	phone.waitBody("Approved.")
+	tb.waitBody("Account of " + u)
 }

@@ -38,6 +38,7 @@ const (
 // topology is the deployment of docker-compose.yml, as processes on this machine.
 type topology struct {
 	dataDir   string // shared by the replicas, as the compose file's keys volume
+	dbURL     string // authd's database (notifyd reads push endpoints from it)
 	bin       map[string]string
 	artifacts string
 	replicas  []string // authd gRPC addresses
@@ -211,6 +212,7 @@ func startTopology(t *testing.T) *topology {
 	tp := &topology{dataDir: t.TempDir(), artifacts: artifactsDir(t)}
 	tp.bin = build(t, t.TempDir())
 	dbURL := storagetest.URL(t)
+	tp.dbURL = dbURL
 	natsURL := os.Getenv(natsEnv)
 	prefix := "e2e" + randomHex(5)
 	t.Cleanup(func() { deleteStreams(t, natsURL, prefix) })
@@ -290,6 +292,7 @@ func (tp *topology) startNotifyd(t *testing.T, natsURL, prefix string) {
 	for i := 1; i <= 2; i++ {
 		env := []string{
 			"TWOFACTOR_DATA_DIR=" + tp.dataDir, "TWOFACTOR_NATS_URL=" + natsURL, "TWOFACTOR_NATS_PREFIX=" + prefix,
+			"TWOFACTOR_DATABASE_URL=" + tp.dbURL,                              // push delivery reads the devices' endpoints
 			fmt.Sprintf("TWOFACTOR_METRICS_LISTEN=127.0.0.1:%d", freePort(t)), // and /healthz
 			"TWOFACTOR_SMTP_HOST=" + host, "TWOFACTOR_SMTP_PORT=" + port, "TWOFACTOR_SMTP_TLS=none",
 			"TWOFACTOR_SMTP_FROM=twofactor@localhost", "TWOFACTOR_LOG_FORMAT=text",

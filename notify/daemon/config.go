@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/notify/channels/webpush"
 )
 
 // Config is notifyd's configuration. Every field has a flag (--kebab-case), an
@@ -35,6 +36,10 @@ type Config struct {
 	// Outbox sends every channel without a provider to files in OutboxDir (development).
 	Outbox    bool
 	OutboxDir string
+
+	// DatabaseURL, KeyFile, VAPIDKeyFile and VAPIDSubscriber run push delivery
+	// (pushdelivery): authd's store and key ring open the devices' endpoints.
+	DatabaseURL, KeyFile, VAPIDKeyFile, VAPIDSubscriber string
 
 	Channels map[string]*ChannelConfig // by gateway channel
 
@@ -101,6 +106,10 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "how long sends in flight may finish on SIGTERM")
 	fs.BoolVar(&c.Outbox, "outbox", false, "write messages of channels without a provider to files (development only: codes in clear)")
 	fs.StringVar(&c.OutboxDir, "outbox-dir", "", "outbox folder; default <data-dir>/outbox")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "authd's database (postgres://… or sqlite://…), read for the push devices' endpoints; empty: no push delivery")
+	fs.StringVar(&c.KeyFile, "key-file", "", "authd's sealing key ring (opens the devices' endpoints); default <data-dir>/keys.json")
+	fs.StringVar(&c.VAPIDKeyFile, "vapid-key-file", "", "VAPID key pair of Web Push (RFC 8292, written by `authd init`); default <data-dir>/"+webpush.DefaultVAPIDKeyFile)
+	fs.StringVar(&c.VAPIDSubscriber, "vapid-subscriber", "", "operator contact in the VAPID JWT (mailto:… or https://…); empty: Web Push devices poll")
 	for _, ch := range notify.GatewayChannels {
 		cc := &ChannelConfig{}
 		c.Channels[ch] = cc
@@ -189,6 +198,15 @@ func (c *Config) finish() error {
 	}
 	if c.OutboxDir == "" {
 		c.OutboxDir = filepath.Join(c.DataDir, "outbox")
+	}
+	if c.KeyFile == "" {
+		c.KeyFile = filepath.Join(c.DataDir, "keys.json")
+	}
+	if c.VAPIDKeyFile == "" {
+		c.VAPIDKeyFile = filepath.Join(c.DataDir, webpush.DefaultVAPIDKeyFile)
+	}
+	if strings.ContainsAny(c.VAPIDSubscriber, "\r\n") {
+		return errors.New("vapid-subscriber: want one line")
 	}
 	if c.MaxDeliver < 1 || c.MaxDeliver > 100 {
 		return fmt.Errorf("max-deliver %d: want 1 to 100", c.MaxDeliver)

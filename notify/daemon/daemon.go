@@ -1,7 +1,10 @@
 // Package daemon is notifyd: the workers that take sealed one-time codes off
 // <p>.gateway.send.<channel>, open them with the delivery key and hand them to the
 // channel configured for each (notify/channels/...), and the Telegram update receiver
-// that turns "/start <token>" into a binding event for authd. cmd/notifyd is a thin
+// that turns "/start <token>" into a binding event for authd, and (with
+// -database-url) the push worker of notify/pushdelivery, which wakes push-approval
+// devices through Web Push or ntfy (see that package's security properties; the
+// endpoints are opened with authd's key ring, in memory). cmd/notifyd is a thin
 // main around Run; authd's embedded mode calls Start with OutboxSenders to run the
 // same workers in-process.
 //
@@ -51,6 +54,7 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
 	"github.com/twofactor/twofactor/notify/channels/telegram"
+	"github.com/twofactor/twofactor/notify/pushdelivery"
 )
 
 // Limits bound one channel's sending.
@@ -82,9 +86,12 @@ type Options struct {
 	// chat bindings; with a webhook, mount TelegramWebhook instead.
 	Telegram     *telegram.Bot
 	TelegramPoll bool
-	Now          func() time.Time
-	Logger       *slog.Logger
-	Metrics      *Metrics // default: a fresh set (not registered anywhere)
+	// Push, when set, runs the push worker (pushdelivery.NewWorker) beside the
+	// gateway channels' workers.
+	Push    *pushdelivery.Deps
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Metrics *Metrics // default: a fresh set (not registered anywhere)
 	// Observe, if set, sees every settled delivery (tests).
 	Observe func(notify.Outcome)
 
@@ -145,6 +152,13 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 		}
 		workers = append(workers, w)
 	}
+	if o.Push != nil {
+		w, err := d.newPushWorker(ctx)
+		if err != nil {
+			return nil, err
+		}
+		workers = append(workers, w)
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
 	for _, w := range workers {
@@ -177,6 +191,25 @@ func (d *Daemon) Stop() {
 
 // Healthy reports whether NATS and JetStream answer.
 func (d *Daemon) Healthy(ctx context.Context) error { return notify.HealthyContext(ctx, d.nc) }
+
+// newPushWorker is pushdelivery's worker on o.Push, with the daemon's clock and logger.
+func (d *Daemon) newPushWorker(ctx context.Context) (*notify.Worker, error) {
+	pd := *d.opts.Push
+	if pd.Now == nil {
+		pd.Now = d.opts.Now
+	}
+	if pd.Logger == nil {
+		pd.Logger = d.opts.Logger
+	}
+	observe := pd.Observe
+	pd.Observe = func(deviceID, kind string, err error) {
+		d.opts.Metrics.pushed(kind, err)
+		if observe != nil {
+			observe(deviceID, kind, err)
+		}
+	}
+	return pushdelivery.NewWorker(ctx, d.opts.JS, d.opts.Names, pd)
+}
 
 func (d *Daemon) newWorker(ctx context.Context, ch string) (*notify.Worker, error) {
 	o := d.opts

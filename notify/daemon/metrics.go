@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/notify/channels/ntfy"
+	"github.com/twofactor/twofactor/notify/channels/webpush"
 )
 
 // Metrics are notifyd's Prometheus metrics.
@@ -22,6 +24,9 @@ type Metrics struct {
 	// provider_auth), back to 0 after the next accepted message.
 	Alert    *prometheus.GaugeVec
 	Bindings prometheus.Counter // Telegram chat bindings published
+	// Pushes counts push wake-ups by endpoint kind (webpush, ntfy) and result
+	// (ok, gone, retry, permanent, error).
+	Pushes *prometheus.CounterVec
 }
 
 // NewMetrics returns the metrics registered in a registry of their own.
@@ -40,8 +45,10 @@ func NewMetrics() *Metrics {
 			Help: "1 while a channel needs an operator: captcha_required (Signal) or provider_auth (credentials refused)."}, []string{"channel", "reason"}),
 		Bindings: prometheus.NewCounter(prometheus.CounterOpts{Name: "notifyd_telegram_bindings_total",
 			Help: "Telegram chat bindings published for authd."}),
+		Pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "notifyd_push_wakeups_total",
+			Help: "Push-approval wake-ups sent to devices, by endpoint kind and result (ok, gone, retry, permanent, error)."}, []string{"kind", "result"}),
 	}
-	m.reg.MustRegister(m.Sent, m.Failed, m.Attempts, m.Latency, m.Alert, m.Bindings,
+	m.reg.MustRegister(m.Sent, m.Failed, m.Attempts, m.Latency, m.Alert, m.Bindings, m.Pushes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -85,4 +92,22 @@ func (m *Metrics) observe(ch string, o notify.Outcome) {
 	case notify.OutcomeDeadLettered, notify.OutcomeExpired:
 		m.Failed.WithLabelValues(ch, notify.FailureReason(o.Err)).Inc()
 	}
+}
+
+// pushed counts one device's wake-up (pushdelivery.Deps.Observe).
+func (m *Metrics) pushed(kind string, err error) {
+	var ra notify.RetryAfter
+	var perm notify.Permanent
+	result := "error"
+	switch {
+	case err == nil:
+		result = "ok"
+	case errors.Is(err, webpush.ErrGone) || errors.Is(err, ntfy.ErrGone):
+		result = "gone"
+	case errors.As(err, &ra):
+		result = "retry"
+	case errors.As(err, &perm):
+		result = "permanent"
+	}
+	m.Pushes.WithLabelValues(kind, result).Inc()
 }

@@ -99,7 +99,7 @@ func WaitStreams(ctx context.Context, js jetstream.JetStream, names notify.Names
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		missing := ""
 		for _, s := range []string{names.GatewayStream(), names.GatewayStatusStream(), names.DeadLetterStream(),
-			names.BindingStream(), "KV_" + names.DeliveredBucket()} {
+			names.BindingStream(), names.PushStream(), "KV_" + names.DeliveredBucket()} {
 			if _, err := js.Stream(ctx, s); err != nil {
 				missing = s
 				break
@@ -152,6 +152,11 @@ func Run(ctx context.Context, c *Config, log *slog.Logger) error {
 	if err := WaitStreams(ctx, js, names, log); err != nil {
 		return err
 	}
+	pushDeps, closeStore, err := c.PushDeps(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	limits := map[string]Limits{}
 	for ch, cc := range c.Channels {
 		limits[ch] = cc.Limits
@@ -159,7 +164,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger) error {
 	m := NewMetrics()
 	d, err := Start(ctx, Options{JS: js, Names: names, Key: key, Senders: senders, Limits: limits,
 		MaxDeliver: c.MaxDeliver, DrainTimeout: c.DrainTimeout, Telegram: bot,
-		TelegramPoll: c.TelegramPoll && c.TelegramWebhookListen == "", Logger: log, Metrics: m})
+		TelegramPoll: c.TelegramPoll && c.TelegramWebhookListen == "", Push: pushDeps, Logger: log, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -168,7 +173,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger) error {
 		d.Stop()
 		return err
 	}
-	log.Info("notifyd started", "metrics", c.MetricsListen, "providers", providerList(c))
+	log.Info("notifyd started", "metrics", c.MetricsListen, "providers", providerList(c), "push", pushDeps != nil)
 	<-ctx.Done()
 	log.Info("notifyd stopping: draining sends in flight", "drain_timeout", c.DrainTimeout)
 	stopHTTP()

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/notify/channels/webpush"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/breached"
 	"github.com/twofactor/twofactor/providers/trusteddevice"
@@ -89,6 +90,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *App, err error)
 	}
 	deps, err := a.buildDeps(ring)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.startPushDelivery(ctx, deps.Push); err != nil {
 		return nil, err
 	}
 	a.srv, err = server.New(deps, server.Options{ChallengeTTL: cfg.ChallengeTTL, MaxAttempts: cfg.MaxAttempts})
@@ -419,13 +423,18 @@ func Init(cfg *Config, log *slog.Logger) error {
 	} else if created {
 		log.Info("generated a delivery key (give notifyd the same file)", "path", cfg.DeliveryKeyFile)
 	}
+	if created, err := webpush.EnsureVAPIDKeyFile(cfg.VAPIDKeyFile); err != nil {
+		return err
+	} else if created {
+		log.Info("generated a VAPID key pair for Web Push (give notifyd the same file)", "path", cfg.VAPIDKeyFile)
+	}
 	return ensureAPIKeys(cfg, log)
 }
 
 // restrictDataFiles makes the files authd keeps in the data folder mode 0600 (the
 // SQLite files are storage.Open's; the JetStream store is in the 0700 folder).
 func restrictDataFiles(cfg *Config, log *slog.Logger) {
-	for _, p := range []string{cfg.KeyFile, cfg.APIKeysFile, cfg.AdminKeyPath(), cfg.DeliveryKeyFile, filepath.Join(cfg.DataDir, notify.TokenFileName)} {
+	for _, p := range []string{cfg.KeyFile, cfg.APIKeysFile, cfg.AdminKeyPath(), cfg.DeliveryKeyFile, cfg.VAPIDKeyFile, filepath.Join(cfg.DataDir, notify.TokenFileName)} {
 		if filepath.Dir(p) != filepath.Clean(cfg.DataDir) {
 			continue // the operator's file elsewhere (perhaps a read-only secret)
 		}

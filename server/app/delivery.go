@@ -11,6 +11,8 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/daemon"
+	"github.com/twofactor/twofactor/notify/pushdelivery"
+	"github.com/twofactor/twofactor/providers/push"
 )
 
 // startDelivery gives the publisher the delivery key, so that codes are published
@@ -52,6 +54,35 @@ func (a *App) startDelivery(ctx context.Context, js jetstream.JetStream, names n
 	}
 	a.closers = append(a.closers, d.Stop)
 	a.events = a.events.WithDeliveryKey(o.Key)
+	return nil
+}
+
+// startPushDelivery runs, in embedded mode, notifyd's push worker in this process
+// (pushdelivery, on the same store and key ring as the push factor): Web Push with
+// the VAPID key file when vapid-subscriber is set, ntfy / UnifiedPush always. With
+// an external NATS, notifyd delivers pushes (its -database-url).
+func (a *App) startPushDelivery(ctx context.Context, svc *push.Service) error {
+	if !a.cfg.Embedded() || svc == nil {
+		return nil
+	}
+	log := a.log.With("component", "notifyd")
+	wp, nt, err := daemon.PushSenders(a.cfg.VAPIDKeyFile, a.cfg.VAPIDSubscriber, a.cfg.pushHTTPClient, log)
+	if err != nil {
+		return err
+	}
+	w, err := pushdelivery.NewWorker(ctx, a.js, a.names, pushdelivery.Deps{Push: svc, WebPush: wp, Ntfy: nt, Logger: log})
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.Run(rctx); err != nil {
+			log.Error("push worker stopped", "err", err)
+		}
+	}()
+	a.closers = append(a.closers, func() { cancel(); <-done })
 	return nil
 }
 

@@ -49,7 +49,8 @@ func (a *App) buildFactors(d *server.Deps) error {
 		return fmt.Errorf("otpcode: %w", err)
 	}
 	if d.Push, err = push.New(a.store, ring, push.Config{NumberMode: a.cfg.PushNumberMode, Digits: a.cfg.PushDigits,
-		DailyCap: a.cfg.PushDailyCap, LockOnNotMe: a.cfg.PushLockOnNotMe, EndpointHosts: splitList(a.cfg.PushEndpointHosts)}); err != nil {
+		DailyCap: a.cfg.PushDailyCap, LockOnNotMe: a.cfg.PushLockOnNotMe, EndpointHosts: splitList(a.cfg.PushEndpointHosts),
+		AllowHTTP: a.cfg.pushAllowHTTP}); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
 	var pub server.PushPublisher
