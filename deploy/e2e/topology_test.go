@@ -254,6 +254,7 @@ func startTopology(t *testing.T) *topology {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tp.c.Close() })
+	tp.enableRemember(t)
 	return tp
 }
 
