@@ -257,6 +257,11 @@ func policyFromPB(r *Registry, in *pb.Policy) (policy.Policy, error) {
 	if err := checkGroups("policy.excluded_groups", p.ExcludedGroups); err != nil {
 		return policy.Policy{}, err
 	}
+	rules, err := groupRulesFromPB(r, in.GetGroupRules())
+	if err != nil {
+		return policy.Policy{}, err
+	}
+	p.GroupRules = rules
 	if g := in.GetGracePeriod(); g != nil {
 		if err := g.CheckValid(); err != nil {
 			return policy.Policy{}, invalid("policy.grace_period", "is not a valid duration")
@@ -274,6 +279,7 @@ func policyToPB(r *Registry, p policy.Policy) *pb.Policy {
 		ExcludedGroups:                  p.ExcludedGroups,
 		PasskeyCompleteLogin:            p.PasskeyCompleteLogin,
 		WebauthnRequireUserVerification: p.WebAuthnRequireUserVerification,
+		GroupRules:                      groupRulesToPB(r, p.GroupRules),
 	}
 	if p.GracePeriod > 0 {
 		out.GracePeriod = durationpb.New(p.GracePeriod)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
@@ -166,7 +167,7 @@ func TestResetFactors(t *testing.T) {
 
 // Deleting a user removes all their rows, in every table that holds user rows.
 func TestDeleteUserRemovesEverything(t *testing.T) {
-	c := newCluster(t)
+	c, out, _ := otpCluster(t, otpcode.Config{})
 	r := c.start()
 	directory(t, c, r)
 	adm := c.as("admin")
@@ -188,6 +189,10 @@ func TestDeleteUserRemovesEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.challenges().GetLoginRequirements(c.as("login"), &pb.GetLoginRequirementsRequest{UserId: user})
+		enrollOTP(t, c, r, out, user, pb.Method_METHOD_EMAIL, user+"@example.com") // a sent code's row
+		if _, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: user, Method: pb.Method_METHOD_TELEGRAM}); err != nil {
+			t.Fatal(err) // a link token's row
+		}
 		// A network the throttle remembers as familiar to the user.
 		if err := storagetest.OpenURL(t, c.url).RememberFamiliarNetwork(context.Background(), user, "192.0.2.1", time.Now(), time.Hour, time.Hour, 10); err != nil {
 			t.Fatal(err)

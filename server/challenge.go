@@ -24,7 +24,7 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 	if err != nil {
 		return nil, err
 	}
-	if err := s.requireAllowed(ctx, f.Name); err != nil {
+	if err := s.requireAllowedFor(ctx, req.GetUserId(), f.Name); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	d, err := s.checkThrottle(ctx, req.GetContext(), throttle.Subjects{UserID: req.GetUserId(), IP: req.GetContext().GetIp()}, f.Name)
@@ -34,7 +34,7 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 	if d.Blocked {
 		return nil, throttledError(d)
 	}
-	out, err := f.Challenge.Begin(ctx, BeginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext()})
+	out, err := f.Challenge.Begin(ctx, BeginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext(), Locale: req.GetLocale()})
 	if errors.Is(err, ErrNoFactor) {
 		if req.GetFactorId() != "" {
 			return nil, notFound("factor_id", req.GetFactorId())
@@ -89,8 +89,14 @@ func (s *challengeService) checkBegin(req *pb.BeginChallengeRequest) (*Factor, e
 			return nil, err
 		}
 	}
+	if len(req.GetLocale()) > maxLocaleLen {
+		return nil, invalid("locale", "is longer than %d bytes", maxLocaleLen)
+	}
 	return f, checkIP("context.ip", req.GetContext().GetIp())
 }
+
+// maxLocaleLen bounds a locale tag.
+const maxLocaleLen = 35
 
 // VerifyChallenge checks an answer: the wire to package challenge and back.
 func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyChallengeRequest) (*pb.VerifyChallengeResponse, error) {
@@ -107,7 +113,7 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	}
 	resp := &pb.VerifyChallengeResponse{UserId: ch.UserID, FactorId: ch.FactorID, Method: f.Method}
 	if !s.challenges.Answerable(ch) {
-		return s.expired(ctx, req, ch, resp), nil
+		return s.withDelivery(ctx, f, ch, s.expired(ctx, req, ch, resp)), nil
 	}
 	if w, ok := f.Challenge.(Waiter); ok {
 		pending, err := w.Wait(ctx, ch, ans)
@@ -159,16 +165,27 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	}
 	switch out.Result {
 	case challenge.Accepted:
-		resp = s.accepted(ctx, ch, resp, v, ch.UserID == "", out)
+		resp = s.withDelivery(ctx, f, ch, s.accepted(ctx, ch, resp, v, ch.UserID == "", out))
 		s.rememberDevice(ctx, req, resp, subj.IP)
 		return resp, nil
 	case challenge.Rejected:
-		return s.rejected(ch, resp, v, out), nil
+		return s.withDelivery(ctx, f, ch, s.rejected(ch, resp, v, out)), nil
 	}
 	if failed { // wrong, and the challenge ended meanwhile: the factor's events outside a transaction
 		s.auditAll(ctx, req.GetContext(), v.Audit)
 	}
-	return s.expired(ctx, req, ch, resp), nil
+	return s.withDelivery(ctx, f, ch, s.expired(ctx, req, ch, resp)), nil
+}
+
+// withDelivery adds how the challenge's out-of-band message fared, for a method
+// that sends one (a backend offers another method when it failed).
+func (s *challengeService) withDelivery(ctx context.Context, f *Factor, ch *challenge.Challenge, resp *pb.VerifyChallengeResponse) *pb.VerifyChallengeResponse {
+	if r, ok := f.Challenge.(DeliveryReporter); ok {
+		if d, err := r.DeliveryStatus(ctx, ch); err == nil {
+			resp.Delivery = d
+		}
+	}
+	return resp
 }
 
 // guardVerdict is what a challenge's result means to the throttle.

@@ -23,7 +23,7 @@ func (s *enrollmentService) BeginEnrollment(ctx context.Context, req *pb.BeginEn
 	}
 	f, ok := s.factors.method(req.GetMethod())
 	if ok {
-		if err := s.requireAllowed(ctx, f.Name); err != nil {
+		if err := s.requireAllowedFor(ctx, req.GetUserId(), f.Name); err != nil {
 			return nil, s.toStatus(ctx, err)
 		}
 	}

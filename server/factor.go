@@ -82,15 +82,23 @@ type Waiter interface {
 }
 
 // Resender is a ChallengeMethod that can send a challenge's message again
-// (not wired to an RPC yet): it returns the deliveries to perform.
+// (ResendChallenge): it returns the delivery status after the resend and the
+// deliveries to perform.
 type Resender interface {
-	Resend(ctx context.Context, ch *challenge.Challenge) ([]Delivery, error)
+	Resend(ctx context.Context, ch *challenge.Challenge, in ResendInput) (*pb.DeliveryStatus, []Delivery, error)
+}
+
+// ResendInput is a validated ResendChallenge request.
+type ResendInput struct {
+	Client *pb.ClientContext
+	Locale string
 }
 
 // DeliveryReporter is a ChallengeMethod that knows how its out-of-band message
-// fared (queued, delivered, failed) for a challenge-status query (not wired yet).
+// fared (queued, delivered, failed): GetChallengeStatus and VerifyChallenge
+// report it.
 type DeliveryReporter interface {
-	DeliveryStatus(ctx context.Context, ch *challenge.Challenge) (string, error)
+	DeliveryStatus(ctx context.Context, ch *challenge.Challenge) (*pb.DeliveryStatus, error)
 }
 
 // Enroller enrolls factors of one method.
@@ -113,6 +121,8 @@ type BeginInput struct {
 	UserID   string // "" only for a passkey login (WebAuthn without a user)
 	FactorID string
 	Client   *pb.ClientContext
+	// Locale is the user's locale, if the backend gave one (messages of codes).
+	Locale string
 }
 
 // BeginOutput is what a method's Begin prepared.

@@ -91,6 +91,8 @@ type cluster struct {
 	throttle throttle.Config
 	// factors are test-only factors every replica registers after the built-in ones.
 	factors []server.Factor
+	// factorFns build more factors per replica, on the replica's own store.
+	factorFns []func(st *storage.Store) []server.Factor
 	// auditLinger is the replicas' audit writer linger (0: the default).
 	auditLinger time.Duration
 	// pushOnWait is every replica's push.Config.OnWait.
@@ -198,8 +200,12 @@ func (c *cluster) start() *replica {
 		t.Fatal(err)
 	}
 	events := notify.NewPublisher(js, nc, c.names)
+	extra := c.factors
+	for _, fn := range c.factorFns {
+		extra = append(extra, fn(st)...)
+	}
 	factors, err := server.NewRegistry(append([]server.Factor{server.TOTPFactor(tp), server.WebAuthnFactor(wa),
-		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes), server.PushFactor(ps, events)}, c.factors...)...)
+		server.BackupCodeFactor(bcodes), server.AdminCodeFactor(acodes), server.PushFactor(ps, events)}, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

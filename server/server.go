@@ -250,13 +250,17 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 	}
 }
 
-// Sweep deletes expired challenges and unfinished enrollments; call it now and then.
+// Sweep deletes expired challenges, unfinished enrollments, sent codes and their
+// old send counters; call it now and then.
 func (s *Server) Sweep(ctx context.Context) error {
 	now := s.now().UTC()
 	if _, err := s.store.DeleteChallengesBefore(ctx, now.Add(-time.Hour)); err != nil {
 		return err
 	}
 	if _, err := s.store.DeleteExpiredPendingFactors(ctx, now); err != nil {
+		return err
+	}
+	if err := s.sweepOTPCodes(ctx, now); err != nil {
 		return err
 	}
 	if _, err := s.store.DeleteExpiredTrustedDevices(ctx, now); err != nil {

@@ -24,6 +24,8 @@ func userRows() []struct {
 		{&EnforcementStart{}, "user_id"},
 		{&AppPassword{}, "user_id"},
 		{&WebAuthnUser{}, "user_id"},
+		{&OTPCode{}, "user_id"},
+		{&OTPLinkToken{}, "user_id"},
 		{&FamiliarNetwork{}, "user_id"},
 		{&PushEnrollment{}, "user_id"},
 		{&PushDevice{}, "user_id"},

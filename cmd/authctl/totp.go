@@ -21,7 +21,7 @@ func init() {
 		run:   totpEnroll,
 	})
 	register("login", command{
-		usage: "login <user> [-method totp|backup_code|admin_code]",
+		usage: "login <user> [-method totp|backup_code|admin_code|email|sms|signal|telegram]",
 		help:  "run a second-factor login interactively",
 		run:   login,
 	})
@@ -102,7 +102,7 @@ func plural(n int, one, many string) string {
 
 func login(e *env, args []string) error {
 	fs := flag.NewFlagSet("login", flag.ContinueOnError)
-	method := fs.String("method", "totp", "totp, backup_code or admin_code")
+	method := fs.String("method", "totp", "totp, backup_code, admin_code, email, sms, signal or telegram")
 	remember := fs.String("remember", "", "remember this device under this label (if policy allows): prints a device token")
 	user, err := userThenFlags(fs, args, "login <user> [-method M] [-remember LABEL]")
 	if err != nil {
@@ -110,16 +110,25 @@ func login(e *env, args []string) error {
 	}
 	m, ok := pb.Method_value["METHOD_"+strings.ToUpper(*method)]
 	if !ok {
-		return fmt.Errorf("-method %q: want totp, backup_code or admin_code", *method)
+		return fmt.Errorf("-method %q: want totp, backup_code, admin_code, email, sms, signal or telegram", *method)
 	}
 	ch, err := e.c.Begin(e.ctx, user, pb.Method(m), &pb.ClientContext{Client: "authctl"})
 	if err != nil {
 		return err
 	}
+	q := "Code: "
+	if oob := ch.GetOutOfBand(); oob != nil {
+		fmt.Fprintf(e.out, "A %d-digit code was sent to %s.\n", oob.GetCodeDigits(), oob.GetMaskedDestination())
+		q = "Code (or \"resend\"): "
+	}
 	for {
-		code, err := e.prompt("Code: ")
+		code, err := e.prompt(q)
 		if err != nil {
 			return err
+		}
+		if ch.GetOutOfBand() != nil && strings.TrimSpace(code) == "resend" {
+			resendChallenge(e, ch.GetChallengeId())
+			continue
 		}
 		r, err := e.c.Challenges.VerifyChallenge(e.ctx, &pb.VerifyChallengeRequest{ChallengeId: ch.GetChallengeId(),
 			Response: &pb.VerifyChallengeRequest_Code{Code: code}, Context: &pb.ClientContext{Client: "authctl"},
@@ -141,6 +150,9 @@ func login(e *env, args []string) error {
 				return fmt.Errorf("rejected (%s); no attempts left on this challenge: start a new login", reason(r.GetReason()))
 			}
 			fmt.Fprintf(e.out, "Rejected (%s); %s left.\n", reason(r.GetReason()), plural(int(left), "attempt", "attempts"))
+			if r.GetDelivery().GetState() == pb.DeliveryState_DELIVERY_STATE_FAILED {
+				fmt.Fprintf(e.out, "The code could not be delivered (%s): try another method.\n", r.GetDelivery().GetReason())
+			}
 		case pb.VerifyResult_VERIFY_RESULT_THROTTLED:
 			return fmt.Errorf("throttled: try again in %s", r.GetRetryAfter().AsDuration())
 		default:

@@ -95,6 +95,8 @@ type Policy struct {
 	PasskeyCompleteLogin bool
 	// WebAuthnRequireUserVerification: WebAuthn logins must verify the user.
 	WebAuthnRequireUserVerification bool
+	// GroupRules forbid methods to the members of groups (groupmethods.go).
+	GroupRules []GroupMethodRule
 	// RememberDevice allows "remember this device" for everyone, or
 	// RememberDeviceGroups for their members only; RememberDeviceDeniedGroups
 	// never (denial wins). Off by default.
@@ -137,6 +139,9 @@ func (p Policy) Validate(ms Methods) error {
 			}
 		}
 	}
+	if err := ValidateGroupMethodRules(p.GroupRules, func(m string) bool { _, ok := ms.find(m); return ok }); err != nil {
+		return err
+	}
 	if p.GracePeriod < 0 || p.GracePeriod > MaxGracePeriod {
 		return fmt.Errorf("%w: grace_period: %v is not within 0..%v", ErrInvalid, p.GracePeriod, MaxGracePeriod)
 	}
@@ -178,17 +183,18 @@ func (p Policy) Allows(ms Methods, method string) bool {
 
 // stored is the JSON form in the policy row.
 type stored struct {
-	AllowedMethods                  []string `json:"allowed_methods,omitempty"`
-	Enforced                        bool     `json:"enforced"`
-	EnforcedGroups                  []string `json:"enforced_groups,omitempty"`
-	ExcludedGroups                  []string `json:"excluded_groups,omitempty"`
-	GracePeriod                     string   `json:"grace_period,omitempty"`
-	PasskeyCompleteLogin            bool     `json:"passkey_complete_login"`
-	WebAuthnRequireUserVerification bool     `json:"webauthn_require_user_verification"`
-	RememberDevice                  bool     `json:"remember_device,omitempty"`
-	RememberDeviceGroups            []string `json:"remember_device_groups,omitempty"`
-	RememberDeviceDeniedGroups      []string `json:"remember_device_denied_groups,omitempty"`
-	RememberDeviceMaxAge            string   `json:"remember_device_max_age,omitempty"`
+	AllowedMethods                  []string          `json:"allowed_methods,omitempty"`
+	Enforced                        bool              `json:"enforced"`
+	EnforcedGroups                  []string          `json:"enforced_groups,omitempty"`
+	ExcludedGroups                  []string          `json:"excluded_groups,omitempty"`
+	GracePeriod                     string            `json:"grace_period,omitempty"`
+	PasskeyCompleteLogin            bool              `json:"passkey_complete_login"`
+	WebAuthnRequireUserVerification bool              `json:"webauthn_require_user_verification"`
+	RememberDevice                  bool              `json:"remember_device,omitempty"`
+	RememberDeviceGroups            []string          `json:"remember_device_groups,omitempty"`
+	RememberDeviceDeniedGroups      []string          `json:"remember_device_denied_groups,omitempty"`
+	RememberDeviceMaxAge            string            `json:"remember_device_max_age,omitempty"`
+	GroupRules                      []storedGroupRule `json:"group_rules,omitempty"`
 }
 
 func encode(p Policy) ([]byte, error) {
@@ -200,6 +206,7 @@ func encode(p Policy) ([]byte, error) {
 	if p.GracePeriod > 0 {
 		s.GracePeriod = p.GracePeriod.String()
 	}
+	s.GroupRules = encodeGroupRules(p.GroupRules)
 	s.RememberDevice, s.RememberDeviceGroups, s.RememberDeviceDeniedGroups = p.RememberDevice, p.RememberDeviceGroups, p.RememberDeviceDeniedGroups
 	if p.RememberDeviceMaxAge > 0 {
 		s.RememberDeviceMaxAge = p.RememberDeviceMaxAge.String()
@@ -224,6 +231,7 @@ func decode(data []byte) (Policy, error) {
 		}
 		p.GracePeriod = d
 	}
+	p.GroupRules = decodeGroupRules(s.GroupRules)
 	p.RememberDevice, p.RememberDeviceGroups, p.RememberDeviceDeniedGroups = s.RememberDevice, s.RememberDeviceGroups, s.RememberDeviceDeniedGroups
 	if s.RememberDeviceMaxAge != "" {
 		d, err := time.ParseDuration(s.RememberDeviceMaxAge)
@@ -313,6 +321,23 @@ func (p *Provider) Allows(ctx context.Context, method string) (bool, error) {
 	return pol.Allows(p.methods, method), nil
 }
 
+// AllowsFor tells whether the policy allows method to userID: allowed at all,
+// and forbidden to none of the user's groups.
+func (p *Provider) AllowsFor(ctx context.Context, userID, method string) (bool, error) {
+	pol, err := p.Get(ctx)
+	if err != nil || !pol.Allows(p.methods, method) {
+		return false, err
+	}
+	if len(pol.GroupRules) == 0 || userID == "" {
+		return true, nil
+	}
+	groups, err := p.store.ListUserGroups(ctx, userID)
+	if err != nil {
+		return false, fmt.Errorf("policy: groups: %w", err)
+	}
+	return AllowedForGroups(pol.GroupRules, groups, method), nil
+}
+
 // Get returns the policy in force.
 func (p *Provider) Get(ctx context.Context) (Policy, error) {
 	var gen uint64
@@ -360,6 +385,7 @@ func (pol Policy) clone() Policy {
 	pol.AllowedMethods = slices.Clone(pol.AllowedMethods)
 	pol.EnforcedGroups = slices.Clone(pol.EnforcedGroups)
 	pol.ExcludedGroups = slices.Clone(pol.ExcludedGroups)
+	pol.GroupRules = cloneGroupRules(pol.GroupRules)
 	pol.RememberDeviceGroups = slices.Clone(pol.RememberDeviceGroups)
 	pol.RememberDeviceDeniedGroups = slices.Clone(pol.RememberDeviceDeniedGroups)
 	return pol
@@ -428,7 +454,8 @@ func (p *Provider) Requirements(ctx context.Context, userID string, enrolledMeth
 	if err != nil {
 		return Requirements{}, fmt.Errorf("policy: groups: %w", err)
 	}
-	r := Requirements{Allowed: pol.Allowed(p.methods)}
+	forbidden := ForbiddenByGroups(pol.GroupRules, groups)
+	r := Requirements{Allowed: slices.DeleteFunc(pol.Allowed(p.methods), func(m string) bool { return slices.Contains(forbidden, m) })}
 	r.Enforced = (pol.Enforced || intersects(groups, pol.EnforcedGroups)) && !intersects(groups, pol.ExcludedGroups)
 	for _, m := range r.Allowed {
 		if slices.Contains(enrolledMethods, m) {

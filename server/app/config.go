@@ -90,6 +90,7 @@ type Config struct {
 	PprofListen string
 
 	ObserveConfig
+	OTPCodeConfig
 }
 
 // Embedded tells whether this instance runs on its own: SQLite and an in-process NATS.
@@ -174,6 +175,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PolicyCacheTTL, "policy-cache-ttl", time.Second, "how long a replica reuses the policy it read; a change made on another replica applies here within it (0: read on every request)")
 	fs.StringVar(&c.PprofListen, "pprof-listen", "", "loopback host:port serving Go profiles (/debug/pprof/); default off")
 	observeFlags(fs, &c.ObserveConfig)
+	otpCodeFlags(fs, &c.OTPCodeConfig)
 }
 
 // readConfigFile reads the YAML settings file (none when path is empty); every

@@ -16,7 +16,8 @@ import (
 // Embedded mode runs notifyd's workers in-process: the delivery key is generated into
 // the data folder, a code published (sealed) lands in the outbox, and the delivered
 // status reaches OnGatewayStatus. A notify-config naming a channel replaces the outbox
-// for that channel only.
+// for that channel only. (No code channels: their wiring would share the status
+// consumer with this test's.)
 func TestEmbeddedDelivery(t *testing.T) {
 	dir := t.TempDir()
 	hookDir := filepath.Join(t.TempDir(), "ob2")
@@ -27,7 +28,7 @@ func TestEmbeddedDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg, err := Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-breached-mode", "off",
-		"-notify-config", cfgFile}, func(string) string { return "" })
+		"-notify-config", cfgFile, "-otp-channels", ""}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,10 @@ func (a *App) buildFactors(d *server.Deps) error {
 	d.WebAuthn = wa
 	d.BackupCodes = backupcodes.New(a.store, ring, backupcodes.Options{})
 	d.AdminCodes = admincodes.New(a.store, ring, admincodes.Options{})
+	codes, err := a.otpCodeFactors(d)
+	if err != nil {
+		return fmt.Errorf("otpcode: %w", err)
+	}
 	if d.Push, err = push.New(a.store, ring, push.Config{NumberMode: a.cfg.PushNumberMode, Digits: a.cfg.PushDigits,
 		DailyCap: a.cfg.PushDailyCap, LockOnNotMe: a.cfg.PushLockOnNotMe, EndpointHosts: splitList(a.cfg.PushEndpointHosts)}); err != nil {
 		return fmt.Errorf("push: %w", err)
@@ -53,13 +57,13 @@ func (a *App) buildFactors(d *server.Deps) error {
 		pub = a.events
 		d.PushWatcher = server.NATSPushWatcher{Conn: a.nc, Subject: a.events.Names().PushRequest()}
 	}
-	if d.Factors, err = server.NewRegistry(
+	if d.Factors, err = server.NewRegistry(append([]server.Factor{
 		server.TOTPFactor(tp),
 		server.WebAuthnFactor(wa),
 		server.BackupCodeFactor(d.BackupCodes),
 		server.AdminCodeFactor(d.AdminCodes),
 		server.PushFactor(d.Push, pub),
-	); err != nil {
+	}, codes...)...); err != nil {
 		return err
 	}
 	d.Policy, err = policy.New(a.store, policy.Options{Methods: d.Factors.PolicyMethods(),

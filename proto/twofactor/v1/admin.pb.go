@@ -268,8 +268,11 @@ type Policy struct {
 	RememberDeviceDeniedGroups []string `protobuf:"bytes,22,rep,name=remember_device_denied_groups,json=rememberDeviceDeniedGroups,proto3" json:"remember_device_denied_groups,omitempty"`
 	// Absolute lifetime of a remembered device: 30 days when unset, at most 400 days.
 	RememberDeviceMaxAge *durationpb.Duration `protobuf:"bytes,23,opt,name=remember_device_max_age,json=rememberDeviceMaxAge,proto3" json:"remember_device_max_age,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Methods forbidden to the members of a group (e.g. METHOD_EMAIL and METHOD_SMS to
+	// admins); a method forbidden to any of a user's groups is forbidden to the user.
+	GroupRules    []*GroupMethodRule `protobuf:"bytes,11,rep,name=group_rules,json=groupRules,proto3" json:"group_rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -379,6 +382,66 @@ func (x *Policy) GetRememberDeviceMaxAge() *durationpb.Duration {
 	return nil
 }
 
+func (x *Policy) GetGroupRules() []*GroupMethodRule {
+	if x != nil {
+		return x.GroupRules
+	}
+	return nil
+}
+
+// GroupMethodRule forbids methods to the members of one group.
+type GroupMethodRule struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Group            string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	ForbiddenMethods []Method               `protobuf:"varint,2,rep,packed,name=forbidden_methods,json=forbiddenMethods,proto3,enum=twofactor.v1.Method" json:"forbidden_methods,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GroupMethodRule) Reset() {
+	*x = GroupMethodRule{}
+	mi := &file_twofactor_v1_admin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMethodRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMethodRule) ProtoMessage() {}
+
+func (x *GroupMethodRule) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_admin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMethodRule.ProtoReflect.Descriptor instead.
+func (*GroupMethodRule) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GroupMethodRule) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupMethodRule) GetForbiddenMethods() []Method {
+	if x != nil {
+		return x.ForbiddenMethods
+	}
+	return nil
+}
+
 type GetPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -387,7 +450,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[5]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -399,7 +462,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[5]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -412,7 +475,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 type GetPolicyResponse struct {
@@ -424,7 +487,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[6]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +499,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[6]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +512,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -469,7 +532,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[7]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -481,7 +544,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[7]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -494,7 +557,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetPolicyRequest) GetActorId() string {
@@ -520,7 +583,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[8]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +595,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[8]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +608,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -565,7 +628,7 @@ type SetUserGroupsRequest struct {
 
 func (x *SetUserGroupsRequest) Reset() {
 	*x = SetUserGroupsRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[9]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +640,7 @@ func (x *SetUserGroupsRequest) String() string {
 func (*SetUserGroupsRequest) ProtoMessage() {}
 
 func (x *SetUserGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[9]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +653,7 @@ func (x *SetUserGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetUserGroupsRequest.ProtoReflect.Descriptor instead.
 func (*SetUserGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetUserGroupsRequest) GetUserId() string {
@@ -615,7 +678,7 @@ type SetUserGroupsResponse struct {
 
 func (x *SetUserGroupsResponse) Reset() {
 	*x = SetUserGroupsResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[10]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +690,7 @@ func (x *SetUserGroupsResponse) String() string {
 func (*SetUserGroupsResponse) ProtoMessage() {}
 
 func (x *SetUserGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[10]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +703,7 @@ func (x *SetUserGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetUserGroupsResponse.ProtoReflect.Descriptor instead.
 func (*SetUserGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type SetGroupAdminsRequest struct {
@@ -653,7 +716,7 @@ type SetGroupAdminsRequest struct {
 
 func (x *SetGroupAdminsRequest) Reset() {
 	*x = SetGroupAdminsRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[11]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -665,7 +728,7 @@ func (x *SetGroupAdminsRequest) String() string {
 func (*SetGroupAdminsRequest) ProtoMessage() {}
 
 func (x *SetGroupAdminsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[11]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -678,7 +741,7 @@ func (x *SetGroupAdminsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGroupAdminsRequest.ProtoReflect.Descriptor instead.
 func (*SetGroupAdminsRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetGroupAdminsRequest) GetGroup() string {
@@ -703,7 +766,7 @@ type SetGroupAdminsResponse struct {
 
 func (x *SetGroupAdminsResponse) Reset() {
 	*x = SetGroupAdminsResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[12]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +778,7 @@ func (x *SetGroupAdminsResponse) String() string {
 func (*SetGroupAdminsResponse) ProtoMessage() {}
 
 func (x *SetGroupAdminsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[12]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +791,7 @@ func (x *SetGroupAdminsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGroupAdminsResponse.ProtoReflect.Descriptor instead.
 func (*SetGroupAdminsResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 type DeleteUserRequest struct {
@@ -741,7 +804,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[13]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +816,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[13]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +829,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteUserRequest) GetActorId() string {
@@ -791,7 +854,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[14]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +866,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[14]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +879,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 type ImportU2FRegistrationRequest struct {
@@ -837,7 +900,7 @@ type ImportU2FRegistrationRequest struct {
 
 func (x *ImportU2FRegistrationRequest) Reset() {
 	*x = ImportU2FRegistrationRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[15]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +912,7 @@ func (x *ImportU2FRegistrationRequest) String() string {
 func (*ImportU2FRegistrationRequest) ProtoMessage() {}
 
 func (x *ImportU2FRegistrationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[15]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +925,7 @@ func (x *ImportU2FRegistrationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportU2FRegistrationRequest.ProtoReflect.Descriptor instead.
 func (*ImportU2FRegistrationRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ImportU2FRegistrationRequest) GetActorId() string {
@@ -923,7 +986,7 @@ type ImportU2FRegistrationResponse struct {
 
 func (x *ImportU2FRegistrationResponse) Reset() {
 	*x = ImportU2FRegistrationResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[16]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +998,7 @@ func (x *ImportU2FRegistrationResponse) String() string {
 func (*ImportU2FRegistrationResponse) ProtoMessage() {}
 
 func (x *ImportU2FRegistrationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[16]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1011,7 @@ func (x *ImportU2FRegistrationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportU2FRegistrationResponse.ProtoReflect.Descriptor instead.
 func (*ImportU2FRegistrationResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ImportU2FRegistrationResponse) GetFactor() *Factor {
@@ -972,7 +1035,7 @@ type ThrottleSubject struct {
 
 func (x *ThrottleSubject) Reset() {
 	*x = ThrottleSubject{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[17]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1047,7 @@ func (x *ThrottleSubject) String() string {
 func (*ThrottleSubject) ProtoMessage() {}
 
 func (x *ThrottleSubject) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[17]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1060,7 @@ func (x *ThrottleSubject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ThrottleSubject.ProtoReflect.Descriptor instead.
 func (*ThrottleSubject) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ThrottleSubject) GetSubject() isThrottleSubject_Subject {
@@ -1050,7 +1113,7 @@ type GetThrottleStatusRequest struct {
 
 func (x *GetThrottleStatusRequest) Reset() {
 	*x = GetThrottleStatusRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[18]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1125,7 @@ func (x *GetThrottleStatusRequest) String() string {
 func (*GetThrottleStatusRequest) ProtoMessage() {}
 
 func (x *GetThrottleStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[18]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1138,7 @@ func (x *GetThrottleStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetThrottleStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetThrottleStatusRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetThrottleStatusRequest) GetSubject() *ThrottleSubject {
@@ -1099,7 +1162,7 @@ type GetThrottleStatusResponse struct {
 
 func (x *GetThrottleStatusResponse) Reset() {
 	*x = GetThrottleStatusResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[19]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1174,7 @@ func (x *GetThrottleStatusResponse) String() string {
 func (*GetThrottleStatusResponse) ProtoMessage() {}
 
 func (x *GetThrottleStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[19]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1187,7 @@ func (x *GetThrottleStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetThrottleStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetThrottleStatusResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetThrottleStatusResponse) GetFailures() uint32 {
@@ -1165,7 +1228,7 @@ type ClearThrottleRequest struct {
 
 func (x *ClearThrottleRequest) Reset() {
 	*x = ClearThrottleRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[20]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1240,7 @@ func (x *ClearThrottleRequest) String() string {
 func (*ClearThrottleRequest) ProtoMessage() {}
 
 func (x *ClearThrottleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[20]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1253,7 @@ func (x *ClearThrottleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearThrottleRequest.ProtoReflect.Descriptor instead.
 func (*ClearThrottleRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ClearThrottleRequest) GetActorId() string {
@@ -1215,7 +1278,7 @@ type ClearThrottleResponse struct {
 
 func (x *ClearThrottleResponse) Reset() {
 	*x = ClearThrottleResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[21]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +1290,7 @@ func (x *ClearThrottleResponse) String() string {
 func (*ClearThrottleResponse) ProtoMessage() {}
 
 func (x *ClearThrottleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[21]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +1303,7 @@ func (x *ClearThrottleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearThrottleResponse.ProtoReflect.Descriptor instead.
 func (*ClearThrottleResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 type AuditEvent struct {
@@ -1263,7 +1326,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[22]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1338,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[22]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1351,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -1386,7 +1449,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[23]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1461,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[23]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1474,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListAuditEventsRequest) GetUserId() string {
@@ -1445,7 +1508,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_twofactor_v1_admin_proto_msgTypes[24]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1520,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_admin_proto_msgTypes[24]
+	mi := &file_twofactor_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1533,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_twofactor_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -1505,7 +1568,7 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
 	"\tfactor_id\x18\x03 \x01(\tR\bfactorId\"0\n" +
 	"\x14ResetFactorsResponse\x12\x18\n" +
-	"\aremoved\x18\x01 \x01(\rR\aremoved\"\xea\x04\n" +
+	"\aremoved\x18\x01 \x01(\rR\aremoved\"\xaa\x05\n" +
 	"\x06Policy\x12=\n" +
 	"\x0fallowed_methods\x18\x01 \x03(\x0e2\x14.twofactor.v1.MethodR\x0eallowedMethods\x12\x1a\n" +
 	"\benforced\x18\x02 \x01(\bR\benforced\x12'\n" +
@@ -1517,7 +1580,12 @@ const file_twofactor_v1_admin_proto_rawDesc = "" +
 	"\x0fremember_device\x18\x14 \x01(\bR\x0erememberDevice\x124\n" +
 	"\x16remember_device_groups\x18\x15 \x03(\tR\x14rememberDeviceGroups\x12A\n" +
 	"\x1dremember_device_denied_groups\x18\x16 \x03(\tR\x1arememberDeviceDeniedGroups\x12P\n" +
-	"\x17remember_device_max_age\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x14rememberDeviceMaxAge\"\x12\n" +
+	"\x17remember_device_max_age\x18\x17 \x01(\v2\x19.google.protobuf.DurationR\x14rememberDeviceMaxAge\x12>\n" +
+	"\vgroup_rules\x18\v \x03(\v2\x1d.twofactor.v1.GroupMethodRuleR\n" +
+	"groupRules\"j\n" +
+	"\x0fGroupMethodRule\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12A\n" +
+	"\x11forbidden_methods\x18\x02 \x03(\x0e2\x14.twofactor.v1.MethodR\x10forbiddenMethods\"\x12\n" +
 	"\x10GetPolicyRequest\"A\n" +
 	"\x11GetPolicyResponse\x12,\n" +
 	"\x06policy\x18\x01 \x01(\v2\x14.twofactor.v1.PolicyR\x06policy\"[\n" +
@@ -1622,91 +1690,94 @@ func file_twofactor_v1_admin_proto_rawDescGZIP() []byte {
 	return file_twofactor_v1_admin_proto_rawDescData
 }
 
-var file_twofactor_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_twofactor_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_twofactor_v1_admin_proto_goTypes = []any{
 	(*IssueAdminBackupCodeRequest)(nil),         // 0: twofactor.v1.IssueAdminBackupCodeRequest
 	(*IssueAdminBackupCodeResponse)(nil),        // 1: twofactor.v1.IssueAdminBackupCodeResponse
 	(*ResetFactorsRequest)(nil),                 // 2: twofactor.v1.ResetFactorsRequest
 	(*ResetFactorsResponse)(nil),                // 3: twofactor.v1.ResetFactorsResponse
 	(*Policy)(nil),                              // 4: twofactor.v1.Policy
-	(*GetPolicyRequest)(nil),                    // 5: twofactor.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),                   // 6: twofactor.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),                    // 7: twofactor.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),                   // 8: twofactor.v1.SetPolicyResponse
-	(*SetUserGroupsRequest)(nil),                // 9: twofactor.v1.SetUserGroupsRequest
-	(*SetUserGroupsResponse)(nil),               // 10: twofactor.v1.SetUserGroupsResponse
-	(*SetGroupAdminsRequest)(nil),               // 11: twofactor.v1.SetGroupAdminsRequest
-	(*SetGroupAdminsResponse)(nil),              // 12: twofactor.v1.SetGroupAdminsResponse
-	(*DeleteUserRequest)(nil),                   // 13: twofactor.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),                  // 14: twofactor.v1.DeleteUserResponse
-	(*ImportU2FRegistrationRequest)(nil),        // 15: twofactor.v1.ImportU2FRegistrationRequest
-	(*ImportU2FRegistrationResponse)(nil),       // 16: twofactor.v1.ImportU2FRegistrationResponse
-	(*ThrottleSubject)(nil),                     // 17: twofactor.v1.ThrottleSubject
-	(*GetThrottleStatusRequest)(nil),            // 18: twofactor.v1.GetThrottleStatusRequest
-	(*GetThrottleStatusResponse)(nil),           // 19: twofactor.v1.GetThrottleStatusResponse
-	(*ClearThrottleRequest)(nil),                // 20: twofactor.v1.ClearThrottleRequest
-	(*ClearThrottleResponse)(nil),               // 21: twofactor.v1.ClearThrottleResponse
-	(*AuditEvent)(nil),                          // 22: twofactor.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),              // 23: twofactor.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),             // 24: twofactor.v1.ListAuditEventsResponse
-	nil,                                         // 25: twofactor.v1.AuditEvent.DetailsEntry
-	(*durationpb.Duration)(nil),                 // 26: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),               // 27: google.protobuf.Timestamp
-	(Method)(0),                                 // 28: twofactor.v1.Method
-	(*Factor)(nil),                              // 29: twofactor.v1.Factor
-	(*ListUserRememberedDevicesRequest)(nil),    // 30: twofactor.v1.ListUserRememberedDevicesRequest
-	(*RevokeUserRememberedDevicesRequest)(nil),  // 31: twofactor.v1.RevokeUserRememberedDevicesRequest
-	(*ListUserRememberedDevicesResponse)(nil),   // 32: twofactor.v1.ListUserRememberedDevicesResponse
-	(*RevokeUserRememberedDevicesResponse)(nil), // 33: twofactor.v1.RevokeUserRememberedDevicesResponse
+	(*GroupMethodRule)(nil),                     // 5: twofactor.v1.GroupMethodRule
+	(*GetPolicyRequest)(nil),                    // 6: twofactor.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),                   // 7: twofactor.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),                    // 8: twofactor.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),                   // 9: twofactor.v1.SetPolicyResponse
+	(*SetUserGroupsRequest)(nil),                // 10: twofactor.v1.SetUserGroupsRequest
+	(*SetUserGroupsResponse)(nil),               // 11: twofactor.v1.SetUserGroupsResponse
+	(*SetGroupAdminsRequest)(nil),               // 12: twofactor.v1.SetGroupAdminsRequest
+	(*SetGroupAdminsResponse)(nil),              // 13: twofactor.v1.SetGroupAdminsResponse
+	(*DeleteUserRequest)(nil),                   // 14: twofactor.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),                  // 15: twofactor.v1.DeleteUserResponse
+	(*ImportU2FRegistrationRequest)(nil),        // 16: twofactor.v1.ImportU2FRegistrationRequest
+	(*ImportU2FRegistrationResponse)(nil),       // 17: twofactor.v1.ImportU2FRegistrationResponse
+	(*ThrottleSubject)(nil),                     // 18: twofactor.v1.ThrottleSubject
+	(*GetThrottleStatusRequest)(nil),            // 19: twofactor.v1.GetThrottleStatusRequest
+	(*GetThrottleStatusResponse)(nil),           // 20: twofactor.v1.GetThrottleStatusResponse
+	(*ClearThrottleRequest)(nil),                // 21: twofactor.v1.ClearThrottleRequest
+	(*ClearThrottleResponse)(nil),               // 22: twofactor.v1.ClearThrottleResponse
+	(*AuditEvent)(nil),                          // 23: twofactor.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),              // 24: twofactor.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),             // 25: twofactor.v1.ListAuditEventsResponse
+	nil,                                         // 26: twofactor.v1.AuditEvent.DetailsEntry
+	(*durationpb.Duration)(nil),                 // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),               // 28: google.protobuf.Timestamp
+	(Method)(0),                                 // 29: twofactor.v1.Method
+	(*Factor)(nil),                              // 30: twofactor.v1.Factor
+	(*ListUserRememberedDevicesRequest)(nil),    // 31: twofactor.v1.ListUserRememberedDevicesRequest
+	(*RevokeUserRememberedDevicesRequest)(nil),  // 32: twofactor.v1.RevokeUserRememberedDevicesRequest
+	(*ListUserRememberedDevicesResponse)(nil),   // 33: twofactor.v1.ListUserRememberedDevicesResponse
+	(*RevokeUserRememberedDevicesResponse)(nil), // 34: twofactor.v1.RevokeUserRememberedDevicesResponse
 }
 var file_twofactor_v1_admin_proto_depIdxs = []int32{
-	26, // 0: twofactor.v1.IssueAdminBackupCodeRequest.ttl:type_name -> google.protobuf.Duration
-	27, // 1: twofactor.v1.IssueAdminBackupCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 2: twofactor.v1.Policy.allowed_methods:type_name -> twofactor.v1.Method
-	26, // 3: twofactor.v1.Policy.grace_period:type_name -> google.protobuf.Duration
-	26, // 4: twofactor.v1.Policy.remember_device_max_age:type_name -> google.protobuf.Duration
-	4,  // 5: twofactor.v1.GetPolicyResponse.policy:type_name -> twofactor.v1.Policy
-	4,  // 6: twofactor.v1.SetPolicyRequest.policy:type_name -> twofactor.v1.Policy
-	4,  // 7: twofactor.v1.SetPolicyResponse.policy:type_name -> twofactor.v1.Policy
-	29, // 8: twofactor.v1.ImportU2FRegistrationResponse.factor:type_name -> twofactor.v1.Factor
-	17, // 9: twofactor.v1.GetThrottleStatusRequest.subject:type_name -> twofactor.v1.ThrottleSubject
-	27, // 10: twofactor.v1.GetThrottleStatusResponse.blocked_until:type_name -> google.protobuf.Timestamp
-	17, // 11: twofactor.v1.ClearThrottleRequest.subject:type_name -> twofactor.v1.ThrottleSubject
-	27, // 12: twofactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
-	28, // 13: twofactor.v1.AuditEvent.method:type_name -> twofactor.v1.Method
-	25, // 14: twofactor.v1.AuditEvent.details:type_name -> twofactor.v1.AuditEvent.DetailsEntry
-	22, // 15: twofactor.v1.ListAuditEventsResponse.events:type_name -> twofactor.v1.AuditEvent
-	0,  // 16: twofactor.v1.AdminService.IssueAdminBackupCode:input_type -> twofactor.v1.IssueAdminBackupCodeRequest
-	2,  // 17: twofactor.v1.AdminService.ResetFactors:input_type -> twofactor.v1.ResetFactorsRequest
-	5,  // 18: twofactor.v1.AdminService.GetPolicy:input_type -> twofactor.v1.GetPolicyRequest
-	7,  // 19: twofactor.v1.AdminService.SetPolicy:input_type -> twofactor.v1.SetPolicyRequest
-	9,  // 20: twofactor.v1.AdminService.SetUserGroups:input_type -> twofactor.v1.SetUserGroupsRequest
-	11, // 21: twofactor.v1.AdminService.SetGroupAdmins:input_type -> twofactor.v1.SetGroupAdminsRequest
-	13, // 22: twofactor.v1.AdminService.DeleteUser:input_type -> twofactor.v1.DeleteUserRequest
-	15, // 23: twofactor.v1.AdminService.ImportU2FRegistration:input_type -> twofactor.v1.ImportU2FRegistrationRequest
-	18, // 24: twofactor.v1.AdminService.GetThrottleStatus:input_type -> twofactor.v1.GetThrottleStatusRequest
-	20, // 25: twofactor.v1.AdminService.ClearThrottle:input_type -> twofactor.v1.ClearThrottleRequest
-	23, // 26: twofactor.v1.AdminService.ListAuditEvents:input_type -> twofactor.v1.ListAuditEventsRequest
-	30, // 27: twofactor.v1.AdminService.ListUserRememberedDevices:input_type -> twofactor.v1.ListUserRememberedDevicesRequest
-	31, // 28: twofactor.v1.AdminService.RevokeUserRememberedDevices:input_type -> twofactor.v1.RevokeUserRememberedDevicesRequest
-	1,  // 29: twofactor.v1.AdminService.IssueAdminBackupCode:output_type -> twofactor.v1.IssueAdminBackupCodeResponse
-	3,  // 30: twofactor.v1.AdminService.ResetFactors:output_type -> twofactor.v1.ResetFactorsResponse
-	6,  // 31: twofactor.v1.AdminService.GetPolicy:output_type -> twofactor.v1.GetPolicyResponse
-	8,  // 32: twofactor.v1.AdminService.SetPolicy:output_type -> twofactor.v1.SetPolicyResponse
-	10, // 33: twofactor.v1.AdminService.SetUserGroups:output_type -> twofactor.v1.SetUserGroupsResponse
-	12, // 34: twofactor.v1.AdminService.SetGroupAdmins:output_type -> twofactor.v1.SetGroupAdminsResponse
-	14, // 35: twofactor.v1.AdminService.DeleteUser:output_type -> twofactor.v1.DeleteUserResponse
-	16, // 36: twofactor.v1.AdminService.ImportU2FRegistration:output_type -> twofactor.v1.ImportU2FRegistrationResponse
-	19, // 37: twofactor.v1.AdminService.GetThrottleStatus:output_type -> twofactor.v1.GetThrottleStatusResponse
-	21, // 38: twofactor.v1.AdminService.ClearThrottle:output_type -> twofactor.v1.ClearThrottleResponse
-	24, // 39: twofactor.v1.AdminService.ListAuditEvents:output_type -> twofactor.v1.ListAuditEventsResponse
-	32, // 40: twofactor.v1.AdminService.ListUserRememberedDevices:output_type -> twofactor.v1.ListUserRememberedDevicesResponse
-	33, // 41: twofactor.v1.AdminService.RevokeUserRememberedDevices:output_type -> twofactor.v1.RevokeUserRememberedDevicesResponse
-	29, // [29:42] is the sub-list for method output_type
-	16, // [16:29] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	27, // 0: twofactor.v1.IssueAdminBackupCodeRequest.ttl:type_name -> google.protobuf.Duration
+	28, // 1: twofactor.v1.IssueAdminBackupCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	29, // 2: twofactor.v1.Policy.allowed_methods:type_name -> twofactor.v1.Method
+	27, // 3: twofactor.v1.Policy.grace_period:type_name -> google.protobuf.Duration
+	27, // 4: twofactor.v1.Policy.remember_device_max_age:type_name -> google.protobuf.Duration
+	5,  // 5: twofactor.v1.Policy.group_rules:type_name -> twofactor.v1.GroupMethodRule
+	29, // 6: twofactor.v1.GroupMethodRule.forbidden_methods:type_name -> twofactor.v1.Method
+	4,  // 7: twofactor.v1.GetPolicyResponse.policy:type_name -> twofactor.v1.Policy
+	4,  // 8: twofactor.v1.SetPolicyRequest.policy:type_name -> twofactor.v1.Policy
+	4,  // 9: twofactor.v1.SetPolicyResponse.policy:type_name -> twofactor.v1.Policy
+	30, // 10: twofactor.v1.ImportU2FRegistrationResponse.factor:type_name -> twofactor.v1.Factor
+	18, // 11: twofactor.v1.GetThrottleStatusRequest.subject:type_name -> twofactor.v1.ThrottleSubject
+	28, // 12: twofactor.v1.GetThrottleStatusResponse.blocked_until:type_name -> google.protobuf.Timestamp
+	18, // 13: twofactor.v1.ClearThrottleRequest.subject:type_name -> twofactor.v1.ThrottleSubject
+	28, // 14: twofactor.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	29, // 15: twofactor.v1.AuditEvent.method:type_name -> twofactor.v1.Method
+	26, // 16: twofactor.v1.AuditEvent.details:type_name -> twofactor.v1.AuditEvent.DetailsEntry
+	23, // 17: twofactor.v1.ListAuditEventsResponse.events:type_name -> twofactor.v1.AuditEvent
+	0,  // 18: twofactor.v1.AdminService.IssueAdminBackupCode:input_type -> twofactor.v1.IssueAdminBackupCodeRequest
+	2,  // 19: twofactor.v1.AdminService.ResetFactors:input_type -> twofactor.v1.ResetFactorsRequest
+	6,  // 20: twofactor.v1.AdminService.GetPolicy:input_type -> twofactor.v1.GetPolicyRequest
+	8,  // 21: twofactor.v1.AdminService.SetPolicy:input_type -> twofactor.v1.SetPolicyRequest
+	10, // 22: twofactor.v1.AdminService.SetUserGroups:input_type -> twofactor.v1.SetUserGroupsRequest
+	12, // 23: twofactor.v1.AdminService.SetGroupAdmins:input_type -> twofactor.v1.SetGroupAdminsRequest
+	14, // 24: twofactor.v1.AdminService.DeleteUser:input_type -> twofactor.v1.DeleteUserRequest
+	16, // 25: twofactor.v1.AdminService.ImportU2FRegistration:input_type -> twofactor.v1.ImportU2FRegistrationRequest
+	19, // 26: twofactor.v1.AdminService.GetThrottleStatus:input_type -> twofactor.v1.GetThrottleStatusRequest
+	21, // 27: twofactor.v1.AdminService.ClearThrottle:input_type -> twofactor.v1.ClearThrottleRequest
+	24, // 28: twofactor.v1.AdminService.ListAuditEvents:input_type -> twofactor.v1.ListAuditEventsRequest
+	31, // 29: twofactor.v1.AdminService.ListUserRememberedDevices:input_type -> twofactor.v1.ListUserRememberedDevicesRequest
+	32, // 30: twofactor.v1.AdminService.RevokeUserRememberedDevices:input_type -> twofactor.v1.RevokeUserRememberedDevicesRequest
+	1,  // 31: twofactor.v1.AdminService.IssueAdminBackupCode:output_type -> twofactor.v1.IssueAdminBackupCodeResponse
+	3,  // 32: twofactor.v1.AdminService.ResetFactors:output_type -> twofactor.v1.ResetFactorsResponse
+	7,  // 33: twofactor.v1.AdminService.GetPolicy:output_type -> twofactor.v1.GetPolicyResponse
+	9,  // 34: twofactor.v1.AdminService.SetPolicy:output_type -> twofactor.v1.SetPolicyResponse
+	11, // 35: twofactor.v1.AdminService.SetUserGroups:output_type -> twofactor.v1.SetUserGroupsResponse
+	13, // 36: twofactor.v1.AdminService.SetGroupAdmins:output_type -> twofactor.v1.SetGroupAdminsResponse
+	15, // 37: twofactor.v1.AdminService.DeleteUser:output_type -> twofactor.v1.DeleteUserResponse
+	17, // 38: twofactor.v1.AdminService.ImportU2FRegistration:output_type -> twofactor.v1.ImportU2FRegistrationResponse
+	20, // 39: twofactor.v1.AdminService.GetThrottleStatus:output_type -> twofactor.v1.GetThrottleStatusResponse
+	22, // 40: twofactor.v1.AdminService.ClearThrottle:output_type -> twofactor.v1.ClearThrottleResponse
+	25, // 41: twofactor.v1.AdminService.ListAuditEvents:output_type -> twofactor.v1.ListAuditEventsResponse
+	33, // 42: twofactor.v1.AdminService.ListUserRememberedDevices:output_type -> twofactor.v1.ListUserRememberedDevicesResponse
+	34, // 43: twofactor.v1.AdminService.RevokeUserRememberedDevices:output_type -> twofactor.v1.RevokeUserRememberedDevicesResponse
+	31, // [31:44] is the sub-list for method output_type
+	18, // [18:31] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_admin_proto_init() }
@@ -1716,7 +1787,7 @@ func file_twofactor_v1_admin_proto_init() {
 	}
 	file_twofactor_v1_common_proto_init()
 	file_twofactor_v1_remember_proto_init()
-	file_twofactor_v1_admin_proto_msgTypes[17].OneofWrappers = []any{
+	file_twofactor_v1_admin_proto_msgTypes[18].OneofWrappers = []any{
 		(*ThrottleSubject_UserId)(nil),
 		(*ThrottleSubject_Ip)(nil),
 	}
@@ -1726,7 +1797,7 @@ func file_twofactor_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_twofactor_v1_admin_proto_rawDesc), len(file_twofactor_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

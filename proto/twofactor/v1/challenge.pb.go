@@ -300,8 +300,10 @@ type BeginChallengeRequest struct {
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	Method Method `protobuf:"varint,2,opt,name=method,proto3,enum=twofactor.v1.Method" json:"method,omitempty"`
 	// Optional: a specific factor of the user. Without it, any active factor of the method.
-	FactorId      string         `protobuf:"bytes,3,opt,name=factor_id,json=factorId,proto3" json:"factor_id,omitempty"`
-	Context       *ClientContext `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	FactorId string         `protobuf:"bytes,3,opt,name=factor_id,json=factorId,proto3" json:"factor_id,omitempty"`
+	Context  *ClientContext `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
+	// Optional: the user's locale for a code's message (e.g. "de-DE"); at most 35 bytes.
+	Locale        string `protobuf:"bytes,5,opt,name=locale,proto3" json:"locale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -364,6 +366,13 @@ func (x *BeginChallengeRequest) GetContext() *ClientContext {
 	return nil
 }
 
+func (x *BeginChallengeRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
 type BeginChallengeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque, at most 1 024 bytes: pass it back unchanged to VerifyChallenge. (A TOTP
@@ -378,7 +387,9 @@ type BeginChallengeResponse struct {
 	// How many wrong answers the challenge tolerates before it dies.
 	MaxAttempts uint32 `protobuf:"varint,5,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	// For METHOD_PUSH: the number to show on the login screen.
-	Push          *PushChallenge `protobuf:"bytes,6,opt,name=push,proto3" json:"push,omitempty"`
+	Push *PushChallenge `protobuf:"bytes,6,opt,name=push,proto3" json:"push,omitempty"`
+	// For a code sent out of band (email, SMS, Telegram, Signal).
+	OutOfBand     *OutOfBandChallenge `protobuf:"bytes,7,opt,name=out_of_band,json=outOfBand,proto3" json:"out_of_band,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -455,6 +466,291 @@ func (x *BeginChallengeResponse) GetPush() *PushChallenge {
 	return nil
 }
 
+func (x *BeginChallengeResponse) GetOutOfBand() *OutOfBandChallenge {
+	if x != nil {
+		return x.OutOfBand
+	}
+	return nil
+}
+
+// OutOfBandChallenge describes the code a challenge sent.
+type OutOfBandChallenge struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	MaskedDestination string                 `protobuf:"bytes,1,opt,name=masked_destination,json=maskedDestination,proto3" json:"masked_destination,omitempty"`
+	CodeDigits        uint32                 `protobuf:"varint,2,opt,name=code_digits,json=codeDigits,proto3" json:"code_digits,omitempty"`
+	Delivery          *DeliveryStatus        `protobuf:"bytes,3,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *OutOfBandChallenge) Reset() {
+	*x = OutOfBandChallenge{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutOfBandChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutOfBandChallenge) ProtoMessage() {}
+
+func (x *OutOfBandChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutOfBandChallenge.ProtoReflect.Descriptor instead.
+func (*OutOfBandChallenge) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OutOfBandChallenge) GetMaskedDestination() string {
+	if x != nil {
+		return x.MaskedDestination
+	}
+	return ""
+}
+
+func (x *OutOfBandChallenge) GetCodeDigits() uint32 {
+	if x != nil {
+		return x.CodeDigits
+	}
+	return 0
+}
+
+func (x *OutOfBandChallenge) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+type ResendChallengeRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ChallengeId string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	Context     *ClientContext         `protobuf:"bytes,2,opt,name=context,proto3" json:"context,omitempty"`
+	// Optional: the user's locale for the message.
+	Locale        string `protobuf:"bytes,3,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendChallengeRequest) Reset() {
+	*x = ResendChallengeRequest{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendChallengeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendChallengeRequest) ProtoMessage() {}
+
+func (x *ResendChallengeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendChallengeRequest.ProtoReflect.Descriptor instead.
+func (*ResendChallengeRequest) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ResendChallengeRequest) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+func (x *ResendChallengeRequest) GetContext() *ClientContext {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+func (x *ResendChallengeRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+type ResendChallengeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delivery      *DeliveryStatus        `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendChallengeResponse) Reset() {
+	*x = ResendChallengeResponse{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendChallengeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendChallengeResponse) ProtoMessage() {}
+
+func (x *ResendChallengeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendChallengeResponse.ProtoReflect.Descriptor instead.
+func (*ResendChallengeResponse) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ResendChallengeResponse) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+type GetChallengeStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ChallengeId   string                 `protobuf:"bytes,1,opt,name=challenge_id,json=challengeId,proto3" json:"challenge_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetChallengeStatusRequest) Reset() {
+	*x = GetChallengeStatusRequest{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChallengeStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChallengeStatusRequest) ProtoMessage() {}
+
+func (x *GetChallengeStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChallengeStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetChallengeStatusRequest) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetChallengeStatusRequest) GetChallengeId() string {
+	if x != nil {
+		return x.ChallengeId
+	}
+	return ""
+}
+
+type GetChallengeStatusResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Method            Method                 `protobuf:"varint,1,opt,name=method,proto3,enum=twofactor.v1.Method" json:"method,omitempty"`
+	Delivery          *DeliveryStatus        `protobuf:"bytes,2,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	ExpiresAt         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	RemainingAttempts uint32                 `protobuf:"varint,4,opt,name=remaining_attempts,json=remainingAttempts,proto3" json:"remaining_attempts,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetChallengeStatusResponse) Reset() {
+	*x = GetChallengeStatusResponse{}
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetChallengeStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetChallengeStatusResponse) ProtoMessage() {}
+
+func (x *GetChallengeStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetChallengeStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetChallengeStatusResponse) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetChallengeStatusResponse) GetMethod() Method {
+	if x != nil {
+		return x.Method
+	}
+	return Method_METHOD_UNSPECIFIED
+}
+
+func (x *GetChallengeStatusResponse) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+func (x *GetChallengeStatusResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *GetChallengeStatusResponse) GetRemainingAttempts() uint32 {
+	if x != nil {
+		return x.RemainingAttempts
+	}
+	return 0
+}
+
 type VerifyChallengeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// As BeginChallenge returned it.
@@ -477,7 +773,7 @@ type VerifyChallengeRequest struct {
 
 func (x *VerifyChallengeRequest) Reset() {
 	*x = VerifyChallengeRequest{}
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[4]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +785,7 @@ func (x *VerifyChallengeRequest) String() string {
 func (*VerifyChallengeRequest) ProtoMessage() {}
 
 func (x *VerifyChallengeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[4]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +798,7 @@ func (x *VerifyChallengeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChallengeRequest.ProtoReflect.Descriptor instead.
 func (*VerifyChallengeRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{4}
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *VerifyChallengeRequest) GetChallengeId() string {
@@ -603,7 +899,7 @@ type PushWait struct {
 
 func (x *PushWait) Reset() {
 	*x = PushWait{}
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +911,7 @@ func (x *PushWait) String() string {
 func (*PushWait) ProtoMessage() {}
 
 func (x *PushWait) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[5]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +924,7 @@ func (x *PushWait) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushWait.ProtoReflect.Descriptor instead.
 func (*PushWait) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{5}
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PushWait) GetWait() *durationpb.Duration {
@@ -651,6 +947,8 @@ type VerifyChallengeResponse struct {
 	RetryAfter *durationpb.Duration `protobuf:"bytes,7,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
 	// For a passkey login: policy counts the passkey as a complete login (password too).
 	CompleteLogin bool `protobuf:"varint,8,opt,name=complete_login,json=completeLogin,proto3" json:"complete_login,omitempty"`
+	// For a code sent out of band: how its message fared.
+	Delivery *DeliveryStatus `protobuf:"bytes,9,opt,name=delivery,proto3" json:"delivery,omitempty"`
 	// With remember_device on ACCEPTED, when policy allows it: the device token
 	// (shown once; keep it as an HttpOnly cookie) and its absolute expiry.
 	DeviceToken          string                 `protobuf:"bytes,20,opt,name=device_token,json=deviceToken,proto3" json:"device_token,omitempty"`
@@ -662,7 +960,7 @@ type VerifyChallengeResponse struct {
 
 func (x *VerifyChallengeResponse) Reset() {
 	*x = VerifyChallengeResponse{}
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[6]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +972,7 @@ func (x *VerifyChallengeResponse) String() string {
 func (*VerifyChallengeResponse) ProtoMessage() {}
 
 func (x *VerifyChallengeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_challenge_proto_msgTypes[6]
+	mi := &file_twofactor_v1_challenge_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +985,7 @@ func (x *VerifyChallengeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChallengeResponse.ProtoReflect.Descriptor instead.
 func (*VerifyChallengeResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{6}
+	return file_twofactor_v1_challenge_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *VerifyChallengeResponse) GetResult() VerifyResult {
@@ -746,6 +1044,13 @@ func (x *VerifyChallengeResponse) GetCompleteLogin() bool {
 	return false
 }
 
+func (x *VerifyChallengeResponse) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
 func (x *VerifyChallengeResponse) GetDeviceToken() string {
 	if x != nil {
 		return x.DeviceToken
@@ -782,12 +1087,13 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\bin_grace\x18\x04 \x01(\bR\ainGrace\x12;\n" +
 	"\vgrace_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"graceUntil\x12=\n" +
-	"\x0fallowed_methods\x18\x06 \x03(\x0e2\x14.twofactor.v1.MethodR\x0eallowedMethods\"\xb2\x01\n" +
+	"\x0fallowed_methods\x18\x06 \x03(\x0e2\x14.twofactor.v1.MethodR\x0eallowedMethods\"\xca\x01\n" +
 	"\x15BeginChallengeRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x1b\n" +
 	"\tfactor_id\x18\x03 \x01(\tR\bfactorId\x125\n" +
-	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\"\xbb\x02\n" +
+	"\acontext\x18\x04 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\x12\x16\n" +
+	"\x06locale\x18\x05 \x01(\tR\x06locale\"\xfd\x02\n" +
 	"\x16BeginChallengeResponse\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x129\n" +
@@ -795,7 +1101,27 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12A\n" +
 	"\x1dwebauthn_request_options_json\x18\x04 \x01(\tR\x1awebauthnRequestOptionsJson\x12!\n" +
 	"\fmax_attempts\x18\x05 \x01(\rR\vmaxAttempts\x12/\n" +
-	"\x04push\x18\x06 \x01(\v2\x1b.twofactor.v1.PushChallengeR\x04push\"\xc8\x02\n" +
+	"\x04push\x18\x06 \x01(\v2\x1b.twofactor.v1.PushChallengeR\x04push\x12@\n" +
+	"\vout_of_band\x18\a \x01(\v2 .twofactor.v1.OutOfBandChallengeR\toutOfBand\"\x9e\x01\n" +
+	"\x12OutOfBandChallenge\x12-\n" +
+	"\x12masked_destination\x18\x01 \x01(\tR\x11maskedDestination\x12\x1f\n" +
+	"\vcode_digits\x18\x02 \x01(\rR\n" +
+	"codeDigits\x128\n" +
+	"\bdelivery\x18\x03 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\"\x8a\x01\n" +
+	"\x16ResendChallengeRequest\x12!\n" +
+	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x125\n" +
+	"\acontext\x18\x02 \x01(\v2\x1b.twofactor.v1.ClientContextR\acontext\x12\x16\n" +
+	"\x06locale\x18\x03 \x01(\tR\x06locale\"S\n" +
+	"\x17ResendChallengeResponse\x128\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\">\n" +
+	"\x19GetChallengeStatusRequest\x12!\n" +
+	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\"\xee\x01\n" +
+	"\x1aGetChallengeStatusResponse\x12,\n" +
+	"\x06method\x18\x01 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x128\n" +
+	"\bdelivery\x18\x02 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12-\n" +
+	"\x12remaining_attempts\x18\x04 \x01(\rR\x11remainingAttempts\"\xc8\x02\n" +
 	"\x16VerifyChallengeRequest\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x14\n" +
 	"\x04code\x18\x02 \x01(\tH\x00R\x04code\x128\n" +
@@ -807,7 +1133,7 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\n" +
 	"\bresponse\"9\n" +
 	"\bPushWait\x12-\n" +
-	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\xba\x04\n" +
+	"\x04wait\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04wait\"\xf4\x04\n" +
 	"\x17VerifyChallengeResponse\x122\n" +
 	"\x06result\x18\x01 \x01(\x0e2\x1a.twofactor.v1.VerifyResultR\x06result\x122\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x1a.twofactor.v1.RejectReasonR\x06reason\x12\x17\n" +
@@ -817,7 +1143,8 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"\x12remaining_attempts\x18\x06 \x01(\rR\x11remainingAttempts\x12:\n" +
 	"\vretry_after\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12%\n" +
-	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin\x12!\n" +
+	"\x0ecomplete_login\x18\b \x01(\bR\rcompleteLogin\x128\n" +
+	"\bdelivery\x18\t \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\x12!\n" +
 	"\fdevice_token\x18\x14 \x01(\tR\vdeviceToken\x12Q\n" +
 	"\x17device_token_expires_at\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x14deviceTokenExpiresAt\x12K\n" +
 	"\x11remembered_device\x18\x16 \x01(\v2\x1e.twofactor.v1.RememberedDeviceR\x10rememberedDevice*\xb8\x01\n" +
@@ -836,11 +1163,13 @@ const file_twofactor_v1_challenge_proto_rawDesc = "" +
 	"(REJECT_REASON_USER_VERIFICATION_REQUIRED\x10\x04\x12&\n" +
 	"\"REJECT_REASON_CLONED_AUTHENTICATOR\x10\x05\x12$\n" +
 	" REJECT_REASON_UNKNOWN_CREDENTIAL\x10\x06\x12\x18\n" +
-	"\x14REJECT_REASON_DENIED\x10\a2\xb0\x03\n" +
+	"\x14REJECT_REASON_DENIED\x10\a2\xf9\x04\n" +
 	"\x10ChallengeService\x12m\n" +
 	"\x14GetLoginRequirements\x12).twofactor.v1.GetLoginRequirementsRequest\x1a*.twofactor.v1.GetLoginRequirementsResponse\x12[\n" +
 	"\x0eBeginChallenge\x12#.twofactor.v1.BeginChallengeRequest\x1a$.twofactor.v1.BeginChallengeResponse\x12^\n" +
-	"\x0fVerifyChallenge\x12$.twofactor.v1.VerifyChallengeRequest\x1a%.twofactor.v1.VerifyChallengeResponse\x12p\n" +
+	"\x0fVerifyChallenge\x12$.twofactor.v1.VerifyChallengeRequest\x1a%.twofactor.v1.VerifyChallengeResponse\x12^\n" +
+	"\x0fResendChallenge\x12$.twofactor.v1.ResendChallengeRequest\x1a%.twofactor.v1.ResendChallengeResponse\x12g\n" +
+	"\x12GetChallengeStatus\x12'.twofactor.v1.GetChallengeStatusRequest\x1a(.twofactor.v1.GetChallengeStatusResponse\x12p\n" +
 	"\x15CheckRememberedDevice\x12*.twofactor.v1.CheckRememberedDeviceRequest\x1a+.twofactor.v1.CheckRememberedDeviceResponseB?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
@@ -856,7 +1185,7 @@ func file_twofactor_v1_challenge_proto_rawDescGZIP() []byte {
 }
 
 var file_twofactor_v1_challenge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_twofactor_v1_challenge_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_twofactor_v1_challenge_proto_goTypes = []any{
 	(VerifyResult)(0),                     // 0: twofactor.v1.VerifyResult
 	(RejectReason)(0),                     // 1: twofactor.v1.RejectReason
@@ -864,49 +1193,67 @@ var file_twofactor_v1_challenge_proto_goTypes = []any{
 	(*GetLoginRequirementsResponse)(nil),  // 3: twofactor.v1.GetLoginRequirementsResponse
 	(*BeginChallengeRequest)(nil),         // 4: twofactor.v1.BeginChallengeRequest
 	(*BeginChallengeResponse)(nil),        // 5: twofactor.v1.BeginChallengeResponse
-	(*VerifyChallengeRequest)(nil),        // 6: twofactor.v1.VerifyChallengeRequest
-	(*PushWait)(nil),                      // 7: twofactor.v1.PushWait
-	(*VerifyChallengeResponse)(nil),       // 8: twofactor.v1.VerifyChallengeResponse
-	(Method)(0),                           // 9: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),         // 10: google.protobuf.Timestamp
-	(*ClientContext)(nil),                 // 11: twofactor.v1.ClientContext
-	(*PushChallenge)(nil),                 // 12: twofactor.v1.PushChallenge
-	(*durationpb.Duration)(nil),           // 13: google.protobuf.Duration
-	(*RememberedDevice)(nil),              // 14: twofactor.v1.RememberedDevice
-	(*CheckRememberedDeviceRequest)(nil),  // 15: twofactor.v1.CheckRememberedDeviceRequest
-	(*CheckRememberedDeviceResponse)(nil), // 16: twofactor.v1.CheckRememberedDeviceResponse
+	(*OutOfBandChallenge)(nil),            // 6: twofactor.v1.OutOfBandChallenge
+	(*ResendChallengeRequest)(nil),        // 7: twofactor.v1.ResendChallengeRequest
+	(*ResendChallengeResponse)(nil),       // 8: twofactor.v1.ResendChallengeResponse
+	(*GetChallengeStatusRequest)(nil),     // 9: twofactor.v1.GetChallengeStatusRequest
+	(*GetChallengeStatusResponse)(nil),    // 10: twofactor.v1.GetChallengeStatusResponse
+	(*VerifyChallengeRequest)(nil),        // 11: twofactor.v1.VerifyChallengeRequest
+	(*PushWait)(nil),                      // 12: twofactor.v1.PushWait
+	(*VerifyChallengeResponse)(nil),       // 13: twofactor.v1.VerifyChallengeResponse
+	(Method)(0),                           // 14: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),         // 15: google.protobuf.Timestamp
+	(*ClientContext)(nil),                 // 16: twofactor.v1.ClientContext
+	(*PushChallenge)(nil),                 // 17: twofactor.v1.PushChallenge
+	(*DeliveryStatus)(nil),                // 18: twofactor.v1.DeliveryStatus
+	(*durationpb.Duration)(nil),           // 19: google.protobuf.Duration
+	(*RememberedDevice)(nil),              // 20: twofactor.v1.RememberedDevice
+	(*CheckRememberedDeviceRequest)(nil),  // 21: twofactor.v1.CheckRememberedDeviceRequest
+	(*CheckRememberedDeviceResponse)(nil), // 22: twofactor.v1.CheckRememberedDeviceResponse
 }
 var file_twofactor_v1_challenge_proto_depIdxs = []int32{
-	9,  // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
-	10, // 1: twofactor.v1.GetLoginRequirementsResponse.grace_until:type_name -> google.protobuf.Timestamp
-	9,  // 2: twofactor.v1.GetLoginRequirementsResponse.allowed_methods:type_name -> twofactor.v1.Method
-	9,  // 3: twofactor.v1.BeginChallengeRequest.method:type_name -> twofactor.v1.Method
-	11, // 4: twofactor.v1.BeginChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	9,  // 5: twofactor.v1.BeginChallengeResponse.method:type_name -> twofactor.v1.Method
-	10, // 6: twofactor.v1.BeginChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	12, // 7: twofactor.v1.BeginChallengeResponse.push:type_name -> twofactor.v1.PushChallenge
-	7,  // 8: twofactor.v1.VerifyChallengeRequest.push:type_name -> twofactor.v1.PushWait
-	11, // 9: twofactor.v1.VerifyChallengeRequest.context:type_name -> twofactor.v1.ClientContext
-	13, // 10: twofactor.v1.PushWait.wait:type_name -> google.protobuf.Duration
-	0,  // 11: twofactor.v1.VerifyChallengeResponse.result:type_name -> twofactor.v1.VerifyResult
-	1,  // 12: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
-	9,  // 13: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
-	13, // 14: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
-	10, // 15: twofactor.v1.VerifyChallengeResponse.device_token_expires_at:type_name -> google.protobuf.Timestamp
-	14, // 16: twofactor.v1.VerifyChallengeResponse.remembered_device:type_name -> twofactor.v1.RememberedDevice
-	2,  // 17: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
-	4,  // 18: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
-	6,  // 19: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
-	15, // 20: twofactor.v1.ChallengeService.CheckRememberedDevice:input_type -> twofactor.v1.CheckRememberedDeviceRequest
-	3,  // 21: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
-	5,  // 22: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
-	8,  // 23: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
-	16, // 24: twofactor.v1.ChallengeService.CheckRememberedDevice:output_type -> twofactor.v1.CheckRememberedDeviceResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	14, // 0: twofactor.v1.GetLoginRequirementsResponse.available_methods:type_name -> twofactor.v1.Method
+	15, // 1: twofactor.v1.GetLoginRequirementsResponse.grace_until:type_name -> google.protobuf.Timestamp
+	14, // 2: twofactor.v1.GetLoginRequirementsResponse.allowed_methods:type_name -> twofactor.v1.Method
+	14, // 3: twofactor.v1.BeginChallengeRequest.method:type_name -> twofactor.v1.Method
+	16, // 4: twofactor.v1.BeginChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	14, // 5: twofactor.v1.BeginChallengeResponse.method:type_name -> twofactor.v1.Method
+	15, // 6: twofactor.v1.BeginChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 7: twofactor.v1.BeginChallengeResponse.push:type_name -> twofactor.v1.PushChallenge
+	6,  // 8: twofactor.v1.BeginChallengeResponse.out_of_band:type_name -> twofactor.v1.OutOfBandChallenge
+	18, // 9: twofactor.v1.OutOfBandChallenge.delivery:type_name -> twofactor.v1.DeliveryStatus
+	16, // 10: twofactor.v1.ResendChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	18, // 11: twofactor.v1.ResendChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	14, // 12: twofactor.v1.GetChallengeStatusResponse.method:type_name -> twofactor.v1.Method
+	18, // 13: twofactor.v1.GetChallengeStatusResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	15, // 14: twofactor.v1.GetChallengeStatusResponse.expires_at:type_name -> google.protobuf.Timestamp
+	12, // 15: twofactor.v1.VerifyChallengeRequest.push:type_name -> twofactor.v1.PushWait
+	16, // 16: twofactor.v1.VerifyChallengeRequest.context:type_name -> twofactor.v1.ClientContext
+	19, // 17: twofactor.v1.PushWait.wait:type_name -> google.protobuf.Duration
+	0,  // 18: twofactor.v1.VerifyChallengeResponse.result:type_name -> twofactor.v1.VerifyResult
+	1,  // 19: twofactor.v1.VerifyChallengeResponse.reason:type_name -> twofactor.v1.RejectReason
+	14, // 20: twofactor.v1.VerifyChallengeResponse.method:type_name -> twofactor.v1.Method
+	19, // 21: twofactor.v1.VerifyChallengeResponse.retry_after:type_name -> google.protobuf.Duration
+	18, // 22: twofactor.v1.VerifyChallengeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	15, // 23: twofactor.v1.VerifyChallengeResponse.device_token_expires_at:type_name -> google.protobuf.Timestamp
+	20, // 24: twofactor.v1.VerifyChallengeResponse.remembered_device:type_name -> twofactor.v1.RememberedDevice
+	2,  // 25: twofactor.v1.ChallengeService.GetLoginRequirements:input_type -> twofactor.v1.GetLoginRequirementsRequest
+	4,  // 26: twofactor.v1.ChallengeService.BeginChallenge:input_type -> twofactor.v1.BeginChallengeRequest
+	11, // 27: twofactor.v1.ChallengeService.VerifyChallenge:input_type -> twofactor.v1.VerifyChallengeRequest
+	7,  // 28: twofactor.v1.ChallengeService.ResendChallenge:input_type -> twofactor.v1.ResendChallengeRequest
+	9,  // 29: twofactor.v1.ChallengeService.GetChallengeStatus:input_type -> twofactor.v1.GetChallengeStatusRequest
+	21, // 30: twofactor.v1.ChallengeService.CheckRememberedDevice:input_type -> twofactor.v1.CheckRememberedDeviceRequest
+	3,  // 31: twofactor.v1.ChallengeService.GetLoginRequirements:output_type -> twofactor.v1.GetLoginRequirementsResponse
+	5,  // 32: twofactor.v1.ChallengeService.BeginChallenge:output_type -> twofactor.v1.BeginChallengeResponse
+	13, // 33: twofactor.v1.ChallengeService.VerifyChallenge:output_type -> twofactor.v1.VerifyChallengeResponse
+	8,  // 34: twofactor.v1.ChallengeService.ResendChallenge:output_type -> twofactor.v1.ResendChallengeResponse
+	10, // 35: twofactor.v1.ChallengeService.GetChallengeStatus:output_type -> twofactor.v1.GetChallengeStatusResponse
+	22, // 36: twofactor.v1.ChallengeService.CheckRememberedDevice:output_type -> twofactor.v1.CheckRememberedDeviceResponse
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_challenge_proto_init() }
@@ -917,7 +1264,7 @@ func file_twofactor_v1_challenge_proto_init() {
 	file_twofactor_v1_common_proto_init()
 	file_twofactor_v1_device_proto_init()
 	file_twofactor_v1_remember_proto_init()
-	file_twofactor_v1_challenge_proto_msgTypes[4].OneofWrappers = []any{
+	file_twofactor_v1_challenge_proto_msgTypes[9].OneofWrappers = []any{
 		(*VerifyChallengeRequest_Code)(nil),
 		(*VerifyChallengeRequest_WebauthnAssertionJson)(nil),
 		(*VerifyChallengeRequest_Push)(nil),
@@ -928,7 +1275,7 @@ func file_twofactor_v1_challenge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_twofactor_v1_challenge_proto_rawDesc), len(file_twofactor_v1_challenge_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

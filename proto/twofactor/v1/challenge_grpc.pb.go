@@ -22,6 +22,8 @@ const (
 	ChallengeService_GetLoginRequirements_FullMethodName  = "/twofactor.v1.ChallengeService/GetLoginRequirements"
 	ChallengeService_BeginChallenge_FullMethodName        = "/twofactor.v1.ChallengeService/BeginChallenge"
 	ChallengeService_VerifyChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/VerifyChallenge"
+	ChallengeService_ResendChallenge_FullMethodName       = "/twofactor.v1.ChallengeService/ResendChallenge"
+	ChallengeService_GetChallengeStatus_FullMethodName    = "/twofactor.v1.ChallengeService/GetChallengeStatus"
 	ChallengeService_CheckRememberedDevice_FullMethodName = "/twofactor.v1.ChallengeService/CheckRememberedDevice"
 )
 
@@ -41,6 +43,14 @@ type ChallengeServiceClient interface {
 	// VerifyChallenge checks the user's answer. Any replica can verify a challenge any
 	// replica began; each challenge and each code is accepted at most once.
 	VerifyChallenge(ctx context.Context, in *VerifyChallengeRequest, opts ...grpc.CallOption) (*VerifyChallengeResponse, error)
+	// ResendChallenge sends a code challenge's code again (the same code), only when
+	// asked: after a cooldown that doubles (30 s, 60 s, …; ResourceExhausted with
+	// RetryInfo before), a few times per challenge, and within daily caps per user and
+	// per destination (ResourceExhausted). It never resets the attempts.
+	ResendChallenge(ctx context.Context, in *ResendChallengeRequest, opts ...grpc.CallOption) (*ResendChallengeResponse, error)
+	// GetChallengeStatus tells how a code challenge's message fared (queued, delivered,
+	// failed), so a backend can offer another method instead of leaving the user waiting.
+	GetChallengeStatus(ctx context.Context, in *GetChallengeStatusRequest, opts ...grpc.CallOption) (*GetChallengeStatusResponse, error)
 	// CheckRememberedDevice presents a device token that VerifyChallenge issued
 	// (remember_device): REMEMBERED satisfies the second factor of this login and
 	// returns the rotated token to keep. A token presented again after it was
@@ -86,6 +96,26 @@ func (c *challengeServiceClient) VerifyChallenge(ctx context.Context, in *Verify
 	return out, nil
 }
 
+func (c *challengeServiceClient) ResendChallenge(ctx context.Context, in *ResendChallengeRequest, opts ...grpc.CallOption) (*ResendChallengeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResendChallengeResponse)
+	err := c.cc.Invoke(ctx, ChallengeService_ResendChallenge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *challengeServiceClient) GetChallengeStatus(ctx context.Context, in *GetChallengeStatusRequest, opts ...grpc.CallOption) (*GetChallengeStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetChallengeStatusResponse)
+	err := c.cc.Invoke(ctx, ChallengeService_GetChallengeStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *challengeServiceClient) CheckRememberedDevice(ctx context.Context, in *CheckRememberedDeviceRequest, opts ...grpc.CallOption) (*CheckRememberedDeviceResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CheckRememberedDeviceResponse)
@@ -112,6 +142,14 @@ type ChallengeServiceServer interface {
 	// VerifyChallenge checks the user's answer. Any replica can verify a challenge any
 	// replica began; each challenge and each code is accepted at most once.
 	VerifyChallenge(context.Context, *VerifyChallengeRequest) (*VerifyChallengeResponse, error)
+	// ResendChallenge sends a code challenge's code again (the same code), only when
+	// asked: after a cooldown that doubles (30 s, 60 s, …; ResourceExhausted with
+	// RetryInfo before), a few times per challenge, and within daily caps per user and
+	// per destination (ResourceExhausted). It never resets the attempts.
+	ResendChallenge(context.Context, *ResendChallengeRequest) (*ResendChallengeResponse, error)
+	// GetChallengeStatus tells how a code challenge's message fared (queued, delivered,
+	// failed), so a backend can offer another method instead of leaving the user waiting.
+	GetChallengeStatus(context.Context, *GetChallengeStatusRequest) (*GetChallengeStatusResponse, error)
 	// CheckRememberedDevice presents a device token that VerifyChallenge issued
 	// (remember_device): REMEMBERED satisfies the second factor of this login and
 	// returns the rotated token to keep. A token presented again after it was
@@ -135,6 +173,12 @@ func (UnimplementedChallengeServiceServer) BeginChallenge(context.Context, *Begi
 }
 func (UnimplementedChallengeServiceServer) VerifyChallenge(context.Context, *VerifyChallengeRequest) (*VerifyChallengeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyChallenge not implemented")
+}
+func (UnimplementedChallengeServiceServer) ResendChallenge(context.Context, *ResendChallengeRequest) (*ResendChallengeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResendChallenge not implemented")
+}
+func (UnimplementedChallengeServiceServer) GetChallengeStatus(context.Context, *GetChallengeStatusRequest) (*GetChallengeStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetChallengeStatus not implemented")
 }
 func (UnimplementedChallengeServiceServer) CheckRememberedDevice(context.Context, *CheckRememberedDeviceRequest) (*CheckRememberedDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckRememberedDevice not implemented")
@@ -214,6 +258,42 @@ func _ChallengeService_VerifyChallenge_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChallengeService_ResendChallenge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResendChallengeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChallengeServiceServer).ResendChallenge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChallengeService_ResendChallenge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChallengeServiceServer).ResendChallenge(ctx, req.(*ResendChallengeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ChallengeService_GetChallengeStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetChallengeStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChallengeServiceServer).GetChallengeStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChallengeService_GetChallengeStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChallengeServiceServer).GetChallengeStatus(ctx, req.(*GetChallengeStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ChallengeService_CheckRememberedDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CheckRememberedDeviceRequest)
 	if err := dec(in); err != nil {
@@ -250,6 +330,14 @@ var ChallengeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyChallenge",
 			Handler:    _ChallengeService_VerifyChallenge_Handler,
+		},
+		{
+			MethodName: "ResendChallenge",
+			Handler:    _ChallengeService_ResendChallenge_Handler,
+		},
+		{
+			MethodName: "GetChallengeStatus",
+			Handler:    _ChallengeService_GetChallengeStatus_Handler,
 		},
 		{
 			MethodName: "CheckRememberedDevice",

@@ -156,6 +156,62 @@ func (FactorState) EnumDescriptor() ([]byte, []int) {
 	return file_twofactor_v1_common_proto_rawDescGZIP(), []int{1}
 }
 
+// DeliveryState is how the out-of-band message of a challenge fared.
+type DeliveryState int32
+
+const (
+	DeliveryState_DELIVERY_STATE_UNSPECIFIED DeliveryState = 0
+	// Handed to the delivery workers; no outcome yet.
+	DeliveryState_DELIVERY_STATE_QUEUED DeliveryState = 1
+	// The provider (mail server, SMS gateway, Telegram, Signal) accepted it.
+	DeliveryState_DELIVERY_STATE_DELIVERED DeliveryState = 2
+	// It could not be delivered: offer the user another method.
+	DeliveryState_DELIVERY_STATE_FAILED DeliveryState = 3
+)
+
+// Enum value maps for DeliveryState.
+var (
+	DeliveryState_name = map[int32]string{
+		0: "DELIVERY_STATE_UNSPECIFIED",
+		1: "DELIVERY_STATE_QUEUED",
+		2: "DELIVERY_STATE_DELIVERED",
+		3: "DELIVERY_STATE_FAILED",
+	}
+	DeliveryState_value = map[string]int32{
+		"DELIVERY_STATE_UNSPECIFIED": 0,
+		"DELIVERY_STATE_QUEUED":      1,
+		"DELIVERY_STATE_DELIVERED":   2,
+		"DELIVERY_STATE_FAILED":      3,
+	}
+)
+
+func (x DeliveryState) Enum() *DeliveryState {
+	p := new(DeliveryState)
+	*p = x
+	return p
+}
+
+func (x DeliveryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeliveryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_twofactor_v1_common_proto_enumTypes[2].Descriptor()
+}
+
+func (DeliveryState) Type() protoreflect.EnumType {
+	return &file_twofactor_v1_common_proto_enumTypes[2]
+}
+
+func (x DeliveryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeliveryState.Descriptor instead.
+func (DeliveryState) EnumDescriptor() ([]byte, []int) {
+	return file_twofactor_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
 // ClientContext describes the end user's client as the calling backend saw it.
 // It feeds throttling and the audit trail.
 type ClientContext struct {
@@ -234,6 +290,7 @@ type Factor struct {
 	//
 	//	*Factor_Totp
 	//	*Factor_Webauthn
+	//	*Factor_OutOfBand
 	Details       isFactor_Details `protobuf_oneof:"details"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -343,6 +400,15 @@ func (x *Factor) GetWebauthn() *WebAuthnDetails {
 	return nil
 }
 
+func (x *Factor) GetOutOfBand() *OutOfBandDetails {
+	if x != nil {
+		if x, ok := x.Details.(*Factor_OutOfBand); ok {
+			return x.OutOfBand
+		}
+	}
+	return nil
+}
+
 type isFactor_Details interface {
 	isFactor_Details()
 }
@@ -355,9 +421,161 @@ type Factor_Webauthn struct {
 	Webauthn *WebAuthnDetails `protobuf:"bytes,9,opt,name=webauthn,proto3,oneof"`
 }
 
+type Factor_OutOfBand struct {
+	OutOfBand *OutOfBandDetails `protobuf:"bytes,11,opt,name=out_of_band,json=outOfBand,proto3,oneof"`
+}
+
 func (*Factor_Totp) isFactor_Details() {}
 
 func (*Factor_Webauthn) isFactor_Details() {}
+
+func (*Factor_OutOfBand) isFactor_Details() {}
+
+// OutOfBandDetails describe a factor whose one-time codes are sent to a destination
+// (METHOD_EMAIL, METHOD_SMS, METHOD_TELEGRAM, METHOD_SIGNAL). Never the destination in clear.
+type OutOfBandDetails struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The destination, masked: "a•••@example.com", "+49 •••• ••12", "chat ••••89".
+	MaskedDestination string `protobuf:"bytes,1,opt,name=masked_destination,json=maskedDestination,proto3" json:"masked_destination,omitempty"`
+	// The channel is an out-of-band authenticator under NIST SP 800-63B-4 §3.1.3 (email
+	// is not: §3.1.3.1).
+	OutOfBand bool `protobuf:"varint,2,opt,name=out_of_band,json=outOfBand,proto3" json:"out_of_band,omitempty"`
+	// The channel is a restricted authenticator (SMS, §3.1.3.3): offer another method.
+	Restricted    bool `protobuf:"varint,3,opt,name=restricted,proto3" json:"restricted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutOfBandDetails) Reset() {
+	*x = OutOfBandDetails{}
+	mi := &file_twofactor_v1_common_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutOfBandDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutOfBandDetails) ProtoMessage() {}
+
+func (x *OutOfBandDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_common_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutOfBandDetails.ProtoReflect.Descriptor instead.
+func (*OutOfBandDetails) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_common_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OutOfBandDetails) GetMaskedDestination() string {
+	if x != nil {
+		return x.MaskedDestination
+	}
+	return ""
+}
+
+func (x *OutOfBandDetails) GetOutOfBand() bool {
+	if x != nil {
+		return x.OutOfBand
+	}
+	return false
+}
+
+func (x *OutOfBandDetails) GetRestricted() bool {
+	if x != nil {
+		return x.Restricted
+	}
+	return false
+}
+
+// DeliveryStatus is the delivery of a challenge's (or enrollment's) code.
+type DeliveryStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	State DeliveryState          `protobuf:"varint,1,opt,name=state,proto3,enum=twofactor.v1.DeliveryState" json:"state,omitempty"`
+	// Why it failed, without the code or the destination.
+	Reason    string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// How often the code was sent (the first send included).
+	Sends uint32 `protobuf:"varint,4,opt,name=sends,proto3" json:"sends,omitempty"`
+	// When a resend is allowed; unset when no more resends are allowed.
+	ResendAfter   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=resend_after,json=resendAfter,proto3" json:"resend_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeliveryStatus) Reset() {
+	*x = DeliveryStatus{}
+	mi := &file_twofactor_v1_common_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeliveryStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeliveryStatus) ProtoMessage() {}
+
+func (x *DeliveryStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_common_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeliveryStatus.ProtoReflect.Descriptor instead.
+func (*DeliveryStatus) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_common_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DeliveryStatus) GetState() DeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return DeliveryState_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *DeliveryStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeliveryStatus) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *DeliveryStatus) GetSends() uint32 {
+	if x != nil {
+		return x.Sends
+	}
+	return 0
+}
+
+func (x *DeliveryStatus) GetResendAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResendAfter
+	}
+	return nil
+}
 
 // TotpDetails are the public parameters of a TOTP factor (never the seed).
 type TotpDetails struct {
@@ -371,7 +589,7 @@ type TotpDetails struct {
 
 func (x *TotpDetails) Reset() {
 	*x = TotpDetails{}
-	mi := &file_twofactor_v1_common_proto_msgTypes[2]
+	mi := &file_twofactor_v1_common_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +601,7 @@ func (x *TotpDetails) String() string {
 func (*TotpDetails) ProtoMessage() {}
 
 func (x *TotpDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_common_proto_msgTypes[2]
+	mi := &file_twofactor_v1_common_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +614,7 @@ func (x *TotpDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TotpDetails.ProtoReflect.Descriptor instead.
 func (*TotpDetails) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_twofactor_v1_common_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TotpDetails) GetAlgorithm() string {
@@ -445,7 +663,7 @@ type WebAuthnDetails struct {
 
 func (x *WebAuthnDetails) Reset() {
 	*x = WebAuthnDetails{}
-	mi := &file_twofactor_v1_common_proto_msgTypes[3]
+	mi := &file_twofactor_v1_common_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +675,7 @@ func (x *WebAuthnDetails) String() string {
 func (*WebAuthnDetails) ProtoMessage() {}
 
 func (x *WebAuthnDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_common_proto_msgTypes[3]
+	mi := &file_twofactor_v1_common_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +688,7 @@ func (x *WebAuthnDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebAuthnDetails.ProtoReflect.Descriptor instead.
 func (*WebAuthnDetails) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_common_proto_rawDescGZIP(), []int{3}
+	return file_twofactor_v1_common_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WebAuthnDetails) GetCredentialId() string {
@@ -559,7 +777,7 @@ const file_twofactor_v1_common_proto_rawDesc = "" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x1d\n" +
 	"\n" +
 	"user_agent\x18\x02 \x01(\tR\tuserAgent\x12\x16\n" +
-	"\x06client\x18\x03 \x01(\tR\x06client\"\x96\x03\n" +
+	"\x06client\x18\x03 \x01(\tR\x06client\"\xd8\x03\n" +
 	"\x06Factor\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12,\n" +
@@ -571,8 +789,22 @@ const file_twofactor_v1_common_proto_rawDesc = "" +
 	"\flast_used_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastUsedAt\x12/\n" +
 	"\x04totp\x18\b \x01(\v2\x19.twofactor.v1.TotpDetailsH\x00R\x04totp\x12;\n" +
-	"\bwebauthn\x18\t \x01(\v2\x1d.twofactor.v1.WebAuthnDetailsH\x00R\bwebauthnB\t\n" +
-	"\adetails\"j\n" +
+	"\bwebauthn\x18\t \x01(\v2\x1d.twofactor.v1.WebAuthnDetailsH\x00R\bwebauthn\x12@\n" +
+	"\vout_of_band\x18\v \x01(\v2\x1e.twofactor.v1.OutOfBandDetailsH\x00R\toutOfBandB\t\n" +
+	"\adetails\"\x81\x01\n" +
+	"\x10OutOfBandDetails\x12-\n" +
+	"\x12masked_destination\x18\x01 \x01(\tR\x11maskedDestination\x12\x1e\n" +
+	"\vout_of_band\x18\x02 \x01(\bR\toutOfBand\x12\x1e\n" +
+	"\n" +
+	"restricted\x18\x03 \x01(\bR\n" +
+	"restricted\"\xeb\x01\n" +
+	"\x0eDeliveryStatus\x121\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1b.twofactor.v1.DeliveryStateR\x05state\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"updated_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x14\n" +
+	"\x05sends\x18\x04 \x01(\rR\x05sends\x12=\n" +
+	"\fresend_after\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vresendAfter\"j\n" +
 	"\vTotpDetails\x12\x1c\n" +
 	"\talgorithm\x18\x01 \x01(\tR\talgorithm\x12\x16\n" +
 	"\x06digits\x18\x02 \x01(\rR\x06digits\x12%\n" +
@@ -609,7 +841,12 @@ const file_twofactor_v1_common_proto_rawDesc = "" +
 	"\vFactorState\x12\x1c\n" +
 	"\x18FACTOR_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14FACTOR_STATE_PENDING\x10\x01\x12\x17\n" +
-	"\x13FACTOR_STATE_ACTIVE\x10\x02B?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
+	"\x13FACTOR_STATE_ACTIVE\x10\x02*\x83\x01\n" +
+	"\rDeliveryState\x12\x1e\n" +
+	"\x1aDELIVERY_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15DELIVERY_STATE_QUEUED\x10\x01\x12\x1c\n" +
+	"\x18DELIVERY_STATE_DELIVERED\x10\x02\x12\x19\n" +
+	"\x15DELIVERY_STATE_FAILED\x10\x03B?Z=github.com/twofactor/twofactor/proto/twofactor/v1;twofactorv1b\x06proto3"
 
 var (
 	file_twofactor_v1_common_proto_rawDescOnce sync.Once
@@ -623,29 +860,36 @@ func file_twofactor_v1_common_proto_rawDescGZIP() []byte {
 	return file_twofactor_v1_common_proto_rawDescData
 }
 
-var file_twofactor_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_twofactor_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_twofactor_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_twofactor_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_twofactor_v1_common_proto_goTypes = []any{
 	(Method)(0),                   // 0: twofactor.v1.Method
 	(FactorState)(0),              // 1: twofactor.v1.FactorState
-	(*ClientContext)(nil),         // 2: twofactor.v1.ClientContext
-	(*Factor)(nil),                // 3: twofactor.v1.Factor
-	(*TotpDetails)(nil),           // 4: twofactor.v1.TotpDetails
-	(*WebAuthnDetails)(nil),       // 5: twofactor.v1.WebAuthnDetails
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(DeliveryState)(0),            // 2: twofactor.v1.DeliveryState
+	(*ClientContext)(nil),         // 3: twofactor.v1.ClientContext
+	(*Factor)(nil),                // 4: twofactor.v1.Factor
+	(*OutOfBandDetails)(nil),      // 5: twofactor.v1.OutOfBandDetails
+	(*DeliveryStatus)(nil),        // 6: twofactor.v1.DeliveryStatus
+	(*TotpDetails)(nil),           // 7: twofactor.v1.TotpDetails
+	(*WebAuthnDetails)(nil),       // 8: twofactor.v1.WebAuthnDetails
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_twofactor_v1_common_proto_depIdxs = []int32{
-	0, // 0: twofactor.v1.Factor.method:type_name -> twofactor.v1.Method
-	1, // 1: twofactor.v1.Factor.state:type_name -> twofactor.v1.FactorState
-	6, // 2: twofactor.v1.Factor.created_at:type_name -> google.protobuf.Timestamp
-	6, // 3: twofactor.v1.Factor.last_used_at:type_name -> google.protobuf.Timestamp
-	4, // 4: twofactor.v1.Factor.totp:type_name -> twofactor.v1.TotpDetails
-	5, // 5: twofactor.v1.Factor.webauthn:type_name -> twofactor.v1.WebAuthnDetails
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	0,  // 0: twofactor.v1.Factor.method:type_name -> twofactor.v1.Method
+	1,  // 1: twofactor.v1.Factor.state:type_name -> twofactor.v1.FactorState
+	9,  // 2: twofactor.v1.Factor.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 3: twofactor.v1.Factor.last_used_at:type_name -> google.protobuf.Timestamp
+	7,  // 4: twofactor.v1.Factor.totp:type_name -> twofactor.v1.TotpDetails
+	8,  // 5: twofactor.v1.Factor.webauthn:type_name -> twofactor.v1.WebAuthnDetails
+	5,  // 6: twofactor.v1.Factor.out_of_band:type_name -> twofactor.v1.OutOfBandDetails
+	2,  // 7: twofactor.v1.DeliveryStatus.state:type_name -> twofactor.v1.DeliveryState
+	9,  // 8: twofactor.v1.DeliveryStatus.updated_at:type_name -> google.protobuf.Timestamp
+	9,  // 9: twofactor.v1.DeliveryStatus.resend_after:type_name -> google.protobuf.Timestamp
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_common_proto_init() }
@@ -656,14 +900,15 @@ func file_twofactor_v1_common_proto_init() {
 	file_twofactor_v1_common_proto_msgTypes[1].OneofWrappers = []any{
 		(*Factor_Totp)(nil),
 		(*Factor_Webauthn)(nil),
+		(*Factor_OutOfBand)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_twofactor_v1_common_proto_rawDesc), len(file_twofactor_v1_common_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   4,
+			NumEnums:      3,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

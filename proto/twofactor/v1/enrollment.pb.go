@@ -25,7 +25,8 @@ const (
 type BeginEnrollmentRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// METHOD_TOTP or METHOD_WEBAUTHN.
+	// METHOD_TOTP, METHOD_WEBAUTHN, or a code channel (METHOD_EMAIL, METHOD_SMS,
+	// METHOD_TELEGRAM, METHOD_SIGNAL: set out_of_band).
 	Method Method `protobuf:"varint,2,opt,name=method,proto3,enum=twofactor.v1.Method" json:"method,omitempty"`
 	// A name the user gives the factor, e.g. "Phone" or "YubiKey 5".
 	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
@@ -33,6 +34,7 @@ type BeginEnrollmentRequest struct {
 	//
 	//	*BeginEnrollmentRequest_Totp
 	//	*BeginEnrollmentRequest_Webauthn
+	//	*BeginEnrollmentRequest_OutOfBand
 	Options       isBeginEnrollmentRequest_Options `protobuf_oneof:"options"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -114,6 +116,15 @@ func (x *BeginEnrollmentRequest) GetWebauthn() *WebAuthnEnrollmentOptions {
 	return nil
 }
 
+func (x *BeginEnrollmentRequest) GetOutOfBand() *OutOfBandEnrollmentOptions {
+	if x != nil {
+		if x, ok := x.Options.(*BeginEnrollmentRequest_OutOfBand); ok {
+			return x.OutOfBand
+		}
+	}
+	return nil
+}
+
 type isBeginEnrollmentRequest_Options interface {
 	isBeginEnrollmentRequest_Options()
 }
@@ -126,9 +137,83 @@ type BeginEnrollmentRequest_Webauthn struct {
 	Webauthn *WebAuthnEnrollmentOptions `protobuf:"bytes,5,opt,name=webauthn,proto3,oneof"`
 }
 
+type BeginEnrollmentRequest_OutOfBand struct {
+	OutOfBand *OutOfBandEnrollmentOptions `protobuf:"bytes,11,opt,name=out_of_band,json=outOfBand,proto3,oneof"`
+}
+
 func (*BeginEnrollmentRequest_Totp) isBeginEnrollmentRequest_Options() {}
 
 func (*BeginEnrollmentRequest_Webauthn) isBeginEnrollmentRequest_Options() {}
+
+func (*BeginEnrollmentRequest_OutOfBand) isBeginEnrollmentRequest_Options() {}
+
+// OutOfBandEnrollmentOptions set up METHOD_EMAIL, METHOD_SMS, METHOD_SIGNAL or
+// METHOD_TELEGRAM.
+type OutOfBandEnrollmentOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The email address, or the phone number in E.164 ("+49 151 23456789"), to send codes
+	// to; at most 320 bytes. Not for METHOD_TELEGRAM: its chat is bound through the link
+	// the response carries.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Optional: an active factor of the same method that the new one replaces once it
+	// is proved; its destination is told of the change.
+	ReplacesFactorId string `protobuf:"bytes,2,opt,name=replaces_factor_id,json=replacesFactorId,proto3" json:"replaces_factor_id,omitempty"`
+	// Optional: the user's locale for the messages (e.g. "de-DE"); at most 35 bytes.
+	Locale        string `protobuf:"bytes,3,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutOfBandEnrollmentOptions) Reset() {
+	*x = OutOfBandEnrollmentOptions{}
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutOfBandEnrollmentOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutOfBandEnrollmentOptions) ProtoMessage() {}
+
+func (x *OutOfBandEnrollmentOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutOfBandEnrollmentOptions.ProtoReflect.Descriptor instead.
+func (*OutOfBandEnrollmentOptions) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *OutOfBandEnrollmentOptions) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *OutOfBandEnrollmentOptions) GetReplacesFactorId() string {
+	if x != nil {
+		return x.ReplacesFactorId
+	}
+	return ""
+}
+
+func (x *OutOfBandEnrollmentOptions) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
 
 type TotpEnrollmentOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -140,7 +225,7 @@ type TotpEnrollmentOptions struct {
 
 func (x *TotpEnrollmentOptions) Reset() {
 	*x = TotpEnrollmentOptions{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[1]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -152,7 +237,7 @@ func (x *TotpEnrollmentOptions) String() string {
 func (*TotpEnrollmentOptions) ProtoMessage() {}
 
 func (x *TotpEnrollmentOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[1]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -165,7 +250,7 @@ func (x *TotpEnrollmentOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TotpEnrollmentOptions.ProtoReflect.Descriptor instead.
 func (*TotpEnrollmentOptions) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{1}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TotpEnrollmentOptions) GetAccountName() string {
@@ -188,7 +273,7 @@ type WebAuthnEnrollmentOptions struct {
 
 func (x *WebAuthnEnrollmentOptions) Reset() {
 	*x = WebAuthnEnrollmentOptions{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[2]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +285,7 @@ func (x *WebAuthnEnrollmentOptions) String() string {
 func (*WebAuthnEnrollmentOptions) ProtoMessage() {}
 
 func (x *WebAuthnEnrollmentOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[2]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +298,7 @@ func (x *WebAuthnEnrollmentOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebAuthnEnrollmentOptions.ProtoReflect.Descriptor instead.
 func (*WebAuthnEnrollmentOptions) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{2}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *WebAuthnEnrollmentOptions) GetUserName() string {
@@ -246,6 +331,7 @@ type BeginEnrollmentResponse struct {
 	//	*BeginEnrollmentResponse_Totp
 	//	*BeginEnrollmentResponse_Webauthn
 	//	*BeginEnrollmentResponse_Push
+	//	*BeginEnrollmentResponse_OutOfBand
 	Details       isBeginEnrollmentResponse_Details `protobuf_oneof:"details"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -253,7 +339,7 @@ type BeginEnrollmentResponse struct {
 
 func (x *BeginEnrollmentResponse) Reset() {
 	*x = BeginEnrollmentResponse{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[3]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -265,7 +351,7 @@ func (x *BeginEnrollmentResponse) String() string {
 func (*BeginEnrollmentResponse) ProtoMessage() {}
 
 func (x *BeginEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[3]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -278,7 +364,7 @@ func (x *BeginEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BeginEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*BeginEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{3}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BeginEnrollmentResponse) GetFactorId() string {
@@ -329,6 +415,15 @@ func (x *BeginEnrollmentResponse) GetPush() *PushEnrollment {
 	return nil
 }
 
+func (x *BeginEnrollmentResponse) GetOutOfBand() *OutOfBandEnrollment {
+	if x != nil {
+		if x, ok := x.Details.(*BeginEnrollmentResponse_OutOfBand); ok {
+			return x.OutOfBand
+		}
+	}
+	return nil
+}
+
 type isBeginEnrollmentResponse_Details interface {
 	isBeginEnrollmentResponse_Details()
 }
@@ -347,11 +442,91 @@ type BeginEnrollmentResponse_Push struct {
 	Push *PushEnrollment `protobuf:"bytes,5,opt,name=push,proto3,oneof"`
 }
 
+type BeginEnrollmentResponse_OutOfBand struct {
+	OutOfBand *OutOfBandEnrollment `protobuf:"bytes,11,opt,name=out_of_band,json=outOfBand,proto3,oneof"`
+}
+
 func (*BeginEnrollmentResponse_Totp) isBeginEnrollmentResponse_Details() {}
 
 func (*BeginEnrollmentResponse_Webauthn) isBeginEnrollmentResponse_Details() {}
 
 func (*BeginEnrollmentResponse_Push) isBeginEnrollmentResponse_Details() {}
+
+func (*BeginEnrollmentResponse_OutOfBand) isBeginEnrollmentResponse_Details() {}
+
+// OutOfBandEnrollment: a code was sent to the destination (FinishEnrollment with it),
+// or, for METHOD_TELEGRAM, the user opens telegram_link and presses Start.
+type OutOfBandEnrollment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty for METHOD_TELEGRAM until the chat is bound.
+	MaskedDestination string `protobuf:"bytes,1,opt,name=masked_destination,json=maskedDestination,proto3" json:"masked_destination,omitempty"`
+	CodeDigits        uint32 `protobuf:"varint,2,opt,name=code_digits,json=codeDigits,proto3" json:"code_digits,omitempty"`
+	// METHOD_TELEGRAM: https://t.me/<bot>?start=<one-time token>, valid until expires_at.
+	// The factor is active once the chat pressed Start; FinishEnrollment (no proof)
+	// then returns it.
+	TelegramLink  string          `protobuf:"bytes,3,opt,name=telegram_link,json=telegramLink,proto3" json:"telegram_link,omitempty"`
+	Delivery      *DeliveryStatus `protobuf:"bytes,4,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutOfBandEnrollment) Reset() {
+	*x = OutOfBandEnrollment{}
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutOfBandEnrollment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutOfBandEnrollment) ProtoMessage() {}
+
+func (x *OutOfBandEnrollment) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutOfBandEnrollment.ProtoReflect.Descriptor instead.
+func (*OutOfBandEnrollment) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OutOfBandEnrollment) GetMaskedDestination() string {
+	if x != nil {
+		return x.MaskedDestination
+	}
+	return ""
+}
+
+func (x *OutOfBandEnrollment) GetCodeDigits() uint32 {
+	if x != nil {
+		return x.CodeDigits
+	}
+	return 0
+}
+
+func (x *OutOfBandEnrollment) GetTelegramLink() string {
+	if x != nil {
+		return x.TelegramLink
+	}
+	return ""
+}
+
+func (x *OutOfBandEnrollment) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
 
 // TotpEnrollment is shown to the user once, to load into an authenticator app.
 type TotpEnrollment struct {
@@ -371,7 +546,7 @@ type TotpEnrollment struct {
 
 func (x *TotpEnrollment) Reset() {
 	*x = TotpEnrollment{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[4]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +558,7 @@ func (x *TotpEnrollment) String() string {
 func (*TotpEnrollment) ProtoMessage() {}
 
 func (x *TotpEnrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[4]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +571,7 @@ func (x *TotpEnrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TotpEnrollment.ProtoReflect.Descriptor instead.
 func (*TotpEnrollment) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{4}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TotpEnrollment) GetSecret() string {
@@ -452,7 +627,7 @@ type WebAuthnEnrollment struct {
 
 func (x *WebAuthnEnrollment) Reset() {
 	*x = WebAuthnEnrollment{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[5]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +639,7 @@ func (x *WebAuthnEnrollment) String() string {
 func (*WebAuthnEnrollment) ProtoMessage() {}
 
 func (x *WebAuthnEnrollment) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[5]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +652,7 @@ func (x *WebAuthnEnrollment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebAuthnEnrollment.ProtoReflect.Descriptor instead.
 func (*WebAuthnEnrollment) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{5}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WebAuthnEnrollment) GetCreationOptionsJson() string {
@@ -502,7 +677,7 @@ type FinishEnrollmentRequest struct {
 
 func (x *FinishEnrollmentRequest) Reset() {
 	*x = FinishEnrollmentRequest{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[6]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +689,7 @@ func (x *FinishEnrollmentRequest) String() string {
 func (*FinishEnrollmentRequest) ProtoMessage() {}
 
 func (x *FinishEnrollmentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[6]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +702,7 @@ func (x *FinishEnrollmentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishEnrollmentRequest.ProtoReflect.Descriptor instead.
 func (*FinishEnrollmentRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{6}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FinishEnrollmentRequest) GetUserId() string {
@@ -587,6 +762,111 @@ func (*FinishEnrollmentRequest_Code) isFinishEnrollmentRequest_Proof() {}
 
 func (*FinishEnrollmentRequest_WebauthnAttestationJson) isFinishEnrollmentRequest_Proof() {}
 
+type ResendEnrollmentCodeRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	UserId   string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	FactorId string                 `protobuf:"bytes,2,opt,name=factor_id,json=factorId,proto3" json:"factor_id,omitempty"`
+	// Optional: the user's locale for the message.
+	Locale        string `protobuf:"bytes,3,opt,name=locale,proto3" json:"locale,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendEnrollmentCodeRequest) Reset() {
+	*x = ResendEnrollmentCodeRequest{}
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendEnrollmentCodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendEnrollmentCodeRequest) ProtoMessage() {}
+
+func (x *ResendEnrollmentCodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendEnrollmentCodeRequest.ProtoReflect.Descriptor instead.
+func (*ResendEnrollmentCodeRequest) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ResendEnrollmentCodeRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ResendEnrollmentCodeRequest) GetFactorId() string {
+	if x != nil {
+		return x.FactorId
+	}
+	return ""
+}
+
+func (x *ResendEnrollmentCodeRequest) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+type ResendEnrollmentCodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Delivery      *DeliveryStatus        `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResendEnrollmentCodeResponse) Reset() {
+	*x = ResendEnrollmentCodeResponse{}
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResendEnrollmentCodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResendEnrollmentCodeResponse) ProtoMessage() {}
+
+func (x *ResendEnrollmentCodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResendEnrollmentCodeResponse.ProtoReflect.Descriptor instead.
+func (*ResendEnrollmentCodeResponse) Descriptor() ([]byte, []int) {
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ResendEnrollmentCodeResponse) GetDelivery() *DeliveryStatus {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
 type FinishEnrollmentResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Factor        *Factor                `protobuf:"bytes,1,opt,name=factor,proto3" json:"factor,omitempty"`
@@ -596,7 +876,7 @@ type FinishEnrollmentResponse struct {
 
 func (x *FinishEnrollmentResponse) Reset() {
 	*x = FinishEnrollmentResponse{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[7]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +888,7 @@ func (x *FinishEnrollmentResponse) String() string {
 func (*FinishEnrollmentResponse) ProtoMessage() {}
 
 func (x *FinishEnrollmentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[7]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +901,7 @@ func (x *FinishEnrollmentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishEnrollmentResponse.ProtoReflect.Descriptor instead.
 func (*FinishEnrollmentResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{7}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FinishEnrollmentResponse) GetFactor() *Factor {
@@ -640,7 +920,7 @@ type ListFactorsRequest struct {
 
 func (x *ListFactorsRequest) Reset() {
 	*x = ListFactorsRequest{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[8]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -652,7 +932,7 @@ func (x *ListFactorsRequest) String() string {
 func (*ListFactorsRequest) ProtoMessage() {}
 
 func (x *ListFactorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[8]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -665,7 +945,7 @@ func (x *ListFactorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFactorsRequest.ProtoReflect.Descriptor instead.
 func (*ListFactorsRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{8}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListFactorsRequest) GetUserId() string {
@@ -684,7 +964,7 @@ type ListFactorsResponse struct {
 
 func (x *ListFactorsResponse) Reset() {
 	*x = ListFactorsResponse{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[9]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +976,7 @@ func (x *ListFactorsResponse) String() string {
 func (*ListFactorsResponse) ProtoMessage() {}
 
 func (x *ListFactorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[9]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +989,7 @@ func (x *ListFactorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFactorsResponse.ProtoReflect.Descriptor instead.
 func (*ListFactorsResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{9}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListFactorsResponse) GetFactors() []*Factor {
@@ -730,7 +1010,7 @@ type RenameFactorRequest struct {
 
 func (x *RenameFactorRequest) Reset() {
 	*x = RenameFactorRequest{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[10]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +1022,7 @@ func (x *RenameFactorRequest) String() string {
 func (*RenameFactorRequest) ProtoMessage() {}
 
 func (x *RenameFactorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[10]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +1035,7 @@ func (x *RenameFactorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameFactorRequest.ProtoReflect.Descriptor instead.
 func (*RenameFactorRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{10}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RenameFactorRequest) GetUserId() string {
@@ -788,7 +1068,7 @@ type RenameFactorResponse struct {
 
 func (x *RenameFactorResponse) Reset() {
 	*x = RenameFactorResponse{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[11]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +1080,7 @@ func (x *RenameFactorResponse) String() string {
 func (*RenameFactorResponse) ProtoMessage() {}
 
 func (x *RenameFactorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[11]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +1093,7 @@ func (x *RenameFactorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenameFactorResponse.ProtoReflect.Descriptor instead.
 func (*RenameFactorResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{11}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenameFactorResponse) GetFactor() *Factor {
@@ -833,7 +1113,7 @@ type RemoveFactorRequest struct {
 
 func (x *RemoveFactorRequest) Reset() {
 	*x = RemoveFactorRequest{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[12]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1125,7 @@ func (x *RemoveFactorRequest) String() string {
 func (*RemoveFactorRequest) ProtoMessage() {}
 
 func (x *RemoveFactorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[12]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1138,7 @@ func (x *RemoveFactorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveFactorRequest.ProtoReflect.Descriptor instead.
 func (*RemoveFactorRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{12}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveFactorRequest) GetUserId() string {
@@ -883,7 +1163,7 @@ type RemoveFactorResponse struct {
 
 func (x *RemoveFactorResponse) Reset() {
 	*x = RemoveFactorResponse{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[13]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1175,7 @@ func (x *RemoveFactorResponse) String() string {
 func (*RemoveFactorResponse) ProtoMessage() {}
 
 func (x *RemoveFactorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[13]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1188,7 @@ func (x *RemoveFactorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveFactorResponse.ProtoReflect.Descriptor instead.
 func (*RemoveFactorResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{13}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{17}
 }
 
 type IssueBackupCodesRequest struct {
@@ -920,7 +1200,7 @@ type IssueBackupCodesRequest struct {
 
 func (x *IssueBackupCodesRequest) Reset() {
 	*x = IssueBackupCodesRequest{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[14]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1212,7 @@ func (x *IssueBackupCodesRequest) String() string {
 func (*IssueBackupCodesRequest) ProtoMessage() {}
 
 func (x *IssueBackupCodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[14]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1225,7 @@ func (x *IssueBackupCodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueBackupCodesRequest.ProtoReflect.Descriptor instead.
 func (*IssueBackupCodesRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{14}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *IssueBackupCodesRequest) GetUserId() string {
@@ -966,7 +1246,7 @@ type IssueBackupCodesResponse struct {
 
 func (x *IssueBackupCodesResponse) Reset() {
 	*x = IssueBackupCodesResponse{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[15]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1258,7 @@ func (x *IssueBackupCodesResponse) String() string {
 func (*IssueBackupCodesResponse) ProtoMessage() {}
 
 func (x *IssueBackupCodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[15]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1271,7 @@ func (x *IssueBackupCodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueBackupCodesResponse.ProtoReflect.Descriptor instead.
 func (*IssueBackupCodesResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{15}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *IssueBackupCodesResponse) GetCodes() []string {
@@ -1017,7 +1297,7 @@ type GetBackupCodesStatusRequest struct {
 
 func (x *GetBackupCodesStatusRequest) Reset() {
 	*x = GetBackupCodesStatusRequest{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[16]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1309,7 @@ func (x *GetBackupCodesStatusRequest) String() string {
 func (*GetBackupCodesStatusRequest) ProtoMessage() {}
 
 func (x *GetBackupCodesStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[16]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1322,7 @@ func (x *GetBackupCodesStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBackupCodesStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetBackupCodesStatusRequest) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{16}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetBackupCodesStatusRequest) GetUserId() string {
@@ -1064,7 +1344,7 @@ type GetBackupCodesStatusResponse struct {
 
 func (x *GetBackupCodesStatusResponse) Reset() {
 	*x = GetBackupCodesStatusResponse{}
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[17]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1356,7 @@ func (x *GetBackupCodesStatusResponse) String() string {
 func (*GetBackupCodesStatusResponse) ProtoMessage() {}
 
 func (x *GetBackupCodesStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_twofactor_v1_enrollment_proto_msgTypes[17]
+	mi := &file_twofactor_v1_enrollment_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1369,7 @@ func (x *GetBackupCodesStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBackupCodesStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetBackupCodesStatusResponse) Descriptor() ([]byte, []int) {
-	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{17}
+	return file_twofactor_v1_enrollment_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetBackupCodesStatusResponse) GetEnabled() bool {
@@ -1124,28 +1404,40 @@ var File_twofactor_v1_enrollment_proto protoreflect.FileDescriptor
 
 const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\x1a\x1btwofactor/v1/remember.proto\"\x80\x02\n" +
+	"\x1dtwofactor/v1/enrollment.proto\x12\ftwofactor.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19twofactor/v1/common.proto\x1a\x19twofactor/v1/device.proto\x1a\x1btwofactor/v1/remember.proto\"\xcc\x02\n" +
 	"\x16BeginEnrollmentRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12,\n" +
 	"\x06method\x18\x02 \x01(\x0e2\x14.twofactor.v1.MethodR\x06method\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x129\n" +
 	"\x04totp\x18\x04 \x01(\v2#.twofactor.v1.TotpEnrollmentOptionsH\x00R\x04totp\x12E\n" +
-	"\bwebauthn\x18\x05 \x01(\v2'.twofactor.v1.WebAuthnEnrollmentOptionsH\x00R\bwebauthnB\t\n" +
-	"\aoptions\":\n" +
+	"\bwebauthn\x18\x05 \x01(\v2'.twofactor.v1.WebAuthnEnrollmentOptionsH\x00R\bwebauthn\x12J\n" +
+	"\vout_of_band\x18\v \x01(\v2(.twofactor.v1.OutOfBandEnrollmentOptionsH\x00R\toutOfBandB\t\n" +
+	"\aoptions\"\x84\x01\n" +
+	"\x1aOutOfBandEnrollmentOptions\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12,\n" +
+	"\x12replaces_factor_id\x18\x02 \x01(\tR\x10replacesFactorId\x12\x16\n" +
+	"\x06locale\x18\x03 \x01(\tR\x06locale\":\n" +
 	"\x15TotpEnrollmentOptions\x12!\n" +
 	"\faccount_name\x18\x01 \x01(\tR\vaccountName\"\x7f\n" +
 	"\x19WebAuthnEnrollmentOptions\x12\x1b\n" +
 	"\tuser_name\x18\x01 \x01(\tR\buserName\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\"\n" +
-	"\fdiscoverable\x18\x03 \x01(\bR\fdiscoverable\"\xa4\x02\n" +
+	"\fdiscoverable\x18\x03 \x01(\bR\fdiscoverable\"\xe9\x02\n" +
 	"\x17BeginEnrollmentResponse\x12\x1b\n" +
 	"\tfactor_id\x18\x01 \x01(\tR\bfactorId\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x122\n" +
 	"\x04totp\x18\x03 \x01(\v2\x1c.twofactor.v1.TotpEnrollmentH\x00R\x04totp\x12>\n" +
 	"\bwebauthn\x18\x04 \x01(\v2 .twofactor.v1.WebAuthnEnrollmentH\x00R\bwebauthn\x122\n" +
-	"\x04push\x18\x05 \x01(\v2\x1c.twofactor.v1.PushEnrollmentH\x00R\x04pushB\t\n" +
-	"\adetails\"\xae\x01\n" +
+	"\x04push\x18\x05 \x01(\v2\x1c.twofactor.v1.PushEnrollmentH\x00R\x04push\x12C\n" +
+	"\vout_of_band\x18\v \x01(\v2!.twofactor.v1.OutOfBandEnrollmentH\x00R\toutOfBandB\t\n" +
+	"\adetails\"\xc4\x01\n" +
+	"\x13OutOfBandEnrollment\x12-\n" +
+	"\x12masked_destination\x18\x01 \x01(\tR\x11maskedDestination\x12\x1f\n" +
+	"\vcode_digits\x18\x02 \x01(\rR\n" +
+	"codeDigits\x12#\n" +
+	"\rtelegram_link\x18\x03 \x01(\tR\ftelegramLink\x128\n" +
+	"\bdelivery\x18\x04 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\"\xae\x01\n" +
 	"\x0eTotpEnrollment\x12\x16\n" +
 	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x10\n" +
 	"\x03uri\x18\x02 \x01(\tR\x03uri\x12\x15\n" +
@@ -1160,7 +1452,13 @@ const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\tfactor_id\x18\x02 \x01(\tR\bfactorId\x12\x14\n" +
 	"\x04code\x18\x03 \x01(\tH\x00R\x04code\x12<\n" +
 	"\x19webauthn_attestation_json\x18\x04 \x01(\tH\x00R\x17webauthnAttestationJsonB\a\n" +
-	"\x05proof\"H\n" +
+	"\x05proof\"k\n" +
+	"\x1bResendEnrollmentCodeRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tfactor_id\x18\x02 \x01(\tR\bfactorId\x12\x16\n" +
+	"\x06locale\x18\x03 \x01(\tR\x06locale\"X\n" +
+	"\x1cResendEnrollmentCodeResponse\x128\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x1c.twofactor.v1.DeliveryStatusR\bdelivery\"H\n" +
 	"\x18FinishEnrollmentResponse\x12,\n" +
 	"\x06factor\x18\x01 \x01(\v2\x14.twofactor.v1.FactorR\x06factor\"-\n" +
 	"\x12ListFactorsRequest\x12\x17\n" +
@@ -1190,10 +1488,11 @@ const file_twofactor_v1_enrollment_proto_rawDesc = "" +
 	"\x05total\x18\x02 \x01(\rR\x05total\x12\x1c\n" +
 	"\tremaining\x18\x03 \x01(\rR\tremaining\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\x84\t\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt2\xf3\t\n" +
 	"\x11EnrollmentService\x12^\n" +
 	"\x0fBeginEnrollment\x12$.twofactor.v1.BeginEnrollmentRequest\x1a%.twofactor.v1.BeginEnrollmentResponse\x12a\n" +
-	"\x10FinishEnrollment\x12%.twofactor.v1.FinishEnrollmentRequest\x1a&.twofactor.v1.FinishEnrollmentResponse\x12R\n" +
+	"\x10FinishEnrollment\x12%.twofactor.v1.FinishEnrollmentRequest\x1a&.twofactor.v1.FinishEnrollmentResponse\x12m\n" +
+	"\x14ResendEnrollmentCode\x12).twofactor.v1.ResendEnrollmentCodeRequest\x1a*.twofactor.v1.ResendEnrollmentCodeResponse\x12R\n" +
 	"\vListFactors\x12 .twofactor.v1.ListFactorsRequest\x1a!.twofactor.v1.ListFactorsResponse\x12U\n" +
 	"\fRenameFactor\x12!.twofactor.v1.RenameFactorRequest\x1a\".twofactor.v1.RenameFactorResponse\x12U\n" +
 	"\fRemoveFactor\x12!.twofactor.v1.RemoveFactorRequest\x1a\".twofactor.v1.RemoveFactorResponse\x12a\n" +
@@ -1216,79 +1515,90 @@ func file_twofactor_v1_enrollment_proto_rawDescGZIP() []byte {
 	return file_twofactor_v1_enrollment_proto_rawDescData
 }
 
-var file_twofactor_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_twofactor_v1_enrollment_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_twofactor_v1_enrollment_proto_goTypes = []any{
 	(*BeginEnrollmentRequest)(nil),             // 0: twofactor.v1.BeginEnrollmentRequest
-	(*TotpEnrollmentOptions)(nil),              // 1: twofactor.v1.TotpEnrollmentOptions
-	(*WebAuthnEnrollmentOptions)(nil),          // 2: twofactor.v1.WebAuthnEnrollmentOptions
-	(*BeginEnrollmentResponse)(nil),            // 3: twofactor.v1.BeginEnrollmentResponse
-	(*TotpEnrollment)(nil),                     // 4: twofactor.v1.TotpEnrollment
-	(*WebAuthnEnrollment)(nil),                 // 5: twofactor.v1.WebAuthnEnrollment
-	(*FinishEnrollmentRequest)(nil),            // 6: twofactor.v1.FinishEnrollmentRequest
-	(*FinishEnrollmentResponse)(nil),           // 7: twofactor.v1.FinishEnrollmentResponse
-	(*ListFactorsRequest)(nil),                 // 8: twofactor.v1.ListFactorsRequest
-	(*ListFactorsResponse)(nil),                // 9: twofactor.v1.ListFactorsResponse
-	(*RenameFactorRequest)(nil),                // 10: twofactor.v1.RenameFactorRequest
-	(*RenameFactorResponse)(nil),               // 11: twofactor.v1.RenameFactorResponse
-	(*RemoveFactorRequest)(nil),                // 12: twofactor.v1.RemoveFactorRequest
-	(*RemoveFactorResponse)(nil),               // 13: twofactor.v1.RemoveFactorResponse
-	(*IssueBackupCodesRequest)(nil),            // 14: twofactor.v1.IssueBackupCodesRequest
-	(*IssueBackupCodesResponse)(nil),           // 15: twofactor.v1.IssueBackupCodesResponse
-	(*GetBackupCodesStatusRequest)(nil),        // 16: twofactor.v1.GetBackupCodesStatusRequest
-	(*GetBackupCodesStatusResponse)(nil),       // 17: twofactor.v1.GetBackupCodesStatusResponse
-	(Method)(0),                                // 18: twofactor.v1.Method
-	(*timestamppb.Timestamp)(nil),              // 19: google.protobuf.Timestamp
-	(*PushEnrollment)(nil),                     // 20: twofactor.v1.PushEnrollment
-	(*Factor)(nil),                             // 21: twofactor.v1.Factor
-	(*ListRememberedDevicesRequest)(nil),       // 22: twofactor.v1.ListRememberedDevicesRequest
-	(*RevokeRememberedDeviceRequest)(nil),      // 23: twofactor.v1.RevokeRememberedDeviceRequest
-	(*RevokeAllRememberedDevicesRequest)(nil),  // 24: twofactor.v1.RevokeAllRememberedDevicesRequest
-	(*NotifyPasswordChangedRequest)(nil),       // 25: twofactor.v1.NotifyPasswordChangedRequest
-	(*ListRememberedDevicesResponse)(nil),      // 26: twofactor.v1.ListRememberedDevicesResponse
-	(*RevokeRememberedDeviceResponse)(nil),     // 27: twofactor.v1.RevokeRememberedDeviceResponse
-	(*RevokeAllRememberedDevicesResponse)(nil), // 28: twofactor.v1.RevokeAllRememberedDevicesResponse
-	(*NotifyPasswordChangedResponse)(nil),      // 29: twofactor.v1.NotifyPasswordChangedResponse
+	(*OutOfBandEnrollmentOptions)(nil),         // 1: twofactor.v1.OutOfBandEnrollmentOptions
+	(*TotpEnrollmentOptions)(nil),              // 2: twofactor.v1.TotpEnrollmentOptions
+	(*WebAuthnEnrollmentOptions)(nil),          // 3: twofactor.v1.WebAuthnEnrollmentOptions
+	(*BeginEnrollmentResponse)(nil),            // 4: twofactor.v1.BeginEnrollmentResponse
+	(*OutOfBandEnrollment)(nil),                // 5: twofactor.v1.OutOfBandEnrollment
+	(*TotpEnrollment)(nil),                     // 6: twofactor.v1.TotpEnrollment
+	(*WebAuthnEnrollment)(nil),                 // 7: twofactor.v1.WebAuthnEnrollment
+	(*FinishEnrollmentRequest)(nil),            // 8: twofactor.v1.FinishEnrollmentRequest
+	(*ResendEnrollmentCodeRequest)(nil),        // 9: twofactor.v1.ResendEnrollmentCodeRequest
+	(*ResendEnrollmentCodeResponse)(nil),       // 10: twofactor.v1.ResendEnrollmentCodeResponse
+	(*FinishEnrollmentResponse)(nil),           // 11: twofactor.v1.FinishEnrollmentResponse
+	(*ListFactorsRequest)(nil),                 // 12: twofactor.v1.ListFactorsRequest
+	(*ListFactorsResponse)(nil),                // 13: twofactor.v1.ListFactorsResponse
+	(*RenameFactorRequest)(nil),                // 14: twofactor.v1.RenameFactorRequest
+	(*RenameFactorResponse)(nil),               // 15: twofactor.v1.RenameFactorResponse
+	(*RemoveFactorRequest)(nil),                // 16: twofactor.v1.RemoveFactorRequest
+	(*RemoveFactorResponse)(nil),               // 17: twofactor.v1.RemoveFactorResponse
+	(*IssueBackupCodesRequest)(nil),            // 18: twofactor.v1.IssueBackupCodesRequest
+	(*IssueBackupCodesResponse)(nil),           // 19: twofactor.v1.IssueBackupCodesResponse
+	(*GetBackupCodesStatusRequest)(nil),        // 20: twofactor.v1.GetBackupCodesStatusRequest
+	(*GetBackupCodesStatusResponse)(nil),       // 21: twofactor.v1.GetBackupCodesStatusResponse
+	(Method)(0),                                // 22: twofactor.v1.Method
+	(*timestamppb.Timestamp)(nil),              // 23: google.protobuf.Timestamp
+	(*PushEnrollment)(nil),                     // 24: twofactor.v1.PushEnrollment
+	(*DeliveryStatus)(nil),                     // 25: twofactor.v1.DeliveryStatus
+	(*Factor)(nil),                             // 26: twofactor.v1.Factor
+	(*ListRememberedDevicesRequest)(nil),       // 27: twofactor.v1.ListRememberedDevicesRequest
+	(*RevokeRememberedDeviceRequest)(nil),      // 28: twofactor.v1.RevokeRememberedDeviceRequest
+	(*RevokeAllRememberedDevicesRequest)(nil),  // 29: twofactor.v1.RevokeAllRememberedDevicesRequest
+	(*NotifyPasswordChangedRequest)(nil),       // 30: twofactor.v1.NotifyPasswordChangedRequest
+	(*ListRememberedDevicesResponse)(nil),      // 31: twofactor.v1.ListRememberedDevicesResponse
+	(*RevokeRememberedDeviceResponse)(nil),     // 32: twofactor.v1.RevokeRememberedDeviceResponse
+	(*RevokeAllRememberedDevicesResponse)(nil), // 33: twofactor.v1.RevokeAllRememberedDevicesResponse
+	(*NotifyPasswordChangedResponse)(nil),      // 34: twofactor.v1.NotifyPasswordChangedResponse
 }
 var file_twofactor_v1_enrollment_proto_depIdxs = []int32{
-	18, // 0: twofactor.v1.BeginEnrollmentRequest.method:type_name -> twofactor.v1.Method
-	1,  // 1: twofactor.v1.BeginEnrollmentRequest.totp:type_name -> twofactor.v1.TotpEnrollmentOptions
-	2,  // 2: twofactor.v1.BeginEnrollmentRequest.webauthn:type_name -> twofactor.v1.WebAuthnEnrollmentOptions
-	19, // 3: twofactor.v1.BeginEnrollmentResponse.expires_at:type_name -> google.protobuf.Timestamp
-	4,  // 4: twofactor.v1.BeginEnrollmentResponse.totp:type_name -> twofactor.v1.TotpEnrollment
-	5,  // 5: twofactor.v1.BeginEnrollmentResponse.webauthn:type_name -> twofactor.v1.WebAuthnEnrollment
-	20, // 6: twofactor.v1.BeginEnrollmentResponse.push:type_name -> twofactor.v1.PushEnrollment
-	21, // 7: twofactor.v1.FinishEnrollmentResponse.factor:type_name -> twofactor.v1.Factor
-	21, // 8: twofactor.v1.ListFactorsResponse.factors:type_name -> twofactor.v1.Factor
-	21, // 9: twofactor.v1.RenameFactorResponse.factor:type_name -> twofactor.v1.Factor
-	19, // 10: twofactor.v1.IssueBackupCodesResponse.created_at:type_name -> google.protobuf.Timestamp
-	19, // 11: twofactor.v1.GetBackupCodesStatusResponse.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 12: twofactor.v1.EnrollmentService.BeginEnrollment:input_type -> twofactor.v1.BeginEnrollmentRequest
-	6,  // 13: twofactor.v1.EnrollmentService.FinishEnrollment:input_type -> twofactor.v1.FinishEnrollmentRequest
-	8,  // 14: twofactor.v1.EnrollmentService.ListFactors:input_type -> twofactor.v1.ListFactorsRequest
-	10, // 15: twofactor.v1.EnrollmentService.RenameFactor:input_type -> twofactor.v1.RenameFactorRequest
-	12, // 16: twofactor.v1.EnrollmentService.RemoveFactor:input_type -> twofactor.v1.RemoveFactorRequest
-	14, // 17: twofactor.v1.EnrollmentService.IssueBackupCodes:input_type -> twofactor.v1.IssueBackupCodesRequest
-	16, // 18: twofactor.v1.EnrollmentService.GetBackupCodesStatus:input_type -> twofactor.v1.GetBackupCodesStatusRequest
-	22, // 19: twofactor.v1.EnrollmentService.ListRememberedDevices:input_type -> twofactor.v1.ListRememberedDevicesRequest
-	23, // 20: twofactor.v1.EnrollmentService.RevokeRememberedDevice:input_type -> twofactor.v1.RevokeRememberedDeviceRequest
-	24, // 21: twofactor.v1.EnrollmentService.RevokeAllRememberedDevices:input_type -> twofactor.v1.RevokeAllRememberedDevicesRequest
-	25, // 22: twofactor.v1.EnrollmentService.NotifyPasswordChanged:input_type -> twofactor.v1.NotifyPasswordChangedRequest
-	3,  // 23: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
-	7,  // 24: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
-	9,  // 25: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
-	11, // 26: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
-	13, // 27: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
-	15, // 28: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
-	17, // 29: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
-	26, // 30: twofactor.v1.EnrollmentService.ListRememberedDevices:output_type -> twofactor.v1.ListRememberedDevicesResponse
-	27, // 31: twofactor.v1.EnrollmentService.RevokeRememberedDevice:output_type -> twofactor.v1.RevokeRememberedDeviceResponse
-	28, // 32: twofactor.v1.EnrollmentService.RevokeAllRememberedDevices:output_type -> twofactor.v1.RevokeAllRememberedDevicesResponse
-	29, // 33: twofactor.v1.EnrollmentService.NotifyPasswordChanged:output_type -> twofactor.v1.NotifyPasswordChangedResponse
-	23, // [23:34] is the sub-list for method output_type
-	12, // [12:23] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	22, // 0: twofactor.v1.BeginEnrollmentRequest.method:type_name -> twofactor.v1.Method
+	2,  // 1: twofactor.v1.BeginEnrollmentRequest.totp:type_name -> twofactor.v1.TotpEnrollmentOptions
+	3,  // 2: twofactor.v1.BeginEnrollmentRequest.webauthn:type_name -> twofactor.v1.WebAuthnEnrollmentOptions
+	1,  // 3: twofactor.v1.BeginEnrollmentRequest.out_of_band:type_name -> twofactor.v1.OutOfBandEnrollmentOptions
+	23, // 4: twofactor.v1.BeginEnrollmentResponse.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 5: twofactor.v1.BeginEnrollmentResponse.totp:type_name -> twofactor.v1.TotpEnrollment
+	7,  // 6: twofactor.v1.BeginEnrollmentResponse.webauthn:type_name -> twofactor.v1.WebAuthnEnrollment
+	24, // 7: twofactor.v1.BeginEnrollmentResponse.push:type_name -> twofactor.v1.PushEnrollment
+	5,  // 8: twofactor.v1.BeginEnrollmentResponse.out_of_band:type_name -> twofactor.v1.OutOfBandEnrollment
+	25, // 9: twofactor.v1.OutOfBandEnrollment.delivery:type_name -> twofactor.v1.DeliveryStatus
+	25, // 10: twofactor.v1.ResendEnrollmentCodeResponse.delivery:type_name -> twofactor.v1.DeliveryStatus
+	26, // 11: twofactor.v1.FinishEnrollmentResponse.factor:type_name -> twofactor.v1.Factor
+	26, // 12: twofactor.v1.ListFactorsResponse.factors:type_name -> twofactor.v1.Factor
+	26, // 13: twofactor.v1.RenameFactorResponse.factor:type_name -> twofactor.v1.Factor
+	23, // 14: twofactor.v1.IssueBackupCodesResponse.created_at:type_name -> google.protobuf.Timestamp
+	23, // 15: twofactor.v1.GetBackupCodesStatusResponse.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 16: twofactor.v1.EnrollmentService.BeginEnrollment:input_type -> twofactor.v1.BeginEnrollmentRequest
+	8,  // 17: twofactor.v1.EnrollmentService.FinishEnrollment:input_type -> twofactor.v1.FinishEnrollmentRequest
+	9,  // 18: twofactor.v1.EnrollmentService.ResendEnrollmentCode:input_type -> twofactor.v1.ResendEnrollmentCodeRequest
+	12, // 19: twofactor.v1.EnrollmentService.ListFactors:input_type -> twofactor.v1.ListFactorsRequest
+	14, // 20: twofactor.v1.EnrollmentService.RenameFactor:input_type -> twofactor.v1.RenameFactorRequest
+	16, // 21: twofactor.v1.EnrollmentService.RemoveFactor:input_type -> twofactor.v1.RemoveFactorRequest
+	18, // 22: twofactor.v1.EnrollmentService.IssueBackupCodes:input_type -> twofactor.v1.IssueBackupCodesRequest
+	20, // 23: twofactor.v1.EnrollmentService.GetBackupCodesStatus:input_type -> twofactor.v1.GetBackupCodesStatusRequest
+	27, // 24: twofactor.v1.EnrollmentService.ListRememberedDevices:input_type -> twofactor.v1.ListRememberedDevicesRequest
+	28, // 25: twofactor.v1.EnrollmentService.RevokeRememberedDevice:input_type -> twofactor.v1.RevokeRememberedDeviceRequest
+	29, // 26: twofactor.v1.EnrollmentService.RevokeAllRememberedDevices:input_type -> twofactor.v1.RevokeAllRememberedDevicesRequest
+	30, // 27: twofactor.v1.EnrollmentService.NotifyPasswordChanged:input_type -> twofactor.v1.NotifyPasswordChangedRequest
+	4,  // 28: twofactor.v1.EnrollmentService.BeginEnrollment:output_type -> twofactor.v1.BeginEnrollmentResponse
+	11, // 29: twofactor.v1.EnrollmentService.FinishEnrollment:output_type -> twofactor.v1.FinishEnrollmentResponse
+	10, // 30: twofactor.v1.EnrollmentService.ResendEnrollmentCode:output_type -> twofactor.v1.ResendEnrollmentCodeResponse
+	13, // 31: twofactor.v1.EnrollmentService.ListFactors:output_type -> twofactor.v1.ListFactorsResponse
+	15, // 32: twofactor.v1.EnrollmentService.RenameFactor:output_type -> twofactor.v1.RenameFactorResponse
+	17, // 33: twofactor.v1.EnrollmentService.RemoveFactor:output_type -> twofactor.v1.RemoveFactorResponse
+	19, // 34: twofactor.v1.EnrollmentService.IssueBackupCodes:output_type -> twofactor.v1.IssueBackupCodesResponse
+	21, // 35: twofactor.v1.EnrollmentService.GetBackupCodesStatus:output_type -> twofactor.v1.GetBackupCodesStatusResponse
+	31, // 36: twofactor.v1.EnrollmentService.ListRememberedDevices:output_type -> twofactor.v1.ListRememberedDevicesResponse
+	32, // 37: twofactor.v1.EnrollmentService.RevokeRememberedDevice:output_type -> twofactor.v1.RevokeRememberedDeviceResponse
+	33, // 38: twofactor.v1.EnrollmentService.RevokeAllRememberedDevices:output_type -> twofactor.v1.RevokeAllRememberedDevicesResponse
+	34, // 39: twofactor.v1.EnrollmentService.NotifyPasswordChanged:output_type -> twofactor.v1.NotifyPasswordChangedResponse
+	28, // [28:40] is the sub-list for method output_type
+	16, // [16:28] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_twofactor_v1_enrollment_proto_init() }
@@ -1302,13 +1612,15 @@ func file_twofactor_v1_enrollment_proto_init() {
 	file_twofactor_v1_enrollment_proto_msgTypes[0].OneofWrappers = []any{
 		(*BeginEnrollmentRequest_Totp)(nil),
 		(*BeginEnrollmentRequest_Webauthn)(nil),
+		(*BeginEnrollmentRequest_OutOfBand)(nil),
 	}
-	file_twofactor_v1_enrollment_proto_msgTypes[3].OneofWrappers = []any{
+	file_twofactor_v1_enrollment_proto_msgTypes[4].OneofWrappers = []any{
 		(*BeginEnrollmentResponse_Totp)(nil),
 		(*BeginEnrollmentResponse_Webauthn)(nil),
 		(*BeginEnrollmentResponse_Push)(nil),
+		(*BeginEnrollmentResponse_OutOfBand)(nil),
 	}
-	file_twofactor_v1_enrollment_proto_msgTypes[6].OneofWrappers = []any{
+	file_twofactor_v1_enrollment_proto_msgTypes[8].OneofWrappers = []any{
 		(*FinishEnrollmentRequest_Code)(nil),
 		(*FinishEnrollmentRequest_WebauthnAttestationJson)(nil),
 	}
@@ -1318,7 +1630,7 @@ func file_twofactor_v1_enrollment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_twofactor_v1_enrollment_proto_rawDesc), len(file_twofactor_v1_enrollment_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	EnrollmentService_BeginEnrollment_FullMethodName            = "/twofactor.v1.EnrollmentService/BeginEnrollment"
 	EnrollmentService_FinishEnrollment_FullMethodName           = "/twofactor.v1.EnrollmentService/FinishEnrollment"
+	EnrollmentService_ResendEnrollmentCode_FullMethodName       = "/twofactor.v1.EnrollmentService/ResendEnrollmentCode"
 	EnrollmentService_ListFactors_FullMethodName                = "/twofactor.v1.EnrollmentService/ListFactors"
 	EnrollmentService_RenameFactor_FullMethodName               = "/twofactor.v1.EnrollmentService/RenameFactor"
 	EnrollmentService_RemoveFactor_FullMethodName               = "/twofactor.v1.EnrollmentService/RemoveFactor"
@@ -43,6 +44,10 @@ type EnrollmentServiceClient interface {
 	BeginEnrollment(ctx context.Context, in *BeginEnrollmentRequest, opts ...grpc.CallOption) (*BeginEnrollmentResponse, error)
 	// FinishEnrollment activates a pending factor once the user proves it.
 	FinishEnrollment(ctx context.Context, in *FinishEnrollmentRequest, opts ...grpc.CallOption) (*FinishEnrollmentResponse, error)
+	// ResendEnrollmentCode sends a pending email, SMS or Signal factor's code again (the
+	// same code), after a cooldown that doubles (ResourceExhausted with RetryInfo before)
+	// and within daily caps per user and destination.
+	ResendEnrollmentCode(ctx context.Context, in *ResendEnrollmentCodeRequest, opts ...grpc.CallOption) (*ResendEnrollmentCodeResponse, error)
 	ListFactors(ctx context.Context, in *ListFactorsRequest, opts ...grpc.CallOption) (*ListFactorsResponse, error)
 	RenameFactor(ctx context.Context, in *RenameFactorRequest, opts ...grpc.CallOption) (*RenameFactorResponse, error)
 	RemoveFactor(ctx context.Context, in *RemoveFactorRequest, opts ...grpc.CallOption) (*RemoveFactorResponse, error)
@@ -80,6 +85,16 @@ func (c *enrollmentServiceClient) FinishEnrollment(ctx context.Context, in *Fini
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(FinishEnrollmentResponse)
 	err := c.cc.Invoke(ctx, EnrollmentService_FinishEnrollment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *enrollmentServiceClient) ResendEnrollmentCode(ctx context.Context, in *ResendEnrollmentCodeRequest, opts ...grpc.CallOption) (*ResendEnrollmentCodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResendEnrollmentCodeResponse)
+	err := c.cc.Invoke(ctx, EnrollmentService_ResendEnrollmentCode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -187,6 +202,10 @@ type EnrollmentServiceServer interface {
 	BeginEnrollment(context.Context, *BeginEnrollmentRequest) (*BeginEnrollmentResponse, error)
 	// FinishEnrollment activates a pending factor once the user proves it.
 	FinishEnrollment(context.Context, *FinishEnrollmentRequest) (*FinishEnrollmentResponse, error)
+	// ResendEnrollmentCode sends a pending email, SMS or Signal factor's code again (the
+	// same code), after a cooldown that doubles (ResourceExhausted with RetryInfo before)
+	// and within daily caps per user and destination.
+	ResendEnrollmentCode(context.Context, *ResendEnrollmentCodeRequest) (*ResendEnrollmentCodeResponse, error)
 	ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error)
 	RenameFactor(context.Context, *RenameFactorRequest) (*RenameFactorResponse, error)
 	RemoveFactor(context.Context, *RemoveFactorRequest) (*RemoveFactorResponse, error)
@@ -215,6 +234,9 @@ func (UnimplementedEnrollmentServiceServer) BeginEnrollment(context.Context, *Be
 }
 func (UnimplementedEnrollmentServiceServer) FinishEnrollment(context.Context, *FinishEnrollmentRequest) (*FinishEnrollmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method FinishEnrollment not implemented")
+}
+func (UnimplementedEnrollmentServiceServer) ResendEnrollmentCode(context.Context, *ResendEnrollmentCodeRequest) (*ResendEnrollmentCodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResendEnrollmentCode not implemented")
 }
 func (UnimplementedEnrollmentServiceServer) ListFactors(context.Context, *ListFactorsRequest) (*ListFactorsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFactors not implemented")
@@ -296,6 +318,24 @@ func _EnrollmentService_FinishEnrollment_Handler(srv interface{}, ctx context.Co
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(EnrollmentServiceServer).FinishEnrollment(ctx, req.(*FinishEnrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EnrollmentService_ResendEnrollmentCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResendEnrollmentCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EnrollmentServiceServer).ResendEnrollmentCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EnrollmentService_ResendEnrollmentCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EnrollmentServiceServer).ResendEnrollmentCode(ctx, req.(*ResendEnrollmentCodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -476,6 +516,10 @@ var EnrollmentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "FinishEnrollment",
 			Handler:    _EnrollmentService_FinishEnrollment_Handler,
+		},
+		{
+			MethodName: "ResendEnrollmentCode",
+			Handler:    _EnrollmentService_ResendEnrollmentCode_Handler,
 		},
 		{
 			MethodName: "ListFactors",

@@ -1,0 +1,274 @@
+package otpcode
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twofactor/twofactor/storage"
+	"github.com/twofactor/twofactor/storage/storagetest"
+)
+
+var destinations = []struct{ channel, typed, normal, masked string }{
+	{Email, " Alice@Example.COM ", "Alice@example.com", "A•••@example.com"},
+	{SMS, "+49 151 2345 6712", "+4915123456712", "+49 •••• ••12"},
+	{Signal, "+1 202 555 0143", "+12025550143", "+1 •••• ••43"},
+}
+
+func TestEnrollAndLogin(t *testing.T) {
+	for _, d := range destinations {
+		t.Run(d.channel, func(t *testing.T) {
+			e := newEnv(t, Config{Domain: "login.example.com"})
+			en, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: d.channel, Destination: d.typed, Locale: "de-DE"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := en.Send
+			if s.Kind != KindCode || s.Channel != d.channel || s.Destination != d.normal || s.Seq != 1 || s.ID != en.Factor.ID ||
+				len(s.Code) != DefaultDigits || !strings.Contains(s.Text, s.Code) || en.Masked != d.masked {
+				t.Fatalf("enrollment send %+v (%q, %q), masked %q", s, s.Destination, s.Text, en.Masked)
+			}
+			if !strings.Contains(strings.ToLower(s.Text), "bestätig") {
+				t.Errorf("de enrollment text %q", s.Text)
+			}
+			if en.Factor.State != storage.FactorPending || en.Factor.Name != d.masked {
+				t.Fatalf("pending factor %+v", en.Factor)
+			}
+			if _, err := e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u1", Channel: d.channel}); !errors.Is(err, ErrNoFactor) {
+				t.Fatalf("challenge before the proof: %v", err)
+			}
+			if _, res, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, wrong(s.Code)); !errors.Is(err, ErrWrongCode) || res.Remaining != 4 {
+				t.Fatalf("wrong proof: %v %+v", err, res)
+			}
+			fin, _, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, s.Code)
+			if err != nil || fin.Factor.State != storage.FactorActive || fin.Notice != nil || MaskedDestination(fin.Factor) != d.masked {
+				t.Fatalf("finish: %+v %v", fin, err)
+			}
+			if _, _, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, s.Code); !errors.Is(err, ErrNotPending) {
+				t.Fatalf("second finish: %v", err)
+			}
+
+			ch := e.begin(t, "u1", d.channel)
+			if ch.FactorID != en.Factor.ID || ch.Masked != d.masked || !ch.ExpiresAt.Equal(e.clk.Now().Add(DefaultCodeTTL)) ||
+				ch.Send.Destination != d.normal || ch.Send.ID != ch.ID {
+				t.Fatalf("challenge %+v", ch)
+			}
+			if res, err := e.p.Verify(e.ctx, "u1", ch.ID, wrong(ch.Send.Code)); !errors.Is(err, ErrWrongCode) || res.Remaining != 4 || res.Accepted {
+				t.Fatalf("wrong code: %+v %v", res, err)
+			}
+			if _, err := e.p.Verify(e.ctx, "u2", ch.ID, ch.Send.Code); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("another user's challenge: %v", err)
+			}
+			res, err := e.p.Verify(e.ctx, "u1", ch.ID, " "+ch.Send.Code[:3]+"-"+ch.Send.Code[3:])
+			if err != nil || !res.Accepted || res.FactorID != en.Factor.ID {
+				t.Fatalf("right code: %+v %v", res, err)
+			}
+			if _, err := e.p.Verify(e.ctx, "u1", ch.ID, ch.Send.Code); !errors.Is(err, ErrUsed) {
+				t.Fatalf("replayed code: %v", err)
+			}
+			if rows := storagetest.AssertNotStored(t, e.store, d.normal, strings.TrimPrefix(d.normal, "+"), s.Code, ch.Send.Code); rows < 4 {
+				t.Fatalf("read %d rows", rows)
+			}
+		})
+	}
+}
+
+func TestSMSText(t *testing.T) {
+	e := newEnv(t, Config{Domain: "Login.Example.com", Digits: 8})
+	e.enroll(t, "u1", SMS, "+4915123456712")
+	ch := e.begin(t, "u1", SMS)
+	if len(ch.Send.Code) != 8 || ch.Digits != 8 {
+		t.Fatalf("code %q digits %d", ch.Send.Code, ch.Digits)
+	}
+	lines := strings.Split(ch.Send.Text, "\n")
+	if last := lines[len(lines)-1]; last != "@login.example.com #"+ch.Send.Code {
+		t.Fatalf("last line %q; want the WebOTP line", last)
+	}
+	if !strings.Contains(ch.Send.Text, "Example Cloud") || !strings.Contains(ch.Send.Text, "5 min") {
+		t.Fatalf("text %q", ch.Send.Text)
+	}
+	if ch.Send.Subject != "" {
+		t.Fatalf("SMS subject %q", ch.Send.Subject)
+	}
+}
+
+func TestEmailMessage(t *testing.T) {
+	e := newEnv(t, Config{CodeTTL: 10 * time.Minute})
+	e.enroll(t, "u1", Email, "alice@example.com")
+	ch, err := e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u1", Channel: Email, Client: "Firefox\r\nBcc: evil@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ch.Send
+	if !strings.Contains(s.Subject, s.Code) || strings.ContainsAny(s.Subject, "\r\n") {
+		t.Fatalf("subject %q", s.Subject)
+	}
+	if !strings.Contains(s.Text, "10 minutes") || !strings.Contains(s.Text, "Firefox  Bcc: evil@example.com") || strings.Contains(s.Text, "@example.com #") {
+		t.Fatalf("body %q", s.Text)
+	}
+}
+
+func TestChallengeFactorChoice(t *testing.T) {
+	e := newEnv(t, Config{})
+	if _, err := e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u1", Channel: SMS}); !errors.Is(err, ErrNoFactor) {
+		t.Fatalf("no factor: %v", err)
+	}
+	a := e.enroll(t, "u1", SMS, "+4915123456712")
+	b := e.enroll(t, "u1", SMS, "+4915123456789")
+	if _, err := e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u1", Channel: SMS}); !errors.Is(err, ErrChooseFactor) {
+		t.Fatalf("two factors: %v", err)
+	}
+	ch, err := e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u1", Channel: SMS, FactorID: b.ID})
+	if err != nil || ch.Send.Destination != "+4915123456789" {
+		t.Fatalf("named factor: %+v %v", ch, err)
+	}
+	for _, id := range []string{"nope", a.ID} {
+		if _, err := e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u1", Channel: Email, FactorID: id}); !errors.Is(err, ErrNoFactor) {
+			t.Fatalf("factor %s of another channel: %v", id, err)
+		}
+	}
+	for _, in := range []ChallengeInput{
+		{UserID: "", Channel: SMS},
+		{UserID: "u1", Channel: "fax"},
+		{UserID: "u1", Channel: SMS, ID: strings.Repeat("c", 37), FactorID: a.ID},
+		{UserID: "u1", Channel: SMS, FactorID: strings.Repeat("f", 37)},
+	} {
+		if _, err := e.p.BeginChallenge(e.ctx, in); err == nil || errors.Is(err, ErrNoFactor) {
+			t.Fatalf("challenge %+v: %v", in, err)
+		}
+	}
+	if _, err := e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u2", Channel: SMS, FactorID: a.ID}); !errors.Is(err, ErrNoFactor) {
+		t.Fatalf("another user's factor: %v", err)
+	}
+	// A removed factor's open code no longer logs in.
+	ch, err = e.p.BeginChallenge(e.ctx, ChallengeInput{UserID: "u1", Channel: SMS, FactorID: a.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.DeleteFactor(e.ctx, "u1", a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.p.Verify(e.ctx, "u1", ch.ID, ch.Send.Code); !errors.Is(err, ErrNoFactor) {
+		t.Fatalf("removed factor: %v", err)
+	}
+}
+
+func TestAttemptsAndExpiry(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.enroll(t, "u1", Email, "alice@example.com")
+	ch := e.begin(t, "u1", Email)
+	for i := 4; i >= 0; i-- {
+		res, err := e.p.Verify(e.ctx, "u1", ch.ID, wrong(ch.Send.Code))
+		if !errors.Is(err, ErrWrongCode) || res.Remaining != i {
+			t.Fatalf("wrong answer with %d left: %+v %v", i, res, err)
+		}
+	}
+	if _, err := e.p.Verify(e.ctx, "u1", ch.ID, ch.Send.Code); !errors.Is(err, ErrNoAttemptsLeft) {
+		t.Fatalf("right code after 5 wrong ones: %v", err)
+	}
+	// A code of another length is a wrong code and counts; a malformed one does not.
+	ch = e.begin(t, "u1", Email)
+	if _, err := e.p.Verify(e.ctx, "u1", ch.ID, "12345"); !errors.Is(err, ErrWrongCode) {
+		t.Fatalf("short code: %v", err)
+	}
+	for _, bad := range []string{"", "12a456", strings.Repeat("1", 11), strings.Repeat(" ", 65)} {
+		if _, err := e.p.Verify(e.ctx, "u1", ch.ID, bad); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("malformed %q: %v", bad, err)
+		}
+	}
+	st, err := e.p.Status(e.ctx, "u1", ch.ID)
+	if err != nil || st.AttemptsLeft != 4 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	e.clk.Advance(DefaultCodeTTL - time.Second)
+	res, err := e.p.Verify(e.ctx, "u1", ch.ID, ch.Send.Code)
+	if err != nil || !res.Accepted {
+		t.Fatalf("right code a second before expiry: %v", err)
+	}
+	ch = e.begin(t, "u1", Email)
+	e.clk.Advance(DefaultCodeTTL)
+	if _, err := e.p.Verify(e.ctx, "u1", ch.ID, ch.Send.Code); !errors.Is(err, ErrExpired) {
+		t.Fatalf("expired code: %v", err)
+	}
+	if _, err := e.p.Verify(e.ctx, "u1", "no-such-challenge", ch.Send.Code); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("unknown challenge: %v", err)
+	}
+}
+
+func TestEnrollmentEnds(t *testing.T) {
+	e := newEnv(t, Config{})
+	en, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: SMS, Destination: "+4915123456712"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if _, _, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, wrong(en.Send.Code)); !errors.Is(err, ErrWrongCode) {
+			t.Fatalf("wrong proof %d: %v", i, err)
+		}
+	}
+	if _, _, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, wrong(en.Send.Code)); !errors.Is(err, ErrEnrollmentExpired) {
+		t.Fatalf("fifth wrong proof: %v", err)
+	}
+	if _, err := e.store.GetFactor(e.ctx, "u1", en.Factor.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("pending factor after the last attempt: %v", err)
+	}
+	en, err = e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: SMS, Destination: "+4915123456712"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(DefaultCodeTTL)
+	if _, _, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, en.Send.Code); !errors.Is(err, ErrEnrollmentExpired) {
+		t.Fatalf("expired enrollment: %v", err)
+	}
+	for _, in := range []EnrollInput{
+		{UserID: "u1", Channel: SMS, Destination: "+49 30 12345678"},
+		{UserID: "u1", Channel: Email, Destination: "not an address"},
+		{UserID: "u1", Channel: "fax", Destination: "+4915123456712"},
+		{UserID: "u1", Channel: Email, Destination: "a@example.com", Name: strings.Repeat("n", 256)},
+		{UserID: "u1", Channel: Email, Destination: "a@example.com", Replaces: "nope"},
+		{UserID: "u1", Channel: Telegram},
+		{UserID: "", Channel: Email, Destination: "a@example.com"},
+		{UserID: strings.Repeat("u", 256), Channel: Email, Destination: "a@example.com"},
+		{UserID: "u1", Channel: Email, Destination: "a@example.com", Replaces: strings.Repeat("f", 37)},
+	} {
+		if _, err := e.p.BeginEnrollment(e.ctx, in); err == nil {
+			t.Errorf("enrollment %+v accepted", in)
+		}
+	}
+	if fs, _ := e.store.ListFactors(e.ctx, "u1", "", ""); len(fs) != 0 {
+		t.Fatalf("refused and expired enrollments left %d factors", len(fs))
+	}
+}
+
+func TestReplaceTellsOldDestination(t *testing.T) {
+	e := newEnv(t, Config{})
+	old := e.enroll(t, "u1", Email, "alice@example.com")
+	en, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: Email, Destination: "bob@example.org", Replaces: old.ID, Locale: "de"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if en.Send.Destination != "bob@example.org" {
+		t.Fatalf("confirmation goes to %q", en.Send.Destination)
+	}
+	// Until the new one is proved, the old one still logs in.
+	ch := e.begin(t, "u1", Email)
+	if ch.FactorID != old.ID {
+		t.Fatalf("challenge on %s; want the old factor", ch.FactorID)
+	}
+	fin, _, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, en.Send.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := fin.Notice
+	if n == nil || n.Kind != KindNotice || n.Destination != "alice@example.com" || n.Code != "" ||
+		!strings.Contains(n.Text, "b•••@example.org") || !strings.Contains(n.Subject, "geändert") {
+		t.Fatalf("notice %+v %q %q", n, n.Subject, n.Text)
+	}
+	if _, err := e.store.GetFactor(e.ctx, "u1", old.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("old factor: %v", err)
+	}
+	if ch := e.begin(t, "u1", Email); ch.Send.Destination != "bob@example.org" {
+		t.Fatalf("login code goes to %q", ch.Send.Destination)
+	}
+}

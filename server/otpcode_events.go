@@ -1,0 +1,95 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/providers/otpcode"
+	"github.com/twofactor/twofactor/storage"
+)
+
+// GatewaySender publishes a code's Send as a gateway send
+// (<prefix>.gateway.send.<channel>) for the notifyd workers, under the Send's
+// message id (a resend has its own, so JetStream's de-duplication keeps it).
+// Events must carry the delivery key (Publisher.WithDeliveryKey): the
+// destination, the code and the rendered text are sealed for notifyd.
+// Notices (a changed destination) need a payload without a code, which the
+// gateway send does not have yet: they are logged (masked) and dropped.
+type GatewaySender struct {
+	Events *notify.Publisher
+	Log    *slog.Logger
+}
+
+// SendOutOfBand publishes s.
+func (g GatewaySender) SendOutOfBand(ctx context.Context, s *otpcode.Send) error {
+	if g.Events == nil {
+		return errors.New("server: no event publisher for out-of-band sends")
+	}
+	if s.Kind != otpcode.KindCode {
+		if g.Log != nil {
+			g.Log.WarnContext(ctx, "out-of-band notice not sent: the gateway payload cannot carry one yet", "send", s)
+		}
+		return nil
+	}
+	return g.Events.PublishGatewaySend(ctx, notify.GatewaySend{
+		ChallengeID: s.MessageID(), Channel: s.Channel, UserID: s.UserID, ExpiresAt: s.ExpiresAt,
+		Destination: s.Destination, Code: s.Code, Subject: s.Subject, Text: s.Text, Locale: s.Locale,
+	})
+}
+
+// OTPCodeEvents handles what notifyd reports back to authd: Telegram chat
+// bindings and delivery statuses. server/app subscribes them (durable
+// consumers, one replica each).
+type OTPCodeEvents struct {
+	Provider *otpcode.Provider
+	Out      OutOfBandSender
+}
+
+// ErrPermanent marks an event that retrying will not help (an unknown or used
+// token): the subscriber drops it to the dead letters.
+var ErrPermanent = errors.New("permanent")
+
+// Binding completes the Telegram enrollment whose token the chat sent with
+// /start, and tells a replaced chat of the change.
+func (h OTPCodeEvents) Binding(ctx context.Context, token, chatID string) error {
+	fin, err := h.Provider.BindTelegram(ctx, token, chatID)
+	switch {
+	case errors.Is(err, otpcode.ErrBadToken), errors.Is(err, otpcode.ErrDestination), errors.Is(err, otpcode.ErrNotPending):
+		return notify.Permanent{Err: errors.Join(ErrPermanent, err), Reason: notify.ReasonRejected}
+	case err != nil:
+		return err
+	}
+	if fin.Notice != nil && h.Out != nil {
+		return h.Out.SendOutOfBand(ctx, fin.Notice)
+	}
+	return nil
+}
+
+// Status records a delivery status on the code it names (by its message id);
+// unknown ids are ignored.
+func (h OTPCodeEvents) Status(ctx context.Context, s notify.GatewayStatus) error {
+	state := storage.DeliveryFailed
+	if s.State == notify.StatusDelivered {
+		state = storage.DeliveryDelivered
+	} else if s.State != notify.StatusFailed {
+		return nil
+	}
+	_, err := h.Provider.RecordDelivery(ctx, s.ChallengeID, otpcode.Delivery{State: state, Reason: s.Error, At: s.Time})
+	return err
+}
+
+// sweepOTPCodes deletes sent codes and link tokens an hour past their expiry,
+// and the daily send counters of days before yesterday.
+func (s *Server) sweepOTPCodes(ctx context.Context, now time.Time) error {
+	if _, err := s.store.DeleteOTPCodesBefore(ctx, now.Add(-time.Hour)); err != nil {
+		return err
+	}
+	if _, err := s.store.DeleteOTPLinkTokensBefore(ctx, now.Add(-time.Hour)); err != nil {
+		return err
+	}
+	_, err := s.store.DeleteOTPSendCountersBefore(ctx, now.Add(-24*time.Hour))
+	return err
+}
