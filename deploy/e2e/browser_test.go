@@ -68,6 +68,8 @@ func (tp *topology) testBrowser(t *testing.T) {
 	t.Run("AdminCode", b.adminCode)
 	t.Run("AppPassword", b.appPassword)
 	t.Run("RememberThisBrowser", b.remember)
+	t.Run("EmailCode", b.emailCode)
+	t.Run("SMSCode", b.smsCode)
 }
 
 type flows struct {
