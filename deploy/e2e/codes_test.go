@@ -64,7 +64,7 @@ func (tp *topology) nextMail(t *testing.T, to string, seen int) string {
 
 // nextOutbox waits for message number seen+1 to `to` in the development
 // outboxes of the notifyd workers (whichever delivered it) and returns the
-// newest one. File names start with the time in nanoseconds.
+// newest one's text. File names start with the time in nanoseconds.
 func (tp *topology) nextOutbox(t *testing.T, to string, seen int) string {
 	t.Helper()
 	type msg struct{ name, body string }
@@ -86,7 +86,10 @@ func (tp *topology) nextOutbox(t *testing.T, to string, seen int) string {
 		return nil
 	})
 	slices.SortFunc(got, func(a, b msg) int { return strings.Compare(b.name, a.name) })
-	return got[0].body
+	// The text follows the header lines (To, Channel, Challenge id, ...), whose
+	// ids may hold digits.
+	_, text, _ := strings.Cut(got[0].body, "\n\n")
+	return text
 }
 
 // codeFactor adds a code destination on the account page, confirmed with the
