@@ -115,46 +115,17 @@ func (s *challengeService) VerifyChallenge(ctx context.Context, req *pb.VerifyCh
 	if !s.challenges.Answerable(ch) {
 		return s.withDelivery(ctx, f, ch, s.expired(ctx, req, ch, resp)), nil
 	}
-	if w, ok := f.Challenge.(Waiter); ok {
-		pending, err := w.Wait(ctx, ch, ans)
-		if err != nil {
-			return nil, s.toStatus(ctx, err)
-		}
-		if pending {
-			s.metrics.verification(ch.Method, "pending")
-			resp.Result = pb.VerifyResult_VERIFY_RESULT_PENDING
-			resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
-			return resp, nil
-		}
+	if pending, err := s.wait(ctx, f, ch, ans, resp); err != nil {
+		return nil, err
+	} else if pending {
+		return resp, nil
 	}
-	// The answer is counted before it is looked at: the user, the network and
-	// the challenge are held while the challenge is read again, verified and the
-	// failure counted, in one transaction (throttle.Guard).
 	subj := throttle.Subjects{UserID: ch.UserID, IP: clientIP(req.GetContext(), ch.ClientIP), Hold: []string{challenge.HoldKey(ch)}}
-	var (
-		v      Verdict
-		out    challenge.Outcome
-		failed bool // the answer was wrong
-	)
-	res, err := s.guardAttempt(ctx, req.GetContext(), subj, ch.Method, func(ctx context.Context) (throttle.Verdict, error) {
-		var err error
-		out, err = s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
-			var err error
-			v, err = f.Challenge.Verify(ctx, ch, ans)
-			return v.Accepted, err
-		}, func(context.Context) error {
-			failed = true // the Guard counts the failure in its transaction
-			return nil
-		}, func(ctx context.Context, o challenge.Outcome) error {
-			// In the transaction that accepts the answer or counts the wrong one.
-			resolveVerdict(resp, v)
-			return s.auditTx(ctx, req.GetContext(), outcomeEvents(ch, resp, v, o)...)
-		})
-		return guardVerdict(out.Result), err
-	})
+	a, err := s.answer(ctx, req, subj, ch, f, ans, resp)
 	if err != nil {
 		return nil, err
 	}
+	res, out, v, failed := a.res, a.out, a.v, a.failed
 	if res.Blocked {
 		// Refused before the factor sees the answer: no attempt is used up.
 		s.metrics.verification(ch.Method, "throttled")
@@ -186,6 +157,59 @@ func (s *challengeService) withDelivery(ctx context.Context, f *Factor, ch *chal
 		}
 	}
 	return resp
+}
+
+// wait lets a method whose answer comes from elsewhere (push) wait for it,
+// outside any transaction; pending: resp says so, and no attempt is used.
+func (s *challengeService) wait(ctx context.Context, f *Factor, ch *challenge.Challenge, ans Answer, resp *pb.VerifyChallengeResponse) (bool, error) {
+	w, ok := f.Challenge.(Waiter)
+	if !ok {
+		return false, nil
+	}
+	pending, err := w.Wait(ctx, ch, ans)
+	if err != nil {
+		return false, s.toStatus(ctx, err)
+	}
+	if pending {
+		s.metrics.verification(ch.Method, "pending")
+		resp.Result = pb.VerifyResult_VERIFY_RESULT_PENDING
+		resp.RemainingAttempts = uint32(ch.MaxAttempts - ch.Attempts)
+	}
+	return pending, nil
+}
+
+// answered is what answer found.
+type answered struct {
+	res    throttle.Result
+	out    challenge.Outcome
+	v      Verdict
+	failed bool // the answer was wrong
+}
+
+// answer counts the answer before it is looked at: the user, the network and
+// the challenge are held while the challenge is read again, verified and the
+// failure counted, in one transaction (throttle.Guard), which also commits the
+// outcome's audit records.
+func (s *challengeService) answer(ctx context.Context, req *pb.VerifyChallengeRequest, subj throttle.Subjects,
+	ch *challenge.Challenge, f *Factor, ans Answer, resp *pb.VerifyChallengeResponse) (answered, error) {
+	var a answered
+	res, err := s.guardAttempt(ctx, req.GetContext(), subj, ch.Method, func(ctx context.Context) (throttle.Verdict, error) {
+		var err error
+		a.out, err = s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
+			var err error
+			a.v, err = f.Challenge.Verify(ctx, ch, ans)
+			return a.v.Accepted, err
+		}, func(context.Context) error {
+			a.failed = true // the Guard counts the failure in its transaction
+			return nil
+		}, func(ctx context.Context, o challenge.Outcome) error {
+			resolveVerdict(resp, a.v)
+			return s.auditTx(ctx, req.GetContext(), outcomeEvents(ch, resp, a.v, o)...)
+		})
+		return guardVerdict(a.out.Result), err
+	})
+	a.res = res
+	return a, err
 }
 
 // guardVerdict is what a challenge's result means to the throttle.

@@ -61,7 +61,7 @@ func start(t *testing.T, authdFlags ...string) *fixture {
 
 	dataDir := t.TempDir()
 	cfg, err := app.Parse("authd", append([]string{
-		"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-database-url", storagetest.URL(t),
+		"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", storagetest.URL(t),
 		"-webauthn-origins", origin, "-breached-url", pwned.URL,
 	}, authdFlags...), func(string) string { return "" })
 	if err != nil {

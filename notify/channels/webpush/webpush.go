@@ -29,13 +29,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	wp "github.com/SherClockHolmes/webpush-go"
 
 	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/notify/channels"
 )
 
 // ErrGone reports that the push service no longer knows the subscription (404/410).
@@ -141,31 +141,12 @@ func transportError(err error) error {
 
 func statusError(resp *http.Response, now time.Time) error {
 	c := resp.StatusCode
-	if c >= 200 && c < 300 {
-		return nil
-	}
-	err := errors.New("webpush: HTTP " + strconv.Itoa(c))
 	switch {
+	case c >= 200 && c < 300:
+		return nil
 	case c == http.StatusNotFound || c == http.StatusGone:
 		return notify.Permanent{Err: fmt.Errorf("%w: HTTP %d", ErrGone, c)}
-	case c == http.StatusTooManyRequests || c == http.StatusServiceUnavailable:
-		return notify.RetryAfter{D: retryAfter(resp.Header.Get("Retry-After"), now), Err: err}
-	case c >= 400 && c < 500:
-		return notify.Permanent{Err: err}
 	}
-	return err
-}
-
-// retryAfter reads delay-seconds or an HTTP date, capped at 2 minutes (past it the
-// push login has expired); 5 s when absent or unreadable.
-func retryAfter(v string, now time.Time) time.Duration {
-	const def, maxWait = 5 * time.Second, 2 * time.Minute
-	v = strings.TrimSpace(v)
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-		return min(time.Duration(n)*time.Second, maxWait)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), maxWait)
-	}
-	return def
+	// 429/503 with Retry-After, 401/403, other 4xx, 5xx: as every channel maps them.
+	return channels.StatusError("webpush", resp, "", now)
 }
