@@ -94,7 +94,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, c: cfg.Client, cookie: cd, pages: map[string]*template.Template{}, mux: http.NewServeMux(), secure: u.Scheme == "https"}
-	for _, p := range []string{"signin.html", "second.html", "account.html", "totp.html", "device.html"} {
+	for _, p := range []string{"signin.html", "second.html", "account.html", "totp.html", "device.html", "code.html"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p)
 		if err != nil {
 			return nil, fmt.Errorf("demo: template %s: %w", p, err)
@@ -114,6 +114,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /signin", h.signinName)
 	m.HandleFunc("GET /signin/second", h.secondPage)
 	m.HandleFunc("POST /signin/code", h.signinCode)
+	m.HandleFunc("POST /signin/send", h.signinSend)
 	m.HandleFunc("POST /signin/webauthn/begin", h.signinWebAuthnBegin)
 	m.HandleFunc("POST /signin/webauthn/finish", h.signinWebAuthnFinish)
 	m.HandleFunc("POST /signout", h.signout)
@@ -122,6 +123,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /account/factors/remove", h.removeFactor)
 	m.HandleFunc("POST /account/totp", h.totpBegin)
 	m.HandleFunc("POST /account/totp/finish", h.totpFinish)
+	m.HandleFunc("POST /account/codes", h.codeEnrollBegin)
+	m.HandleFunc("POST /account/codes/finish", h.codeEnrollFinish)
 	m.HandleFunc("POST /account/webauthn/begin", h.enrollWebAuthnBegin)
 	m.HandleFunc("POST /account/webauthn/finish", h.enrollWebAuthnFinish)
 	m.HandleFunc("POST /account/webauthn/cancel", h.enrollWebAuthnCancel)
@@ -296,6 +299,10 @@ func methodLabel(m pb.Method) string {
 		return "Admin code"
 	case pb.Method_METHOD_PUSH:
 		return "Push approval (device)"
+	case pb.Method_METHOD_EMAIL:
+		return "Email code"
+	case pb.Method_METHOD_SMS:
+		return "SMS code"
 	}
 	return m.String()
 }

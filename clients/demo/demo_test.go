@@ -34,8 +34,9 @@ const breachedPassword = "correct horse battery staple"
 
 // fixture is an embedded authd and the demo in front of it, on real sockets.
 type fixture struct {
-	origin string
-	c      *client.Client
+	origin  string
+	c       *client.Client
+	dataDir string // authd's: embedded mode delivers codes to <dataDir>/outbox
 }
 
 func start(t *testing.T, authdFlags ...string) *fixture {
@@ -92,7 +93,7 @@ func start(t *testing.T, authdFlags ...string) *fixture {
 	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &fixture{origin: origin, c: c}
+	return &fixture{origin: origin, c: c, dataDir: dataDir}
 }
 
 // browser is a cookie-keeping HTTP client that sends the Origin a browser would.

@@ -6,7 +6,8 @@
 //
 // The demo has no passwords: the user name is the first step, then authd's
 // GetLoginRequirements decides whether a second factor is needed and which methods
-// the user can pass (TOTP, security key or passkey, backup code, admin code). A
+// the user can pass (TOTP, security key or passkey, backup code, admin code, a
+// code sent by email or SMS). A
 // passkey can also sign in without a name (a discoverable credential, WebAuthn
 // Level 3 §6.2.2, requested with an empty allowCredentials).
 //
@@ -34,6 +35,10 @@
 //     application/json, which a cross-site form cannot send.
 //   - A second-factor answer counts only for the user who gave their name: the
 //     user id authd returns with an accepted verdict must match the login cookie.
+//   - A code sent by email or SMS is checked only against the challenge that sent
+//     it (its id in the signed login cookie): "Send a code" opens it, and a code
+//     typed before that is refused, never checked against a fresh challenge. Pages
+//     show the destination only as authd masks it (NIST SP 800-63B §5.1.3).
 //   - One-time secrets (TOTP seed and QR code, backup codes, app passwords) are
 //     shown once on a Cache-Control: no-store page, never put in a cookie, a URL or
 //     the log; a wrong TOTP code shows the code field again, not the seed. The

@@ -18,6 +18,7 @@ var notices = map[string]string{
 	"renamed":     "Renamed.",
 	"removed":     "Removed.",
 	"totp":        "Authenticator app added. Sign out and sign in again to try it.",
+	"codefactor":  "Added: codes can be sent there. Sign out and sign in again to try it.",
 	"revoked":     "App password revoked.",
 	"webauthn":    "Security key added. Sign out and sign in again to try it.",
 	"nofactor":    "Signed in without a second factor: this user has none yet. Add one below.",
@@ -33,6 +34,8 @@ var methodNames = map[string]pb.Method{
 	"webauthn":    pb.Method_METHOD_WEBAUTHN,
 	"backup_code": pb.Method_METHOD_BACKUP_CODE,
 	"admin_code":  pb.Method_METHOD_ADMIN_CODE,
+	"email":       pb.Method_METHOD_EMAIL,
+	"sms":         pb.Method_METHOD_SMS,
 }
 
 func methodKey(m pb.Method) string {
@@ -171,7 +174,7 @@ func (h *Handler) signinCode(w http.ResponseWriter, r *http.Request) {
 	key := r.PostFormValue("method")
 	m, known := methodNames[key]
 	if !known || m == pb.Method_METHOD_WEBAUTHN {
-		h.renderSecond(w, r, http.StatusBadRequest, cl.User, nil, "Unknown method "+key+"; use totp, backup_code or admin_code.")
+		h.renderSecond(w, r, http.StatusBadRequest, cl.User, nil, "Unknown method "+key+"; use totp, backup_code, admin_code, email or sms.")
 		return
 	}
 	code := strings.TrimSpace(r.PostFormValue("code"))
@@ -182,6 +185,10 @@ func (h *Handler) signinCode(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	cc := clientContext(r)
+	if _, sent := codeChannels[key]; sent && (cl.Challenge == "" || cl.Method != key) {
+		h.renderSecond(w, r, http.StatusBadRequest, cl.User, nil, "Press \"Send a code\" first: the code is checked against the challenge that sent it.")
+		return
+	}
 	if cl.Challenge == "" || cl.Method != key {
 		ch, err := h.c.Begin(ctx, cl.User, m, cc)
 		if err != nil {

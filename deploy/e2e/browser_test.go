@@ -68,6 +68,9 @@ func (tp *topology) testBrowser(t *testing.T) {
 	t.Run("AdminCode", b.adminCode)
 	t.Run("AppPassword", b.appPassword)
 	t.Run("PushApprovedOnDevicePage", b.push)
+	t.Run("RememberThisBrowser", b.remember)
+	t.Run("EmailCode", b.emailCode)
+	t.Run("SMSCode", b.smsCode)
 }
 
 type flows struct {
@@ -220,6 +223,22 @@ func user(kind string) string { return kind + "-" + randomHex(4) }
 func (f *flows) totp(t *testing.T) {
 	tb := f.tab(t, false)
 	u := user("alice")
+	key, opts, now := tb.enrollTOTP(u)
+	tb.signOut()
+
+	tb.signIn(u)
+	tb.waitBody(fmt.Sprintf("%d-digit code", key.Digits()))
+	// The enrollment's code is spent; the next step's is accepted (skew 1).
+	next, _ := totp.GenerateCodeCustom(key.Secret(), now.Add(time.Duration(key.Period())*time.Second), opts)
+	tb.do(chromedp.SendKeys(chromedp.CSS("#totp-code"), next), chromedp.Submit(chromedp.CSS("#totp-code")))
+	tb.waitBody("Account of " + u)
+}
+
+// enrollTOTP signs u in (no factor yet) and adds an authenticator app from the
+// QR code on the page; it returns the key and the time of the spent code.
+func (tb *tab) enrollTOTP(u string) (*otp.Key, totp.ValidateOpts, time.Time) {
+	t := tb.t
+	t.Helper()
 	tb.signIn(u)
 	tb.waitBody("Account of " + u)
 	tb.do(chromedp.SendKeys(chromedp.CSS("#totp-name"), "Phone"), chromedp.Submit(chromedp.CSS("#totp-name")),
@@ -240,14 +259,7 @@ func (f *flows) totp(t *testing.T) {
 	}
 	tb.do(chromedp.SendKeys(chromedp.CSS("#code"), code), chromedp.Submit(chromedp.CSS("#code")))
 	tb.waitBody("Authenticator app added")
-	tb.signOut()
-
-	tb.signIn(u)
-	tb.waitBody(fmt.Sprintf("%d-digit code", key.Digits()))
-	// The enrollment's code is spent; the next step's is accepted (skew 1).
-	next, _ := totp.GenerateCodeCustom(key.Secret(), now.Add(time.Duration(key.Period())*time.Second), opts)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#totp-code"), next), chromedp.Submit(chromedp.CSS("#totp-code")))
-	tb.waitBody("Account of " + u)
+	return key, opts, now
 }
 
 func decodeQRDataURL(t *testing.T, src string) *otp.Key {

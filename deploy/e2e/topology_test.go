@@ -48,6 +48,7 @@ type topology struct {
 	mailSMTP  string
 	c         *client.Client // admin key, through the proxy
 	notifyd   int            // notifyd processes started
+	outboxes  []string       // their development outboxes (channels without a provider: SMS, Signal)
 }
 
 func gate(t *testing.T) {
@@ -256,6 +257,7 @@ func startTopology(t *testing.T) *topology {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tp.c.Close() })
+	tp.enableRemember(t)
 	return tp
 }
 
@@ -290,12 +292,15 @@ func (tp *topology) startNotifyd(t *testing.T, natsURL, prefix string) {
 	}
 	host, port, _ := net.SplitHostPort(tp.mailSMTP)
 	for i := 1; i <= 2; i++ {
+		outbox := filepath.Join(t.TempDir(), "outbox")
+		tp.outboxes = append(tp.outboxes, outbox)
 		env := []string{
 			"TWOFACTOR_DATA_DIR=" + tp.dataDir, "TWOFACTOR_NATS_URL=" + natsURL, "TWOFACTOR_NATS_PREFIX=" + prefix,
 			"TWOFACTOR_DATABASE_URL=" + tp.dbURL,                              // push delivery reads the devices' endpoints
 			fmt.Sprintf("TWOFACTOR_METRICS_LISTEN=127.0.0.1:%d", freePort(t)), // and /healthz
 			"TWOFACTOR_SMTP_HOST=" + host, "TWOFACTOR_SMTP_PORT=" + port, "TWOFACTOR_SMTP_TLS=none",
 			"TWOFACTOR_SMTP_FROM=twofactor@localhost", "TWOFACTOR_LOG_FORMAT=text",
+			"TWOFACTOR_OUTBOX=true", "TWOFACTOR_OUTBOX_DIR=" + outbox,
 		}
 		name := fmt.Sprintf("notifyd-%d", i)
 		tp.start(t, name, bin, env)

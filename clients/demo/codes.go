@@ -1,0 +1,107 @@
+package demo
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+)
+
+// codeChannels are the factors whose code authd sends (through notifyd): the
+// demo offers email and SMS. A code is checked only against the challenge that
+// sent it, kept in the signed login cookie.
+var codeChannels = map[string]pb.Method{"email": pb.Method_METHOD_EMAIL, "sms": pb.Method_METHOD_SMS}
+
+// maxDestination bounds an email address or phone number (authd allows 320 bytes).
+const maxDestination = 320
+
+// codeEnrollBegin sends a code to a new email address or phone number; the
+// next page asks for it.
+func (h *Handler) codeEnrollBegin(w http.ResponseWriter, r *http.Request) {
+	u, ok := h.signedIn(w, r)
+	if !ok {
+		return
+	}
+	key := r.PostFormValue("method")
+	m, known := codeChannels[key]
+	dest := strings.TrimSpace(r.PostFormValue("destination"))
+	switch {
+	case !known:
+		h.renderAccount(w, r, http.StatusBadRequest, &view{User: u, Error: "Unknown channel " + key + "; use email or sms."})
+		return
+	case dest == "" || len(dest) > maxDestination:
+		h.renderAccount(w, r, http.StatusBadRequest, &view{User: u, Error: fmt.Sprintf("Enter an email address or phone number (at most %d bytes).", maxDestination)})
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	b, err := h.c.Enrollment.BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: u, Method: m,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: dest}}})
+	if err != nil {
+		st, msg := h.describe("Adding "+methodLabel(m), err)
+		h.renderAccount(w, r, st, &view{User: u, Error: msg})
+		return
+	}
+	oob := b.GetOutOfBand()
+	h.render(w, http.StatusOK, "code.html", &view{Title: "Confirm " + methodLabel(m), User: u, FactorID: b.GetFactorId(),
+		Notice: fmt.Sprintf("A %d-digit code was sent to %s.", oob.GetCodeDigits(), oob.GetMaskedDestination())})
+}
+
+// codeEnrollFinish proves the new destination with the code sent to it.
+func (h *Handler) codeEnrollFinish(w http.ResponseWriter, r *http.Request) {
+	u, ok := h.signedIn(w, r)
+	if !ok {
+		return
+	}
+	id := strings.TrimSpace(r.PostFormValue("factor_id"))
+	code := strings.TrimSpace(r.PostFormValue("code"))
+	retry := func(st int, msg string) {
+		h.render(w, st, "code.html", &view{Title: "Confirm the code", User: u, FactorID: id, Error: msg})
+	}
+	if id == "" || len(id) > 64 {
+		retry(http.StatusBadRequest, "The form lost the factor id; start again from the account page.")
+		return
+	}
+	if code == "" || len(code) > 16 {
+		retry(http.StatusBadRequest, "Enter the code that was sent (at most 16 characters).")
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	if _, err := h.c.FinishWithCode(ctx, u, id, code); err != nil {
+		st, msg := h.describe("Checking the code", err)
+		retry(st, msg)
+		return
+	}
+	http.Redirect(w, r, "/account?done=codefactor", http.StatusSeeOther)
+}
+
+// signinSend opens a challenge of a code channel: authd sends the code, the
+// login cookie keeps the challenge the answer goes to.
+func (h *Handler) signinSend(w http.ResponseWriter, r *http.Request) {
+	cl, ok := h.read(r, cookieLogin, purposeLogin)
+	if !ok || cl.User == "" {
+		http.Redirect(w, r, "/signin?done=restart", http.StatusSeeOther)
+		return
+	}
+	key := r.PostFormValue("method")
+	m, known := codeChannels[key]
+	if !known {
+		h.renderSecond(w, r, http.StatusBadRequest, cl.User, nil, "Unknown channel "+key+"; use email or sms.")
+		return
+	}
+	ctx, cancel := h.ctx(r)
+	defer cancel()
+	ch, err := h.c.Begin(ctx, cl.User, m, clientContext(r))
+	if err != nil {
+		st, msg := h.describe("Sending the "+methodLabel(m)+" code", err)
+		h.renderSecond(w, r, st, cl.User, nil, msg)
+		return
+	}
+	cl.Challenge, cl.Method = ch.GetChallengeId(), key
+	h.setLogin(w, cl)
+	oob := ch.GetOutOfBand()
+	h.renderSecond(w, r, http.StatusOK, cl.User, &result{Kind: "pending",
+		Text: fmt.Sprintf("A %d-digit code was sent to %s.", oob.GetCodeDigits(), oob.GetMaskedDestination())}, "")
+}
