@@ -79,7 +79,7 @@ func (s *challengeService) checkBegin(req *pb.BeginChallengeRequest) (*Factor, e
 	if !ok {
 		return nil, invalid("method", "%s cannot be used for a challenge", req.GetMethod())
 	}
-	if req.GetUserId() != "" || req.GetMethod() != pb.Method_METHOD_WEBAUTHN {
+	if req.GetUserId() != "" || !f.FindsUser {
 		if err := checkUserID("user_id", req.GetUserId()); err != nil {
 			return nil, err
 		}

@@ -41,6 +41,9 @@ type Factor struct {
 	// recovers a locked user). TOTP and one-time codes sent by email or SMS,
 	// and push numbers, are guessable: leave it false.
 	Unguessable bool
+	// FindsUser: a BeginChallenge may leave user_id empty, and the answer names
+	// the user (a passkey login).
+	FindsUser bool
 
 	// Challenge begins and verifies its challenges (required).
 	Challenge ChallengeMethod

@@ -14,7 +14,7 @@ import (
 // WebAuthnFactor registers WebAuthn: security keys, passkeys and imported U2F keys.
 func WebAuthnFactor(p *webauthn.Provider) Factor {
 	return Factor{
-		Name: webauthn.Method, Method: pb.Method_METHOD_WEBAUTHN, Enrollable: true, Unguessable: true,
+		Name: webauthn.Method, Method: pb.Method_METHOD_WEBAUTHN, Enrollable: true, Unguessable: true, FindsUser: true,
 		Challenge: webauthnMethod{p}, Enroll: webauthnEnroller{p}, Details: webauthnDetails, Status: webauthnStatus,
 	}
 }
