@@ -402,7 +402,11 @@ func TestExponentialBackoff(t *testing.T) {
 
 func BenchmarkWorkerDeliver(b *testing.B) {
 	nc, js, names := natstest.Start(b)
-	pub := notify.NewPublisher(js, nc, names)
+	key, err := notify.GenerateDeliveryKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub := notify.NewPublisher(js, nc, names).WithDeliveryKey(key)
 	done := make(chan struct{}, 1024)
 	w, err := notify.NewWorker(context.Background(), js, notify.WorkerConfig{
 		Names: names, Stream: names.GatewayStream(), Durable: "bench", FilterSubjects: []string{names.GatewaySend("email")},
@@ -417,7 +421,7 @@ func BenchmarkWorkerDeliver(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		if err := pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: fmt.Sprint("b", i), Channel: "email", Code: "1"}); err != nil {
+		if err := pub.PublishGatewaySend(ctx, notify.GatewaySend{ChallengeID: fmt.Sprint("b", i), Channel: "email", UserID: "u", Destination: "u@example.com", Code: "123456", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 			b.Fatal(err)
 		}
 		<-done
