@@ -84,58 +84,17 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	var (
 		db      *gorm.DB
 		err     error
-		dialect Dialect
+		dialect = SQLite
 		readers *dbresolver.DBResolver
 	)
-	switch {
-	case strings.HasPrefix(databaseURL, "postgres://"), strings.HasPrefix(databaseURL, "postgresql://"):
+	if strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
 		dialect = Postgres
-		db, err = gorm.Open(postgres.Open(databaseURL), cfg)
-		if err != nil {
-			return nil, fmt.Errorf("open postgres: %w", err)
-		}
-		sqlDB, _ := db.DB()
-		n := opts.MaxOpenConns
-		if n <= 0 {
-			n = 32
-		}
-		sqlDB.SetMaxOpenConns(n)
-		sqlDB.SetMaxIdleConns(n)
-		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
-	default:
-		dialect = SQLite
-		path := strings.TrimPrefix(databaseURL, "sqlite://")
-		if path == "" {
-			return nil, errors.New("database url: empty SQLite path")
-		}
-		if dir := filepath.Dir(path); dir != "." {
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return nil, fmt.Errorf("create database folder: %w", err)
-			}
-		}
-		if err := createPrivate(path); err != nil {
-			return nil, fmt.Errorf("create sqlite %s: %w", path, err)
-		}
-		db, err = gorm.Open(newSQLiteDialector(sqliteDSN(path)), cfg)
-		if err != nil {
-			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-		}
-		// SQLite has one writer. Every write (each transaction, and each write
-		// statement outside one) goes to a pool of one connection, where
-		// database/sql queues writers in Go; reads go to a pool of readers that
-		// run beside it in WAL mode. With writers on several connections, SQLite
-		// itself made them wait: its busy handler sleeps and retries, which cost
-		// 15 % of authd's CPU per login (docs/PERFORMANCE.md).
-		readers = dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{newSQLiteDialector(sqliteDSN(path))}}).
-			SetMaxOpenConns(sqliteReaders).SetMaxIdleConns(sqliteReaders).SetConnMaxLifetime(0)
-		if err := db.Use(readers); err != nil {
-			closeAll(db, readers)
-			return nil, fmt.Errorf("open sqlite %s readers: %w", path, err)
-		}
-		writer, _ := db.DB()
-		writer.SetMaxOpenConns(1)
-		writer.SetMaxIdleConns(1)
-		writer.SetConnMaxLifetime(0)
+		db, err = openPostgres(databaseURL, cfg, opts)
+	} else {
+		db, readers, err = openSQLite(strings.TrimPrefix(databaseURL, "sqlite://"), cfg)
+	}
+	if err != nil {
+		return nil, err
 	}
 	s := &Store{db: db, dialect: dialect, readers: readers}
 	if err := s.Ping(ctx); err != nil {
@@ -149,6 +108,60 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 		}
 	}
 	return s, nil
+}
+
+// openPostgres opens PostgreSQL with a pool of opts.MaxOpenConns (default 32).
+func openPostgres(databaseURL string, cfg *gorm.Config, opts Options) (*gorm.DB, error) {
+	db, err := gorm.Open(postgres.Open(databaseURL), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	sqlDB, _ := db.DB()
+	n := opts.MaxOpenConns
+	if n <= 0 {
+		n = 32
+	}
+	sqlDB.SetMaxOpenConns(n)
+	sqlDB.SetMaxIdleConns(n)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+// openSQLite creates path 0600 if it is missing and opens it: one writer
+// connection and a pool of readers.
+func openSQLite(path string, cfg *gorm.Config) (*gorm.DB, *dbresolver.DBResolver, error) {
+	if path == "" {
+		return nil, nil, errors.New("database url: empty SQLite path")
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("create database folder: %w", err)
+		}
+	}
+	if err := createPrivate(path); err != nil {
+		return nil, nil, fmt.Errorf("create sqlite %s: %w", path, err)
+	}
+	db, err := gorm.Open(newSQLiteDialector(sqliteDSN(path)), cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	// SQLite has one writer. Every write (each transaction, and each write
+	// statement outside one) goes to a pool of one connection, where
+	// database/sql queues writers in Go; reads go to a pool of readers that
+	// run beside it in WAL mode. With writers on several connections, SQLite
+	// itself made them wait: its busy handler sleeps and retries, which cost
+	// 15 % of authd's CPU per login (docs/PERFORMANCE.md).
+	readers := dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{newSQLiteDialector(sqliteDSN(path))}}).
+		SetMaxOpenConns(sqliteReaders).SetMaxIdleConns(sqliteReaders).SetConnMaxLifetime(0)
+	if err := db.Use(readers); err != nil {
+		closeAll(db, readers)
+		return nil, nil, fmt.Errorf("open sqlite %s readers: %w", path, err)
+	}
+	writer, _ := db.DB()
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	return db, readers, nil
 }
 
 // createPrivate creates path empty (an empty file is an empty SQLite database) with
