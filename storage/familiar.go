@@ -50,7 +50,7 @@ func (s *Store) RememberFamiliarNetwork(ctx context.Context, user, network strin
 		return nil // unchanged or refreshed
 	}
 	// A new network: keep the user's max most recently seen.
-	_, err = s.hotExec(ctx, pruneFamiliarSQL, user, user, max)
+	_, err = s.hotExec(ctx, pruneFamiliarSQL, user, max, user, user, max)
 	return err
 }
 
@@ -61,7 +61,15 @@ const rememberFamiliarSQL = `INSERT INTO familiar_networks (user_id, network, fi
  WHERE familiar_networks.last_seen < ? OR familiar_networks.expires_at <= excluded.last_seen
  RETURNING first_seen`
 
-const pruneFamiliarSQL = `DELETE FROM familiar_networks WHERE user_id = ? AND network NOT IN
+// pruneFamiliarSQL deletes a user's networks beyond the max most recently seen.
+// Its first term reads no row of the outer table, so both databases test it once,
+// before the scan (SQLite codes it ahead of the loop, PostgreSQL as a one-time
+// filter): a user with no more than max networks, the common case, costs a
+// count on the primary key's prefix instead of a sort of the user's networks.
+// With at most max rows the NOT IN list holds all of them, so the term changes
+// nothing but the cost.
+const pruneFamiliarSQL = `DELETE FROM familiar_networks WHERE (SELECT count(*) FROM familiar_networks WHERE user_id = ?) > ?
+ AND user_id = ? AND network NOT IN
  (SELECT network FROM familiar_networks WHERE user_id = ? ORDER BY last_seen DESC, network LIMIT ?)`
 
 // FamiliarNetworks lists a user's unexpired familiar networks, most recently
