@@ -47,6 +47,13 @@ func (s *Store) LockAttempt(ctx context.Context, keys []string) error {
 	if len(keys) > maxAttemptKeys {
 		return errors.New("storage: too many attempt keys")
 	}
+	q, args := lockAttemptSQL(keys)
+	_, err := s.hotExec(ctx, q, args...) // one prepared statement per number of keys
+	return err
+}
+
+// lockAttemptSQL is the one statement that takes keys' advisory locks.
+func lockAttemptSQL(keys []string) (string, []any) {
 	ids := make([]int64, 0, len(keys))
 	for _, k := range keys {
 		h := sha256.Sum256([]byte(k))
@@ -66,8 +73,7 @@ func (s *Store) LockAttempt(ctx context.Context, keys []string) error {
 		q.WriteString("pg_advisory_xact_lock(?)")
 		args[i] = id
 	}
-	_, err := s.hotExec(ctx, q.String(), args...) // one prepared statement per number of keys
-	return err
+	return q.String(), args
 }
 
 // GetAttemptStates loads, in one query, the throttle states of subjects (those
@@ -75,9 +81,23 @@ func (s *Store) LockAttempt(ctx context.Context, keys []string) error {
 // network of user (FamiliarNetwork, unexpired at now; zero when it is not
 // familiar, or either is empty).
 func (s *Store) GetAttemptStates(ctx context.Context, subjects []ThrottleSubject, user, network string, now time.Time) (_ []ThrottleState, familiarSeen time.Time, _ error) {
+	q, args := attemptStatesSQL(subjects, user, network, now)
+	if q == "" {
+		return nil, time.Time{}, nil
+	}
+	rows, err := s.hotQuery(ctx, q, args...)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer rows.Close()
+	return scanAttemptStates(rows)
+}
+
+// attemptStatesSQL is GetAttemptStates' query ("" when there is nothing to read).
+func attemptStatesSQL(subjects []ThrottleSubject, user, network string, now time.Time) (string, []any) {
 	withFamiliar := user != "" && network != ""
 	if len(subjects) == 0 && !withFamiliar {
-		return nil, time.Time{}, nil
+		return "", nil
 	}
 	var q strings.Builder
 	args := make([]any, 0, 2*len(subjects)+3)
@@ -100,11 +120,18 @@ func (s *Store) GetAttemptStates(ctx context.Context, subjects []ThrottleSubject
 		q.WriteString("SELECT '~', network, 0, first_seen, last_seen, expires_at, 1 = 0 FROM familiar_networks WHERE user_id = ? AND network = ? AND expires_at > ?")
 		args = append(args, user, network, now.UTC())
 	}
-	rows, err := s.hotQuery(ctx, q.String(), args...)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	defer rows.Close()
+	return q.String(), args
+}
+
+// rowScanner is what scanAttemptStates reads: database/sql's rows or pgx's.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanAttemptStates reads attemptStatesSQL's rows.
+func scanAttemptStates(rows rowScanner) (_ []ThrottleState, familiarSeen time.Time, _ error) {
 	var out []ThrottleState
 	for rows.Next() {
 		var t ThrottleState

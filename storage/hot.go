@@ -133,6 +133,9 @@ func (s *Store) txStmt(ctx context.Context, tx *gorm.DB, query string) *sql.Stmt
 // hotQuery runs a login-path query (placeholders written "?").
 func (s *Store) hotQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
+		if p, ok := tx.Statement.ConnPool.(*pipeTx); ok {
+			return p.conn.QueryContext(ctx, numberPlaceholders(query), args...) // pgx keeps it prepared
+		}
 		if st := s.txStmt(ctx, tx, query); st != nil {
 			return st.QueryContext(ctx, args...)
 		}
@@ -151,6 +154,13 @@ func (s *Store) hotQuery(ctx context.Context, query string, args ...any) (*sql.R
 // hotExec runs a login-path statement and returns the rows it changed.
 func (s *Store) hotExec(ctx context.Context, query string, args ...any) (int64, error) {
 	if tx, ok := ctx.Value(txKey{}).(*gorm.DB); ok {
+		if p, ok := tx.Statement.ConnPool.(*pipeTx); ok {
+			res, err := p.conn.ExecContext(ctx, numberPlaceholders(query), args...) // pgx keeps it prepared
+			if err != nil {
+				return 0, err
+			}
+			return res.RowsAffected()
+		}
 		st := s.txStmt(ctx, tx, query)
 		if st == nil {
 			res := tx.Exec(query, args...)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/twofactor/twofactor/storage"
 )
 
 // Verdict is what evaluating an attempt found.
@@ -65,33 +67,21 @@ func (t *Throttler) Guard(ctx context.Context, s Subjects, eval func(ctx context
 	}
 	now := t.now().UTC()
 	var res Result
-	err := t.store.InTx(ctx, func(ctx context.Context) error {
-		res = Result{}
-		if err := t.store.LockAttempt(ctx, t.holdKeys(s)); err != nil {
-			return err
-		}
-		d, seen, _, err := t.read(ctx, s, t.candidates(s), now)
-		if err != nil {
-			return err
-		}
-		res.Decision, res.Familiar = d, !seen.IsZero()
-		if d.Blocked {
-			return nil
-		}
-		if res.Verdict, err = eval(ctx); err != nil {
-			return err
-		}
-		switch res.Verdict {
-		case Accepted:
-			return t.accepted(ctx, s, res.Decision, seen, now)
-		case Rejected:
-			res.Outcome, err = t.record(ctx, t.counted(s, res.Familiar), now)
-			return err
-		case NotEvaluated:
-			return nil
-		}
-		return errors.New("throttle: eval returned no verdict")
-	})
+	user, network := t.familiarKey(s)
+	err := t.store.InAttempt(ctx, t.holdKeys(s), storeSubjects(t.candidates(s)), user, network, now,
+		func(ctx context.Context, rows []storage.ThrottleState, seen time.Time) error {
+			res = Result{}
+			res.Decision, _ = t.decide(s, rows, seen, now)
+			res.Familiar = !seen.IsZero()
+			if res.Blocked {
+				return nil
+			}
+			var err error
+			if res.Verdict, err = eval(ctx); err != nil {
+				return err
+			}
+			return t.settle(ctx, s, &res, seen, now)
+		})
 	if res.Verdict == Rejected || err != nil {
 		// The subjects may have counts now, on this replica at once; Checks
 		// reading meanwhile do not remember what they read.
@@ -103,6 +93,21 @@ func (t *Throttler) Guard(ctx context.Context, s Subjects, eval func(ctx context
 		return Result{}, err
 	}
 	return res, nil
+}
+
+// settle counts res's verdict in the Guard's transaction.
+func (t *Throttler) settle(ctx context.Context, s Subjects, res *Result, seen, now time.Time) error {
+	var err error
+	switch res.Verdict {
+	case Accepted:
+		return t.accepted(ctx, s, res.Decision, seen, now)
+	case Rejected:
+		res.Outcome, err = t.record(ctx, t.counted(s, res.Familiar), now)
+		return err
+	case NotEvaluated:
+		return nil
+	}
+	return errors.New("throttle: eval returned no verdict")
 }
 
 // holdKeys names what a Guard holds: the user (both of its counts), the login,

@@ -93,7 +93,7 @@ type Store interface {
 	GetAttemptStates(ctx context.Context, subjects []storage.ThrottleSubject, user, network string, now time.Time) ([]storage.ThrottleState, time.Time, error)
 	RecordThrottleFailure(ctx context.Context, kind, key string, now time.Time, window time.Duration, block storage.ThrottleBlock) (*storage.ThrottleState, bool, error)
 	ResetThrottle(ctx context.Context, kind, key string) (bool, error)
-	LockAttempt(ctx context.Context, keys []string) error
+	InAttempt(ctx context.Context, keys []string, subjects []storage.ThrottleSubject, user, network string, now time.Time, fn storage.AttemptFunc) error
 	RememberFamiliarNetwork(ctx context.Context, user, network string, now time.Time, ttl, refresh time.Duration, max int) error
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 }
@@ -470,15 +470,29 @@ func (t *Throttler) Check(ctx context.Context, s Subjects) (Decision, error) {
 // familiarity of s's network, and decides over the subjects that apply. found
 // tells which subjects have a stored state.
 func (t *Throttler) read(ctx context.Context, s Subjects, subjects []Subject, now time.Time) (Decision, time.Time, map[Subject]bool, error) {
-	keys := make([]storage.ThrottleSubject, len(subjects))
-	for i, sub := range subjects {
-		keys[i] = storage.ThrottleSubject{Kind: sub.Kind, Key: sub.Key}
-	}
+	keys := storeSubjects(subjects)
 	user, network := t.familiarKey(s)
 	rows, seen, err := t.store.GetAttemptStates(ctx, keys, user, network, now)
 	if err != nil {
 		return Decision{}, time.Time{}, nil, err
 	}
+	d, found := t.decide(s, rows, seen, now)
+	return d, seen, found, nil
+}
+
+// storeSubjects is subjects as the store names them.
+func storeSubjects(subjects []Subject) []storage.ThrottleSubject {
+	keys := make([]storage.ThrottleSubject, len(subjects))
+	for i, sub := range subjects {
+		keys[i] = storage.ThrottleSubject{Kind: sub.Kind, Key: sub.Key}
+	}
+	return keys
+}
+
+// decide is the Decision for s from the stored rows (seen: when s's network
+// was last seen as familiar to s's user, zero if not), and which subjects have
+// rows.
+func (t *Throttler) decide(s Subjects, rows []storage.ThrottleState, seen, now time.Time) (Decision, map[Subject]bool) {
 	found := make(map[Subject]bool, len(rows))
 	var d Decision
 	for _, sub := range t.counted(s, !seen.IsZero()) {
@@ -494,7 +508,7 @@ func (t *Throttler) read(ctx context.Context, s Subjects, subjects []Subject, no
 	for i := range rows {
 		found[Subject{rows[i].Kind, rows[i].Key}] = true
 	}
-	return d, seen, found, nil
+	return d, found
 }
 
 // uncached drops the subjects remembered as clean from subjects and returns the
