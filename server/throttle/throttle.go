@@ -21,8 +21,8 @@
 //   - Counted before evaluated, under any concurrency on any number of replicas
 //     (Guard; OWASP ASVS 5.0 6.3.1: the brute-force controls work as documented,
 //     parallel requests included): an attempt holds its user, login, network and Subjects.Hold (a
-//     challenge) in the shared store (storage.LockAttempt: PostgreSQL advisory
-//     transaction locks, SQLite's one writer), reads their counts, is refused while a
+//     challenge) in the shared store (storage.InAttempt and LockAttempt: PostgreSQL
+//     advisory transaction locks, SQLite's one writer), reads their counts, is refused while a
 //     delay or lock is in force, and commits its failure in the same transaction as
 //     its evaluation. So each attempt sees every earlier one's count, and an answer
 //     is released only with its count. Exact bounds for a subject without failures,
