@@ -64,8 +64,9 @@ func seedCmd(ctx context.Context, args []string) error {
 	secret := fs.String("secret", defaultSecret, "bench secret the users' TOTP seeds are derived from")
 	first := fs.Int("first", 0, "index of the first user")
 	users := fs.Int("users", 1000, "number of users")
-	batch := fs.Int("batch", 500, "rows per INSERT")
-	tx := fs.Int("tx", 20000, "rows per transaction")
+	batch := fs.Int("batch", 100, "rows per INSERT (SQLite; PostgreSQL uses COPY)")
+	tx := fs.Int("tx", 100000, "rows per transaction")
+	workers := fs.Int("workers", 0, "goroutines sealing rows beside the writer; default the number of CPUs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func seedCmd(ctx context.Context, args []string) error {
 	}
 	start := time.Now()
 	res, err := seed.Seed(ctx, seed.Options{
-		DatabaseURL: *dbURL, KeyFile: *keyFile, Secret: *secret, First: *first, Count: *users, Batch: *batch, Tx: *tx,
+		DatabaseURL: *dbURL, KeyFile: *keyFile, Secret: *secret, First: *first, Count: *users, Batch: *batch, Tx: *tx, Workers: *workers,
 		Progress: func(done int) {
 			fmt.Fprintf(os.Stderr, "\rseeded %d/%d users (%.0f/s)", done, *users, float64(done)/time.Since(start).Seconds())
 		},
