@@ -2,13 +2,15 @@
 //
 //	authbench seed -data-dir DIR -users 1000000 [-database-url postgres://…]
 //	authbench run  -data-dir DIR -addr 127.0.0.1:7443 -users 1000000 [-scenarios health,totp-login,app-password,backup-code,admin-code] [-half-rate]
-//	               [-authd-pid PID] [-metrics-url http://127.0.0.1:9464/metrics]
+//	               [-authd-pid PID] [-notifyd-pid PID] [-metrics-url http://127.0.0.1:9464/metrics] [-outbox-dir DIR/outbox]
 //
 // seed writes users with an active TOTP factor straight into authd's database,
 // sealed with DIR/keys.json; run drives authd over gRPC with the API key in
 // DIR/admin.key and prints requests/s, latency percentiles, errors and each
-// scenario's ratio to the health check; with -authd-pid, authd's CPU per request
-// and its ratio to a health check's; with -metrics-url, authd's own p50/p99 of
+// scenario's ratio to the health check; with -authd-pid, authd's CPU per request,
+// its ratio to a health check's (and to a totp-login's) and authd's peak RSS
+// (VmHWM) after each scenario; with -notifyd-pid, the same of a notifyd running
+// apart, its CPU per message of email-login and push-login; with -metrics-url, authd's own p50/p99 of
 // each RPC from its twofactor_rpc_duration_seconds histogram. See clients/bench and docs/PERFORMANCE.md.
 package main
 
@@ -122,7 +124,10 @@ func runCmd(ctx context.Context, args []string) error {
 	acGroup := fs.String("admin-group", "admin", "one of authd's -admin-groups")
 	metricsURL := fs.String("metrics-url", "", "authd's metrics endpoint (its -metrics-listen, e.g. http://127.0.0.1:9464/metrics): report authd's own RPC latency")
 	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
-	authdPID := fs.Int("authd-pid", 0, "pid of a local authd: report its CPU time per request (Linux)")
+	authdPID := fs.Int("authd-pid", 0, "pid of a local authd: report its CPU time per request and its peak RSS (Linux)")
+	notifydPID := fs.Int("notifyd-pid", 0, "pid of a notifyd running apart: report its CPU per message (email-login, push-login) and its peak RSS")
+	outboxDir := fs.String("outbox-dir", "", "development outbox email-login reads codes from; default <data-dir>/outbox")
+	emailUsers := fs.Int("email-users", 0, "users given an email factor for email-login; default 4 × workers")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -148,17 +153,20 @@ func runCmd(ctx context.Context, args []string) error {
 			names = append(names, n)
 		}
 	}
-	serverCPU, hists, err := serverProbes(ctx, *authdPID, *metricsURL)
-	if err != nil {
-		return err
+	if *outboxDir == "" {
+		*outboxDir = filepath.Join(*dataDir, "outbox")
 	}
-	rep, err := bench.Run(ctx, bench.Config{
-		ServerCPU: serverCPU, ServerHistograms: hists,
+	cfg := bench.Config{
+		OutboxDir: *outboxDir, EmailUsers: *emailUsers,
 		AdminCodeUsers: *acUsers, AdminActor: *acActor, AdminGroup: *acGroup,
 		Client: c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
 		Secret: *secret, FirstUser: *first, Users: *users, Cursor: st.Cursor,
 		AppPasswordUsers: *apUsers, AppPasswordInvalidEvery: *apInvalid, BackupUsers: *bcUsers, Log: os.Stderr,
-	}, names...)
+	}
+	if err := probes(ctx, &cfg, *authdPID, *notifydPID, *metricsURL); err != nil {
+		return err
+	}
+	rep, err := bench.Run(ctx, cfg, names...)
 	if raw, jerr := json.Marshal(state{Cursor: rep.Cursor}); jerr == nil {
 		_ = os.WriteFile(*stateFile, raw, 0o600)
 	}
@@ -175,22 +183,34 @@ func runCmd(ctx context.Context, args []string) error {
 	return nil
 }
 
-// serverProbes returns the readers of authd's CPU time (pid > 0) and of its RPC
-// histograms (url set), each checked once.
-func serverProbes(ctx context.Context, pid int, url string) (func() time.Duration, func(context.Context) (bench.Histograms, error), error) {
-	var cpu func() time.Duration
-	if pid > 0 {
-		var err error
-		if cpu, err = bench.ProcessCPU(pid); err != nil {
-			return nil, nil, fmt.Errorf("authd-pid: %w", err)
+// probes sets cfg's readers of authd's CPU time and peak memory (authdPID > 0),
+// notifyd's (notifydPID > 0) and authd's RPC histograms (url set), each checked once.
+func probes(ctx context.Context, cfg *bench.Config, authdPID, notifydPID int, url string) error {
+	var err error
+	if authdPID > 0 {
+		if cfg.ServerCPU, cfg.ServerPeakRSS, err = process(authdPID); err != nil {
+			return fmt.Errorf("authd-pid: %w", err)
 		}
 	}
-	var hists func(context.Context) (bench.Histograms, error)
+	if notifydPID > 0 {
+		if cfg.NotifydCPU, cfg.NotifydPeakRSS, err = process(notifydPID); err != nil {
+			return fmt.Errorf("notifyd-pid: %w", err)
+		}
+	}
 	if url != "" {
-		hists = bench.ScrapeHistograms(url)
-		if _, err := hists(ctx); err != nil {
-			return nil, nil, fmt.Errorf("metrics-url: %w", err)
+		cfg.ServerHistograms = bench.ScrapeHistograms(url)
+		if _, err := cfg.ServerHistograms(ctx); err != nil {
+			return fmt.Errorf("metrics-url: %w", err)
 		}
 	}
-	return cpu, hists, nil
+	return nil
+}
+
+func process(pid int) (func() time.Duration, func() int64, error) {
+	cpu, err := bench.ProcessCPU(pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	rss, err := bench.ProcessPeakRSS(pid)
+	return cpu, rss, err
 }
