@@ -127,6 +127,10 @@ type Config struct {
 	Secret string
 	// FirstUser and Users select the seeded users totp-login rotates over.
 	FirstUser, Users int
+	// Spread makes the rotation jump across all Users (slot u logs in user
+	// u·p mod Users, p a prime) instead of walking them in order, so that a run of
+	// a few thousand logins reads pages from all of a large database.
+	Spread bool
 	// Cursor is where the rotation starts (carry Report.Cursor from run to run so
 	// that a later run does not replay a user of an earlier one in the same step).
 	Cursor uint64

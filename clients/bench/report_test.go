@@ -2,6 +2,7 @@ package bench
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -28,6 +29,24 @@ func TestReportRatiosAndProcesses(t *testing.T) {
 	for _, want := range []string{"CPU × totp", "2.50", "authd peak RSS", "70.0MiB", "20.0MiB", "250µs"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("Print: no %q in\n%s", want, out.String())
+		}
+	}
+}
+
+// TestSpreadVisitsEveryUser: the spread rotation is a permutation of the users.
+func TestSpreadVisitsEveryUser(t *testing.T) {
+	for _, n := range []int{1, 2, 7, 1000, 100_000} {
+		tl := &totpLogin{cfg: &Config{Spread: true}, last: make([]atomic.Int64, n)}
+		seen := make([]bool, n)
+		for u := range n {
+			i := tl.spread(u)
+			if i < 0 || i >= n || seen[i] {
+				t.Fatalf("n=%d: slot %d maps to %d, seen before or out of range", n, u, i)
+			}
+			seen[i] = true
+		}
+		if n > 2 && tl.spread(1) == 1 {
+			t.Errorf("n=%d: slot 1 is user 1: not spread", n)
 		}
 	}
 }
