@@ -25,13 +25,21 @@
 //     one-time code an admin issues to a locked-out user); one code is issued
 //     per user through the admin API before the run (the actor is put in the
 //     admin group first), and each is used once.
+//   - email-login: BeginChallenge(method email) + VerifyChallenge with the code
+//     read from authd's development outbox (Config.OutboxDir, watched with
+//     fsnotify; files matched by destination, read once complete and removed).
+//     Each of Config.EmailUsers users has an email factor enrolled through the
+//     API in prepare (and removed after) and one login at a time.
+//   - push-login: see pushLogin.
 //
 // The figures that count are authd's own: with Config.ServerCPU each result
 // carries authd's CPU time per successful request and that divided by its CPU
 // per health check in the same run (CPU × health); with Config.ServerHistograms
 // authd's histogram (RPCHistogram) is scraped before and after each measurement
 // and the p50/p99 of the scenario's RPCs in between are reported next to the
-// tool's own percentiles.
+// tool's own percentiles; with Config.ServerPeakRSS authd's peak resident set
+// (VmHWM) after each measurement; with Config.NotifydCPU a notifyd running
+// apart is charged per message of the scenarios that send one per login.
 //
 // Latency is measured per request (per login for the two-RPC scenarios). In paced
 // mode (a target rate), it is measured from when the request was due, not from
