@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,4 +145,19 @@ func TestPeakRSS(t *testing.T) {
 			t.Errorf("PeakRSS(%q) = %d, want an error", body, n)
 		}
 	}
+}
+
+// FuzzParseOutbox: the outbox parsers never panic, and what they accept is well formed.
+func FuzzParseOutbox(f *testing.F) {
+	f.Add("17-email-abc.txt", "To: a@b.example\nChallenge: c1\n\nyour code:\n\n    424242\n")
+	f.Add("x-y-z", "To: \nChallenge: \n\n1234567890123\n")
+	f.Fuzz(func(t *testing.T, name, raw string) {
+		if ch, id, ok := parseOutboxName(name); ok && (ch == "" || id == "" || !strings.HasSuffix(name, "-"+ch+"-"+id+".txt")) {
+			t.Fatalf("parseOutboxName(%q) = %q, %q", name, ch, id)
+		}
+		to, code, ok := parseOutboxMessage([]byte(raw))
+		if ok && (to == "" || len(code) < 6 || len(code) > 10 || strings.Trim(code, "0123456789") != "" || !strings.Contains(raw, code)) {
+			t.Fatalf("parseOutboxMessage(%q) = %q, %q", raw, to, code)
+		}
+	})
 }
