@@ -25,13 +25,21 @@
 //     one-time code an admin issues to a locked-out user); one code is issued
 //     per user through the admin API before the run (the actor is put in the
 //     admin group first), and each is used once.
+//   - email-login: BeginChallenge(method email) + VerifyChallenge with the code
+//     read from authd's development outbox (Config.OutboxDir, watched with
+//     fsnotify; files matched by destination, read once complete and removed).
+//     Each of Config.EmailUsers users has an email factor enrolled through the
+//     API in prepare (and removed after) and one login at a time.
+//   - push-login: see pushLogin.
 //
 // The figures that count are authd's own: with Config.ServerCPU each result
 // carries authd's CPU time per successful request and that divided by its CPU
 // per health check in the same run (CPU × health); with Config.ServerHistograms
 // authd's histogram (RPCHistogram) is scraped before and after each measurement
 // and the p50/p99 of the scenario's RPCs in between are reported next to the
-// tool's own percentiles.
+// tool's own percentiles; with Config.ServerPeakRSS authd's peak resident set
+// (VmHWM) after each measurement; with Config.NotifydCPU a notifyd running
+// apart is charged per message of the scenarios that send one per login.
 //
 // Latency is measured per request (per login for the two-RPC scenarios). In paced
 // mode (a target rate), it is measured from when the request was due, not from
@@ -101,10 +109,14 @@ const (
 	BackupCode  = "backup-code"
 	PushLogin   = "push-login"
 	AdminCode   = "admin-code"
+	EmailLogin  = "email-login"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{Health, TOTPLogin, AppPassword, BackupCode, AdminCode, PushLogin}
+var Scenarios = []string{Health, TOTPLogin, AppPassword, BackupCode, AdminCode, EmailLogin, PushLogin}
+
+// messageScenarios deliver one message through notifyd per login.
+var messageScenarios = []string{EmailLogin, PushLogin}
 
 // Config says how to load authd.
 type Config struct {
@@ -123,6 +135,10 @@ type Config struct {
 	Secret string
 	// FirstUser and Users select the seeded users totp-login rotates over.
 	FirstUser, Users int
+	// Spread makes the rotation jump across all Users (slot u logs in user
+	// u·p mod Users, p a prime) instead of walking them in order, so that a run of
+	// a few thousand logins reads pages from all of a large database.
+	Spread bool
 	// Cursor is where the rotation starts (carry Report.Cursor from run to run so
 	// that a later run does not replay a user of an earlier one in the same step).
 	Cursor uint64
@@ -139,6 +155,10 @@ type Config struct {
 	// AdminGroup (default "admin", authd's default -admin-groups).
 	AdminCodeUsers         int
 	AdminActor, AdminGroup string
+	// OutboxDir is authd's (or notifyd's) development outbox, where email-login
+	// reads its codes; EmailUsers get an email factor each (default 4 × Workers).
+	OutboxDir  string
+	EmailUsers int
 	// Now is the clock (default time.Now); it must agree with authd's.
 	Now func() time.Time
 	// Log, if set, receives progress lines.
@@ -150,6 +170,14 @@ type Config struct {
 	// (ScrapeHistograms); each Result then carries the server-side percentiles of
 	// its scenario's RPCs.
 	ServerHistograms func(ctx context.Context) (Histograms, error)
+	// ServerPeakRSS, if set, reads authd's peak resident set so far (PeakRSS);
+	// each Result then carries it as it was after the measurement.
+	ServerPeakRSS func() int64
+	// NotifydCPU and NotifydPeakRSS read a notifyd running apart: each result of
+	// a scenario that sends messages (email-login, push-login) then carries
+	// notifyd's CPU per login (one message each), and every result its peak RSS.
+	NotifydCPU     func() time.Duration
+	NotifydPeakRSS func() int64
 }
 
 func (c *Config) defaults() {
@@ -176,6 +204,9 @@ func (c *Config) defaults() {
 	}
 	if c.AdminActor == "" {
 		c.AdminActor = "bench-admin"
+	}
+	if c.EmailUsers <= 0 {
+		c.EmailUsers = 4 * c.Workers
 	}
 	if c.AdminGroup == "" {
 		c.AdminGroup = "admin"
@@ -212,6 +243,16 @@ type Result struct {
 	// CPURatio is ServerCPUPerOp over the health check's in the same run: the
 	// figure the targets are stated in.
 	CPURatio float64
+	// TOTPRatio is ServerCPUPerOp over totp-login's (at the maximum rate) in the
+	// same run, for the other logins.
+	TOTPRatio float64 `json:",omitempty"`
+	// PeakRSS and NotifydPeakRSS are authd's and notifyd's peak resident set in
+	// bytes (VmHWM) after the measurement: the peak of the whole run so far.
+	PeakRSS        int64 `json:",omitempty"`
+	NotifydPeakRSS int64 `json:",omitempty"`
+	// NotifydCPUPerOp is notifyd's CPU time per successful login of a scenario
+	// that sends one message per login (with Config.NotifydCPU).
+	NotifydCPUPerOp time.Duration `json:",omitempty"`
 	// Server holds authd's own latency of each RPC the scenario calls, from its
 	// histogram (with Config.ServerHistograms), in the order the scenario calls them.
 	Server []ServerLatency
@@ -314,16 +355,32 @@ func Run(ctx context.Context, cfg Config, names ...string) (Report, error) {
 			return rep, err
 		}
 	}
-	for i := range rep.Results {
-		if health > 0 {
-			rep.Results[i].Ratio = rep.Results[i].PerSecond / health
-		}
-		if healthCPU > 0 {
-			rep.Results[i].CPURatio = float64(rep.Results[i].ServerCPUPerOp) / float64(healthCPU)
-		}
-	}
+	rep.ratios(health, healthCPU)
 	rep.Cursor = tl.cursor.Load()
 	return rep, nil
+}
+
+// ratios sets each result's ratios to the health check's rate and CPU, and the
+// other logins' CPU ratio to totp-login's.
+func (rep *Report) ratios(health float64, healthCPU time.Duration) {
+	var totpCPU time.Duration
+	for _, r := range rep.Results {
+		if r.Scenario == TOTPLogin && r.Rate == 0 {
+			totpCPU = r.ServerCPUPerOp
+		}
+	}
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		if health > 0 {
+			r.Ratio = r.PerSecond / health
+		}
+		if healthCPU > 0 {
+			r.CPURatio = float64(r.ServerCPUPerOp) / float64(healthCPU)
+		}
+		if totpCPU > 0 && r.Scenario != Health && r.Scenario != TOTPLogin {
+			r.TOTPRatio = float64(r.ServerCPUPerOp) / float64(totpCPU)
+		}
+	}
 }
 
 // measure measures one scenario, with authd's CPU and histograms read before and
@@ -344,25 +401,22 @@ func newScenario(cfg *Config, name string, tl *totpLogin) (scenario, error) {
 		return &adminCode{cfg: cfg}, nil
 	case PushLogin:
 		return &pushLogin{cfg: cfg}, nil
+	case EmailLogin:
+		return &emailLogin{cfg: cfg}, nil
 	}
 	return healthCheck{cfg.Client}, nil
 }
 
 func (c *Config) measure(ctx context.Context, name string, sc scenario, rate float64) Result {
-	var before time.Duration
 	var hBefore Histograms
 	var hErr error
 	if c.ServerHistograms != nil {
 		hBefore, hErr = c.ServerHistograms(ctx)
 	}
-	if c.ServerCPU != nil {
-		before = c.ServerCPU()
-	}
+	before := c.readCPU()
 	r := measure(ctx, sc, c.Workers, rate, c.Duration, c.Now)
 	r.Scenario = name
-	if c.ServerCPU != nil && r.OK > 0 {
-		r.ServerCPUPerOp = (c.ServerCPU() - before) / time.Duration(r.OK)
-	}
+	c.account(&r, before)
 	if c.ServerHistograms == nil {
 		return r
 	}
@@ -379,6 +433,37 @@ func (c *Config) measure(ctx context.Context, name string, sc scenario, rate flo
 		r.Server = append(r.Server, ServerLatency{Method: m, Count: d.Total(), P50: d.Quantile(0.50), P99: d.Quantile(0.99)})
 	}
 	return r
+}
+
+// cpuTimes are authd's and notifyd's CPU time at one moment (0 when not read).
+type cpuTimes struct{ authd, notifyd time.Duration }
+
+func (c *Config) readCPU() cpuTimes {
+	var t cpuTimes
+	if c.ServerCPU != nil {
+		t.authd = c.ServerCPU()
+	}
+	if c.NotifydCPU != nil {
+		t.notifyd = c.NotifydCPU()
+	}
+	return t
+}
+
+// account sets r's CPU per request since before and the processes' peak memory.
+func (c *Config) account(r *Result, before cpuTimes) {
+	after := c.readCPU()
+	if r.OK > 0 && c.ServerCPU != nil {
+		r.ServerCPUPerOp = (after.authd - before.authd) / time.Duration(r.OK)
+	}
+	if r.OK > 0 && c.NotifydCPU != nil && slices.Contains(messageScenarios, r.Scenario) {
+		r.NotifydCPUPerOp = (after.notifyd - before.notifyd) / time.Duration(r.OK)
+	}
+	if c.ServerPeakRSS != nil {
+		r.PeakRSS = c.ServerPeakRSS()
+	}
+	if c.NotifydPeakRSS != nil {
+		r.NotifydPeakRSS = c.NotifydPeakRSS()
+	}
 }
 
 // measure runs sc with workers for d, as fast as possible (rate 0) or paced at
@@ -485,20 +570,14 @@ func errorKind(err error) string {
 // its own latency of each RPC, from its histogram).
 func Print(w io.Writer, rep Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\trate\tworkers\tok\terrors\tok/s\tp50\tp95\tp99\tmax\t× health (rate)\tauthd CPU/op\tCPU × health\t")
+	fmt.Fprintln(tw, "scenario\trate\tworkers\tok\terrors\tok/s\tp50\tp95\tp99\tmax\t× health (rate)\tauthd CPU/op\tCPU × health\tCPU × totp\t")
 	for _, r := range rep.Results {
-		cpu, cpuRatio := "-", "-"
-		if r.ServerCPUPerOp > 0 {
-			cpu = fmt.Sprintf("%.0fµs", float64(r.ServerCPUPerOp)/float64(time.Microsecond))
-		}
-		if r.CPURatio > 0 {
-			cpuRatio = fmt.Sprintf("%.2f", r.CPURatio)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t\n", r.Scenario, rateOf(r), r.Workers, r.OK, r.ErrorCount(),
-			r.PerSecond, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), r.Ratio, cpu, cpuRatio)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t\n", r.Scenario, rateOf(r), r.Workers, r.OK, r.ErrorCount(),
+			r.PerSecond, ms(r.P50), ms(r.P95), ms(r.P99), ms(r.Max), r.Ratio, micros(r.ServerCPUPerOp), ratio(r.CPURatio), ratio(r.TOTPRatio))
 	}
 	tw.Flush()
 	printServer(w, rep)
+	printProcesses(w, rep)
 	for _, r := range rep.Results {
 		if len(r.Errors) > 0 || r.Waits > 0 {
 			fmt.Fprintf(w, "%s: errors %v, step waits %d\n", r.Scenario, r.Errors, r.Waits)
@@ -536,6 +615,46 @@ func printServer(w io.Writer, rep Report) {
 		}
 	}
 	tw.Flush()
+}
+
+// printProcesses writes the processes' peak memory after each measurement and
+// notifyd's CPU per message.
+func printProcesses(w io.Writer, rep Report) {
+	have := false
+	for _, r := range rep.Results {
+		have = have || r.PeakRSS > 0 || r.NotifydPeakRSS > 0
+	}
+	if !have {
+		return
+	}
+	fmt.Fprintln(w, "\npeak resident set so far (VmHWM), notifyd's CPU per message:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\trate\tauthd peak RSS\tnotifyd peak RSS\tnotifyd CPU/msg\t")
+	for _, r := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", r.Scenario, rateOf(r), mib(r.PeakRSS), mib(r.NotifydPeakRSS), micros(r.NotifydCPUPerOp))
+	}
+	tw.Flush()
+}
+
+func mib(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+}
+
+func micros(d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+}
+
+func ratio(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", x)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }

@@ -69,7 +69,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("seed again: %v", err)
 	}
 
-	cfg, err := app.Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-database-url", dbURL, "-breached-mode", "off", "-push-daily-cap", "1000000"},
+	cfg, err := app.Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-database-url", dbURL, "-breached-mode", "off", "-push-daily-cap", "1000000",
+		"-otp-user-daily-cap", "10000", "-otp-destination-daily-cap", "10000"},
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ func TestSmoke(t *testing.T) {
 	rep, err := bench.Run(ctx, bench.Config{
 		Client: c, Workers: 2, Duration: time.Second, Warmup: -1, Secret: "smoke", Users: 100,
 		AppPasswordUsers: 20, BackupUsers: 300, AdminCodeUsers: 3000,
-		ServerCPU:        selfCPU(t),
+		ServerCPU: selfCPU(t), ServerPeakRSS: selfRSS(t), OutboxDir: filepath.Join(dir, "outbox"),
 		ServerHistograms: bench.ScrapeHistograms("http://" + a.MetricsAddr() + "/metrics"),
 	})
 	if err != nil {
@@ -134,6 +135,15 @@ func selfCPU(t *testing.T) func() time.Duration {
 	return cpu
 }
 
+// selfRSS reads this test process's peak resident set.
+func selfRSS(t *testing.T) func() int64 {
+	rss, err := bench.ProcessPeakRSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rss
+}
+
 // checkServerSide: every scenario got authd's CPU ratio and, for each RPC it
 // calls, as many histogram observations as it made successful calls at least.
 func checkServerSide(t *testing.T, r bench.Result) {
@@ -143,6 +153,12 @@ func checkServerSide(t *testing.T, r bench.Result) {
 	}
 	if r.CPURatio <= 0 {
 		t.Errorf("%s: CPU × health %.2f, want positive", r.Scenario, r.CPURatio)
+	}
+	if (r.TOTPRatio > 0) == (r.Scenario == bench.Health || r.Scenario == bench.TOTPLogin) {
+		t.Errorf("%s: CPU × totp %.2f: want one for every login but totp-login", r.Scenario, r.TOTPRatio)
+	}
+	if r.PeakRSS < 1<<20 {
+		t.Errorf("%s: peak RSS %d bytes, want authd's (this process's)", r.Scenario, r.PeakRSS)
 	}
 	for _, l := range r.Server {
 		if l.Count < uint64(r.OK) || l.P50 <= 0 || l.P99 < l.P50 {

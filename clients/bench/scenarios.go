@@ -64,6 +64,20 @@ type totpLogin struct {
 	last []atomic.Int64
 }
 
+// spreadPrime is coprime to every user count (a prime above any), so that
+// u ↦ u·spreadPrime mod n visits every user once per rotation.
+const spreadPrime = 1_000_000_007
+
+// spread maps the rotation's slot u to a user: itself, or with Config.Spread a
+// user far from the previous one, so that a run touches the whole database.
+func (t *totpLogin) spread(u int) int {
+	if !t.cfg.Spread {
+		return u
+	}
+	n := uint64(len(t.last))
+	return int(uint64(u) % n * (spreadPrime % n) % n)
+}
+
 func (*totpLogin) prepare(context.Context) error { return nil }
 func (*totpLogin) cleanup(context.Context)       {}
 
@@ -84,7 +98,7 @@ func (t *totpLogin) do(ctx context.Context, until time.Time) error {
 		}
 		return errWaited
 	}
-	i := t.cfg.FirstUser + u
+	i := t.cfg.FirstUser + t.spread(u)
 	user := UserID(i)
 	code := Code(SeedFor(t.cfg.Secret, user), step)
 	cc := clientContext(spaceTOTP, i)

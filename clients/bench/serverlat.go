@@ -35,6 +35,7 @@ var scenarioMethods = map[string][]string{
 	AppPassword: {MethodVerifyAppPass},
 	BackupCode:  {MethodBegin, MethodVerify},
 	AdminCode:   {MethodBegin, MethodVerify},
+	EmailLogin:  {MethodBegin, MethodVerify},
 	PushLogin:   {MethodBegin, MethodRespondPush, MethodVerify},
 }
 

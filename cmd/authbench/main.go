@@ -2,13 +2,15 @@
 //
 //	authbench seed -data-dir DIR -users 1000000 [-database-url postgres://…]
 //	authbench run  -data-dir DIR -addr 127.0.0.1:7443 -users 1000000 [-scenarios health,totp-login,app-password,backup-code,admin-code] [-half-rate]
-//	               [-authd-pid PID] [-metrics-url http://127.0.0.1:9464/metrics]
+//	               [-authd-pid PID] [-notifyd-pid PID] [-metrics-url http://127.0.0.1:9464/metrics] [-outbox-dir DIR/outbox]
 //
 // seed writes users with an active TOTP factor straight into authd's database,
 // sealed with DIR/keys.json; run drives authd over gRPC with the API key in
 // DIR/admin.key and prints requests/s, latency percentiles, errors and each
-// scenario's ratio to the health check; with -authd-pid, authd's CPU per request
-// and its ratio to a health check's; with -metrics-url, authd's own p50/p99 of
+// scenario's ratio to the health check; with -authd-pid, authd's CPU per request,
+// its ratio to a health check's (and to a totp-login's) and authd's peak RSS
+// (VmHWM) after each scenario; with -notifyd-pid, the same of a notifyd running
+// apart, its CPU per message of email-login and push-login; with -metrics-url, authd's own p50/p99 of
 // each RPC from its twofactor_rpc_duration_seconds histogram. See clients/bench and docs/PERFORMANCE.md.
 package main
 
@@ -64,8 +66,9 @@ func seedCmd(ctx context.Context, args []string) error {
 	secret := fs.String("secret", defaultSecret, "bench secret the users' TOTP seeds are derived from")
 	first := fs.Int("first", 0, "index of the first user")
 	users := fs.Int("users", 1000, "number of users")
-	batch := fs.Int("batch", 500, "rows per INSERT")
-	tx := fs.Int("tx", 20000, "rows per transaction")
+	batch := fs.Int("batch", 100, "rows per INSERT (SQLite; PostgreSQL uses COPY)")
+	tx := fs.Int("tx", 100000, "rows per transaction")
+	workers := fs.Int("workers", 0, "goroutines sealing rows beside the writer; default the number of CPUs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,7 +83,7 @@ func seedCmd(ctx context.Context, args []string) error {
 	}
 	start := time.Now()
 	res, err := seed.Seed(ctx, seed.Options{
-		DatabaseURL: *dbURL, KeyFile: *keyFile, Secret: *secret, First: *first, Count: *users, Batch: *batch, Tx: *tx,
+		DatabaseURL: *dbURL, KeyFile: *keyFile, Secret: *secret, First: *first, Count: *users, Batch: *batch, Tx: *tx, Workers: *workers,
 		Progress: func(done int) {
 			fmt.Fprintf(os.Stderr, "\rseeded %d/%d users (%.0f/s)", done, *users, float64(done)/time.Since(start).Seconds())
 		},
@@ -99,97 +102,128 @@ type state struct {
 	Cursor uint64 `json:"totp_cursor"`
 }
 
-func runCmd(ctx context.Context, args []string) error {
+// runOpts are the flags of authbench run.
+type runOpts struct {
+	cfg                                                       bench.Config
+	addr, dataDir, keyFile, stateFile, scenarios, metrics, js string
+	authdPID, notifydPID                                      int
+}
+
+func runFlags(args []string) (*runOpts, error) {
+	o := &runOpts{}
+	c := &o.cfg
 	fs := flag.NewFlagSet("authbench run", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:7443", "authd's gRPC address")
-	dataDir := fs.String("data-dir", "data", "authd's data folder (admin.key)")
-	keyFile := fs.String("api-key-file", "", "file holding an API key with the login and selfservice roles; default <data-dir>/admin.key")
-	stateFile := fs.String("state", "", "where the TOTP rotation is remembered between runs; default <data-dir>/authbench-state.json")
-	scenarios := fs.String("scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios; health always runs")
-	workers := fs.Int("workers", 16, "concurrent workers")
-	duration := fs.Duration("duration", 10*time.Second, "measurement per scenario")
-	warmup := fs.Duration("warmup", time.Second, "unrecorded warm-up per scenario")
-	half := fs.Bool("half-rate", false, "measure each scenario again paced at half its maximum rate")
-	secret := fs.String("secret", defaultSecret, "bench secret the seeder used")
-	first := fs.Int("first", 0, "first seeded user totp-login uses")
-	users := fs.Int("users", 1000, "seeded users totp-login rotates over (a user logs in once per 30 s step)")
-	apUsers := fs.Int("app-password-users", 1000, "users given an app password for app-password")
-	apInvalid := fs.Int("app-password-invalid-every", 8, "every n-th app-password request presents an invalid password (-1: none)")
-	bcUsers := fs.Int("backup-users", 2000, "users given 10 backup codes each for backup-code")
-	acUsers := fs.Int("admin-code-users", 10000, "users given an admin code each for admin-code")
-	acActor := fs.String("admin-actor", "bench-admin", "actor issuing the admin codes (put in -admin-group first)")
-	acGroup := fs.String("admin-group", "admin", "one of authd's -admin-groups")
-	metricsURL := fs.String("metrics-url", "", "authd's metrics endpoint (its -metrics-listen, e.g. http://127.0.0.1:9464/metrics): report authd's own RPC latency")
-	jsonOut := fs.String("json", "", "also write the results as JSON to this file")
-	authdPID := fs.Int("authd-pid", 0, "pid of a local authd: report its CPU time per request (Linux)")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:7443", "authd's gRPC address")
+	fs.StringVar(&o.dataDir, "data-dir", "data", "authd's data folder (admin.key)")
+	fs.StringVar(&o.keyFile, "api-key-file", "", "file holding an API key with the login and selfservice roles; default <data-dir>/admin.key")
+	fs.StringVar(&o.stateFile, "state", "", "where the TOTP rotation is remembered between runs; default <data-dir>/authbench-state.json")
+	fs.StringVar(&o.scenarios, "scenarios", strings.Join(bench.Scenarios, ","), "comma-separated scenarios; health always runs")
+	fs.IntVar(&c.Workers, "workers", 16, "concurrent workers")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measurement per scenario")
+	fs.DurationVar(&c.Warmup, "warmup", time.Second, "unrecorded warm-up per scenario")
+	fs.BoolVar(&c.HalfRate, "half-rate", false, "measure each scenario again paced at half its maximum rate")
+	fs.StringVar(&c.Secret, "secret", defaultSecret, "bench secret the seeder used")
+	fs.IntVar(&c.FirstUser, "first", 0, "first seeded user totp-login uses")
+	fs.IntVar(&c.Users, "users", 1000, "seeded users totp-login rotates over (a user logs in once per 30 s step)")
+	fs.BoolVar(&c.Spread, "spread", false, "totp-login jumps across all -users instead of walking them in order (reads all of a large database)")
+	fs.IntVar(&c.AppPasswordUsers, "app-password-users", 1000, "users given an app password for app-password")
+	fs.IntVar(&c.AppPasswordInvalidEvery, "app-password-invalid-every", 8, "every n-th app-password request presents an invalid password (-1: none)")
+	fs.IntVar(&c.BackupUsers, "backup-users", 2000, "users given 10 backup codes each for backup-code")
+	fs.IntVar(&c.AdminCodeUsers, "admin-code-users", 10000, "users given an admin code each for admin-code")
+	fs.StringVar(&c.AdminActor, "admin-actor", "bench-admin", "actor issuing the admin codes (put in -admin-group first)")
+	fs.StringVar(&c.AdminGroup, "admin-group", "admin", "one of authd's -admin-groups")
+	fs.StringVar(&c.OutboxDir, "outbox-dir", "", "development outbox email-login reads codes from; default <data-dir>/outbox")
+	fs.IntVar(&c.EmailUsers, "email-users", 0, "users given an email factor for email-login; default 4 × workers")
+	fs.StringVar(&o.metrics, "metrics-url", "", "authd's metrics endpoint (its -metrics-listen, e.g. http://127.0.0.1:9464/metrics): report authd's own RPC latency")
+	fs.StringVar(&o.js, "json", "", "also write the results as JSON to this file")
+	fs.IntVar(&o.authdPID, "authd-pid", 0, "pid of a local authd: report its CPU time per request and its peak RSS (Linux)")
+	fs.IntVar(&o.notifydPID, "notifyd-pid", 0, "pid of a notifyd running apart: report its CPU per message (email-login, push-login) and its peak RSS")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return nil, err
 	}
-	key, err := client.FindAPIKey(*keyFile, *dataDir)
+	if o.stateFile == "" {
+		o.stateFile = filepath.Join(o.dataDir, "authbench-state.json")
+	}
+	if c.OutboxDir == "" {
+		c.OutboxDir = filepath.Join(o.dataDir, "outbox")
+	}
+	return o, nil
+}
+
+func runCmd(ctx context.Context, args []string) error {
+	o, err := runFlags(args)
 	if err != nil {
 		return err
 	}
-	c, err := client.Dial(client.Options{Addr: *addr, APIKey: key})
+	key, err := client.FindAPIKey(o.keyFile, o.dataDir)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	if *stateFile == "" {
-		*stateFile = filepath.Join(*dataDir, "authbench-state.json")
+	if o.cfg.Client, err = client.Dial(client.Options{Addr: o.addr, APIKey: key}); err != nil {
+		return err
 	}
+	defer o.cfg.Client.Close()
 	var st state
-	if raw, err := os.ReadFile(*stateFile); err == nil {
+	if raw, err := os.ReadFile(o.stateFile); err == nil {
 		_ = json.Unmarshal(raw, &st)
 	}
-	var names []string
-	for n := range strings.SplitSeq(*scenarios, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			names = append(names, n)
-		}
-	}
-	serverCPU, hists, err := serverProbes(ctx, *authdPID, *metricsURL)
-	if err != nil {
+	o.cfg.Cursor, o.cfg.Log = st.Cursor, os.Stderr
+	if err := probes(ctx, &o.cfg, o.authdPID, o.notifydPID, o.metrics); err != nil {
 		return err
 	}
-	rep, err := bench.Run(ctx, bench.Config{
-		ServerCPU: serverCPU, ServerHistograms: hists,
-		AdminCodeUsers: *acUsers, AdminActor: *acActor, AdminGroup: *acGroup,
-		Client: c, Workers: *workers, Duration: *duration, Warmup: *warmup, HalfRate: *half,
-		Secret: *secret, FirstUser: *first, Users: *users, Cursor: st.Cursor,
-		AppPasswordUsers: *apUsers, AppPasswordInvalidEvery: *apInvalid, BackupUsers: *bcUsers, Log: os.Stderr,
-	}, names...)
+	rep, err := bench.Run(ctx, o.cfg, scenarioNames(o.scenarios)...)
 	if raw, jerr := json.Marshal(state{Cursor: rep.Cursor}); jerr == nil {
-		_ = os.WriteFile(*stateFile, raw, 0o600)
+		_ = os.WriteFile(o.stateFile, raw, 0o600)
 	}
 	if err != nil {
 		return err
 	}
 	bench.Print(os.Stdout, rep)
-	if *jsonOut != "" {
-		raw, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(*jsonOut, append(raw, '\n'), 0o644); err != nil {
-			return err
+	if o.js == "" {
+		return nil
+	}
+	raw, _ := json.MarshalIndent(rep, "", "  ")
+	return os.WriteFile(o.js, append(raw, '\n'), 0o644)
+}
+
+func scenarioNames(list string) []string {
+	var names []string
+	for n := range strings.SplitSeq(list, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// probes sets cfg's readers of authd's CPU time and peak memory (authdPID > 0),
+// notifyd's (notifydPID > 0) and authd's RPC histograms (url set), each checked once.
+func probes(ctx context.Context, cfg *bench.Config, authdPID, notifydPID int, url string) error {
+	var err error
+	if authdPID > 0 {
+		if cfg.ServerCPU, cfg.ServerPeakRSS, err = process(authdPID); err != nil {
+			return fmt.Errorf("authd-pid: %w", err)
+		}
+	}
+	if notifydPID > 0 {
+		if cfg.NotifydCPU, cfg.NotifydPeakRSS, err = process(notifydPID); err != nil {
+			return fmt.Errorf("notifyd-pid: %w", err)
+		}
+	}
+	if url != "" {
+		cfg.ServerHistograms = bench.ScrapeHistograms(url)
+		if _, err := cfg.ServerHistograms(ctx); err != nil {
+			return fmt.Errorf("metrics-url: %w", err)
 		}
 	}
 	return nil
 }
 
-// serverProbes returns the readers of authd's CPU time (pid > 0) and of its RPC
-// histograms (url set), each checked once.
-func serverProbes(ctx context.Context, pid int, url string) (func() time.Duration, func(context.Context) (bench.Histograms, error), error) {
-	var cpu func() time.Duration
-	if pid > 0 {
-		var err error
-		if cpu, err = bench.ProcessCPU(pid); err != nil {
-			return nil, nil, fmt.Errorf("authd-pid: %w", err)
-		}
+func process(pid int) (func() time.Duration, func() int64, error) {
+	cpu, err := bench.ProcessCPU(pid)
+	if err != nil {
+		return nil, nil, err
 	}
-	var hists func(context.Context) (bench.Histograms, error)
-	if url != "" {
-		hists = bench.ScrapeHistograms(url)
-		if _, err := hists(ctx); err != nil {
-			return nil, nil, fmt.Errorf("metrics-url: %w", err)
-		}
-	}
-	return cpu, hists, nil
+	rss, err := bench.ProcessPeakRSS(pid)
+	return cpu, rss, err
 }

@@ -1,7 +1,8 @@
 // Package seed fills a twofactor database with benchmark users, fast: it writes
-// rows directly through package storage (batched inserts, one transaction per
-// batch), sealing each TOTP seed with the same key ring file authd uses, so that a
-// running or later-started authd accepts them as if they had been enrolled.
+// rows straight into the factors table (on SQLite prepared multi-row INSERTs, on
+// PostgreSQL COPY, 100 000 rows per transaction), sealing each TOTP seed with the
+// same key ring file authd uses, on parallel workers, so that a running or
+// later-started authd accepts them as if they had been enrolled.
 //
 // Every seed is derived from a bench secret and the user id (see
 // bench.SeedFor), so the load tool computes the users' codes without a seeds file.
@@ -19,13 +20,12 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/google/uuid"
-	"gorm.io/gorm/clause"
 
 	"github.com/twofactor/twofactor/clients/bench"
 	"github.com/twofactor/twofactor/providers/totp"
@@ -43,9 +43,13 @@ type Options struct {
 	Secret string
 	// First and Count select the users bench.UserID(First) … bench.UserID(First+Count-1).
 	First, Count int
-	// Batch is the number of rows per INSERT statement (default 500); Tx the
-	// number of rows per transaction (default 20 000).
+	// Batch is the number of rows per INSERT statement on SQLite (default 100;
+	// PostgreSQL copies each transaction's rows with COPY); Tx the number of rows
+	// per transaction (default 100 000).
 	Batch, Tx int
+	// Workers derive and seal the rows in parallel with the writer (default: the
+	// number of CPUs).
+	Workers int
 	// Progress, if set, is called after each transaction with the users written so far.
 	Progress func(done int)
 }
@@ -57,19 +61,32 @@ type Result struct {
 	Database storage.Dialect
 }
 
-// Seed inserts one active TOTP factor for each user of opts.
+func (o *Options) defaults() error {
+	if o.Count <= 0 || o.First < 0 {
+		return errors.New("seed: count must be positive and first not negative")
+	}
+	if o.Secret == "" {
+		return errors.New("seed: secret is empty")
+	}
+	if o.Batch <= 0 {
+		o.Batch = 100
+	}
+	o.Batch = min(o.Batch, maxBatch)
+	if o.Tx <= 0 {
+		o.Tx = 100_000
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.NumCPU()
+	}
+	return nil
+}
+
+// Seed inserts one active TOTP factor for each user of opts: Workers goroutines
+// derive and seal the rows of one transaction each while the writer stores the
+// previous ones.
 func Seed(ctx context.Context, opts Options) (Result, error) {
-	if opts.Count <= 0 || opts.First < 0 {
-		return Result{}, errors.New("seed: count must be positive and first not negative")
-	}
-	if opts.Secret == "" {
-		return Result{}, errors.New("seed: secret is empty")
-	}
-	if opts.Batch <= 0 {
-		opts.Batch = 500
-	}
-	if opts.Tx <= 0 {
-		opts.Tx = 20000
+	if err := opts.defaults(); err != nil {
+		return Result{}, err
 	}
 	start := time.Now()
 	if _, err := storage.EnsureKeyFile(opts.KeyFile); err != nil {
@@ -87,33 +104,27 @@ func Seed(ctx context.Context, opts Options) (Result, error) {
 	if err := store.Migrate(ctx); err != nil {
 		return Result{}, err
 	}
-	data, _ := json.Marshal(Params)
-	now := time.Now().UTC()
-	rows := make([]storage.Factor, 0, opts.Tx)
-	for lo := opts.First; lo < opts.First+opts.Count; lo += opts.Tx {
-		hi := min(lo+opts.Tx, opts.First+opts.Count)
-		rows = rows[:0]
-		for i := lo; i < hi; i++ {
-			user := bench.UserID(i)
-			seed := bench.SeedFor(opts.Secret, user)
-			f := storage.Factor{
-				ID: factorID(opts.Secret, user), UserID: user, Method: totp.Method, Name: "bench",
-				State: storage.FactorActive, Data: data, CreatedAt: now, UpdatedAt: now,
-			}
-			if f.SecretKeyID, f.SealedSecret, err = ring.Seal(seed, f.AAD()); err != nil {
-				return Result{}, err
-			}
-			rows = append(rows, f)
+	w, err := newWriter(ctx, store, opts.Batch)
+	if err != nil {
+		return Result{}, err
+	}
+	defer w.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := 0
+	for c := range produce(ctx, opts, ring) {
+		if c.err == nil {
+			c.err = w.write(ctx, c.rows)
 		}
-		err := store.InTx(ctx, func(ctx context.Context) error {
-			return store.DB(ctx).Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(rows, opts.Batch).Error
-		})
-		if err != nil {
-			return Result{}, fmt.Errorf("seed users %d to %d: %w", lo, hi-1, err)
+		if c.err != nil {
+			return Result{}, fmt.Errorf("seed users %d to %d: %w", c.lo, c.lo+len(c.rows)-1, c.err)
 		}
-		if opts.Progress != nil {
-			opts.Progress(hi - opts.First)
+		if done += len(c.rows); opts.Progress != nil {
+			opts.Progress(done)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
 	}
 	return Result{Users: opts.Count, Elapsed: time.Since(start), Database: store.Dialect()}, nil
 }
