@@ -125,6 +125,7 @@ func newDeliveryRig(t *testing.T) *deliveryRig {
 			t.Fatal(err)
 		}
 		providers = append(providers, p)
+		c.notMe = server.OTPNotMeNotifier{Provider: p, Out: g.out}
 		return server.OTPCodeFactors(p, g.out)
 	})
 	g.r = c.start()
