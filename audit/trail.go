@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -26,6 +28,8 @@ type TrailConfig struct {
 	// Linger is how long the writer waits for more events to join a batch that is
 	// not full (default 2 ms; negative: not at all). A flush ends the wait.
 	Linger time.Duration
+	// Now stamps an event recorded without a time (default time.Now).
+	Now func() time.Time
 }
 
 // Trail is the audit trail's writing side, the Recorder authd injects into the
@@ -73,14 +77,34 @@ func NewTrail(cfg TrailConfig) *Trail {
 	if cfg.Linger == 0 {
 		cfg.Linger = 2 * time.Millisecond
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	t := &Trail{cfg: cfg, queue: make(chan item, cfg.QueueSize), stopped: make(chan struct{})}
 	go t.writer()
 	return t
 }
 
+// complete gives an event recorded without an id a fresh version-7 UUID (ids
+// are the rows' primary key: a second event without one would be lost) and one
+// without a time the trail's clock.
+func (t *Trail) complete(e *Event) {
+	if e.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			id = uuid.New()
+		}
+		e.ID = id.String()
+	}
+	if e.Time.IsZero() {
+		e.Time = t.cfg.Now().UTC()
+	}
+}
+
 // Record logs e and writes it to the outbox (see Trail); a store failure is
 // logged and counted.
 func (t *Trail) Record(ctx context.Context, e Event) {
+	t.complete(&e)
 	if t.cfg.Log != nil {
 		LogRecorder{Log: t.cfg.Log}.Record(ctx, e)
 	}
@@ -102,6 +126,7 @@ func (t *Trail) RecordTx(ctx context.Context, events ...Event) error {
 	}
 	recs := make([]*storage.AuditRecord, len(events))
 	for i, e := range events {
+		t.complete(&e)
 		if t.cfg.Log != nil {
 			LogRecorder{Log: t.cfg.Log}.Record(ctx, e)
 		}
@@ -115,6 +140,7 @@ func (t *Trail) RecordTx(ctx context.Context, events ...Event) error {
 // record cannot be kept; otherwise it queues e and returns nil (a later store
 // failure is logged and counted).
 func (t *Trail) Append(ctx context.Context, e Event) error {
+	t.complete(&e)
 	if t.cfg.Store.InTransaction(ctx) {
 		return t.cfg.Store.AddAuditEvent(ctx, toRecord(e))
 	}

@@ -107,6 +107,34 @@ func TestTrailBadEventCostsOnlyItself(t *testing.T) {
 	}
 }
 
+// Events recorded without an id or a time (as the device service records them)
+// are each stored under a fresh id at the trail's clock, none lost as a
+// duplicate, whether written by the writer or in a transaction.
+func TestTrailCompletesEventsWithoutID(t *testing.T) {
+	st := storagetest.Open(t)
+	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	tr := NewTrail(TrailConfig{Store: st, Now: func() time.Time { return at }})
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		tr.Record(ctx, Event{Event: "push.answered", UserID: "alice"})
+	}
+	if err := st.InTx(ctx, func(ctx context.Context) error {
+		return tr.RecordTx(ctx, Event{Event: "push.answered", UserID: "alice"}, Event{Event: "push.answered", UserID: "alice"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	closeTrail(t, tr)
+	evs, _, err := st.ListAuditEvents(ctx, "alice", 100, nil)
+	if err != nil || len(evs) != 5 {
+		t.Fatalf("%d events stored (%v), want 5", len(evs), err)
+	}
+	for _, e := range evs {
+		if e.ID == "" || !e.Time.Equal(at) {
+			t.Fatalf("stored %+v", e)
+		}
+	}
+}
+
 // The writer's linger never holds back a flush: with a linger of an hour, Flush
 // still returns once the event is stored, and Close once everything is.
 func TestTrailLingerEndsAtFlush(t *testing.T) {

@@ -1,9 +1,11 @@
 package notify_test
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +40,7 @@ func TestSealGatewaySendRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dec.V != 2 || dec.Code != "" || dec.Destination != "" || dec.KeyID != "d1" || len(dec.Sealed) == 0 {
+	if dec.V != 3 || dec.Kind != notify.KindCode || dec.Code != "" || dec.Destination != "" || dec.KeyID != "d1" || len(dec.Sealed) == 0 {
 		t.Fatalf("decoded before opening: %+v", dec)
 	}
 	open, err := key.OpenGatewaySend(dec)
@@ -69,6 +71,8 @@ func TestSealGatewaySendBindsAAD(t *testing.T) {
 		"tampered":  func(g *notify.GatewaySend) { g.Sealed = append([]byte(nil), g.Sealed...); g.Sealed[20] ^= 1 },
 		"key id":    func(g *notify.GatewaySend) { g.KeyID = "d9" },
 		"short":     func(g *notify.GatewaySend) { g.Sealed = g.Sealed[:10] },
+		"kind":      func(g *notify.GatewaySend) { g.Kind = notify.KindNotice },
+		"version":   func(g *notify.GatewaySend) { g.V = 2 },
 	} {
 		g := dec
 		mod(&g)
@@ -86,7 +90,10 @@ func TestDecodeGatewaySendV2Rejects(t *testing.T) {
 		"clear code in v2": `{"v":2,"challenge_id":"c","channel":"sms","key_id":"d1","sealed":"AAAA","code":"123456"}`,
 		"no sealed":        `{"v":2,"challenge_id":"c","channel":"sms","key_id":"d1"}`,
 		"no key id":        `{"v":2,"challenge_id":"c","channel":"sms","sealed":"AAAA"}`,
-		"v3":               `{"v":3,"challenge_id":"c","channel":"sms","key_id":"d1","sealed":"AAAA"}`,
+		"v3 without kind":  `{"v":3,"challenge_id":"c","channel":"sms","key_id":"d1","sealed":"AAAA"}`,
+		"v3 unknown kind":  `{"v":3,"kind":"fax","challenge_id":"c","channel":"sms","key_id":"d1","sealed":"AAAA"}`,
+		"kind in v2":       `{"v":2,"kind":"notice","challenge_id":"c","channel":"sms","key_id":"d1","sealed":"AAAA"}`,
+		"v4":               `{"v":4,"kind":"code","challenge_id":"c","channel":"sms","key_id":"d1","sealed":"AAAA"}`,
 		"long v1 code":     `{"v":1,"challenge_id":"c","channel":"sms","code":"` + strings.Repeat("1", 33) + `"}`,
 	} {
 		if _, err := notify.DecodeGatewaySend([]byte(payload)); err == nil {
@@ -166,19 +173,93 @@ func TestLoadDeliveryKeyRejects(t *testing.T) {
 	}
 }
 
+// sealV2 writes a version-2 payload as an authd before notices had a kind did.
+func sealV2(t testing.TB, key *notify.DeliveryKey, g notify.GatewaySend) []byte {
+	secret, _ := json.Marshal(map[string]string{"d": g.Destination, "c": g.Code, "t": g.Text})
+	aad := "twofactor/gateway-send/v2\x00" + g.Channel + "\x00" + g.ChallengeID + "\x00" + g.UserID +
+		"\x00" + strconv.FormatInt(g.ExpiresAt.UnixNano(), 10)
+	keyID, sealed, err := key.Seal(secret, []byte(aad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(map[string]any{"v": 2, "challenge_id": g.ChallengeID, "channel": g.Channel,
+		"user_id": g.UserID, "expires_at": g.ExpiresAt, "key_id": keyID, "sealed": sealed})
+	return out
+}
+
+// A notice is sealed as kind notice (no code, a text); a payload of the old version 2
+// still opens: with a code it is a code, without one a notice.
+func TestSealNoticeAndOpenV2(t *testing.T) {
+	key, _ := notify.GenerateDeliveryKey()
+	exp := time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+	notice := notify.GatewaySend{Kind: notify.KindNotice, ChallengeID: "n-1", Channel: notify.ChannelEmail, UserID: "u-1",
+		ExpiresAt: exp, Destination: "old@example.org", Subject: "Changed", Text: "Your factor moved."}
+	data, err := key.SealGatewaySend(notice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "old@example.org") || !strings.Contains(string(data), `"kind":"notice"`) {
+		t.Fatalf("notice payload %s", data)
+	}
+	dec, err := notify.DecodeGatewaySend(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if open, err := key.OpenGatewaySend(dec); err != nil || open.Kind != notify.KindNotice || open.Text != notice.Text ||
+		open.Destination != notice.Destination || open.Code != "" {
+		t.Fatalf("notice opened %+v %v", open, err)
+	}
+	for name, bad := range map[string]notify.GatewaySend{
+		"notice with a code":  {Kind: notify.KindNotice, ChallengeID: "n", Channel: "sms", Destination: "+15550100", Code: "1", Text: "t"},
+		"notice without text": {Kind: notify.KindNotice, ChallengeID: "n", Channel: "sms", Destination: "+15550100"},
+		"code without code":   {ChallengeID: "n", Channel: "sms", Destination: "+15550100", Text: "t"},
+		"unknown kind":        {Kind: "fax", ChallengeID: "n", Channel: "sms", Destination: "+15550100", Code: "1"},
+	} {
+		if _, err := key.SealGatewaySend(bad); err == nil {
+			t.Errorf("%s: sealed", name)
+		}
+	}
+	for _, tc := range []struct {
+		g    notify.GatewaySend
+		kind string
+	}{
+		{notify.GatewaySend{ChallengeID: "c-2", Channel: "sms", UserID: "u", ExpiresAt: exp, Destination: "+15550100", Code: "123456"}, notify.KindCode},
+		{notify.GatewaySend{ChallengeID: "n-2", Channel: "sms", UserID: "u", ExpiresAt: exp, Destination: "+15550100", Text: "moved"}, notify.KindNotice},
+	} {
+		dec, err := notify.DecodeGatewaySend(sealV2(t, key, tc.g))
+		if err != nil || dec.V != 2 {
+			t.Fatalf("v2 decode: %+v %v", dec, err)
+		}
+		open, err := key.OpenGatewaySend(dec)
+		if err != nil || open.Kind != tc.kind || open.Code != tc.g.Code || open.Text != tc.g.Text {
+			t.Fatalf("v2 %s opened %+v %v", tc.kind, open, err)
+		}
+	}
+}
+
 func FuzzOpenGatewaySend(f *testing.F) {
 	key, _ := notify.GenerateDeliveryKey()
-	g := notify.GatewaySend{ChallengeID: "c", Channel: "sms", Destination: "+15550100", Code: "123456"}
-	data, _ := key.SealGatewaySend(g)
-	f.Add(data)
+	code := notify.GatewaySend{ChallengeID: "c", Channel: "sms", Destination: "+15550100", Code: "123456"}
+	notice := notify.GatewaySend{Kind: notify.KindNotice, ChallengeID: "c", Channel: "sms", Destination: "+15550100", Text: "moved"}
+	for _, g := range []notify.GatewaySend{code, notice} {
+		data, _ := key.SealGatewaySend(g)
+		f.Add(data)
+	}
+	f.Add(sealV2(f, key, code))
 	f.Add([]byte(`{"v":2,"challenge_id":"c","channel":"sms","key_id":"d1","sealed":"AAAA"}`))
+	f.Add([]byte(`{"v":3,"kind":"notice","challenge_id":"c","channel":"sms","key_id":"d1","sealed":"AAAA"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dec, err := notify.DecodeGatewaySend(data)
 		if err != nil {
 			return
 		}
 		open, err := key.OpenGatewaySend(dec)
-		if err == nil && dec.V == 2 && (open.Code != "123456" || open.ChallengeID != "c") {
+		if err != nil || dec.V < 2 {
+			return
+		}
+		isCode := open.Kind == notify.KindCode && open.Code == "123456"
+		isNotice := open.Kind == notify.KindNotice && open.Code == "" && open.Text == "moved"
+		if open.ChallengeID != "c" || !(isCode || isNotice) {
 			t.Fatalf("forged payload opened: %+v", open)
 		}
 	})

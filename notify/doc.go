@@ -10,6 +10,7 @@
 //
 //	subject                              stream / kind           retention
 //	p.gateway.send.<email|sms|telegram|signal>  P_GATEWAY        work queue, max age = code lifetime
+//	p.gateway.notice.<email|sms|telegram|signal> P_NOTICES       work queue, max age = notice lifetime (24 h)
 //	p.push.request                       P_PUSH                  work queue, max age = challenge lifetime
 //	p.gateway.status                     P_GATEWAY_STATUS        limits
 //	p.gateway.telegram.bound             P_BINDINGS              work queue, max age = link token lifetime
@@ -22,7 +23,7 @@
 // # Event schema (JSON)
 //
 // Every payload has "v", its schema version. Decoders accept versions up to the one they
-// know (SchemaVersion, 1, for most payloads; GatewaySendVersion, 2, for gateway sends)
+// know (SchemaVersion, 1, for most payloads; GatewaySendVersion, 3, for gateway sends)
 // and refuse later ones; unknown fields are ignored, so adding an optional field is
 // compatible and does not bump the version. Times are RFC 3339 in UTC.
 //
@@ -43,18 +44,24 @@
 //	request_id   string            request id for correlation with logs
 //	details      map string→string event-specific extras (never secrets)
 //
-// GatewaySend, on p.gateway.send.<channel>, message id = challenge_id (the challenge id,
-// or "<id>_<seq>" for a resend of the same code), version 2:
+// GatewaySend, on p.gateway.send.<channel> (kind code) or p.gateway.notice.<channel>
+// (kind notice), message id = challenge_id (the challenge id, or "<id>_<seq>" for a
+// resend of the same code; a notice's own id), version 3:
 //
-//	v int (2); challenge_id string; channel string (email|sms|telegram|signal);
-//	user_id string; expires_at time; key_id string (delivery key id);
-//	sealed base64 (AES-256-GCM nonce‖ciphertext‖tag of the JSON secret part
-//	{"d": destination, "c": code, "s": subject, "t": text, "l": locale}, associated data
-//	"twofactor/gateway-send/v2" NUL channel NUL challenge_id NUL user_id NUL
-//	expires_at in Unix nanoseconds)
+//	v int (3); kind string (code|notice); challenge_id string;
+//	channel string (email|sms|telegram|signal); user_id string; expires_at time (a
+//	code's expiry, or a notice's, 24 h after it was made); key_id string (delivery
+//	key id); sealed base64 (AES-256-GCM nonce‖ciphertext‖tag of the JSON secret part
+//	{"d": destination, "c": code, "s": subject, "t": text, "l": locale}, associated
+//	data "twofactor/gateway-send/v3" NUL kind NUL channel NUL challenge_id NUL user_id
+//	NUL expires_at in Unix nanoseconds)
 //
-// Version 1 carried destination and code in clear; it is still decoded, never written,
-// and notifyd refuses it. A notice without a code has "c" empty and "t" set.
+// A code has "c" set; a notice (a changed destination, a push refused as "not me")
+// has "c" empty and "t" set, and its GatewayStatus carries kind "notice" so that authd
+// records it on no challenge. Version 2 (no kind; associated data
+// "twofactor/gateway-send/v2" NUL channel NUL ...) is still decoded and opened, a
+// notice when "c" is empty; version 1 carried destination and code in clear, is still
+// decoded, never written, and notifyd refuses it.
 //
 // TelegramBinding, on p.gateway.telegram.bound, message id = "tgbind-<update_id>":
 //
@@ -74,7 +81,8 @@
 //	channel string; subject string (original subject); state string (delivered|failed;
 //	authd itself records queued when it has published); reason string (for failed:
 //	expired, rejected, provider_auth, captcha_required, undecodable, not_configured,
-//	max_deliveries); attempts int; error string (no code, destination or credential)
+//	max_deliveries); attempts int; error string (no code, destination or credential);
+//	kind string ("notice" for a notice's outcome, absent for a code)
 //
 // # Delivery key
 //

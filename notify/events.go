@@ -80,10 +80,23 @@ type AuditEvent struct {
 	Details   map[string]string `json:"details,omitempty"`
 }
 
-// GatewaySendVersion is the version of GatewaySend payloads. Version 2 carries the
-// secret part (destination, code, message text) sealed under the DeliveryKey; version 1
-// carried destination and code in clear and is still decoded, never written.
-const GatewaySendVersion = 2
+// GatewaySendVersion is the version of GatewaySend payloads. Version 3 names the
+// message's kind (a code or a notice) in clear and binds it into the sealed part's
+// associated data; version 2 (no kind: a code, or a notice when the code is empty) is
+// still decoded and opened, never written; version 1 carried destination and code in
+// clear and is still decoded, never written (notifyd refuses it).
+const GatewaySendVersion = 3
+
+// Kinds of gateway sends (GatewaySend.Kind).
+const (
+	// KindCode is a one-time code of a challenge or an enrollment, published on
+	// <p>.gateway.send.<channel>; its delivery status is recorded on the challenge.
+	KindCode = "code"
+	// KindNotice is a message without a code (a destination was changed, a push
+	// was refused as "not me"), published on <p>.gateway.notice.<channel> with its
+	// own, longer expiry; its status never counts as a challenge's delivery.
+	KindNotice = "notice"
+)
 
 // Bounds of a GatewaySend's fields, checked when it is sealed and when it is opened.
 const (
@@ -97,18 +110,20 @@ const (
 	maxSealed = 64 << 10 // the sealed JSON of the fields above, escaping included
 )
 
-// GatewaySend asks notifyd to deliver a one-time code (or a notice without one: Code
-// empty, Text set) over a channel. Destination, Code, Subject, Text and Locale are its
-// secret part: PublishGatewaySend seals them under the DeliveryKey, and
-// DeliveryKey.OpenGatewaySend restores them on the worker's side. It is never marshalled
-// as is (it has no JSON form of its own).
+// GatewaySend asks notifyd to deliver a one-time code (Kind KindCode) or a notice
+// without one (Kind KindNotice: Code empty, Text set) over a channel. Destination,
+// Code, Subject, Text and Locale are its secret part: PublishGatewaySend seals them
+// under the DeliveryKey, and DeliveryKey.OpenGatewaySend restores them on the worker's
+// side. It is never marshalled as is (it has no JSON form of its own).
 //
 // ChallengeID is the id the message is published under (its JetStream message id, and
 // the challenge_id of its GatewayStatus events): the challenge id for a first send, a
 // distinct id for a resend of the same code (otpcode.Send.MessageID(): "<id>_<seq>"), so
-// that neither JetStream's de-duplication nor the workers' delivered ids drop it.
+// that neither JetStream's de-duplication nor the workers' delivered ids drop it; a
+// notice's own id for a notice.
 type GatewaySend struct {
 	V           int
+	Kind        string // KindCode ("" when sealing) or KindNotice
 	ChallengeID string
 	Channel     string
 	UserID      string
@@ -116,13 +131,13 @@ type GatewaySend struct {
 
 	// The secret part.
 	Destination string // address, E.164 number or chat id
-	Code        string // the one-time code
+	Code        string // the one-time code ("" in a notice)
 	Subject     string // e-mail subject, rendered by authd (optional)
-	Text        string // message body, rendered by authd from its templates (optional)
+	Text        string // message body, rendered by authd from its templates (required for a notice)
 	Locale      string // the user's locale, if the backend gave one (optional)
 
-	// KeyID and Sealed are set by DecodeGatewaySend on a version-2 payload; the secret
-	// part is empty until DeliveryKey.OpenGatewaySend.
+	// KeyID and Sealed are set by DecodeGatewaySend on a version-2 or 3 payload; the
+	// secret part is empty until DeliveryKey.OpenGatewaySend.
 	KeyID  string
 	Sealed []byte
 }
@@ -130,6 +145,7 @@ type GatewaySend struct {
 // gatewaySendWire is the JSON form of a GatewaySend.
 type gatewaySendWire struct {
 	V           int       `json:"v"`
+	Kind        string    `json:"kind,omitempty"` // version 3
 	ChallengeID string    `json:"challenge_id"`
 	Channel     string    `json:"channel"`
 	UserID      string    `json:"user_id,omitempty"`
@@ -199,6 +215,9 @@ type GatewayStatus struct {
 	Reason      string    `json:"reason,omitempty"`
 	Attempts    int       `json:"attempts"`
 	Error       string    `json:"error,omitempty"`
+	// Kind is KindNotice for a notice's outcome ("" for a code): authd records no
+	// notice on a challenge.
+	Kind string `json:"kind,omitempty"`
 }
 
 // DecodeAuditEvent parses an audit payload and checks its version and event name.
@@ -213,29 +232,25 @@ func DecodeAuditEvent(data []byte) (AuditEvent, error) {
 	return e, nil
 }
 
-// DecodeGatewaySend parses a gateway send payload and checks its version, challenge id,
-// channel and bounds. A version-2 payload comes back with KeyID and Sealed set and the
-// secret part empty (see DeliveryKey.OpenGatewaySend); a version-1 payload with its clear
-// destination and code.
+// DecodeGatewaySend parses a gateway send payload and checks its version, kind,
+// challenge id, channel and bounds. A version-2 or 3 payload comes back with KeyID and
+// Sealed set and the secret part empty (see DeliveryKey.OpenGatewaySend); a version-1
+// payload with its clear destination and code. Kind is set for version 3 and
+// KindCode for older payloads (OpenGatewaySend tells a version-2 notice by its empty
+// code).
 func DecodeGatewaySend(data []byte) (GatewaySend, error) {
 	var w gatewaySendWire
 	if err := decodeMax("gateway send", data, &w, &w.V, GatewaySendVersion); err != nil {
 		return GatewaySend{}, err
 	}
-	g := GatewaySend{V: w.V, ChallengeID: w.ChallengeID, Channel: w.Channel, UserID: w.UserID,
+	g := GatewaySend{V: w.V, Kind: w.Kind, ChallengeID: w.ChallengeID, Channel: w.Channel, UserID: w.UserID,
 		ExpiresAt: w.ExpiresAt, KeyID: w.KeyID, Sealed: w.Sealed}
-	if err := validToken("gateway send challenge_id", g.ChallengeID); err != nil {
+	if err := g.checkHeader(); err != nil {
 		return GatewaySend{}, err
-	}
-	if !ValidChannel(g.Channel) {
-		return GatewaySend{}, fmt.Errorf("notify: gateway send channel %q: want one of %v", g.Channel, GatewayChannels)
-	}
-	if len(g.UserID) > MaxUserIDLen {
-		return GatewaySend{}, fmt.Errorf("notify: gateway send user_id: longer than %d bytes", MaxUserIDLen)
 	}
 	if w.V >= 2 {
 		if w.Destination != "" || w.Code != "" {
-			return GatewaySend{}, errors.New("notify: gateway send: a version-2 payload carries no clear destination or code")
+			return GatewaySend{}, errors.New("notify: gateway send: a sealed payload carries no clear destination or code")
 		}
 		if len(w.Sealed) == 0 || len(w.Sealed) > maxSealed || w.KeyID == "" {
 			return GatewaySend{}, fmt.Errorf("notify: gateway send sealed: want key_id and 1 to %d bytes", maxSealed)
@@ -247,6 +262,29 @@ func DecodeGatewaySend(data []byte) (GatewaySend, error) {
 		return GatewaySend{}, err
 	}
 	return g, nil
+}
+
+// checkHeader checks the clear part of a decoded payload; it sets Kind for the
+// versions without one.
+func (g *GatewaySend) checkHeader() error {
+	switch {
+	case g.V >= 3 && g.Kind != KindCode && g.Kind != KindNotice:
+		return fmt.Errorf("notify: gateway send kind %q: want %s or %s", g.Kind, KindCode, KindNotice)
+	case g.V < 3 && g.Kind != "":
+		return fmt.Errorf("notify: gateway send: a version-%d payload has no kind", g.V)
+	case g.V < 3:
+		g.Kind = KindCode
+	}
+	if err := validToken("gateway send challenge_id", g.ChallengeID); err != nil {
+		return err
+	}
+	if !ValidChannel(g.Channel) {
+		return fmt.Errorf("notify: gateway send channel %q: want one of %v", g.Channel, GatewayChannels)
+	}
+	if len(g.UserID) > MaxUserIDLen {
+		return fmt.Errorf("notify: gateway send user_id: longer than %d bytes", MaxUserIDLen)
+	}
+	return nil
 }
 
 func (g GatewaySend) secret() gatewaySecret {
@@ -270,29 +308,46 @@ func (s gatewaySecret) check() error {
 	return nil
 }
 
-// gatewayAAD binds a sealed secret part to its channel, challenge, user and expiry, so a
-// blob copied into another message does not open.
+// checkKind checks that the secret part fits kind: a code has one, a notice has none
+// and has a text; both have a destination.
+func (s gatewaySecret) checkKind(kind string) error {
+	switch {
+	case s.Destination == "":
+		return errors.New("notify: gateway send: destination is required")
+	case kind == KindCode && s.Code == "":
+		return errors.New("notify: gateway send: a code send needs its code")
+	case kind == KindNotice && (s.Code != "" || s.Text == ""):
+		return errors.New("notify: gateway send: a notice has a text and no code")
+	case kind != KindCode && kind != KindNotice:
+		return fmt.Errorf("notify: gateway send kind %q: want %s or %s", kind, KindCode, KindNotice)
+	}
+	return s.check()
+}
+
+// gatewayAAD binds a sealed secret part to its kind (version 3), channel, challenge,
+// user and expiry, so a blob copied into another message, or a notice relabelled as a
+// code, does not open.
 func gatewayAAD(g GatewaySend) []byte {
-	return []byte("twofactor/gateway-send/v2\x00" + g.Channel + "\x00" + g.ChallengeID + "\x00" + g.UserID +
+	head := "twofactor/gateway-send/v2\x00"
+	if g.V >= 3 {
+		head = "twofactor/gateway-send/v3\x00" + g.Kind + "\x00"
+	}
+	return []byte(head + g.Channel + "\x00" + g.ChallengeID + "\x00" + g.UserID +
 		"\x00" + strconv.FormatInt(g.ExpiresAt.UnixNano(), 10))
 }
 
-// SealGatewaySend returns the version-2 payload of g: its secret part sealed under k.
+// SealGatewaySend returns the version-3 payload of g: its secret part sealed under k.
+// Kind "" is KindCode.
 func (k *DeliveryKey) SealGatewaySend(g GatewaySend) ([]byte, error) {
-	if !ValidChannel(g.Channel) {
-		return nil, fmt.Errorf("notify: gateway send channel %q: want one of %v", g.Channel, GatewayChannels)
+	g.V = GatewaySendVersion
+	if g.Kind == "" {
+		g.Kind = KindCode
 	}
-	if err := validToken("gateway send challenge id", g.ChallengeID); err != nil {
+	if err := g.checkHeader(); err != nil {
 		return nil, err
 	}
-	if len(g.UserID) > MaxUserIDLen {
-		return nil, fmt.Errorf("notify: gateway send user_id: longer than %d bytes", MaxUserIDLen)
-	}
 	sec := g.secret()
-	if sec.Destination == "" || (sec.Code == "" && sec.Text == "") {
-		return nil, errors.New("notify: gateway send: destination and code (or, for a notice, text) are required")
-	}
-	if err := sec.check(); err != nil {
+	if err := sec.checkKind(g.Kind); err != nil {
 		return nil, err
 	}
 	g.ExpiresAt = g.ExpiresAt.UTC()
@@ -301,11 +356,12 @@ func (k *DeliveryKey) SealGatewaySend(g GatewaySend) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(gatewaySendWire{V: GatewaySendVersion, ChallengeID: g.ChallengeID, Channel: g.Channel,
+	return json.Marshal(gatewaySendWire{V: g.V, Kind: g.Kind, ChallengeID: g.ChallengeID, Channel: g.Channel,
 		UserID: g.UserID, ExpiresAt: g.ExpiresAt, KeyID: keyID, Sealed: sealed})
 }
 
-// OpenGatewaySend restores the secret part of a decoded version-2 GatewaySend. A
+// OpenGatewaySend restores the secret part of a decoded version-2 or 3 GatewaySend
+// and checks it against its kind (a version-2 payload without a code is a notice). A
 // version-1 payload (clear, from an older authd) is returned as it is.
 func (k *DeliveryKey) OpenGatewaySend(g GatewaySend) (GatewaySend, error) {
 	if g.V < 2 {
@@ -319,7 +375,10 @@ func (k *DeliveryKey) OpenGatewaySend(g GatewaySend) (GatewaySend, error) {
 	if json.Unmarshal(pt, &sec) != nil {
 		return GatewaySend{}, ErrUnsealPayload
 	}
-	if err := sec.check(); err != nil {
+	if g.V == 2 && sec.Code == "" {
+		g.Kind = KindNotice
+	}
+	if err := sec.checkKind(g.Kind); err != nil {
 		return GatewaySend{}, err
 	}
 	g.Destination, g.Code, g.Subject, g.Text, g.Locale = sec.Destination, sec.Code, sec.Subject, sec.Text, sec.Locale

@@ -40,9 +40,14 @@ func TestDecodeVectors(t *testing.T) {
 			UserAgent: "Mozilla/5.0", RequestID: "req-9", Details: map[string]string{"remaining_attempts": "2"}}, ""},
 		{"audit_v2.json", decAudit, nil, "version 2"},
 		{"audit_bad_event.json", decAudit, nil, "audit event name"},
-		{"gateway_send_v1.json", decSend, notify.GatewaySend{V: 1, ChallengeID: "ch-1", Channel: "sms", UserID: "u-42",
+		{"gateway_send_v1.json", decSend, notify.GatewaySend{V: 1, Kind: notify.KindCode, ChallengeID: "ch-1", Channel: "sms", UserID: "u-42",
 			Destination: "+15550100", Code: "123456", ExpiresAt: at("2026-03-01T12:10:00Z")}, ""},
 		{"gateway_send_bad_channel.json", decSend, nil, `channel "fax"`},
+		{"gateway_send_v3_notice.json", decSend, notify.GatewaySend{V: 3, Kind: notify.KindNotice, ChallengeID: "n-1",
+			Channel: "email", UserID: "u-42", ExpiresAt: at("2026-03-02T12:00:00Z"), KeyID: "d1", Sealed: []byte{1, 2, 3}}, ""},
+		{"gateway_status_notice.json", decStatus, notify.GatewayStatus{V: 1, ID: "delivered-n-1", Time: at("2026-03-01T12:00:05Z"),
+			ChallengeID: "n-1", Channel: "email", Subject: "twofactor.gateway.notice.email", State: notify.StatusDelivered,
+			Attempts: 1, Kind: notify.KindNotice}, ""},
 		{"push_request_v1.json", decPush, notify.PushRequest{V: 1, ChallengeID: "ch-2", UserID: "u-42", DeviceID: "d-1",
 			Number: 37, ExpiresAt: at("2026-03-01T12:05:00Z"), Client: "webapp", ClientIP: "192.0.2.7", UserAgent: "Mozilla/5.0"}, ""},
 		{"gateway_status_v1.json", decStatus, notify.GatewayStatus{V: 1, ID: "failed-ch-1", Time: at("2026-03-01T12:00:05Z"),
@@ -82,7 +87,8 @@ func decStatus(b []byte) (any, error) { return notify.DecodeGatewayStatus(b) }
 
 func FuzzDecode(f *testing.F) {
 	for _, name := range []string{"audit_v1.json", "audit_v2.json", "audit_bad_event.json", "gateway_send_v1.json",
-		"gateway_send_bad_channel.json", "push_request_v1.json", "gateway_status_v1.json"} {
+		"gateway_send_bad_channel.json", "gateway_send_v3_notice.json", "push_request_v1.json", "gateway_status_v1.json",
+		"gateway_status_notice.json"} {
 		f.Add(readVector(f, name))
 	}
 	f.Add([]byte(`{"v":-1}`))
@@ -94,7 +100,7 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 		if g, err := notify.DecodeGatewaySend(data); err == nil {
-			if !notify.ValidChannel(g.Channel) || g.ChallengeID == "" {
+			if !notify.ValidChannel(g.Channel) || g.ChallengeID == "" || (g.Kind != notify.KindCode && g.Kind != notify.KindNotice) {
 				t.Fatalf("accepted invalid gateway send %+v", g)
 			}
 		} else if strings.Contains(err.Error(), string(data)) && len(data) > 8 {

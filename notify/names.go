@@ -65,6 +65,34 @@ func (n Names) GatewaySend(channel string) string { return n.subj("gateway.send.
 // GatewaySendAll is the wildcard covering every gateway channel: <p>.gateway.send.*.
 func (n Names) GatewaySendAll() string { return n.subj("gateway.send.*") }
 
+// GatewayNotice is the subject a notice (a message without a code) for channel is
+// published on: <p>.gateway.notice.<channel>. It does not validate channel.
+func (n Names) GatewayNotice(channel string) string { return n.subj("gateway.notice." + channel) }
+
+// GatewayNoticeAll is the wildcard covering every channel's notices: <p>.gateway.notice.*.
+func (n Names) GatewayNoticeAll() string { return n.subj("gateway.notice.*") }
+
+// GatewaySubject is the subject a gateway send of kind is published on: GatewayNotice
+// for KindNotice, GatewaySend otherwise.
+func (n Names) GatewaySubject(kind, channel string) string {
+	if kind == KindNotice {
+		return n.GatewayNotice(channel)
+	}
+	return n.GatewaySend(channel)
+}
+
+// KindOf tells whether subject is a gateway send (KindCode) or a notice (KindNotice)
+// subject of a valid channel; "" for any other subject.
+func (n Names) KindOf(subject string) string {
+	if c, ok := strings.CutPrefix(subject, n.subj("gateway.send.")); ok && ValidChannel(c) {
+		return KindCode
+	}
+	if c, ok := strings.CutPrefix(subject, n.subj("gateway.notice.")); ok && ValidChannel(c) {
+		return KindNotice
+	}
+	return ""
+}
+
 // PushRequest is the subject of push login requests: <p>.push.request.
 func (n Names) PushRequest() string { return n.subj("push.request") }
 
@@ -111,22 +139,24 @@ func (n Names) DeadLetter(original string) string {
 // DeadLetterAll is the wildcard covering every dead-letter subject: <p>.deadletter.>.
 func (n Names) DeadLetterAll() string { return n.subj("deadletter.>") }
 
-// ChannelOf returns the channel a gateway send or push request subject is for.
+// ChannelOf returns the channel a gateway send, notice or push request subject is for.
 func (n Names) ChannelOf(subject string) (string, bool) {
 	if subject == n.PushRequest() {
 		return ChannelPush, true
 	}
-	c, ok := strings.CutPrefix(subject, n.subj("gateway.send."))
-	if !ok || !ValidChannel(c) {
+	if n.KindOf(subject) == "" {
 		return "", false
 	}
-	return c, true
+	return subject[strings.LastIndexByte(subject, '.')+1:], true
 }
 
 // Stream names: the upper-case prefix and a suffix, e.g. TWOFACTOR_AUDIT.
 
 // GatewayStream holds <p>.gateway.send.* (work queue).
 func (n Names) GatewayStream() string { return n.stream("GATEWAY") }
+
+// NoticeStream holds <p>.gateway.notice.* (work queue).
+func (n Names) NoticeStream() string { return n.stream("NOTICES") }
 
 // PushStream holds <p>.push.request (work queue).
 func (n Names) PushStream() string { return n.stream("PUSH") }
@@ -149,7 +179,7 @@ func (n Names) DeliveredBucket() string { return n.stream("DELIVERED") }
 // Streams lists every stream name EnsureStreams creates, the KV bucket's backing stream
 // (KV_<bucket>) included.
 func (n Names) Streams() []string {
-	return []string{n.GatewayStream(), n.PushStream(), n.GatewayStatusStream(), n.AuditStream(),
+	return []string{n.GatewayStream(), n.NoticeStream(), n.PushStream(), n.GatewayStatusStream(), n.AuditStream(),
 		n.DeadLetterStream(), n.BindingStream(), "KV_" + n.DeliveredBucket()}
 }
 

@@ -145,7 +145,8 @@ func (p *Publisher) WithDeliveryKey(k *DeliveryKey) *Publisher {
 }
 
 // PublishGatewaySend seals g's secret part (destination, code, text) under the delivery
-// key and publishes it on <p>.gateway.send.<g.Channel> with the challenge id as the
+// key and publishes it on <p>.gateway.send.<g.Channel> (a notice on
+// <p>.gateway.notice.<g.Channel>) with the challenge id (a notice's own id) as the
 // message id, so a retried BeginChallenge does not send the code twice. Publish only
 // after the challenge is stored; record StatusQueued on it once this returns.
 func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error {
@@ -156,7 +157,7 @@ func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error
 	if err != nil {
 		return err
 	}
-	subject := p.names.GatewaySend(g.Channel)
+	subject := p.names.GatewaySubject(g.Kind, g.Channel)
 	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(g.ChallengeID)); err != nil {
 		return fmt.Errorf("notify: publish %s (msg id %s): %w", subject, g.ChallengeID, err)
 	}

@@ -14,6 +14,10 @@ type StreamConfig struct {
 	// GatewayMaxAge drops an undelivered code once it could no longer be used: set it to
 	// the one-time code lifetime. Default 10 minutes (ASVS 4.0 V2.7.2).
 	GatewayMaxAge time.Duration
+	// NoticeMaxAge drops an undelivered notice (a message without a code, such as a
+	// changed destination): longer than a code's, since a notice is still worth
+	// reading hours later. DeliveredTTL must not be shorter. Default 24 hours.
+	NoticeMaxAge time.Duration
 	// PushMaxAge drops an undelivered push request: the challenge lifetime. Default 5 min.
 	PushMaxAge time.Duration
 	// BindingMaxAge drops a Telegram binding authd has not taken: the binding token's
@@ -44,6 +48,7 @@ type StreamConfig struct {
 func DefaultStreamConfig() StreamConfig {
 	return StreamConfig{
 		GatewayMaxAge:     10 * time.Minute,
+		NoticeMaxAge:      24 * time.Hour,
 		PushMaxAge:        5 * time.Minute,
 		BindingMaxAge:     time.Hour,
 		AuditMaxAge:       30 * 24 * time.Hour,
@@ -63,6 +68,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		}
 	}
 	set(&c.GatewayMaxAge, d.GatewayMaxAge)
+	set(&c.NoticeMaxAge, d.NoticeMaxAge)
 	set(&c.PushMaxAge, d.PushMaxAge)
 	set(&c.BindingMaxAge, d.BindingMaxAge)
 	set(&c.AuditMaxAge, d.AuditMaxAge)
@@ -111,6 +117,7 @@ func StreamConfigs(names Names, cfg StreamConfig) []jetstream.StreamConfig {
 	audit.Duplicates = min(cfg.AuditDedupeWindow, cfg.AuditMaxAge)
 	return []jetstream.StreamConfig{
 		mk(names.GatewayStream(), "twofactor one-time codes to deliver", []string{names.GatewaySendAll()}, jetstream.WorkQueuePolicy, cfg.GatewayMaxAge),
+		mk(names.NoticeStream(), "twofactor notices to deliver", []string{names.GatewayNoticeAll()}, jetstream.WorkQueuePolicy, cfg.NoticeMaxAge),
 		mk(names.PushStream(), "twofactor push login requests to deliver", []string{names.PushRequest()}, jetstream.WorkQueuePolicy, cfg.PushMaxAge),
 		mk(names.GatewayStatusStream(), "twofactor delivery results", []string{names.GatewayStatus()}, jetstream.LimitsPolicy, cfg.StatusMaxAge),
 		audit,

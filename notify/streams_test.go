@@ -28,6 +28,7 @@ func TestEnsureStreamsIdempotent(t *testing.T) {
 		subj   string
 	}{
 		names.GatewayStream():       {jetstream.WorkQueuePolicy, 7 * time.Minute, names.GatewaySendAll()},
+		names.NoticeStream():        {jetstream.WorkQueuePolicy, cfg.NoticeMaxAge, names.GatewayNoticeAll()},
 		names.PushStream():          {jetstream.WorkQueuePolicy, cfg.PushMaxAge, names.PushRequest()},
 		names.GatewayStatusStream(): {jetstream.LimitsPolicy, cfg.StatusMaxAge, names.GatewayStatus()},
 		names.AuditStream():         {jetstream.LimitsPolicy, cfg.AuditMaxAge, names.AuditAll()},

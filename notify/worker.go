@@ -521,6 +521,9 @@ func (w *Worker) publishStatus(ctx context.Context, m Message, state string, cau
 		Attempts:    min(m.Attempt, w.cfg.MaxDeliver),
 		Error:       errText(cause),
 	}
+	if w.cfg.Names.KindOf(m.Subject) == KindNotice {
+		s.Kind = KindNotice
+	}
 	err := w.pub.PublishGatewayStatus(ctx, s)
 	if err != nil && state == StatusDelivered {
 		w.log.Error("cannot publish delivery status", "msg_id", m.ID, "err", err)

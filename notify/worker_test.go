@@ -79,7 +79,7 @@ func (e *workerEnv) send(t *testing.T, id string) notify.GatewaySend {
 	if err := e.pub.PublishGatewaySend(context.Background(), g); err != nil {
 		t.Fatal(err)
 	}
-	g.V = notify.GatewaySendVersion
+	g.V, g.Kind = notify.GatewaySendVersion, notify.KindCode
 	return g
 }
 

@@ -45,6 +45,9 @@ type DeviceOptions struct {
 	StreamLifetime time.Duration
 	Auditor        Auditor
 	Log            *slog.Logger
+	// NotMe tells the user's other channels of a push refused as "this was
+	// not me" (notme.go); nil: nobody is told.
+	NotMe NotMeNotifier
 }
 
 // deviceService serves DeviceService. It takes no API key: each request is
@@ -200,6 +203,7 @@ func (s *deviceService) RespondPush(ctx context.Context, req *pb.RespondPushRequ
 		s.opts.Log.WarnContext(ctx, "push: announcing the answer failed", "error", err.Error())
 	}
 	s.auditAnswer(ctx, d, in.ChallengeID, r)
+	s.notMe(ctx, d, in.ChallengeID, r)
 	out := &pb.RespondPushResponse{Locked: r.Locked}
 	switch r.Event {
 	case push.EventApproved:

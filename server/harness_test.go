@@ -99,6 +99,9 @@ type cluster struct {
 	pushOnWait func(challengeID string)
 	// pushLockOnNotMe is every replica's push.Config.LockOnNotMe.
 	pushLockOnNotMe bool
+	// notMe is every replica's server.Deps.NotMe; a factorFn may set it for the
+	// replica it builds (notme_flow_test.go).
+	notMe server.NotMeNotifier
 	// replicas are the ones start made (flushAudit flushes each).
 	replicas []*replica
 }
@@ -237,7 +240,7 @@ func (c *cluster) start() *replica {
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, Factors: factors, Logger: log, Now: c.clock.Now,
 		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
 		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol, Devices: devices,
-		Push: ps, PushWatcher: server.NATSPushWatcher{Conn: nc, Subject: c.names.PushRequest()},
+		Push: ps, PushWatcher: server.NATSPushWatcher{Conn: nc, Subject: c.names.PushRequest()}, NotMe: c.notMe,
 	}, server.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -13,11 +14,12 @@ import (
 
 // GatewaySender publishes a code's Send as a gateway send
 // (<prefix>.gateway.send.<channel>) for the notifyd workers, under the Send's
-// message id (a resend has its own, so JetStream's de-duplication keeps it).
-// Events must carry the delivery key (Publisher.WithDeliveryKey): the
-// destination, the code and the rendered text are sealed for notifyd.
-// Notices (a changed destination) need a payload without a code, which the
-// gateway send does not have yet: they are logged (masked) and dropped.
+// message id (a resend has its own, so JetStream's de-duplication keeps it),
+// and a notice (a changed destination, a push refused as not me) as a gateway
+// notice (<prefix>.gateway.notice.<channel>, kind notice, no code) under the
+// notice's own id and expiry. Events must carry the delivery key
+// (Publisher.WithDeliveryKey): the destination, the code and the rendered text
+// are sealed for notifyd.
 type GatewaySender struct {
 	Events *notify.Publisher
 	Log    *slog.Logger
@@ -28,13 +30,15 @@ func (g GatewaySender) SendOutOfBand(ctx context.Context, s *otpcode.Send) error
 	if g.Events == nil {
 		return errors.New("server: no event publisher for out-of-band sends")
 	}
-	if s.Kind != otpcode.KindCode {
-		if g.Log != nil {
-			g.Log.WarnContext(ctx, "out-of-band notice not sent: the gateway payload cannot carry one yet", "send", s)
-		}
-		return nil
+	kind := notify.KindCode
+	switch s.Kind {
+	case otpcode.KindCode:
+	case otpcode.KindNotice:
+		kind = notify.KindNotice
+	default:
+		return fmt.Errorf("server: out-of-band send of unknown kind %q", s.Kind)
 	}
-	return g.Events.PublishGatewaySend(ctx, notify.GatewaySend{
+	return g.Events.PublishGatewaySend(ctx, notify.GatewaySend{Kind: kind,
 		ChallengeID: s.MessageID(), Channel: s.Channel, UserID: s.UserID, ExpiresAt: s.ExpiresAt,
 		Destination: s.Destination, Code: s.Code, Subject: s.Subject, Text: s.Text, Locale: s.Locale,
 	})
@@ -69,8 +73,12 @@ func (h OTPCodeEvents) Binding(ctx context.Context, token, chatID string) error 
 }
 
 // Status records a delivery status on the code it names (by its message id);
-// unknown ids are ignored.
+// unknown ids are ignored, and so is a notice's status: a notice is no
+// challenge's delivery.
 func (h OTPCodeEvents) Status(ctx context.Context, s notify.GatewayStatus) error {
+	if s.Kind == notify.KindNotice {
+		return nil
+	}
 	state := storage.DeliveryFailed
 	if s.State == notify.StatusDelivered {
 		state = storage.DeliveryDelivered

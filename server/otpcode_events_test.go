@@ -16,7 +16,7 @@ import (
 
 // GatewaySender publishes on the real JetStream gateway stream, sealed under the
 // delivery key: a resend under its own message id is kept, a repeated publish of
-// one send is de-duplicated.
+// one send is de-duplicated; a notice goes to the notice stream, sealed too.
 func TestGatewaySenderPublishes(t *testing.T) {
 	nc, js, names := natstest.Start(t)
 	key, err := notify.GenerateDeliveryKey()
@@ -30,7 +30,8 @@ func TestGatewaySenderPublishes(t *testing.T) {
 		ExpiresAt: time.Now().Add(5 * time.Minute)}
 	resend := *first
 	resend.Seq = 2
-	notice := &otpcode.Send{Kind: otpcode.KindNotice, Channel: otpcode.Email, ID: "c4d8", UserID: "alice", Destination: "a@example.com"}
+	notice := &otpcode.Send{Kind: otpcode.KindNotice, Channel: otpcode.Email, ID: "c4d8", UserID: "alice", Destination: "a@example.com",
+		Subject: "changed", Text: "moved to b•••@example.org", ExpiresAt: time.Now().Add(24 * time.Hour)}
 	for _, s := range []*otpcode.Send{first, &resend, first, notice} {
 		if err := g.SendOutOfBand(ctx, s); err != nil {
 			t.Fatal(err)
@@ -68,5 +69,26 @@ func TestGatewaySenderPublishes(t *testing.T) {
 	}
 	if ids[0] != first.ID || ids[1] != first.ID+"_2" {
 		t.Fatalf("message ids %v", ids)
+	}
+	ns, err := js.Stream(ctx, names.NoticeStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ns.GetLastMsgForSubject(ctx, names.GatewayNotice(otpcode.Email))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(m.Data), "a@example.com") || strings.Contains(string(m.Data), "moved") || m.Header.Get(jetstream.MsgIDHeader) != "c4d8" {
+		t.Fatalf("notice on NATS: %s", m.Data)
+	}
+	dec, err := notify.DecodeGatewaySend(m.Data)
+	if err == nil {
+		dec, err = key.OpenGatewaySend(dec)
+	}
+	if err != nil || dec.Kind != notify.KindNotice || dec.Destination != notice.Destination || dec.Text != notice.Text || dec.Code != "" {
+		t.Fatalf("notice opened %+v %v", dec, err)
+	}
+	if err := g.SendOutOfBand(ctx, &otpcode.Send{Kind: "other", Channel: otpcode.Email, ID: "x", Destination: "a@example.com", Text: "t"}); err == nil {
+		t.Fatal("a send of unknown kind was published")
 	}
 }

@@ -84,6 +84,9 @@ type Deps struct {
 	// WatchPushes streams (NATSPushWatcher); nil: they poll.
 	Push        *push.Service
 	PushWatcher PushWatcher
+	// NotMe tells the user's code destinations of a push refused as "this was
+	// not me" (OTPNotMeNotifier); optional (nil: nobody is told).
+	NotMe NotMeNotifier
 	// Devices serves "remember this device"; optional (nil: VerifyChallenge
 	// ignores remember_device and the remembered-device RPCs fail with
 	// FailedPrecondition). The credentials epoch moves either way.
@@ -168,7 +171,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		if d.Events != nil {
 			ann = d.Events
 		}
-		s.device = NewDeviceService(d.Push, DeviceOptions{Announcer: ann, Watcher: d.PushWatcher, Auditor: d.Auditor, Log: d.Logger})
+		s.device = NewDeviceService(d.Push, DeviceOptions{Announcer: ann, Watcher: d.PushWatcher, Auditor: d.Auditor, Log: d.Logger, NotMe: d.NotMe})
 	}
 	if err := s.subscribe(d); err != nil {
 		s.Close()

@@ -33,14 +33,19 @@ import (
 	"github.com/twofactor/twofactor/notify"
 )
 
-// Message is one code to deliver, opened from its sealed GatewaySend.
+// Message is one code, or one notice without a code, to deliver, opened from its
+// sealed GatewaySend.
 type Message struct {
-	ChallengeID string
+	// Kind is notify.KindCode or notify.KindNotice (a message without a code, such as
+	// a changed destination; "" is a code). A notice is sent with its own text and
+	// subject and never carries a code.
+	Kind        string
+	ChallengeID string // the challenge's message id, or the notice's own id
 	Channel     string // notify.ChannelEmail, ...
 	Destination string // e-mail address, E.164 number, chat id
 	Subject     string // e-mail subject
-	Text        string // plain-text body, the code included
-	Code        string // the code alone (for webhooks and tests)
+	Text        string // plain-text body, the code included (a notice's whole text)
+	Code        string // the code alone (for webhooks and tests; "" in a notice)
 	ExpiresAt   time.Time
 	Locale      string
 }
@@ -167,10 +172,28 @@ func JoinURL(base, path string) string {
 	return strings.TrimRight(base, "/") + path
 }
 
-// TextOrDefault returns m.Text, or a plain fallback naming the code when authd rendered none.
+// IsNotice reports whether m is a notice (no code).
+func (m Message) IsNotice() bool { return m.Kind == notify.KindNotice }
+
+// TextOrDefault returns m.Text, or a plain fallback when authd rendered none: naming the
+// code, or for a notice a generic security notice.
 func (m Message) TextOrDefault() string {
-	if m.Text != "" {
+	switch {
+	case m.Text != "":
 		return m.Text
+	case m.IsNotice():
+		return "A security setting of your account was changed. If this was not you, tell your administrator."
 	}
 	return "Your verification code is " + m.Code + ". Do not share it with anyone."
+}
+
+// SubjectOrDefault returns m.Subject, or a plain e-mail subject for its kind.
+func (m Message) SubjectOrDefault() string {
+	switch {
+	case m.Subject != "":
+		return m.Subject
+	case m.IsNotice():
+		return "Security notice"
+	}
+	return "Your verification code"
 }

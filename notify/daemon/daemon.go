@@ -1,5 +1,6 @@
 // Package daemon is notifyd: the workers that take sealed one-time codes off
-// <p>.gateway.send.<channel>, open them with the delivery key and hand them to the
+// <p>.gateway.send.<channel> and sealed notices (messages without a code) off
+// <p>.gateway.notice.<channel>, open them with the delivery key and hand them to the
 // channel configured for each (notify/channels/...), and the Telegram update receiver
 // that turns "/start <token>" into a binding event for authd, and (with
 // -database-url) the push worker of notify/pushdelivery, which wakes push-approval
@@ -10,8 +11,10 @@
 //
 // # Delivery semantics
 //
-//   - One durable pull consumer per channel ("notifyd-<channel>"), shared by every
-//     replica: each message is handled by one worker at a time.
+//   - One durable pull consumer per channel for codes ("notifyd-<channel>") and one for
+//     notices ("notifyd-notice-<channel>", on the notice stream whose max age is a
+//     notice's, 24 h by default), shared by every replica: each message is handled by
+//     one worker at a time. A payload whose kind is not its subject's is refused.
 //   - A message is acknowledged only after the provider accepted it; its id is recorded
 //     in the delivered-ids bucket first, so a worker killed between sending and
 //     acknowledging does not send it again (notify.Worker).
@@ -23,8 +26,8 @@
 //     max_deliveries, ...), which authd records on the challenge.
 //   - A code whose expires_at has passed (by the injected clock) is not sent: the
 //     message is removed and a failed status with reason "expired" is published.
-//   - Per channel: Concurrency messages in flight and at most Rate sends per second
-//     (token bucket of Burst).
+//   - Per channel: Concurrency messages in flight for codes and as many for notices,
+//     and at most Rate sends per second for both together (token bucket of Burst).
 //
 // # Security properties
 //
@@ -146,11 +149,14 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d := &Daemon{opts: o, nc: o.JS.Conn()}
 	var workers []*notify.Worker
 	for _, ch := range notify.GatewayChannels {
-		w, err := d.newWorker(ctx, ch)
-		if err != nil {
-			return nil, err
+		limiter := d.limiter(ch) // codes and notices share the channel's rate
+		for _, kind := range []string{notify.KindCode, notify.KindNotice} {
+			w, err := d.newWorker(ctx, ch, kind, limiter)
+			if err != nil {
+				return nil, err
+			}
+			workers = append(workers, w)
 		}
-		workers = append(workers, w)
 	}
 	if o.Push != nil {
 		w, err := d.newPushWorker(ctx)
@@ -211,20 +217,30 @@ func (d *Daemon) newPushWorker(ctx context.Context) (*notify.Worker, error) {
 	return pushdelivery.NewWorker(ctx, d.opts.JS, d.opts.Names, pd)
 }
 
-func (d *Daemon) newWorker(ctx context.Context, ch string) (*notify.Worker, error) {
+// limiter is channel ch's send rate (nil: unlimited).
+func (d *Daemon) limiter(ch string) *rate.Limiter {
+	lim := d.opts.Limits[ch]
+	if lim.Rate <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(lim.Rate), max(lim.Burst, 1))
+}
+
+// newWorker is the worker of channel ch's codes (durable notifyd-<ch> on the gateway
+// stream) or notices (notifyd-notice-<ch> on the notice stream).
+func (d *Daemon) newWorker(ctx context.Context, ch, kind string, limiter *rate.Limiter) (*notify.Worker, error) {
 	o := d.opts
 	lim := o.Limits[ch]
 	if lim.Concurrency <= 0 {
 		lim.Concurrency = 4
 	}
-	var limiter *rate.Limiter
-	if lim.Rate > 0 {
-		burst := max(lim.Burst, 1)
-		limiter = rate.NewLimiter(rate.Limit(lim.Rate), burst)
+	stream, durable := o.Names.GatewayStream(), "notifyd-"+ch
+	if kind == notify.KindNotice {
+		stream, durable = o.Names.NoticeStream(), "notifyd-notice-"+ch
 	}
 	cfg := notify.WorkerConfig{
-		Names: o.Names, Stream: o.Names.GatewayStream(), Durable: "notifyd-" + ch,
-		FilterSubjects: []string{o.Names.GatewaySend(ch)},
+		Names: o.Names, Stream: stream, Durable: durable,
+		FilterSubjects: []string{o.Names.GatewaySubject(kind, ch)},
 		MaxDeliver:     o.MaxDeliver, Backoff: o.Backoff, AckWait: o.AckWait,
 		Concurrency: lim.Concurrency, DrainTimeout: o.DrainTimeout, Now: o.Now,
 		ReportDelivered: true, Logger: o.Logger, AfterRecord: o.afterRecord,
@@ -235,14 +251,14 @@ func (d *Daemon) newWorker(ctx context.Context, ch string) (*notify.Worker, erro
 			}
 		},
 	}
-	return notify.NewWorker(ctx, o.JS, cfg, d.handler(ch, o.Senders[ch], limiter))
+	return notify.NewWorker(ctx, o.JS, cfg, d.handler(ch, kind, o.Senders[ch], limiter))
 }
 
 // handler opens, checks and sends one gateway message.
-func (d *Daemon) handler(ch string, s channels.Sender, limiter *rate.Limiter) notify.Handler {
+func (d *Daemon) handler(ch, kind string, s channels.Sender, limiter *rate.Limiter) notify.Handler {
 	o := d.opts
 	return func(ctx context.Context, m notify.Message) error {
-		g, err := d.open(ch, m)
+		g, err := d.open(ch, kind, m)
 		if err != nil {
 			return err
 		}
@@ -260,7 +276,7 @@ func (d *Daemon) handler(ch string, s channels.Sender, limiter *rate.Limiter) no
 				return notify.Expired{At: g.ExpiresAt}
 			}
 		}
-		msg := channels.Message{ChallengeID: g.ChallengeID, Channel: ch, Destination: g.Destination,
+		msg := channels.Message{Kind: g.Kind, ChallengeID: g.ChallengeID, Channel: ch, Destination: g.Destination,
 			Subject: g.Subject, Text: g.Text, Code: g.Code, ExpiresAt: g.ExpiresAt, Locale: g.Locale}
 		start := time.Now()
 		err = s.Send(ctx, msg)
@@ -269,7 +285,7 @@ func (d *Daemon) handler(ch string, s channels.Sender, limiter *rate.Limiter) no
 	}
 }
 
-func (d *Daemon) open(ch string, m notify.Message) (notify.GatewaySend, error) {
+func (d *Daemon) open(ch, kind string, m notify.Message) (notify.GatewaySend, error) {
 	g, err := notify.DecodeGatewaySend(m.Data)
 	if err != nil {
 		return g, notify.Permanent{Err: err, Reason: notify.ReasonUndecodable}
@@ -283,6 +299,9 @@ func (d *Daemon) open(ch string, m notify.Message) (notify.GatewaySend, error) {
 	g, err = d.opts.Key.OpenGatewaySend(g)
 	if err != nil {
 		return g, notify.Permanent{Err: fmt.Errorf("%w (is the delivery key the one authd uses?)", err), Reason: notify.ReasonUndecodable}
+	}
+	if g.Kind != kind {
+		return g, notify.Permanent{Err: fmt.Errorf("a %s payload on the %s subject", g.Kind, kind), Reason: notify.ReasonUndecodable}
 	}
 	return g, nil
 }

@@ -149,6 +149,31 @@ func (e *env) lastStatus(t *testing.T, challengeID string) notify.GatewayStatus 
 	return st
 }
 
+// statusOf returns the gateway status published for message id (the first found).
+func (e *env) statusOf(t *testing.T, id string) notify.GatewayStatus {
+	t.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, e.names.GatewayStatusStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		if st, err := notify.DecodeGatewayStatus(m.Data); err == nil && st.ChallengeID == id {
+			return st
+		}
+	}
+	t.Fatalf("no gateway status for %s", id)
+	return notify.GatewayStatus{}
+}
+
 // smsAPI is an httptest server speaking Twilio's Messages API; it can be down (503)
 // for a number of requests and counts each message it accepted by its body.
 type smsAPI struct {
@@ -391,8 +416,8 @@ func TestResendAndNotice(t *testing.T) {
 	e.start(t, map[string]channels.Sender{notify.ChannelSMS: api.sender(t)}, nil)
 	e.publish(t, "ch-re", notify.ChannelSMS, "+15550199", "864200")
 	e.publish(t, "ch-re_2", notify.ChannelSMS, "+15550199", "864200")
-	notice := notify.GatewaySend{ChallengeID: "n-1", Channel: notify.ChannelSMS, Destination: "+15550198",
-		Text: "Your sign-in phone number was changed."}
+	notice := notify.GatewaySend{Kind: notify.KindNotice, ChallengeID: "n-1", Channel: notify.ChannelSMS, Destination: "+15550198",
+		Text: "Your sign-in phone number was changed.", ExpiresAt: e.clock().Add(24 * time.Hour)}
 	if err := e.pub.PublishGatewaySend(context.Background(), notice); err != nil {
 		t.Fatal(err)
 	}
@@ -404,5 +429,46 @@ func TestResendAndNotice(t *testing.T) {
 	}
 	if c := api.accepted["+15550198 Your sign-in phone number was changed."]; c != 1 {
 		t.Fatalf("notice sent %d times: %v", c, api.accepted)
+	}
+	if st := e.statusOf(t, "n-1"); st.Kind != notify.KindNotice || st.State != notify.StatusDelivered ||
+		st.Subject != e.names.GatewayNotice(notify.ChannelSMS) {
+		t.Fatalf("notice status %+v", st)
+	}
+}
+
+// A notice outlives a code: published with its own 24 h expiry and found by notifyd
+// an hour later (past any code's lifetime), it is still delivered; past its expiry it
+// is dropped. A notice relabelled as a code on the code subject does not open.
+func TestNoticeExpiryAndKind(t *testing.T) {
+	e := newEnv(t)
+	api := newSMSAPI(t)
+	ctx := context.Background()
+	for id, exp := range map[string]time.Duration{"n-late": 24 * time.Hour, "n-old": 30 * time.Minute} {
+		if err := e.pub.PublishGatewaySend(ctx, notify.GatewaySend{Kind: notify.KindNotice, ChallengeID: id,
+			Channel: notify.ChannelSMS, Destination: "+15550197", Text: "notice " + id, ExpiresAt: e.clock().Add(exp)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealed, err := e.key.SealGatewaySend(notify.GatewaySend{Kind: notify.KindNotice, ChallengeID: "n-moved",
+		Channel: notify.ChannelSMS, Destination: "+15550197", Text: "moved", ExpiresAt: e.clock().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.js.Publish(ctx, e.names.GatewaySend(notify.ChannelSMS), sealed, jetstream.WithMsgID("n-moved")); err != nil {
+		t.Fatal(err)
+	}
+	e.now.Add(int64(time.Hour))
+	e.start(t, map[string]channels.Sender{notify.ChannelSMS: api.sender(t)}, nil)
+	got := map[string]string{}
+	for range 3 {
+		o := e.next(t)
+		got[o.Message.ID] = o.Result
+	}
+	want := map[string]string{"n-late": notify.OutcomeDelivered, "n-old": notify.OutcomeExpired, "n-moved": notify.OutcomeDeadLettered}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("outcomes %v, want %v", got, want)
+	}
+	if n, _ := api.total(); n != 1 || api.accepted["+15550197 notice n-late"] != 1 {
+		t.Fatalf("sent %v", api.accepted)
 	}
 }

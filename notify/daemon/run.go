@@ -98,7 +98,7 @@ func (c *Config) sender(provider string, bot *telegram.Bot, log *slog.Logger) (c
 func WaitStreams(ctx context.Context, js jetstream.JetStream, names notify.Names, log *slog.Logger) error {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		missing := ""
-		for _, s := range []string{names.GatewayStream(), names.GatewayStatusStream(), names.DeadLetterStream(),
+		for _, s := range []string{names.GatewayStream(), names.NoticeStream(), names.GatewayStatusStream(), names.DeadLetterStream(),
 			names.BindingStream(), names.PushStream(), "KV_" + names.DeliveredBucket()} {
 			if _, err := js.Stream(ctx, s); err != nil {
 				missing = s

@@ -101,6 +101,7 @@ func Dial(t testing.TB, nc *nats.Conn) *nats.Conn {
 func TestStreamConfig() notify.StreamConfig {
 	return notify.StreamConfig{
 		GatewayMaxAge:    10 * time.Minute,
+		NoticeMaxAge:     time.Hour,
 		PushMaxAge:       5 * time.Minute,
 		AuditMaxAge:      time.Hour,
 		StatusMaxAge:     time.Hour,

@@ -48,4 +48,9 @@
 //     Apple's autofill reads), so a phone fills the code only on that origin.
 //   - A Send prints, formats and logs itself without its destination, code or
 //     text.
+//   - Notices carry no code (KindNotice): a replaced destination is told of its
+//     replacement (masked), and after a push refused as "this was not me" every
+//     active, proved destination of the user is told (NotMeNotices: device,
+//     time, client and IP, each bounded to one line). A notice has its own id
+//     and expires after NoticeTTL; pending destinations are never told.
 package otpcode

@@ -216,17 +216,11 @@ func (p *Provider) activate(ctx context.Context, f *storage.Factor, act func(ctx
 // changedNotice tells old's destination that the factor moved to the
 // destination data masks.
 func (p *Provider) changedNotice(old *storage.Factor, data FactorData) (*Send, error) {
-	dest, err := p.openDestination(old)
-	if err != nil {
-		return nil, err
-	}
 	msg, err := p.tpl.RenderChanged(data.Locale, old.Method, MessageData{Service: p.cfg.ServiceName, Masked: data.Masked})
 	if err != nil {
 		return nil, err
 	}
-	return &Send{Kind: KindNotice, Channel: old.Method, ID: uuid.NewString(), Seq: 1, UserID: old.UserID,
-		FactorID: old.ID, Destination: dest.Address, Subject: msg.Subject, Text: msg.Text, Locale: data.Locale,
-		ExpiresAt: p.now().UTC().Add(24 * time.Hour)}, nil
+	return p.notice(old, data.Locale, msg)
 }
 
 // BindTelegram completes a Telegram enrollment from the bot's /start binding:

@@ -25,9 +25,13 @@ const (
 	tplChangedSubject = "changed_subject" // email subject of a changed-destination notice
 	tplChangedEmail   = "changed_email"   // email body of a changed-destination notice
 	tplChangedText    = "changed_text"    // SMS, Telegram and Signal text of that notice
+	tplNotMeSubject   = "notme_subject"   // email subject of a "this was not me" notice
+	tplNotMeEmail     = "notme_email"     // email body of that notice
+	tplNotMeText      = "notme_text"      // SMS, Telegram and Signal text of that notice
 )
 
-var templateNames = []string{tplCodeSubject, tplCodeEmail, tplCodeSMS, tplCodeChat, tplChangedSubject, tplChangedEmail, tplChangedText}
+var templateNames = []string{tplCodeSubject, tplCodeEmail, tplCodeSMS, tplCodeChat, tplChangedSubject, tplChangedEmail, tplChangedText,
+	tplNotMeSubject, tplNotMeEmail, tplNotMeText}
 
 // DefaultLocale is the locale of messages when the user's has no templates.
 const DefaultLocale = "en"
@@ -40,7 +44,13 @@ type MessageData struct {
 	Client     string // the requesting client as the backend describes it, or ""
 	Enrollment bool   // the code confirms a new destination
 	Channel    string // email, sms, telegram, signal
-	Masked     string // in a notice: the new destination, masked
+	Masked     string // in a changed-destination notice: the new destination, masked
+	// In a "this was not me" notice: the device that refused the sign-in, when
+	// the attempt began (UTC, "2006-01-02 15:04 UTC") and its IP address (Client
+	// is the client's description).
+	Device string
+	When   string
+	IP     string
 }
 
 // Templates renders messages. Each locale's templates are the operator
@@ -97,7 +107,8 @@ func (t *Templates) load(fsys fs.FS, origin string) error {
 			if err != nil {
 				return fmt.Errorf("templates %s: %w", origin, err)
 			}
-			probe := MessageData{Service: "s", Code: "123456", Minutes: 5, Client: "c", Channel: Email, Masked: "m"}
+			probe := MessageData{Service: "s", Code: "123456", Minutes: 5, Client: "c", Channel: Email, Masked: "m",
+				Device: "d", When: "2026-01-02 15:04 UTC", IP: "192.0.2.1"}
 			if err := tpl.Execute(&bytes.Buffer{}, probe); err != nil {
 				return fmt.Errorf("templates %s: %s/%s: %w", origin, l.Name(), name, err)
 			}
@@ -187,17 +198,29 @@ func (t *Templates) RenderCode(locale, channel, domain string, d MessageData) (M
 // RenderChanged renders the notice telling an old destination that the factor
 // moved to d.Masked.
 func (t *Templates) RenderChanged(locale, channel string, d MessageData) (Message, error) {
+	return t.renderNotice(locale, channel, [3]string{tplChangedSubject, tplChangedEmail, tplChangedText}, d)
+}
+
+// RenderNotMe renders the notice telling a destination that a push sign-in was
+// refused as "this was not me" on d.Device (d.When, d.Client, d.IP).
+func (t *Templates) RenderNotMe(locale, channel string, d MessageData) (Message, error) {
+	return t.renderNotice(locale, channel, [3]string{tplNotMeSubject, tplNotMeEmail, tplNotMeText}, d)
+}
+
+// renderNotice renders a notice (no code) from its subject, email and text
+// templates: an email gets a subject and the email body, other channels the text.
+func (t *Templates) renderNotice(locale, channel string, names [3]string, d MessageData) (Message, error) {
 	d.Channel, d.Code = channel, ""
 	var (
 		m   Message
 		err error
 	)
 	if channel == Email {
-		if m.Subject, err = t.render(locale, tplChangedSubject, d); err == nil {
-			m.Text, err = t.render(locale, tplChangedEmail, d)
+		if m.Subject, err = t.render(locale, names[0], d); err == nil {
+			m.Text, err = t.render(locale, names[1], d)
 		}
 	} else {
-		m.Text, err = t.render(locale, tplChangedText, d)
+		m.Text, err = t.render(locale, names[2], d)
 	}
 	m.Subject = oneLine(m.Subject)
 	return m, err

@@ -64,6 +64,7 @@ func (a *App) otpCodeFactors(d *server.Deps) ([]server.Factor, error) {
 		return nil, nil
 	}
 	out := server.GatewaySender{Events: d.Events, Log: a.log}
+	d.NotMe = server.OTPNotMeNotifier{Provider: p, Out: out} // a push refused as "not me" is told to these channels
 	if err := a.otpCodeEvents(server.OTPCodeEvents{Provider: p, Out: out}, channels); err != nil {
 		return nil, err
 	}

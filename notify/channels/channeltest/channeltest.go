@@ -18,6 +18,13 @@ func Message(dest string) channels.Message {
 		ExpiresAt: time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)}
 }
 
+// Notice returns a notice (no code) to dest, with no subject: a channel supplies its
+// kind's default.
+func Notice(dest string) channels.Message {
+	return channels.Message{Kind: notify.KindNotice, ChallengeID: "n-42", Channel: notify.ChannelSMS, Destination: dest,
+		Text: "Your sign-in number was changed to +49 •••• ••12.", ExpiresAt: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
+}
+
 // Kind classifies a Send result: "ok", "retry <delay>", "permanent <reason>" or "error".
 func Kind(err error) string {
 	if err == nil {

@@ -58,7 +58,8 @@ func New(cfg Config) (*Sender, error) {
 	return &Sender{cfg: cfg}, nil
 }
 
-// Send writes m to <dir>/<unix nanos>-<channel>-<challenge id>.txt.
+// Send writes m to <dir>/<unix nanos>-<channel>-<challenge id>.txt (a notice: to
+// <dir>/<unix nanos>-<channel>-notice-<notice id>.txt, with a "Kind: notice" line).
 func (s *Sender) Send(ctx context.Context, m channels.Message) error {
 	if !notify.ValidChannel(m.Channel) {
 		return notify.Permanent{Err: errors.New("outbox: unknown channel"), Reason: notify.ReasonRejected}
@@ -66,9 +67,17 @@ func (s *Sender) Send(ctx context.Context, m channels.Message) error {
 	if err := notifyToken(m.ChallengeID); err != nil {
 		return notify.Permanent{Err: err, Reason: notify.ReasonRejected}
 	}
-	name := strconv.FormatInt(s.cfg.Now().UnixNano(), 10) + "-" + m.Channel + "-" + m.ChallengeID + ".txt"
+	kind := "-"
+	if m.IsNotice() {
+		kind = "-notice-"
+	}
+	name := strconv.FormatInt(s.cfg.Now().UnixNano(), 10) + "-" + m.Channel + kind + m.ChallengeID + ".txt"
 	path := filepath.Join(s.cfg.Dir, name)
-	body := "To: " + m.Destination + "\nChannel: " + m.Channel + "\nChallenge: " + m.ChallengeID +
+	idLine := "\nChallenge: " + m.ChallengeID
+	if m.IsNotice() {
+		idLine = "\nKind: notice\nNotice: " + m.ChallengeID
+	}
+	body := "To: " + m.Destination + "\nChannel: " + m.Channel + idLine +
 		"\nExpires: " + m.ExpiresAt.UTC().Format(time.RFC3339) + "\n"
 	if m.Subject != "" {
 		body += "Subject: " + m.Subject + "\n"
@@ -84,6 +93,11 @@ func (s *Sender) Send(ctx context.Context, m channels.Message) error {
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("outbox: close message file: %w", err)
+	}
+	if m.IsNotice() {
+		s.cfg.Logger.Info("outbox: notice written (development channel: the file holds the destination in clear)",
+			"file", path, "channel", m.Channel, "notice_id", m.ChallengeID)
+		return nil
 	}
 	s.cfg.Logger.Info("outbox: message written (development channel: the file holds the code in clear)",
 		"file", path, "channel", m.Channel, "challenge_id", m.ChallengeID)

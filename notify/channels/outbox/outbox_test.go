@@ -48,6 +48,33 @@ func TestSendWritesPrivateFile(t *testing.T) {
 	}
 }
 
+// A notice gets its own file name and a Kind line, and the log line says it holds a
+// destination (no code).
+func TestSendNotice(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	var logs bytes.Buffer
+	s, err := outbox.New(outbox.Config{Dir: dir, Logger: slog.New(slog.NewJSONHandler(&logs, nil)),
+		Now: func() time.Time { return time.Unix(0, 1700000000000000000) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), channeltest.Notice("+15550100")); err != nil {
+		t.Fatal(err)
+	}
+	body, err := os.ReadFile(filepath.Join(dir, "1700000000000000000-sms-notice-n-42.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"To: +15550100", "Kind: notice", "Notice: n-42", "changed to +49 •••• ••12."} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("file lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(string(body), "Challenge:") || !strings.Contains(logs.String(), "notice written") || strings.Contains(logs.String(), "+15550100") {
+		t.Errorf("file %s / log %s", body, logs.String())
+	}
+}
+
 func TestRejects(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {

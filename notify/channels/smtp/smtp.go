@@ -126,11 +126,7 @@ func (s *Sender) Send(ctx context.Context, m channels.Message) error {
 	msg := mail.NewMsg()
 	msg.FromMailAddress(s.from)
 	msg.ToMailAddress(to)
-	subject := m.Subject
-	if subject == "" {
-		subject = "Your verification code"
-	}
-	msg.Subject(subject)
+	msg.Subject(m.SubjectOrDefault())
 	msg.SetMessageID()
 	msg.SetDate()
 	msg.SetBodyString(mail.TypeTextPlain, m.TextOrDefault())

@@ -187,6 +187,22 @@ func TestSendModes(t *testing.T) {
 	}
 }
 
+// A notice (no code, no subject from authd) is mailed with its text and the notice
+// subject, never the code subject.
+func TestSendNotice(t *testing.T) {
+	ms, port, pool := start(t, smtp.TLSNone)
+	n := channeltest.Notice(dest)
+	if err := sender(t, smtp.TLSNone, port, pool, password).Send(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if len(ms.mails) != 1 || !strings.Contains(ms.mails[0].data, "Subject: Security notice") ||
+		!strings.Contains(ms.mails[0].data, "was changed to +49") || strings.Contains(ms.mails[0].data, "verification code") {
+		t.Fatalf("mails %+v", ms.mails)
+	}
+}
+
 // A refused recipient is an error (permanent for 5xx, retried for 4xx), never a success.
 func TestSendRefused(t *testing.T) {
 	ms, port, pool := start(t, smtp.TLSStartTLS)

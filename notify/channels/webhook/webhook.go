@@ -78,9 +78,12 @@ func loopback(host string) bool {
 	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
-// Payload is the JSON body.
+// Payload is the JSON body. Kind is "code" or "notice"; a notice (a message without a
+// code, e.g. a changed destination) has an empty code and its own text, and its
+// challenge_id is the notice's id.
 type Payload struct {
 	V           int       `json:"v"`
+	Kind        string    `json:"kind"`
 	ChallengeID string    `json:"challenge_id"`
 	Channel     string    `json:"channel"`
 	To          string    `json:"to"`
@@ -123,7 +126,11 @@ func Verify(secret []byte, h http.Header, body []byte, now time.Time, tolerance 
 
 // Send posts one message.
 func (s *Sender) Send(ctx context.Context, m channels.Message) error {
-	body, _ := json.Marshal(Payload{V: 1, ChallengeID: m.ChallengeID, Channel: m.Channel, To: m.Destination,
+	kind := notify.KindCode
+	if m.IsNotice() {
+		kind = notify.KindNotice
+	}
+	body, _ := json.Marshal(Payload{V: 1, Kind: kind, ChallengeID: m.ChallengeID, Channel: m.Channel, To: m.Destination,
 		Subject: m.Subject, Text: m.TextOrDefault(), Code: m.Code, ExpiresAt: m.ExpiresAt.UTC()})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
 	if err != nil {

@@ -28,7 +28,8 @@ func TestSendSignedAndVerified(t *testing.T) {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
-		if r.Header.Get("Idempotency-Key") != "ch-42" || json.Unmarshal(body, &got) != nil {
+		got = webhook.Payload{}
+		if json.Unmarshal(body, &got) != nil || r.Header.Get("Idempotency-Key") != got.ChallengeID {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
@@ -49,6 +50,9 @@ func TestSendSignedAndVerified(t *testing.T) {
 	if got.To != m.Destination || got.Code != "424242" || got.Text != m.Text || got.ChallengeID != "ch-42" || !got.ExpiresAt.Equal(m.ExpiresAt) {
 		t.Fatalf("payload %+v", got)
 	}
+	if got.Kind != "code" {
+		t.Fatalf("kind %q", got.Kind)
+	}
 	for st, want := range map[int]string{429: "retry 3s", 400: "permanent rejected", 500: "error"} {
 		status = st
 		err := s.Send(context.Background(), m)
@@ -60,6 +64,14 @@ func TestSendSignedAndVerified(t *testing.T) {
 	other, _ := webhook.New(webhook.Config{URL: srv.URL, Secret: bytes.Repeat([]byte("x"), 32), Now: func() time.Time { return now }})
 	if err := other.Send(context.Background(), m); channeltest.Kind(err) != "permanent provider_auth" {
 		t.Errorf("wrong secret: %v", err)
+	}
+	status = http.StatusNoContent
+	n := channeltest.Notice("+15550100")
+	if err := s.Send(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != "notice" || got.Code != "" || got.Text != n.Text || got.ChallengeID != "n-42" || got.To != n.Destination {
+		t.Fatalf("notice payload %+v", got)
 	}
 }
 

@@ -1,0 +1,283 @@
+package server_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/quotedprintable"
+	"net"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/notify/channels"
+	"github.com/twofactor/twofactor/notify/channels/outbox"
+	"github.com/twofactor/twofactor/notify/channels/smtp"
+	"github.com/twofactor/twofactor/notify/daemon"
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/otpcode"
+	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/storage"
+)
+
+// mailbox is a real SMTP server in this process (go-smtp, plain like Mailpit) that
+// keeps each mail's recipient and decoded text.
+type mailbox struct {
+	mu    sync.Mutex
+	mails map[string][]string // recipient → subject + "\n" + decoded body, in order
+	port  int
+}
+
+type mailSession struct {
+	box *mailbox
+	to  []string
+}
+
+func (s *mailSession) Reset()                                 { s.to = nil }
+func (s *mailSession) Logout() error                          { return nil }
+func (s *mailSession) Mail(string, *gosmtp.MailOptions) error { return nil }
+func (s *mailSession) Rcpt(to string, _ *gosmtp.RcptOptions) error {
+	s.to = append(s.to, to)
+	return nil
+}
+func (s *mailSession) Data(r io.Reader) error {
+	m, err := mail.ReadMessage(r)
+	if err != nil {
+		return err
+	}
+	body := m.Body
+	if strings.EqualFold(m.Header.Get("Content-Transfer-Encoding"), "quoted-printable") {
+		body = quotedprintable.NewReader(body)
+	}
+	text, err := io.ReadAll(body)
+	if err != nil {
+		return err
+	}
+	subject, _ := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	s.box.mu.Lock()
+	defer s.box.mu.Unlock()
+	for _, to := range s.to {
+		s.box.mails[to] = append(s.box.mails[to], subject+"\n"+string(text))
+	}
+	return nil
+}
+
+func startMailbox(t *testing.T) *mailbox {
+	t.Helper()
+	box := &mailbox{mails: map[string][]string{}}
+	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
+		return &mailSession{box: box}, nil
+	}))
+	srv.Domain, srv.AllowInsecureAuth = "localhost", true
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	box.port = l.Addr().(*net.TCPAddr).Port
+	return box
+}
+
+func (b *mailbox) to(addr string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.mails[addr]...)
+}
+
+// deliveryRig is authd's side (the code channels on a cluster, GatewaySender
+// sealing onto the cluster's NATS) and a real notifyd (daemon.Start) delivering
+// email through the in-process SMTP server and SMS and Telegram to the outbox.
+type deliveryRig struct {
+	c         *cluster
+	r         *replica
+	providers *[]*otpcode.Provider
+	out       server.GatewaySender
+	box       *mailbox
+	dir       string
+	delivered chan notify.Outcome
+}
+
+func newDeliveryRig(t *testing.T) *deliveryRig {
+	t.Helper()
+	c := newCluster(t)
+	key, err := notify.GenerateDeliveryKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &deliveryRig{c: c, box: startMailbox(t), dir: filepath.Join(t.TempDir(), "outbox"),
+		out: server.GatewaySender{Events: notify.NewPublisher(c.js, c.nc, c.names).WithDeliveryKey(key)}, delivered: make(chan notify.Outcome, 64)}
+	var providers []*otpcode.Provider
+	g.providers = &providers
+	c.factorFns = append(c.factorFns, func(st *storage.Store) []server.Factor {
+		p, err := otpcode.New(st, c.ring, otpcode.Config{TelegramBot: "ExampleAuthBot"}, otpcode.Options{Clock: c.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		providers = append(providers, p)
+		c.notMe = server.OTPNotMeNotifier{Provider: p, Out: g.out}
+		return server.OTPCodeFactors(p, g.out)
+	})
+	g.r = c.start()
+	mailer, err := smtp.New(smtp.Config{Host: "127.0.0.1", Port: g.box.port, TLS: smtp.TLSNone, From: "no-reply@example.org", Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := outbox.New(outbox.Config{Dir: g.dir, Logger: discardLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.Start(context.Background(), daemon.Options{JS: c.js, Names: c.names, Key: key,
+		Senders: map[string]channels.Sender{notify.ChannelEmail: mailer, notify.ChannelSMS: files, notify.ChannelTelegram: files},
+		Now:     c.clock.Now, Logger: discardLog(), Backoff: func(int) time.Duration { return time.Millisecond },
+		Observe: func(o notify.Outcome) { g.delivered <- o }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	return g
+}
+
+// wait returns the next delivered message of kind, failing on any other outcome.
+func (g *deliveryRig) wait(t *testing.T, kind string) notify.Message {
+	t.Helper()
+	select {
+	case o := <-g.delivered:
+		if o.Result != notify.OutcomeDelivered || g.c.names.KindOf(o.Message.Subject) != kind {
+			t.Fatalf("outcome %s of %s (%v), want a delivered %s", o.Result, o.Message.Subject, o.Err, kind)
+		}
+		return o.Message
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no %s delivered", kind)
+	}
+	return notify.Message{}
+}
+
+// outboxTo returns the outbox files addressed to dest, by kind.
+func (g *deliveryRig) outboxTo(t *testing.T, dest string) (codes, notices []string) {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(g.dir, "*.txt"))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(b), "To: "+dest+"\n") {
+			continue
+		}
+		if strings.Contains(string(b), "\nKind: notice\n") {
+			notices = append(notices, string(b))
+		} else {
+			codes = append(codes, string(b))
+		}
+	}
+	return codes, notices
+}
+
+var sixDigits = regexp.MustCompile(`(?m)^\s*(\d{6})\b`)
+
+// enrollDelivered enrolls dest (replacing old when given) with the code the user
+// received through notifyd, read by read.
+func (g *deliveryRig) enrollDelivered(t *testing.T, m pb.Method, dest, old string, read func() string) string {
+	t.Helper()
+	ctx := g.c.as("selfservice")
+	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: m,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: dest, ReplacesFactorId: old}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := g.wait(t, notify.KindCode).ID; id != b.GetFactorId() {
+		t.Fatalf("delivered %s, want the enrollment code of %s", id, b.GetFactorId())
+	}
+	code := sixDigits.FindStringSubmatch(read())
+	if code == nil {
+		t.Fatalf("no code in %q", read())
+	}
+	if _, err := g.r.enrollment().FinishEnrollment(ctx, &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(),
+		Proof: &pb.FinishEnrollmentRequest_Code{Code: code[1]}}); err != nil {
+		t.Fatal(err)
+	}
+	return b.GetFactorId()
+}
+
+// A replaced email address is told by mail, through NATS, notifyd and a real SMTP
+// server; the new address gets its confirmation code and no notice.
+func TestNoticeOfReplacedEmailReachesOldAddress(t *testing.T) {
+	g := newDeliveryRig(t)
+	last := func(addr string) func() string {
+		return func() string { m := g.box.to(addr); return m[len(m)-1][strings.Index(m[len(m)-1], "\n")+1:] }
+	}
+	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", last("alice@example.com"))
+	g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.org", old, last("alice@example.org"))
+	g.wait(t, notify.KindNotice)
+	oldMails, newMails := g.box.to("alice@example.com"), g.box.to("alice@example.org")
+	if len(oldMails) != 2 || len(newMails) != 1 {
+		t.Fatalf("mails: old %d, new %d; want 2 (code, notice) and 1 (code)", len(oldMails), len(newMails))
+	}
+	notice := oldMails[1]
+	if !strings.HasPrefix(notice, "Your twofactor email second factor was changed\n") || !strings.Contains(notice, "a•••@example.org") ||
+		sixDigits.MatchString(notice[strings.Index(notice, "\n")+1:]) {
+		t.Fatalf("notice mail %q", notice)
+	}
+}
+
+// A replaced phone number and a replaced Telegram chat are told through the outbox;
+// the new ones get none.
+func TestNoticeOfReplacedSMSAndTelegramReachesOldDestination(t *testing.T) {
+	g := newDeliveryRig(t)
+	lastSMS := func(dest string) func() string {
+		return func() string {
+			codes, _ := g.outboxTo(t, dest)
+			return codes[len(codes)-1][strings.Index(codes[len(codes)-1], "\n\n")+2:]
+		}
+	}
+	old := g.enrollDelivered(t, pb.Method_METHOD_SMS, "+4915123456712", "", lastSMS("+4915123456712"))
+	g.enrollDelivered(t, pb.Method_METHOD_SMS, "+4915123456799", old, lastSMS("+4915123456799"))
+	g.wait(t, notify.KindNotice)
+	if codes, notices := g.outboxTo(t, "+4915123456712"); len(codes) != 1 || len(notices) != 1 || !strings.Contains(notices[0], "+49 •••• ••99") {
+		t.Fatalf("old number: codes %d, notices %q", len(codes), notices)
+	}
+	if codes, notices := g.outboxTo(t, "+4915123456799"); len(codes) != 1 || len(notices) != 0 {
+		t.Fatalf("new number: codes %d, notices %d", len(codes), len(notices))
+	}
+
+	oldChat := g.bindTelegram(t, "111111111", "")
+	g.bindTelegram(t, "222222222", oldChat)
+	g.wait(t, notify.KindNotice)
+	if _, notices := g.outboxTo(t, "111111111"); len(notices) != 1 || !strings.Contains(notices[0], "chat ••••22") {
+		t.Fatalf("old chat: notices %q", notices)
+	}
+	if codes, notices := g.outboxTo(t, "222222222"); len(codes)+len(notices) != 0 {
+		t.Fatalf("new chat got %d messages", len(codes)+len(notices))
+	}
+}
+
+// bindTelegram enrolls a Telegram chat (replacing old when given) as the bot's
+// /start binding does.
+func (g *deliveryRig) bindTelegram(t *testing.T, chat, old string) string {
+	t.Helper()
+	ctx := g.c.as("selfservice")
+	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{ReplacesFactorId: old}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimPrefix(b.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
+	events := server.OTPCodeEvents{Provider: (*g.providers)[0], Out: g.out}
+	if err := events.Binding(context.Background(), token, chat); err != nil {
+		t.Fatal(err)
+	}
+	return b.GetFactorId()
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

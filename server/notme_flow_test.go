@@ -1,0 +1,92 @@
+package server_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/twofactor/twofactor/notify"
+	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/server"
+)
+
+// A push refused as "this was not me" is told to each active code destination of
+// the user (email through SMTP, SMS through the outbox, both through NATS and a real
+// notifyd) with the device, time, client and IP, and audited; a plain denial tells
+// nobody, and a destination not yet proved gets no notice.
+func TestPushNotMeTellsCodeDestinations(t *testing.T) {
+	g := newDeliveryRig(t)
+	c, r := g.c, g.r
+	lastMail := func(addr string) func() string {
+		return func() string { m := g.box.to(addr); return m[len(m)-1] }
+	}
+	g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", lastMail("alice@example.com"))
+	g.enrollDelivered(t, pb.Method_METHOD_SMS, "+4915123456712", "", func() string {
+		codes, _ := g.outboxTo(t, "+4915123456712")
+		return codes[0][strings.Index(codes[0], "\n\n")+2:]
+	})
+	if _, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "pending@example.net"}}}); err != nil {
+		t.Fatal(err)
+	}
+	g.wait(t, notify.KindCode)
+	d := enrollPush(t, c, r, r, "alice")
+	ctx := context.Background()
+	answer := func(decision pb.PushDecision) {
+		t.Helper()
+		beginPush(t, c, r, "alice")
+		pending, err := d.Pending(ctx, r.devices())
+		if err != nil || len(pending) != 1 {
+			t.Fatalf("pending = %v, %v", pending, err)
+		}
+		if _, err := d.Respond(ctx, r.devices(), pending[0].GetChallengeId(), decision, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer(pb.PushDecision_PUSH_DECISION_DENY)
+	c.clock.Add(time.Hour) // past the backoff after a refusal
+	when := c.clock.Now().UTC().Format("2006-01-02 15:04 UTC")
+	answer(pb.PushDecision_PUSH_DECISION_NOT_ME)
+	g.wait(t, notify.KindNotice)
+	g.wait(t, notify.KindNotice)
+
+	mails := g.box.to("alice@example.com")
+	if len(mails) != 2 || !strings.HasPrefix(mails[1], "twofactor: a sign-in attempt was refused as not you\n") {
+		t.Fatalf("mails to the address: %q", mails)
+	}
+	_, notices := g.outboxTo(t, "+4915123456712")
+	if len(notices) != 1 {
+		t.Fatalf("SMS notices %q", notices)
+	}
+	for _, text := range []string{mails[1], notices[0]} {
+		for _, part := range []string{`"Phone"`, when, "web", "203.0.113.7", "change your password"} {
+			if !strings.Contains(text, part) {
+				t.Errorf("notice lacks %q:\n%s", part, text)
+			}
+		}
+	}
+	if n := len(g.box.to("pending@example.net")); n != 1 {
+		t.Fatalf("the unproved address got %d mails, want its code only", n)
+	}
+	info, err := noticeStream(t, g).Info(ctx)
+	if err != nil || info.State.LastSeq != 2 {
+		t.Fatalf("notices published: %d (%v), want 2: the denial told nobody", info.State.LastSeq, err)
+	}
+	recs := c.auditOf(server.EventPushNotMeNotified)
+	if len(recs) != 1 || recs[0].UserID != "alice" || recs[0].Result != "notified" || recs[0].Details["notices"] != "2" {
+		t.Fatalf("audit %+v (answered %+v) logs %s", recs, c.auditOf(server.EventPushAnswered), c.logs.String()[max(0, len(c.logs.String())-3000):])
+	}
+}
+
+// noticeStream is the notice stream of the rig's NATS.
+func noticeStream(t *testing.T, g *deliveryRig) jetstream.Stream {
+	t.Helper()
+	s, err := g.c.js.Stream(context.Background(), g.c.names.NoticeStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
