@@ -177,3 +177,32 @@ func fieldOf(err error) string {
 	}
 	return ""
 }
+
+// The server's VAPID public key reaches the enrolling device (the answer and the
+// URI's "vapid"), and a key that is not a P-256 point is refused at New.
+func TestEnrollmentCarriesVAPIDKey(t *testing.T) {
+	priv, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vapid := base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes())
+	e := newEnv(t, push.Config{VAPIDPublicKey: vapid})
+	en, err := e.svc.BeginEnrollment(context.Background(), "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(en.URI)
+	if err != nil || en.VAPIDPublicKey != vapid || u.Query().Get("vapid") != vapid || u.Query().Get("token") != en.Token {
+		t.Fatalf("enrollment %+v, uri %q: want the VAPID key %q in both", en, en.URI, vapid)
+	}
+	plain := newEnv(t, push.Config{})
+	en, err = plain.svc.BeginEnrollment(context.Background(), "alice", "")
+	if err != nil || en.VAPIDPublicKey != "" || strings.Contains(en.URI, "vapid") {
+		t.Fatalf("without a key: %+v, %v", en, err)
+	}
+	for _, bad := range []string{"AAAA", vapid[:20], base64.RawURLEncoding.EncodeToString(make([]byte, 65)), vapid + "="} {
+		if _, err := push.New(e.store, e.ring, push.Config{VAPIDPublicKey: bad}); err == nil {
+			t.Errorf("VAPID key %q accepted", bad)
+		}
+	}
+}

@@ -51,6 +51,11 @@ func TestEmbeddedPushDelivery(t *testing.T) {
 	nt := ntfytest.New(t)
 	cfg.pushHTTPClient, cfg.pushAllowHTTP = wps.Client(), true
 	conn := serveApp(t, cfg)
+	// A browser device learns the key its subscription must name from the enrollment.
+	en, err := pb.NewEnrollmentServiceClient(conn).BeginEnrollment(context.Background(), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
+	if err != nil || en.GetPush().GetVapidPublicKey() != vapidPub || !strings.Contains(en.GetPush().GetUri(), "vapid="+vapidPub) {
+		t.Fatalf("enrollment %v, %v: want the VAPID public key %s", en.GetPush(), err, vapidPub)
+	}
 
 	sub := wps.Subscription()
 	webDev := enrollPushDevice(t, conn, &pb.PushEndpoint{Kind: &pb.PushEndpoint_WebPush{WebPush: &pb.WebPushSubscription{
