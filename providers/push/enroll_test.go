@@ -206,3 +206,33 @@ func TestEnrollmentCarriesVAPIDKey(t *testing.T) {
 		}
 	}
 }
+
+// Plain http is allowed only to the hosts of HTTPEndpointHosts (the compose
+// file's ntfy on the deployment's network), which need not be in EndpointHosts;
+// every other endpoint must be https on an allowed host.
+func TestEndpointHTTPOnlyToNamedHosts(t *testing.T) {
+	e := newEnv(t, push.Config{EndpointHosts: []string{"ntfy.example"}, HTTPEndpointHosts: []string{"ntfy", ".internal"}, MaxDevices: 10})
+	ctx := context.Background()
+	for url, field := range map[string]string{
+		"http://ntfy/upAlice":             "",
+		"http://push.svc.internal/t":      "",
+		"https://ntfy.example/t":          "",
+		"http://ntfy.example/t":           "endpoint.url", // https host: http refused
+		"http://evil.example/t":           "endpoint.url",
+		"https://ntfy/t":                  "endpoint.url", // not an https host of EndpointHosts
+		"http://ntfy.evil.example/t":      "endpoint.url",
+		"http://internal/t":               "endpoint.url", // ".internal" names subdomains only
+		"ftp://ntfy/t":                    "endpoint.url",
+		"http://user:pw@ntfy/t":           "endpoint.url",
+		"http://push.svc.internal.evil/t": "endpoint.url",
+	} {
+		en, err := e.svc.BeginEnrollment(ctx, "alice", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.svc.FinishEnrollment(ctx, e.finishInput(newKey(t), en.Token, push.Endpoint{Kind: storage.PushEndpointNtfy, URL: url}, false))
+		if field == "" && err != nil || field != "" && fieldOf(err) != field {
+			t.Errorf("%s: %v, want error on %q", url, err, field)
+		}
+	}
+}

@@ -97,11 +97,17 @@ type Config struct {
 	LockOnNotMe bool
 	// MaxDevices bounds a user's active devices (default 10).
 	MaxDevices int
-	// AllowHTTP accepts http:// endpoints (tests, local development only).
+	// AllowHTTP accepts http:// endpoints on any host (tests only).
 	AllowHTTP bool
 	// EndpointHosts, when set, lists the hosts (or ".suffix" domains) a device's
-	// endpoint may name, so that notifyd only ever posts to known push services.
+	// https endpoint may name, so that notifyd only ever posts to known push
+	// services; empty: any https host.
 	EndpointHosts []string
+	// HTTPEndpointHosts lists the hosts (or ".suffix" domains) a device's
+	// endpoint may name over plain http: push services on the deployment's own
+	// network, such as the compose file's ntfy (http://ntfy/<topic>), that
+	// notifyd reaches without leaving it. Every other endpoint must be https.
+	HTTPEndpointHosts []string
 	// VAPIDPublicKey is the server's Web Push key (base64url, an uncompressed
 	// P-256 point), given to enrolling devices (Enrollment.VAPIDPublicKey and the
 	// URI's "vapid") for their PushManager.subscribe; empty: no Web Push.

@@ -48,6 +48,9 @@
 //     held up there until the lock ends or an admin code is used.
 //   - A client network is delayed after IPDelayAfter failures, a user only after
 //     UserDelayAfter (more), so one attacker is slowed long before the user is.
+//   - A push device's refused requests (Subjects.Device: bad signature, stale
+//     timestamp, replayed nonce) are counted apart, delayed after
+//     DeviceDelayAfter and never hard-locked.
 //   - Optionally (Config.CleanCacheTTL) a replica remembers for a short while that a
 //     subject has no stored failures at all. Only Check uses it: a pre-check that
 //     evaluates nothing (before a challenge is begun), whose only risk is letting an
