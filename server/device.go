@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/push"
+	"github.com/twofactor/twofactor/server/throttle"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -48,7 +51,19 @@ type DeviceOptions struct {
 	// NotMe tells the user's other channels of a push refused as "this was
 	// not me" (notme.go); nil: nobody is told.
 	NotMe NotMeNotifier
+	// Guard, when set, counts each device request before its signature is
+	// evaluated ((*throttle.Throttler).Guard, or the server's guardAttempt): a
+	// refused signature, timestamp or nonce is a failure of the device and of
+	// the peer's network; while either is delayed, requests are refused
+	// (ResourceExhausted with a RetryInfo) without being evaluated.
+	Guard DeviceGuard
+	// Stopping ends every WatchPushes stream (Unavailable: reconnect) when it
+	// closes, so that a graceful stop does not wait for them (Server.Drain).
+	Stopping <-chan struct{}
 }
+
+// DeviceGuard runs eval as one attempt by s, counted before it is evaluated.
+type DeviceGuard func(ctx context.Context, s throttle.Subjects, eval func(ctx context.Context) (throttle.Verdict, error)) (throttle.Result, error)
 
 // deviceService serves DeviceService. It takes no API key: each request is
 // authenticated by the device's signature (push.Service.Authenticate), which
@@ -105,6 +120,62 @@ func (s *deviceService) deviceStatus(ctx context.Context, err error) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
+// authenticate checks a device request (push.Service.Authenticate), through
+// opts.Guard when set. A device id longer than a device's is counted by the
+// network only (the request is refused anyway).
+func (s *deviceService) authenticate(ctx context.Context, a *pb.DeviceAuth, purpose string, fields ...string) (*storage.PushDevice, error) {
+	r := deviceRequest(a)
+	if s.opts.Guard == nil {
+		d, err := s.push.Authenticate(ctx, r, purpose, fields...)
+		return d, s.deviceStatus(ctx, err)
+	}
+	subj := throttle.Subjects{Device: r.DeviceID, IP: peerIP(ctx), HighEntropy: true}
+	if len(subj.Device) > maxDeviceIDLen {
+		subj.Device = ""
+	}
+	var d *storage.PushDevice
+	res, err := s.opts.Guard(ctx, subj, func(ctx context.Context) (throttle.Verdict, error) {
+		var err error
+		d, err = s.push.Authenticate(ctx, r, purpose, fields...)
+		switch {
+		case errors.Is(err, push.ErrUnauthenticated):
+			return throttle.Rejected, nil
+		case err != nil:
+			return 0, err
+		}
+		return throttle.Accepted, nil
+	})
+	switch {
+	case err != nil:
+		if _, ok := status.FromError(err); ok {
+			return nil, err // the server's guard answers in statuses
+		}
+		return nil, s.deviceStatus(ctx, err)
+	case res.Blocked:
+		return nil, throttledError(res.Decision)
+	case res.Verdict == throttle.Rejected:
+		return nil, s.deviceStatus(ctx, push.ErrUnauthenticated)
+	}
+	return d, nil
+}
+
+// maxDeviceIDLen is the longest device id (a UUID).
+const maxDeviceIDLen = 36
+
+// peerIP is the address of the gRPC peer (the device, or the backend relaying
+// it), "" when unknown.
+func peerIP(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
 func deviceRequest(a *pb.DeviceAuth) push.Request {
 	return push.Request{DeviceID: a.GetDeviceId(), TimestampMillis: a.GetTimestampMs(), Nonce: a.GetNonce(), Signature: a.GetSignature()}
 }
@@ -142,9 +213,9 @@ func (s *deviceService) FinishDeviceEnrollment(ctx context.Context, req *pb.Fini
 }
 
 func (s *deviceService) ListPendingPushes(ctx context.Context, req *pb.ListPendingPushesRequest) (*pb.ListPendingPushesResponse, error) {
-	d, err := s.push.Authenticate(ctx, deviceRequest(req.GetAuth()), push.PurposeListPending)
+	d, err := s.authenticate(ctx, req.GetAuth(), push.PurposeListPending)
 	if err != nil {
-		return nil, s.deviceStatus(ctx, err)
+		return nil, err
 	}
 	pending, err := s.push.ListPending(ctx, d)
 	if err != nil {
@@ -158,9 +229,9 @@ func (s *deviceService) ListPendingPushes(ctx context.Context, req *pb.ListPendi
 }
 
 func (s *deviceService) GetPushContext(ctx context.Context, req *pb.GetPushContextRequest) (*pb.GetPushContextResponse, error) {
-	d, err := s.push.Authenticate(ctx, deviceRequest(req.GetAuth()), push.PurposeGetContext, req.GetChallengeId())
+	d, err := s.authenticate(ctx, req.GetAuth(), push.PurposeGetContext, req.GetChallengeId())
 	if err != nil {
-		return nil, s.deviceStatus(ctx, err)
+		return nil, err
 	}
 	pc, err := s.push.Context(ctx, d, req.GetChallengeId())
 	if err != nil {
@@ -191,9 +262,9 @@ func (s *deviceService) RespondPush(ctx context.Context, req *pb.RespondPushRequ
 	if in.Decision == "" {
 		return nil, status.Error(codes.InvalidArgument, "decision: want approve, deny or not_me")
 	}
-	d, err := s.push.Authenticate(ctx, deviceRequest(req.GetAuth()), push.PurposeRespond, in.RespondFields()...)
+	d, err := s.authenticate(ctx, req.GetAuth(), push.PurposeRespond, in.RespondFields()...)
 	if err != nil {
-		return nil, s.deviceStatus(ctx, err)
+		return nil, err
 	}
 	r, err := s.push.RespondAndAnnounce(ctx, s.opts.Announcer, d, in)
 	if r == nil {
@@ -235,9 +306,9 @@ func (s *deviceService) UpdatePushEndpoint(ctx context.Context, req *pb.UpdatePu
 		return nil, status.Error(codes.InvalidArgument, "endpoint: is required")
 	}
 	ep := endpointFromPB(req.GetEndpoint())
-	d, err := s.push.Authenticate(ctx, deviceRequest(req.GetAuth()), push.PurposeSetEndpoint, ep.Fields()...)
+	d, err := s.authenticate(ctx, req.GetAuth(), push.PurposeSetEndpoint, ep.Fields()...)
 	if err != nil {
-		return nil, s.deviceStatus(ctx, err)
+		return nil, err
 	}
 	if err := s.push.SetEndpoint(ctx, d, ep); err != nil {
 		return nil, s.deviceStatus(ctx, err)
@@ -246,13 +317,14 @@ func (s *deviceService) UpdatePushEndpoint(ctx context.Context, req *pb.UpdatePu
 }
 
 // WatchPushes sends the pending pushes, then each new one as the watcher (or the
-// poll) finds it, until the stream's lifetime ends, the client leaves, or the
-// device is revoked.
+// poll) finds it, until the stream's lifetime ends, the client leaves, the
+// device is revoked, or the server stops (Unavailable: the device reconnects,
+// to another replica).
 func (s *deviceService) WatchPushes(req *pb.WatchPushesRequest, stream pb.DeviceService_WatchPushesServer) error {
 	ctx := stream.Context()
-	d, err := s.push.Authenticate(ctx, deviceRequest(req.GetAuth()), push.PurposeWatch)
+	d, err := s.authenticate(ctx, req.GetAuth(), push.PurposeWatch)
 	if err != nil {
-		return s.deviceStatus(ctx, err)
+		return err
 	}
 	var woken <-chan struct{}
 	stop := func() {}
@@ -287,6 +359,8 @@ func (s *deviceService) WatchPushes(req *pb.WatchPushesRequest, stream pb.Device
 			return nil
 		case <-end.C:
 			return nil
+		case <-s.opts.Stopping:
+			return status.Error(codes.Unavailable, "server stopping: reconnect")
 		case <-tick.C:
 		case <-woken:
 		}

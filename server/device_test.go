@@ -2,10 +2,13 @@ package server_test
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -15,22 +18,32 @@ import (
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/server/throttle"
+	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
 type deviceRig struct {
 	svc    *push.Service
 	client pb.DeviceServiceClient
+	g      *grpc.Server
 }
 
 func newDeviceRig(t *testing.T, cfg push.Config, o server.DeviceOptions) *deviceRig {
 	t.Helper()
-	svc, err := push.New(storagetest.Open(t), storagetest.KeyRing(t), cfg)
+	return newDeviceRigWith(t, cfg, func(*storage.Store) server.DeviceOptions { return o })
+}
+
+// newDeviceRigWith builds the options on the rig's store (e.g. a throttle's Guard).
+func newDeviceRigWith(t *testing.T, cfg push.Config, opts func(*storage.Store) server.DeviceOptions) *deviceRig {
+	t.Helper()
+	store := storagetest.Open(t)
+	svc, err := push.New(store, storagetest.KeyRing(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	pb.RegisterDeviceServiceServer(g, server.NewDeviceService(svc, o))
+	pb.RegisterDeviceServiceServer(g, server.NewDeviceService(svc, opts(store)))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +55,7 @@ func newDeviceRig(t *testing.T, cfg push.Config, o server.DeviceOptions) *device
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &deviceRig{svc: svc, client: pb.NewDeviceServiceClient(conn)}
+	return &deviceRig{svc: svc, client: pb.NewDeviceServiceClient(conn), g: g}
 }
 
 func (r *deviceRig) enroll(t *testing.T, user string) *pushdevice.Device {
@@ -165,4 +178,128 @@ func TestDeviceServiceRefusals(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || status.Convert(err).Message()[:5] != "name:" {
 		t.Fatalf("empty name: %v", err)
 	}
+}
+
+// Refused device requests are counted before they are evaluated (throttle.Guard,
+// on the rig's store): after DeviceDelayAfter bad signatures, stale timestamps or
+// replays the device is delayed, and even a well-signed request is refused
+// (ResourceExhausted with a RetryInfo) without being looked at; once the delay
+// is over it is accepted and the count starts again. Bad requests naming other
+// devices from one network delay that network (IPDelayAfter), whatever device
+// they name. Real ECDSA keys (clients/pushdevice) sign every request.
+func TestDeviceRequestsThrottled(t *testing.T) {
+	clock := &testClock{t: time.Now()} // the devices enroll on their own clocks
+	tcfg := throttle.Config{BaseDelay: time.Second, MaxDelay: time.Minute, DeviceDelayAfter: 2, IPDelayAfter: 6}
+	r := newDeviceRigWith(t, push.Config{Now: clock.Now}, func(st *storage.Store) server.DeviceOptions {
+		th, err := throttle.New(st, tcfg, clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return server.DeviceOptions{Guard: th.Guard}
+	})
+	ctx := context.Background()
+	d, bob := r.enroll(t, "alice"), r.enroll(t, "bob")
+	d.Now, bob.Now = clock.Now, clock.Now
+	list := func(a *pb.DeviceAuth) error {
+		_, err := r.client.ListPendingPushes(ctx, &pb.ListPendingPushesRequest{Auth: a})
+		return err
+	}
+	good, _ := d.Auth(push.PurposeListPending)
+	if err := list(good); err != nil {
+		t.Fatal(err)
+	}
+	// Three refusals of three kinds: the first two are free, the third delays.
+	forged, _ := d.Auth(push.PurposeListPending)
+	forged.Signature[3] ^= 1
+	stale, _ := d.Auth(push.PurposeListPending)
+	stale.TimestampMs -= (2 * time.Minute).Milliseconds()
+	for i, bad := range []*pb.DeviceAuth{forged, stale, good} { // good again: a replay
+		if err := list(bad); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("bad request %d: %v", i, err)
+		}
+	}
+	fresh, _ := d.Auth(push.PurposeListPending)
+	err := list(fresh)
+	wait := retryDelay(t, err)
+	if wait <= 0 || wait > 2*time.Second {
+		t.Fatalf("delayed device: %v (retry after %v)", err, wait)
+	}
+	// Not evaluated: the same signed request passes once the delay is over.
+	clock.Add(wait)
+	if err := list(fresh); err != nil {
+		t.Fatalf("after the delay: %v", err)
+	}
+	// The success reset the device's count: two refusals are free again.
+	for range 2 {
+		bad, _ := d.Auth(push.PurposeListPending)
+		bad.Signature[3] ^= 1
+		if err := list(bad); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("refusal after the reset: %v", err)
+		}
+	}
+	ok, _ := d.Auth(push.PurposeListPending)
+	if err := list(ok); err != nil {
+		t.Fatalf("within the free refusals: %v", err)
+	}
+
+	// The network: two more refusals (naming a device that does not exist) pass
+	// the network's six free ones, counted with the five above: now bob's
+	// well-signed request from it waits too.
+	for range 2 {
+		ghost, _ := bob.Auth(push.PurposeListPending)
+		ghost.DeviceId = "00000000-0000-4000-8000-000000000000"
+		if err := list(ghost); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("unknown device: %v", err)
+		}
+	}
+	fine, _ := bob.Auth(push.PurposeListPending)
+	if wait := retryDelay(t, list(fine)); wait <= 0 {
+		t.Fatal("the network is not delayed after its refusals")
+	}
+}
+
+// retryDelay checks a ResourceExhausted status and returns its RetryInfo.
+func retryDelay(t *testing.T, err error) time.Duration {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("want ResourceExhausted, got %v", err)
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	t.Fatalf("%v: no RetryInfo", err)
+	return 0
+}
+
+// A device watching its pushes does not hold a graceful stop: Drain's channel
+// ends the stream (Unavailable, so the device reconnects elsewhere) and
+// GracefulStop returns.
+func TestWatchPushesEndsOnStop(t *testing.T) {
+	stopping := make(chan struct{})
+	r := newDeviceRig(t, push.Config{}, server.DeviceOptions{Poll: time.Hour, Stopping: stopping})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	d := r.enroll(t, "alice")
+	b, err := r.svc.Begin(ctx, push.BeginInput{UserID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := d.Watch(ctx, r.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := stream.Recv(); err != nil || got.GetPush().GetChallengeId() != b.ChallengeID {
+		t.Fatalf("watch = %v, %v", got, err) // the stream is open and served
+	}
+	stopped := make(chan struct{})
+	close(stopping)
+	go func() { r.g.GracefulStop(); close(stopped) }()
+	_, err = stream.Recv()
+	if status.Code(err) != codes.Unavailable || errors.Is(err, io.EOF) {
+		t.Fatalf("stream at stop ended with %v, want Unavailable", err)
+	}
+	<-stopped // would hang (and the test time out) if the stream held it
 }

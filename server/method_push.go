@@ -120,7 +120,8 @@ func (e pushEnroller) Begin(ctx context.Context, req *pb.BeginEnrollmentRequest)
 		return nil, err
 	}
 	return &pb.BeginEnrollmentResponse{ExpiresAt: timestamppb.New(en.ExpiresAt),
-		Details: &pb.BeginEnrollmentResponse_Push{Push: &pb.PushEnrollment{Token: en.Token, Uri: en.URI, QrPng: en.QRPNG}}}, nil
+		Details: &pb.BeginEnrollmentResponse_Push{Push: &pb.PushEnrollment{Token: en.Token, Uri: en.URI, QrPng: en.QRPNG,
+			VapidPublicKey: en.VAPIDPublicKey}}}, nil
 }
 
 func (pushEnroller) Finish(context.Context, *pb.FinishEnrollmentRequest) (*storage.Factor, error) {

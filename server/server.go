@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -141,6 +142,9 @@ type Server struct {
 	password   *passwordService       // nil: unregistered
 	device     pb.DeviceServiceServer // nil: unregistered
 	closers    []func()
+	// draining closes at Drain: long-lived streams end.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // New builds a Server from d (see Deps for what is required).
@@ -156,6 +160,7 @@ func New(d Deps, opts Options) (*Server, error) {
 	}
 	s := &Server{
 		core:       c,
+		draining:   make(chan struct{}),
 		challenges: challengeService{core: c, challenges: chs},
 		enrollment: enrollmentService{core: c, backupCodes: d.BackupCodes},
 		admin:      adminService{core: c, adminCodes: d.AdminCodes, apppw: d.AppPasswords, wa: d.WebAuthn},
@@ -171,7 +176,8 @@ func New(d Deps, opts Options) (*Server, error) {
 		if d.Events != nil {
 			ann = d.Events
 		}
-		s.device = NewDeviceService(d.Push, DeviceOptions{Announcer: ann, Watcher: d.PushWatcher, Auditor: d.Auditor, Log: d.Logger, NotMe: d.NotMe})
+		s.device = NewDeviceService(d.Push, DeviceOptions{Announcer: ann, Watcher: d.PushWatcher, Auditor: d.Auditor, Log: d.Logger, NotMe: d.NotMe,
+			Guard: c.deviceGuard, Stopping: s.draining})
 	}
 	if err := s.subscribe(d); err != nil {
 		s.Close()
@@ -204,6 +210,13 @@ func (s *Server) subscribe(d Deps) error {
 	}
 	s.closers = append(s.closers, unsub)
 	return nil
+}
+
+// Drain ends the long-lived streams (WatchPushes: Unavailable, the devices
+// reconnect elsewhere) so that a GracefulStop does not wait for them; call it
+// just before GracefulStop. It may be called more than once.
+func (s *Server) Drain() {
+	s.drainOnce.Do(func() { close(s.draining) })
 }
 
 // Metrics returns the Prometheus series this server updates.

@@ -80,6 +80,12 @@ func (s *core) guardAttempt(ctx context.Context, client *pb.ClientContext, subj 
 	return res, nil
 }
 
+// deviceGuard is guardAttempt for the DeviceService's requests (method push,
+// the peer's network as the client's): blocks are audited, counts announced.
+func (s *core) deviceGuard(ctx context.Context, subj throttle.Subjects, eval func(ctx context.Context) (throttle.Verdict, error)) (throttle.Result, error) {
+	return s.guardAttempt(ctx, &pb.ClientContext{Ip: subj.IP}, subj, "push", eval)
+}
+
 // throttledError is the ResourceExhausted status of a blocked attempt, with the
 // wait in a google.rpc.RetryInfo detail.
 func throttledError(d throttle.Decision) error {
@@ -89,6 +95,8 @@ func throttledError(d throttle.Decision) error {
 		what = "user"
 	case throttle.Login:
 		what = "login"
+	case throttle.Device:
+		what = "device"
 	}
 	kind := "delayed"
 	if d.Locked {

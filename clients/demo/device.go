@@ -16,14 +16,38 @@ import (
 
 func jsonEncode(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
 
-// deviceEnroll finishes a device enrollment (poll only: the page polls).
+// deviceEndpoint is where the device page asks to be woken: "webpush" with the
+// browser's PushSubscription (endpoint and keys, base64url), or "poll".
+type deviceEndpoint struct {
+	Kind   string `json:"kind"`
+	URL    string `json:"url"`
+	P256dh string `json:"p256dh"`
+	Auth   string `json:"auth"`
+}
+
+// pb maps the endpoint as the device signed it (authd checks the URL and keys).
+func (e deviceEndpoint) pb() (*pb.PushEndpoint, error) {
+	switch {
+	case e.Kind == "" || e.Kind == "poll":
+		return &pb.PushEndpoint{Kind: &pb.PushEndpoint_Poll{Poll: &pb.PollOnly{}}}, nil
+	case e.Kind != "webpush":
+		return nil, badInput("endpoint.kind: want webpush or poll.")
+	case len(e.URL) > 1024 || len(e.P256dh) > 128 || len(e.Auth) > 64:
+		return nil, badInput("endpoint: the URL or a key is too long.")
+	}
+	return &pb.PushEndpoint{Kind: &pb.PushEndpoint_WebPush{WebPush: &pb.WebPushSubscription{Endpoint: e.URL, P256Dh: e.P256dh, Auth: e.Auth}}}, nil
+}
+
+// deviceEnroll finishes a device enrollment, with the browser's Web Push
+// subscription when it made one, else poll only.
 func (h *Handler) deviceEnroll(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		Auth      deviceAuth `json:"auth"`
-		Token     string     `json:"token"`
-		PublicKey []byte     `json:"publicKey"`
-		Name      string     `json:"name"`
-		Platform  string     `json:"platform"`
+		Auth      deviceAuth     `json:"auth"`
+		Token     string         `json:"token"`
+		PublicKey []byte         `json:"publicKey"`
+		Name      string         `json:"name"`
+		Platform  string         `json:"platform"`
+		Endpoint  deviceEndpoint `json:"endpoint"`
 	}
 	const op = "Enrolling this device"
 	if err := readJSON(r, &in); err != nil {
@@ -35,6 +59,10 @@ func (h *Handler) deviceEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth, err := in.Auth.pb()
+	var ep *pb.PushEndpoint
+	if err == nil {
+		ep, err = in.Endpoint.pb()
+	}
 	if err != nil {
 		h.jsonFail(w, op, err)
 		return
@@ -42,8 +70,7 @@ func (h *Handler) deviceEnroll(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	resp, err := h.c.Devices.FinishDeviceEnrollment(ctx, &pb.FinishDeviceEnrollmentRequest{Auth: auth, Token: in.Token,
-		PublicKey: in.PublicKey, Name: in.Name, Platform: in.Platform,
-		Endpoint: &pb.PushEndpoint{Kind: &pb.PushEndpoint_Poll{Poll: &pb.PollOnly{}}}})
+		PublicKey: in.PublicKey, Name: in.Name, Platform: in.Platform, Endpoint: ep})
 	if err != nil {
 		h.deviceFail(w, op, err)
 		return

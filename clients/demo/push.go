@@ -38,6 +38,7 @@ func (h *Handler) pushRoutes() {
 	m.HandleFunc("POST /signin/push/wait", h.signinPushWait)
 	m.HandleFunc("POST /account/push", h.pushEnroll)
 	m.HandleFunc("GET /device", h.devicePage)
+	m.HandleFunc("GET /device-sw.js", h.deviceWorker)
 	m.HandleFunc("POST /device/api/enroll", h.deviceEnroll)
 	m.HandleFunc("POST /device/api/pending", h.devicePending)
 	m.HandleFunc("POST /device/api/context", h.deviceContext)
@@ -138,6 +139,19 @@ func (h *Handler) pushEnroll(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) devicePage(w http.ResponseWriter, r *http.Request) {
 	h.render(w, http.StatusOK, "device.html", &view{Title: "Device", User: h.user(r)})
+}
+
+// deviceWorker serves the device page's service worker (static/device-sw.js) from
+// the root, so that its scope can be /device: it receives the Web Push wake-ups.
+func (h *Handler) deviceWorker(w http.ResponseWriter, r *http.Request) {
+	js, err := staticFS.ReadFile("static/device-sw.js")
+	if err != nil {
+		http.Error(w, "no service worker", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(js)
 }
 
 // deviceAuth is a device request's signature block as the device page sends it

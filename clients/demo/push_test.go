@@ -3,7 +3,9 @@ package demo_test
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"html"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twofactor/twofactor/clients/pushdevice"
+	"github.com/twofactor/twofactor/notify/channels/webpush/webpushtest"
 	"github.com/twofactor/twofactor/providers/push/pushsig"
 )
 
@@ -171,5 +174,55 @@ func TestDeviceAPIRefusesBadInput(t *testing.T) {
 	}
 	if p := b.post("/device/api/pending", url.Values{"auth": {"x"}}); p.status != http.StatusBadRequest {
 		t.Fatalf("form body: %d", p.status)
+	}
+}
+
+// Web Push on the device page: the account page gives the enrollment link with
+// the server's VAPID public key (what the page subscribes with), the service
+// worker is served from the root, and the relay passes the subscription the
+// device signed (endpoint, p256dh, auth) to authd unchanged: authd accepts the
+// signature over it, and refuses the same signature over an endpoint the relay
+// would have changed.
+func TestDeviceEnrollsWithWebPush(t *testing.T) {
+	f := start(t)
+	b := f.browser(t)
+	b.signIn("wanda").must(t, "/account")
+	p := b.post("/account/push", nil).must(t, "/account/push", `id="push-device-link"`)
+	uri := html.UnescapeString(p.find(t, `id="push-uri">([^<]+)<`))
+	q, err := url.ParseQuery(strings.TrimPrefix(uri, "twofactor-push:enroll?"))
+	if err != nil || q.Get("token") == "" {
+		t.Fatalf("enrollment link %q: %v", uri, err)
+	}
+	if raw, err := base64.RawURLEncoding.DecodeString(q.Get("vapid")); err != nil || len(raw) != 65 || raw[0] != 4 {
+		t.Fatalf("enrollment link %q: no VAPID public key (%v)", uri, err)
+	}
+	if sw := b.get("/device-sw.js"); sw.status != http.StatusOK || !strings.Contains(sw.body, `addEventListener("push"`) {
+		t.Fatalf("service worker: %d", sw.status)
+	}
+
+	sub := webpushtest.New(t, q.Get("vapid"), "mailto:admin@localhost").Subscription()
+	dev, err := pushdevice.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := &relayDevice{t: t, b: f.browser(t), d: dev}
+	pub, _ := x509.MarshalPKIXPublicKey(&dev.Key.PublicKey)
+	token := q.Get("token")
+	signed := []string{token, string(pub), "Browser", "web", "webpush", sub.Endpoint, sub.P256dh, sub.Auth, ""}
+	body := func(ep map[string]any) map[string]any {
+		return map[string]any{"token": token, "publicKey": pub, "name": "Browser", "platform": "web", "endpoint": ep}
+	}
+	// The relay cannot turn the signed Web Push endpoint into poll only.
+	if st, out := phone.call("/device/api/enroll", body(map[string]any{"kind": "poll"}), pushsig.PurposeEnroll, signed...); st != http.StatusForbidden {
+		t.Fatalf("enroll with another endpoint than signed: %d %v", st, out)
+	}
+	st, out := phone.call("/device/api/enroll", body(map[string]any{"kind": "webpush", "url": sub.Endpoint, "p256dh": sub.P256dh, "auth": sub.Auth}),
+		pushsig.PurposeEnroll, signed...)
+	if st != http.StatusOK || out["userId"] != "wanda" {
+		t.Fatalf("enroll with Web Push: %d %v", st, out)
+	}
+	if st, out := phone.call("/device/api/enroll", body(map[string]any{"kind": "carrier-pigeon"}), pushsig.PurposeEnroll, signed...); st != http.StatusBadRequest ||
+		!strings.Contains(out["message"].(string), "endpoint.kind") {
+		t.Fatalf("unknown endpoint kind: %d %v", st, out)
 	}
 }

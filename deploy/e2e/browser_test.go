@@ -418,12 +418,18 @@ func (f *flows) push(t *testing.T) {
 	tb.signIn(u)
 	tb.waitBody("Account of " + u)
 	tb.do(chromedp.Click(chromedp.CSS("#push-enroll")), chromedp.WaitVisible(chromedp.CSS("#push-token")))
-	token := strings.TrimSpace(tb.text("#push-token"))
+	link := strings.TrimSpace(tb.text("#push-uri"))
+	if !strings.Contains(link, "vapid=") {
+		t.Fatalf("enrollment link %q names no VAPID key", link)
+	}
 
+	// The phone pastes the enrollment link: it tries Web Push with the VAPID key
+	// and, without a push service (headless Chromium has none), enrolls poll only.
 	phone := f.tab(t, false)
 	phone.do(chromedp.Navigate(phone.url+"/device"), chromedp.WaitVisible(chromedp.CSS("#device-token")),
-		chromedp.SendKeys(chromedp.CSS("#device-token"), token), chromedp.Click(chromedp.CSS("#device-enroll button")))
+		chromedp.SendKeys(chromedp.CSS("#device-token"), link), chromedp.Click(chromedp.CSS("#device-enroll button")))
 	phone.waitBody("Enrolled for " + u)
+	phone.checkDelivery()
 
 	tb.signOut()
 	tb.signIn(u)
@@ -435,4 +441,37 @@ func (f *flows) push(t *testing.T) {
 	phone.do(chromedp.SendKeys(chromedp.CSS("#device-number"), number), chromedp.Click(chromedp.CSS("#device-approve")))
 	phone.waitBody("Approved.")
 	tb.waitBody("Account of " + u)
+}
+
+// checkDelivery asserts the path the device page took: Web Push where the
+// browser has a push service, otherwise polling for the reason the browser
+// gives (never for want of the VAPID key, which the enrollment link carries).
+func (tb *tab) checkDelivery() {
+	tb.t.Helper()
+	type delivery struct {
+		Delivery, Why, Text string
+		PushAPI             bool
+	}
+	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+	defer cancel()
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[delivery](`(() => {
+		const el = document.getElementById("device-delivery");
+		return {Delivery: el.dataset.delivery || "", Why: el.dataset.why || "", Text: el.textContent,
+			PushAPI: "serviceWorker" in navigator && "PushManager" in window};
+	})()`))
+	if err != nil {
+		tb.t.Fatalf("device page delivery: %v", err)
+	}
+	want := "no-push-api"
+	if got.PushAPI {
+		want = "no-push-service"
+	}
+	switch {
+	case got.Delivery == "webpush" && got.Why == "":
+		tb.t.Logf("device page: Web Push (%s)", got.Text)
+	case got.Delivery == "poll" && got.Why == want:
+		tb.t.Logf("device page: polling (%s)", got.Text)
+	default:
+		tb.t.Fatalf("device page delivery %+v: want webpush, or poll because %s", got, want)
+	}
 }

@@ -66,20 +66,27 @@ func (s *Service) validURL(raw string) error {
 	if err != nil || u.Host == "" || u.User != nil || u.Fragment != "" {
 		return inputErr("endpoint.url", "not an absolute URL without credentials")
 	}
-	if u.Scheme != "https" && !(s.cfg.AllowHTTP && u.Scheme == "http") {
-		return inputErr("endpoint.url", "must be https")
-	}
-	if len(s.cfg.EndpointHosts) == 0 {
+	host := strings.ToLower(u.Hostname())
+	switch {
+	case u.Scheme == "http" && (s.cfg.AllowHTTP || hostIn(host, s.cfg.HTTPEndpointHosts)):
+		return nil
+	case u.Scheme != "https":
+		return inputErr("endpoint.url", "must be https (plain http only to the hosts of push-http-endpoint-hosts)")
+	case len(s.cfg.EndpointHosts) == 0 || hostIn(host, s.cfg.EndpointHosts):
 		return nil
 	}
-	host := strings.ToLower(u.Hostname())
-	for _, h := range s.cfg.EndpointHosts {
+	return inputErr("endpoint.url", "host %q is not an allowed push service", host)
+}
+
+// hostIn tells whether host is one of hosts or under one of its ".suffix" domains.
+func hostIn(host string, hosts []string) bool {
+	for _, h := range hosts {
 		h = strings.ToLower(h)
 		if host == h || (strings.HasPrefix(h, ".") && strings.HasSuffix(host, h)) {
-			return nil
+			return true
 		}
 	}
-	return inputErr("endpoint.url", "host %q is not an allowed push service", host)
+	return false
 }
 
 func validKeys(p256dh, auth string) error {

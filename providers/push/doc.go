@@ -75,8 +75,10 @@
 //     was not me". The state is one row per user changed by compare-and-set on a
 //     version column, in the transaction that stores the challenge, so the limits
 //     hold across replicas and exactly the allowed number of concurrent begins win.
-//   - A device's endpoint must be https (and, when configured, on an allowed
-//     push-service host), so notifyd does not post to arbitrary addresses. A push
+//   - A device's endpoint must be https (and, when Config.EndpointHosts is set, on
+//     one of those push-service hosts), so notifyd does not post to arbitrary
+//     addresses; plain http only to the hosts of Config.HTTPEndpointHosts (a push
+//     service on the deployment's own network, such as the compose file's ntfy). A push
 //     service answering 404/410 retires the endpoint (RFC 8030 §7.3); the device
 //     keeps working by polling, so a failed push transport locks no one out.
 package push

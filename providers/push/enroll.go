@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/base64"
@@ -31,12 +32,16 @@ const (
 type Enrollment struct {
 	// Token is the one-time token (base64url, 43 characters) the device signs.
 	Token string
-	// URI carries the token (and the server's address, when given) for the QR code:
-	// twofactor-push:enroll?token=…&server=….
+	// URI carries the token (and the server's address, when given, and the VAPID
+	// public key, when configured) for the QR code:
+	// twofactor-push:enroll?server=…&token=…&vapid=….
 	URI string
 	// QRPNG is a PNG of a QR code of URI.
 	QRPNG     []byte
 	ExpiresAt time.Time
+	// VAPIDPublicKey is Config.VAPIDPublicKey: the applicationServerKey of a
+	// browser device's Web Push subscription ("" when the server has none).
+	VAPIDPublicKey string
 }
 
 // BeginEnrollment issues a one-time enrollment token for userID, valid for
@@ -64,12 +69,26 @@ func (s *Service) BeginEnrollment(ctx context.Context, userID, server string) (*
 	if server != "" {
 		q.Set("server", server)
 	}
+	if s.cfg.VAPIDPublicKey != "" {
+		q.Set("vapid", s.cfg.VAPIDPublicKey)
+	}
 	uri := "twofactor-push:enroll?" + q.Encode()
 	code, err := qr.Encode(uri, qr.M)
 	if err != nil {
 		return nil, err
 	}
-	return &Enrollment{Token: token, URI: uri, QRPNG: code.PNG(), ExpiresAt: e.ExpiresAt}, nil
+	return &Enrollment{Token: token, URI: uri, QRPNG: code.PNG(), ExpiresAt: e.ExpiresAt, VAPIDPublicKey: s.cfg.VAPIDPublicKey}, nil
+}
+
+// validVAPIDKey tells whether k is an uncompressed P-256 point in base64url
+// (what PushManager.subscribe takes as applicationServerKey).
+func validVAPIDKey(k string) bool {
+	raw, err := base64.RawURLEncoding.DecodeString(k)
+	if err != nil {
+		return false
+	}
+	_, err = ecdh.P256().NewPublicKey(raw)
+	return err == nil && raw[0] == 4
 }
 
 // FinishInput is what a device sends to finish its enrollment.

@@ -177,3 +177,62 @@ func fieldOf(err error) string {
 	}
 	return ""
 }
+
+// The server's VAPID public key reaches the enrolling device (the answer and the
+// URI's "vapid"), and a key that is not a P-256 point is refused at New.
+func TestEnrollmentCarriesVAPIDKey(t *testing.T) {
+	priv, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vapid := base64.RawURLEncoding.EncodeToString(priv.PublicKey().Bytes())
+	e := newEnv(t, push.Config{VAPIDPublicKey: vapid})
+	en, err := e.svc.BeginEnrollment(context.Background(), "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(en.URI)
+	if err != nil || en.VAPIDPublicKey != vapid || u.Query().Get("vapid") != vapid || u.Query().Get("token") != en.Token {
+		t.Fatalf("enrollment %+v, uri %q: want the VAPID key %q in both", en, en.URI, vapid)
+	}
+	plain := newEnv(t, push.Config{})
+	en, err = plain.svc.BeginEnrollment(context.Background(), "alice", "")
+	if err != nil || en.VAPIDPublicKey != "" || strings.Contains(en.URI, "vapid") {
+		t.Fatalf("without a key: %+v, %v", en, err)
+	}
+	for _, bad := range []string{"AAAA", vapid[:20], base64.RawURLEncoding.EncodeToString(make([]byte, 65)), vapid + "="} {
+		if _, err := push.New(e.store, e.ring, push.Config{VAPIDPublicKey: bad}); err == nil {
+			t.Errorf("VAPID key %q accepted", bad)
+		}
+	}
+}
+
+// Plain http is allowed only to the hosts of HTTPEndpointHosts (the compose
+// file's ntfy on the deployment's network), which need not be in EndpointHosts;
+// every other endpoint must be https on an allowed host.
+func TestEndpointHTTPOnlyToNamedHosts(t *testing.T) {
+	e := newEnv(t, push.Config{EndpointHosts: []string{"ntfy.example"}, HTTPEndpointHosts: []string{"ntfy", ".internal"}, MaxDevices: 10})
+	ctx := context.Background()
+	for url, field := range map[string]string{
+		"http://ntfy/upAlice":             "",
+		"http://push.svc.internal/t":      "",
+		"https://ntfy.example/t":          "",
+		"http://ntfy.example/t":           "endpoint.url", // https host: http refused
+		"http://evil.example/t":           "endpoint.url",
+		"https://ntfy/t":                  "endpoint.url", // not an https host of EndpointHosts
+		"http://ntfy.evil.example/t":      "endpoint.url",
+		"http://internal/t":               "endpoint.url", // ".internal" names subdomains only
+		"ftp://ntfy/t":                    "endpoint.url",
+		"http://user:pw@ntfy/t":           "endpoint.url",
+		"http://push.svc.internal.evil/t": "endpoint.url",
+	} {
+		en, err := e.svc.BeginEnrollment(ctx, "alice", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.svc.FinishEnrollment(ctx, e.finishInput(newKey(t), en.Token, push.Endpoint{Kind: storage.PushEndpointNtfy, URL: url}, false))
+		if field == "" && err != nil || field != "" && fieldOf(err) != field {
+			t.Errorf("%s: %v, want error on %q", url, err, field)
+		}
+	}
+}

@@ -97,11 +97,21 @@ type Config struct {
 	LockOnNotMe bool
 	// MaxDevices bounds a user's active devices (default 10).
 	MaxDevices int
-	// AllowHTTP accepts http:// endpoints (tests, local development only).
+	// AllowHTTP accepts http:// endpoints on any host (tests only).
 	AllowHTTP bool
 	// EndpointHosts, when set, lists the hosts (or ".suffix" domains) a device's
-	// endpoint may name, so that notifyd only ever posts to known push services.
+	// https endpoint may name, so that notifyd only ever posts to known push
+	// services; empty: any https host.
 	EndpointHosts []string
+	// HTTPEndpointHosts lists the hosts (or ".suffix" domains) a device's
+	// endpoint may name over plain http: push services on the deployment's own
+	// network, such as the compose file's ntfy (http://ntfy/<topic>), that
+	// notifyd reaches without leaving it. Every other endpoint must be https.
+	HTTPEndpointHosts []string
+	// VAPIDPublicKey is the server's Web Push key (base64url, an uncompressed
+	// P-256 point), given to enrolling devices (Enrollment.VAPIDPublicKey and the
+	// URI's "vapid") for their PushManager.subscribe; empty: no Web Push.
+	VAPIDPublicKey string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// OnWait, if set, is called when a Wait starts waiting for a device (after
@@ -142,6 +152,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("push: digits %d: want 2 to 6", c.Digits)
 	case c.EnrollmentTTL > 5*time.Minute:
 		return c, errors.New("push: enrollment TTL: at most 5 minutes")
+	case c.VAPIDPublicKey != "" && !validVAPIDKey(c.VAPIDPublicKey):
+		return c, errors.New("push: VAPID public key: want an uncompressed P-256 point in base64url")
 	}
 	return c, nil
 }

@@ -34,6 +34,16 @@ func TestParsePrecedence(t *testing.T) {
 	if !cfg.Embedded() {
 		t.Fatal("no NATS URL must mean embedded")
 	}
+	if cfg.VAPIDSubscriber != DefaultEmbeddedVAPIDSubscriber {
+		t.Fatalf("embedded vapid-subscriber %q, want the default %q", cfg.VAPIDSubscriber, DefaultEmbeddedVAPIDSubscriber)
+	}
+	ext, err := Parse("authd", []string{"-data-dir", dir, "-nats-url", "nats://127.0.0.1:1", "-database-url", "postgres://x@127.0.0.1/x"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ext.VAPIDSubscriber != "" {
+		t.Fatalf("external NATS: vapid-subscriber %q, want none (notifyd has its own)", ext.VAPIDSubscriber)
+	}
 }
 
 func TestParseRefusesBadSettings(t *testing.T) {

@@ -1,10 +1,13 @@
 package app
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/pquerna/otp"
 
+	"github.com/twofactor/twofactor/notify/channels/webpush"
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/providers/policy"
@@ -48,9 +51,13 @@ func (a *App) buildFactors(d *server.Deps) error {
 	if err != nil {
 		return fmt.Errorf("otpcode: %w", err)
 	}
+	vapid, err := vapidPublicKey(a.cfg.VAPIDKeyFile)
+	if err != nil {
+		return err
+	}
 	if d.Push, err = push.New(a.store, ring, push.Config{NumberMode: a.cfg.PushNumberMode, Digits: a.cfg.PushDigits,
 		DailyCap: a.cfg.PushDailyCap, LockOnNotMe: a.cfg.PushLockOnNotMe, EndpointHosts: splitList(a.cfg.PushEndpointHosts),
-		AllowHTTP: a.cfg.pushAllowHTTP}); err != nil {
+		HTTPEndpointHosts: splitList(a.cfg.PushHTTPEndpointHosts), AllowHTTP: a.cfg.pushAllowHTTP, VAPIDPublicKey: vapid}); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
 	var pub server.PushPublisher
@@ -74,4 +81,18 @@ func (a *App) buildFactors(d *server.Deps) error {
 	}
 	polRef.Set(d.Policy)
 	return nil
+}
+
+// vapidPublicKey is the public half of the VAPID key file that `authd init`
+// writes (and notifyd signs Web Push with), given to enrolling devices; "" when
+// there is no file (Web Push devices then poll).
+func vapidPublicKey(path string) (string, error) {
+	_, pub, err := webpush.LoadVAPIDKeyFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("vapid-key-file: %w", err)
+	}
+	return pub, nil
 }

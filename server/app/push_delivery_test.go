@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/twofactor/twofactor/clients/pushdevice"
@@ -51,6 +53,11 @@ func TestEmbeddedPushDelivery(t *testing.T) {
 	nt := ntfytest.New(t)
 	cfg.pushHTTPClient, cfg.pushAllowHTTP = wps.Client(), true
 	conn := serveApp(t, cfg)
+	// A browser device learns the key its subscription must name from the enrollment.
+	en, err := pb.NewEnrollmentServiceClient(conn).BeginEnrollment(context.Background(), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
+	if err != nil || en.GetPush().GetVapidPublicKey() != vapidPub || !strings.Contains(en.GetPush().GetUri(), "vapid="+vapidPub) {
+		t.Fatalf("enrollment %v, %v: want the VAPID public key %s", en.GetPush(), err, vapidPub)
+	}
 
 	sub := wps.Subscription()
 	webDev := enrollPushDevice(t, conn, &pb.PushEndpoint{Kind: &pb.PushEndpoint_WebPush{WebPush: &pb.WebPushSubscription{
@@ -147,4 +154,54 @@ func enrollPushDevice(t *testing.T, conn *grpc.ClientConn, ep *pb.PushEndpoint) 
 		t.Fatal(err)
 	}
 	return d
+}
+
+// authd's graceful stop ends the devices' WatchPushes streams (Server.Drain)
+// instead of waiting for them: with a shutdown grace of an hour, Serve returns
+// while a device is watching, and the device is told to reconnect (Unavailable).
+func TestStopEndsWatchingDevices(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-breached-mode", "off",
+		"-shutdown-grace", "1h"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx) }()
+	key, err := os.ReadFile(cfg.AdminKeyPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(a.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(func(ctx context.Context, m string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, o ...grpc.CallOption) error {
+			return inv(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(key))), m, req, reply, cc, o...)
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dev := enrollPushDevice(t, conn, nil)
+	if _, err := pb.NewChallengeServiceClient(conn).BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := dev.Watch(context.Background(), pb.NewDeviceServiceClient(conn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil { // the stream is open and served
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-served; err != nil { // hangs (the test times out) if the stream held the stop
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the watching device got %v, want Unavailable", err)
+	}
 }

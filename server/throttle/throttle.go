@@ -48,6 +48,9 @@
 //     held up there until the lock ends or an admin code is used.
 //   - A client network is delayed after IPDelayAfter failures, a user only after
 //     UserDelayAfter (more), so one attacker is slowed long before the user is.
+//   - A push device's refused requests (Subjects.Device: bad signature, stale
+//     timestamp, replayed nonce) are counted apart, delayed after
+//     DeviceDelayAfter and never hard-locked.
 //   - Optionally (Config.CleanCacheTTL) a replica remembers for a short while that a
 //     subject has no stored failures at all. Only Check uses it: a pre-check that
 //     evaluates nothing (before a challenge is begun), whose only risk is letting an
@@ -85,6 +88,11 @@ const (
 	// so that a sync client's stale app password neither locks the user's second
 	// factor nor, by succeeding, resets a count an attacker is building there.
 	Login = "login"
+	// Device counts a push device's refused requests (a bad signature, a
+	// timestamp out of the window, a replayed nonce): delayed after
+	// DeviceDelayAfter, never hard-locked (whoever names a device id must not
+	// lock its owner out of push approval for long).
+	Device = "device"
 )
 
 // Store is what the throttle keeps its counts in (a *storage.Store).
@@ -114,6 +122,9 @@ type Config struct {
 	UserDelayAfter int
 	// UserLockAfter consecutive failures hard-lock a user; at most 100 (SP 800-63B).
 	UserLockAfter int
+	// DeviceDelayAfter refused requests of a push device pass before it is
+	// delayed (default 5; delays only, capped at MaxDelay).
+	DeviceDelayAfter int
 	// IPLockAfter failures hard-lock a client network; 0 never does (delays only).
 	IPLockAfter int
 	// LockDuration is how long a hard lock lasts unless an admin clears it.
@@ -143,17 +154,18 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		BaseDelay:       100 * time.Millisecond,
-		MaxDelay:        25 * time.Second,
-		Window:          12 * time.Hour,
-		IPDelayAfter:    3,
-		UserDelayAfter:  10,
-		UserLockAfter:   50,
-		LockDuration:    time.Hour,
-		IPv6Prefix:      56,
-		FamiliarTTL:     90 * 24 * time.Hour,
-		FamiliarMax:     10,
-		FamiliarRefresh: 24 * time.Hour,
+		BaseDelay:        100 * time.Millisecond,
+		MaxDelay:         25 * time.Second,
+		Window:           12 * time.Hour,
+		IPDelayAfter:     3,
+		DeviceDelayAfter: 5,
+		UserDelayAfter:   10,
+		UserLockAfter:    50,
+		LockDuration:     time.Hour,
+		IPv6Prefix:       56,
+		FamiliarTTL:      90 * 24 * time.Hour,
+		FamiliarMax:      10,
+		FamiliarRefresh:  24 * time.Hour,
 	}
 }
 
@@ -170,6 +182,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.IPDelayAfter <= 0 {
 		c.IPDelayAfter = d.IPDelayAfter
+	}
+	if c.DeviceDelayAfter <= 0 {
+		c.DeviceDelayAfter = d.DeviceDelayAfter
 	}
 	if c.UserDelayAfter <= 0 {
 		c.UserDelayAfter = d.UserDelayAfter
@@ -283,6 +298,9 @@ type Subjects struct {
 	// attempts are not held up by the user's lock either, so an admin-issued
 	// code recovers a locked user.
 	HighEntropy bool
+	// Device is the push device a device request names (counted as Device,
+	// whatever HighEntropy says).
+	Device string
 	// Hold are further keys a Guard holds while it evaluates (at most 4, e.g.
 	// "challenge:"+id): attempts naming one key are evaluated one at a time on
 	// every replica, so a count the evaluation keeps itself (a challenge's
@@ -408,6 +426,9 @@ func (t *Throttler) candidates(s Subjects) []Subject {
 		if s.Login != "" {
 			out = append(out, Subject{Login, s.Login})
 		}
+	}
+	if s.Device != "" {
+		out = append(out, Subject{Device, s.Device})
 	}
 	if k, ok := t.network(s.IP); ok {
 		out = append(out, Subject{IP, k})
@@ -593,8 +614,11 @@ func (t *Throttler) Delay(failures, free int) time.Duration {
 
 func (t *Throttler) block(kind string) storage.ThrottleBlock {
 	free, lockAfter := t.cfg.IPDelayAfter, t.cfg.IPLockAfter
-	if kind == User || kind == UserFamiliar || kind == Login {
+	switch kind {
+	case User, UserFamiliar, Login:
 		free, lockAfter = t.cfg.UserDelayAfter, t.cfg.UserLockAfter
+	case Device:
+		free, lockAfter = t.cfg.DeviceDelayAfter, 0
 	}
 	return func(failures int, now time.Time) (time.Time, bool) {
 		if lockAfter > 0 && failures >= lockAfter {

@@ -11,6 +11,12 @@
 // and its bytes; the fields are purpose, device id, timestamp (Unix ms, decimal),
 // a fresh 16-byte nonce, then the request's own fields. WebCrypto signs ECDSA as
 // IEEE P1363 (r||s), which authd accepts. The demo backend only relays.
+//
+// Delivery: given the enrollment link (with the server's VAPID key), the page
+// registers /device-sw.js and subscribes to Web Push with that key as
+// applicationServerKey, then enrolls with the subscription (endpoint, p256dh,
+// auth); the worker wakes the page at each push. Without a key, a Push API or a
+// push service (headless browsers), it enrolls poll only and polls every second.
 "use strict";
 
 (function () {
@@ -118,18 +124,75 @@
     return { deviceId: deviceId, timestampMs: ts, nonce: b64(nonce), signature: b64(sig) };
   }
 
+  // parseEnrollment reads what the account page gave: the bare token, or the
+  // enrollment link twofactor-push:enroll?token=…&vapid=… (the VAPID key lets
+  // this browser subscribe to Web Push).
+  function parseEnrollment(text) {
+    const i = text.indexOf("twofactor-push:enroll?");
+    if (i < 0) return { token: text, vapid: "" };
+    const q = new URLSearchParams(text.slice(i + "twofactor-push:enroll?".length));
+    return { token: q.get("token") || "", vapid: q.get("vapid") || "" };
+  }
+
+  function fromB64url(s) {
+    const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((s.length + 3) % 4));
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+
+  function within(ms, p) {
+    return Promise.race([p, new Promise(function (_, reject) {
+      setTimeout(function () { reject(new DOMException("no answer in time", "TimeoutError")); }, ms);
+    })]);
+  }
+
+  // webPush subscribes this browser to Web Push with the server's VAPID key:
+  // { sub: {url, p256dh, auth} }, or { why } naming why it polls instead (no key,
+  // no Push API, or no push service answered: headless browsers have none).
+  async function webPush(vapid) {
+    if (!vapid) return { why: "no-vapid" };
+    if (!("serviceWorker" in navigator) || !window.PushManager) return { why: "no-push-api" };
+    try {
+      await navigator.serviceWorker.register("/device-sw.js", { scope: "/device" });
+      const reg = await within(5000, navigator.serviceWorker.ready);
+      const s = await within(10000, reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: fromB64url(vapid) }));
+      const j = s.toJSON();
+      return { sub: { url: j.endpoint, p256dh: j.keys.p256dh, auth: j.keys.auth } };
+    } catch (e) {
+      return { why: "no-push-service", detail: e.name + ": " + e.message };
+    }
+  }
+
   async function enroll(form) {
-    const token = form.elements.token.value.trim();
+    const en = parseEnrollment(form.elements.token.value.trim());
     const name = form.elements.name.value.trim();
+    const wp = await webPush(en.vapid); // first: the permission prompt wants the click's activation
     const pair = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, false, ["sign", "verify"]);
     const spki = new Uint8Array(await crypto.subtle.exportKey("spki", pair.publicKey));
+    const ep = wp.sub ? { kind: "webpush", url: wp.sub.url, p256dh: wp.sub.p256dh, auth: wp.sub.auth } : { kind: "poll", url: "", p256dh: "", auth: "" };
     // Enrollment's fields: token, public key, name, platform, then the endpoint
-    // (poll only: kind "poll" and four empty fields).
-    const a = await auth(pair.privateKey, "", "enroll", [token, spki, name, "web", "poll", "", "", "", ""]);
-    const r = await post("/device/api/enroll", { auth: a, token: token, publicKey: b64(spki), name: name, platform: "web" });
-    const dev = { key: pair.privateKey, deviceId: r.deviceId, userId: r.userId };
+    // (kind, url, p256dh, auth, and the ntfy token: empty here).
+    const a = await auth(pair.privateKey, "", "enroll", [en.token, spki, name, "web", ep.kind, ep.url, ep.p256dh, ep.auth, ""]);
+    const r = await post("/device/api/enroll", { auth: a, token: en.token, publicKey: b64(spki), name: name, platform: "web", endpoint: ep });
+    const dev = { key: pair.privateKey, deviceId: r.deviceId, userId: r.userId, delivery: ep.kind, why: wp.why || "", detail: wp.detail || "" };
     await save(dev);
     return dev;
+  }
+
+  const whyWords = {
+    "no-vapid": "the enrollment named no VAPID key (paste the whole link, or the server has none)",
+    "no-push-api": "this browser has no Push API here",
+    "no-push-service": "no push service answered",
+  };
+
+  // showDelivery says how this device learns of sign-in requests.
+  function showDelivery(dev) {
+    const el = document.getElementById("device-delivery");
+    el.dataset.delivery = dev.delivery || "poll";
+    el.dataset.why = dev.why || "";
+    el.textContent = dev.delivery === "webpush" ? "Woken by Web Push (and checking every 30 s)." :
+      "Polling every second: " + (whyWords[dev.why] || "poll only") + (dev.detail ? " (" + dev.detail + ")" : "") + ".";
   }
 
   function describe(c) {
@@ -170,27 +233,39 @@
       window.location.reload();
     });
 
+    // check fetches the pending requests and shows the first not answered yet.
+    async function check() {
+      if (current) return;
+      try {
+        const p = await post("/device/api/pending", { auth: await auth(dev.key, dev.deviceId, "list_pending", []) });
+        const id = (p.pushes || []).find(function (x) { return !answered[x]; });
+        if (!id || current) return;
+        const a = await auth(dev.key, dev.deviceId, "get_context", [id]);
+        const c = (await post("/device/api/context", { auth: a, challengeId: id })).context;
+        current = c;
+        document.getElementById("device-context").textContent = describe(c);
+        const label = document.getElementById("device-number-label");
+        input.value = "";
+        input.hidden = c.numberMode === "none";
+        label.hidden = input.hidden;
+        if (c.numberMode === "choice") label.textContent = "Type the one of " + c.choices.join(", ") + " that the sign-in page shows";
+        box.hidden = false;
+        input.focus();
+      } catch (e) { show(status, e.message, "rejected"); }
+    }
+    // Woken by Web Push, the page checks at each wake-up (and seldom otherwise,
+    // in case one is lost); without it, it polls every second.
+    const every = dev.delivery === "webpush" ? 30000 : 1000;
+    if (dev.delivery === "webpush" && navigator.serviceWorker) {
+      navigator.serviceWorker.addEventListener("message", function (ev) {
+        if (ev.data && ev.data.type === "push") check();
+      });
+      navigator.serviceWorker.startMessages();
+    }
+    showDelivery(dev);
     async function poll() {
-      if (!current) {
-        try {
-          const p = await post("/device/api/pending", { auth: await auth(dev.key, dev.deviceId, "list_pending", []) });
-          const id = (p.pushes || []).find(function (x) { return !answered[x]; });
-          if (id) {
-            const a = await auth(dev.key, dev.deviceId, "get_context", [id]);
-            const c = (await post("/device/api/context", { auth: a, challengeId: id })).context;
-            current = c;
-            document.getElementById("device-context").textContent = describe(c);
-            const label = document.getElementById("device-number-label");
-            input.value = "";
-            input.hidden = c.numberMode === "none";
-            label.hidden = input.hidden;
-            if (c.numberMode === "choice") label.textContent = "Type the one of " + c.choices.join(", ") + " that the sign-in page shows";
-            box.hidden = false;
-            input.focus();
-          }
-        } catch (e) { show(status, e.message, "rejected"); }
-      }
-      setTimeout(poll, 1000);
+      await check();
+      setTimeout(poll, every);
     }
     poll();
   }
@@ -205,6 +280,8 @@
     const dev = await load();
     if (dev && dev.deviceId) { deviceUI(dev); return; }
     form.hidden = false;
+    // The account page's link carries the enrollment in the fragment (never sent).
+    if (window.location.hash.length > 1) form.elements.token.value = decodeURIComponent(window.location.hash.slice(1));
     form.addEventListener("submit", async function (ev) {
       ev.preventDefault();
       const btn = form.querySelector("button");

@@ -1282,12 +1282,17 @@ type PushEnrollment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One-time token, valid for at most 5 minutes.
 	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	// twofactor-push:enroll?token=...&server=... for the QR code.
+	// twofactor-push:enroll?token=...&server=...&vapid=... for the QR code.
 	Uri string `protobuf:"bytes,2,opt,name=uri,proto3" json:"uri,omitempty"`
 	// The URI as a QR code PNG.
-	QrPng         []byte `protobuf:"bytes,3,opt,name=qr_png,json=qrPng,proto3" json:"qr_png,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	QrPng []byte `protobuf:"bytes,3,opt,name=qr_png,json=qrPng,proto3" json:"qr_png,omitempty"`
+	// The server's VAPID public key (RFC 8292: an uncompressed P-256 point,
+	// base64url without padding), for a browser device's
+	// PushManager.subscribe({applicationServerKey}); also in uri as "vapid".
+	// Empty when the server has no VAPID key pair: such a device polls.
+	VapidPublicKey string `protobuf:"bytes,4,opt,name=vapid_public_key,json=vapidPublicKey,proto3" json:"vapid_public_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PushEnrollment) Reset() {
@@ -1339,6 +1344,13 @@ func (x *PushEnrollment) GetQrPng() []byte {
 		return x.QrPng
 	}
 	return nil
+}
+
+func (x *PushEnrollment) GetVapidPublicKey() string {
+	if x != nil {
+		return x.VapidPublicKey
+	}
+	return ""
 }
 
 // PushChallenge is what BeginChallenge(METHOD_PUSH) returns for the login screen.
@@ -1479,11 +1491,12 @@ const file_twofactor_v1_device_proto_rawDesc = "" +
 	"\x19UpdatePushEndpointRequest\x12,\n" +
 	"\x04auth\x18\x01 \x01(\v2\x18.twofactor.v1.DeviceAuthR\x04auth\x126\n" +
 	"\bendpoint\x18\x02 \x01(\v2\x1a.twofactor.v1.PushEndpointR\bendpoint\"\x1c\n" +
-	"\x1aUpdatePushEndpointResponse\"O\n" +
+	"\x1aUpdatePushEndpointResponse\"y\n" +
 	"\x0ePushEnrollment\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03uri\x18\x02 \x01(\tR\x03uri\x12\x15\n" +
-	"\x06qr_png\x18\x03 \x01(\fR\x05qrPng\"|\n" +
+	"\x06qr_png\x18\x03 \x01(\fR\x05qrPng\x12(\n" +
+	"\x10vapid_public_key\x18\x04 \x01(\tR\x0evapidPublicKey\"|\n" +
 	"\rPushChallenge\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\tR\x06number\x129\n" +
 	"\vnumber_mode\x18\x02 \x01(\x0e2\x18.twofactor.v1.NumberModeR\n" +
