@@ -86,6 +86,9 @@ type Options struct {
 	// chat bindings; with a webhook, mount TelegramWebhook instead.
 	Telegram     *telegram.Bot
 	TelegramPoll bool
+	// TelegramReplies, without a Telegram bot, receives the bot's answers to simulated
+	// /start updates (SimulateTelegramStart): the development outbox.
+	TelegramReplies channels.Sender
 	// Push, when set, runs the push worker (pushdelivery.NewWorker) beside the
 	// gateway channels' workers.
 	Push    *pushdelivery.Deps
