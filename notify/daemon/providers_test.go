@@ -183,9 +183,9 @@ type mailSession struct {
 	to string
 }
 
-func (s *mailSession) Reset()                                     {}
-func (s *mailSession) Logout() error                              { return nil }
-func (s *mailSession) Mail(string, *gosmtp.MailOptions) error     { return nil }
+func (s *mailSession) Reset()                                      {}
+func (s *mailSession) Logout() error                               { return nil }
+func (s *mailSession) Mail(string, *gosmtp.MailOptions) error      { return nil }
 func (s *mailSession) Rcpt(to string, _ *gosmtp.RcptOptions) error { s.to = to; return nil }
 func (s *mailSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
