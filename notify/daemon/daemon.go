@@ -6,7 +6,8 @@
 // devices through Web Push or ntfy (see that package's security properties; the
 // endpoints are opened with authd's key ring, in memory). cmd/notifyd is a thin
 // main around Run; authd's embedded mode calls Start with OutboxSenders to run the
-// same workers in-process.
+// same workers in-process; there, with Telegram to the outbox and no bot,
+// SimulateTelegramStart stands in for a chat pressing Start (development only).
 //
 // # Delivery semantics
 //
