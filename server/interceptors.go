@@ -27,6 +27,7 @@ var requiredRoles = map[string][]string{
 	"/twofactor.v1.AppPasswordService/VerifyAppPassword": {RoleLogin},
 	"/twofactor.v1.AppPasswordService/":                  {RoleSelfService},
 	"/twofactor.v1.AdminService/":                        {RoleAdmin},
+	"/twofactor.v1.DevService/":                          {RoleAdmin},
 	"/twofactor.v1.PasswordService/":                     {RoleLogin, RoleSelfService},
 }
 

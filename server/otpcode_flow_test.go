@@ -193,11 +193,54 @@ func TestOTPCodeEnrollAndLogin(t *testing.T) {
 	}
 }
 
+// allChannels are the four code channels with a destination each (none for
+// Telegram, whose chat is bound by /start).
+var allChannels = []struct {
+	method      pb.Method
+	destination string
+}{
+	{pb.Method_METHOD_EMAIL, "alice@example.com"},
+	{pb.Method_METHOD_SMS, "+4915123456712"},
+	{pb.Method_METHOD_SIGNAL, "+12025550143"},
+	{pb.Method_METHOD_TELEGRAM, ""},
+}
+
+// enrollAny enrolls a destination of method m: with the code sent to it, or for
+// Telegram through the binding notifyd reports for the link's token. It returns
+// the codes it sent (Telegram: none).
+func enrollAny(t *testing.T, c *cluster, r *replica, out *memOutbox, providers *[]*otpcode.Provider, user string, m pb.Method, dest string) int {
+	t.Helper()
+	if m != pb.Method_METHOD_TELEGRAM {
+		enrollOTP(t, c, r, out, user, m, dest)
+		return 1
+	}
+	ctx := c.as("selfservice")
+	b, err := r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: user, Method: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _ := strings.CutPrefix(b.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
+	events := server.OTPCodeEvents{Provider: (*providers)[0], Out: out}
+	if err := events.Binding(context.Background(), token, "123456789"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.enrollment().FinishEnrollment(ctx, &pb.FinishEnrollmentRequest{UserId: user, FactorId: b.GetFactorId()}); err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
 func TestOTPCodeResendCooldownAndCaps(t *testing.T) {
-	c, out, _ := otpCluster(t, otpcode.Config{UserDailyCap: 5, DestinationDailyCap: 100, MaxResends: 2})
+	for _, ch := range allChannels {
+		t.Run(ch.method.String(), func(t *testing.T) { resendCooldownAndCaps(t, ch.method, ch.destination) })
+	}
+}
+
+func resendCooldownAndCaps(t *testing.T, m pb.Method, dest string) {
+	c, out, providers := otpCluster(t, otpcode.Config{UserDailyCap: 5, DestinationDailyCap: 100, MaxResends: 2})
 	r := c.start()
-	enrollOTP(t, c, r, out, "alice", pb.Method_METHOD_SMS, "+4915123456712") // send 1 of 5
-	bc := beginOTP(t, c, r, "alice", pb.Method_METHOD_SMS)                   // 2
+	sends := enrollAny(t, c, r, out, providers, "alice", m, dest) // send 1 of 5 (Telegram: none)
+	bc := beginOTP(t, c, r, "alice", m)                           // 2
 	first := out.last(t)
 	resend := func() (*pb.ResendChallengeResponse, error) {
 		return r.challenges().ResendChallenge(c.as("login"), &pb.ResendChallengeRequest{ChallengeId: bc.GetChallengeId(), Locale: "de"})
@@ -228,8 +271,10 @@ func TestOTPCodeResendCooldownAndCaps(t *testing.T) {
 	if v := verifyOTP(t, c, r, bc.GetChallengeId(), first.Code); v.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
 		t.Fatalf("verify after resends: %+v", v)
 	}
-	beginOTP(t, c, r, "alice", pb.Method_METHOD_SMS) // 5
-	_, err = r.challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_SMS})
+	for sends += 3; sends < 5; sends++ {
+		beginOTP(t, c, r, "alice", m) // 5
+	}
+	_, err = r.challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{UserId: "alice", Method: m})
 	if status.Code(err) != codes.ResourceExhausted || !strings.HasPrefix(status.Convert(err).Message(), "user_id: the daily limit") {
 		t.Fatalf("sixth send of the day: %v", err)
 	}
@@ -238,12 +283,22 @@ func TestOTPCodeResendCooldownAndCaps(t *testing.T) {
 	}
 }
 
+// Ten right answers at once on two replicas, per channel: one is accepted.
 func TestOTPCodeConcurrentVerifiesOneWins(t *testing.T) {
-	c, out, _ := otpCluster(t, otpcode.Config{})
-	r1, r2 := c.start(), c.start()
-	enrollOTP(t, c, r1, out, "alice", pb.Method_METHOD_EMAIL, "alice@example.com")
-	bc := beginOTP(t, c, r1, "alice", pb.Method_METHOD_EMAIL)
-	code := out.last(t).Code
+	for _, ch := range allChannels {
+		t.Run(ch.method.String(), func(t *testing.T) {
+			c, out, providers := otpCluster(t, otpcode.Config{})
+			r1, r2 := c.start(), c.start()
+			enrollAny(t, c, r1, out, providers, "alice", ch.method, ch.destination)
+			bc := beginOTP(t, c, r1, "alice", ch.method)
+			if won := concurrentRightAnswers(t, c, []*replica{r1, r2}, bc.GetChallengeId(), out.last(t).Code); won != 1 {
+				t.Fatalf("%d of 10 concurrent right answers accepted; want 1", won)
+			}
+		})
+	}
+}
+
+func concurrentRightAnswers(t *testing.T, c *cluster, rs []*replica, challengeID, code string) int {
 	var (
 		wg  sync.WaitGroup
 		mu  sync.Mutex
@@ -253,8 +308,7 @@ func TestOTPCodeConcurrentVerifiesOneWins(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := []*replica{r1, r2}[i%2]
-			v, err := r.challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{ChallengeId: bc.GetChallengeId(),
+			v, err := rs[i%len(rs)].challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{ChallengeId: challengeID,
 				Response: &pb.VerifyChallengeRequest_Code{Code: code}})
 			if err != nil {
 				t.Error(err)
@@ -268,9 +322,7 @@ func TestOTPCodeConcurrentVerifiesOneWins(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if won != 1 {
-		t.Fatalf("%d of 10 concurrent right answers accepted; want 1", won)
-	}
+	return won
 }
 
 func TestOTPCodeTelegramAndDeliveryStatus(t *testing.T) {
@@ -326,8 +378,17 @@ func TestOTPCodeTelegramAndDeliveryStatus(t *testing.T) {
 	if s := status(); s.GetState() != pb.DeliveryState_DELIVERY_STATE_FAILED || !strings.Contains(s.GetReason(), "blocked") {
 		t.Fatalf("status after the failure %+v", s)
 	}
-	if v := verifyOTP(t, c, r, bc.GetChallengeId(), otherCode(sent.Code)); v.GetDelivery().GetState() != pb.DeliveryState_DELIVERY_STATE_FAILED {
-		t.Fatalf("verify shows delivery %+v", v.GetDelivery())
+	if v := verifyOTP(t, c, r, bc.GetChallengeId(), otherCode(sent.Code)); v.GetDelivery().GetState() != pb.DeliveryState_DELIVERY_STATE_FAILED ||
+		v.GetReason() != pb.RejectReason_REJECT_REASON_WRONG_CODE || v.GetRemainingAttempts() != 4 {
+		t.Fatalf("wrong code: %+v", v)
+	}
+	if v := verifyOTP(t, c, r, bc.GetChallengeId(), sent.Code); v.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		t.Fatalf("right code: %+v", v)
+	}
+	bc = beginOTP(t, c, r, "alice", pb.Method_METHOD_TELEGRAM)
+	c.clock.Add(otpcode.DefaultCodeTTL)
+	if v := verifyOTP(t, c, r, bc.GetChallengeId(), out.last(t).Code); v.GetResult() != pb.VerifyResult_VERIFY_RESULT_EXPIRED {
+		t.Fatalf("expired code: %+v", v)
 	}
 }
 

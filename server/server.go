@@ -92,6 +92,10 @@ type Deps struct {
 	// ignores remember_device and the remembered-device RPCs fail with
 	// FailedPrecondition). The credentials epoch moves either way.
 	Devices *trusteddevice.Service
+	// DevTelegramStart serves DevService.SimulateTelegramStart: the in-process
+	// notifyd's simulated /start (authd's embedded mode with Telegram to the
+	// outbox); nil, the default, refuses it.
+	DevTelegramStart func(ctx context.Context, token, chatID string) error
 }
 
 func (d Deps) check() error {
@@ -141,6 +145,7 @@ type Server struct {
 	admin      adminService
 	password   *passwordService       // nil: unregistered
 	device     pb.DeviceServiceServer // nil: unregistered
+	dev        devService
 	closers    []func()
 	// draining closes at Drain: long-lived streams end.
 	draining  chan struct{}
@@ -164,6 +169,7 @@ func New(d Deps, opts Options) (*Server, error) {
 		challenges: challengeService{core: c, challenges: chs},
 		enrollment: enrollmentService{core: c, backupCodes: d.BackupCodes},
 		admin:      adminService{core: c, adminCodes: d.AdminCodes, apppw: d.AppPasswords, wa: d.WebAuthn},
+		dev:        devService{core: c, telegramStart: d.DevTelegramStart},
 	}
 	if d.AppPasswords != nil {
 		s.appPass = &appPasswordService{core: c, apppw: d.AppPasswords}
@@ -258,6 +264,7 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 		pb.RegisterAppPasswordServiceServer(g, s.appPass)
 	}
 	pb.RegisterAdminServiceServer(g, &s.admin)
+	pb.RegisterDevServiceServer(g, &s.dev)
 	if s.password != nil {
 		pb.RegisterPasswordServiceServer(g, s.password)
 	}

@@ -50,7 +50,10 @@ type Client struct {
 	// Devices is the device API (push approval); authd authenticates its calls by
 	// the device's signature, not the API key, so a backend may relay them.
 	Devices pb.DeviceServiceClient
-	Health  healthpb.HealthClient
+	// Dev is the development service (a simulated Telegram Start); only an
+	// embedded authd with the outbox answers it.
+	Dev    pb.DevServiceClient
+	Health healthpb.HealthClient
 }
 
 // Dial connects to authd. Plaintext is allowed only to loopback addresses, so an
@@ -103,6 +106,7 @@ func Dial(o Options) (*Client, error) {
 		Admin:        pb.NewAdminServiceClient(conn),
 		Passwords:    pb.NewPasswordServiceClient(conn),
 		Devices:      pb.NewDeviceServiceClient(conn),
+		Dev:          pb.NewDevServiceClient(conn),
 		Health:       healthpb.NewHealthClient(conn),
 	}, nil
 }

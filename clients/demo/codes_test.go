@@ -44,25 +44,34 @@ func (f *fixture) outboxMessage(t *testing.T, dest string, n int) string {
 	}
 }
 
-// An SMS destination added and confirmed on the account page; at sign-in the
-// code is sent on request and checked against the challenge that sent it.
-func TestCodeBySMS(t *testing.T) {
+// A phone destination (SMS or Signal) added and confirmed on the account page; at
+// sign-in the code is sent on request and checked against the challenge that sent it.
+func TestCodeByPhone(t *testing.T) {
 	f := start(t)
-	b := f.browser(t)
-	const phone = "+4915123456789"
-	b.signIn("sms-user").must(t, "/account", "Codes by email or SMS")
+	for _, tc := range []struct{ method, label, phone string }{
+		{"sms", "Code by SMS", "+4915123456789"},
+		{"signal", "Code by Signal", "+4915123456780"},
+	} {
+		t.Run(tc.method, func(t *testing.T) { codeByPhone(t, f, tc.method, tc.label, tc.phone) })
+	}
+}
 
-	for _, bad := range []url.Values{{"method": {"fax"}, "destination": {phone}}, {"method": {"sms"}, "destination": {""}},
-		{"method": {"sms"}, "destination": {strings.Repeat("1", 321)}}} {
+func codeByPhone(t *testing.T, f *fixture, method, label, phone string) {
+	b := f.browser(t)
+	user := method + "-user"
+	b.signIn(user).must(t, "/account", "Codes by email, SMS, Signal or Telegram")
+
+	for _, bad := range []url.Values{{"method": {"fax"}, "destination": {phone}}, {"method": {method}, "destination": {""}},
+		{"method": {method}, "destination": {strings.Repeat("1", 321)}}} {
 		if p := b.post("/account/codes", bad); p.status != http.StatusBadRequest {
 			t.Fatalf("%v: %d\n%s", bad, p.status, p.body)
 		}
 	}
-	if p := b.post("/account/codes", url.Values{"method": {"sms"}, "destination": {"not a number"}}); p.status != http.StatusBadRequest || !strings.Contains(p.body, "destination") {
+	if p := b.post("/account/codes", url.Values{"method": {method}, "destination": {"not a number"}}); p.status != http.StatusBadRequest || !strings.Contains(p.body, "destination") {
 		t.Fatalf("a bad phone number: %d\n%s", p.status, p.body)
 	}
 
-	p := b.post("/account/codes", url.Values{"method": {"sms"}, "destination": {phone}}).must(t, "/account/codes", "code was sent to")
+	p := b.post("/account/codes", url.Values{"method": {method}, "destination": {phone}}).must(t, "/account/codes", "code was sent to")
 	if strings.Contains(p.body, phone) {
 		t.Fatal("the page shows the whole phone number")
 	}
@@ -71,17 +80,68 @@ func TestCodeBySMS(t *testing.T) {
 	b.post("/account/codes/finish", url.Values{"factor_id": {factorID}, "code": {code}}).must(t, "/account", "Added: codes can be sent there")
 	b.signOut()
 
-	b.signIn("sms-user").must(t, "/signin/second", "Code by SMS")
+	b.signIn(user).must(t, "/signin/second", label)
 	// A code before any was sent is not checked against a challenge of its own.
-	if p := b.post("/signin/code", url.Values{"method": {"sms"}, "code": {code}}); p.status != http.StatusBadRequest || !strings.Contains(p.body, "Send a code") {
+	if p := b.post("/signin/code", url.Values{"method": {method}, "code": {code}}); p.status != http.StatusBadRequest || !strings.Contains(p.body, "Send a code") {
 		t.Fatalf("a code before sending: %d\n%s", p.status, p.body)
 	}
-	b.post("/signin/send", url.Values{"method": {"sms"}}).must(t, "/signin/send", "code was sent to")
+	b.post("/signin/send", url.Values{"method": {method}}).must(t, "/signin/send", "code was sent to")
 	login := f.outboxMessage(t, phone, 2)
 	wrong := fmt.Sprintf("%0*d", len(login), 0)
 	if wrong == login {
 		wrong = fmt.Sprintf("%0*d", len(login), 1)
 	}
-	b.post("/signin/code", url.Values{"method": {"sms"}, "code": {wrong}}).must(t, "/signin/code", "Rejected")
-	b.post("/signin/code", url.Values{"method": {"sms"}, "code": {login}}).must(t, "/account", "Account of sms-user")
+	b.post("/signin/code", url.Values{"method": {method}, "code": {wrong}}).must(t, "/signin/code", "Rejected")
+	b.post("/signin/code", url.Values{"method": {method}, "code": {login}}).must(t, "/account", "Account of "+user)
+}
+
+// Telegram: the account page shows the t.me deep link (and its QR code), whose
+// status call only checks (nothing is sent, however often it is asked) until the
+// chat is bound; on this embedded authd without a bot, the page's button presses
+// Start in a simulated chat. The login's code then reaches that chat (the outbox).
+func TestCodeByTelegram(t *testing.T) {
+	f := start(t)
+	b := f.browser(t)
+	b.signIn("tg-user").must(t, "/account", "Link a Telegram chat")
+	p := b.post("/account/codes", url.Values{"method": {"telegram"}}).must(t, "/account/codes",
+		"https://t.me/twofactor_outbox_dev_bot?start=", `alt="QR code of the Telegram link"`, "Simulate pressing Start")
+	factorID := p.find(t, `data-factor-id="([0-9a-f-]{36})"`)
+	link := p.find(t, `id="telegram-link" href="(https://t\.me/[^"]+)"`)
+	for i := 0; i < 3; i++ {
+		if a := b.postJSON("/account/telegram/status", map[string]string{"factorId": factorID}); a.OK || a.Result != "waiting" {
+			t.Fatalf("status before Start: %+v", a)
+		}
+	}
+	b.post("/account/telegram/finish", url.Values{"factor_id": {factorID}, "link": {link}}).mustStatus(t, http.StatusConflict, "Not linked yet")
+	if files, _ := filepath.Glob(filepath.Join(f.dataDir, "outbox", "*.txt")); len(files) != 0 {
+		t.Fatalf("sent before Start: %v", files)
+	}
+	b.post("/account/telegram/simulate", url.Values{"factor_id": {factorID}, "link": {link}}).must(t, "/account/telegram/simulate", "Start pressed in the simulated chat 100000001")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a := b.postJSON("/account/telegram/status", map[string]string{"factorId": factorID})
+		if a.OK {
+			if a.Redirect != "/account?done=codefactor" {
+				t.Fatalf("bound: %+v", a)
+			}
+			break
+		}
+		if a.Result != "waiting" || time.Now().After(deadline) {
+			t.Fatalf("status after Start: %+v", a)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.signOut()
+
+	b.signIn("tg-user").must(t, "/signin/second", "Code by Telegram")
+	b.post("/signin/send", url.Values{"method": {"telegram"}}).must(t, "/signin/send", "code was sent to")
+	code := f.outboxMessage(t, "100000001", 2) // 1: the bot's answer to Start
+	b.post("/signin/code", url.Values{"method": {"telegram"}, "code": {code}}).must(t, "/account", "Account of tg-user")
+}
+
+func (p page) mustStatus(t *testing.T, status int, contains string) {
+	t.Helper()
+	if p.status != status || !strings.Contains(p.body, contains) {
+		t.Fatalf("got %d, want %d with %q:\n%s", p.status, status, contains, p.body)
+	}
 }

@@ -94,7 +94,7 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, c: cfg.Client, cookie: cd, pages: map[string]*template.Template{}, mux: http.NewServeMux(), secure: u.Scheme == "https"}
-	for _, p := range []string{"signin.html", "second.html", "account.html", "totp.html", "device.html", "code.html"} {
+	for _, p := range []string{"signin.html", "second.html", "account.html", "totp.html", "device.html", "code.html", "telegram.html"} {
 		t, err := template.New(p).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p)
 		if err != nil {
 			return nil, fmt.Errorf("demo: template %s: %w", p, err)
@@ -135,6 +135,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /account/devices/revoke", h.revokeDevice)
 	m.HandleFunc("POST /account/devices/revoke-all", h.revokeAllDevices)
 	h.pushRoutes()
+	h.telegramRoutes()
 }
 
 // ServeHTTP sets the security headers, refuses cross-origin state changes, and routes.
@@ -256,6 +257,15 @@ type view struct {
 	TOTP     *pb.BeginEnrollmentResponse
 	FactorID string
 	QR       template.URL
+
+	// Telegram enrollment: the deep link, its QR code, and whether it names the
+	// development placeholder bot (a "simulate Start" button).
+	TelegramLink string
+	TelegramQR   template.URL
+	TelegramDev  bool
+
+	// CodeChannels are the code channels the user can sign in with.
+	CodeChannels []codeChannel
 }
 
 // result is the outcome of one second-factor answer, worded for the user.
@@ -303,6 +313,10 @@ func methodLabel(m pb.Method) string {
 		return "Email code"
 	case pb.Method_METHOD_SMS:
 		return "SMS code"
+	case pb.Method_METHOD_SIGNAL:
+		return "Signal code"
+	case pb.Method_METHOD_TELEGRAM:
+		return "Telegram code"
 	}
 	return m.String()
 }

@@ -7,7 +7,7 @@
 // The demo has no passwords: the user name is the first step, then authd's
 // GetLoginRequirements decides whether a second factor is needed and which methods
 // the user can pass (TOTP, security key or passkey, backup code, admin code, a
-// code sent by email or SMS). A
+// code sent by email, SMS, Signal or Telegram). A
 // passkey can also sign in without a name (a discoverable credential, WebAuthn
 // Level 3 §6.2.2, requested with an empty allowCredentials).
 //
@@ -35,10 +35,18 @@
 //     application/json, which a cross-site form cannot send.
 //   - A second-factor answer counts only for the user who gave their name: the
 //     user id authd returns with an accepted verdict must match the login cookie.
-//   - A code sent by email or SMS is checked only against the challenge that sent
-//     it (its id in the signed login cookie): "Send a code" opens it, and a code
-//     typed before that is refused, never checked against a fresh challenge. Pages
-//     show the destination only as authd masks it (NIST SP 800-63B §5.1.3).
+//   - A code sent by email, SMS, Signal or Telegram is checked only against the
+//     challenge that sent it (its id in the signed login cookie): "Send a code"
+//     opens it, and a code typed before that is refused, never checked against a
+//     fresh challenge. Only that POST sends a code: no page render, status call or
+//     reload sends one. Pages show the destination only as authd masks it (NIST SP
+//     800-63B §5.1.3).
+//   - Telegram enrollment shows the t.me deep link and its QR code (drawn here from
+//     the link authd returned); the page polls a status call that only asks
+//     FinishEnrollment whether the chat pressed Start. The link's token is a bearer
+//     secret: it is shown on that no-store page and posted back in its forms only.
+//     On a development authd (its links name tglink.DevBot) a button presses Start
+//     in a simulated chat (DevService; authd refuses it anywhere else).
 //   - One-time secrets (TOTP seed and QR code, backup codes, app passwords) are
 //     shown once on a Cache-Control: no-store page, never put in a cookie, a URL or
 //     the log; a wrong TOTP code shows the code field again, not the seed. The

@@ -36,6 +36,8 @@ var methodNames = map[string]pb.Method{
 	"admin_code":  pb.Method_METHOD_ADMIN_CODE,
 	"email":       pb.Method_METHOD_EMAIL,
 	"sms":         pb.Method_METHOD_SMS,
+	"signal":      pb.Method_METHOD_SIGNAL,
+	"telegram":    pb.Method_METHOD_TELEGRAM,
 }
 
 func methodKey(m pb.Method) string {
@@ -134,6 +136,11 @@ func (h *Handler) renderSecond(w http.ResponseWriter, r *http.Request, status in
 	for _, m := range req.GetAvailableMethods() {
 		v.Methods[methodKey(m)] = true
 	}
+	for _, c := range codeChannelList {
+		if v.Methods[c.Key] {
+			v.CodeChannels = append(v.CodeChannels, c)
+		}
+	}
 	if v.Methods["totp"] {
 		v.CodeDigits = h.totpDigits(ctx, user)
 	}
@@ -174,7 +181,7 @@ func (h *Handler) signinCode(w http.ResponseWriter, r *http.Request) {
 	key := r.PostFormValue("method")
 	m, known := methodNames[key]
 	if !known || m == pb.Method_METHOD_WEBAUTHN {
-		h.renderSecond(w, r, http.StatusBadRequest, cl.User, nil, "Unknown method "+key+"; use totp, backup_code, admin_code, email or sms.")
+		h.renderSecond(w, r, http.StatusBadRequest, cl.User, nil, "Unknown method "+key+"; use totp, backup_code, admin_code, email, sms, signal or telegram.")
 		return
 	}
 	code := strings.TrimSpace(r.PostFormValue("code"))
@@ -185,7 +192,7 @@ func (h *Handler) signinCode(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := h.ctx(r)
 	defer cancel()
 	cc := clientContext(r)
-	if _, sent := codeChannels[key]; sent && (cl.Challenge == "" || cl.Method != key) {
+	if _, sent := codeChannelOf(key); sent && (cl.Challenge == "" || cl.Method != key) {
 		h.renderSecond(w, r, http.StatusBadRequest, cl.User, nil, "Press \"Send a code\" first: the code is checked against the challenge that sent it.")
 		return
 	}

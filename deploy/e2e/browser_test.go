@@ -70,7 +70,9 @@ func (tp *topology) testBrowser(t *testing.T) {
 	t.Run("PushApprovedOnDevicePage", b.push)
 	t.Run("RememberThisBrowser", b.remember)
 	t.Run("EmailCode", b.emailCode)
-	t.Run("SMSCode", b.smsCode)
+	t.Run("SMSCode", b.phoneCode("sms"))
+	t.Run("SignalCode", b.phoneCode("signal"))
+	t.Run("TelegramCode", b.telegramCode)
 }
 
 type flows struct {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,10 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/twofactor/twofactor/notify"
 )
 
 // sentCode is a code as the messages write it: 6 to 10 digits on their own.
@@ -125,9 +130,71 @@ func (f *flows) emailCode(t *testing.T) {
 	f.codeFactor(t, "email", to, func(seen int) string { return f.tp.nextMail(t, to, seen) })
 }
 
-// An SMS code: the messages are read from the development outbox of the
-// notifyd that delivered them (no SMS provider configured).
-func (f *flows) smsCode(t *testing.T) {
-	phone := fmt.Sprintf("+4915123%06d", time.Now().UnixNano()%1000000)
-	f.codeFactor(t, "sms", phone, func(seen int) string { return f.tp.nextOutbox(t, phone, seen) })
+// An SMS or Signal code: the messages are read from the development outbox of
+// the notifyd that delivered them (no SMS or Signal provider configured).
+func (f *flows) phoneCode(method string) func(t *testing.T) {
+	return func(t *testing.T) {
+		phone := fmt.Sprintf("+4915123%06d", time.Now().UnixNano()%1000000)
+		f.codeFactor(t, method, phone, func(seen int) string { return f.tp.nextOutbox(t, phone, seen) })
+	}
+}
+
+// e2eTelegramBot is the bot the replicas' deep links name; no bot answers it.
+const e2eTelegramBot = "TwofactorE2EBot"
+
+// A Telegram chat linked from the account page: the page shows the deep link and
+// polls; the test plays Telegram and notifyd's update receiver by publishing the
+// sealed binding of a /start from a private chat (notify.PublishTelegramBinding,
+// what notifyd publishes), the page moves on once a replica has bound the chat,
+// and the login's code reaches that chat (a notifyd's outbox).
+func (f *flows) telegramCode(t *testing.T) {
+	tb := f.tab(t, false)
+	u := user("telegram")
+	tb.signIn(u)
+	tb.waitBody("Account of " + u)
+	tb.do(chromedp.Click(chromedp.CSS("#telegram-add")))
+	tb.waitBody("press Start")
+	link := tb.text("#telegram-link")
+	token, ok := strings.CutPrefix(link, "https://t.me/"+e2eTelegramBot+"?start=")
+	if !ok {
+		t.Fatalf("link %q", link)
+	}
+	chat := fmt.Sprintf("77%08d", time.Now().UnixNano()%100000000)
+	f.tp.publishStart(t, token, chat)
+	tb.waitBody("Added: codes can be sent there")
+	tb.signOut()
+
+	tb.signIn(u)
+	tb.do(chromedp.WaitVisible(chromedp.CSS("#telegram-send")), chromedp.Click(chromedp.CSS("#telegram-send")))
+	tb.waitBody("code was sent to")
+	login := codeIn(t, "the login's message", f.tp.nextOutbox(t, chat, 0))
+	tb.do(chromedp.SendKeys(chromedp.CSS("#telegram-code"), login), chromedp.Submit(chromedp.CSS("#telegram-code")))
+	tb.waitBody("Account of " + u)
+}
+
+// publishStart publishes what notifyd's update receiver publishes for
+// "/start <token>" from the private chat chat, sealed under the shared delivery key.
+func (tp *topology) publishStart(t *testing.T, token, chat string) {
+	t.Helper()
+	key, err := notify.LoadDeliveryKey(filepath.Join(tp.dataDir, "delivery.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := notify.NewNames(tp.prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(tp.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := notify.TelegramBinding{UpdateID: time.Now().UnixNano() >> 8, Time: time.Now(), Token: token, ChatID: chat}
+	if err := notify.PublishTelegramBinding(context.Background(), js, names, key, b); err != nil {
+		t.Fatal(err)
+	}
 }

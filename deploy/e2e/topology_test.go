@@ -48,7 +48,9 @@ type topology struct {
 	mailSMTP  string
 	c         *client.Client // admin key, through the proxy
 	notifyd   int            // notifyd processes started
-	outboxes  []string       // their development outboxes (channels without a provider: SMS, Signal)
+	outboxes  []string       // their development outboxes (channels without a provider: SMS, Signal, Telegram)
+	natsURL   string         // the NATS server and subject prefix authd and notifyd share
+	prefix    string
 }
 
 func gate(t *testing.T) {
@@ -216,6 +218,7 @@ func startTopology(t *testing.T) *topology {
 	tp.dbURL = dbURL
 	natsURL := os.Getenv(natsEnv)
 	prefix := "e2e" + randomHex(5)
+	tp.natsURL, tp.prefix = natsURL, prefix
 	t.Cleanup(func() { deleteStreams(t, natsURL, prefix) })
 
 	if err := run(tp.bin["authd"], "init", "-data-dir", tp.dataDir); err != nil {
@@ -231,7 +234,7 @@ func startTopology(t *testing.T) *topology {
 			"TWOFACTOR_NATS_URL=" + natsURL, "TWOFACTOR_NATS_PREFIX=" + prefix,
 			fmt.Sprintf("TWOFACTOR_METRICS_LISTEN=127.0.0.1:%d", freePort(t)),
 			"TWOFACTOR_WEBAUTHN_ORIGINS=" + tp.demoURL, "TWOFACTOR_BREACHED_MODE=off", "TWOFACTOR_LOG_FORMAT=text",
-			"TWOFACTOR_HEALTH_INTERVAL=1s",
+			"TWOFACTOR_HEALTH_INTERVAL=1s", "TWOFACTOR_OTP_TELEGRAM_BOT=" + e2eTelegramBot,
 		}
 		tp.start(t, fmt.Sprintf("authd-%d", i), tp.bin["authd"], env)
 		// One after the other: the first migrates the fresh schema.

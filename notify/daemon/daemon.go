@@ -7,7 +7,8 @@
 // devices through Web Push or ntfy (see that package's security properties; the
 // endpoints are opened with authd's key ring, in memory). cmd/notifyd is a thin
 // main around Run; authd's embedded mode calls Start with OutboxSenders to run the
-// same workers in-process.
+// same workers in-process; there, with Telegram to the outbox and no bot,
+// SimulateTelegramStart stands in for a chat pressing Start (development only).
 //
 // # Delivery semantics
 //
@@ -89,6 +90,9 @@ type Options struct {
 	// chat bindings; with a webhook, mount TelegramWebhook instead.
 	Telegram     *telegram.Bot
 	TelegramPoll bool
+	// TelegramReplies, without a Telegram bot, receives the bot's answers to simulated
+	// /start updates (SimulateTelegramStart): the development outbox.
+	TelegramReplies channels.Sender
 	// Push, when set, runs the push worker (pushdelivery.NewWorker) beside the
 	// gateway channels' workers.
 	Push    *pushdelivery.Deps

@@ -33,7 +33,7 @@ func EmbeddedOptions(js jetstream.JetStream, names notify.Names, keyFile, outbox
 		return Options{}, err
 	}
 	log.Warn("codes are delivered to the development outbox: files in clear, one per message", "dir", dir)
-	return Options{JS: js, Names: names, Key: key, Senders: senders, Logger: log}, nil
+	return Options{JS: js, Names: names, Key: key, Senders: senders, TelegramReplies: senders[notify.ChannelTelegram], Logger: log}, nil
 }
 
 // ApplyChannels puts the channels c configures into o: a channel with a provider gets

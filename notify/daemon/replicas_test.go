@@ -99,8 +99,9 @@ func TestTwoReplicasEachMessageOnce(t *testing.T) {
 	}
 }
 
-// After publishing and delivering through a real embedded server with file storage, the
-// JetStream store holds neither a code nor a destination in clear: not in the work
+// After publishing and delivering (SMS, Signal, Telegram; an email refused) through a
+// real embedded server with file storage, the JetStream store holds neither a code, a
+// destination nor a provider credential in clear: not in the work
 // queue, the dead letters, the status stream or the delivered-ids bucket.
 func TestJetStreamFilesHoldNoSecrets(t *testing.T) {
 	dir := t.TempDir()
@@ -123,8 +124,10 @@ func TestJetStreamFilesHoldNoSecrets(t *testing.T) {
 	api := newSMSAPI(t)
 	refuse := newSMSAPI(t)
 	refuse.status = 400
-	d := e.start(t, map[string]channels.Sender{notify.ChannelSMS: api.sender(t), notify.ChannelEmail: refuse.sender(t)}, nil)
-	secrets := []string{}
+	sig, tg := newSignalProvider(t), newTelegramProvider(t)
+	d := e.start(t, map[string]channels.Sender{notify.ChannelSMS: api.sender(t), notify.ChannelEmail: refuse.sender(t),
+		notify.ChannelSignal: sig.build(t), notify.ChannelTelegram: tg.build(t)}, nil)
+	secrets := []string{twilioToken, tgToken}
 	for i := 0; i < 5; i++ {
 		code, dest := fmt.Sprintf("93%04d", i), fmt.Sprintf("+1555099%04d", i)
 		secrets = append(secrets, code, dest)
@@ -132,11 +135,14 @@ func TestJetStreamFilesHoldNoSecrets(t *testing.T) {
 	}
 	e.publish(t, "ch-fmail", notify.ChannelEmail, "carol.secret@example.org", "939999")
 	secrets = append(secrets, "carol.secret@example.org", "939999")
+	e.publish(t, "ch-fsignal", notify.ChannelSignal, "+15550998877", "938877")
+	e.publish(t, "ch-ftg", notify.ChannelTelegram, "5550997766", "937766")
+	secrets = append(secrets, "+15550998877", "938877", "5550997766", "937766")
 	got := map[string]int{}
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 8; i++ {
 		got[e.next(t).Result]++
 	}
-	if got[notify.OutcomeDelivered] != 5 || got[notify.OutcomeDeadLettered] != 1 {
+	if got[notify.OutcomeDelivered] != 7 || got[notify.OutcomeDeadLettered] != 1 {
 		t.Fatalf("outcomes %v", got)
 	}
 	// A control: a retained message holding a canary, which the scan must find, shows

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
+	"github.com/twofactor/twofactor/notify/channels/outbox"
 	"github.com/twofactor/twofactor/notify/channels/telegram"
 	"github.com/twofactor/twofactor/notify/tglink"
 )
@@ -121,6 +124,54 @@ func TestTelegramBinding(t *testing.T) {
 		t.Fatalf("code message %q", r)
 	}
 	assertNoSecrets(t, e, token, tgToken, "246810")
+}
+
+// Development without a bot: a simulated Start publishes the same sealed binding the
+// update receiver does, and the bot's answer is written to the outbox; a daemon
+// with a bot refuses to simulate.
+func TestSimulateTelegramStart(t *testing.T) {
+	e := newEnv(t)
+	dir := filepath.Join(t.TempDir(), "outbox")
+	ob, err := outbox.New(outbox.Config{Dir: dir, Logger: e.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := e.start(t, map[string]channels.Sender{notify.ChannelTelegram: ob}, func(o *Options) { o.TelegramReplies = ob })
+	token := tglink.NewToken()
+	if err := d.SimulateTelegramStart(context.Background(), token, "100000001"); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan [2]string, 1)
+	stop, err := notify.SubscribeTelegramBindings(context.Background(), e.js, e.names, e.key,
+		func(_ context.Context, tok, chat string) error { got <- [2]string{tok, chat}; return nil }, notify.SubscribeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	select {
+	case b := <-got:
+		if b != [2]string{token, "100000001"} {
+			t.Fatalf("binding %q", b)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("no binding reached authd")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*-telegram-tgreply-*.txt"))
+	if len(files) != 1 {
+		t.Fatalf("outbox replies %v", files)
+	}
+	if b, _ := os.ReadFile(files[0]); !strings.Contains(string(b), "To: 100000001\n") || !strings.Contains(string(b), replyBound) {
+		t.Fatalf("reply file:\n%s", b)
+	}
+	api := newBotAPI(t)
+	bot, err := telegram.New(telegram.Config{BaseURL: api.srv.URL, Token: tgToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withBot := e.start(t, nil, func(o *Options) { o.Telegram = bot })
+	if err := withBot.SimulateTelegramStart(context.Background(), token, "100000001"); err == nil {
+		t.Fatal("a daemon with a bot simulated a Start")
+	}
 }
 
 // The binding event carries token and chat id only sealed.

@@ -18,9 +18,17 @@ package tglink
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 )
+
+// DevBot is the placeholder bot username of the deep links an embedded authd makes
+// when Telegram goes to the development outbox and no bot is configured: no bot
+// answers the link; DevService.SimulateTelegramStart (`authctl dev telegram-start`)
+// presses Start instead.
+const DevBot = "twofactor_outbox_dev_bot"
 
 // MaxTokenLen is the longest start parameter Telegram accepts.
 const MaxTokenLen = 64
@@ -97,4 +105,33 @@ func ParseStart(text string) (string, bool) {
 		return "", false
 	}
 	return token, true
+}
+
+// MaxLinkLen bounds what TokenFromLink reads: "https://t.me/" (13), a bot name (32),
+// "?start=" (7) and a token (64), with room to spare.
+const MaxLinkLen = 256
+
+// TokenFromLink returns the start token of a deep link (https://t.me/<bot>?start=<token>,
+// or tg://resolve?domain=<bot>&start=<token>), or of a token given alone.
+func TokenFromLink(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if len(s) == 0 || len(s) > MaxLinkLen {
+		return "", fmt.Errorf("link: want 1 to %d characters, got %d", MaxLinkLen, len(s))
+	}
+	if !strings.Contains(s, "://") {
+		return s, ValidToken(s)
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "", errors.New("link: not a URL")
+	case !(u.Scheme == "https" && u.Host == "t.me" || u.Scheme == "tg" && u.Host == "resolve"):
+		return "", errors.New("link: want https://t.me/<bot>?start=<token>")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil || len(q["start"]) != 1 {
+		return "", errors.New("link: want exactly one start parameter")
+	}
+	token := q.Get("start")
+	return token, ValidToken(token)
 }

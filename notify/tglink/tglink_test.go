@@ -64,3 +64,41 @@ func FuzzParseStart(f *testing.F) {
 		}
 	})
 }
+
+func TestTokenFromLink(t *testing.T) {
+	tok := tglink.NewToken()
+	link, _ := tglink.DeepLink("TwofactorBot", tok)
+	for _, in := range []string{link, " " + link + "\n", tok, "tg://resolve?domain=TwofactorBot&start=" + tok} {
+		if got, err := tglink.TokenFromLink(in); err != nil || got != tok {
+			t.Errorf("TokenFromLink(%q) = %q, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "a b", "https://example.org/TwofactorBot?start=" + tok, "https://t.me/TwofactorBot",
+		"https://t.me/TwofactorBot?start=" + tok + "&start=x", "https://t.me/TwofactorBot?start=a%20b", "http://t.me/x?start=" + tok,
+		strings.Repeat("a", tglink.MaxLinkLen+1), "https://t.me/%zz?start=" + tok} {
+		if got, err := tglink.TokenFromLink(in); err == nil {
+			t.Errorf("TokenFromLink(%q) accepted: %q", in, got)
+		}
+	}
+}
+
+// Whatever it is given, TokenFromLink returns a valid token or an error naming the link
+// or the token, and never a token longer than Telegram allows.
+func FuzzTokenFromLink(f *testing.F) {
+	f.Add("https://t.me/TwofactorBot?start=abc_DEF-123")
+	f.Add("tg://resolve?domain=b&start=x")
+	f.Add("abc")
+	f.Add("https://t.me/?start=%00")
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, err := tglink.TokenFromLink(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "link:") && !strings.HasPrefix(err.Error(), "token:") {
+				t.Fatalf("error %q names neither the link nor the token", err)
+			}
+			return
+		}
+		if tglink.ValidToken(tok) != nil {
+			t.Fatalf("TokenFromLink(%q) = invalid %q", s, tok)
+		}
+	})
+}

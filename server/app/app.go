@@ -53,7 +53,10 @@ type App struct {
 	events     *notify.Publisher
 	js         jetstream.JetStream
 	names      notify.Names
-	closers    []func()
+	// devTelegram simulates a Telegram /start (embedded mode, Telegram to the
+	// outbox; nil otherwise).
+	devTelegram func(ctx context.Context, token, chatID string) error
+	closers     []func()
 }
 
 // NewLogger builds the structured logger the configuration asks for.
@@ -143,7 +146,7 @@ func (a *App) open(ctx context.Context) (*storage.KeyRing, error) {
 // buildDeps builds every part server.New needs: the one place they are built.
 func (a *App) buildDeps(ring *storage.KeyRing) (server.Deps, error) {
 	d := server.Deps{Store: a.store, Keys: ring, APIKeys: a.apiKeys, Logger: a.log, Now: time.Now, Events: a.events,
-		Metrics: server.NewMetrics()}
+		Metrics: server.NewMetrics(), DevTelegramStart: a.devTelegram}
 	var err error
 	if err = a.buildFactors(&d); err != nil {
 		return d, err

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twofactor/twofactor/notify"
+	"github.com/twofactor/twofactor/notify/channels/outbox"
 	"github.com/twofactor/twofactor/notify/daemon"
 	"github.com/twofactor/twofactor/notify/pushdelivery"
 	"github.com/twofactor/twofactor/providers/push"
@@ -18,7 +19,9 @@ import (
 // startDelivery gives the publisher the delivery key, so that codes are published
 // sealed. In embedded mode it also runs notifyd's workers in this process: every
 // channel to the development outbox (<data-dir>/outbox/), unless notify-config names
-// real channels. With an external NATS, notifyd runs apart and shares the key file.
+// real channels; while Telegram goes to the outbox (no bot), DevService's
+// SimulateTelegramStart stands in for pressing Start. With an external NATS, notifyd
+// runs apart and shares the key file.
 func (a *App) startDelivery(ctx context.Context, js jetstream.JetStream, names notify.Names) error {
 	a.js, a.names = js, names
 	if !a.cfg.Embedded() {
@@ -54,6 +57,9 @@ func (a *App) startDelivery(ctx context.Context, js jetstream.JetStream, names n
 	}
 	a.closers = append(a.closers, d.Stop)
 	a.events = a.events.WithDeliveryKey(o.Key)
+	if _, toOutbox := o.Senders[notify.ChannelTelegram].(*outbox.Sender); toOutbox && o.Telegram == nil {
+		a.devTelegram = d.SimulateTelegramStart
+	}
 	return nil
 }
 

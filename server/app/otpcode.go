@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/twofactor/twofactor/notify/tglink"
 	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/server"
 )
@@ -27,7 +28,7 @@ type OTPCodeConfig struct {
 }
 
 func otpCodeFlags(fs *flag.FlagSet, c *OTPCodeConfig) {
-	fs.StringVar(&c.OTPChannels, "otp-channels", "email,sms,signal,telegram", "comma-separated code channels to offer (telegram also needs --otp-telegram-bot)")
+	fs.StringVar(&c.OTPChannels, "otp-channels", "email,sms,signal,telegram", "comma-separated code channels to offer (telegram also needs --otp-telegram-bot, except in embedded mode with the outbox)")
 	fs.StringVar(&c.OTPServiceName, "otp-service-name", "twofactor", "service name in code messages")
 	fs.StringVar(&c.OTPDomain, "otp-domain", "", "origin domain of the SMS one-time-code line (@domain #code); default none")
 	fs.IntVar(&c.OTPDigits, "otp-digits", otpcode.DefaultDigits, "digits of a sent code (6 to 10)")
@@ -44,6 +45,12 @@ func otpCodeFlags(fs *flag.FlagSet, c *OTPCodeConfig) {
 // otpCodeFactors builds the code provider and the factors of its channels.
 func (a *App) otpCodeFactors(d *server.Deps) ([]server.Factor, error) {
 	c := a.cfg.OTPCodeConfig
+	// Embedded mode with Telegram to the outbox and no bot: links name tglink.DevBot.
+	if c.OTPTelegramBot == "" && a.devTelegram != nil && slices.Contains(splitList(c.OTPChannels), otpcode.Telegram) {
+		c.OTPTelegramBot = tglink.DevBot
+		a.log.Warn("telegram goes to the development outbox: deep links name a placeholder bot; simulate pressing Start with `authctl dev telegram-start <link>`",
+			"bot", tglink.DevBot)
+	}
 	p, err := otpcode.New(a.store, d.Keys, otpcode.Config{
 		ServiceName: c.OTPServiceName, Domain: c.OTPDomain, Digits: c.OTPDigits, CodeTTL: c.OTPCodeTTL,
 		ResendCooldown: c.OTPResendWait, MaxResends: c.OTPMaxResends, UserDailyCap: c.OTPUserDailyCap,

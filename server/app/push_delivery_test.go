@@ -114,8 +114,14 @@ func checkWake(t *testing.T, payload []byte, challengeID, deviceID, number strin
 // serveApp serves cfg until the test ends and returns a connection with the admin key.
 func serveApp(t *testing.T, cfg *Config) *grpc.ClientConn {
 	t.Helper()
+	return serveAppLogging(t, cfg, io.Discard)
+}
+
+// serveAppLogging is serveApp with the app's log lines written to logs.
+func serveAppLogging(t *testing.T, cfg *Config, logs io.Writer) *grpc.ClientConn {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -196,7 +196,28 @@
     }
   }
 
+  // pollTelegram asks once a second whether the chat pressed Start (the status call
+  // only checks; nothing is sent again) and goes on to the account page when it did.
+  function pollTelegram(card) {
+    const status = document.getElementById("telegram-status");
+    async function poll() {
+      let a;
+      try {
+        a = await post("/account/telegram/status", { factorId: card.dataset.factorId });
+      } catch (e) {
+        a = { result: "waiting", message: "authd did not answer; trying again…" };
+      }
+      if (a.ok && a.redirect) { location.href = a.redirect; return; }
+      status.textContent = a.message || "Waiting…";
+      if (a.result === "waiting") setTimeout(poll, 1000);
+      else status.className = "result rejected";
+    }
+    setTimeout(poll, 1000);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    const tg = document.getElementById("telegram-enroll");
+    if (tg) pollTelegram(tg);
     const pk = document.getElementById("passkey-signin");
     if (pk) pk.addEventListener("click", function () { signIn(true); });
     const sk = document.getElementById("webauthn-signin");
