@@ -151,6 +151,9 @@ func TestAuditOfflineConsumerCatchesUp(t *testing.T) {
 	publish(0, 3)
 	ch, stop := tail(t, js, names, "offline", true, nil)
 	first := receive(t, ch, 3)
+	// The handler hands an event over before TailAudit acks it: stop only once
+	// the server has the three acks, or the last one is (rightly) redelivered.
+	waitAckFloor(t, js, names.AuditStream(), "offline", 3)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +184,24 @@ func TestAuditOfflineConsumerCatchesUp(t *testing.T) {
 	publish(7, 8)
 	if e := receive(t, ch3, 1)[0]; e.ID != "ev-007" {
 		t.Fatalf("latecomer got %s first, want ev-007", e.ID)
+	}
+}
+
+// waitAckFloor polls until durable's ack floor reaches seq (its seq-th delivery).
+func waitAckFloor(t *testing.T, js jetstream.JetStream, stream, durable string, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		c, err := js.Consumer(context.Background(), stream, durable)
+		if err == nil {
+			if info, err := c.Info(context.Background()); err == nil && info.AckFloor.Consumer >= seq {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer %s never acked %d deliveries", durable, seq)
+		}
+		time.Sleep(5 * time.Millisecond) // polling for a condition, not waiting for luck
 	}
 }
 
