@@ -86,11 +86,10 @@ type Result struct {
 
 // Store is what the provider needs of storage.Store.
 type Store interface {
-	CreateAppPassword(ctx context.Context, p *storage.AppPassword) error
+	CreateAppPasswordWithin(ctx context.Context, p *storage.AppPassword, maxPerUser int) error
 	GetAppPasswordByHash(ctx context.Context, hash []byte) (*storage.AppPassword, error)
 	GetAppPassword(ctx context.Context, userID, id string) (*storage.AppPassword, error)
 	ListAppPasswords(ctx context.Context, userID string) ([]storage.AppPassword, error)
-	CountAppPasswords(ctx context.Context, userID string) (int64, error)
 	RenameAppPassword(ctx context.Context, userID, id, name string) error
 	DeleteAppPassword(ctx context.Context, userID, id string) error
 	DeleteAppPasswordsOfUser(ctx context.Context, userID string) ([]string, error)
@@ -189,13 +188,6 @@ func (s *Service) Issue(ctx context.Context, userID, name string, scope Scope) (
 	if err != nil {
 		return AppPassword{}, "", err
 	}
-	n, err := s.cfg.Store.CountAppPasswords(ctx, userID)
-	if err != nil {
-		return AppPassword{}, "", err
-	}
-	if n >= int64(s.cfg.MaxPerUser) {
-		return AppPassword{}, "", fmt.Errorf("%w: the user has %d, the most allowed", ErrTooMany, n)
-	}
 	password, err := generate(s.cfg.Rand)
 	if err != nil {
 		return AppPassword{}, "", err
@@ -209,7 +201,10 @@ func (s *Service) Issue(ctx context.Context, userID, name string, scope Scope) (
 		FilesystemOnly: scope.FilesystemOnly,
 		CreatedAt:      s.now(),
 	}
-	if err := s.cfg.Store.CreateAppPassword(ctx, row); err != nil {
+	var full *storage.CapReachedError
+	if err := s.cfg.Store.CreateAppPasswordWithin(ctx, row, s.cfg.MaxPerUser); errors.As(err, &full) {
+		return AppPassword{}, "", fmt.Errorf("%w: the user has %d, the most allowed", ErrTooMany, full.Have)
+	} else if err != nil {
 		return AppPassword{}, "", fmt.Errorf("store app password: %w", err)
 	}
 	return fromRow(row), password, nil
