@@ -95,3 +95,27 @@ var auditCols = []string{"id", "occurred_at", "event", "user_id", "actor", "call
 // transaction of the verification they record (the batched writer's
 // multi-row INSERTs outside transactions go through gorm).
 var insertAuditSQL = `INSERT INTO audit_events (` + prefixed("", auditCols) + `) VALUES (?` + strings.Repeat(", ?", len(auditCols)-1) + `)`
+
+// throttleStateCols are all of ThrottleState's columns, in model order.
+var throttleStateCols = []string{"kind", "subject_key", "failures", "first_failure", "last_failure", "blocked_until", "locked"}
+
+// throttleStale is true of an existing throttle row whose failures have aged out
+// of the window (last_failure before the first argument) and whose delay or lock
+// has ended (blocked_until at or before the second): its count starts again.
+const throttleStale = "throttle_states.last_failure < ? AND throttle_states.blocked_until <= ?"
+
+// recordThrottleFailureSQL counts one failure of a subject and returns its row
+// as the count left it: a new subject starts at one, a stale one starts again
+// at one (its lock cleared), any other adds one. Every SET reads the row as it
+// was before the statement.
+var recordThrottleFailureSQL = `INSERT INTO throttle_states (` + strings.Join(throttleStateCols, ", ") + `)
+ VALUES (?, ?, 1, ?, ?, ?, ?)
+ ON CONFLICT (kind, subject_key) DO UPDATE SET
+ failures = CASE WHEN ` + throttleStale + ` THEN 1 ELSE throttle_states.failures + 1 END,
+ first_failure = CASE WHEN ` + throttleStale + ` THEN ? ELSE throttle_states.first_failure END,
+ locked = CASE WHEN ` + throttleStale + ` THEN ? ELSE throttle_states.locked END,
+ last_failure = ?
+ RETURNING ` + strings.Join(throttleStateCols, ", ")
+
+// blockThrottleSQL sets a subject's delay or lock.
+const blockThrottleSQL = "UPDATE throttle_states SET blocked_until = ?, locked = ? WHERE kind = ? AND subject_key = ?"

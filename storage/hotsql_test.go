@@ -43,6 +43,7 @@ func TestHotSQLColumnsMatchModels(t *testing.T) {
 		// and a new column must be named here to be.
 		{"factorHeadsCols", factor, factorHeadsCols, without(factor, factorHeadsCols)},
 		{"auditCols", modelColumns(t, &AuditRecord{}), auditCols, nil},
+		{"throttleStateCols", modelColumns(t, &ThrottleState{}), throttleStateCols, nil},
 	}
 	for _, tc := range cases {
 		got := append(slices.Clone(tc.cols), tc.omitted...)

@@ -67,6 +67,12 @@ func TestThrottleWindowResetAndClear(t *testing.T) {
 	if err != nil || got.Failures != 4 || !got.BlockedUntil.Equal(now.Add(3*time.Second)) {
 		t.Fatalf("fourth failure: %+v %v", got, err)
 	}
+	// The row the upsert hands back is the row stored, as gorm reads it.
+	if stored, err := st.GetThrottle(ctx, storage.ThrottleIP, "203.0.113.0/32"); err != nil || stored.Failures != got.Failures ||
+		!stored.FirstFailure.Equal(got.FirstFailure) || !stored.LastFailure.Equal(got.LastFailure) ||
+		!stored.BlockedUntil.Equal(got.BlockedUntil) || stored.Locked != got.Locked {
+		t.Fatalf("returned %+v, stored %+v (%v)", got, stored, err)
+	}
 	later := now.Add(2 * time.Hour)
 	got, _, err = st.RecordThrottleFailure(ctx, storage.ThrottleIP, "203.0.113.0/32", later, time.Hour, linear)
 	if err != nil || got.Failures != 1 || !got.FirstFailure.Equal(later) {

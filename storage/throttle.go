@@ -2,11 +2,9 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
-
-	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Throttle subject kinds.
@@ -93,22 +91,29 @@ func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now
 	cutoff := now.Add(-window)
 	var out *ThrottleState
 	err := s.InTx(ctx, func(ctx context.Context) error {
-		fresh := "throttle_states.last_failure < ? AND throttle_states.blocked_until <= ?"
-		row := &ThrottleState{Kind: kind, Key: key, Failures: 1, FirstFailure: now, LastFailure: now, BlockedUntil: time.Time{}.UTC()}
-		if err := s.DB(ctx).Clauses(clause.OnConflict{
-			Columns: []clause.Column{{Name: "kind"}, {Name: "subject_key"}},
-			DoUpdates: clause.Assignments(map[string]any{
-				"failures":      gorm.Expr("CASE WHEN "+fresh+" THEN 1 ELSE throttle_states.failures + 1 END", cutoff, now),
-				"first_failure": gorm.Expr("CASE WHEN "+fresh+" THEN ? ELSE throttle_states.first_failure END", cutoff, now, now),
-				"locked":        gorm.Expr("CASE WHEN "+fresh+" THEN ? ELSE throttle_states.locked END", cutoff, now, false),
-				"last_failure":  now,
-			}),
-		}).Create(row).Error; err != nil {
+		rows, err := s.hotQuery(ctx, recordThrottleFailureSQL,
+			kind, key, now, now, time.Time{}.UTC(), false, // a new subject's row
+			cutoff, now, // failures
+			cutoff, now, now, // first_failure
+			cutoff, now, false, // locked
+			now) // last_failure
+		if err != nil {
 			return err
 		}
 		var t ThrottleState
-		if err := s.DB(ctx).Where("kind = ? AND subject_key = ?", kind, key).Take(&t).Error; err != nil {
+		scanned := false
+		for rows.Next() {
+			if err := rows.Scan(&t.Kind, &t.Key, &t.Failures, &t.FirstFailure, &t.LastFailure, &t.BlockedUntil, &t.Locked); err != nil {
+				rows.Close()
+				return err
+			}
+			scanned = true
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
+		}
+		if !scanned {
+			return errors.New("storage: throttle failure upsert returned no row")
 		}
 		until, locked := block(t.Failures, now)
 		newlyLocked = locked && !(t.Locked && t.BlockedUntil.After(now))
@@ -117,8 +122,7 @@ func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now
 				t.BlockedUntil = until.UTC()
 			}
 			t.Locked = t.Locked || locked
-			if err := s.DB(ctx).Model(&ThrottleState{}).Where("kind = ? AND subject_key = ?", kind, key).
-				Updates(map[string]any{"blocked_until": t.BlockedUntil, "locked": t.Locked}).Error; err != nil {
+			if _, err := s.hotExec(ctx, blockThrottleSQL, t.BlockedUntil, t.Locked, kind, key); err != nil {
 				return err
 			}
 		}
