@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/twofactor/twofactor/notify"
@@ -22,7 +21,6 @@ import (
 // are sealed for notifyd.
 type GatewaySender struct {
 	Events *notify.Publisher
-	Log    *slog.Logger
 }
 
 // SendOutOfBand publishes s.
