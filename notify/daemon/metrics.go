@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/twofactor/twofactor/notify"
@@ -51,7 +52,7 @@ func NewMetrics() *Metrics {
 			Help: "Push-approval wake-ups sent to devices, by endpoint kind and result (ok, gone, retry, permanent, error)."}, []string{"kind", "result"}),
 	}
 	m.reg.MustRegister(m.Sent, m.Failed, m.Attempts, m.Latency, m.Alert, m.Bindings, m.Pushes,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
