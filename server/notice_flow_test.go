@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"mime"
@@ -339,5 +340,57 @@ func TestReplacedDestinationNoticeFailureChangesNothing(t *testing.T) {
 	// The stream is new, notifyd's consumer went with the old one: the notice waits there.
 	if info, err := noticeStream(t, g).Info(bg); err != nil || info.State.Msgs != 1 {
 		t.Fatalf("notices queued: %+v, %v; want the one of the change", info, err)
+	}
+}
+
+// A Telegram chat replaced by a binding whose notice cannot be published is not
+// replaced: the binding fails as a whole (retried by its consumer), the new chat's
+// factor stays pending and the token unused, and the binding delivered again once
+// the notice can go replaces the chat and queues the notice.
+func TestReplacedTelegramChatNoticeFailureChangesNothing(t *testing.T) {
+	g := newDeliveryRig(t)
+	oldChat := g.bindTelegram(t, "111111111", "")
+	ctx := g.c.as("selfservice")
+	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{ReplacesFactorId: oldChat}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimPrefix(b.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
+	events := server.OTPCodeEvents{Provider: (*g.providers)[0], Out: g.out}
+	bg := context.Background()
+	if err := g.c.js.DeleteStream(bg, g.c.names.NoticeStream()); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Binding(bg, token, "222222222"); err == nil || errors.As(err, new(notify.Permanent)) {
+		t.Fatalf("binding without a notice: %v, want a transient error (the event is fetched again)", err)
+	}
+	state := func(id string) pb.FactorState {
+		t.Helper()
+		l, err := g.r.enrollment().ListFactors(ctx, &pb.ListFactorsRequest{UserId: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range l.GetFactors() {
+			if f.GetId() == id {
+				return f.GetState()
+			}
+		}
+		return pb.FactorState_FACTOR_STATE_UNSPECIFIED
+	}
+	if s, o := state(b.GetFactorId()), state(oldChat); s != pb.FactorState_FACTOR_STATE_PENDING || o != pb.FactorState_FACTOR_STATE_ACTIVE {
+		t.Fatalf("after the failed binding: new %v, old %v; want pending and active", s, o)
+	}
+	if err := notify.EnsureStreams(bg, g.c.js, g.c.names, natstest.TestStreamConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Binding(bg, token, "222222222"); err != nil {
+		t.Fatalf("the binding again: %v", err)
+	}
+	if s := state(b.GetFactorId()); s != pb.FactorState_FACTOR_STATE_ACTIVE {
+		t.Fatalf("after the binding: %v", s)
+	}
+	if info, err := noticeStream(t, g).Info(bg); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("notices queued: %+v, %v; want the old chat's", info, err)
 	}
 }
