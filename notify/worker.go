@@ -105,6 +105,12 @@ type WorkerConfig struct {
 	AckWait time.Duration
 	// Concurrency is the number of messages handled at once; default 1.
 	Concurrency int
+	// Slots, when set, bounds the handlers in flight instead of Concurrency: a
+	// semaphore (a buffered channel, one token per running handler) shared with
+	// other workers, so that several consumers of one channel (notifyd's codes and
+	// notices) together run at most cap(Slots) handlers. Concurrency still sizes
+	// the pulls.
+	Slots chan struct{}
 	// DrainTimeout is how long handlers in flight may go on after Run's context ended
 	// (graceful stop: a code being sent is sent, not cut off); their context is
 	// cancelled after it. Default 0: cancelled at once.
@@ -199,6 +205,9 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h 
 	if h == nil {
 		return nil, errors.New("notify: worker: handler is nil")
 	}
+	if cfg.Slots != nil && cap(cfg.Slots) == 0 {
+		return nil, errors.New("notify: worker: Slots needs room for one handler at least")
+	}
 	cfg.defaults()
 	cc := jetstream.ConsumerConfig{
 		Durable:       cfg.Durable,
@@ -236,7 +245,10 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, h 
 func (w *Worker) Run(ctx context.Context) error {
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
-	sem := make(chan struct{}, w.cfg.Concurrency)
+	sem := w.cfg.Slots
+	if sem == nil {
+		sem = make(chan struct{}, w.cfg.Concurrency)
+	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var handBack []jetstream.Msg // received while stopping; naked once unsubscribed

@@ -373,6 +373,7 @@ func TestNewWorkerRejects(t *testing.T) {
 		"no filter":      func(c *notify.WorkerConfig) { c.FilterSubjects = nil },
 		"dotted name":    func(c *notify.WorkerConfig) { c.Durable = "a.b" },
 		"unknown stream": func(c *notify.WorkerConfig) { c.Stream = "NOPE_GATEWAY" },
+		"no slots":       func(c *notify.WorkerConfig) { c.Slots = make(chan struct{}) },
 	} {
 		cfg := good
 		mod(&cfg)

@@ -193,6 +193,10 @@ func endpointFromPB(ep *pb.PushEndpoint) push.Endpoint {
 	return push.Endpoint{}
 }
 
+// FinishDeviceEnrollment is not behind opts.Guard, deliberately: the only secret it
+// checks is the enrollment token, 256 random bits (push.BeginEnrollment, looked up
+// by its MAC and used once), which no rate of guessing finds; the signature is by the
+// key the request itself brings, so it proves possession, not identity.
 func (s *deviceService) FinishDeviceEnrollment(ctx context.Context, req *pb.FinishDeviceEnrollmentRequest) (*pb.FinishDeviceEnrollmentResponse, error) {
 	if req.GetAuth() == nil {
 		return nil, status.Error(codes.InvalidArgument, "auth: is required")

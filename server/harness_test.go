@@ -102,6 +102,8 @@ type cluster struct {
 	// notMe is every replica's server.Deps.NotMe; a factorFn may set it for the
 	// replica it builds (notme_flow_test.go).
 	notMe server.NotMeNotifier
+	// devTelegram is every replica's server.Deps.DevTelegramStart (nil: refused).
+	devTelegram func(ctx context.Context, token, chatID string) error
 	// replicas are the ones start made (flushAudit flushes each).
 	replicas []*replica
 }
@@ -241,6 +243,7 @@ func (c *cluster) start() *replica {
 		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
 		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol, Devices: devices,
 		Push: ps, PushWatcher: server.NATSPushWatcher{Conn: nc, Subject: c.names.PushRequest()}, NotMe: c.notMe,
+		DevTelegramStart: c.devTelegram,
 	}, server.Options{})
 	if err != nil {
 		t.Fatal(err)

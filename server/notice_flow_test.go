@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"mime"
@@ -23,6 +24,7 @@ import (
 	"github.com/twofactor/twofactor/notify/channels/outbox"
 	"github.com/twofactor/twofactor/notify/channels/smtp"
 	"github.com/twofactor/twofactor/notify/daemon"
+	"github.com/twofactor/twofactor/notify/natstest"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/server"
@@ -281,3 +283,114 @@ func (g *deliveryRig) bindTelegram(t *testing.T, chat, old string) string {
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A changed destination whose notice cannot be published is not half-done: the
+// FinishEnrollment that proves the new address fails as a whole (the old factor
+// stays active, the new one pending, the code unused), and once the notice can go
+// the same code finishes it and the notice is queued.
+func TestReplacedDestinationNoticeFailureChangesNothing(t *testing.T) {
+	g := newDeliveryRig(t)
+	last := func(addr string) func() string {
+		return func() string { m := g.box.to(addr); return m[len(m)-1][strings.Index(m[len(m)-1], "\n")+1:] }
+	}
+	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", last("alice@example.com"))
+	ctx := g.c.as("selfservice")
+	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "alice@example.org", ReplacesFactorId: old}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.wait(t, notify.KindCode)
+	code := sixDigits.FindStringSubmatch(last("alice@example.org")())
+	if code == nil {
+		t.Fatal("no code")
+	}
+	bg := context.Background()
+	if err := g.c.js.DeleteStream(bg, g.c.names.NoticeStream()); err != nil {
+		t.Fatal(err)
+	}
+	finish := &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(), Proof: &pb.FinishEnrollmentRequest_Code{Code: code[1]}}
+	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); err == nil {
+		t.Fatal("finished although the notice could not be published")
+	}
+	states := func() map[string]pb.FactorState {
+		t.Helper()
+		l, err := g.r.enrollment().ListFactors(ctx, &pb.ListFactorsRequest{UserId: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]pb.FactorState{}
+		for _, f := range l.GetFactors() {
+			out[f.GetId()] = f.GetState()
+		}
+		return out
+	}
+	if st := states(); st[old] != pb.FactorState_FACTOR_STATE_ACTIVE || st[b.GetFactorId()] != pb.FactorState_FACTOR_STATE_PENDING {
+		t.Fatalf("after the failed finish: %v", st)
+	}
+	if err := notify.EnsureStreams(bg, g.c.js, g.c.names, natstest.TestStreamConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); err != nil {
+		t.Fatalf("finish once the notice can go: %v", err)
+	}
+	if st := states(); st[old] == pb.FactorState_FACTOR_STATE_ACTIVE || st[b.GetFactorId()] != pb.FactorState_FACTOR_STATE_ACTIVE {
+		t.Fatalf("after the finish: %v", st)
+	}
+	// The stream is new, notifyd's consumer went with the old one: the notice waits there.
+	if info, err := noticeStream(t, g).Info(bg); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("notices queued: %+v, %v; want the one of the change", info, err)
+	}
+}
+
+// A Telegram chat replaced by a binding whose notice cannot be published is not
+// replaced: the binding fails as a whole (retried by its consumer), the new chat's
+// factor stays pending and the token unused, and the binding delivered again once
+// the notice can go replaces the chat and queues the notice.
+func TestReplacedTelegramChatNoticeFailureChangesNothing(t *testing.T) {
+	g := newDeliveryRig(t)
+	oldChat := g.bindTelegram(t, "111111111", "")
+	ctx := g.c.as("selfservice")
+	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{ReplacesFactorId: oldChat}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimPrefix(b.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
+	events := server.OTPCodeEvents{Provider: (*g.providers)[0], Out: g.out}
+	bg := context.Background()
+	if err := g.c.js.DeleteStream(bg, g.c.names.NoticeStream()); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Binding(bg, token, "222222222"); err == nil || errors.As(err, new(notify.Permanent)) {
+		t.Fatalf("binding without a notice: %v, want a transient error (the event is fetched again)", err)
+	}
+	state := func(id string) pb.FactorState {
+		t.Helper()
+		l, err := g.r.enrollment().ListFactors(ctx, &pb.ListFactorsRequest{UserId: "alice"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range l.GetFactors() {
+			if f.GetId() == id {
+				return f.GetState()
+			}
+		}
+		return pb.FactorState_FACTOR_STATE_UNSPECIFIED
+	}
+	if s, o := state(b.GetFactorId()), state(oldChat); s != pb.FactorState_FACTOR_STATE_PENDING || o != pb.FactorState_FACTOR_STATE_ACTIVE {
+		t.Fatalf("after the failed binding: new %v, old %v; want pending and active", s, o)
+	}
+	if err := notify.EnsureStreams(bg, g.c.js, g.c.names, natstest.TestStreamConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.Binding(bg, token, "222222222"); err != nil {
+		t.Fatalf("the binding again: %v", err)
+	}
+	if s := state(b.GetFactorId()); s != pb.FactorState_FACTOR_STATE_ACTIVE {
+		t.Fatalf("after the binding: %v", s)
+	}
+	if info, err := noticeStream(t, g).Info(bg); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("notices queued: %+v, %v; want the old chat's", info, err)
+	}
+}

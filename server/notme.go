@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/providers/push"
@@ -47,13 +48,20 @@ func (o OTPNotMeNotifier) NotifyNotMe(ctx context.Context, n otpcode.NotMe) (int
 	return sent, errors.Join(errs...)
 }
 
+// notMeTimeout bounds the notices of one refused sign-in.
+const notMeTimeout = 30 * time.Second
+
 // notMe runs after device d answered challengeID with r: for "this was not me"
 // it tells the user's other channels (NotMeNotifier) and audits how many were
-// told. A failure is logged and audited; the answer itself stands.
+// told. A failure is logged and audited; the answer itself stands. The notices
+// do not end with the device's request (a phone that loses its network once it
+// has answered): they run on its values only, for at most notMeTimeout.
 func (s *deviceService) notMe(ctx context.Context, d *storage.PushDevice, challengeID string, r *push.Response) {
 	if r.Event != push.EventNotMe || s.opts.NotMe == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notMeTimeout)
+	defer cancel()
 	lc, err := s.push.NotMeContext(ctx, d, challengeID)
 	sent := 0
 	if err == nil {

@@ -7,9 +7,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/server"
 )
 
@@ -89,4 +92,54 @@ func noticeStream(t *testing.T, g *deliveryRig) jetstream.Stream {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// blockingNotMe is a NotMeNotifier that holds each call until proceed, then
+// reports what its context said.
+type blockingNotMe struct {
+	entered, proceed chan struct{}
+	ctxErr           chan error
+}
+
+func (b *blockingNotMe) NotifyNotMe(ctx context.Context, _ otpcode.NotMe) (int, error) {
+	b.entered <- struct{}{}
+	<-b.proceed
+	b.ctxErr <- ctx.Err()
+	return 1, nil
+}
+
+// The user is told of a refused sign-in even when the device leaves as soon as
+// it has answered (a phone losing its network): the notices do not run on the
+// device's request context.
+func TestPushNotMeOutlivesTheDevicesRequest(t *testing.T) {
+	c := newCluster(t)
+	n := &blockingNotMe{entered: make(chan struct{}), proceed: make(chan struct{}), ctxErr: make(chan error, 1)}
+	c.notMe = n
+	r := c.start()
+	d := enrollPush(t, c, r, r, "alice")
+	beginPush(t, c, r, "alice")
+	pending, err := d.Pending(context.Background(), r.devices())
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending = %v, %v", pending, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	answered := make(chan error, 1)
+	go func() {
+		_, err := d.Respond(ctx, r.devices(), pending[0].GetChallengeId(), pb.PushDecision_PUSH_DECISION_NOT_ME, "")
+		answered <- err
+	}()
+	<-n.entered // the answer is recorded; the notices are being sent
+	cancel()
+	if err := <-answered; status.Code(err) != codes.Canceled {
+		t.Fatalf("the device's call: %v, want Canceled", err)
+	}
+	// A later call on the same connection is read after the cancellation (HTTP/2
+	// keeps the frames' order): once it is answered, the server has seen it.
+	if _, err := d.Pending(context.Background(), r.devices()); err != nil {
+		t.Fatal(err)
+	}
+	close(n.proceed)
+	if err := <-n.ctxErr; err != nil {
+		t.Fatalf("the notices ran on a context ended by the device: %v", err)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/twofactor/twofactor/notify"
@@ -22,7 +21,6 @@ import (
 // are sealed for notifyd.
 type GatewaySender struct {
 	Events *notify.Publisher
-	Log    *slog.Logger
 }
 
 // SendOutOfBand publishes s.
@@ -57,17 +55,21 @@ type OTPCodeEvents struct {
 var ErrPermanent = errors.New("permanent")
 
 // Binding completes the Telegram enrollment whose token the chat sent with
-// /start, and tells a replaced chat of the change.
+// /start, and tells a replaced chat of the change: the notice is handed over in
+// the binding's transaction, so that a failure undoes the binding and the
+// binding event, fetched again, binds and tells then.
 func (h OTPCodeEvents) Binding(ctx context.Context, token, chatID string) error {
-	fin, err := h.Provider.BindTelegram(ctx, token, chatID)
+	_, err := h.Provider.BindTelegramThen(ctx, token, chatID, func(ctx context.Context, fin *otpcode.Finished) error {
+		if fin.Notice != nil && h.Out != nil {
+			return h.Out.SendOutOfBand(ctx, fin.Notice)
+		}
+		return nil
+	})
 	switch {
 	case errors.Is(err, otpcode.ErrBadToken), errors.Is(err, otpcode.ErrDestination), errors.Is(err, otpcode.ErrNotPending):
 		return notify.Permanent{Err: errors.Join(ErrPermanent, err), Reason: notify.ReasonRejected}
 	case err != nil:
 		return err
-	}
-	if fin.Notice != nil && h.Out != nil {
-		return h.Out.SendOutOfBand(ctx, fin.Notice)
 	}
 	return nil
 }

@@ -470,10 +470,9 @@ func (c *Config) account(r *Result, before cpuTimes) {
 // rate requests/s in total.
 func measure(ctx context.Context, sc scenario, workers int, rate float64, d time.Duration, now func() time.Time) Result {
 	type tally struct {
-		lat    []time.Duration
-		errs   map[string]int
-		waits  int
-		failed int
+		lat   []time.Duration
+		errs  map[string]int
+		waits int
 	}
 	tallies := make([]tally, workers)
 	start := now()

@@ -116,6 +116,12 @@ func TestCodeByTelegram(t *testing.T) {
 	if files, _ := filepath.Glob(filepath.Join(f.dataDir, "outbox", "*.txt")); len(files) != 0 {
 		t.Fatalf("sent before Start: %v", files)
 	}
+	// The button presses Start only for the development bot's links.
+	realBot := strings.Replace(link, "twofactor_outbox_dev_bot", "TwofactorBot", 1)
+	b.post("/account/telegram/simulate", url.Values{"factor_id": {factorID}, "link": {realBot}}).mustStatus(t, http.StatusBadRequest, "press Start in Telegram")
+	if a := b.postJSON("/account/telegram/status", map[string]string{"factorId": factorID}); a.OK || a.Result != "waiting" {
+		t.Fatalf("status after a refused simulation: %+v", a)
+	}
 	b.post("/account/telegram/simulate", url.Values{"factor_id": {factorID}, "link": {link}}).must(t, "/account/telegram/simulate", "Start pressed in the simulated chat 100000001")
 	deadline := time.Now().Add(10 * time.Second)
 	for {

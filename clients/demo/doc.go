@@ -46,7 +46,8 @@
 //     FinishEnrollment whether the chat pressed Start. The link's token is a bearer
 //     secret: it is shown on that no-store page and posted back in its forms only.
 //     On a development authd (its links name tglink.DevBot) a button presses Start
-//     in a simulated chat (DevService; authd refuses it anywhere else).
+//     in a simulated chat (DevService; the demo asks it for such links only, and
+//     authd refuses it anywhere else).
 //   - One-time secrets (TOTP seed and QR code, backup codes, app passwords) are
 //     shown once on a Cache-Control: no-store page, never put in a cookie, a URL or
 //     the log; a wrong TOTP code shows the code field again, not the seed. The

@@ -31,7 +31,7 @@ func (h *Handler) telegramRoutes() {
 // renderTelegram shows the deep link page of factor v.FactorID.
 func (h *Handler) renderTelegram(w http.ResponseWriter, st int, v *view, link string) {
 	v.Title, v.TelegramLink = "Link a Telegram chat", link
-	v.TelegramDev = strings.HasPrefix(link, "https://t.me/"+tglink.DevBot+"?")
+	v.TelegramDev = devLink(link)
 	if code, err := qr.Encode(link, qr.M); err == nil {
 		var b bytes.Buffer
 		code.Scale = 6
@@ -41,6 +41,10 @@ func (h *Handler) renderTelegram(w http.ResponseWriter, st int, v *view, link st
 	}
 	h.render(w, st, "telegram.html", v)
 }
+
+// devLink tells whether link names tglink.DevBot, the placeholder bot of an
+// embedded authd whose Telegram goes to the outbox: only then is Start simulated.
+func devLink(link string) bool { return strings.HasPrefix(link, "https://t.me/"+tglink.DevBot+"?") }
 
 // notBound tells FinishEnrollment's "nobody pressed Start yet" from other refusals.
 func notBound(err error) bool {
@@ -109,10 +113,16 @@ func (h *Handler) telegramFinish(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// telegramSimulate presses Start in a simulated chat (development authd only).
+// telegramSimulate presses Start in a simulated chat (development authd only: the
+// link must name tglink.DevBot, as the button's page shows it only then).
 func (h *Handler) telegramSimulate(w http.ResponseWriter, r *http.Request) {
 	u, id, link, ok := h.telegramForm(w, r)
 	if !ok {
+		return
+	}
+	if !devLink(link) {
+		h.renderTelegram(w, http.StatusBadRequest, &view{User: u, FactorID: id,
+			Error: "Start is simulated only for a development authd's links (" + tglink.DevBot + "); press Start in Telegram."}, link)
 		return
 	}
 	ctx, cancel := h.ctx(r)

@@ -129,7 +129,7 @@ func TestCaptchaAlertMetricsAndHealth(t *testing.T) {
 	if v := testutil.ToFloat64(m.Alert.WithLabelValues("signal", notify.ReasonCaptchaRequired)); v != 1 {
 		t.Errorf("alert gauge %v", v)
 	}
-	if v := testutil.ToFloat64(m.Failed.WithLabelValues("signal", notify.ReasonCaptchaRequired)); v != 1 {
+	if v := testutil.ToFloat64(m.Failed.WithLabelValues("signal", notify.KindCode, notify.ReasonCaptchaRequired)); v != 1 {
 		t.Errorf("failed counter %v", v)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -148,7 +148,7 @@ func TestCaptchaAlertMetricsAndHealth(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`notifyd_operator_alert{channel="signal",reason="captcha_required"} 1`, "notifyd_send_duration_seconds_bucket", `notifyd_send_attempts_total{channel="signal",result="permanent"} 1`} {
+	for _, want := range []string{`notifyd_operator_alert{channel="signal",reason="captcha_required"} 1`, "notifyd_send_duration_seconds_bucket", `notifyd_send_attempts_total{channel="signal",kind="code",result="permanent"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}

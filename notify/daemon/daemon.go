@@ -27,8 +27,9 @@
 //     max_deliveries, ...), which authd records on the challenge.
 //   - A code whose expires_at has passed (by the injected clock) is not sent: the
 //     message is removed and a failed status with reason "expired" is published.
-//   - Per channel: Concurrency messages in flight for codes and as many for notices,
-//     and at most Rate sends per second for both together (token bucket of Burst).
+//   - Per channel: at most Concurrency messages in flight and Rate sends per second
+//     (token bucket of Burst), codes and notices together (one semaphore and one
+//     limiter per channel, shared by its two consumers).
 //
 // # Security properties
 //
@@ -153,9 +154,11 @@ func Start(ctx context.Context, o Options) (*Daemon, error) {
 	d := &Daemon{opts: o, nc: o.JS.Conn()}
 	var workers []*notify.Worker
 	for _, ch := range notify.GatewayChannels {
-		limiter := d.limiter(ch) // codes and notices share the channel's rate
+		// Codes and notices share the channel's rate and its concurrency: one
+		// semaphore bounds both consumers' sends in flight.
+		limiter, slots := d.limiter(ch), make(chan struct{}, d.concurrency(ch))
 		for _, kind := range []string{notify.KindCode, notify.KindNotice} {
-			w, err := d.newWorker(ctx, ch, kind, limiter)
+			w, err := d.newWorker(ctx, ch, kind, limiter, slots)
 			if err != nil {
 				return nil, err
 			}
@@ -230,14 +233,19 @@ func (d *Daemon) limiter(ch string) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(lim.Rate), max(lim.Burst, 1))
 }
 
-// newWorker is the worker of channel ch's codes (durable notifyd-<ch> on the gateway
-// stream) or notices (notifyd-notice-<ch> on the notice stream).
-func (d *Daemon) newWorker(ctx context.Context, ch, kind string, limiter *rate.Limiter) (*notify.Worker, error) {
-	o := d.opts
-	lim := o.Limits[ch]
-	if lim.Concurrency <= 0 {
-		lim.Concurrency = 4
+// concurrency is channel ch's bound on sends in flight, codes and notices together.
+func (d *Daemon) concurrency(ch string) int {
+	if c := d.opts.Limits[ch].Concurrency; c > 0 {
+		return c
 	}
+	return 4
+}
+
+// newWorker is the worker of channel ch's codes (durable notifyd-<ch> on the gateway
+// stream) or notices (notifyd-notice-<ch> on the notice stream); slots is the
+// channel's semaphore, shared by both.
+func (d *Daemon) newWorker(ctx context.Context, ch, kind string, limiter *rate.Limiter, slots chan struct{}) (*notify.Worker, error) {
+	o := d.opts
 	stream, durable := o.Names.GatewayStream(), "notifyd-"+ch
 	if kind == notify.KindNotice {
 		stream, durable = o.Names.NoticeStream(), "notifyd-notice-"+ch
@@ -246,10 +254,10 @@ func (d *Daemon) newWorker(ctx context.Context, ch, kind string, limiter *rate.L
 		Names: o.Names, Stream: stream, Durable: durable,
 		FilterSubjects: []string{o.Names.GatewaySubject(kind, ch)},
 		MaxDeliver:     o.MaxDeliver, Backoff: o.Backoff, AckWait: o.AckWait,
-		Concurrency: lim.Concurrency, DrainTimeout: o.DrainTimeout, Now: o.Now,
+		Concurrency: cap(slots), Slots: slots, DrainTimeout: o.DrainTimeout, Now: o.Now,
 		ReportDelivered: true, Logger: o.Logger, AfterRecord: o.afterRecord,
 		Observe: func(out notify.Outcome) {
-			o.Metrics.observe(ch, out)
+			o.Metrics.observe(ch, kind, out)
 			if o.Observe != nil {
 				o.Observe(out)
 			}
@@ -284,7 +292,7 @@ func (d *Daemon) handler(ch, kind string, s channels.Sender, limiter *rate.Limit
 			Subject: g.Subject, Text: g.Text, Code: g.Code, ExpiresAt: g.ExpiresAt, Locale: g.Locale}
 		start := time.Now()
 		err = s.Send(ctx, msg)
-		o.Metrics.sent(ch, time.Since(start), err)
+		o.Metrics.sent(ch, kind, time.Since(start), err)
 		return Scrub(err, g.Destination, g.Code)
 	}
 }

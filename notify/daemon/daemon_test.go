@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
@@ -470,5 +471,111 @@ func TestNoticeExpiryAndKind(t *testing.T) {
 	}
 	if n, _ := api.total(); n != 1 || api.accepted["+15550197 notice n-late"] != 1 {
 		t.Fatalf("sent %v", api.accepted)
+	}
+}
+
+// gatedSender holds each Send until the test releases it, counting the sends in
+// flight and the most seen at once.
+type gatedSender struct {
+	started  chan string // the message id, as each Send begins
+	release  chan struct{}
+	inFlight atomic.Int32
+	most     atomic.Int32
+}
+
+func newGatedSender() *gatedSender {
+	return &gatedSender{started: make(chan string, 16), release: make(chan struct{})}
+}
+
+func (g *gatedSender) Send(ctx context.Context, m channels.Message) error {
+	n := g.inFlight.Add(1)
+	defer g.inFlight.Add(-1)
+	for {
+		most := g.most.Load()
+		if n <= most || g.most.CompareAndSwap(most, n) {
+			break
+		}
+	}
+	g.started <- m.ChallengeID
+	select {
+	case <-g.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gatedSender) waitStart(t *testing.T) string {
+	t.Helper()
+	select {
+	case id := <-g.started:
+		return id
+	case <-time.After(waitLimit):
+		t.Fatal("timed out waiting for a send to begin")
+	}
+	return ""
+}
+
+// A channel's concurrency bounds its codes and notices together: with both of its
+// sends in flight (two codes), a notice handed to notifyd's notice consumer waits
+// for one of them to end instead of making a third. Each kind is counted apart in
+// the delivery metrics.
+func TestChannelConcurrencyBoundsCodesAndNotices(t *testing.T) {
+	e := newEnv(t)
+	g := newGatedSender()
+	m := NewMetrics()
+	e.start(t, map[string]channels.Sender{notify.ChannelSMS: g}, func(o *Options) {
+		o.Limits = map[string]Limits{notify.ChannelSMS: {Concurrency: 2}}
+		o.Metrics = m
+	})
+	e.publish(t, "ch-c1", notify.ChannelSMS, "+15550181", "111111")
+	e.publish(t, "ch-c2", notify.ChannelSMS, "+15550182", "222222")
+	g.waitStart(t)
+	g.waitStart(t)
+	notice := notify.GatewaySend{Kind: notify.KindNotice, ChallengeID: "n-c3", Channel: notify.ChannelSMS, Destination: "+15550183",
+		Text: "A security notice.", ExpiresAt: e.clock().Add(time.Hour)}
+	if err := e.pub.PublishGatewaySend(context.Background(), notice); err != nil {
+		t.Fatal(err)
+	}
+	// Once notifyd holds the notice (delivered to its consumer, not acknowledged), it
+	// would be sent at once if the notice consumer had slots of its own.
+	ctx := context.Background()
+	cons, err := e.js.Consumer(ctx, e.names.NoticeStream(), "notifyd-notice-"+notify.ChannelSMS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(waitLimit); ; {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumAckPending == 1 && info.NumPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the notice never reached notifyd: %+v", info)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := g.inFlight.Load(); got != 2 {
+		t.Fatalf("%d sends in flight on a channel of concurrency 2", got)
+	}
+	g.release <- struct{}{} // one code ends: the notice may go
+	if id := g.waitStart(t); id != "n-c3" {
+		t.Fatalf("send of %s began, want the notice", id)
+	}
+	g.release <- struct{}{}
+	g.release <- struct{}{}
+	e.expect(t, notify.OutcomeDelivered, notify.OutcomeDelivered, notify.OutcomeDelivered)
+	if most := g.most.Load(); most != 2 {
+		t.Fatalf("%d sends were in flight at once, want at most the channel's 2", most)
+	}
+	for kind, want := range map[string]float64{notify.KindCode: 2, notify.KindNotice: 1} {
+		if got := testutil.ToFloat64(m.Sent.WithLabelValues(notify.ChannelSMS, kind)); got != want {
+			t.Errorf("notifyd_sent_total{channel=sms,kind=%s} = %v, want %v", kind, got, want)
+		}
+		if got := testutil.ToFloat64(m.Attempts.WithLabelValues(notify.ChannelSMS, kind, "ok")); got != want {
+			t.Errorf("notifyd_send_attempts_total{channel=sms,kind=%s,result=ok} = %v, want %v", kind, got, want)
+		}
 	}
 }

@@ -112,14 +112,15 @@ func ParseStart(text string) (string, bool) {
 const MaxLinkLen = 256
 
 // TokenFromLink returns the start token of a deep link (https://t.me/<bot>?start=<token>,
-// or tg://resolve?domain=<bot>&start=<token>), or of a token given alone.
+// or tg://resolve?domain=<bot>&start=<token>), or of a token given alone. Its errors
+// begin "link:".
 func TokenFromLink(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if len(s) == 0 || len(s) > MaxLinkLen {
 		return "", fmt.Errorf("link: want 1 to %d characters, got %d", MaxLinkLen, len(s))
 	}
 	if !strings.Contains(s, "://") {
-		return s, ValidToken(s)
+		return s, linkToken(s)
 	}
 	u, err := url.Parse(s)
 	switch {
@@ -133,5 +134,14 @@ func TokenFromLink(s string) (string, error) {
 		return "", errors.New("link: want exactly one start parameter")
 	}
 	token := q.Get("start")
-	return token, ValidToken(token)
+	return token, linkToken(token)
+}
+
+// linkToken is ValidToken for a token read from a link: its error names the link,
+// the field the caller gave.
+func linkToken(token string) error {
+	if err := ValidToken(token); err != nil {
+		return fmt.Errorf("link: start %w", err)
+	}
+	return nil
 }

@@ -229,6 +229,14 @@ func (p *Provider) changedNotice(old *storage.Factor, data FactorData) (*Send, e
 // token is the proof of the round trip: it went to the user's session and came
 // back through the chat. Errors: ErrBadToken, ErrDestination, ErrNotPending.
 func (p *Provider) BindTelegram(ctx context.Context, token, chatID string) (*Finished, error) {
+	return p.BindTelegramThen(ctx, token, chatID, nil)
+}
+
+// BindTelegramThen is BindTelegram running then (when not nil) on the result in
+// the binding's transaction: an error of then undoes the binding (the token is
+// unused again), so that a replaced chat's notice (Finished.Notice) is handed
+// over with the change or the change is not made.
+func (p *Provider) BindTelegramThen(ctx context.Context, token, chatID string, then func(ctx context.Context, fin *Finished) error) (*Finished, error) {
 	if err := checkToken(token); err != nil {
 		return nil, err
 	}
@@ -253,10 +261,15 @@ func (p *Provider) BindTelegram(ctx context.Context, token, chatID string) (*Fin
 		if err != nil {
 			return err
 		}
-		fin, err = p.bindChat(ctx, f, Destination{Channel: Telegram, Address: chat}, now)
-		return err
+		if fin, err = p.bindChat(ctx, f, Destination{Channel: Telegram, Address: chat}, now); err != nil || then == nil {
+			return err
+		}
+		return then(ctx, fin)
 	})
-	return fin, err
+	if err != nil {
+		return nil, err
+	}
+	return fin, nil
 }
 
 // bindChat seals dest into the pending Telegram factor f and activates it.

@@ -70,7 +70,7 @@ func (a *App) otpCodeFactors(d *server.Deps) ([]server.Factor, error) {
 	if len(channels) == 0 {
 		return nil, nil
 	}
-	out := server.GatewaySender{Events: d.Events, Log: a.log}
+	out := server.GatewaySender{Events: d.Events}
 	d.NotMe = server.OTPNotMeNotifier{Provider: p, Out: out} // a push refused as "not me" is told to these channels
 	if err := a.otpCodeEvents(server.OTPCodeEvents{Provider: p, Out: out}, channels); err != nil {
 		return nil, err
