@@ -160,6 +160,20 @@ func (h *Handler) totpBegin(w http.ResponseWriter, r *http.Request) {
 // totpFinish proves the new TOTP factor with a code. A wrong code shows the code
 // field again, without the secret: it is shown only once.
 func (h *Handler) totpFinish(w http.ResponseWriter, r *http.Request) {
+	h.finishWithCode(w, r, codePage{page: "totp.html", title: "Add an authenticator app",
+		hint: "Enter the code your app shows now.", done: "totp"})
+}
+
+// codePage is what differs between the pages that prove a new factor with a code.
+type codePage struct {
+	page, title string // the template and its title
+	hint        string // shown when the code is missing or too long
+	done        string // the account page's done= after success
+}
+
+// finishWithCode proves the pending factor the form names with the form's code; on
+// a refusal it shows the code page p again with the reason.
+func (h *Handler) finishWithCode(w http.ResponseWriter, r *http.Request, p codePage) {
 	u, ok := h.signedIn(w, r)
 	if !ok {
 		return
@@ -167,14 +181,14 @@ func (h *Handler) totpFinish(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimSpace(r.PostFormValue("factor_id"))
 	code := strings.TrimSpace(r.PostFormValue("code"))
 	retry := func(st int, msg string) {
-		h.render(w, st, "totp.html", &view{Title: "Add an authenticator app", User: u, FactorID: id, Error: msg})
+		h.render(w, st, p.page, &view{Title: p.title, User: u, FactorID: id, Error: msg})
 	}
 	if id == "" || len(id) > 64 {
 		retry(http.StatusBadRequest, "The form lost the factor id; start again from the account page.")
 		return
 	}
 	if code == "" || len(code) > 16 {
-		retry(http.StatusBadRequest, "Enter the code your app shows now.")
+		retry(http.StatusBadRequest, p.hint)
 		return
 	}
 	ctx, cancel := h.ctx(r)
@@ -184,7 +198,7 @@ func (h *Handler) totpFinish(w http.ResponseWriter, r *http.Request) {
 		retry(st, msg)
 		return
 	}
-	http.Redirect(w, r, "/account?done=totp", http.StatusSeeOther)
+	http.Redirect(w, r, "/account?done="+p.done, http.StatusSeeOther)
 }
 
 // enrollWebAuthnBegin answers the creation options for navigator.credentials.create.
