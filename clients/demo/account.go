@@ -20,6 +20,16 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request) (string, bool
 	return u, u != ""
 }
 
+// signedInJSON is signedIn for the JSON endpoints the page's script calls: without a
+// session it answers 401 with where to go.
+func (h *Handler) signedInJSON(w http.ResponseWriter, r *http.Request) (string, bool) {
+	u := h.user(r)
+	if u == "" {
+		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	}
+	return u, u != ""
+}
+
 func (h *Handler) account(w http.ResponseWriter, r *http.Request) {
 	u, ok := h.signedIn(w, r)
 	if !ok {
@@ -203,9 +213,8 @@ func (h *Handler) finishWithCode(w http.ResponseWriter, r *http.Request, p codeP
 
 // enrollWebAuthnBegin answers the creation options for navigator.credentials.create.
 func (h *Handler) enrollWebAuthnBegin(w http.ResponseWriter, r *http.Request) {
-	u := h.user(r)
-	if u == "" {
-		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	u, ok := h.signedInJSON(w, r)
+	if !ok {
 		return
 	}
 	var in struct {
@@ -245,9 +254,8 @@ func (h *Handler) enrollWebAuthnBegin(w http.ResponseWriter, r *http.Request) {
 // enrollWebAuthnFinish hands the browser's attestation to authd. authd checks that
 // the factor belongs to the signed-in user.
 func (h *Handler) enrollWebAuthnFinish(w http.ResponseWriter, r *http.Request) {
-	u := h.user(r)
-	if u == "" {
-		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	u, ok := h.signedInJSON(w, r)
+	if !ok {
 		return
 	}
 	var in struct {
@@ -361,9 +369,8 @@ func (h *Handler) passwordCheck(w http.ResponseWriter, r *http.Request) {
 // timed-out prompt. Only a pending WebAuthn factor of the signed-in user goes;
 // without it the row would wait for its expiry.
 func (h *Handler) enrollWebAuthnCancel(w http.ResponseWriter, r *http.Request) {
-	u := h.user(r)
-	if u == "" {
-		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	u, ok := h.signedInJSON(w, r)
+	if !ok {
 		return
 	}
 	var in struct {
