@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
 	"github.com/twofactor/twofactor/notify/channels/twilio"
@@ -23,30 +23,12 @@ import (
 
 const waitLimit = 20 * time.Second
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	js       jetstream.JetStream
 	names    notify.Names
 	key      *notify.DeliveryKey
 	pub      *notify.Publisher
-	logs     *syncBuffer
+	logs     *testfix.LogBuffer
 	log      *slog.Logger
 	outcomes chan notify.Outcome
 	now      atomic.Int64 // unix nanos of the injected clock
@@ -65,9 +47,9 @@ func newEnvOn(t *testing.T, js jetstream.JetStream, names notify.Names) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testfix.LogBuffer{}
 	e := &env{js: js, names: names, key: key, logs: logs,
-		log:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		log:      logs.Logger(),
 		outcomes: make(chan notify.Outcome, 256)}
 	e.pub = notify.NewPublisher(js, nil, names).WithDeliveryKey(key)
 	e.now.Store(t0.UnixNano())
