@@ -1,4 +1,5 @@
-// Package testfix holds the test fixtures several packages' tests share. It is
+// Package testfix holds the test fixtures several packages' tests share: a log
+// capture and a settable clock. It is
 // imported only by _test.go files.
 package testfix
 
@@ -6,6 +7,7 @@ import (
 	"bytes"
 	"log/slog"
 	"sync"
+	"time"
 )
 
 // LogBuffer collects log output written from concurrent goroutines, so that a test
@@ -34,4 +36,35 @@ func (l *LogBuffer) String() string {
 // hide in reaches the buffer.
 func (l *LogBuffer) Logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Clock is a settable clock, safe for concurrent use: a test injects its Now and
+// moves it by hand, so nothing waits on the wall clock.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock that reads t until moved.
+func NewClock(t time.Time) *Clock { return &Clock{now: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
 }
