@@ -215,7 +215,12 @@ func (a *smsAPI) sender(t *testing.T) channels.Sender {
 func (a *smsAPI) total() (n int, dup []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for k, c := range a.accepted {
+	return tally(a.accepted)
+}
+
+// tally sums the counts of accepted messages and names those accepted more than once.
+func tally(accepted map[string]int) (n int, dup []string) {
+	for k, c := range accepted {
 		n += c
 		if c > 1 {
 			dup = append(dup, k)

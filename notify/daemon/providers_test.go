@@ -55,13 +55,7 @@ func (p *provider) answer(dest, text string) string {
 func (p *provider) total() (n int, dup []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k, c := range p.accepted {
-		n += c
-		if c > 1 {
-			dup = append(dup, k)
-		}
-	}
-	return n, dup
+	return tally(p.accepted)
 }
 
 // A channel under test: its fake provider and a destination.
@@ -330,21 +324,8 @@ func killedMidDelivery(t *testing.T, cc channelCase) {
 }
 
 func twoReplicas(t *testing.T, cc channelCase) {
-	nc, js, names := natstest.Start(t)
-	e := newEnvOn(t, js, names)
 	p := cc.fake(t)
-	js2, err := jetstream.New(natstest.Dial(t, nc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, j := range []jetstream.JetStream{js, js2} {
-		ej := newEnvOn(t, j, names)
-		ej.key, ej.outcomes = e.key, e.outcomes
-		ej.start(t, map[string]channels.Sender{cc.channel: p.build(t)}, func(o *Options) {
-			o.Limits = map[string]Limits{cc.channel: {Concurrency: 3}}
-		})
-	}
-	pub2 := notify.NewPublisher(js2, nil, names).WithDeliveryKey(e.key)
+	e, pub2 := twoNotifyd(t, cc.channel, p.build, Limits{Concurrency: 3})
 	const n = 12
 	results := make([]string, n)
 	for i := range n {
