@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
 	"github.com/twofactor/twofactor/notify/channels/signal"
@@ -200,15 +200,7 @@ func (s *mailSession) Data(r io.Reader) error {
 // local relay).
 func newMailProvider(t *testing.T) *provider {
 	p := &provider{accepted: map[string]int{}}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &mailSession{p: p}, nil }))
-	srv.Domain, srv.ReadTimeout, srv.WriteTimeout = "localhost", 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	port := l.Addr().(*net.TCPAddr).Port
+	port := testfix.ServeSMTP(t, func() gosmtp.Session { return &mailSession{p: p} })
 	p.build = func(t *testing.T) channels.Sender {
 		s, err := smtp.New(smtp.Config{Host: "127.0.0.1", Port: port, TLS: smtp.TLSNone, From: "twofactor@example.org"})
 		if err != nil {
