@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/twofactor/twofactor/audit"
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/natstest"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
@@ -51,19 +51,6 @@ func (c *testClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // cluster is one database, one key ring, one set of API keys, and any number of
 // replicas (each a real gRPC server on a loopback port) sharing them.
 type cluster struct {
@@ -73,7 +60,7 @@ type cluster struct {
 	clock  *testClock
 	keys   map[string]string // role set name → token
 	apiKey *server.APIKeys
-	logs   *syncBuffer
+	logs   *testfix.LogBuffer
 	// waPolicy is the WebAuthn policy every replica reads (see webauthn_flow_test.go).
 	waPolicy *testWebAuthnPolicy
 	// storedPolicy makes replicas read their WebAuthn policy from the stored policy
@@ -135,7 +122,7 @@ func newCluster(t *testing.T) *cluster {
 		ring:  storagetest.KeyRing(t),
 		clock: &testClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)},
 		keys:  map[string]string{},
-		logs:  &syncBuffer{},
+		logs:  &testfix.LogBuffer{},
 	}
 	c.waPolicy = &testWebAuthnPolicy{}
 	c.throttle = throttle.Config{IPDelayAfter: 40, UserDelayAfter: 60, UserLockAfter: 100}
@@ -231,7 +218,7 @@ func (c *cluster) start() *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewJSONHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := c.logs.Logger()
 	th, err := throttle.New(st, c.throttle, c.clock.Now)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"mime"
 	"mime/quotedprintable"
-	"net"
 	"net/mail"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
 	"github.com/twofactor/twofactor/notify/channels/outbox"
@@ -76,18 +76,7 @@ func (s *mailSession) Data(r io.Reader) error {
 func startMailbox(t *testing.T) *mailbox {
 	t.Helper()
 	box := &mailbox{mails: map[string][]string{}}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) {
-		return &mailSession{box: box}, nil
-	}))
-	srv.Domain, srv.AllowInsecureAuth = "localhost", true
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	box.port = l.Addr().(*net.TCPAddr).Port
+	box.port = testfix.ServeSMTP(t, func() gosmtp.Session { return &mailSession{box: box} })
 	return box
 }
 

@@ -20,6 +20,16 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request) (string, bool
 	return u, u != ""
 }
 
+// signedInJSON is signedIn for the JSON endpoints the page's script calls: without a
+// session it answers 401 with where to go.
+func (h *Handler) signedInJSON(w http.ResponseWriter, r *http.Request) (string, bool) {
+	u := h.user(r)
+	if u == "" {
+		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	}
+	return u, u != ""
+}
+
 func (h *Handler) account(w http.ResponseWriter, r *http.Request) {
 	u, ok := h.signedIn(w, r)
 	if !ok {
@@ -160,6 +170,20 @@ func (h *Handler) totpBegin(w http.ResponseWriter, r *http.Request) {
 // totpFinish proves the new TOTP factor with a code. A wrong code shows the code
 // field again, without the secret: it is shown only once.
 func (h *Handler) totpFinish(w http.ResponseWriter, r *http.Request) {
+	h.finishWithCode(w, r, codePage{page: "totp.html", title: "Add an authenticator app",
+		hint: "Enter the code your app shows now.", done: "totp"})
+}
+
+// codePage is what differs between the pages that prove a new factor with a code.
+type codePage struct {
+	page, title string // the template and its title
+	hint        string // shown when the code is missing or too long
+	done        string // the account page's done= after success
+}
+
+// finishWithCode proves the pending factor the form names with the form's code; on
+// a refusal it shows the code page p again with the reason.
+func (h *Handler) finishWithCode(w http.ResponseWriter, r *http.Request, p codePage) {
 	u, ok := h.signedIn(w, r)
 	if !ok {
 		return
@@ -167,14 +191,14 @@ func (h *Handler) totpFinish(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimSpace(r.PostFormValue("factor_id"))
 	code := strings.TrimSpace(r.PostFormValue("code"))
 	retry := func(st int, msg string) {
-		h.render(w, st, "totp.html", &view{Title: "Add an authenticator app", User: u, FactorID: id, Error: msg})
+		h.render(w, st, p.page, &view{Title: p.title, User: u, FactorID: id, Error: msg})
 	}
 	if id == "" || len(id) > 64 {
 		retry(http.StatusBadRequest, "The form lost the factor id; start again from the account page.")
 		return
 	}
 	if code == "" || len(code) > 16 {
-		retry(http.StatusBadRequest, "Enter the code your app shows now.")
+		retry(http.StatusBadRequest, p.hint)
 		return
 	}
 	ctx, cancel := h.ctx(r)
@@ -184,14 +208,13 @@ func (h *Handler) totpFinish(w http.ResponseWriter, r *http.Request) {
 		retry(st, msg)
 		return
 	}
-	http.Redirect(w, r, "/account?done=totp", http.StatusSeeOther)
+	http.Redirect(w, r, "/account?done="+p.done, http.StatusSeeOther)
 }
 
 // enrollWebAuthnBegin answers the creation options for navigator.credentials.create.
 func (h *Handler) enrollWebAuthnBegin(w http.ResponseWriter, r *http.Request) {
-	u := h.user(r)
-	if u == "" {
-		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	u, ok := h.signedInJSON(w, r)
+	if !ok {
 		return
 	}
 	var in struct {
@@ -231,9 +254,8 @@ func (h *Handler) enrollWebAuthnBegin(w http.ResponseWriter, r *http.Request) {
 // enrollWebAuthnFinish hands the browser's attestation to authd. authd checks that
 // the factor belongs to the signed-in user.
 func (h *Handler) enrollWebAuthnFinish(w http.ResponseWriter, r *http.Request) {
-	u := h.user(r)
-	if u == "" {
-		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	u, ok := h.signedInJSON(w, r)
+	if !ok {
 		return
 	}
 	var in struct {
@@ -347,9 +369,8 @@ func (h *Handler) passwordCheck(w http.ResponseWriter, r *http.Request) {
 // timed-out prompt. Only a pending WebAuthn factor of the signed-in user goes;
 // without it the row would wait for its expiry.
 func (h *Handler) enrollWebAuthnCancel(w http.ResponseWriter, r *http.Request) {
-	u := h.user(r)
-	if u == "" {
-		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	u, ok := h.signedInJSON(w, r)
+	if !ok {
 		return
 	}
 	var in struct {

@@ -76,31 +76,8 @@ func (h *Handler) codeEnrollBegin(w http.ResponseWriter, r *http.Request) {
 
 // codeEnrollFinish proves the new destination with the code sent to it.
 func (h *Handler) codeEnrollFinish(w http.ResponseWriter, r *http.Request) {
-	u, ok := h.signedIn(w, r)
-	if !ok {
-		return
-	}
-	id := strings.TrimSpace(r.PostFormValue("factor_id"))
-	code := strings.TrimSpace(r.PostFormValue("code"))
-	retry := func(st int, msg string) {
-		h.render(w, st, "code.html", &view{Title: "Confirm the code", User: u, FactorID: id, Error: msg})
-	}
-	if id == "" || len(id) > 64 {
-		retry(http.StatusBadRequest, "The form lost the factor id; start again from the account page.")
-		return
-	}
-	if code == "" || len(code) > 16 {
-		retry(http.StatusBadRequest, "Enter the code that was sent (at most 16 characters).")
-		return
-	}
-	ctx, cancel := h.ctx(r)
-	defer cancel()
-	if _, err := h.c.FinishWithCode(ctx, u, id, code); err != nil {
-		st, msg := h.describe("Checking the code", err)
-		retry(st, msg)
-		return
-	}
-	http.Redirect(w, r, "/account?done=codefactor", http.StatusSeeOther)
+	h.finishWithCode(w, r, codePage{page: "code.html", title: "Confirm the code",
+		hint: "Enter the code that was sent (at most 16 characters).", done: "codefactor"})
 }
 
 // signinSend opens a challenge of a code channel: authd sends the code, the

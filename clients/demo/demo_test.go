@@ -391,6 +391,17 @@ func TestWebAuthnCancelDropsPendingFactor(t *testing.T) {
 	if n, active := pending(); n != 0 || active != 1 {
 		t.Fatalf("after cancel: %d pending, %d active factors; want 0 and 1 (the active key stays)", n, active)
 	}
+
+	// Signed out, the script's endpoints answer 401 and send the page to /signin.
+	b.signOut()
+	for _, path := range []string{"/account/webauthn/begin", "/account/webauthn/finish", "/account/webauthn/cancel", "/account/telegram/status"} {
+		if st, out := b.rawJSON(path, map[string]any{"factorId": activeID}); st != http.StatusUnauthorized || out["redirect"] != "/signin" {
+			t.Errorf("signed out, POST %s: %d %v; want 401 and redirect /signin", path, st, out)
+		}
+	}
+	if n, active := pending(); n != 0 || active != 1 {
+		t.Fatalf("signed out, the endpoints changed factors: %d pending, %d active", n, active)
+	}
 }
 
 func TestPasskeyUsernameless(t *testing.T) {

@@ -54,9 +54,8 @@ func notBound(err error) bool {
 
 // telegramStatus finishes the enrollment once the chat is bound (JSON, polled).
 func (h *Handler) telegramStatus(w http.ResponseWriter, r *http.Request) {
-	u := h.user(r)
-	if u == "" {
-		writeJSON(w, http.StatusUnauthorized, jsonAnswer{Message: "Sign in first.", Redirect: "/signin"})
+	u, ok := h.signedInJSON(w, r)
+	if !ok {
 		return
 	}
 	var in struct {

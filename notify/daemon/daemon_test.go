@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
 	"github.com/twofactor/twofactor/notify/channels/twilio"
@@ -24,30 +24,12 @@ import (
 
 const waitLimit = 20 * time.Second
 
-// syncBuffer collects log output from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	js       jetstream.JetStream
 	names    notify.Names
 	key      *notify.DeliveryKey
 	pub      *notify.Publisher
-	logs     *syncBuffer
+	logs     *testfix.LogBuffer
 	log      *slog.Logger
 	outcomes chan notify.Outcome
 	now      atomic.Int64 // unix nanos of the injected clock
@@ -66,9 +48,9 @@ func newEnvOn(t *testing.T, js jetstream.JetStream, names notify.Names) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testfix.LogBuffer{}
 	e := &env{js: js, names: names, key: key, logs: logs,
-		log:      slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		log:      logs.Logger(),
 		outcomes: make(chan notify.Outcome, 256)}
 	e.pub = notify.NewPublisher(js, nil, names).WithDeliveryKey(key)
 	e.now.Store(t0.UnixNano())
@@ -234,7 +216,12 @@ func (a *smsAPI) sender(t *testing.T) channels.Sender {
 func (a *smsAPI) total() (n int, dup []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for k, c := range a.accepted {
+	return tally(a.accepted)
+}
+
+// tally sums the counts of accepted messages and names those accepted more than once.
+func tally(accepted map[string]int) (n int, dup []string) {
+	for k, c := range accepted {
 		n += c
 		if c > 1 {
 			dup = append(dup, k)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
 	"github.com/twofactor/twofactor/notify/channels/signal"
@@ -55,13 +55,7 @@ func (p *provider) answer(dest, text string) string {
 func (p *provider) total() (n int, dup []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for k, c := range p.accepted {
-		n += c
-		if c > 1 {
-			dup = append(dup, k)
-		}
-	}
-	return n, dup
+	return tally(p.accepted)
 }
 
 // A channel under test: its fake provider and a destination.
@@ -206,15 +200,7 @@ func (s *mailSession) Data(r io.Reader) error {
 // local relay).
 func newMailProvider(t *testing.T) *provider {
 	p := &provider{accepted: map[string]int{}}
-	srv := gosmtp.NewServer(gosmtp.BackendFunc(func(*gosmtp.Conn) (gosmtp.Session, error) { return &mailSession{p: p}, nil }))
-	srv.Domain, srv.ReadTimeout, srv.WriteTimeout = "localhost", 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	port := l.Addr().(*net.TCPAddr).Port
+	port := testfix.ServeSMTP(t, func() gosmtp.Session { return &mailSession{p: p} })
 	p.build = func(t *testing.T) channels.Sender {
 		s, err := smtp.New(smtp.Config{Host: "127.0.0.1", Port: port, TLS: smtp.TLSNone, From: "twofactor@example.org"})
 		if err != nil {
@@ -330,21 +316,8 @@ func killedMidDelivery(t *testing.T, cc channelCase) {
 }
 
 func twoReplicas(t *testing.T, cc channelCase) {
-	nc, js, names := natstest.Start(t)
-	e := newEnvOn(t, js, names)
 	p := cc.fake(t)
-	js2, err := jetstream.New(natstest.Dial(t, nc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, j := range []jetstream.JetStream{js, js2} {
-		ej := newEnvOn(t, j, names)
-		ej.key, ej.outcomes = e.key, e.outcomes
-		ej.start(t, map[string]channels.Sender{cc.channel: p.build(t)}, func(o *Options) {
-			o.Limits = map[string]Limits{cc.channel: {Concurrency: 3}}
-		})
-	}
-	pub2 := notify.NewPublisher(js2, nil, names).WithDeliveryKey(e.key)
+	e, pub2 := twoNotifyd(t, cc.channel, p.build, Limits{Concurrency: 3})
 	const n = 12
 	results := make([]string, n)
 	for i := range n {

@@ -52,12 +52,14 @@ func TestKilledMidDeliveryNoDuplicate(t *testing.T) {
 	}
 }
 
-// Two notifyd replicas (own connections, one durable per channel) and two publishers
-// (as two authd replicas): every message is sent exactly once.
-func TestTwoReplicasEachMessageOnce(t *testing.T) {
+// twoNotifyd starts two notifyd replicas on a fresh NATS prefix, each on its own
+// connection, sending channel through a sender of its own (from build) within lim.
+// It returns the env of the first, whose outcomes both report to and whose pub is
+// one authd, and a publisher on the second connection as another authd.
+func twoNotifyd(t *testing.T, channel string, build func(*testing.T) channels.Sender, lim Limits) (*env, *notify.Publisher) {
+	t.Helper()
 	nc, js, names := natstest.Start(t)
 	e := newEnvOn(t, js, names)
-	api := newSMSAPI(t)
 	js2, err := jetstream.New(natstest.Dial(t, nc))
 	if err != nil {
 		t.Fatal(err)
@@ -65,11 +67,18 @@ func TestTwoReplicasEachMessageOnce(t *testing.T) {
 	for _, j := range []jetstream.JetStream{js, js2} {
 		ej := newEnvOn(t, j, names)
 		ej.key, ej.outcomes = e.key, e.outcomes
-		ej.start(t, map[string]channels.Sender{notify.ChannelSMS: api.sender(t)}, func(o *Options) {
-			o.Limits = map[string]Limits{notify.ChannelSMS: {Concurrency: 3, Rate: 2000, Burst: 4}}
+		ej.start(t, map[string]channels.Sender{channel: build(t)}, func(o *Options) {
+			o.Limits = map[string]Limits{channel: lim}
 		})
 	}
-	pub2 := notify.NewPublisher(js2, nil, names).WithDeliveryKey(e.key)
+	return e, notify.NewPublisher(js2, nil, names).WithDeliveryKey(e.key)
+}
+
+// Two notifyd replicas (own connections, one durable per channel) and two publishers
+// (as two authd replicas): every message is sent exactly once.
+func TestTwoReplicasEachMessageOnce(t *testing.T) {
+	api := newSMSAPI(t)
+	e, pub2 := twoNotifyd(t, notify.ChannelSMS, api.sender, Limits{Concurrency: 3, Rate: 2000, Burst: 4})
 	const n = 40
 	for i := 0; i < n; i++ {
 		p := e.pub

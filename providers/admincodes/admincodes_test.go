@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/admincodes"
 	"github.com/twofactor/twofactor/providers/backupcodes"
 	"github.com/twofactor/twofactor/storage"
@@ -19,22 +20,13 @@ import (
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
 func seeded(seed byte) *rand.ChaCha8 {
 	var s [32]byte
 	s[0] = seed
 	return rand.NewChaCha8(s)
 }
 
-func newProvider(s *storage.Store, ring *storage.KeyRing, c *clock, seed byte) *admincodes.Provider {
+func newProvider(s *storage.Store, ring *storage.KeyRing, c *testfix.Clock, seed byte) *admincodes.Provider {
 	return admincodes.New(s, ring, admincodes.Options{Clock: c.Now, Rand: seeded(seed)})
 }
 
@@ -42,7 +34,7 @@ var shape = regexp.MustCompile(`^([` + backupcodes.Alphabet + `]{4}-){3}[` + bac
 
 func TestIssueAndVerify(t *testing.T) {
 	s := storagetest.Open(t)
-	c := &clock{now: t0}
+	c := testfix.NewClock(t0)
 	p := newProvider(s, storagetest.KeyRing(t), c, 1)
 	ctx := context.Background()
 	if _, err := p.Verify(ctx, "alice", "2222-2222-2222-2222"); !errors.Is(err, admincodes.ErrNoCode) {
@@ -89,7 +81,7 @@ func TestIssueAndVerify(t *testing.T) {
 
 func TestExpiry(t *testing.T) {
 	s := storagetest.Open(t)
-	c := &clock{now: t0}
+	c := testfix.NewClock(t0)
 	p := newProvider(s, storagetest.KeyRing(t), c, 2)
 	ctx := context.Background()
 	issued, err := p.Issue(ctx, "root", "alice", 2*time.Hour)
@@ -118,7 +110,7 @@ func TestExpiry(t *testing.T) {
 
 func TestNewerCodeReplacesOlder(t *testing.T) {
 	s := storagetest.Open(t)
-	c := &clock{now: t0}
+	c := testfix.NewClock(t0)
 	p := newProvider(s, storagetest.KeyRing(t), c, 3)
 	ctx := context.Background()
 	first, _ := p.Issue(ctx, "root", "alice", 0)
@@ -146,7 +138,7 @@ func TestNewerCodeReplacesOlder(t *testing.T) {
 func TestVerifyRaceAcrossReplicas(t *testing.T) {
 	url := storagetest.URL(t)
 	ring := storagetest.KeyRing(t)
-	c := &clock{now: t0}
+	c := testfix.NewClock(t0)
 	replicas := []*admincodes.Provider{
 		newProvider(storagetest.OpenURL(t, url), ring, c, 4),
 		newProvider(storagetest.OpenURL(t, url), ring, c, 5),
@@ -178,7 +170,7 @@ func TestVerifyRaceAcrossReplicas(t *testing.T) {
 
 func TestNoCodeInClear(t *testing.T) {
 	s := storagetest.Open(t)
-	p := newProvider(s, storagetest.KeyRing(t), &clock{now: t0}, 6)
+	p := newProvider(s, storagetest.KeyRing(t), testfix.NewClock(t0), 6)
 	ctx := context.Background()
 	issued, _ := p.Issue(ctx, "root", "alice", 0)
 	norm, _ := admincodes.Format.Normalize(issued.Code)

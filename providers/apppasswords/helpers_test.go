@@ -8,32 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-
-// clock is a settable clock, safe for concurrent use.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: t0} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // countingStore is the real store with counters on the two calls of the verify
 // path, and an optional hook run after a lookup read its row.
@@ -90,14 +71,14 @@ func (a *announcements) AnnounceRevoked(_ context.Context, id string) error {
 type replica struct {
 	svc   *apppasswords.Service
 	store *countingStore
-	clock *clock
+	clock *testfix.Clock
 }
 
 // newReplica starts a service on the database at url (one replica). cacheSize 0
 // disables the cache.
 func newReplica(t testing.TB, url string, ring *storage.KeyRing, cacheSize int, mod func(*apppasswords.Config)) *replica {
 	t.Helper()
-	r := &replica{store: &countingStore{Store: storagetest.OpenURL(t, url)}, clock: newClock()}
+	r := &replica{store: &countingStore{Store: storagetest.OpenURL(t, url)}, clock: testfix.NewClock(t0)}
 	cfg := apppasswords.Config{Store: r.store, Hasher: ring, Now: r.clock.Now, CacheSize: cacheSize}
 	if mod != nil {
 		mod(&cfg)

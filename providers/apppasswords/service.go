@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/twofactor/twofactor/providers/internal/userid"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -26,7 +27,6 @@ const (
 	DefaultTouchInterval = time.Minute
 	DefaultCacheTTL      = 10 * time.Second
 	DefaultMaxPerUser    = 100
-	maxUserIDLen         = 255
 	maxNameLen           = 128 // characters, as the server checks
 )
 
@@ -399,17 +399,7 @@ func fromRow(r *storage.AppPassword) AppPassword {
 	return p
 }
 
-func checkUserID(field, v string) error {
-	switch {
-	case v == "":
-		return fmt.Errorf("%w: %s: empty", ErrInvalidArgument, field)
-	case len(v) > maxUserIDLen:
-		return fmt.Errorf("%w: %s: longer than %d bytes", ErrInvalidArgument, field, maxUserIDLen)
-	case !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0:
-		return fmt.Errorf("%w: %s: not printable UTF-8", ErrInvalidArgument, field)
-	}
-	return nil
-}
+func checkUserID(field, v string) error { return userid.Check(ErrInvalidArgument, field, v) }
 
 func checkID(id string) error {
 	if id == "" || len(id) > 36 {

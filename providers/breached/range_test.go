@@ -15,29 +15,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twofactor/twofactor/internal/testfix"
 )
 
-// fakeClock is an injected clock that moves only when told to.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// clockStart is where the tests' injected clocks start.
+var clockStart = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // rangeServer is a TLS test server speaking the range API's wire format:
 // GET /range/{5 upper-case hex}, "Add-Padding: true" required, answer
@@ -230,7 +213,7 @@ func TestRangeOnlyPrefixLeaves(t *testing.T) {
 
 func TestRangeCache(t *testing.T) {
 	s := newRangeServer(t, testCorpus)
-	clock := newFakeClock()
+	clock := testfix.NewClock(clockStart)
 	c := s.client(t, RangeConfig{CacheTTL: time.Minute, CacheMaxEntries: 2, Now: clock.Now})
 	ctx := context.Background()
 	check := func(pw string, wantBreached bool, wantRequests int64) {
@@ -414,7 +397,7 @@ func TestRangeUnavailable(t *testing.T) {
 }
 
 func TestRangeRetryAfter(t *testing.T) {
-	clock := newFakeClock()
+	clock := testfix.NewClock(clockStart)
 	tests := []struct {
 		name       string
 		retryAfter string
@@ -431,7 +414,7 @@ func TestRangeRetryAfter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newFakeClock()
+			clock := testfix.NewClock(clockStart)
 			s := newRangeServer(t, testCorpus)
 			var limited atomic.Bool
 			limited.Store(true)
@@ -478,7 +461,7 @@ func TestRangeRetryAfter(t *testing.T) {
 	}
 
 	t.Run("fail-open while blocked, cache still served", func(t *testing.T) {
-		clock := newFakeClock()
+		clock := testfix.NewClock(clockStart)
 		s := newRangeServer(t, testCorpus)
 		c := s.client(t, RangeConfig{Now: clock.Now})
 		if got, err := c.Check(context.Background(), "password"); err != nil || !got.Breached {
@@ -831,7 +814,7 @@ func BenchmarkLookup(b *testing.B) {
 
 func TestConcurrentChecks(t *testing.T) {
 	s := newRangeServer(t, testCorpus)
-	clock := newFakeClock()
+	clock := testfix.NewClock(clockStart)
 	rc := s.client(t, RangeConfig{CacheMaxEntries: 2, Now: clock.Now})
 	a := "0000000A1B2C3D4E5F60718293A4B5C6D7E8F900"
 	path := t.TempDir() + "/list.txt"

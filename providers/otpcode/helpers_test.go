@@ -2,37 +2,19 @@ package otpcode
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
-
-// clock is an injected clock tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 type env struct {
 	p     *Provider
 	store *storage.Store
 	ring  *storage.KeyRing
-	clk   *clock
+	clk   *testfix.Clock
 	ctx   context.Context
 }
 
@@ -42,7 +24,7 @@ func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	s := storagetest.Open(t)
 	ring := storagetest.KeyRing(t)
-	clk := &clock{t: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}
+	clk := testfix.NewClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
 	if cfg.ServiceName == "" {
 		cfg.ServiceName = "Example Cloud"
 	}

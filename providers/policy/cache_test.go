@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
@@ -16,7 +17,7 @@ import (
 func TestCacheTTL(t *testing.T) {
 	ctx := context.Background()
 	s := storagetest.Open(t)
-	c := &clock{now: t0}
+	c := testfix.NewClock(t0)
 	here := newProvider(t, s, c, policy.Options{CacheTTL: 2 * time.Second})
 	there := newProvider(t, s, c, policy.Options{})
 
@@ -33,11 +34,11 @@ func TestCacheTTL(t *testing.T) {
 	if _, err := there.Set(ctx, "root", policy.Policy{Enforced: true}); err != nil {
 		t.Fatal(err)
 	}
-	c.Add(time.Second)
+	c.Advance(time.Second)
 	if got, _ := here.Get(ctx); got.Enforced || !reflect.DeepEqual(got.AllowedMethods, []string{"totp"}) {
 		t.Fatalf("within the TTL: got %+v, want the cached totp-only policy, untampered", got)
 	}
-	c.Add(time.Second)
+	c.Advance(time.Second)
 	if got, _ := here.Get(ctx); !got.Enforced || len(got.AllowedMethods) != 0 {
 		t.Fatalf("after the TTL: got %+v, want the policy set on the other replica", got)
 	}

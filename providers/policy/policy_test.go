@@ -5,25 +5,16 @@ import (
 	"errors"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Set(t time.Time)     { c.mu.Lock(); c.now = t; c.mu.Unlock() }
-func (c *clock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // directory syncs the groups the tests use: alice in eng, bob in sales, carol
 // administers eng, erin is an admin who is also in eng, frank is a contractor in
@@ -59,7 +50,7 @@ var methods = policy.Methods{
 	{Name: "backup_code"}, {Name: "admin_code", AdminIssued: true},
 }
 
-func newProvider(t testing.TB, s *storage.Store, c *clock, opts policy.Options) *policy.Provider {
+func newProvider(t testing.TB, s *storage.Store, c *testfix.Clock, opts policy.Options) *policy.Provider {
 	t.Helper()
 	opts.Clock = c.Now
 	opts.Methods = methods
@@ -118,7 +109,7 @@ func TestRequirements(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := storagetest.Open(t)
 			directory(t, s)
-			p := newProvider(t, s, &clock{now: t0}, policy.Options{})
+			p := newProvider(t, s, testfix.NewClock(t0), policy.Options{})
 			if _, err := p.Set(context.Background(), "root", tc.policy); err != nil {
 				t.Fatal(err)
 			}
@@ -139,7 +130,7 @@ func TestGraceStartsWhenFirstEnforced(t *testing.T) {
 	url := storagetest.URL(t)
 	s := storagetest.OpenURL(t, url)
 	directory(t, s)
-	c := &clock{now: t0}
+	c := testfix.NewClock(t0)
 	a := newProvider(t, s, c, policy.Options{})
 	b := newProvider(t, storagetest.OpenURL(t, url), c, policy.Options{})
 	ctx := context.Background()
@@ -150,18 +141,18 @@ func TestGraceStartsWhenFirstEnforced(t *testing.T) {
 	if r, _ := a.Requirements(ctx, "dave", nil); r.Enforced || r.MustEnroll {
 		t.Fatalf("dave outside eng: %+v", r)
 	}
-	c.Add(10 * 24 * time.Hour)
+	c.Advance(10 * 24 * time.Hour)
 	became := c.Now()
 	s.SetUserGroups(ctx, "dave", []string{"eng"})
 	r, _ := a.Requirements(ctx, "dave", nil)
 	if !r.InGrace || !r.GraceUntil.Equal(became.Add(grace)) {
 		t.Fatalf("dave just enforced: %+v, want grace until %v", r, became.Add(grace))
 	}
-	c.Add(grace - time.Second)
+	c.Advance(grace - time.Second)
 	if r, _ := b.Requirements(ctx, "dave", nil); !r.InGrace || !r.GraceUntil.Equal(became.Add(grace)) {
 		t.Fatalf("other replica, last second of grace: %+v", r)
 	}
-	c.Add(time.Second)
+	c.Advance(time.Second)
 	r, _ = b.Requirements(ctx, "dave", nil)
 	if r.InGrace || !r.MustEnroll || !r.GraceUntil.Equal(became.Add(grace)) {
 		t.Fatalf("grace over: %+v", r)
@@ -170,7 +161,7 @@ func TestGraceStartsWhenFirstEnforced(t *testing.T) {
 	s.SetUserGroups(ctx, "dave", nil)
 	a.Requirements(ctx, "dave", nil)
 	s.SetUserGroups(ctx, "dave", []string{"eng"})
-	c.Add(time.Hour)
+	c.Advance(time.Hour)
 	if r, _ := a.Requirements(ctx, "dave", nil); r.InGrace {
 		t.Fatalf("grace restarted: %+v", r)
 	}
@@ -184,8 +175,8 @@ func TestCanAct(t *testing.T) {
 	s := storagetest.Open(t)
 	directory(t, s)
 	ctx := context.Background()
-	def := newProvider(t, s, &clock{now: t0}, policy.Options{})
-	custom := newProvider(t, s, &clock{now: t0}, policy.Options{AdminGroups: []string{"it-ops"}})
+	def := newProvider(t, s, testfix.NewClock(t0), policy.Options{})
+	custom := newProvider(t, s, testfix.NewClock(t0), policy.Options{AdminGroups: []string{"it-ops"}})
 	cases := []struct {
 		p           *policy.Provider
 		actor, user string
@@ -227,7 +218,7 @@ func TestCanAct(t *testing.T) {
 
 func TestSetGetAcrossReplicas(t *testing.T) {
 	url := storagetest.URL(t)
-	c := &clock{now: t0}
+	c := testfix.NewClock(t0)
 	def := policy.Policy{GracePeriod: time.Hour}
 	a := newProvider(t, storagetest.OpenURL(t, url), c, policy.Options{Default: def})
 	b := newProvider(t, storagetest.OpenURL(t, url), c, policy.Options{Default: def})
@@ -290,7 +281,7 @@ func TestValidate(t *testing.T) {
 func BenchmarkRequirements(b *testing.B) {
 	s := storagetest.Open(b)
 	directory(b, s)
-	p := newProvider(b, s, &clock{now: t0}, policy.Options{})
+	p := newProvider(b, s, testfix.NewClock(t0), policy.Options{})
 	ctx := context.Background()
 	p.Set(ctx, "root", policy.Policy{EnforcedGroups: []string{"eng"}, GracePeriod: time.Hour})
 	for b.Loop() {
@@ -318,7 +309,7 @@ func TestCanActRefusesTheLateralStep(t *testing.T) {
 	if err := s.SetGroupAdmins(ctx, "b", []string{"ben", "eve"}); err != nil {
 		t.Fatal(err)
 	}
-	p := newProvider(t, s, &clock{now: t0}, policy.Options{})
+	p := newProvider(t, s, testfix.NewClock(t0), policy.Options{})
 	for _, tc := range []struct {
 		actor, user string
 		want        bool

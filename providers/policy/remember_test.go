@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/policy"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
@@ -16,7 +17,7 @@ func TestRememberDevice(t *testing.T) {
 	url := storagetest.URL(t)
 	s := storagetest.OpenURL(t, url)
 	directory(t, s)
-	c := &clock{now: t0}
+	c := testfix.NewClock(t0)
 	p := newProvider(t, s, c, policy.Options{})
 	other := newProvider(t, storagetest.OpenURL(t, url), c, policy.Options{})
 	check := func(name string, want map[string]bool, wantAge time.Duration) {

@@ -2,34 +2,16 @@ package trusteddevice_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/trusteddevice"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-
-// clock is a settable clock, safe for concurrent use.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // hookStore is the real store with optional hooks on the calls a test races.
 type hookStore struct {
@@ -56,13 +38,13 @@ func (s *hookStore) GetCredentialsEpoch(ctx context.Context, userID string) (int
 type replica struct {
 	svc   *trusteddevice.Service
 	store *hookStore
-	clock *clock
+	clock *testfix.Clock
 }
 
 // newReplica starts a service on the database at url (one replica).
 func newReplica(t testing.TB, url string, ring *storage.KeyRing, mod func(*trusteddevice.Config)) *replica {
 	t.Helper()
-	r := &replica{store: &hookStore{Store: storagetest.OpenURL(t, url)}, clock: &clock{now: t0}}
+	r := &replica{store: &hookStore{Store: storagetest.OpenURL(t, url)}, clock: testfix.NewClock(t0)}
 	cfg := trusteddevice.Config{Store: r.store, Hasher: ring, Now: r.clock.Now}
 	if mod != nil {
 		mod(&cfg)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/twofactor/twofactor/providers/internal/userid"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -35,7 +36,6 @@ const (
 	DefaultMaxPerUser = 20
 	MaxLabelLen       = 128 // characters
 	MaxUserAgentLen   = 512 // bytes; longer ones are cut
-	maxUserIDLen      = 255
 )
 
 var (
@@ -408,17 +408,7 @@ func fromRow(r *storage.TrustedDevice) Device {
 	return d
 }
 
-func checkUserID(field, v string) error {
-	switch {
-	case v == "":
-		return fmt.Errorf("%w: %s: empty", ErrInvalidArgument, field)
-	case len(v) > maxUserIDLen:
-		return fmt.Errorf("%w: %s: longer than %d bytes", ErrInvalidArgument, field, maxUserIDLen)
-	case !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0:
-		return fmt.Errorf("%w: %s: not printable UTF-8", ErrInvalidArgument, field)
-	}
-	return nil
-}
+func checkUserID(field, v string) error { return userid.Check(ErrInvalidArgument, field, v) }
 
 func checkIP(ip string) error {
 	if ip == "" {

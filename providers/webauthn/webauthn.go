@@ -660,47 +660,13 @@ const maxSwaps = 8
 // The caller must consume the challenge itself exactly once; FinishLogin only
 // guarantees that one challenge advances a credential once.
 func (p *Provider) FinishLogin(ctx context.Context, sessionJSON []byte, userID string, assertionJSON []byte) (*Result, error) {
-	var ls loginSession
-	if err := json.Unmarshal(sessionJSON, &ls); err != nil {
-		return nil, fmt.Errorf("webauthn session unreadable: %w", err)
-	}
-	if ls.UserID != userID {
-		return nil, errors.New("webauthn session belongs to another user")
-	}
-	parsed, err := protocol.ParseCredentialRequestResponseBytes(assertionJSON)
+	ls, parsed, err := readLogin(sessionJSON, userID, assertionJSON)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrMalformed, describe(err))
+		return nil, err
 	}
-	rawID := []byte(parsed.RawID)
-
-	// Find the credential: among the user's, and allowed by this challenge; or, for
-	// a discoverable login, by its id.
-	var f *storage.Factor
-	if ls.UserID != "" {
-		if !slices.ContainsFunc(ls.Session.AllowedCredentialIDs, func(id []byte) bool { return string(id) == string(rawID) }) {
-			return nil, ErrUnknownCredential
-		}
-		fs, err := p.store.ListFactors(ctx, userID, Method, storage.FactorActive)
-		if err != nil {
-			return nil, err
-		}
-		for i := range fs {
-			if string(fs[i].CredentialID) == string(rawID) {
-				f = &fs[i]
-				break
-			}
-		}
-	} else {
-		f, err = p.store.GetFactorByCredentialID(ctx, rawID)
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return nil, err
-		}
-		if f != nil && (f.Method != Method || f.State != storage.FactorActive) {
-			f = nil
-		}
-	}
-	if f == nil {
-		return nil, ErrUnknownCredential
+	f, err := p.loginFactor(ctx, ls, []byte(parsed.RawID))
+	if err != nil {
+		return nil, err
 	}
 	rec, err := ParseRecord(f.Data)
 	if err != nil {
@@ -716,53 +682,115 @@ func (p *Provider) FinishLogin(ctx context.Context, sessionJSON []byte, userID s
 		LegacyU2F: rec.AppID != "", StoredSignCount: rec.Credential.Authenticator.SignCount,
 		SignCount: parsed.Response.AuthenticatorData.Counter,
 	}
+	cred, err := p.validateAssertion(ctx, ls, f.UserID, rec, parsed, requireUV)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Credential.Authenticator.CloneWarning {
+		return res, ErrCloned
+	}
+	res.UserVerified = parsed.Response.AuthenticatorData.Flags.HasUserVerified()
+	if requireUV && !res.UserVerified {
+		return res, ErrUserVerification
+	}
+	return p.advanceCounter(ctx, res, ls.Session.Challenge, rec, cred.Flags, pol.PasskeyCompleteLogin)
+}
 
-	h, err := p.handle(ctx, f.UserID)
+// readLogin reads the stored login session, checks it is the user's, and parses the
+// browser's assertion.
+func readLogin(sessionJSON []byte, userID string, assertionJSON []byte) (*loginSession, *protocol.ParsedCredentialAssertionData, error) {
+	var ls loginSession
+	if err := json.Unmarshal(sessionJSON, &ls); err != nil {
+		return nil, nil, fmt.Errorf("webauthn session unreadable: %w", err)
+	}
+	if ls.UserID != userID {
+		return nil, nil, errors.New("webauthn session belongs to another user")
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(assertionJSON)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s", ErrMalformed, describe(err))
+	}
+	return &ls, parsed, nil
+}
+
+// loginFactor finds the active factor of the credential rawID: among the session
+// user's, and allowed by this challenge; or, for a discoverable login, by its id.
+func (p *Provider) loginFactor(ctx context.Context, ls *loginSession, rawID []byte) (*storage.Factor, error) {
+	if ls.UserID == "" {
+		f, err := p.store.GetFactorByCredentialID(ctx, rawID)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+		if f == nil || f.Method != Method || f.State != storage.FactorActive {
+			return nil, ErrUnknownCredential
+		}
+		return f, nil
+	}
+	if !slices.ContainsFunc(ls.Session.AllowedCredentialIDs, func(id []byte) bool { return string(id) == string(rawID) }) {
+		return nil, ErrUnknownCredential
+	}
+	fs, err := p.store.ListFactors(ctx, ls.UserID, Method, storage.FactorActive)
+	if err != nil {
+		return nil, err
+	}
+	for i := range fs {
+		if string(fs[i].CredentialID) == string(rawID) {
+			return &fs[i], nil
+		}
+	}
+	return nil, ErrUnknownCredential
+}
+
+// validateAssertion has go-webauthn check the assertion (challenge, origin, RP ID
+// hash, user presence, signature) against the credential rec of ownerID. With
+// requireUV the UV flag is left to the caller, so that a missing flag on an
+// otherwise valid assertion gets its own answer.
+func (p *Provider) validateAssertion(ctx context.Context, ls *loginSession, ownerID string, rec *Record,
+	parsed *protocol.ParsedCredentialAssertionData, requireUV bool) (*gowa.Credential, error) {
+	h, err := p.handle(ctx, ownerID)
 	if err != nil {
 		return nil, err
 	}
 	u := &user{handle: h, creds: []gowa.Credential{rec.Credential}}
 	session := ls.Session
 	if requireUV {
-		// Checked below, after the signature, so that a missing UV flag on an
-		// otherwise valid assertion gets its own answer.
 		session.UserVerification = protocol.VerificationPreferred
 	}
 	var cred *gowa.Credential
 	if ls.UserID == "" {
 		cred, err = p.wa.ValidateDiscoverableLogin(func(_, _ []byte) (gowa.User, error) { return u, nil }, session, parsed)
 	} else {
-		session.AllowedCredentialIDs = [][]byte{rawID}
+		session.AllowedCredentialIDs = [][]byte{[]byte(parsed.RawID)}
 		cred, err = p.wa.ValidateLogin(u, session, parsed)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidAssertion, describe(err))
 	}
-	if rec.Credential.Authenticator.CloneWarning {
-		return res, ErrCloned
-	}
-	flags := parsed.Response.AuthenticatorData.Flags
-	res.UserVerified = flags.HasUserVerified()
-	if requireUV && !res.UserVerified {
-		return res, ErrUserVerification
-	}
+	return cred, nil
+}
 
-	// Advance the counter by compare-and-set; on a lost race, reload and judge the
-	// counter against what the winner stored.
+// advanceCounter stores the assertion's counter (res.SignCount) and challenge in
+// res.Factor by compare-and-set; on a lost race it reloads the factor and judges
+// the counter against what the winner stored. rec is the record res.Factor holds;
+// flags are the credential flags of this assertion; passkeyComplete is the policy's
+// PasskeyCompleteLogin.
+func (p *Provider) advanceCounter(ctx context.Context, res *Result, challenge string, rec *Record,
+	flags gowa.CredentialFlags, passkeyComplete bool) (*Result, error) {
+	f := res.Factor
 	data := f.Data
 	for range maxSwaps {
 		if rec.Credential.Authenticator.CloneWarning {
 			return res, ErrCloned
 		}
-		if rec.LastChallenge == ls.Session.Challenge {
+		if rec.LastChallenge == challenge {
 			return res, ErrReplayed
 		}
 		next := *rec
 		next.Credential.Authenticator.UpdateCounter(res.SignCount)
 		regressed := next.Credential.Authenticator.CloneWarning
 		if !regressed {
-			next.Credential.Flags = cred.Flags
-			next.LastChallenge = ls.Session.Challenge
+			next.Credential.Flags = flags
+			next.LastChallenge = challenge
 		}
 		newData, err := json.Marshal(next)
 		if err != nil {
@@ -780,7 +808,7 @@ func (p *Provider) FinishLogin(ctx context.Context, sessionJSON []byte, userID s
 				return res, ErrCloned
 			}
 			f.LastUsedAt = &now
-			res.CompleteLogin = pol.PasskeyCompleteLogin && rec.Discoverable && res.UserVerified
+			res.CompleteLogin = passkeyComplete && rec.Discoverable && res.UserVerified
 			return res, nil
 		}
 		if f, err = p.store.GetFactor(ctx, f.UserID, f.ID); err != nil || f.State != storage.FactorActive {

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 )
 
@@ -88,7 +88,7 @@ func TestRefusedCodeFailedStatusReachesTheBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testfix.LogBuffer
 	conn := serveAppLogging(t, cfg, &logs)
 	ctx := context.Background()
 	const number = "+4915123456712"
@@ -136,15 +136,3 @@ func TestRefusedCodeFailedStatusReachesTheBackend(t *testing.T) {
 		}
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -4,21 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
@@ -101,34 +95,12 @@ func TestLoginsSurviveANATSOutage(t *testing.T) {
 // admin key Init generated (roles admin, login, selfservice).
 func startAuthd(t *testing.T, args ...string) (*grpc.ClientConn, *Config) {
 	t.Helper()
-	dataDir := t.TempDir()
-	cfg, err := Parse("authd", append([]string{"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", ""}, args...),
+	cfg, err := Parse("authd", append([]string{"-data-dir", t.TempDir(), "-listen", "127.0.0.1:0", "-metrics-listen", ""}, args...),
 		func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	key, err := os.ReadFile(cfg.AdminKeyPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(key))
-	conn, err := grpc.NewClient(a.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(func(ctx context.Context, m string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, o ...grpc.CallOption) error {
-			return inv(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), m, req, reply, cc, o...)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn, cfg
+	return serveApp(t, cfg), cfg
 }
 
 // enrollBackupCodes issues backup codes to n users and returns their codes.

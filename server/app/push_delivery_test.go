@@ -128,6 +128,13 @@ func serveAppLogging(t *testing.T, cfg *Config, logs io.Writer) *grpc.ClientConn
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return adminConn(t, a, cfg)
+}
+
+// adminConn is a connection to a that sends the admin key Init generated (roles
+// admin, login, selfservice); it is closed when the test ends.
+func adminConn(t *testing.T, a *App, cfg *Config) *grpc.ClientConn {
+	t.Helper()
 	key, err := os.ReadFile(cfg.AdminKeyPath())
 	if err != nil {
 		t.Fatal(err)
@@ -180,18 +187,7 @@ func TestStopEndsWatchingDevices(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- a.Serve(ctx) }()
-	key, err := os.ReadFile(cfg.AdminKeyPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(a.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUnaryInterceptor(func(ctx context.Context, m string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, o ...grpc.CallOption) error {
-			return inv(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(key))), m, req, reply, cc, o...)
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := adminConn(t, a, cfg)
 	dev := enrollPushDevice(t, conn, nil)
 	if _, err := pb.NewChallengeServiceClient(conn).BeginChallenge(ctx, &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH}); err != nil {
 		t.Fatal(err)

@@ -235,24 +235,9 @@ func (a *Authenticator) Register(creationOptionsJSON []byte, origin string) (res
 		return nil, nil, err
 	}
 
-	if len(o.Challenge) == 0 {
-		return nil, nil, fmt.Errorf("%w: publicKey.challenge is missing", ErrOptions)
-	}
-
-	rpID := o.RP.ID
-	if rpID == "" {
-		if rpID, err = originHost(origin); err != nil {
-			return nil, nil, err
-		}
-	}
-
-	if err = a.checkAlgorithm(o.PubKeyCredParams); err != nil {
+	rpID, err := a.checkCreation(&o, origin)
+	if err != nil {
 		return nil, nil, err
-	}
-
-	sel := o.AuthenticatorSelection
-	if (sel.ResidentKey == "required" || (sel.ResidentKey == "" && sel.RequireResidentKey)) && !a.opts.Discoverable {
-		return nil, nil, ErrResidentKey
 	}
 
 	a.mu.Lock()
@@ -264,26 +249,9 @@ func (a *Authenticator) Register(creationOptionsJSON []byte, origin string) (res
 		}
 	}
 
-	signer, coseKey, err := a.newKey()
+	held, err := a.newCredential(o.User.ID, rpID)
 	if err != nil {
 		return nil, nil, err
-	}
-
-	id := make([]byte, 32)
-	if _, err = io.ReadFull(a.rand, id); err != nil {
-		return nil, nil, fmt.Errorf("softauthn: read credential id: %w", err)
-	}
-
-	held := &heldCredential{
-		Credential: Credential{
-			ID:            id,
-			PublicKeyCOSE: coseKey,
-			Alg:           a.opts.Algorithm,
-			UserHandle:    bytes.Clone(o.User.ID),
-			RPID:          rpID,
-			Discoverable:  a.opts.Discoverable,
-		},
-		signer: signer,
 	}
 
 	clientData, err := marshalClientData("webauthn.create", o.Challenge, origin)
@@ -291,11 +259,93 @@ func (a *Authenticator) Register(creationOptionsJSON []byte, origin string) (res
 		return nil, nil, err
 	}
 
-	authData := a.authData(sha256.Sum256([]byte(rpID)), a.opts.UV, 0)
+	authData, attObjCBOR, err := a.attest(held, clientData)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	resp, err := a.registrationResponse(held, clientData, authData, attObjCBOR, o.Extensions.CredProps)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	if responseJSON, err = json.Marshal(resp); err != nil {
+		return nil, nil, fmt.Errorf("softauthn: encode response: %w", err)
+	}
+
+	a.creds = append(a.creds, held)
+	out := held.copy()
+
+	return responseJSON, &out, nil
+}
+
+// checkCreation checks the creation options against what the authenticator can do
+// and returns the RP ID (the options', or the origin's host).
+func (a *Authenticator) checkCreation(o *creationOptions, origin string) (string, error) {
+	if len(o.Challenge) == 0 {
+		return "", fmt.Errorf("%w: publicKey.challenge is missing", ErrOptions)
+	}
+
+	rpID, err := rpIDOr(o.RP.ID, origin)
+	if err != nil {
+		return "", err
+	}
+
+	if err = a.checkAlgorithm(o.PubKeyCredParams); err != nil {
+		return "", err
+	}
+
+	sel := o.AuthenticatorSelection
+	if (sel.ResidentKey == "required" || (sel.ResidentKey == "" && sel.RequireResidentKey)) && !a.opts.Discoverable {
+		return "", ErrResidentKey
+	}
+
+	return rpID, nil
+}
+
+// rpIDOr returns rpID, or when it is empty the host of origin.
+func rpIDOr(rpID, origin string) (string, error) {
+	if rpID != "" {
+		return rpID, nil
+	}
+
+	return originHost(origin)
+}
+
+// newCredential makes a key pair and a random 32-byte credential id for the user
+// handle at rpID.
+func (a *Authenticator) newCredential(userHandle []byte, rpID string) (*heldCredential, error) {
+	signer, coseKey, err := a.newKey()
+	if err != nil {
+		return nil, err
+	}
+
+	id := make([]byte, 32)
+	if _, err = io.ReadFull(a.rand, id); err != nil {
+		return nil, fmt.Errorf("softauthn: read credential id: %w", err)
+	}
+
+	return &heldCredential{
+		Credential: Credential{
+			ID:            id,
+			PublicKeyCOSE: coseKey,
+			Alg:           a.opts.Algorithm,
+			UserHandle:    bytes.Clone(userHandle),
+			RPID:          rpID,
+			Discoverable:  a.opts.Discoverable,
+		},
+		signer: signer,
+	}, nil
+}
+
+// attest returns the authenticator data with the attested credential data of held
+// (§6.5.2) and the CBOR attestation object over it, in the configured format.
+func (a *Authenticator) attest(held *heldCredential, clientData []byte) (authData, attObjCBOR []byte, err error) {
+	authData = a.authData(sha256.Sum256([]byte(held.RPID)), a.opts.UV, 0)
 	authData = append(authData, a.opts.AAGUID[:]...)
-	authData = binary.BigEndian.AppendUint16(authData, uint16(len(id)))
-	authData = append(authData, id...)
-	authData = append(authData, coseKey...)
+	authData = binary.BigEndian.AppendUint16(authData, uint16(len(held.ID)))
+	authData = append(authData, held.ID...)
+	authData = append(authData, held.PublicKeyCOSE...)
 	authData[32] |= flagAT
 
 	clientDataHash := sha256.Sum256(clientData)
@@ -303,7 +353,7 @@ func (a *Authenticator) Register(creationOptionsJSON []byte, origin string) (res
 	attObj := attestationObject{Fmt: a.opts.Attestation, AttStmt: map[string]any{}, AuthData: authData}
 
 	if a.opts.Attestation == AttestationPacked {
-		sig, err := sign(signer, a.opts.Algorithm, concat(authData, clientDataHash[:]))
+		sig, err := sign(held.signer, a.opts.Algorithm, concat(authData, clientDataHash[:]))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -311,24 +361,29 @@ func (a *Authenticator) Register(creationOptionsJSON []byte, origin string) (res
 		attObj.AttStmt = packedStatement{Alg: int64(a.opts.Algorithm), Sig: sig}
 	}
 
-	attObjCBOR, err := webauthncbor.Marshal(attObj)
-	if err != nil {
+	if attObjCBOR, err = webauthncbor.Marshal(attObj); err != nil {
 		return nil, nil, fmt.Errorf("softauthn: encode attestation object: %w", err)
 	}
 
-	spki, err := x509.MarshalPKIXPublicKey(signer.Public())
+	return authData, attObjCBOR, nil
+}
+
+// registrationResponse is the PublicKeyCredential a browser posts for held; with
+// credProps it reports the credProps extension.
+func (a *Authenticator) registrationResponse(held *heldCredential, clientData, authData, attObjCBOR []byte, credProps bool) (*registrationResponse, error) {
+	spki, err := x509.MarshalPKIXPublicKey(held.signer.Public())
 	if err != nil {
-		return nil, nil, fmt.Errorf("softauthn: encode public key: %w", err)
+		return nil, fmt.Errorf("softauthn: encode public key: %w", err)
 	}
 
 	ext := map[string]any{}
-	if o.Extensions.CredProps {
+	if credProps {
 		ext["credProps"] = map[string]bool{"rk": a.opts.Discoverable}
 	}
 
-	resp := registrationResponse{
-		ID:    b64(id),
-		RawID: b64(id),
+	return &registrationResponse{
+		ID:    b64(held.ID),
+		RawID: b64(held.ID),
 		Type:  "public-key",
 		Response: attestationResponse{
 			ClientDataJSON:     b64(clientData),
@@ -340,16 +395,7 @@ func (a *Authenticator) Register(creationOptionsJSON []byte, origin string) (res
 		},
 		ClientExtensionResults:  ext,
 		AuthenticatorAttachment: a.opts.Attachment,
-	}
-
-	if responseJSON, err = json.Marshal(resp); err != nil {
-		return nil, nil, fmt.Errorf("softauthn: encode response: %w", err)
-	}
-
-	a.creds = append(a.creds, held)
-	out := held.copy()
-
-	return responseJSON, &out, nil
+	}, nil
 }
 
 // Assert answers navigator.credentials.get(): it takes the JSON of the request options
@@ -363,105 +409,36 @@ func (a *Authenticator) Assert(requestOptionsJSON []byte, origin string, opts As
 		return nil, err
 	}
 
-	rpID := o.RPID
-	if rpID == "" {
-		if rpID, err = originHost(origin); err != nil {
-			return nil, err
-		}
+	rpID, err := rpIDOr(o.RPID, origin)
+	if err != nil {
+		return nil, err
 	}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 
-	var c *heldCredential
-
-	switch {
-	case opts.CredentialID != nil:
-		c = a.find(opts.CredentialID)
-	case len(o.AllowCredentials) > 0:
-		for _, d := range o.AllowCredentials {
-			if h := a.find(d.ID); h != nil && (h.RPID == rpID || (opts.UseAppID && h.RPID == o.Extensions.AppID)) {
-				c = h
-
-				break
-			}
-		}
-	default:
-		for _, h := range a.creds {
-			if h.Discoverable && h.RPID == rpID {
-				c = h
-
-				break
-			}
-		}
-	}
-
+	c := a.pick(&o, rpID, opts)
 	if c == nil {
 		return nil, ErrNoCredential
 	}
 
-	hashedID := rpID
-	if opts.RPID != "" {
-		hashedID = opts.RPID
+	hashedID, ext, err := hashedRPID(&o, rpID, opts)
+	if err != nil {
+		return nil, err
 	}
 
-	ext := map[string]any{}
+	uv, count := a.uvAndCount(c, opts)
 
-	if o.Extensions.AppID != "" {
-		ext["appid"] = opts.UseAppID
-	}
-
-	if opts.UseAppID {
-		if o.Extensions.AppID == "" {
-			return nil, ErrNoAppID
-		}
-
-		hashedID = o.Extensions.AppID
-	}
-
-	uv := a.opts.UV
-	if opts.UV != nil {
-		uv = *opts.UV
-	}
-
-	count := c.SignCount + 1
-	if opts.SignCount != nil {
-		count = *opts.SignCount
-	}
-
-	if opts.Origin != "" {
-		origin = opts.Origin
-	}
-
-	challenge := o.Challenge
-	if opts.Challenge != nil {
-		challenge = opts.Challenge
-	}
-
-	clientData, err := marshalClientData("webauthn.get", challenge, origin)
+	clientData, err := assertionClientData(&o, origin, opts)
 	if err != nil {
 		return nil, err
 	}
 
 	authData := a.authData(sha256.Sum256([]byte(hashedID)), uv, count)
-	clientDataHash := sha256.Sum256(clientData)
 
-	sig, err := sign(c.signer, c.Alg, concat(authData, clientDataHash[:]))
+	resp, err := signedAssertion(c.ID, c.signer, c.Alg, authData, clientData, ext, a.opts.Attachment)
 	if err != nil {
 		return nil, err
-	}
-
-	resp := assertionResponse{
-		ID:    b64(c.ID),
-		RawID: b64(c.ID),
-		Type:  "public-key",
-		Response: assertionResponseBody{
-			ClientDataJSON:    b64(clientData),
-			AuthenticatorData: b64(authData),
-			Signature:         b64(sig),
-		},
-		ClientExtensionResults:  ext,
-		AuthenticatorAttachment: a.opts.Attachment,
 	}
 
 	if c.Discoverable {
@@ -475,6 +452,112 @@ func (a *Authenticator) Assert(requestOptionsJSON []byte, origin string, opts As
 	c.SignCount = count
 
 	return responseJSON, nil
+}
+
+// pick chooses the credential to assert with: the one opts names, else the first
+// held one allowCredentials lists for the RP (or, with UseAppID, for the request's
+// AppID), else with an empty list the first discoverable one for the RP. The caller
+// holds a.mu.
+func (a *Authenticator) pick(o *requestOptions, rpID string, opts AssertOptions) *heldCredential {
+	switch {
+	case opts.CredentialID != nil:
+		return a.find(opts.CredentialID)
+	case len(o.AllowCredentials) > 0:
+		for _, d := range o.AllowCredentials {
+			if h := a.find(d.ID); h != nil && (h.RPID == rpID || (opts.UseAppID && h.RPID == o.Extensions.AppID)) {
+				return h
+			}
+		}
+	default:
+		for _, h := range a.creds {
+			if h.Discoverable && h.RPID == rpID {
+				return h
+			}
+		}
+	}
+
+	return nil
+}
+
+// hashedRPID returns the id whose SHA-256 goes into the authenticator data (the RP
+// ID, opts.RPID, or with UseAppID the request's AppID) and the client extension
+// results (appid, when the request carries the extension).
+func hashedRPID(o *requestOptions, rpID string, opts AssertOptions) (string, map[string]any, error) {
+	hashedID := rpID
+	if opts.RPID != "" {
+		hashedID = opts.RPID
+	}
+
+	ext := map[string]any{}
+
+	if o.Extensions.AppID != "" {
+		ext["appid"] = opts.UseAppID
+	}
+
+	if opts.UseAppID {
+		if o.Extensions.AppID == "" {
+			return "", nil, ErrNoAppID
+		}
+
+		hashedID = o.Extensions.AppID
+	}
+
+	return hashedID, ext, nil
+}
+
+// uvAndCount returns the UV flag and the signature counter of this assertion: the
+// authenticator's UV and the credential's counter plus one, unless opts overrides them.
+func (a *Authenticator) uvAndCount(c *heldCredential, opts AssertOptions) (bool, uint32) {
+	uv := a.opts.UV
+	if opts.UV != nil {
+		uv = *opts.UV
+	}
+
+	count := c.SignCount + 1
+	if opts.SignCount != nil {
+		count = *opts.SignCount
+	}
+
+	return uv, count
+}
+
+// assertionClientData is the clientDataJSON of a get() from origin for the request's
+// challenge, unless opts overrides the origin or the challenge.
+func assertionClientData(o *requestOptions, origin string, opts AssertOptions) ([]byte, error) {
+	if opts.Origin != "" {
+		origin = opts.Origin
+	}
+
+	challenge := o.Challenge
+	if opts.Challenge != nil {
+		challenge = opts.Challenge
+	}
+
+	return marshalClientData("webauthn.get", challenge, origin)
+}
+
+// signedAssertion is the PublicKeyCredential of an assertion by credential id: it
+// signs authData || SHA-256(clientData) with signer (§6.3.3 step 11).
+func signedAssertion(id []byte, signer crypto.Signer, alg Alg, authData, clientData []byte, ext map[string]any, attachment string) (*assertionResponse, error) {
+	clientDataHash := sha256.Sum256(clientData)
+
+	sig, err := sign(signer, alg, concat(authData, clientDataHash[:]))
+	if err != nil {
+		return nil, err
+	}
+
+	return &assertionResponse{
+		ID:    b64(id),
+		RawID: b64(id),
+		Type:  "public-key",
+		Response: assertionResponseBody{
+			ClientDataJSON:    b64(clientData),
+			AuthenticatorData: b64(authData),
+			Signature:         b64(sig),
+		},
+		ClientExtensionResults:  ext,
+		AuthenticatorAttachment: attachment,
+	}, nil
 }
 
 func (a *Authenticator) find(id []byte) *heldCredential {

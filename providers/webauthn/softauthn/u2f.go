@@ -123,24 +123,9 @@ func (k *U2FKey) AssertAppID(requestOptionsJSON []byte, origin string) ([]byte, 
 	authData = append(authData, flagUP)
 	authData = binary.BigEndian.AppendUint32(authData, count)
 
-	clientDataHash := sha256.Sum256(clientData)
-
-	sig, err := sign(k.priv, ES256, concat(authData, clientDataHash[:]))
+	resp, err := signedAssertion(k.KeyHandle, k.priv, ES256, authData, clientData, map[string]any{"appid": true}, "cross-platform")
 	if err != nil {
 		return nil, err
-	}
-
-	resp := assertionResponse{
-		ID:    b64(k.KeyHandle),
-		RawID: b64(k.KeyHandle),
-		Type:  "public-key",
-		Response: assertionResponseBody{
-			ClientDataJSON:    b64(clientData),
-			AuthenticatorData: b64(authData),
-			Signature:         b64(sig),
-		},
-		ClientExtensionResults:  map[string]any{"appid": true},
-		AuthenticatorAttachment: "cross-platform",
 	}
 
 	out, err := json.Marshal(resp)
