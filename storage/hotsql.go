@@ -95,3 +95,32 @@ var auditCols = []string{"id", "occurred_at", "event", "user_id", "actor", "call
 // transaction of the verification they record (the batched writer's
 // multi-row INSERTs outside transactions go through gorm).
 var insertAuditSQL = `INSERT INTO audit_events (` + prefixed("", auditCols) + `) VALUES (?` + strings.Repeat(", ?", len(auditCols)-1) + `)`
+
+// pendingAuditSQL is the relay's read of the outbox: the oldest pending rows in
+// its order, through the partial index of pending rows (its WHERE is the index's).
+var pendingAuditSQL = `SELECT ` + prefixed("", auditCols) + ` FROM audit_events WHERE pending
+ ORDER BY occurred_at, id LIMIT ?`
+
+// markAuditMaxWidth is the widest UPDATE MarkAuditEventsPublished prepares (the
+// relay's default batch); narrower ones go by powers of two, so at most
+// log2(markAuditMaxWidth)+1 statements are kept.
+const markAuditMaxWidth = 256
+
+// markAuditWidth is the prepared width that holds n ids (1 ≤ n ≤ markAuditMaxWidth).
+func markAuditWidth(n int) int {
+	w := 1
+	for w < n {
+		w *= 2
+	}
+	return w
+}
+
+// markAuditPublishedSQL[w] clears the pending flag of the w rows its ids name,
+// for each width markAuditWidth returns.
+var markAuditPublishedSQL = func() map[int]string {
+	m := make(map[int]string)
+	for w := 1; w <= markAuditMaxWidth; w *= 2 {
+		m[w] = `UPDATE audit_events SET pending = FALSE WHERE pending AND id IN (?` + strings.Repeat(", ?", w-1) + `)`
+	}
+	return m
+}()
