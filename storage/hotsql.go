@@ -66,6 +66,10 @@ var sealedStateSQL = `SELECT ` + prefixed("f.", sealedStateFactorCols) + `, c.st
  LEFT JOIN factors f ON f.id = ? AND f.user_id = ?
  LEFT JOIN challenges c ON c.id = ?`
 
+// sealedStatePGSQL is sealedStateSQL with PostgreSQL's placeholders (read in
+// InAttempt's pipeline).
+var sealedStatePGSQL = numberPlaceholders(sealedStateSQL)
+
 // factorHeadsSQL: every login begins with this query.
 var factorHeadsSQL = `SELECT ` + prefixed("", factorHeadsCols) + ` FROM factors WHERE user_id = ? AND method = ? AND state = ?
  ORDER BY created_at, id LIMIT ?`
