@@ -2,8 +2,10 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -122,20 +124,59 @@ func (s *Store) InTransaction(ctx context.Context) bool {
 
 // PendingAuditEvents returns up to limit rows not yet published, oldest first
 // (by time, then id: the relay's order), through the partial index of pending rows.
+// It runs after every relay wake-up, so it is a prepared statement scanned by
+// position (pendingAuditSQL; hotsql_test.go checks its columns against the model).
 func (s *Store) PendingAuditEvents(ctx context.Context, limit int) ([]AuditRecord, error) {
+	rows, err := s.hotQuery(ctx, pendingAuditSQL, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	var rs []AuditRecord
-	err := s.DB(ctx).Where("pending").Order("occurred_at").Order("id").Limit(limit).Find(&rs).Error
-	return rs, err
+	for rows.Next() {
+		var (
+			r                                                    AuditRecord
+			userID, actor, caller, method, result, ip, ua, reqID sql.NullString
+			details                                              []byte
+		)
+		// auditCols' order.
+		if err := rows.Scan(&r.ID, &r.Time, &r.Event, &userID, &actor, &caller, &method, &result,
+			&ip, &ua, &reqID, &details, &r.Pending); err != nil {
+			return nil, err
+		}
+		r.UserID, r.Actor, r.Caller, r.Method, r.Result = userID.String, actor.String, caller.String, method.String, result.String
+		r.ClientIP, r.UserAgent, r.RequestID = ip.String, ua.String, reqID.String
+		if len(details) > 0 { // NULL or empty: no details, as gorm's json serializer reads it
+			if err := json.Unmarshal(details, &r.Details); err != nil {
+				return nil, fmt.Errorf("audit event %s: details: %w", r.ID, err)
+			}
+		}
+		rs = append(rs, r)
+	}
+	return rs, rows.Err()
 }
 
-// MarkAuditEventsPublished clears the pending flag of the rows ids names (one
-// UPDATE) and returns how many it changed.
+// MarkAuditEventsPublished clears the pending flag of the rows ids names and
+// returns how many it changed. The ids go in prepared UPDATEs of a few fixed
+// widths (markAuditPublishedSQL), the last one padded with repeats of an id,
+// which IN ignores; a relay's round of up to markAuditMaxWidth rows is one UPDATE.
 func (s *Store) MarkAuditEventsPublished(ctx context.Context, ids []string) (int64, error) {
-	if len(ids) == 0 {
-		return 0, nil
+	var total int64
+	for len(ids) > 0 {
+		n := min(len(ids), markAuditMaxWidth)
+		w := markAuditWidth(n)
+		args := make([]any, w)
+		for i := range w {
+			args[i] = ids[min(i, n-1)]
+		}
+		changed, err := s.hotExec(ctx, markAuditPublishedSQL[w], args...)
+		if err != nil {
+			return total, err
+		}
+		total += changed
+		ids = ids[n:]
 	}
-	res := s.DB(ctx).Model(&AuditRecord{}).Where("id IN ? AND pending", ids).Update("pending", false)
-	return res.RowsAffected, res.Error
+	return total, nil
 }
 
 // CountPendingAuditEvents counts the rows not yet published.

@@ -23,9 +23,11 @@
 //     statement prepared once on the hot pool (hot.go txStmt; gorm would prepare
 //     it again in every transaction), or through gorm until it is prepared.
 //     A verification's audit records (AddAuditEvents inside a transaction) are one
-//     of them (insertAuditSQL), and so is the count of a failed attempt
-//     (RecordThrottleFailure: one upsert … RETURNING, then the delay's UPDATE when
-//     it grows), which every wrong answer runs and an attacker drives.
+//     of them (insertAuditSQL), and so are the audit relay's read and mark of the
+//     outbox (PendingAuditEvents, MarkAuditEventsPublished), which run after every
+//     relay wake-up, and the count of a failed attempt (RecordThrottleFailure: one
+//     upsert … RETURNING, then the delay's UPDATE when it grows), which every
+//     wrong answer runs and an attacker drives.
 //
 // The hand-written SQL of the login path (the Raw and the prepared statements)
 // lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM

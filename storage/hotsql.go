@@ -66,6 +66,10 @@ var sealedStateSQL = `SELECT ` + prefixed("f.", sealedStateFactorCols) + `, c.st
  LEFT JOIN factors f ON f.id = ? AND f.user_id = ?
  LEFT JOIN challenges c ON c.id = ?`
 
+// sealedStatePGSQL is sealedStateSQL with PostgreSQL's placeholders (read in
+// InAttempt's pipeline).
+var sealedStatePGSQL = numberPlaceholders(sealedStateSQL)
+
 // factorHeadsSQL: every login begins with this query.
 var factorHeadsSQL = `SELECT ` + prefixed("", factorHeadsCols) + ` FROM factors WHERE user_id = ? AND method = ? AND state = ?
  ORDER BY created_at, id LIMIT ?`
@@ -119,3 +123,31 @@ var recordThrottleFailureSQL = `INSERT INTO throttle_states (` + strings.Join(th
 
 // blockThrottleSQL sets a subject's delay or lock.
 const blockThrottleSQL = "UPDATE throttle_states SET blocked_until = ?, locked = ? WHERE kind = ? AND subject_key = ?"
+// pendingAuditSQL is the relay's read of the outbox: the oldest pending rows in
+// its order, through the partial index of pending rows (its WHERE is the index's).
+var pendingAuditSQL = `SELECT ` + prefixed("", auditCols) + ` FROM audit_events WHERE pending
+ ORDER BY occurred_at, id LIMIT ?`
+
+// markAuditMaxWidth is the widest UPDATE MarkAuditEventsPublished prepares (the
+// relay's default batch); narrower ones go by powers of two, so at most
+// log2(markAuditMaxWidth)+1 statements are kept.
+const markAuditMaxWidth = 256
+
+// markAuditWidth is the prepared width that holds n ids (1 ≤ n ≤ markAuditMaxWidth).
+func markAuditWidth(n int) int {
+	w := 1
+	for w < n {
+		w *= 2
+	}
+	return w
+}
+
+// markAuditPublishedSQL[w] clears the pending flag of the w rows its ids name,
+// for each width markAuditWidth returns.
+var markAuditPublishedSQL = func() map[int]string {
+	m := make(map[int]string)
+	for w := 1; w <= markAuditMaxWidth; w *= 2 {
+		m[w] = `UPDATE audit_events SET pending = FALSE WHERE pending AND id IN (?` + strings.Repeat(", ?", w-1) + `)`
+	}
+	return m
+}()

@@ -143,3 +143,72 @@ func TestUpgradeLeavesOldAuditRowsPublished(t *testing.T) {
 		t.Fatalf("%d old rows pending (%v), want 0", n, err)
 	}
 }
+
+// The relay's hand-scanned read gives every column exactly as the GORM model
+// reads it (details, empty and NULL columns, times), and marking names any
+// number of rows, beyond one UPDATE's width too, changing only pending ones.
+func TestAuditOutboxHotReadMatchesModel(t *testing.T) {
+	st := storagetest.Open(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 3, 9, 30, 0, 123456000, time.UTC)
+	var recs []*storage.AuditRecord
+	for i := range 300 {
+		r := &storage.AuditRecord{ID: fmt.Sprintf("ev-%03d", i), Time: t0.Add(time.Duration(i) * time.Millisecond),
+			Event: "challenge.verified", UserID: fmt.Sprint("u", i), Pending: i%7 != 3}
+		if i%2 == 0 {
+			r.Actor, r.Caller, r.Method, r.Result = "svc", "caller-cn", "totp", "ok"
+			r.ClientIP, r.UserAgent, r.RequestID = "192.0.2.7", "agent/1", "req-1"
+			r.Details = map[string]string{"factor_id": "f1", "n": fmt.Sprint(i)}
+		}
+		recs = append(recs, r)
+	}
+	if err := st.AddAuditEvents(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.PendingAuditEvents(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []storage.AuditRecord
+	if err := st.DB(ctx).Where("pending").Order("occurred_at").Order("id").Find(&want).Error; err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) || len(got) != 300-43 {
+		t.Fatalf("%d pending rows read, GORM reads %d, want %d", len(got), len(want), 300-43)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if !g.Time.Equal(w.Time) || !g.Time.Equal(t0.Add(time.Duration(fmtIndex(t, g.ID))*time.Millisecond)) {
+			t.Fatalf("row %d time %v, GORM %v", i, g.Time, w.Time)
+		}
+		g.Time, w.Time = time.Time{}, time.Time{}
+		if fmt.Sprintf("%#v", g) != fmt.Sprintf("%#v", w) {
+			t.Fatalf("row %d:\n hot  %#v\n gorm %#v", i, g, w)
+		}
+	}
+	if lim, _ := st.PendingAuditEvents(ctx, 5); len(lim) != 5 || lim[4].ID != got[4].ID {
+		t.Fatalf("limit 5: %d rows", len(lim))
+	}
+	var ids []string
+	for _, r := range recs { // published ones too: they are not counted
+		ids = append(ids, r.ID)
+	}
+	if n, err := st.MarkAuditEventsPublished(ctx, ids[:3]); err != nil || n != 3 {
+		t.Fatalf("marked %d of the first 3, %v", n, err)
+	}
+	if n, err := st.MarkAuditEventsPublished(ctx, ids); err != nil || n != 300-43-3 {
+		t.Fatalf("marked %d of 300 (%v), want %d", n, err, 300-43-3)
+	}
+	if n, err := st.CountPendingAuditEvents(ctx); err != nil || n != 0 {
+		t.Fatalf("%d pending (%v), want 0", n, err)
+	}
+}
+
+func fmtIndex(t *testing.T, id string) int {
+	t.Helper()
+	var i int
+	if _, err := fmt.Sscanf(id, "ev-%d", &i); err != nil {
+		t.Fatal(err)
+	}
+	return i
+}

@@ -30,10 +30,17 @@ type AttemptFunc func(ctx context.Context, states []ThrottleState, familiarSeen 
 // holders committed while this attempt waited for the lock, as it does when
 // sent on its own. (One statement that took the lock and read would not: its
 // snapshot predates the wait.) The rest of the transaction runs on the same
-// connection, with fn's Store calls joining it as they join InTx.
+// connection, with fn's Store calls joining it as they join InTx. A ctx from
+// WithSealedRead adds the sealed challenge's state read to that pipeline, as a
+// fourth statement after the lock (its snapshot too is taken after the wait).
 func (s *Store) InAttempt(ctx context.Context, keys []string, subjects []ThrottleSubject, user, network string, now time.Time, fn AttemptFunc) error {
 	if len(keys) > maxAttemptKeys {
 		return errors.New("storage: too many attempt keys")
+	}
+	if r, ok := ctx.Value(sealedReadKey{}).(*sealedRead); ok {
+		// Only what this attempt reads ahead counts, and only inside it.
+		r.done = false
+		defer func() { r.done = false }()
 	}
 	if _, nested := ctx.Value(txKey{}).(*gorm.DB); nested || s.dialect != Postgres {
 		return s.InTx(ctx, func(ctx context.Context) error {
@@ -62,10 +69,11 @@ func (s *Store) InAttempt(ctx context.Context, keys []string, subjects []Throttl
 // pipelinedAttempt is InAttempt's PostgreSQL transaction on conn.
 func (s *Store) pipelinedAttempt(ctx context.Context, conn *sql.Conn, keys []string, subjects []ThrottleSubject, user, network string, now time.Time, fn AttemptFunc) (err error) {
 	p := &pipeTx{conn: conn}
+	sealed, _ := ctx.Value(sealedReadKey{}).(*sealedRead)
 	var states []ThrottleState
 	var seen time.Time
 	err = p.raw(func(c *pgx.Conn) error {
-		states, seen, err = beginAttempt(ctx, c, keys, subjects, user, network, now)
+		states, seen, err = beginAttempt(ctx, c, keys, subjects, user, network, now, sealed)
 		return err
 	})
 	committed := false
@@ -90,9 +98,12 @@ func (s *Store) pipelinedAttempt(ctx context.Context, conn *sql.Conn, keys []str
 	return p.Commit()
 }
 
-// beginAttempt sends BEGIN, the advisory locks of keys and the states' read as
-// one batch on c and returns what the read found.
-func beginAttempt(ctx context.Context, c *pgx.Conn, keys []string, subjects []ThrottleSubject, user, network string, now time.Time) ([]ThrottleState, time.Time, error) {
+// beginAttempt sends BEGIN, the advisory locks of keys, the states' read and,
+// when sealed is set (WithSealedRead), the sealed challenge's state as one batch
+// on c and returns what the read found; sealed gets its state. Each read is its
+// own statement after the lock's, so each takes its snapshot once the lock is
+// granted.
+func beginAttempt(ctx context.Context, c *pgx.Conn, keys []string, subjects []ThrottleSubject, user, network string, now time.Time, sealed *sealedRead) ([]ThrottleState, time.Time, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	locks := len(keys) > 0
@@ -104,6 +115,10 @@ func beginAttempt(ctx context.Context, c *pgx.Conn, keys []string, subjects []Th
 	if read != "" {
 		b.Queue(numberPlaceholders(read), args...)
 	}
+	if sealed != nil {
+		sealed.done = false
+		b.Queue(sealedStatePGSQL, sealed.factorID, sealed.userID, sealed.id)
+	}
 	br := c.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {
@@ -114,19 +129,32 @@ func beginAttempt(ctx context.Context, c *pgx.Conn, keys []string, subjects []Th
 			return nil, time.Time{}, err
 		}
 	}
-	if read == "" {
-		return nil, time.Time{}, br.Close()
+	var states []ThrottleState
+	var seen time.Time
+	if read != "" {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		states, seen, err = scanAttemptStates(rows)
+		rows.Close()
+		if err != nil {
+			return nil, time.Time{}, err
+		}
 	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, time.Time{}, err
+	if sealed != nil {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		err = scanSealedState(rows, sealed)
+		rows.Close()
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		sealed.done = true
 	}
-	states, seen, err := scanAttemptStates(rows)
-	rows.Close()
-	if err == nil {
-		err = br.Close()
-	}
-	return states, seen, err
+	return states, seen, br.Close()
 }
 
 // pipeTx is an InAttempt transaction on PostgreSQL as gorm's ConnPool: the

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -155,5 +156,82 @@ func TestInAttemptRollsBack(t *testing.T) {
 	}
 	if err := st.InAttempt(ctx, make([]string, 9), nil, "", "", attemptNow, nil); err == nil {
 		t.Fatal("nine keys held")
+	}
+}
+
+// A sealed challenge's state read ahead with the counts (WithSealedRead: on
+// PostgreSQL a fourth statement of the attempt's pipeline) is read after the
+// hold too: an attempt that waited for another's sees the wrong answer and the
+// step that one committed meanwhile, read once, and LoadSealedChallenge reads
+// again after that.
+func TestSealedReadAfterTheHold(t *testing.T) {
+	url := storagetest.URL(t)
+	a, b := storagetest.OpenURL(t, url), storagetest.OpenURL(t, url)
+	ctx := context.Background()
+	step := int64(7)
+	if err := a.CreateFactor(ctx, &storage.Factor{ID: "f1", UserID: "alice", Method: "totp", Name: "Phone", State: storage.FactorActive,
+		SealedSecret: []byte{1, 2}, SecretKeyID: "k1", LastStep: &step, CreatedAt: attemptNow, UpdatedAt: attemptNow}); err != nil {
+		t.Fatal(err)
+	}
+	mk := func() *storage.Challenge {
+		return &storage.Challenge{ID: "c1", UserID: "alice", FactorID: "f1", Method: "totp", State: storage.ChallengeOpen, MaxAttempts: 5,
+			ExpiresAt: attemptNow.Add(time.Minute), ClientIP: "192.0.2.1", CreatedAt: attemptNow}
+	}
+	keys := []string{"user:alice", "hold:challenge:c1"}
+	holding, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- a.InAttempt(ctx, keys, alice, "", "", attemptNow, func(ctx context.Context, _ []storage.ThrottleState, _ time.Time) error {
+			if _, _, err := a.FailSealedChallengeAttempt(ctx, mk(), attemptNow); err != nil {
+				return err
+			}
+			if _, err := a.AdvanceLastStepFrom(ctx, "f1", &step, step+1, attemptNow); err != nil {
+				return err
+			}
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	type seen struct {
+		ahead, again bool
+		attempts     int
+		step         int64
+		secret       string
+	}
+	got := make(chan seen, 1)
+	go func() {
+		c := mk()
+		var s seen
+		err := b.InAttempt(storage.WithSealedRead(ctx, c), keys, alice, "", "", attemptNow,
+			func(ctx context.Context, _ []storage.ThrottleState, _ time.Time) error {
+				s.ahead = storage.SealedReadAhead(ctx, c)
+				f, err := b.LoadSealedChallenge(ctx, c)
+				if err != nil || f == nil || f.LastStep == nil {
+					return fmt.Errorf("factor %+v, %v", f, err)
+				}
+				s.attempts, s.step, s.secret = c.Attempts, *f.LastStep, fmt.Sprint(f.SealedSecret, f.SecretKeyID, f.Method, f.State)
+				s.again = storage.SealedReadAhead(ctx, c)
+				return nil
+			})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- s
+	}()
+	if storagetest.IsPostgres() {
+		waitForAdvisoryWaiter(t, a, "user:alice")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s := <-got
+	if s.attempts != 1 || s.step != step+1 || s.secret != "[1 2]k1totpactive" {
+		t.Fatalf("the waiting attempt read %d attempts, step %d, %s; want the holder's 1 and %d", s.attempts, s.step, s.secret, step+1)
+	}
+	if s.ahead != storagetest.IsPostgres() || s.again {
+		t.Fatalf("read ahead %v (want %v on PostgreSQL only), still there after it was taken: %v", s.ahead, storagetest.IsPostgres(), s.again)
 	}
 }

@@ -18,8 +18,13 @@ const auditCloseTimeout = 10 * time.Second
 // yet published wait in the store for the next relay.
 func (a *App) startAudit(m *server.Metrics) (*audit.Trail, error) {
 	am := audit.NewMetrics(m.Registry())
+	linger := a.cfg.AuditRelayLinger
+	if linger <= 0 {
+		linger = -1 // none (the relay's zero is its default)
+	}
 	relay, err := audit.NewRelay(audit.RelayConfig{
 		Store: a.store, Events: a.events, Log: a.log, Metrics: am, PublishTimeout: a.cfg.AuditPublishTimeout,
+		Linger: linger,
 	})
 	if err != nil {
 		return nil, err

@@ -40,6 +40,7 @@ type ObserveConfig struct {
 	AuditMaxAge         time.Duration
 	AuditRetention      time.Duration
 	AuditPublishTimeout time.Duration
+	AuditRelayLinger    time.Duration
 	HealthInterval      time.Duration
 }
 
@@ -62,6 +63,7 @@ func observeFlags(fs *flag.FlagSet, c *ObserveConfig) {
 	fs.DurationVar(&c.AuditMaxAge, "audit-max-age", notify.DefaultStreamConfig().AuditMaxAge, "how long the NATS audit stream keeps events")
 	fs.DurationVar(&c.AuditRetention, "audit-retention", 365*24*time.Hour, "how long the database keeps audit events")
 	fs.DurationVar(&c.AuditPublishTimeout, "audit-publish-timeout", 2*time.Second, "bound on the audit relay's wait for JetStream's acknowledgements of one round (and on an unanswered async publish)")
+	fs.DurationVar(&c.AuditRelayLinger, "audit-relay-linger", 20*time.Millisecond, "how long the audit relay, woken by new rows, waits before publishing, so that one round carries the rows stored meanwhile (0: none)")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second, "how often the database and NATS are checked for gRPC health")
 }
 
