@@ -123,6 +123,7 @@ var recordThrottleFailureSQL = `INSERT INTO throttle_states (` + strings.Join(th
 
 // blockThrottleSQL sets a subject's delay or lock.
 const blockThrottleSQL = "UPDATE throttle_states SET blocked_until = ?, locked = ? WHERE kind = ? AND subject_key = ?"
+
 // pendingAuditSQL is the relay's read of the outbox: the oldest pending rows in
 // its order, through the partial index of pending rows (its WHERE is the index's).
 var pendingAuditSQL = `SELECT ` + prefixed("", auditCols) + ` FROM audit_events WHERE pending
