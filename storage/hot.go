@@ -19,8 +19,8 @@ import (
 // joins it.
 
 // maxHotStmts bounds the prepared statements kept; the login path has a handful
-// (the throttle read has one per number of subjects).
-const maxHotStmts = 32
+// (the throttle read has one per number of subjects; a push login a dozen).
+const maxHotStmts = 64
 
 type hotStmts struct {
 	mu sync.Mutex

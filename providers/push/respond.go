@@ -111,6 +111,18 @@ const (
 // replicas exactly one caller gets StatusAccepted); a denial is reported once the
 // same way. Later calls get StatusExpired.
 func (s *Service) Verify(ctx context.Context, userID, challengeID string) (Status, error) {
+	// An approval is what a login usually finds: redeem it in one conditional
+	// UPDATE, with no read first. Without a row (pending, denied, expired,
+	// redeemed, another user's or none) the challenge is read to say which.
+	if challengeID != "" && len(challengeID) <= 36 {
+		ok, err := s.store.RedeemUsersPushChallenge(ctx, challengeID, userID, s.now())
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return StatusAccepted, nil
+		}
+	}
 	st, err := s.peek(ctx, userID, challengeID)
 	if err != nil || (st != StatusAccepted && st != StatusDenied) {
 		return st, err
