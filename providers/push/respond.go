@@ -39,7 +39,10 @@ func (in RespondInput) RespondFields() []string {
 // is NumberNone); a wrong number denies the login and is reported as suspected
 // push fatigue. The answer is one conditional UPDATE: of concurrent answers on
 // any replica exactly one is recorded, the others get ErrAnswered. The user's
-// push limits are updated in the same transaction.
+// push limits are updated in the same transaction (the caller's, when it runs
+// Respond inside one: the DeviceService runs it in the request's). Its
+// refusals (an InputError, ErrNotFound, ErrAnswered, ErrExpired) are returned
+// before anything is written.
 func (s *Service) Respond(ctx context.Context, d *storage.PushDevice, in RespondInput) (*Response, error) {
 	switch in.Decision {
 	case DecisionApprove, DecisionDeny, DecisionNotMe:
