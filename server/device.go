@@ -150,6 +150,7 @@ func (s *deviceService) authenticateThen(ctx context.Context, a *pb.DeviceAuth, 
 	var d *storage.PushDevice
 	var refused error
 	res, err := s.opts.Guard(ctx, subj, func(ctx context.Context) (throttle.Verdict, error) {
+		refused = nil
 		var err error
 		d, err = s.push.Authenticate(ctx, r, purpose, fields...)
 		switch {

@@ -23,7 +23,9 @@
 //     statement prepared once on the hot pool (hot.go txStmt; gorm would prepare
 //     it again in every transaction), or through gorm until it is prepared.
 //     A verification's audit records (AddAuditEvents inside a transaction) are one
-//     of them (insertAuditSQL).
+//     of them (insertAuditSQL), and so are a push login's statements (hotpush.go:
+//     the device and its nonce, the push challenge, the user's push limit, the
+//     stored login challenge's insert).
 //
 // The hand-written SQL of the login path (the Raw and the prepared statements)
 // lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM
