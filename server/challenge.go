@@ -34,36 +34,22 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 	if d.Blocked {
 		return nil, throttledError(d)
 	}
-	var (
-		out    BeginOutput
-		ch     *challenge.Challenge
-		id     string
-		userID = req.GetUserId()
-	)
-	begin := func(ctx context.Context) error {
-		var err error
-		out, err = f.Challenge.Begin(ctx, BeginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext(), Locale: req.GetLocale()})
-		if err != nil {
-			return err
-		}
-		if out.UserID != "" {
-			userID = out.UserID
-		}
-		ch, id, err = s.challenges.Begin(ctx, challenge.Spec{UserID: userID, FactorID: out.FactorID, Method: f.Name,
-			ClientIP: req.GetContext().GetIp(), Session: out.Session, Sealed: out.Sealed, FromStep: out.FromStep})
-		return err
-	}
-	if f.BeginInTx {
-		err = s.store.InTx(ctx, begin)
-	} else {
-		err = begin(ctx)
-	}
+	out, err := f.Challenge.Begin(ctx, BeginInput{UserID: req.GetUserId(), FactorID: req.GetFactorId(), Client: req.GetContext(), Locale: req.GetLocale()})
 	if errors.Is(err, ErrNoFactor) {
 		if req.GetFactorId() != "" {
 			return nil, notFound("factor_id", req.GetFactorId())
 		}
 		return nil, status.Errorf(codes.FailedPrecondition, "user_id: the user has no active %s factor", f.Name)
 	}
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	userID := req.GetUserId()
+	if out.UserID != "" {
+		userID = out.UserID
+	}
+	ch, id, err := s.challenges.Begin(ctx, challenge.Spec{UserID: userID, FactorID: out.FactorID, Method: f.Name,
+		ClientIP: req.GetContext().GetIp(), Session: out.Session, Sealed: out.Sealed, FromStep: out.FromStep})
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}

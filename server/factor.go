@@ -44,10 +44,6 @@ type Factor struct {
 	// FindsUser: a BeginChallenge may leave user_id empty, and the answer names
 	// the user (a passkey login).
 	FindsUser bool
-	// BeginInTx: its Begin writes (a push challenge and the user's push
-	// limits), so it runs in one transaction with the stored login challenge:
-	// one commit, and neither is kept without the other.
-	BeginInTx bool
 
 	// Challenge begins and verifies its challenges (required).
 	Challenge ChallengeMethod

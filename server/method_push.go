@@ -27,7 +27,7 @@ type PushPublisher interface {
 // waiting VerifyChallenge only reads the store once.
 func PushFactor(p *push.Service, pub PushPublisher) Factor {
 	return Factor{
-		Name: push.Method, Method: pb.Method_METHOD_PUSH, Enrollable: true, BeginInTx: true,
+		Name: push.Method, Method: pb.Method_METHOD_PUSH, Enrollable: true,
 		Challenge: pushMethod{p, pub}, Enroll: pushEnroller{p}, Status: pushStatus,
 	}
 }
