@@ -124,9 +124,23 @@ func (s *deviceService) deviceStatus(ctx context.Context, err error) error {
 // opts.Guard when set. A device id longer than a device's is counted by the
 // network only (the request is refused anyway).
 func (s *deviceService) authenticate(ctx context.Context, a *pb.DeviceAuth, purpose string, fields ...string) (*storage.PushDevice, error) {
+	return s.authenticateThen(ctx, a, nil, purpose, fields...)
+}
+
+// authenticateThen is authenticate, then, for an authenticated device, then
+// in the Guard's transaction: what then writes commits with the request's
+// nonce and counts (one transaction where there were two). then must write
+// nothing when it returns a refusal (errRefusal: the request stands, its nonce
+// is remembered, the refusal is returned after the commit); any other error
+// rolls back the whole request, nonce included: it was not accepted.
+func (s *deviceService) authenticateThen(ctx context.Context, a *pb.DeviceAuth, then func(ctx context.Context, d *storage.PushDevice) error,
+	purpose string, fields ...string) (*storage.PushDevice, error) {
 	r := deviceRequest(a)
 	if s.opts.Guard == nil {
 		d, err := s.push.Authenticate(ctx, r, purpose, fields...)
+		if err == nil && then != nil {
+			err = then(ctx, d)
+		}
 		return d, s.deviceStatus(ctx, err)
 	}
 	subj := throttle.Subjects{Device: r.DeviceID, IP: peerIP(ctx), HighEntropy: true}
@@ -134,7 +148,9 @@ func (s *deviceService) authenticate(ctx context.Context, a *pb.DeviceAuth, purp
 		subj.Device = ""
 	}
 	var d *storage.PushDevice
+	var refused error
 	res, err := s.opts.Guard(ctx, subj, func(ctx context.Context) (throttle.Verdict, error) {
+		refused = nil
 		var err error
 		d, err = s.push.Authenticate(ctx, r, purpose, fields...)
 		switch {
@@ -142,6 +158,14 @@ func (s *deviceService) authenticate(ctx context.Context, a *pb.DeviceAuth, purp
 			return throttle.Rejected, nil
 		case err != nil:
 			return 0, err
+		}
+		if then != nil {
+			if err := then(ctx, d); err != nil {
+				if !errRefusal(err) {
+					return 0, err
+				}
+				refused = err
+			}
 		}
 		return throttle.Accepted, nil
 	})
@@ -155,8 +179,19 @@ func (s *deviceService) authenticate(ctx context.Context, a *pb.DeviceAuth, purp
 		return nil, throttledError(res.Decision)
 	case res.Verdict == throttle.Rejected:
 		return nil, s.deviceStatus(ctx, push.ErrUnauthenticated)
+	case refused != nil:
+		return d, s.deviceStatus(ctx, refused)
 	}
 	return d, nil
+}
+
+// errRefusal tells whether err is a push refusal of an authenticated device's
+// request, which the push factor returns before writing anything (bad input,
+// no such challenge, answered, expired).
+func errRefusal(err error) bool {
+	var ie *push.InputError
+	return errors.As(err, &ie) || errors.Is(err, push.ErrNotFound) || errors.Is(err, push.ErrAnswered) ||
+		errors.Is(err, push.ErrExpired)
 }
 
 // maxDeviceIDLen is the longest device id (a UUID).
@@ -266,16 +301,22 @@ func (s *deviceService) RespondPush(ctx context.Context, req *pb.RespondPushRequ
 	if in.Decision == "" {
 		return nil, status.Error(codes.InvalidArgument, "decision: want approve, deny or not_me")
 	}
-	d, err := s.authenticate(ctx, req.GetAuth(), push.PurposeRespond, in.RespondFields()...)
+	// The answer is recorded in the transaction that authenticated the request
+	// (the Guard's), announced once that has committed.
+	var r *push.Response
+	d, err := s.authenticateThen(ctx, req.GetAuth(), func(ctx context.Context, d *storage.PushDevice) error {
+		var err error
+		r, err = s.push.Respond(ctx, d, in)
+		return err
+	}, push.PurposeRespond, in.RespondFields()...)
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.push.RespondAndAnnounce(ctx, s.opts.Announcer, d, in)
-	if r == nil {
-		return nil, s.deviceStatus(ctx, err)
-	}
-	if err != nil { // recorded; the verifier finds it at its next read
-		s.opts.Log.WarnContext(ctx, "push: announcing the answer failed", "error", err.Error())
+	if s.opts.Announcer != nil {
+		if err := s.opts.Announcer.AnnouncePushResponse(ctx, in.ChallengeID); err != nil {
+			// recorded; the verifier finds it at its next read
+			s.opts.Log.WarnContext(ctx, "push: announcing the answer failed", "error", err.Error())
+		}
 	}
 	s.auditAnswer(ctx, d, in.ChallengeID, r)
 	s.notMe(ctx, d, in.ChallengeID, r)

@@ -36,9 +36,10 @@ type Challenge struct {
 	UpdatedAt   time.Time
 }
 
-// CreateChallenge inserts a challenge.
+// CreateChallenge inserts a challenge: on the login path of stored challenges
+// (push, email), a prepared statement (hotpush.go).
 func (s *Store) CreateChallenge(ctx context.Context, c *Challenge) error {
-	return s.DB(ctx).Create(c).Error
+	return s.createChallenge(ctx, c)
 }
 
 // GetChallenge loads a challenge by id, whatever its state.

@@ -25,9 +25,11 @@
 //     A verification's audit records (AddAuditEvents inside a transaction) are one
 //     of them (insertAuditSQL), and so are the audit relay's read and mark of the
 //     outbox (PendingAuditEvents, MarkAuditEventsPublished), which run after every
-//     relay wake-up, and the count of a failed attempt (RecordThrottleFailure: one
+//     relay wake-up; the count of a failed attempt (RecordThrottleFailure: one
 //     upsert … RETURNING, then the delay's UPDATE when it grows), which every
-//     wrong answer runs and an attacker drives.
+//     wrong answer runs and an attacker drives; and a push login's statements
+//     (hotpush.go: the device and its nonce, the push challenge, the user's push
+//     limit, the stored login challenge's insert).
 //
 // The hand-written SQL of the login path (the Raw and the prepared statements)
 // lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM

@@ -18,10 +18,10 @@ import (
 // the statement prepared on the hot pool (txStmt), as every other Store call
 // joins it.
 
-// maxHotStmts bounds the prepared statements kept; the login path has a few
+// maxHotStmts bounds the prepared statements kept; the login paths have a few
 // dozen (the throttle read has one per number of subjects, the audit relay's
-// mark one per width).
-const maxHotStmts = 64
+// mark one per width, a push login a dozen).
+const maxHotStmts = 96
 
 type hotStmts struct {
 	mu sync.Mutex

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // Push device states.
@@ -183,28 +182,6 @@ func (s *Store) GetPushDevice(ctx context.Context, id string) (*PushDevice, erro
 // (EnrollmentService.RemoveFactor, an admin's reset) disables the device at once.
 const activeDevice = "push_devices.state = ? AND EXISTS (SELECT 1 FROM factors WHERE factors.id = push_devices.id AND factors.state = ?)"
 
-// GetActivePushDevice loads a usable device by id; ErrNotFound otherwise.
-func (s *Store) GetActivePushDevice(ctx context.Context, id string) (*PushDevice, error) {
-	var d PushDevice
-	err := s.DB(ctx).Where("id = ?", id).Where(activeDevice, PushDeviceActive, FactorActive).Take(&d).Error
-	if err != nil {
-		return nil, notFound(err)
-	}
-	return &d, nil
-}
-
-// ListPushDevices lists a user's devices, oldest first; only usable ones when
-// activeOnly.
-func (s *Store) ListPushDevices(ctx context.Context, userID string, activeOnly bool) ([]PushDevice, error) {
-	q := s.DB(ctx).Where("user_id = ?", userID)
-	if activeOnly {
-		q = q.Where(activeDevice, PushDeviceActive, FactorActive)
-	}
-	var out []PushDevice
-	err := q.Order("created_at, id").Find(&out).Error
-	return out, err
-}
-
 // CountPushDevices counts a user's usable devices.
 func (s *Store) CountPushDevices(ctx context.Context, userID string) (int64, error) {
 	var n int64
@@ -259,110 +236,16 @@ func (s *Store) TouchPushDevice(ctx context.Context, id string, now time.Time) e
 	return s.DB(ctx).Model(&PushDevice{}).Where("id = ?", id).Update("last_seen_at", now).Error
 }
 
-// RememberPushNonce records a device's nonce until expiresAt. It reports false
-// when the device already used it: of concurrent callers with one nonce exactly
-// one sees true (the primary key decides).
-func (s *Store) RememberPushNonce(ctx context.Context, deviceID string, nonce []byte, expiresAt time.Time) (bool, error) {
-	res := s.DB(ctx).Clauses(clause.OnConflict{DoNothing: true}).
-		Create(&PushNonce{DeviceID: deviceID, Nonce: nonce, ExpiresAt: expiresAt})
-	return res.RowsAffected == 1, res.Error
-}
-
 // DeletePushNoncesBefore forgets nonces whose requests can no longer be accepted.
 func (s *Store) DeletePushNoncesBefore(ctx context.Context, t time.Time) (int64, error) {
 	res := s.DB(ctx).Where("expires_at < ?", t).Delete(&PushNonce{})
 	return res.RowsAffected, res.Error
 }
 
-// CreatePushChallenge inserts a push challenge.
-func (s *Store) CreatePushChallenge(ctx context.Context, c *PushChallenge) error {
-	return s.DB(ctx).Create(c).Error
-}
-
-// GetPushChallenge loads a push challenge by id.
-func (s *Store) GetPushChallenge(ctx context.Context, id string) (*PushChallenge, error) {
-	var c PushChallenge
-	if err := s.DB(ctx).Where("id = ?", id).Take(&c).Error; err != nil {
-		return nil, notFound(err)
-	}
-	return &c, nil
-}
-
-// ListPendingPushChallenges lists a user's pending, unexpired challenges, newest
-// first, at most limit.
-func (s *Store) ListPendingPushChallenges(ctx context.Context, userID string, now time.Time, limit int) ([]PushChallenge, error) {
-	var out []PushChallenge
-	err := s.DB(ctx).Where("user_id = ? AND state = ? AND expires_at > ?", userID, PushPending, now).
-		Order("created_at DESC, id").Limit(limit).Find(&out).Error
-	return out, err
-}
-
-// AnswerPushChallenge moves a pending, unexpired challenge of userID to state
-// (approved or denied) with the device's decision. Of concurrent answers exactly
-// one sees true.
-func (s *Store) AnswerPushChallenge(ctx context.Context, id, userID, state, decision, deviceID string, now time.Time) (bool, error) {
-	res := s.DB(ctx).Model(&PushChallenge{}).
-		Where("id = ? AND user_id = ? AND state = ? AND expires_at > ?", id, userID, PushPending, now).
-		Updates(map[string]any{"state": state, "decision": decision, "device_id": deviceID, "answered_at": now})
-	return res.RowsAffected == 1, res.Error
-}
-
-// RedeemPushChallenge moves an approved, unexpired challenge to redeemed. Of
-// concurrent callers exactly one sees true.
-func (s *Store) RedeemPushChallenge(ctx context.Context, id string, now time.Time) (bool, error) {
-	return s.ClosePushChallenge(ctx, id, PushApproved, now)
-}
-
-// ClosePushChallenge moves a challenge from state from (approved, or denied) to
-// redeemed, an approval only while unexpired: the answer is reported once. Of
-// concurrent callers exactly one sees true.
-func (s *Store) ClosePushChallenge(ctx context.Context, id, from string, now time.Time) (bool, error) {
-	q := s.DB(ctx).Model(&PushChallenge{}).Where("id = ? AND state = ?", id, from)
-	if from == PushApproved {
-		q = q.Where("expires_at > ?", now)
-	}
-	res := q.Updates(map[string]any{"state": PushRedeemed, "redeemed_at": now})
-	return res.RowsAffected == 1, res.Error
-}
-
 // DeletePushChallengesBefore removes push challenges that expired before t.
 func (s *Store) DeletePushChallengesBefore(ctx context.Context, t time.Time) (int64, error) {
 	res := s.DB(ctx).Where("expires_at < ?", t).Delete(&PushChallenge{})
 	return res.RowsAffected, res.Error
-}
-
-// GetPushLimit loads a user's push limit state, creating its zero row first if
-// there is none (concurrent creators agree: the insert does nothing on conflict).
-func (s *Store) GetPushLimit(ctx context.Context, userID string) (*PushLimit, error) {
-	var l PushLimit
-	err := s.DB(ctx).Where("user_id = ?", userID).Take(&l).Error
-	if err == nil {
-		return &l, nil
-	}
-	if notFound(err) != ErrNotFound {
-		return nil, err
-	}
-	err = s.DB(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&PushLimit{UserID: userID}).Error
-	if err != nil {
-		return nil, err
-	}
-	if err := s.DB(ctx).Where("user_id = ?", userID).Take(&l).Error; err != nil {
-		return nil, notFound(err)
-	}
-	return &l, nil
-}
-
-// CompareAndSwapPushLimit writes next only if the row is still at next.Version-1
-// (the version its caller read, plus one). It reports whether it wrote: of
-// concurrent writers from one version exactly one does, on any number of replicas.
-func (s *Store) CompareAndSwapPushLimit(ctx context.Context, next *PushLimit) (bool, error) {
-	res := s.DB(ctx).Model(&PushLimit{}).Where("user_id = ? AND version = ?", next.UserID, next.Version-1).
-		Updates(map[string]any{
-			"version": next.Version, "pending_id": next.PendingID, "pending_until": next.PendingUntil,
-			"level": next.Level, "next_allowed_at": next.NextAllowedAt, "day": next.Day,
-			"day_count": next.DayCount, "locked": next.Locked,
-		})
-	return res.RowsAffected == 1, res.Error
 }
 
 // UnlockPushLimit lifts a user's "this was not me" lock, if any, in one statement

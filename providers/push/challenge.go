@@ -163,7 +163,7 @@ type Pending struct {
 // ListPending lists the pushes waiting for an answer from the authenticated
 // device d's user (at most 10, newest first).
 func (s *Service) ListPending(ctx context.Context, d *storage.PushDevice) ([]Pending, error) {
-	rows, err := s.store.ListPendingPushChallenges(ctx, d.UserID, s.now(), 10)
+	rows, err := s.store.ListPendingPushHeads(ctx, d.UserID, s.now(), 10)
 	if err != nil {
 		return nil, err
 	}

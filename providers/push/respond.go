@@ -39,7 +39,10 @@ func (in RespondInput) RespondFields() []string {
 // is NumberNone); a wrong number denies the login and is reported as suspected
 // push fatigue. The answer is one conditional UPDATE: of concurrent answers on
 // any replica exactly one is recorded, the others get ErrAnswered. The user's
-// push limits are updated in the same transaction.
+// push limits are updated in the same transaction (the caller's, when it runs
+// Respond inside one: the DeviceService runs it in the request's). Its
+// refusals (an InputError, ErrNotFound, ErrAnswered, ErrExpired) are returned
+// before anything is written.
 func (s *Service) Respond(ctx context.Context, d *storage.PushDevice, in RespondInput) (*Response, error) {
 	switch in.Decision {
 	case DecisionApprove, DecisionDeny, DecisionNotMe:
@@ -111,6 +114,18 @@ const (
 // replicas exactly one caller gets StatusAccepted); a denial is reported once the
 // same way. Later calls get StatusExpired.
 func (s *Service) Verify(ctx context.Context, userID, challengeID string) (Status, error) {
+	// An approval is what a login usually finds: redeem it in one conditional
+	// UPDATE, with no read first. Without a row (pending, denied, expired,
+	// redeemed, another user's or none) the challenge is read to say which.
+	if challengeID != "" && len(challengeID) <= 36 {
+		ok, err := s.store.RedeemUsersPushChallenge(ctx, challengeID, userID, s.now())
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return StatusAccepted, nil
+		}
+	}
 	st, err := s.peek(ctx, userID, challengeID)
 	if err != nil || (st != StatusAccepted && st != StatusDenied) {
 		return st, err
