@@ -2,10 +2,12 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
@@ -68,22 +70,14 @@ func TestTrustedDevicesCapHoldsUnderConcurrency(t *testing.T) {
 	const maxPerUser, creators, rounds = 3, 24, 16
 	for round := range rounds {
 		user := fmt.Sprintf("u-cap-%d", round)
-		errs := make(chan error, creators)
-		start := make(chan struct{})
-		for i := range creators {
-			go func() {
-				<-start
-				id := fmt.Sprintf("00000000-0000-0000-%04d-%012d", round, i)
-				_, err := s.CreateTrustedDevice(ctx, &storage.TrustedDevice{ID: id, UserID: user, TokenHash: []byte(id),
-					CreatedAt: t0.Add(time.Duration(i) * time.Millisecond), ExpiresAt: t0.Add(time.Hour)}, maxPerUser)
-				errs <- err
-			}()
-		}
-		close(start)
-		for range creators {
-			if err := <-errs; err != nil {
-				t.Fatal(err)
-			}
+		errs := testfix.AtOnce(creators, func(i int) error {
+			id := fmt.Sprintf("00000000-0000-0000-%04d-%012d", round, i)
+			_, err := s.CreateTrustedDevice(ctx, &storage.TrustedDevice{ID: id, UserID: user, TokenHash: []byte(id),
+				CreatedAt: t0.Add(time.Duration(i) * time.Millisecond), ExpiresAt: t0.Add(time.Hour)}, maxPerUser)
+			return err
+		})
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
 		}
 		devices, err := s.ListTrustedDevices(ctx, user)
 		if err != nil {

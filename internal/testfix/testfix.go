@@ -68,3 +68,22 @@ func (c *Clock) Set(t time.Time) {
 	defer c.mu.Unlock()
 	c.now = t
 }
+
+// AtOnce runs f(0) … f(n-1) on n goroutines released together, as concurrent
+// requests from many replicas arrive, and returns their errors in order of i.
+func AtOnce(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}

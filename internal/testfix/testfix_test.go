@@ -2,6 +2,7 @@ package testfix
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -46,5 +47,23 @@ func TestClock(t *testing.T) {
 	c.Set(t0)
 	if got := c.Now(); !got.Equal(t0) {
 		t.Fatalf("after Set: %v", got)
+	}
+}
+
+func TestAtOnce(t *testing.T) {
+	// Each call waits until all four have started: AtOnce runs them together
+	// (run one after the other, the first would wait forever).
+	var started sync.WaitGroup
+	started.Add(4)
+	errs := AtOnce(4, func(i int) error {
+		started.Done()
+		started.Wait()
+		if i == 2 {
+			return errors.New("two")
+		}
+		return nil
+	})
+	if len(errs) != 4 || errs[2] == nil || errs[2].Error() != "two" || errs[0] != nil || errs[1] != nil || errs[3] != nil {
+		t.Fatalf("errors %v, want only the third", errs)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
@@ -22,19 +23,13 @@ func TestIssueCapHoldsUnderConcurrency(t *testing.T) {
 	const issuers, rounds = 24, 8
 	for round := range rounds {
 		user := fmt.Sprintf("cap-%d", round)
-		errs := make(chan error, issuers)
-		start := make(chan struct{})
-		for i := range issuers {
-			go func() {
-				<-start
-				_, _, err := replicas[i%2].svc.Issue(ctx, user, fmt.Sprintf("client %d", i), apppasswords.Scope{})
-				errs <- err
-			}()
-		}
-		close(start)
+		errs := testfix.AtOnce(issuers, func(i int) error {
+			_, _, err := replicas[i%2].svc.Issue(ctx, user, fmt.Sprintf("client %d", i), apppasswords.Scope{})
+			return err
+		})
 		issued := 0
-		for range issuers {
-			switch err := <-errs; {
+		for _, err := range errs {
+			switch {
 			case err == nil:
 				issued++
 			case !errors.Is(err, apppasswords.ErrTooMany):

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -28,19 +29,13 @@ func TestEnrollmentCapHoldsUnderConcurrency(t *testing.T) {
 			}
 			inputs[i] = e.finishInput(newKey(t), en.Token, push.Endpoint{Kind: storage.PushEndpointPoll}, false)
 		}
-		errs := make(chan error, devices)
-		start := make(chan struct{})
-		for i := range inputs {
-			go func() {
-				<-start
-				_, err := replicas[i%2].FinishEnrollment(ctx, inputs[i])
-				errs <- err
-			}()
-		}
-		close(start)
+		errs := testfix.AtOnce(devices, func(i int) error {
+			_, err := replicas[i%2].FinishEnrollment(ctx, inputs[i])
+			return err
+		})
 		finished := 0
-		for range devices {
-			switch err := <-errs; {
+		for _, err := range errs {
+			switch {
 			case err == nil:
 				finished++
 			case !errors.Is(err, push.ErrTooManyDevices):
