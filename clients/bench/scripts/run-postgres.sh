@@ -13,7 +13,7 @@ AUTHD=$1 BENCH=$2 SEED=$3 TEMPLATE=$4 TAG=$5
 SCENARIOS=${6:-totp-login,app-password,backup-code,admin-code,email-login,push-login}
 shift $(( $# < 6 ? $# : 6 ))
 PG=${PG:-postgres://postgres@127.0.0.1:5432}
-DB=bench_run_$(echo "$TAG" | tr -c 'a-zA-Z0-9_\n' _)
+DB=bench_run_$(echo "$TAG" | tr 'A-Z' 'a-z' | tr -c 'a-z0-9_\n' _)
 psql -q "$PG/${PG_ADMIN_DB:-test}" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB TEMPLATE $TEMPLATE"
 trap 'psql -q "$PG/${PG_ADMIN_DB:-test}" -c "DROP DATABASE IF EXISTS $DB" || true' EXIT
 "$(dirname "$0")/run-sqlite.sh" "$AUTHD" "$BENCH" "$SEED" "$TAG" "$SCENARIOS" \
