@@ -27,11 +27,16 @@
 //     outbox (PendingAuditEvents, MarkAuditEventsPublished), which run after every
 //     relay wake-up, and the count of a failed attempt (RecordThrottleFailure: one
 //     upsert … RETURNING, then the delay's UPDATE when it grows), which every
-//     wrong answer runs and an attacker drives.
+//     wrong answer runs and an attacker drives. A code login's statements
+//     (email, SMS, Telegram, Signal: CreateOTPCode with its send counts,
+//     GetOTPCode, AttemptOTPCode, ConsumeOTPCode, FailOTPCodeIfSpent,
+//     RecordOTPDelivery) are too.
 //
 // The hand-written SQL of the login path (the Raw and the prepared statements)
 // lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM
-// models (GetThrottles' list is still in throttle.go).
+// models (GetThrottles' list is still in throttle.go); the code login's is in
+// hototp.go, checked by hototp_internal_test.go (columns) and hototp_test.go
+// (rows read back equal to gorm's).
 //
 // Security properties:
 //
