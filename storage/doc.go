@@ -27,13 +27,18 @@
 //     outbox (PendingAuditEvents, MarkAuditEventsPublished), which run after every
 //     relay wake-up; the count of a failed attempt (RecordThrottleFailure: one
 //     upsert … RETURNING, then the delay's UPDATE when it grows), which every
-//     wrong answer runs and an attacker drives; and a push login's statements
+//     wrong answer runs and an attacker drives; a push login's statements
 //     (hotpush.go: the device and its nonce, the push challenge, the user's push
-//     limit, the stored login challenge's insert).
+//     limit, the stored login challenge's insert); and a code login's (email,
+//     SMS, Telegram, Signal; hototp.go: CreateOTPCode with its send counts,
+//     GetOTPCode, AttemptOTPCode, ConsumeOTPCode, FailOTPCodeIfSpent,
+//     RecordOTPDelivery).
 //
 // The hand-written SQL of the login path (the Raw and the prepared statements)
 // lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM
-// models (GetThrottles' list is still in throttle.go).
+// models (GetThrottles' list is still in throttle.go); the code login's is in
+// hototp.go, checked by hototp_internal_test.go (columns) and hototp_test.go
+// (rows read back equal to gorm's).
 //
 // Security properties:
 //

@@ -129,16 +129,18 @@ func (s *Store) countSends(ctx context.Context, caps []OTPSendCap, now time.Time
 		if c.Limit < 1 {
 			return &SendCapError{Scope: c.Scope}
 		}
-		var out []struct{ Sends int }
-		err := s.DB(ctx).Raw(`INSERT INTO otp_send_counters (scope, subject_key, day, sends, updated_at)
- VALUES (?, ?, ?, 1, ?)
- ON CONFLICT (scope, subject_key, day) DO UPDATE SET sends = otp_send_counters.sends + 1, updated_at = excluded.updated_at
- WHERE otp_send_counters.sends < ?
- RETURNING sends`, c.Scope, c.Key, day, now.UTC(), c.Limit).Scan(&out).Error
+		rows, err := s.hotQuery(ctx, countSendSQL, c.Scope, c.Key, day, now.UTC(), c.Limit) // hototp.go
 		if err != nil {
 			return err
 		}
-		if len(out) == 0 {
+		counted := rows.Next()
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if !counted {
+			if err := rows.Err(); err != nil {
+				return err
+			}
 			return &SendCapError{Scope: c.Scope}
 		}
 	}
@@ -152,7 +154,7 @@ func (s *Store) CreateOTPCode(ctx context.Context, c *OTPCode, caps []OTPSendCap
 		if err := s.countSends(ctx, caps, now); err != nil {
 			return err
 		}
-		return s.DB(ctx).Create(c).Error
+		return s.insertOTPCode(ctx, c) // hototp.go
 	})
 }
 
@@ -164,11 +166,14 @@ func (s *Store) CountOTPSends(ctx context.Context, caps []OTPSendCap, now time.T
 
 // GetOTPCode loads a user's code row, or ErrNotFound.
 func (s *Store) GetOTPCode(ctx context.Context, userID, id string) (*OTPCode, error) {
-	var c OTPCode
-	if err := s.DB(ctx).Where("id = ? AND user_id = ?", id, userID).Take(&c).Error; err != nil {
-		return nil, notFound(err)
+	c, err := s.queryOTPCode(ctx, getOTPCodeSQL, id, userID) // hototp.go
+	if err != nil {
+		return nil, err
 	}
-	return &c, nil
+	if c == nil {
+		return nil, ErrNotFound
+	}
+	return c, nil
 }
 
 // AttemptOTPCode counts one attempt on an open, unexpired code with attempts
@@ -177,36 +182,30 @@ func (s *Store) GetOTPCode(ctx context.Context, userID, id string) (*OTPCode, er
 // row. ErrOTPNotWon means no attempt is left (or the code is used, failed,
 // expired); ErrNotFound that the user has no such code.
 func (s *Store) AttemptOTPCode(ctx context.Context, userID, id string, now time.Time) (*OTPCode, error) {
-	var c OTPCode
-	res := s.DB(ctx).Model(&c).Clauses(clause.Returning{}).
-		Where("id = ? AND user_id = ? AND state = ? AND expires_at > ? AND attempts < max_attempts", id, userID, OTPOpen, now).
-		Updates(map[string]any{"attempts": gorm.Expr("attempts + 1"), "updated_at": now})
-	if res.Error != nil {
-		return nil, res.Error
+	c, err := s.queryOTPCode(ctx, attemptOTPCodeSQL, now, id, userID, OTPOpen, now) // hototp.go
+	if err != nil {
+		return nil, err
 	}
-	if res.RowsAffected == 0 {
+	if c == nil {
 		if _, err := s.GetOTPCode(ctx, userID, id); err != nil {
 			return nil, err
 		}
 		return nil, ErrOTPNotWon
 	}
-	return &c, nil
+	return c, nil
 }
 
 // ConsumeOTPCode marks an open, unexpired code used. Of concurrent callers,
 // exactly one wins (true).
 func (s *Store) ConsumeOTPCode(ctx context.Context, id string, now time.Time) (bool, error) {
-	res := s.DB(ctx).Model(&OTPCode{}).
-		Where("id = ? AND state = ? AND expires_at > ?", id, OTPOpen, now).
-		Updates(map[string]any{"state": OTPUsed, "updated_at": now})
-	return res.RowsAffected == 1, res.Error
+	n, err := s.hotExec(ctx, consumeOTPCodeSQL, OTPUsed, now, id, OTPOpen, now) // hototp.go
+	return n == 1, err
 }
 
 // FailOTPCodeIfSpent marks an open code failed once its attempts are all used.
 func (s *Store) FailOTPCodeIfSpent(ctx context.Context, id string, now time.Time) error {
-	return s.DB(ctx).Model(&OTPCode{}).
-		Where("id = ? AND state = ? AND attempts >= max_attempts", id, OTPOpen).
-		Updates(map[string]any{"state": OTPFailed, "updated_at": now}).Error
+	_, err := s.hotExec(ctx, failOTPCodeIfSpentSQL, OTPFailed, now, id, OTPOpen) // hototp.go
+	return err
 }
 
 // ResendOTPCode records one more send of an open, unexpired code whose cooldown
@@ -233,12 +232,11 @@ func (s *Store) ResendOTPCode(ctx context.Context, userID, id string, seen int, 
 
 // RecordOTPDelivery records a delivery outcome of a code while it is queued,
 // or over an outcome recorded earlier than at (a stale event does not undo a
-// later one). It reports whether it wrote.
+// later one). It reports whether it wrote; updated_at is the store's wall clock
+// (as gorm's builder stamped it: the event's time is delivery_at).
 func (s *Store) RecordOTPDelivery(ctx context.Context, id, state, reason string, at time.Time) (bool, error) {
-	res := s.DB(ctx).Model(&OTPCode{}).
-		Where("id = ? AND (delivery = ? OR delivery_at <= ?)", id, DeliveryQueued, at.UTC()).
-		Updates(map[string]any{"delivery": state, "delivery_reason": reason, "delivery_at": at.UTC()})
-	return res.RowsAffected == 1, res.Error
+	n, err := s.hotExec(ctx, recordOTPDeliverySQL, state, reason, at.UTC(), s.wallNow(), id, DeliveryQueued, at.UTC()) // hototp.go
+	return n == 1, err
 }
 
 // DeleteOTPCodesBefore removes codes that expired before t.
