@@ -33,26 +33,17 @@ func (s *Store) PutAdminCode(ctx context.Context, c *AdminCode) error {
 // GetAdminCode loads a user's admin code (used or not), or ErrNotFound.
 func (s *Store) GetAdminCode(ctx context.Context, userID string) (*AdminCode, error) {
 	// On the login path: one prepared statement (hot.go), not gorm's builder.
-	rows, err := s.hotQuery(ctx, "SELECT user_id, hash, issued_by, issued_at, expires_at, used_at FROM admin_codes WHERE user_id = ?", userID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		return nil, ErrNotFound
-	}
+	return queryOne(ctx, s, scanAdminCode, "SELECT user_id, hash, issued_by, issued_at, expires_at, used_at FROM admin_codes WHERE user_id = ?", userID)
+}
+
+func scanAdminCode(r hotRow) (AdminCode, error) {
 	var c AdminCode
 	var used sql.NullTime
-	if err := rows.Scan(&c.UserID, &c.Hash, &c.IssuedBy, &c.IssuedAt, &c.ExpiresAt, &used); err != nil {
-		return nil, err
-	}
+	err := r.Scan(&c.UserID, &c.Hash, &c.IssuedBy, &c.IssuedAt, &c.ExpiresAt, &used)
 	if used.Valid {
 		c.UsedAt = &used.Time
 	}
-	return &c, rows.Err()
+	return c, err
 }
 
 // UseAdminCode consumes the user's admin code whose hash is hash, if it is unused

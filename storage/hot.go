@@ -214,3 +214,27 @@ func numberPlaceholders(query string) string {
 	}
 	return b.String()
 }
+
+// hotRow is one row of a hot query being scanned (database/sql's or pgx's).
+type hotRow interface{ Scan(dest ...any) error }
+
+// queryOne runs a hot query expected to return at most one row and scans it;
+// ErrNotFound without a row.
+func queryOne[T any](ctx context.Context, s *Store, scan func(hotRow) (T, error), query string, args ...any) (*T, error) {
+	rows, err := s.hotQuery(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		return nil, ErrNotFound
+	}
+	v, err := scan(rows)
+	if err != nil {
+		return nil, err
+	}
+	return &v, rows.Close()
+}

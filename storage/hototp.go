@@ -70,41 +70,18 @@ func (s *Store) insertOTPCode(ctx context.Context, c *OTPCode) error {
 	return err
 }
 
-// scanOTPCode reads the next row of otpCodeCols into a code; false when there
-// is none (rows.Err then tells whether that is an error).
-func scanOTPCode(rows *sql.Rows) (*OTPCode, bool, error) {
-	if !rows.Next() {
-		return nil, false, rows.Err()
-	}
+// scanOTPCode reads a row of otpCodeCols (queryOne's scan).
+func scanOTPCode(r hotRow) (OTPCode, error) {
 	var (
 		c                OTPCode
 		reason           sql.NullString
 		created, updated sql.NullTime
 	)
-	if err := rows.Scan(&c.ID, &c.UserID, &c.FactorID, &c.Channel, &c.Purpose, &c.State, &c.CodeHash,
+	err := r.Scan(&c.ID, &c.UserID, &c.FactorID, &c.Channel, &c.Purpose, &c.State, &c.CodeHash,
 		&c.SealedCode, &c.CodeKeyID, &c.Attempts, &c.MaxAttempts, &c.Sends, &c.LastSentAt, &c.NextSendAt,
-		&c.Delivery, &reason, &c.DeliveryAt, &c.ExpiresAt, &created, &updated); err != nil {
-		return nil, false, err
-	}
+		&c.Delivery, &reason, &c.DeliveryAt, &c.ExpiresAt, &created, &updated)
 	c.DeliveryReason, c.CreatedAt, c.UpdatedAt = reason.String, created.Time, updated.Time
-	return &c, true, nil
-}
-
-// queryOTPCode runs a statement that returns at most one code row.
-func (s *Store) queryOTPCode(ctx context.Context, query string, args ...any) (*OTPCode, error) {
-	rows, err := s.hotQuery(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	c, ok, err := scanOTPCode(rows)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, nil
-	}
-	return c, rows.Close()
+	return c, err
 }
 
 // wallNow is the time gorm's builder stamps an updated_at it is not given

@@ -61,9 +61,6 @@ var (
 	casPushLimitSQL        = `UPDATE push_limits SET version = ?, pending_id = ?, pending_until = ?, level = ?, next_allowed_at = ?, day = ?, day_count = ?, locked = ? WHERE user_id = ? AND version = ?`
 )
 
-// pushRow is a row being scanned.
-type pushRow interface{ Scan(dest ...any) error }
-
 func timePtr(t sql.NullTime) *time.Time {
 	if !t.Valid {
 		return nil
@@ -80,7 +77,7 @@ func nullTimeArg(p *time.Time) any {
 	return *p
 }
 
-func scanPushDevice(r pushRow) (PushDevice, error) {
+func scanPushDevice(r hotRow) (PushDevice, error) {
 	var d PushDevice
 	var keyID sql.NullString
 	var created, seen, revoked, retired sql.NullTime
@@ -91,7 +88,7 @@ func scanPushDevice(r pushRow) (PushDevice, error) {
 	return d, err
 }
 
-func scanPushChallenge(r pushRow) (PushChallenge, error) {
+func scanPushChallenge(r hotRow) (PushChallenge, error) {
 	var c PushChallenge
 	var keyID, decision, device sql.NullString
 	var answered, redeemed, created sql.NullTime
@@ -102,33 +99,12 @@ func scanPushChallenge(r pushRow) (PushChallenge, error) {
 	return c, err
 }
 
-func scanPushLimit(r pushRow) (PushLimit, error) {
+func scanPushLimit(r hotRow) (PushLimit, error) {
 	var l PushLimit
 	var pendingUntil, nextAllowed sql.NullTime
 	err := r.Scan(&l.UserID, &l.Version, &l.PendingID, &pendingUntil, &l.Level, &nextAllowed, &l.Day, &l.DayCount, &l.Locked)
 	l.PendingUntil, l.NextAllowedAt = pendingUntil.Time, nextAllowed.Time
 	return l, err
-}
-
-// queryOne runs a hot query expected to return at most one row and scans it;
-// ErrNotFound without a row.
-func queryOne[T any](ctx context.Context, s *Store, scan func(pushRow) (T, error), query string, args ...any) (*T, error) {
-	rows, err := s.hotQuery(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		return nil, ErrNotFound
-	}
-	v, err := scan(rows)
-	if err != nil {
-		return nil, err
-	}
-	return &v, rows.Close()
 }
 
 // GetActivePushDevice loads a usable device by id; ErrNotFound otherwise. Every

@@ -44,6 +44,12 @@ func TestHotSQLColumnsMatchModels(t *testing.T) {
 		{"factorHeadsCols", factor, factorHeadsCols, without(factor, factorHeadsCols)},
 		{"auditCols", modelColumns(t, &AuditRecord{}), auditCols, nil},
 		{"throttleStateCols", modelColumns(t, &ThrottleState{}), throttleStateCols, nil},
+		{"pushDeviceCols", modelColumns(t, &PushDevice{}), pushDeviceCols, nil},
+		{"pushChallengeCols", modelColumns(t, &PushChallenge{}), pushChallengeCols, nil},
+		{"pushLimitCols", modelColumns(t, &PushLimit{}), pushLimitCols, nil},
+		{"pushNonceCols", modelColumns(t, &PushNonce{}), pushNonceCols, nil},
+		{"pendingPushCols", modelColumns(t, &PushChallenge{}), pendingPushCols, pendingPushOmitted},
+		{"otpCodeCols", modelColumns(t, &OTPCode{}), otpCodeCols, nil},
 	}
 	for _, tc := range cases {
 		got := append(slices.Clone(tc.cols), tc.omitted...)
@@ -66,5 +72,23 @@ func TestHotSQLColumnsMatchModels(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(joined, want) {
 		t.Errorf("joinedFactor columns %v, want %v", joined, want)
+	}
+}
+
+// The scans of the hot path assign by position (scanPushDevice, scanOTPCode,
+// scanThrottleState and the others), so their lists are in model order; that
+// they hold every column is TestHotSQLColumnsMatchModels'.
+func TestHotScansReadModelOrder(t *testing.T) {
+	for name, c := range map[string]struct{ cols, model []string }{
+		"pushDeviceCols":    {pushDeviceCols, modelColumns(t, &PushDevice{})},
+		"pushChallengeCols": {pushChallengeCols, modelColumns(t, &PushChallenge{})},
+		"pushLimitCols":     {pushLimitCols, modelColumns(t, &PushLimit{})},
+		"challengeCols":     {challengeCols, modelColumns(t, &Challenge{})},
+		"otpCodeCols":       {otpCodeCols, modelColumns(t, &OTPCode{})},
+		"throttleStateCols": {throttleStateCols, modelColumns(t, &ThrottleState{})},
+	} {
+		if !slices.Equal(c.cols, c.model) {
+			t.Errorf("%s = %v, not in model order %v", name, c.cols, c.model)
+		}
 	}
 }

@@ -166,14 +166,7 @@ func (s *Store) CountOTPSends(ctx context.Context, caps []OTPSendCap, now time.T
 
 // GetOTPCode loads a user's code row, or ErrNotFound.
 func (s *Store) GetOTPCode(ctx context.Context, userID, id string) (*OTPCode, error) {
-	c, err := s.queryOTPCode(ctx, getOTPCodeSQL, id, userID) // hototp.go
-	if err != nil {
-		return nil, err
-	}
-	if c == nil {
-		return nil, ErrNotFound
-	}
-	return c, nil
+	return queryOne(ctx, s, scanOTPCode, getOTPCodeSQL, id, userID) // hototp.go
 }
 
 // AttemptOTPCode counts one attempt on an open, unexpired code with attempts
@@ -182,17 +175,14 @@ func (s *Store) GetOTPCode(ctx context.Context, userID, id string) (*OTPCode, er
 // row. ErrOTPNotWon means no attempt is left (or the code is used, failed,
 // expired); ErrNotFound that the user has no such code.
 func (s *Store) AttemptOTPCode(ctx context.Context, userID, id string, now time.Time) (*OTPCode, error) {
-	c, err := s.queryOTPCode(ctx, attemptOTPCodeSQL, now, id, userID, OTPOpen, now) // hototp.go
-	if err != nil {
-		return nil, err
-	}
-	if c == nil {
+	c, err := queryOne(ctx, s, scanOTPCode, attemptOTPCodeSQL, now, id, userID, OTPOpen, now) // hototp.go
+	if errors.Is(err, ErrNotFound) {                                                          // no row changed: say why
 		if _, err := s.GetOTPCode(ctx, userID, id); err != nil {
 			return nil, err
 		}
 		return nil, ErrOTPNotWon
 	}
-	return c, nil
+	return c, err
 }
 
 // ConsumeOTPCode marks an open, unexpired code used. Of concurrent callers,

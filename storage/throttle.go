@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 )
@@ -91,7 +90,7 @@ func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now
 	cutoff := now.Add(-window)
 	var out *ThrottleState
 	err := s.InTx(ctx, func(ctx context.Context) error {
-		rows, err := s.hotQuery(ctx, recordThrottleFailureSQL,
+		t, err := queryOne(ctx, s, scanThrottleState, recordThrottleFailureSQL,
 			kind, key, now, now, time.Time{}.UTC(), false, // a new subject's row
 			cutoff, now, // failures
 			cutoff, now, now, // first_failure
@@ -99,21 +98,6 @@ func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now
 			now) // last_failure
 		if err != nil {
 			return err
-		}
-		var t ThrottleState
-		scanned := false
-		for rows.Next() {
-			if err := rows.Scan(&t.Kind, &t.Key, &t.Failures, &t.FirstFailure, &t.LastFailure, &t.BlockedUntil, &t.Locked); err != nil {
-				rows.Close()
-				return err
-			}
-			scanned = true
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-			return err
-		}
-		if !scanned {
-			return errors.New("storage: throttle failure upsert returned no row")
 		}
 		until, locked := block(t.Failures, now)
 		newlyLocked = locked && !(t.Locked && t.BlockedUntil.After(now))
@@ -126,7 +110,7 @@ func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now
 				return err
 			}
 		}
-		out = &t
+		out = t
 		return nil
 	})
 	return out, newlyLocked, err
@@ -145,4 +129,11 @@ func (s *Store) DeleteThrottlesBefore(ctx context.Context, t time.Time) (int64, 
 	t = t.UTC()
 	res := s.DB(ctx).Where("last_failure < ? AND blocked_until < ?", t, t).Delete(&ThrottleState{})
 	return res.RowsAffected, res.Error
+}
+
+// scanThrottleState reads a row of throttleStateCols (queryOne's scan).
+func scanThrottleState(r hotRow) (ThrottleState, error) {
+	var t ThrottleState
+	err := r.Scan(&t.Kind, &t.Key, &t.Failures, &t.FirstFailure, &t.LastFailure, &t.BlockedUntil, &t.Locked)
+	return t, err
 }
