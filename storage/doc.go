@@ -37,7 +37,7 @@
 // The hand-written SQL of the login path (the Raw and the prepared statements)
 // lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM
 // models (GetThrottles' list is still in throttle.go); the code login's is in
-// hototp.go, checked by hototp_internal_test.go (columns) and hototp_test.go
+// hototp.go, checked by hotsql_test.go (columns) and hototp_test.go
 // (rows read back equal to gorm's).
 //
 // Security properties:
