@@ -34,11 +34,11 @@
 //     GetOTPCode, AttemptOTPCode, ConsumeOTPCode, FailOTPCodeIfSpent,
 //     RecordOTPDelivery).
 //
-// The hand-written SQL of the login path (the Raw and the prepared statements)
-// lives in hotsql.go, built from column lists that hotsql_test.go compares with the GORM
-// models (GetThrottles' list is still in throttle.go); the code login's is in
-// hototp.go, checked by hotsql_test.go (columns) and hototp_test.go
-// (rows read back equal to gorm's).
+// The hand-written SQL of the login paths (the Raw and the prepared statements)
+// lives in hotsql.go, hotpush.go (push) and hototp.go (codes), built from column
+// lists that hotsql_test.go compares with the GORM models (GetThrottles' list is
+// still in throttle.go); hotpush_test.go and hototp_test.go check that rows read
+// back equal gorm's. One-row reads go through queryOne (hot.go).
 //
 // Security properties:
 //
