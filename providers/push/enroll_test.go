@@ -61,7 +61,7 @@ func TestEnrollmentTokenOnceAndShortLived(t *testing.T) {
 	}
 	// Expired.
 	en2, _ := e.svc.BeginEnrollment(ctx, "alice", "")
-	e.clock.Add(5 * time.Minute)
+	e.clock.Advance(5 * time.Minute)
 	if _, err := e.svc.FinishEnrollment(ctx, e.finishInput(newKey(t), en2.Token, poll, false)); !errors.Is(err, push.ErrEnrollment) {
 		t.Fatalf("expired token: %v", err)
 	}
@@ -95,7 +95,7 @@ func TestEnrollmentProofOfPossession(t *testing.T) {
 	}
 	// A stale timestamp.
 	in = e.finishInput(newKey(t), en.Token, poll, false)
-	e.clock.Add(61 * time.Second)
+	e.clock.Advance(61 * time.Second)
 	if _, err := e.svc.FinishEnrollment(ctx, in); !errors.Is(err, push.ErrUnauthenticated) {
 		t.Fatalf("stale timestamp: %v", err)
 	}

@@ -8,41 +8,24 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
-// clock is an injected clock tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the injected clock tests move by hand.
+func newClock() *testfix.Clock { return testfix.NewClock(time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)) }
 
 type env struct {
 	t     *testing.T
 	url   string
 	store *storage.Store
 	ring  *storage.KeyRing
-	clock *clock
+	clock *testfix.Clock
 	svc   *push.Service
 }
 

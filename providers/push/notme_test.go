@@ -37,7 +37,7 @@ func TestNotMeContext(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	e.clock.Add(2 * time.Hour) // past the backoff after a refusal
+	e.clock.Advance(2 * time.Hour) // past the backoff after a refusal
 	denied := e.begin("alice")
 	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: denied.ChallengeID, Decision: push.DecisionDeny}); err != nil {
 		t.Fatal(err)

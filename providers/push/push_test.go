@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
@@ -112,7 +113,7 @@ func TestBackoffDoublesUpToMax(t *testing.T) {
 		if le.RetryAfter != exp {
 			t.Fatalf("deny %d: retry after %s, want %s", i, le.RetryAfter, exp)
 		}
-		e.clock.Add(le.RetryAfter)
+		e.clock.Advance(le.RetryAfter)
 	}
 	// An approval resets the backoff.
 	b := e.begin("alice")
@@ -136,7 +137,7 @@ func TestExpiredUnansweredBacksOff(t *testing.T) {
 	if _, err := e.svc.Begin(ctx, push.BeginInput{UserID: "alice"}); limitReason(err) != push.LimitPending {
 		t.Fatalf("second begin while pending = %v", err)
 	}
-	e.clock.Add(time.Minute)
+	e.clock.Advance(time.Minute)
 	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number}); !errors.Is(err, push.ErrExpired) {
 		t.Fatalf("answer after expiry = %v", err)
 	}
@@ -148,11 +149,11 @@ func TestExpiredUnansweredBacksOff(t *testing.T) {
 		t.Fatalf("verify = %s", st)
 	}
 	// Unanswered: the next push waits 10 s from the expiry.
-	e.clock.Add(5 * time.Second)
+	e.clock.Advance(5 * time.Second)
 	if _, err := e.svc.Begin(ctx, push.BeginInput{UserID: "alice"}); limitReason(err) != push.LimitBackoff || err.(*push.LimitError).RetryAfter != 5*time.Second {
 		t.Fatalf("begin after an unanswered push = %v", err)
 	}
-	e.clock.Add(5 * time.Second)
+	e.clock.Advance(5 * time.Second)
 	e.begin("alice")
 }
 
@@ -161,31 +162,22 @@ func TestAnsweredTwiceConcurrently(t *testing.T) {
 	replica := e.service(storagetest.OpenURL(t, storeURL(t, e)), push.Config{})
 	d := e.enroll("alice")
 	b := e.begin("alice")
-	var wg sync.WaitGroup
-	var mu sync.Mutex
+	replicas := []*push.Service{e.svc, replica}
+	errs := testfix.AtOnce(8, func(i int) error {
+		_, err := e.respond(replicas[i%2], d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number})
+		return err
+	})
 	wins, answered := 0, 0
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			svc := e.svc
-			if i%2 == 1 {
-				svc = replica
-			}
-			_, err := e.respond(svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number})
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				wins++
-			case errors.Is(err, push.ErrAnswered):
-				answered++
-			default:
-				t.Errorf("respond: %v", err)
-			}
-		}()
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case errors.Is(err, push.ErrAnswered):
+			answered++
+		default:
+			t.Errorf("respond: %v", err)
+		}
 	}
-	wg.Wait()
 	if wins != 1 || answered != 7 {
 		t.Fatalf("wins %d, answered %d: want exactly one answer recorded", wins, answered)
 	}
@@ -234,9 +226,9 @@ func TestForgedAndReplayedRequests(t *testing.T) {
 	// Outside the ±60 s window.
 	for _, skew := range []time.Duration{-61 * time.Second, 61 * time.Second} {
 		r = e.request(d, push.PurposeRespond, fields...)
-		e.clock.Add(-skew)
+		e.clock.Advance(-skew)
 		err := auth(r, fields...)
-		e.clock.Add(skew)
+		e.clock.Advance(skew)
 		if !errors.Is(err, push.ErrUnauthenticated) {
 			t.Fatalf("skew %s: %v", skew, err)
 		}
@@ -244,7 +236,7 @@ func TestForgedAndReplayedRequests(t *testing.T) {
 	// Within the window, once; a replay fails even on another replica.
 	replica := e.service(storagetest.OpenURL(t, storeURL(t, e)), push.Config{})
 	r = e.request(d, push.PurposeRespond, fields...)
-	e.clock.Add(59 * time.Second)
+	e.clock.Advance(59 * time.Second)
 	if err := auth(r, fields...); err != nil {
 		t.Fatalf("valid request: %v", err)
 	}
@@ -311,7 +303,7 @@ func TestNotMeLocksUntilUnlock(t *testing.T) {
 	if st, _ := e.svc.Verify(ctx, "alice", b.ChallengeID); st != push.StatusDenied {
 		t.Fatalf("verify = %s", st)
 	}
-	e.clock.Add(2 * time.Hour)
+	e.clock.Advance(2 * time.Hour)
 	if _, err := e.svc.Begin(ctx, push.BeginInput{UserID: "alice"}); limitReason(err) != push.LimitLocked {
 		t.Fatalf("begin while locked = %v", err)
 	}
@@ -419,7 +411,7 @@ func TestConcurrentBeginsExactlyAllowed(t *testing.T) {
 		t.Fatalf("%d challenges stored, want 3 (a refused begin writes none)", n)
 	}
 	// The next UTC day has its own cap.
-	e.clock.Add(24 * time.Hour)
+	e.clock.Advance(24 * time.Hour)
 	e.begin("alice")
 }
 

@@ -2,10 +2,11 @@ package push_test
 
 import (
 	"context"
-	"sync"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
@@ -21,27 +22,19 @@ func TestVerifyRedeemsApprovalOnceConcurrently(t *testing.T) {
 	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number}); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	got := map[push.Status]int{}
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			svc := e.svc
-			if i%2 == 1 {
-				svc = replica
-			}
-			st, err := svc.Verify(context.Background(), "alice", b.ChallengeID)
-			if err != nil {
-				t.Error(err)
-			}
-			mu.Lock()
-			got[st]++
-			mu.Unlock()
-		}()
+	replicas := []*push.Service{e.svc, replica}
+	statuses := make([]push.Status, 8)
+	errs := testfix.AtOnce(len(statuses), func(i int) (err error) {
+		statuses[i], err = replicas[i%2].Verify(context.Background(), "alice", b.ChallengeID)
+		return err
+	})
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
+	got := map[push.Status]int{}
+	for _, st := range statuses {
+		got[st]++
+	}
 	if got[push.StatusAccepted] != 1 || got[push.StatusExpired] != 7 {
 		t.Fatalf("statuses %v: want one accepted, seven expired", got)
 	}
@@ -51,7 +44,7 @@ func TestVerifyRedeemsApprovalOnceConcurrently(t *testing.T) {
 	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number}); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Add(e.svc.Config().ChallengeTTL + time.Second)
+	e.clock.Advance(e.svc.Config().ChallengeTTL + time.Second)
 	if st, err := e.svc.Verify(context.Background(), "alice", b.ChallengeID); st != push.StatusExpired || err != nil {
 		t.Fatalf("expired approval: %s, %v", st, err)
 	}
