@@ -2,13 +2,13 @@ package server_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/twofactor/twofactor/clients/pushdevice"
+	"github.com/twofactor/twofactor/internal/testfix"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/push/pushsig"
 )
@@ -28,27 +28,18 @@ func TestPushAnswerInTheRequestsTransaction(t *testing.T) {
 		t.Fatalf("pending = %v, %v", pending, err)
 	}
 	pid, number := pending[0].GetChallengeId(), begun.GetPush().GetNumber()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	codesSeen := map[codes.Code]int{}
-	for i := range 8 {
-		r := a
-		if i%2 == 1 {
-			r = b
+	replicas := []*replica{a, b}
+	errs := testfix.AtOnce(8, func(i int) error {
+		resp, err := d.Respond(ctx, replicas[i%2].devices(), pid, pb.PushDecision_PUSH_DECISION_APPROVE, number)
+		if err == nil && resp.GetResult() != pb.PushResult_PUSH_RESULT_APPROVED {
+			t.Errorf("respond = %v", resp)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := d.Respond(ctx, r.devices(), pid, pb.PushDecision_PUSH_DECISION_APPROVE, number)
-			if err == nil && resp.GetResult() != pb.PushResult_PUSH_RESULT_APPROVED {
-				t.Errorf("respond = %v", resp)
-			}
-			mu.Lock()
-			codesSeen[status.Code(err)]++
-			mu.Unlock()
-		}()
+		return err
+	})
+	codesSeen := map[codes.Code]int{}
+	for _, err := range errs {
+		codesSeen[status.Code(err)]++
 	}
-	wg.Wait()
 	if codesSeen[codes.OK] != 1 || codesSeen[codes.FailedPrecondition] != 7 {
 		t.Fatalf("answers: %v; want one recorded, seven already answered", codesSeen)
 	}

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/twofactor/twofactor/clients/pushdevice"
+	"github.com/twofactor/twofactor/internal/testfix"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 )
 
@@ -163,31 +163,22 @@ func TestPushDeniedAndLimits(t *testing.T) {
 		t.Fatalf("begin during the backoff: %v", err)
 	}
 	c.clock.Add(10 * time.Second)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
+	replicas := []*replica{a, b}
+	errs := testfix.AtOnce(10, func(i int) error {
+		_, err := replicas[i%2].challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
+		return err
+	})
 	won, refused := 0, 0
-	for i := range 10 {
-		r := a
-		if i%2 == 1 {
-			r = b
+	for _, err := range errs {
+		switch status.Code(err) {
+		case codes.OK:
+			won++
+		case codes.ResourceExhausted:
+			refused++
+		default:
+			t.Errorf("begin: %v", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := r.challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
-			mu.Lock()
-			defer mu.Unlock()
-			switch status.Code(err) {
-			case codes.OK:
-				won++
-			case codes.ResourceExhausted:
-				refused++
-			default:
-				t.Errorf("begin: %v", err)
-			}
-		}()
 	}
-	wg.Wait()
 	if won != 1 || refused != 9 {
 		t.Fatalf("%d begun, %d refused: want exactly one", won, refused)
 	}
