@@ -164,10 +164,7 @@ func takeSealedRead(ctx context.Context, c *Challenge) *sealedRead {
 // the challenge a row, its state and attempts from that row.
 func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) (*Factor, error) {
 	if r := takeSealedRead(ctx, c); r != nil {
-		if r.state.Valid && r.attempts.Valid {
-			c.State, c.Attempts = r.state.String, int(r.attempts.Int64)
-		}
-		return r.factor, nil
+		return r.applyTo(c), nil
 	}
 	rows, err := s.hotQuery(ctx, sealedStateSQL, c.FactorID, c.UserID, c.ID)
 	if err != nil {
@@ -178,10 +175,16 @@ func (s *Store) LoadSealedChallenge(ctx context.Context, c *Challenge) (*Factor,
 	if err := scanSealedState(rows, r); err != nil {
 		return nil, err
 	}
+	return r.applyTo(c), rows.Close()
+}
+
+// applyTo gives c the state and attempts its row holds (when wrong answers gave
+// it one) and returns the factor read.
+func (r *sealedRead) applyTo(c *Challenge) *Factor {
 	if r.state.Valid && r.attempts.Valid {
 		c.State, c.Attempts = r.state.String, int(r.attempts.Int64)
 	}
-	return r.factor, rows.Close()
+	return r.factor
 }
 
 // scanSealedState reads sealedStateSQL's one row into r (r.userID set).

@@ -68,8 +68,11 @@ func TestVerifyWaitWokenAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.RespondAndAnnounce(ctx, pubB, dev, push.RespondInput{ChallengeID: begun.ChallengeID,
+	if _, err := b.Respond(ctx, dev, push.RespondInput{ChallengeID: begun.ChallengeID,
 		Decision: push.DecisionApprove, Number: begun.Number}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pubB.AnnouncePushResponse(ctx, begun.ChallengeID); err != nil {
 		t.Fatal(err)
 	}
 	r := <-done

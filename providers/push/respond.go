@@ -2,7 +2,6 @@ package push
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/twofactor/twofactor/storage"
@@ -224,15 +223,4 @@ func (s *Service) VerifyWait(ctx context.Context, w Waker, userID, challengeID s
 		return "", err
 	}
 	return s.Verify(ctx, userID, challengeID)
-}
-
-// RespondAndAnnounce is Respond followed by the announcement that wakes waiting
-// verifiers on every replica. A failed announcement is returned beside the
-// recorded response: the answer stands, and a verifier finds it at its next read.
-func (s *Service) RespondAndAnnounce(ctx context.Context, a Announcer, d *storage.PushDevice, in RespondInput) (*Response, error) {
-	r, err := s.Respond(ctx, d, in)
-	if err != nil || a == nil {
-		return r, err
-	}
-	return r, errors.Join(a.AnnouncePushResponse(ctx, in.ChallengeID))
 }
