@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"image/png"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto"
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 	"github.com/makiuchi-d/gozxing"
@@ -159,11 +161,47 @@ func (tb *tab) text(sel string) string {
 	return s
 }
 
-// waitBody waits until the page shows s. It asks again every 100 ms rather
-// than using a page-side poll, which a navigation in between would end.
+// enter clears the field sel, types v into it and runs then (a submit or a
+// click), once the document has loaded.
+//
+// chromedp keeps its own copy of the page's DOM and fetches it again on each
+// DOM.documentUpdated, which retires every node id it handed out; Chromium
+// sends one while a document loads (CI saw "Could not find node with given id"
+// from a code typed into a page that showed its text but had not loaded). So
+// enter waits for the loaded document, and should a refresh still retire the
+// node between the query and the keys, it starts over: the field is cleared
+// first (by the page's own querySelector, which holds no node id), so v is
+// typed once.
+func (tb *tab) enter(sel, v string, then ...chromedp.Action[chromedp.Void]) {
+	tb.t.Helper()
+	steps := append([]chromedp.Action[chromedp.Void]{
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`{ const e = document.querySelector(%q); if (e) e.value = ""; }`, sel)),
+		chromedp.SendKeys(chromedp.CSS(sel), v),
+	}, then...)
+	for attempt := 1; ; attempt++ {
+		tb.waitLoaded("true")
+		ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
+		err := chromedp.Do(ctx, steps...)
+		cancel()
+		if err == nil {
+			return
+		}
+		var e *cdproto.Error
+		if !errors.As(err, &e) || e.Message != "Could not find node with given id" || attempt == 3 {
+			loc, _ := chromedp.Run(tb.ctx, chromedp.Location())
+			tb.t.Fatalf("at %s, entering %s: %v", loc, sel, err)
+		}
+		tb.t.Logf("entering %s: %v (attempt %d): again", sel, err, attempt)
+	}
+}
+
+// waitBody waits until the loaded page shows s. It asks again every 100 ms
+// rather than using a page-side poll, which a navigation in between would end;
+// a page that shows s but is still loading is not yet the page to act on (see
+// enter).
 func (tb *tab) waitBody(s string) {
 	tb.t.Helper()
-	expr := fmt.Sprintf("!!document.body && document.body.innerText.includes(%q)", s)
+	expr := fmt.Sprintf("document.readyState === 'complete' && !!document.body && document.body.innerText.includes(%q)", s)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(tb.ctx, 2*time.Second)
@@ -186,9 +224,8 @@ func (tb *tab) waitBody(s string) {
 // node of the old document ("Could not find node with given id").
 func (tb *tab) signIn(user string) {
 	tb.t.Helper()
-	tb.do(chromedp.Navigate(tb.url+"/signin"), chromedp.WaitVisible(chromedp.CSS("#name")),
-		chromedp.Evaluate[chromedp.Void](`window.__signinPage = true`),
-		chromedp.SendKeys(chromedp.CSS("#name"), user), chromedp.Submit(chromedp.CSS("#name")))
+	tb.do(chromedp.Navigate(tb.url+"/signin"), chromedp.WaitVisible(chromedp.CSS("#name")))
+	tb.enter("#name", user, chromedp.Evaluate[chromedp.Void](`window.__signinPage = true`), chromedp.Submit(chromedp.CSS("#name")))
 	tb.waitLoaded(`!window.__signinPage`)
 }
 
@@ -232,7 +269,7 @@ func (f *flows) totp(t *testing.T) {
 	tb.waitBody(fmt.Sprintf("%d-digit code", key.Digits()))
 	// The enrollment's code is spent; the next step's is accepted (skew 1).
 	next, _ := totp.GenerateCodeCustom(key.Secret(), now.Add(time.Duration(key.Period())*time.Second), opts)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#totp-code"), next), chromedp.Submit(chromedp.CSS("#totp-code")))
+	tb.enter("#totp-code", next, chromedp.Submit(chromedp.CSS("#totp-code")))
 	tb.waitBody("Account of " + u)
 }
 
@@ -243,8 +280,8 @@ func (tb *tab) enrollTOTP(u string) (*otp.Key, totp.ValidateOpts, time.Time) {
 	t.Helper()
 	tb.signIn(u)
 	tb.waitBody("Account of " + u)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#totp-name"), "Phone"), chromedp.Submit(chromedp.CSS("#totp-name")),
-		chromedp.WaitVisible(chromedp.CSS("img.qr")))
+	tb.enter("#totp-name", "Phone", chromedp.Submit(chromedp.CSS("#totp-name")))
+	tb.do(chromedp.WaitVisible(chromedp.CSS("img.qr")))
 	src, err := chromedp.Run(tb.ctx, chromedp.AttributeValue(chromedp.CSS("img.qr"), "src"))
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +296,7 @@ func (tb *tab) enrollTOTP(u string) (*otp.Key, totp.ValidateOpts, time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb.do(chromedp.SendKeys(chromedp.CSS("#code"), code), chromedp.Submit(chromedp.CSS("#code")))
+	tb.enter("#code", code, chromedp.Submit(chromedp.CSS("#code")))
 	tb.waitBody("Authenticator app added")
 	return key, opts, now
 }
@@ -311,10 +348,10 @@ func (f *flows) securityKey(t *testing.T) {
 	u := user("bob")
 	tb.signIn(u)
 	tb.waitBody("Account of " + u)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#wa-name"), "YubiKey"), chromedp.Click(chromedp.CSS("#webauthn-enroll button")))
+	tb.enter("#wa-name", "YubiKey", chromedp.Click(chromedp.CSS("#webauthn-enroll button")))
 	tb.waitBody("Security key added")
 
-	tb.do(chromedp.SendKeys(chromedp.CSS("#wa-name"), "Again"), chromedp.Click(chromedp.CSS("#webauthn-enroll button")))
+	tb.enter("#wa-name", "Again", chromedp.Click(chromedp.CSS("#webauthn-enroll button")))
 	tb.waitBody("already registered")
 	if n := f.pendingFactors(t, u); n != 0 {
 		t.Fatalf("the refused registration left %d pending factors", n)
@@ -344,8 +381,8 @@ func (f *flows) passkey(t *testing.T) {
 	u := user("carol")
 	tb.signIn(u)
 	tb.waitBody("Account of " + u)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#wa-name"), "Laptop"), chromedp.Click(chromedp.CSS("#wa-discoverable")),
-		chromedp.Click(chromedp.CSS("#webauthn-enroll button")))
+	tb.do(chromedp.Click(chromedp.CSS("#wa-discoverable")))
+	tb.enter("#wa-name", "Laptop", chromedp.Click(chromedp.CSS("#webauthn-enroll button")))
 	tb.waitBody("Security key added")
 	tb.signOut()
 	tb.do(chromedp.Navigate(tb.url+"/signin"), chromedp.WaitVisible(chromedp.CSS("#passkey-signin")),
@@ -366,11 +403,11 @@ func (f *flows) backupCodes(t *testing.T) {
 	code := strings.TrimSpace(tb.text("ul.codes li:first-child code"))
 	tb.signOut()
 	tb.signIn(u)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#backup-code"), code), chromedp.Submit(chromedp.CSS("#backup-code")))
+	tb.enter("#backup-code", code, chromedp.Submit(chromedp.CSS("#backup-code")))
 	tb.waitBody("9 of 10 left")
 	tb.signOut()
 	tb.signIn(u)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#backup-code"), code), chromedp.Submit(chromedp.CSS("#backup-code")))
+	tb.enter("#backup-code", code, chromedp.Submit(chromedp.CSS("#backup-code")))
 	tb.waitBody("already used")
 }
 
@@ -390,7 +427,7 @@ func (f *flows) adminCode(t *testing.T) {
 	}
 	tb := f.tab(t, false)
 	tb.signIn(u)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#admin-code"), ac.GetCode()), chromedp.Submit(chromedp.CSS("#admin-code")))
+	tb.enter("#admin-code", ac.GetCode(), chromedp.Submit(chromedp.CSS("#admin-code")))
 	tb.waitBody("Account of " + u)
 }
 
@@ -400,8 +437,9 @@ func (f *flows) appPassword(t *testing.T) {
 	u := user("frank")
 	tb.signIn(u)
 	tb.waitBody("Account of " + u)
-	sel := chromedp.CSS(`form[action="/account/app-passwords"] input[name="name"]`)
-	tb.do(chromedp.SendKeys(sel, "Thunderbird"), chromedp.Submit(sel), chromedp.WaitVisible(chromedp.CSS("code.big")))
+	sel := `form[action="/account/app-passwords"] input[name="name"]`
+	tb.enter(sel, "Thunderbird", chromedp.Submit(chromedp.CSS(sel)))
+	tb.do(chromedp.WaitVisible(chromedp.CSS("code.big")))
 	pw := strings.TrimSpace(tb.text("code.big"))
 	v, err := f.tp.c.AppPasswords.VerifyAppPassword(context.Background(), &pb.VerifyAppPasswordRequest{Login: u, Password: pw})
 	if err != nil || !v.GetValid() {
@@ -428,8 +466,8 @@ func (f *flows) push(t *testing.T) {
 	// The phone pastes the enrollment link: it tries Web Push with the VAPID key
 	// and, without a push service (headless Chromium has none), enrolls poll only.
 	phone := f.tab(t, false)
-	phone.do(chromedp.Navigate(phone.url+"/device"), chromedp.WaitVisible(chromedp.CSS("#device-token")),
-		chromedp.SendKeys(chromedp.CSS("#device-token"), link), chromedp.Click(chromedp.CSS("#device-enroll button")))
+	phone.do(chromedp.Navigate(phone.url+"/device"), chromedp.WaitVisible(chromedp.CSS("#device-token")))
+	phone.enter("#device-token", link, chromedp.Click(chromedp.CSS("#device-enroll button")))
 	phone.waitBody("Enrolled for " + u)
 	phone.checkDelivery()
 
@@ -440,7 +478,7 @@ func (f *flows) push(t *testing.T) {
 	number := strings.TrimSpace(tb.text("#push-number-value"))
 
 	phone.waitBody("Sign-in to demo-web")
-	phone.do(chromedp.SendKeys(chromedp.CSS("#device-number"), number), chromedp.Click(chromedp.CSS("#device-approve")))
+	phone.enter("#device-number", number, chromedp.Click(chromedp.CSS("#device-approve")))
 	phone.waitBody("Approved.")
 	tb.waitBody("Account of " + u)
 }

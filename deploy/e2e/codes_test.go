@@ -105,11 +105,11 @@ func (f *flows) codeFactor(t *testing.T, method, dest string, read func(seen int
 	u := user(method)
 	tb.signIn(u)
 	tb.waitBody("Account of " + u)
-	tb.do(chromedp.SetValue(chromedp.CSS("#code-method"), method), chromedp.SendKeys(chromedp.CSS("#code-destination"), dest),
-		chromedp.Submit(chromedp.CSS("#code-destination")))
+	tb.do(chromedp.SetValue(chromedp.CSS("#code-method"), method))
+	tb.enter("#code-destination", dest, chromedp.Submit(chromedp.CSS("#code-destination")))
 	tb.waitBody("code was sent to")
 	code := codeIn(t, "the enrollment's message", read(0))
-	tb.do(chromedp.SendKeys(chromedp.CSS("#enroll-code"), code), chromedp.Submit(chromedp.CSS("#enroll-code")))
+	tb.enter("#enroll-code", code, chromedp.Submit(chromedp.CSS("#enroll-code")))
 	tb.waitBody("Added: codes can be sent there")
 	tb.signOut()
 
@@ -120,7 +120,7 @@ func (f *flows) codeFactor(t *testing.T, method, dest string, read func(seen int
 	if login == code {
 		t.Fatal("the login's code is the enrollment's")
 	}
-	tb.do(chromedp.SendKeys(chromedp.CSS("#"+method+"-code"), login), chromedp.Submit(chromedp.CSS("#"+method+"-code")))
+	tb.enter("#"+method+"-code", login, chromedp.Submit(chromedp.CSS("#"+method+"-code")))
 	tb.waitBody("Account of " + u)
 }
 
@@ -168,7 +168,7 @@ func (f *flows) telegramCode(t *testing.T) {
 	tb.do(chromedp.WaitVisible(chromedp.CSS("#telegram-send")), chromedp.Click(chromedp.CSS("#telegram-send")))
 	tb.waitBody("code was sent to")
 	login := codeIn(t, "the login's message", f.tp.nextOutbox(t, chat, 0))
-	tb.do(chromedp.SendKeys(chromedp.CSS("#telegram-code"), login), chromedp.Submit(chromedp.CSS("#telegram-code")))
+	tb.enter("#telegram-code", login, chromedp.Submit(chromedp.CSS("#telegram-code")))
 	tb.waitBody("Account of " + u)
 }
 

@@ -94,9 +94,8 @@ func (f *flows) remember(t *testing.T) {
 
 	tb.signIn(u)
 	next, _ := totp.GenerateCodeCustom(key.Secret(), now.Add(time.Duration(key.Period())*time.Second), opts)
-	tb.do(chromedp.SendKeys(chromedp.CSS("#totp-code"), next),
-		chromedp.Click(chromedp.CSS(`form:has(#totp-code) input[name="remember"]`)),
-		chromedp.Submit(chromedp.CSS("#totp-code")))
+	tb.do(chromedp.Click(chromedp.CSS(`form:has(#totp-code) input[name="remember"]`)))
+	tb.enter("#totp-code", next, chromedp.Submit(chromedp.CSS("#totp-code")))
 	tb.waitBody("Account of " + u)
 	first := tb.deviceCookie()
 	tb.checkDeviceCookie(first)
