@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,6 +95,11 @@ type deliveryRig struct {
 	r         *replica
 	providers *[]*otpcode.Provider
 	out       server.GatewaySender
+	// lossy is out as the code channels and the "not me" notifier use it:
+	// while lose is above zero, a notice's publish goes through but is
+	// reported lost (lossyOut).
+	lossy     lossyOut
+	lose      *atomic.Int32
 	box       *mailbox
 	dir       string
 	delivered chan notify.Outcome
@@ -107,7 +113,9 @@ func newDeliveryRig(t *testing.T) *deliveryRig {
 		t.Fatal(err)
 	}
 	g := &deliveryRig{c: c, box: startMailbox(t), dir: filepath.Join(t.TempDir(), "outbox"),
-		out: server.GatewaySender{Events: notify.NewPublisher(c.js, c.nc, c.names).WithDeliveryKey(key)}, delivered: make(chan notify.Outcome, 64)}
+		out: server.GatewaySender{Events: notify.NewPublisher(c.js, c.nc, c.names).WithDeliveryKey(key)}, delivered: make(chan notify.Outcome, 64),
+		lose: new(atomic.Int32)}
+	g.lossy = lossyOut{out: g.out, lose: g.lose}
 	var providers []*otpcode.Provider
 	g.providers = &providers
 	c.factorFns = append(c.factorFns, func(st *storage.Store) []server.Factor {
@@ -116,8 +124,8 @@ func newDeliveryRig(t *testing.T) *deliveryRig {
 			t.Fatal(err)
 		}
 		providers = append(providers, p)
-		c.notMe = server.OTPNotMeNotifier{Provider: p, Out: g.out}
-		return server.OTPCodeFactors(p, g.out)
+		c.notMe = server.OTPNotMeNotifier{Provider: p, Out: g.lossy}
+		return server.OTPCodeFactors(p, g.lossy)
 	})
 	g.r = c.start()
 	mailer, err := smtp.New(smtp.Config{Host: "127.0.0.1", Port: g.box.port, TLS: smtp.TLSNone, From: "no-reply@example.org", Timeout: 5 * time.Second})
@@ -137,6 +145,29 @@ func newDeliveryRig(t *testing.T) *deliveryRig {
 	}
 	t.Cleanup(d.Stop)
 	return g
+}
+
+// lossyOut hands sends to out; while lose is above zero it counts it down and
+// reports a notice whose publish went through as failed, as when the stream's
+// acknowledgement is lost on the way back: the change that handed it over is
+// undone and retried, the notice already queued.
+type lossyOut struct {
+	out  server.OutOfBandSender
+	lose *atomic.Int32
+}
+
+var errAckLost = errors.New("the publish acknowledgement was lost")
+
+func (l lossyOut) SendOutOfBand(ctx context.Context, s *otpcode.Send) error {
+	if err := l.out.SendOutOfBand(ctx, s); err != nil || s.Kind != otpcode.KindNotice {
+		return err
+	}
+	for n := l.lose.Load(); n > 0; n = l.lose.Load() {
+		if l.lose.CompareAndSwap(n, n-1) {
+			return errAckLost
+		}
+	}
+	return nil
 }
 
 // wait returns the next delivered message of kind, failing on any other outcome.
@@ -381,5 +412,81 @@ func TestReplacedTelegramChatNoticeFailureChangesNothing(t *testing.T) {
 	}
 	if info, err := noticeStream(t, g).Info(bg); err != nil || info.State.Msgs != 1 {
 		t.Fatalf("notices queued: %+v, %v; want the old chat's", info, err)
+	}
+}
+
+// A change retried after its notice was queued but the acknowledgement lost (the
+// change undone) queues no second notice: the retry publishes the notice under the
+// same id, the notice stream drops it as a duplicate, and the old destination is
+// told once; the next change of the same factor is told on its own. So for
+// FinishEnrollment retried and for a Telegram binding event processed again.
+func TestRetriedChangeTellsOnce(t *testing.T) {
+	g := newDeliveryRig(t)
+	last := func(addr string) func() string {
+		return func() string { m := g.box.to(addr); return m[len(m)-1][strings.Index(m[len(m)-1], "\n")+1:] }
+	}
+	bg := context.Background()
+	stored := func() uint64 {
+		t.Helper()
+		info, err := noticeStream(t, g).Info(bg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", last("alice@example.com"))
+	ctx := g.c.as("selfservice")
+	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "alice@example.org", ReplacesFactorId: old}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.wait(t, notify.KindCode)
+	code := sixDigits.FindStringSubmatch(last("alice@example.org")())
+	if code == nil {
+		t.Fatal("no code")
+	}
+	finish := &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(), Proof: &pb.FinishEnrollmentRequest_Code{Code: code[1]}}
+	g.lose.Store(1)
+	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); err == nil {
+		t.Fatal("finished although the notice's acknowledgement was lost")
+	}
+	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	g.wait(t, notify.KindNotice)
+	if n := stored(); n != 1 {
+		t.Fatalf("notices stored: %d, want 1 (the retry's is the same notice)", n)
+	}
+	g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.net", b.GetFactorId(), last("alice@example.net"))
+	g.wait(t, notify.KindNotice)
+	if n := stored(); n != 2 {
+		t.Fatalf("notices stored after the next change: %d, want 2", n)
+	}
+	if a, o := len(g.box.to("alice@example.com")), len(g.box.to("alice@example.org")); a != 2 || o != 2 {
+		t.Fatalf("mails: first address %d, second %d; want 2 each (code, one notice)", a, o)
+	}
+
+	oldChat := g.bindTelegram(t, "111111111", "")
+	bt, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{ReplacesFactorId: oldChat}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimPrefix(bt.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
+	events := server.OTPCodeEvents{Provider: (*g.providers)[0], Out: g.lossy}
+	g.lose.Store(1)
+	if err := events.Binding(bg, token, "222222222"); !errors.Is(err, errAckLost) {
+		t.Fatalf("binding with its acknowledgement lost: %v", err)
+	}
+	if err := events.Binding(bg, token, "222222222"); err != nil {
+		t.Fatalf("the binding again: %v", err)
+	}
+	g.wait(t, notify.KindNotice)
+	if n := stored(); n != 3 {
+		t.Fatalf("notices stored after the chat's change: %d, want 3", n)
+	}
+	if _, notices := g.outboxTo(t, "111111111"); len(notices) != 1 {
+		t.Fatalf("old chat: notices %q, want one", notices)
 	}
 }

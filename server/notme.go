@@ -65,7 +65,7 @@ func (s *deviceService) notMe(ctx context.Context, d *storage.PushDevice, challe
 	lc, err := s.push.NotMeContext(ctx, d, challengeID)
 	sent := 0
 	if err == nil {
-		sent, err = s.opts.NotMe.NotifyNotMe(ctx, otpcode.NotMe{UserID: d.UserID, Device: d.Name, Time: lc.Time,
+		sent, err = s.opts.NotMe.NotifyNotMe(ctx, otpcode.NotMe{UserID: d.UserID, Challenge: challengeID, Device: d.Name, Time: lc.Time,
 			Client: lc.Client, IP: lc.ClientIP})
 	}
 	details := map[string]string{"device_id": d.ID, "challenge_id": challengeID, "notices": strconv.Itoa(sent)}

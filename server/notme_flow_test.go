@@ -143,3 +143,55 @@ func TestPushNotMeOutlivesTheDevicesRequest(t *testing.T) {
 		t.Fatalf("the notices ran on a context ended by the device: %v", err)
 	}
 }
+
+// A refusal told twice (the "not me" notices run again for the same push) is told
+// once: each notice is named by the push and the factor, so the second publish is
+// a duplicate the notice stream drops; a lost acknowledgement does not make a
+// second notice either, and another refusal is told on its own.
+func TestPushNotMeToldTwiceTellsOnce(t *testing.T) {
+	g := newDeliveryRig(t)
+	c, r := g.c, g.r
+	g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", func() string {
+		m := g.box.to("alice@example.com")
+		return m[len(m)-1][strings.Index(m[len(m)-1], "\n")+1:]
+	})
+	d := enrollPush(t, c, r, r, "alice")
+	ctx := context.Background()
+	beginPush(t, c, r, "alice")
+	pending, err := d.Pending(ctx, r.devices())
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending = %v, %v", pending, err)
+	}
+	g.lose.Store(1) // the device's notice goes out, its acknowledgement is lost
+	if _, err := d.Respond(ctx, r.devices(), pending[0].GetChallengeId(), pb.PushDecision_PUSH_DECISION_NOT_ME, ""); err != nil {
+		t.Fatal(err)
+	}
+	g.wait(t, notify.KindNotice)
+	stored := func() uint64 {
+		t.Helper()
+		info, err := noticeStream(t, g).Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	if recs := c.auditOf(server.EventPushNotMeNotified); len(recs) != 1 || recs[0].Result != "failed" {
+		t.Fatalf("audit %+v, want the lost acknowledgement reported", recs)
+	}
+	again := server.OTPNotMeNotifier{Provider: (*g.providers)[0], Out: g.out}
+	n := otpcode.NotMe{UserID: "alice", Challenge: pending[0].GetChallengeId(), Device: "Phone", Time: c.clock.Now()}
+	if sent, err := again.NotifyNotMe(ctx, n); err != nil || sent != 1 {
+		t.Fatalf("told again: %d, %v", sent, err)
+	}
+	if got := stored(); got != 1 {
+		t.Fatalf("notices stored: %d, want 1 (the same refusal told twice is one notice)", got)
+	}
+	n.Challenge = "0b5e55ed-0000-4000-8000-000000000002"
+	if sent, err := again.NotifyNotMe(ctx, n); err != nil || sent != 1 {
+		t.Fatalf("another refusal: %d, %v", sent, err)
+	}
+	g.wait(t, notify.KindNotice)
+	if got, mails := stored(), len(g.box.to("alice@example.com")); got != 2 || mails != 3 {
+		t.Fatalf("notices stored %d, mails %d; want 2 and 3 (code, one notice per refusal)", got, mails)
+	}
+}

@@ -51,6 +51,8 @@
 //   - Notices carry no code (KindNotice): a replaced destination is told of its
 //     replacement (masked), and after a push refused as "this was not me" every
 //     active, proved destination of the user is told (NotMeNotices: device,
-//     time, client and IP, each bounded to one line). A notice has its own id
-//     and expires after NoticeTTL; pending destinations are never told.
+//     time, client and IP, each bounded to one line). A notice's id is a
+//     UUIDv5 of what it is about (a change's two factor ids; a refused push
+//     and a factor), so the same notice made twice is delivered once; it
+//     expires after NoticeTTL; pending destinations are never told.
 package otpcode

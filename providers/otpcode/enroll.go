@@ -207,20 +207,21 @@ func (p *Provider) activate(ctx context.Context, f *storage.Factor, act func(ctx
 	if err != nil {
 		return nil, err
 	}
-	if fin.Notice, err = p.changedNotice(old, data); err != nil {
+	if fin.Notice, err = p.changedNotice(old, f.ID, data); err != nil {
 		return nil, err
 	}
 	return fin, p.store.DeleteFactor(ctx, f.UserID, old.ID)
 }
 
 // changedNotice tells old's destination that the factor moved to the
-// destination data masks.
-func (p *Provider) changedNotice(old *storage.Factor, data FactorData) (*Send, error) {
+// destination data masks, factor newID's. Its id is the change's, (old, newID):
+// a retried change hands over the same notice.
+func (p *Provider) changedNotice(old *storage.Factor, newID string, data FactorData) (*Send, error) {
 	msg, err := p.tpl.RenderChanged(data.Locale, old.Method, MessageData{Service: p.cfg.ServiceName, Masked: data.Masked})
 	if err != nil {
 		return nil, err
 	}
-	return p.notice(old, data.Locale, msg)
+	return p.notice(old, noticeID(noticeChanged, old.ID, newID), data.Locale, msg)
 }
 
 // BindTelegram completes a Telegram enrollment from the bot's /start binding:

@@ -2,6 +2,7 @@ package otpcode
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"time"
 
@@ -18,10 +19,14 @@ const NoticeTTL = 24 * time.Hour
 // to the user's other destinations.
 type NotMe struct {
 	UserID string
-	Device string    // the device's name
-	Time   time.Time // when the sign-in attempt began
-	Client string    // the client as the backend described it
-	IP     string    // the client's IP address
+	// Challenge is the refused push's challenge id: with a factor's id it
+	// names that factor's notice, so that telling the same refusal again
+	// republishes the same notice (dropped as a duplicate), not a second one.
+	Challenge string
+	Device    string    // the device's name
+	Time      time.Time // when the sign-in attempt began
+	Client    string    // the client as the backend described it
+	IP        string    // the client's IP address
 }
 
 // MaxNotices bounds the notices of one NotMeNotices (a user's active code
@@ -36,8 +41,11 @@ const MaxNotices = 32
 // destination is not proved. A factor whose destination does not open is
 // skipped and reported in the error beside the notices of the others.
 func (p *Provider) NotMeNotices(ctx context.Context, n NotMe) ([]*Send, error) {
-	if err := checkIDs(n.UserID, ""); err != nil {
+	if err := checkIDs(n.UserID, n.Challenge); err != nil {
 		return nil, err
+	}
+	if n.Challenge == "" {
+		return nil, errors.New("challenge: the refused push's id is required (it names the notices)")
 	}
 	d := MessageData{Service: p.cfg.ServiceName, Device: cleanClient(n.Device), Client: cleanClient(n.Client),
 		IP: cleanClient(n.IP), When: n.Time.UTC().Format("2006-01-02 15:04 UTC")}
@@ -58,7 +66,7 @@ func (p *Provider) NotMeNotices(ctx context.Context, n NotMe) ([]*Send, error) {
 			msg, err := p.tpl.RenderNotMe(data.Locale, ch, d)
 			if err == nil {
 				var s *Send
-				if s, err = p.notice(&fs[i], data.Locale, msg); err == nil {
+				if s, err = p.notice(&fs[i], noticeID(noticeNotMe, n.Challenge, fs[i].ID), data.Locale, msg); err == nil {
 					sends = append(sends, s)
 				}
 			}
@@ -68,14 +76,39 @@ func (p *Provider) NotMeNotices(ctx context.Context, n NotMe) ([]*Send, error) {
 	return sends, errors.Join(errs...)
 }
 
-// notice is a notice of msg to f's destination, under a fresh id, expiring
-// after NoticeTTL.
-func (p *Provider) notice(f *storage.Factor, locale string, msg Message) (*Send, error) {
+// notice is a notice of msg to f's destination under id, expiring after
+// NoticeTTL.
+func (p *Provider) notice(f *storage.Factor, id, locale string, msg Message) (*Send, error) {
 	dest, err := p.openDestination(f)
 	if err != nil {
 		return nil, err
 	}
-	return &Send{Kind: KindNotice, Channel: f.Method, ID: uuid.NewString(), Seq: 1, UserID: f.UserID,
+	return &Send{Kind: KindNotice, Channel: f.Method, ID: id, Seq: 1, UserID: f.UserID,
 		FactorID: f.ID, Destination: dest.Address, Subject: msg.Subject, Text: msg.Text, Locale: locale,
 		ExpiresAt: p.now().UTC().Add(NoticeTTL)}, nil
+}
+
+// What a notice is about, the first part of its id's name.
+const (
+	noticeChanged = "changed" // a replaced destination: (old factor id, new factor id)
+	noticeNotMe   = "not-me"  // a push refused as not me: (push challenge id, factor id)
+)
+
+// noticeNamespace is the UUIDv5 namespace of notice ids.
+var noticeNamespace = uuid.MustParse("cc9a0e2b-9bf6-4667-8f2b-b874a1dcab88")
+
+// noticeID names a notice by what it is about and the ids of what it concerns
+// (never a secret: factor and challenge ids), as a UUIDv5: the same notice
+// made again (a change retried after its transaction failed, a refusal told
+// twice) gets the same id, so JetStream's duplicate window drops its second
+// publish and notifyd's record of delivered ids its second delivery; another
+// notice gets another id. The parts are length-prefixed, so no two lists of
+// parts share a name.
+func noticeID(about string, ids ...string) string {
+	name := make([]byte, 0, 128)
+	for _, part := range append([]string{about}, ids...) {
+		name = binary.AppendUvarint(name, uint64(len(part)))
+		name = append(name, part...)
+	}
+	return uuid.NewSHA1(noticeNamespace, name).String()
 }

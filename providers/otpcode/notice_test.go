@@ -21,7 +21,8 @@ func TestNotMeNotices(t *testing.T) {
 	}
 	e.enroll(t, "bob", Email, "bob@example.com")
 	at := time.Date(2026, 12, 2, 9, 58, 0, 0, time.UTC)
-	sends, err := e.p.NotMeNotices(e.ctx, NotMe{UserID: "alice", Device: "Pixel 9\nFake: header", Time: at, Client: "web", IP: "203.0.113.7"})
+	n := NotMe{UserID: "alice", Challenge: "c0ffee00-0000-4000-8000-000000000001", Device: "Pixel 9\nFake: header", Time: at, Client: "web", IP: "203.0.113.7"}
+	sends, err := e.p.NotMeNotices(e.ctx, n)
 	if err != nil || len(sends) != 2 {
 		t.Fatalf("notices %v %v", sends, err)
 	}
@@ -43,11 +44,25 @@ func TestNotMeNotices(t *testing.T) {
 	if sends[0].ID == sends[1].ID {
 		t.Error("two notices share an id")
 	}
-	if none, err := e.p.NotMeNotices(e.ctx, NotMe{UserID: "carol", Time: at}); err != nil || len(none) != 0 {
+	// The same refusal told again names the same notices (delivery drops them);
+	// another refusal names others.
+	again, err := e.p.NotMeNotices(e.ctx, n)
+	if err != nil || len(again) != 2 || again[0].ID != sends[0].ID || again[1].ID != sends[1].ID {
+		t.Fatalf("told again: %v %v; want the ids %s, %s", again, err, sends[0].ID, sends[1].ID)
+	}
+	n.Challenge = "c0ffee00-0000-4000-8000-000000000002"
+	other, err := e.p.NotMeNotices(e.ctx, n)
+	if err != nil || len(other) != 2 || other[0].ID == sends[0].ID || other[1].ID == sends[1].ID || other[0].ID == other[1].ID {
+		t.Fatalf("another refusal: %v %v", other, err)
+	}
+	if none, err := e.p.NotMeNotices(e.ctx, NotMe{UserID: "carol", Challenge: n.Challenge, Time: at}); err != nil || len(none) != 0 {
 		t.Fatalf("user without code factors: %v %v", none, err)
 	}
-	if _, err := e.p.NotMeNotices(e.ctx, NotMe{Time: at}); err == nil {
-		t.Fatal("no user id accepted")
+	for _, bad := range []NotMe{{Challenge: n.Challenge, Time: at}, {UserID: "alice", Time: at},
+		{UserID: "alice", Challenge: strings.Repeat("c", MaxIDLen+1), Time: at}} {
+		if _, err := e.p.NotMeNotices(e.ctx, bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
 	}
 }
 

@@ -1,10 +1,13 @@
 package otpcode
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/twofactor/twofactor/storage"
 	"github.com/twofactor/twofactor/storage/storagetest"
@@ -270,5 +273,67 @@ func TestReplaceTellsOldDestination(t *testing.T) {
 	}
 	if ch := e.begin(t, "u1", Email); ch.Send.Destination != "bob@example.org" {
 		t.Fatalf("login code goes to %q", ch.Send.Destination)
+	}
+}
+
+// A change retried after its transaction failed (the notice handed over, the
+// commit lost) names the same notice, so delivery drops the second; a notice id
+// is a UUID (what message ids, outbox names and webhooks accept); another change
+// of the same factor names another notice.
+func TestRetriedChangeNamesTheSameNotice(t *testing.T) {
+	e := newEnv(t, Config{TelegramBot: "ExampleAuthBot"})
+	old := e.enroll(t, "u1", Email, "alice@example.com")
+	en, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: Email, Destination: "bob@example.org", Replaces: old.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errLost := errors.New("the acknowledgement was lost")
+	var first *Send
+	if err := e.store.InTx(e.ctx, func(ctx context.Context) error {
+		fin, _, err := e.p.FinishEnrollment(ctx, "u1", en.Factor.ID, en.Send.Code)
+		if err != nil {
+			return err
+		}
+		first = fin.Notice
+		return errLost
+	}); !errors.Is(err, errLost) || first == nil {
+		t.Fatalf("first attempt: %v, notice %v", err, first)
+	}
+	fin, _, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, en.Send.Code)
+	if err != nil || fin.Notice == nil {
+		t.Fatalf("retry: %v %v", fin, err)
+	}
+	if fin.Notice.ID != first.ID {
+		t.Fatalf("retried change's notice %s, first %s: want the same", fin.Notice.ID, first.ID)
+	}
+	if u, err := uuid.Parse(first.ID); err != nil || u.String() != first.ID || fin.Notice.MessageID() != first.ID {
+		t.Fatalf("notice id %q (message id %q): want a UUID", first.ID, fin.Notice.MessageID())
+	}
+	en2, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: Email, Destination: "carol@example.net", Replaces: en.Factor.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fin2, _, err := e.p.FinishEnrollment(e.ctx, "u1", en2.Factor.ID, en2.Send.Code)
+	if err != nil || fin2.Notice == nil || fin2.Notice.ID == first.ID {
+		t.Fatalf("next change: %v %v, first notice %s", fin2, err, first.ID)
+	}
+
+	// A Telegram binding processed again after its transaction failed.
+	_, tok := beginTelegram(t, e, "u1", "")
+	chat, err := e.p.BindTelegram(e.ctx, tok, "111111111")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tok = beginTelegram(t, e, "u1", chat.Factor.ID)
+	var bound *Send
+	if _, err := e.p.BindTelegramThen(e.ctx, tok, "222222222", func(_ context.Context, fin *Finished) error {
+		bound = fin.Notice
+		return errLost
+	}); !errors.Is(err, errLost) || bound == nil {
+		t.Fatalf("first binding: %v, notice %v", err, bound)
+	}
+	again, err := e.p.BindTelegram(e.ctx, tok, "222222222")
+	if err != nil || again.Notice == nil || again.Notice.ID != bound.ID {
+		t.Fatalf("binding again: %v %v, first notice %s", again, err, bound.ID)
 	}
 }

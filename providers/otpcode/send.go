@@ -23,7 +23,8 @@ type Send struct {
 	Kind    string
 	Channel string
 	// ID is the challenge id of a login, the pending factor id of an
-	// enrollment, or a fresh id for a notice.
+	// enrollment, or for a notice a UUIDv5 of what it is about (the same
+	// notice made twice has the same id; see noticeID).
 	ID string
 	// Seq counts the sends of this code: 1 for the first, 2 for the first
 	// resend, …; ID and Seq together name one message (a message id for
