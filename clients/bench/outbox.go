@@ -50,8 +50,9 @@ func watchOutbox(dir string) (*outboxWatcher, error) {
 func (o *outboxWatcher) loop() {
 	defer close(o.done)
 	for ev := range o.w.Events {
-		// A file is created empty and then written: either event may be the
-		// one that finds it complete.
+		// A message appears whole under its name (linked from a temporary
+		// file, whose name read ignores); Write is kept for an outbox that
+		// creates the file and then writes it.
 		if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write) {
 			o.read(ev.Name)
 		}

@@ -8,6 +8,11 @@
 // mode 0600 in a folder of mode 0700 (created so, and refused if group or others can
 // enter it), and the log line names the file, never the code or the destination
 // (OWASP ASVS 4.0 V7.1.1). Never configure it on a shared machine in production.
+//
+// A message appears whole or not at all: it is written to a temporary file in the
+// folder (".outbox-*.tmp", which neither "*.txt" nor a message name matches),
+// synced, and linked to its name, which must not exist yet (a message is never
+// written over another); the temporary file is removed in every case.
 package outbox
 
 import (
@@ -33,6 +38,10 @@ type Config struct {
 
 // Sender writes messages to files.
 type Sender struct{ cfg Config }
+
+// tempPattern names the temporary files: hidden, and not ending in .txt, so
+// that no reader of messages (which look for *.txt) sees one.
+const tempPattern = ".outbox-*.tmp"
 
 // New creates the folder (0700) if needed and checks its mode.
 func New(cfg Config) (*Sender, error) {
@@ -83,16 +92,8 @@ func (s *Sender) Send(ctx context.Context, m channels.Message) error {
 		body += "Subject: " + m.Subject + "\n"
 	}
 	body += "\n" + m.TextOrDefault() + "\n"
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("outbox: create message file: %w", err)
-	}
-	if _, err := f.WriteString(body); err != nil {
-		f.Close()
-		return fmt.Errorf("outbox: write message file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("outbox: close message file: %w", err)
+	if err := s.write(path, body); err != nil {
+		return err
 	}
 	if m.IsNotice() {
 		s.cfg.Logger.Info("outbox: notice written (development channel: the file holds the destination in clear)",
@@ -101,6 +102,39 @@ func (s *Sender) Send(ctx context.Context, m channels.Message) error {
 	}
 	s.cfg.Logger.Info("outbox: message written (development channel: the file holds the code in clear)",
 		"file", path, "channel", m.Channel, "challenge_id", m.ChallengeID)
+	return nil
+}
+
+// write makes path a file of body, whole or not at all: body goes to a
+// temporary file in the same folder, synced, then linked to path (which fails
+// if path exists: never over another message); the temporary file is removed
+// whatever happens (once the message has its name, a failure to remove it is
+// logged: the message is written, a retry would write it twice).
+func (s *Sender) write(path, body string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), tempPattern) // mode 0600, a name of its own
+	if err != nil {
+		return fmt.Errorf("outbox: create message file: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err := os.Remove(tmp); err != nil {
+			s.cfg.Logger.Warn("outbox: cannot remove a temporary file (it may hold a code in clear)", "file", tmp, "error", err.Error())
+		}
+	}()
+	if _, err := f.WriteString(body); err != nil {
+		f.Close()
+		return fmt.Errorf("outbox: write message file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("outbox: sync message file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("outbox: close message file: %w", err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		return fmt.Errorf("outbox: name message file: %w", err)
+	}
 	return nil
 }
 

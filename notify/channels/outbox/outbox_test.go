@@ -46,6 +46,12 @@ func TestSendWritesPrivateFile(t *testing.T) {
 	if err := s.Send(context.Background(), m); err == nil {
 		t.Error("a second file of the same name was written over the first")
 	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("folder holds %d entries after the refused second file, want the first only (no temporary file)", len(entries))
+	}
+	if again, _ := os.ReadFile(path); !bytes.Equal(again, body) {
+		t.Errorf("the first file changed:\n%s", again)
+	}
 }
 
 // A notice gets its own file name and a Kind line, and the log line says it holds a
