@@ -308,3 +308,29 @@ func TestRememberDeviceInputNamesTheField(t *testing.T) {
 		t.Fatalf("selfservice key checking a device: %v", err)
 	}
 }
+
+// A label or user id the device store refuses (a C1 control character: not
+// printable, as the fields' docs ask) is refused before the answer is checked,
+// as a long label is. Accepted, it spent the code and the login went on with
+// no device remembered (the store's refusal only logged).
+func TestRememberDeviceRefusesC1Controls(t *testing.T) {
+	c := newCluster(t)
+	r := c.start()
+	allowRemember(t, c, r, nil)
+	_, seed, params := enrollTOTP(t, c, r, "alice")
+	c.clock.Add(30 * time.Second)
+	code, _ := totp.CodeAt(seed, params, c.clock.Now())
+	id := begin(t, c, r, "alice")
+	_, err := r.challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{ChallengeId: id, Response: &pb.VerifyChallengeRequest_Code{Code: code},
+		RememberDevice: true, DeviceLabel: "Phone\u009b31m"})
+	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "device_label") {
+		t.Fatalf("label with a C1 control: %v", err)
+	}
+	if got := verify(t, c, r, id, code); got.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		t.Fatalf("after a refused label: %v", got)
+	}
+	_, err = r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "bob\u0085", Method: pb.Method_METHOD_TOTP})
+	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "user_id") {
+		t.Fatalf("user id with a C1 control: %v", err)
+	}
+}
