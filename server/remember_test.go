@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/trusteddevice"
+	"github.com/twofactor/twofactor/providers/webauthn/softauthn"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
@@ -149,6 +151,17 @@ func TestRememberedDevicesDieWithCredentialsChange(t *testing.T) {
 		do   func() error
 	}{
 		{"factor added", func() error { enrollTOTP(t, c, r, "alice"); return nil }},
+		// A push device enrolls itself (DeviceService), a factor added all the same.
+		{"push device enrolled", func() error { enrollPush(t, c, r, r, "alice"); return nil }},
+		{"U2F key imported", func() error {
+			k, err := softauthn.NewU2F(waAppID, nil)
+			if err != nil {
+				return err
+			}
+			_, err = r.admin().ImportU2FRegistration(adm, &pb.ImportU2FRegistrationRequest{ActorId: "root", UserId: "alice", AppId: waAppID,
+				KeyHandle: base64.RawURLEncoding.EncodeToString(k.KeyHandle), PublicKey: base64.RawURLEncoding.EncodeToString(k.PublicKeyRaw)})
+			return err
+		}},
 		{"backup codes issued", func() error { issueBackupCodes(t, c, r, "alice"); return nil }},
 		{"admin code issued", func() error {
 			_, err := r.admin().IssueAdminBackupCode(adm, &pb.IssueAdminBackupCodeRequest{ActorId: "root", UserId: "alice"})
