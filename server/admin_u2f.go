@@ -53,6 +53,9 @@ func (s *adminService) ImportU2FRegistration(ctx context.Context, req *pb.Import
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorEnrolled, UserID: f.UserID, Actor: req.GetActorId(), Method: f.Method, Result: "active",
 		Details: map[string]string{"factor_id": f.ID, "source": "u2f_import", "app_id": req.GetAppId()}})
+	if err := s.credentialsChanged(ctx, f.UserID, notify.EventFactorEnrolled, req.GetActorId()); err != nil {
+		return nil, err
+	}
 	return &pb.ImportU2FRegistrationResponse{Factor: s.factors.factorToPB(f)}, nil
 }
 

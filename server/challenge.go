@@ -204,6 +204,12 @@ func (s *challengeService) answer(ctx context.Context, req *pb.VerifyChallengeRe
 		a.out, err = s.challenges.Verify(ctx, ch, func(ctx context.Context) (bool, error) {
 			var err error
 			a.v, err = f.Challenge.Verify(ctx, ch, ans)
+			if err == nil && a.v.Accepted && ch.UserID == "" {
+				// The answer found the user (a passkey): the policy's group
+				// rules, which BeginChallenge could not apply without a user,
+				// hold now, before the answer counts (refused: rolled back).
+				err = s.requireAllowedFor(ctx, a.v.UserID, ch.Method)
+			}
 			return a.v.Accepted, err
 		}, func(context.Context) error {
 			a.failed = true // the Guard counts the failure in its transaction

@@ -60,6 +60,10 @@ type DeviceOptions struct {
 	// Stopping ends every WatchPushes stream (Unavailable: reconnect) when it
 	// closes, so that a graceful stop does not wait for them (Server.Drain).
 	Stopping <-chan struct{}
+	// CredentialsChanged, when set, runs after a device enrolled (a factor
+	// added): it moves the user's credentials epoch, as FinishEnrollment does
+	// (the server's core.credentialsChanged). An error fails the request.
+	CredentialsChanged func(ctx context.Context, userID, cause string) error
 }
 
 // DeviceGuard runs eval as one attempt by s, counted before it is evaluated.
@@ -248,6 +252,11 @@ func (s *deviceService) FinishDeviceEnrollment(ctx context.Context, req *pb.Fini
 	}
 	s.opts.Auditor.Record(ctx, AuditEvent{Event: notify.EventFactorEnrolled, UserID: d.UserID, Method: push.Method,
 		Result: "enrolled", Details: map[string]string{"device_id": d.ID, "platform": d.Platform, "endpoint": d.EndpointKind}})
+	if s.opts.CredentialsChanged != nil {
+		if err := s.opts.CredentialsChanged(ctx, d.UserID, notify.EventFactorEnrolled); err != nil {
+			return nil, err
+		}
+	}
 	return &pb.FinishDeviceEnrollmentResponse{DeviceId: d.ID, UserId: d.UserID}, nil
 }
 

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/trusteddevice"
+	"github.com/twofactor/twofactor/providers/webauthn/softauthn"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
@@ -149,6 +151,17 @@ func TestRememberedDevicesDieWithCredentialsChange(t *testing.T) {
 		do   func() error
 	}{
 		{"factor added", func() error { enrollTOTP(t, c, r, "alice"); return nil }},
+		// A push device enrolls itself (DeviceService), a factor added all the same.
+		{"push device enrolled", func() error { enrollPush(t, c, r, r, "alice"); return nil }},
+		{"U2F key imported", func() error {
+			k, err := softauthn.NewU2F(waAppID, nil)
+			if err != nil {
+				return err
+			}
+			_, err = r.admin().ImportU2FRegistration(adm, &pb.ImportU2FRegistrationRequest{ActorId: "root", UserId: "alice", AppId: waAppID,
+				KeyHandle: base64.RawURLEncoding.EncodeToString(k.KeyHandle), PublicKey: base64.RawURLEncoding.EncodeToString(k.PublicKeyRaw)})
+			return err
+		}},
 		{"backup codes issued", func() error { issueBackupCodes(t, c, r, "alice"); return nil }},
 		{"admin code issued", func() error {
 			_, err := r.admin().IssueAdminBackupCode(adm, &pb.IssueAdminBackupCodeRequest{ActorId: "root", UserId: "alice"})
@@ -306,5 +319,31 @@ func TestRememberDeviceInputNamesTheField(t *testing.T) {
 	}
 	if _, err := r.challenges().CheckRememberedDevice(c.as("selfservice"), &pb.CheckRememberedDeviceRequest{UserId: "alice", DeviceToken: "x"}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("selfservice key checking a device: %v", err)
+	}
+}
+
+// A label or user id the device store refuses (a C1 control character: not
+// printable, as the fields' docs ask) is refused before the answer is checked,
+// as a long label is. Accepted, it spent the code and the login went on with
+// no device remembered (the store's refusal only logged).
+func TestRememberDeviceRefusesC1Controls(t *testing.T) {
+	c := newCluster(t)
+	r := c.start()
+	allowRemember(t, c, r, nil)
+	_, seed, params := enrollTOTP(t, c, r, "alice")
+	c.clock.Add(30 * time.Second)
+	code, _ := totp.CodeAt(seed, params, c.clock.Now())
+	id := begin(t, c, r, "alice")
+	_, err := r.challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{ChallengeId: id, Response: &pb.VerifyChallengeRequest_Code{Code: code},
+		RememberDevice: true, DeviceLabel: "Phone\u009b31m"})
+	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "device_label") {
+		t.Fatalf("label with a C1 control: %v", err)
+	}
+	if got := verify(t, c, r, id, code); got.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
+		t.Fatalf("after a refused label: %v", got)
+	}
+	_, err = r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "bob\u0085", Method: pb.Method_METHOD_TOTP})
+	if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "user_id") {
+		t.Fatalf("user id with a C1 control: %v", err)
 	}
 }

@@ -183,7 +183,9 @@ func New(d Deps, opts Options) (*Server, error) {
 			ann = d.Events
 		}
 		s.device = NewDeviceService(d.Push, DeviceOptions{Announcer: ann, Watcher: d.PushWatcher, Auditor: d.Auditor, Log: d.Logger, NotMe: d.NotMe,
-			Guard: c.deviceGuard, Stopping: s.draining})
+			Guard: c.deviceGuard, Stopping: s.draining, CredentialsChanged: func(ctx context.Context, userID, cause string) error {
+				return c.credentialsChanged(ctx, userID, cause, "")
+			}})
 	}
 	if err := s.subscribe(d); err != nil {
 		s.Close()

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -11,7 +13,8 @@ import (
 
 const maxUserIDLen = 255
 
-// checkUserID validates a backend user id: 1 to 255 bytes of printable UTF-8.
+// checkUserID validates a backend user id: 1 to 255 bytes of printable UTF-8
+// (no C0 or C1 control character: the providers' userid.Check).
 func checkUserID(field, id string) error {
 	switch {
 	case id == "":
@@ -21,10 +24,8 @@ func checkUserID(field, id string) error {
 	case !utf8.ValidString(id):
 		return invalid(field, "is not valid UTF-8")
 	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, "contains control characters")
-		}
+	if strings.IndexFunc(id, unicode.IsControl) >= 0 {
+		return invalid(field, "contains control characters")
 	}
 	return nil
 }
@@ -40,7 +41,8 @@ func checkID(field, id string) error {
 	return nil
 }
 
-// checkName validates a user-given display name: 1 to 128 characters, printable.
+// checkName validates a user-given display name: 1 to 128 characters, printable
+// (no C0 or C1 control character, as the providers that store names check).
 func checkName(field, name string, required bool) error {
 	if name == "" {
 		if required {
@@ -51,10 +53,8 @@ func checkName(field, name string, required bool) error {
 	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > 128 {
 		return invalid(field, "must be valid UTF-8 of at most 128 characters")
 	}
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, "contains control characters")
-		}
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return invalid(field, "contains control characters")
 	}
 	return nil
 }

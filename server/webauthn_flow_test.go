@@ -596,3 +596,47 @@ func TestWebAuthnFollowsStoredPolicy(t *testing.T) {
 		}
 	}
 }
+
+// A group rule forbidding WebAuthn holds for a passkey login begun without a
+// user too: BeginChallenge cannot apply it (no user yet), so the user the
+// credential names is checked before the answer counts. Without that, a
+// contractor whose group may not use WebAuthn signs in with the passkey they
+// enrolled before the rule by leaving user_id out.
+func TestWebAuthnPasskeyLoginFollowsGroupRules(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.start(), c.start()
+	directory(t, c, a)
+	contractor := newSoftAuthn(t, softauthn.Options{Discoverable: true, UV: true})
+	waEnroll(t, c, a, b, "frank", "Phone", contractor, true) // eng, contractors
+	engineer := newSoftAuthn(t, softauthn.Options{Discoverable: true, UV: true})
+	waEnroll(t, c, a, b, "alice", "Phone", engineer, true) // eng
+	rules := []*pb.GroupMethodRule{{Group: "contractors", ForbiddenMethods: []pb.Method{pb.Method_METHOD_WEBAUTHN}}}
+	if _, err := a.admin().SetPolicy(c.as("admin"), &pb.SetPolicyRequest{ActorId: "root", Policy: &pb.Policy{GroupRules: rules}}); err != nil {
+		t.Fatalf("SetPolicy: %v", err)
+	}
+	_, err := a.challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{UserId: "frank", Method: pb.Method_METHOD_WEBAUTHN})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("BeginChallenge naming the contractor: %v, want FailedPrecondition", err)
+	}
+	passkey := func(r1, r2 *replica, key *softauthn.Authenticator) (string, *pb.VerifyChallengeResponse, error) {
+		t.Helper()
+		begun, err := r1.challenges().BeginChallenge(c.as("login"), &pb.BeginChallengeRequest{Method: pb.Method_METHOD_WEBAUTHN})
+		if err != nil {
+			t.Fatalf("BeginChallenge without user: %v", err)
+		}
+		assertion := assertWith(t, key, []byte(begun.GetWebauthnRequestOptionsJson()), softauthn.AssertOptions{})
+		got, err := r2.challenges().VerifyChallenge(c.as("login"), &pb.VerifyChallengeRequest{ChallengeId: begun.GetChallengeId(),
+			Response: &pb.VerifyChallengeRequest_WebauthnAssertionJson{WebauthnAssertionJson: string(assertion)}})
+		return begun.GetChallengeId(), got, err
+	}
+	id, got, err := passkey(a, b, contractor)
+	if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "method:") {
+		t.Fatalf("passkey login of the contractor: %v, %v; want FailedPrecondition naming the method", got, err)
+	}
+	if st, err := b.challenges().GetChallengeStatus(c.as("login"), &pb.GetChallengeStatusRequest{ChallengeId: id}); err != nil || st.GetRemainingAttempts() == 0 {
+		t.Fatalf("challenge after the refusal: %v, %v", st, err)
+	}
+	if _, got, err := passkey(b, a, engineer); err != nil || got.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED || got.GetUserId() != "alice" {
+		t.Fatalf("passkey login of an engineer: %v, %v", got, err)
+	}
+}
