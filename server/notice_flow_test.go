@@ -212,8 +212,19 @@ var sixDigits = regexp.MustCompile(`(?m)^\s*(\d{6})\b`)
 // received through notifyd, read by read.
 func (g *deliveryRig) enrollDelivered(t *testing.T, m pb.Method, dest, old string, read func() string) string {
 	t.Helper()
-	ctx := g.c.as("selfservice")
-	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: m,
+	finish := g.beginDelivered(t, m, dest, old, read)
+	if _, err := g.r.enrollment().FinishEnrollment(g.c.as("selfservice"), finish); err != nil {
+		t.Fatal(err)
+	}
+	return finish.GetFactorId()
+}
+
+// beginDelivered begins alice's enrollment of dest (replacing old when set),
+// waits for its code's delivery and returns the FinishEnrollment that proves it
+// with the code read.
+func (g *deliveryRig) beginDelivered(t *testing.T, m pb.Method, dest, old string, read func() string) *pb.FinishEnrollmentRequest {
+	t.Helper()
+	b, err := g.r.enrollment().BeginEnrollment(g.c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "alice", Method: m,
 		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: dest, ReplacesFactorId: old}}})
 	if err != nil {
 		t.Fatal(err)
@@ -225,22 +236,45 @@ func (g *deliveryRig) enrollDelivered(t *testing.T, m pb.Method, dest, old strin
 	if code == nil {
 		t.Fatalf("no code in %q", read())
 	}
-	if _, err := g.r.enrollment().FinishEnrollment(ctx, &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(),
-		Proof: &pb.FinishEnrollmentRequest_Code{Code: code[1]}}); err != nil {
+	return &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(), Proof: &pb.FinishEnrollmentRequest_Code{Code: code[1]}}
+}
+
+// factorStates maps alice's factors to their states.
+func (g *deliveryRig) factorStates(t *testing.T) map[string]pb.FactorState {
+	t.Helper()
+	l, err := g.r.enrollment().ListFactors(g.c.as("selfservice"), &pb.ListFactorsRequest{UserId: "alice"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return b.GetFactorId()
+	out := map[string]pb.FactorState{}
+	for _, f := range l.GetFactors() {
+		out[f.GetId()] = f.GetState()
+	}
+	return out
+}
+
+// lastMail reads the text of the last mail to addr.
+func (g *deliveryRig) lastMail(addr string) func() string {
+	return func() string { m := g.box.to(addr); return m[len(m)-1][strings.Index(m[len(m)-1], "\n")+1:] }
+}
+
+// noticesStored is the notice stream's last sequence: how many notices it ever
+// stored (a duplicate it dropped is not one).
+func (g *deliveryRig) noticesStored(t *testing.T) uint64 {
+	t.Helper()
+	info, err := noticeStream(t, g).Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
 }
 
 // A replaced email address is told by mail, through NATS, notifyd and a real SMTP
 // server; the new address gets its confirmation code and no notice.
 func TestNoticeOfReplacedEmailReachesOldAddress(t *testing.T) {
 	g := newDeliveryRig(t)
-	last := func(addr string) func() string {
-		return func() string { m := g.box.to(addr); return m[len(m)-1][strings.Index(m[len(m)-1], "\n")+1:] }
-	}
-	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", last("alice@example.com"))
-	g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.org", old, last("alice@example.org"))
+	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", g.lastMail("alice@example.com"))
+	g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.org", old, g.lastMail("alice@example.org"))
 	g.wait(t, notify.KindNotice)
 	oldMails, newMails := g.box.to("alice@example.com"), g.box.to("alice@example.org")
 	if len(oldMails) != 2 || len(newMails) != 1 {
@@ -288,18 +322,24 @@ func TestNoticeOfReplacedSMSAndTelegramReachesOldDestination(t *testing.T) {
 // /start binding does.
 func (g *deliveryRig) bindTelegram(t *testing.T, chat, old string) string {
 	t.Helper()
-	ctx := g.c.as("selfservice")
-	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM,
-		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{ReplacesFactorId: old}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimPrefix(b.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
+	id, token := g.telegramLink(t, old)
 	events := server.OTPCodeEvents{Provider: (*g.providers)[0], Out: g.out}
 	if err := events.Binding(context.Background(), token, chat); err != nil {
 		t.Fatal(err)
 	}
-	return b.GetFactorId()
+	return id
+}
+
+// telegramLink begins alice's Telegram enrollment (replacing old when given)
+// and returns the pending factor and its link's start token.
+func (g *deliveryRig) telegramLink(t *testing.T, old string) (factorID, token string) {
+	t.Helper()
+	b, err := g.r.enrollment().BeginEnrollment(g.c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{ReplacesFactorId: old}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.GetFactorId(), strings.TrimPrefix(b.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -310,42 +350,17 @@ func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard,
 // the same code finishes it and the notice is queued.
 func TestReplacedDestinationNoticeFailureChangesNothing(t *testing.T) {
 	g := newDeliveryRig(t)
-	last := func(addr string) func() string {
-		return func() string { m := g.box.to(addr); return m[len(m)-1][strings.Index(m[len(m)-1], "\n")+1:] }
-	}
-	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", last("alice@example.com"))
+	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", g.lastMail("alice@example.com"))
 	ctx := g.c.as("selfservice")
-	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
-		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "alice@example.org", ReplacesFactorId: old}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.wait(t, notify.KindCode)
-	code := sixDigits.FindStringSubmatch(last("alice@example.org")())
-	if code == nil {
-		t.Fatal("no code")
-	}
+	finish := g.beginDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.org", old, g.lastMail("alice@example.org"))
 	bg := context.Background()
 	if err := g.c.js.DeleteStream(bg, g.c.names.NoticeStream()); err != nil {
 		t.Fatal(err)
 	}
-	finish := &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(), Proof: &pb.FinishEnrollmentRequest_Code{Code: code[1]}}
 	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); err == nil {
 		t.Fatal("finished although the notice could not be published")
 	}
-	states := func() map[string]pb.FactorState {
-		t.Helper()
-		l, err := g.r.enrollment().ListFactors(ctx, &pb.ListFactorsRequest{UserId: "alice"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]pb.FactorState{}
-		for _, f := range l.GetFactors() {
-			out[f.GetId()] = f.GetState()
-		}
-		return out
-	}
-	if st := states(); st[old] != pb.FactorState_FACTOR_STATE_ACTIVE || st[b.GetFactorId()] != pb.FactorState_FACTOR_STATE_PENDING {
+	if st := g.factorStates(t); st[old] != pb.FactorState_FACTOR_STATE_ACTIVE || st[finish.GetFactorId()] != pb.FactorState_FACTOR_STATE_PENDING {
 		t.Fatalf("after the failed finish: %v", st)
 	}
 	if err := notify.EnsureStreams(bg, g.c.js, g.c.names, natstest.TestStreamConfig()); err != nil {
@@ -354,7 +369,7 @@ func TestReplacedDestinationNoticeFailureChangesNothing(t *testing.T) {
 	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); err != nil {
 		t.Fatalf("finish once the notice can go: %v", err)
 	}
-	if st := states(); st[old] == pb.FactorState_FACTOR_STATE_ACTIVE || st[b.GetFactorId()] != pb.FactorState_FACTOR_STATE_ACTIVE {
+	if st := g.factorStates(t); st[old] == pb.FactorState_FACTOR_STATE_ACTIVE || st[finish.GetFactorId()] != pb.FactorState_FACTOR_STATE_ACTIVE {
 		t.Fatalf("after the finish: %v", st)
 	}
 	// The stream is new, notifyd's consumer went with the old one: the notice waits there.
@@ -370,13 +385,7 @@ func TestReplacedDestinationNoticeFailureChangesNothing(t *testing.T) {
 func TestReplacedTelegramChatNoticeFailureChangesNothing(t *testing.T) {
 	g := newDeliveryRig(t)
 	oldChat := g.bindTelegram(t, "111111111", "")
-	ctx := g.c.as("selfservice")
-	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM,
-		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{ReplacesFactorId: oldChat}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimPrefix(b.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
+	newChat, token := g.telegramLink(t, oldChat)
 	events := server.OTPCodeEvents{Provider: (*g.providers)[0], Out: g.out}
 	bg := context.Background()
 	if err := g.c.js.DeleteStream(bg, g.c.names.NoticeStream()); err != nil {
@@ -385,21 +394,8 @@ func TestReplacedTelegramChatNoticeFailureChangesNothing(t *testing.T) {
 	if err := events.Binding(bg, token, "222222222"); err == nil || errors.As(err, new(notify.Permanent)) {
 		t.Fatalf("binding without a notice: %v, want a transient error (the event is fetched again)", err)
 	}
-	state := func(id string) pb.FactorState {
-		t.Helper()
-		l, err := g.r.enrollment().ListFactors(ctx, &pb.ListFactorsRequest{UserId: "alice"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range l.GetFactors() {
-			if f.GetId() == id {
-				return f.GetState()
-			}
-		}
-		return pb.FactorState_FACTOR_STATE_UNSPECIFIED
-	}
-	if s, o := state(b.GetFactorId()), state(oldChat); s != pb.FactorState_FACTOR_STATE_PENDING || o != pb.FactorState_FACTOR_STATE_ACTIVE {
-		t.Fatalf("after the failed binding: new %v, old %v; want pending and active", s, o)
+	if st := g.factorStates(t); st[newChat] != pb.FactorState_FACTOR_STATE_PENDING || st[oldChat] != pb.FactorState_FACTOR_STATE_ACTIVE {
+		t.Fatalf("after the failed binding: new %v, old %v; want pending and active", st[newChat], st[oldChat])
 	}
 	if err := notify.EnsureStreams(bg, g.c.js, g.c.names, natstest.TestStreamConfig()); err != nil {
 		t.Fatal(err)
@@ -407,7 +403,7 @@ func TestReplacedTelegramChatNoticeFailureChangesNothing(t *testing.T) {
 	if err := events.Binding(bg, token, "222222222"); err != nil {
 		t.Fatalf("the binding again: %v", err)
 	}
-	if s := state(b.GetFactorId()); s != pb.FactorState_FACTOR_STATE_ACTIVE {
+	if s := g.factorStates(t)[newChat]; s != pb.FactorState_FACTOR_STATE_ACTIVE {
 		t.Fatalf("after the binding: %v", s)
 	}
 	if info, err := noticeStream(t, g).Info(bg); err != nil || info.State.Msgs != 1 {
@@ -422,31 +418,10 @@ func TestReplacedTelegramChatNoticeFailureChangesNothing(t *testing.T) {
 // FinishEnrollment retried and for a Telegram binding event processed again.
 func TestRetriedChangeTellsOnce(t *testing.T) {
 	g := newDeliveryRig(t)
-	last := func(addr string) func() string {
-		return func() string { m := g.box.to(addr); return m[len(m)-1][strings.Index(m[len(m)-1], "\n")+1:] }
-	}
 	bg := context.Background()
-	stored := func() uint64 {
-		t.Helper()
-		info, err := noticeStream(t, g).Info(bg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.LastSeq
-	}
-	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", last("alice@example.com"))
+	old := g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.com", "", g.lastMail("alice@example.com"))
 	ctx := g.c.as("selfservice")
-	b, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
-		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "alice@example.org", ReplacesFactorId: old}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.wait(t, notify.KindCode)
-	code := sixDigits.FindStringSubmatch(last("alice@example.org")())
-	if code == nil {
-		t.Fatal("no code")
-	}
-	finish := &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(), Proof: &pb.FinishEnrollmentRequest_Code{Code: code[1]}}
+	finish := g.beginDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.org", old, g.lastMail("alice@example.org"))
 	g.lose.Store(1)
 	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); err == nil {
 		t.Fatal("finished although the notice's acknowledgement was lost")
@@ -455,12 +430,12 @@ func TestRetriedChangeTellsOnce(t *testing.T) {
 		t.Fatalf("the retry: %v", err)
 	}
 	g.wait(t, notify.KindNotice)
-	if n := stored(); n != 1 {
+	if n := g.noticesStored(t); n != 1 {
 		t.Fatalf("notices stored: %d, want 1 (the retry's is the same notice)", n)
 	}
-	g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.net", b.GetFactorId(), last("alice@example.net"))
+	g.enrollDelivered(t, pb.Method_METHOD_EMAIL, "alice@example.net", finish.GetFactorId(), g.lastMail("alice@example.net"))
 	g.wait(t, notify.KindNotice)
-	if n := stored(); n != 2 {
+	if n := g.noticesStored(t); n != 2 {
 		t.Fatalf("notices stored after the next change: %d, want 2", n)
 	}
 	if a, o := len(g.box.to("alice@example.com")), len(g.box.to("alice@example.org")); a != 2 || o != 2 {
@@ -468,12 +443,7 @@ func TestRetriedChangeTellsOnce(t *testing.T) {
 	}
 
 	oldChat := g.bindTelegram(t, "111111111", "")
-	bt, err := g.r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_TELEGRAM,
-		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{ReplacesFactorId: oldChat}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimPrefix(bt.GetOutOfBand().GetTelegramLink(), "https://t.me/ExampleAuthBot?start=")
+	_, token := g.telegramLink(t, oldChat)
 	events := server.OTPCodeEvents{Provider: (*g.providers)[0], Out: g.lossy}
 	g.lose.Store(1)
 	if err := events.Binding(bg, token, "222222222"); !errors.Is(err, errAckLost) {
@@ -483,7 +453,7 @@ func TestRetriedChangeTellsOnce(t *testing.T) {
 		t.Fatalf("the binding again: %v", err)
 	}
 	g.wait(t, notify.KindNotice)
-	if n := stored(); n != 3 {
+	if n := g.noticesStored(t); n != 3 {
 		t.Fatalf("notices stored after the chat's change: %d, want 3", n)
 	}
 	if _, notices := g.outboxTo(t, "111111111"); len(notices) != 1 {

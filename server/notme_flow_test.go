@@ -167,14 +167,6 @@ func TestPushNotMeToldTwiceTellsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.wait(t, notify.KindNotice)
-	stored := func() uint64 {
-		t.Helper()
-		info, err := noticeStream(t, g).Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.LastSeq
-	}
 	if recs := c.auditOf(server.EventPushNotMeNotified); len(recs) != 1 || recs[0].Result != "failed" {
 		t.Fatalf("audit %+v, want the lost acknowledgement reported", recs)
 	}
@@ -183,7 +175,7 @@ func TestPushNotMeToldTwiceTellsOnce(t *testing.T) {
 	if sent, err := again.NotifyNotMe(ctx, n); err != nil || sent != 1 {
 		t.Fatalf("told again: %d, %v", sent, err)
 	}
-	if got := stored(); got != 1 {
+	if got := g.noticesStored(t); got != 1 {
 		t.Fatalf("notices stored: %d, want 1 (the same refusal told twice is one notice)", got)
 	}
 	n.Challenge = "0b5e55ed-0000-4000-8000-000000000002"
@@ -191,7 +183,7 @@ func TestPushNotMeToldTwiceTellsOnce(t *testing.T) {
 		t.Fatalf("another refusal: %d, %v", sent, err)
 	}
 	g.wait(t, notify.KindNotice)
-	if got, mails := stored(), len(g.box.to("alice@example.com")); got != 2 || mails != 3 {
+	if got, mails := g.noticesStored(t), len(g.box.to("alice@example.com")); got != 2 || mails != 3 {
 		t.Fatalf("notices stored %d, mails %d; want 2 and 3 (code, one notice per refusal)", got, mails)
 	}
 }
