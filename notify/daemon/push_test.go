@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -13,7 +12,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy/ntfytest"
 	"github.com/twofactor/twofactor/notify/natstest"
@@ -39,7 +38,7 @@ type standalone struct {
 	names    notify.Names
 	pub      *notify.Publisher
 	deviceID string
-	logs     *syncBuffer
+	logs     *testfix.LogBuffer
 }
 
 func startStandalone(t *testing.T, env map[string]string) *standalone {
@@ -58,7 +57,7 @@ func startStandalone(t *testing.T, env map[string]string) *standalone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &standalone{nt: ntfytest.New(t), m: NewMetrics(), logs: &syncBuffer{}}
+	s := &standalone{nt: ntfytest.New(t), m: NewMetrics(), logs: &testfix.LogBuffer{}}
 	s.deviceID = enrollNtfyDevice(t, authd, s.nt.URL()+"/upBob1")
 	log := slog.New(slog.NewTextHandler(s.logs, nil))
 	env["TWOFACTOR_DATABASE_URL"] = dbURL
@@ -194,22 +193,4 @@ func enrollNtfyDevice(t *testing.T, svc *push.Service, topicURL string) string {
 		t.Fatal(err)
 	}
 	return d.ID
-}
-
-// syncBuffer is a bytes.Buffer the workers may log to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
