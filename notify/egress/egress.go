@@ -77,6 +77,9 @@ func ParseAllow(list string) (Allow, error) {
 			if err != nil {
 				return Allow{}, fmt.Errorf("%q: not a CIDR network", e)
 			}
+			if p.Addr().Is4In6() && p.Bits() >= 96 { // ::ffff:10.0.0.0/104 is 10.0.0.0/8
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
 			a.Prefixes = append(a.Prefixes, p.Masked())
 		default:
 			if ip, err := netip.ParseAddr(e); err == nil {

@@ -202,6 +202,11 @@ func TestCheck(t *testing.T) {
 	if err := egress.NewDialer(egress.Config{Allow: a}).Check("h", netip.MustParseAddr("::ffff:10.1.2.3")); err != nil {
 		t.Errorf("::ffff:10.1.2.3 with 10/8 allowed: %v", err)
 	}
+	// And an allowed network written in its IPv4-mapped form covers the IPv4 one.
+	a, _ = egress.ParseAllow("::ffff:10.0.0.0/104")
+	if err := egress.NewDialer(egress.Config{Allow: a}).Check("h", netip.MustParseAddr("10.1.2.3")); err != nil {
+		t.Errorf("10.1.2.3 with ::ffff:10.0.0.0/104 allowed: %v", err)
+	}
 }
 
 func TestParseAllow(t *testing.T) {
