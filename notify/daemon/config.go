@@ -16,6 +16,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/webpush"
+	"github.com/twofactor/twofactor/notify/egress"
 )
 
 // Config is notifyd's configuration. Every field has a flag (--kebab-case), an
@@ -40,6 +41,11 @@ type Config struct {
 	// DatabaseURL, KeyFile, VAPIDKeyFile and VAPIDSubscriber run push delivery
 	// (pushdelivery): authd's store and key ring open the devices' endpoints.
 	DatabaseURL, KeyFile, VAPIDKeyFile, VAPIDSubscriber string
+	// PushAllowInternal lists what a device's push endpoint may reach although not a
+	// public address (notify/egress.ParseAllow: CIDRs, IPs, host names, .domain
+	// suffixes), e.g. the deployment's own ntfy; PushAllow is it parsed.
+	PushAllowInternal string
+	PushAllow         egress.Allow
 
 	Channels map[string]*ChannelConfig // by gateway channel
 
@@ -109,6 +115,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "authd's database (postgres://… or sqlite://…), read for the push devices' endpoints; empty: no push delivery")
 	fs.StringVar(&c.KeyFile, "key-file", "", "authd's sealing key ring (opens the devices' endpoints); default <data-dir>/keys.json")
 	fs.StringVar(&c.VAPIDKeyFile, "vapid-key-file", "", "VAPID key pair of Web Push (RFC 8292, written by `authd init`); default <data-dir>/"+webpush.DefaultVAPIDKeyFile)
+	fs.StringVar(&c.PushAllowInternal, "push-allow-internal", "", "comma-separated networks (CIDR or IP) and hosts (or .domain suffixes) a device's push endpoint may reach although not a public address, e.g. ntfy on the deployment's own network (empty: public unicast addresses only)")
 	fs.StringVar(&c.VAPIDSubscriber, "vapid-subscriber", "", "operator contact in the VAPID JWT (mailto:… or https://…); empty: Web Push devices poll")
 	for _, ch := range notify.GatewayChannels {
 		cc := &ChannelConfig{}
@@ -208,6 +215,11 @@ func (c *Config) finish() error {
 	if strings.ContainsAny(c.VAPIDSubscriber, "\r\n") {
 		return errors.New("vapid-subscriber: want one line")
 	}
+	allow, err := egress.ParseAllow(c.PushAllowInternal)
+	if err != nil {
+		return fmt.Errorf("push-allow-internal: %w", err)
+	}
+	c.PushAllow = allow
 	if c.MaxDeliver < 1 || c.MaxDeliver > 100 {
 		return fmt.Errorf("max-deliver %d: want 1 to 100", c.MaxDeliver)
 	}

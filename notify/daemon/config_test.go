@@ -65,6 +65,8 @@ func TestParseRejects(t *testing.T) {
 		"metrics":           {"--metrics-listen", "9465"},
 		"webhook no secret": {"--telegram-webhook-listen", "127.0.0.1:0"},
 		"argument":          {"extra"},
+		"allow internal":    {"--push-allow-internal", "10.0.0.0/33"},
+		"allow a URL":       {"--push-allow-internal", "http://ntfy"},
 	} {
 		if _, err := Parse("notifyd", args, getenv(nil)); err == nil {
 			t.Errorf("%s: accepted", name)

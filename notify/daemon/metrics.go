@@ -12,6 +12,7 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy"
 	"github.com/twofactor/twofactor/notify/channels/webpush"
+	"github.com/twofactor/twofactor/notify/egress"
 )
 
 // Metrics are notifyd's Prometheus metrics.
@@ -28,7 +29,7 @@ type Metrics struct {
 	Alert    *prometheus.GaugeVec
 	Bindings prometheus.Counter // Telegram chat bindings published
 	// Pushes counts push wake-ups by endpoint kind (webpush, ntfy) and result
-	// (ok, gone, retry, permanent, error).
+	// (ok, gone, refused, retry, permanent, error).
 	Pushes *prometheus.CounterVec
 }
 
@@ -49,7 +50,7 @@ func NewMetrics() *Metrics {
 		Bindings: prometheus.NewCounter(prometheus.CounterOpts{Name: "notifyd_telegram_bindings_total",
 			Help: "Telegram chat bindings published for authd."}),
 		Pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "notifyd_push_wakeups_total",
-			Help: "Push-approval wake-ups sent to devices, by endpoint kind and result (ok, gone, retry, permanent, error)."}, []string{"kind", "result"}),
+			Help: "Push-approval wake-ups sent to devices, by endpoint kind and result (ok, gone, refused, retry, permanent, error)."}, []string{"kind", "result"}),
 	}
 	m.reg.MustRegister(m.Sent, m.Failed, m.Attempts, m.Latency, m.Alert, m.Bindings, m.Pushes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -107,6 +108,8 @@ func (m *Metrics) pushed(kind string, err error) {
 		result = "ok"
 	case errors.Is(err, webpush.ErrGone) || errors.Is(err, ntfy.ErrGone):
 		result = "gone"
+	case errors.Is(err, egress.ErrRefused):
+		result = "refused"
 	case errors.As(err, &ra):
 		result = "retry"
 	case errors.As(err, &perm):

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify/channels/ntfy"
 	"github.com/twofactor/twofactor/notify/channels/webpush"
+	"github.com/twofactor/twofactor/notify/egress"
 	"github.com/twofactor/twofactor/notify/pushdelivery"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/storage"
@@ -18,9 +20,13 @@ import (
 
 // PushSenders builds the push transports from a VAPID key file and subscriber: Web
 // Push when both are there (else nil, with a warning: Web Push devices then poll),
-// and ntfy / UnifiedPush, which needs no setting. client, when set, sends both
-// (tests: a push service's TLS certificate).
+// and ntfy / UnifiedPush, which needs no setting. Both send with client, which
+// should be notify/egress's (PushClient); nil is egress's client allowing nothing
+// but public addresses.
 func PushSenders(vapidKeyFile, subscriber string, client *http.Client, log *slog.Logger) (*webpush.Sender, *ntfy.Sender, error) {
+	if client == nil {
+		client = PushClient(egress.Allow{}, nil)
+	}
 	nt := ntfy.New(ntfy.Config{HTTPClient: client})
 	priv, pub, err := webpush.LoadVAPIDKeyFile(vapidKeyFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -43,6 +49,14 @@ func PushSenders(vapidKeyFile, subscriber string, client *http.Client, log *slog
 	return wp, nt, nil
 }
 
+// PushClient is the client push wake-ups are sent with: notify/egress's, reaching
+// public unicast addresses and what allow names (push-allow-internal), following no
+// redirect, using no proxy. tlsConfig nil is the system's roots (tests: a push
+// service's certificate).
+func PushClient(allow egress.Allow, tlsConfig *tls.Config) *http.Client {
+	return egress.NewClient(egress.Config{Allow: allow, TLS: tlsConfig})
+}
+
 // PushDeps opens what the push worker needs when database-url is set: authd's store
 // (read for the devices' endpoints, written only to retire a gone one), the key ring
 // that seals the endpoints, and the transports. It returns nil deps when push
@@ -56,7 +70,7 @@ func (c *Config) PushDeps(ctx context.Context, log *slog.Logger) (_ *pushdeliver
 	if err != nil {
 		return nil, nil, fmt.Errorf("key-file: %w", err)
 	}
-	wp, nt, err := PushSenders(c.VAPIDKeyFile, c.VAPIDSubscriber, nil, log)
+	wp, nt, err := PushSenders(c.VAPIDKeyFile, c.VAPIDSubscriber, PushClient(c.PushAllow, nil), log)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,11 +11,15 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy/ntfytest"
 	"github.com/twofactor/twofactor/notify/natstest"
@@ -24,11 +28,21 @@ import (
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
-// notifyd with -database-url and -key-file delivers pushes: it opens authd's store
-// and key ring, and its push worker wakes the user's ntfy device with the opaque
-// wake-up. Without a VAPID key file Web Push is off (those devices poll); without a
-// database URL push delivery is off.
-func TestStandalonePushDelivery(t *testing.T) {
+// standalone is notifyd with -database-url and the environment env, its push worker
+// started on authd's store and key ring, and bob's ntfy device (topic upBob1 on an
+// ntfytest server on 127.0.0.1) enrolled through authd's side.
+type standalone struct {
+	nt       *ntfytest.Server
+	m        *Metrics
+	js       jetstream.JetStream
+	names    notify.Names
+	pub      *notify.Publisher
+	deviceID string
+	logs     *testfix.LogBuffer
+}
+
+func startStandalone(t *testing.T, env map[string]string) *standalone {
+	t.Helper()
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "keys.json")
 	if _, err := storage.EnsureKeyFile(keyFile); err != nil {
@@ -43,11 +57,57 @@ func TestStandalonePushDelivery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nt := ntfytest.New(t)
-	deviceID := enrollNtfyDevice(t, authd, nt.URL()+"/upBob1")
+	s := &standalone{nt: ntfytest.New(t), m: NewMetrics(), logs: &testfix.LogBuffer{}}
+	s.deviceID = enrollNtfyDevice(t, authd, s.nt.URL()+"/upBob1")
+	log := slog.New(slog.NewTextHandler(s.logs, nil))
+	env["TWOFACTOR_DATABASE_URL"] = dbURL
+	c, err := Parse("notifyd", []string{"-data-dir", dir}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd, closeStore, err := c.PushDeps(context.Background(), log)
+	if err != nil || pd == nil || pd.WebPush != nil || pd.Ntfy == nil {
+		t.Fatalf("push deps %+v, %v", pd, err)
+	}
+	t.Cleanup(closeStore)
+	var nc *nats.Conn
+	nc, s.js, s.names = natstest.Start(t)
+	key, _ := notify.GenerateDeliveryKey()
+	d, err := Start(context.Background(), Options{JS: s.js, Names: s.names, Key: key, Push: pd, Logger: log, Metrics: s.m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Stop)
+	s.pub = notify.NewPublisher(s.js, nc, s.names)
+	return s
+}
 
+func (s *standalone) request(t *testing.T, challengeID string) {
+	t.Helper()
+	if err := s.pub.PublishPushRequest(context.Background(), notify.PushRequest{ChallengeID: challengeID, UserID: "bob", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *standalone) waitPushes(t *testing.T, result string, want float64) {
+	t.Helper()
+	waitFor := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(s.m.Pushes.WithLabelValues("ntfy", result)) != want {
+		if time.Now().After(waitFor) {
+			t.Fatalf("notifyd_push_wakeups_total{kind=ntfy,result=%s} = %v, want %v", result, testutil.ToFloat64(s.m.Pushes.WithLabelValues("ntfy", result)), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// notifyd with -database-url and -key-file delivers pushes: it opens authd's store
+// and key ring, and its push worker wakes the user's ntfy device with the opaque
+// wake-up. Without a VAPID key file Web Push is off (those devices poll); without a
+// database URL push delivery is off. The test's ntfy listens on 127.0.0.1: the
+// operator allows it explicitly (TWOFACTOR_PUSH_ALLOW_INTERNAL).
+func TestStandalonePushDelivery(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	off, err := Parse("notifyd", []string{"-data-dir", dir}, func(string) string { return "" })
+	off, err := Parse("notifyd", []string{"-data-dir", t.TempDir()}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,46 +116,58 @@ func TestStandalonePushDelivery(t *testing.T) {
 	} else {
 		closeFn()
 	}
-	c, err := Parse("notifyd", []string{"-data-dir", dir}, func(k string) string {
-		return map[string]string{"TWOFACTOR_DATABASE_URL": dbURL}[k]
-	})
+	s := startStandalone(t, map[string]string{"TWOFACTOR_PUSH_ALLOW_INTERNAL": "127.0.0.1"})
+	s.request(t, "ch-std-1")
+	s.waitPushes(t, "ok", 1)
+	got := s.nt.Poll(t, "upBob1")
+	var w push.Wake
+	if len(got) != 1 {
+		t.Fatalf("the ntfy device got %d wake-ups", len(got))
+	}
+	if err := json.Unmarshal([]byte(got[0].Message), &w); err != nil || w.ChallengeID != "ch-std-1" || w.DeviceID != s.deviceID {
+		t.Fatalf("wake %+v, %v", w, err)
+	}
+}
+
+// Without the allowance notifyd does not reach a device endpoint on 127.0.0.1 (an
+// internal service a device key holder points it at): the dial is refused, the
+// server sees no request, the request is acknowledged once without a retry, the
+// metric says refused and the log names the host but not the topic.
+func TestStandalonePushRefusesInternalEndpoint(t *testing.T) {
+	s := startStandalone(t, map[string]string{})
+	s.request(t, "ch-std-2")
+	s.waitPushes(t, "refused", 1)
+	ctx := context.Background()
+	cons, err := s.js.Consumer(ctx, s.names.PushStream(), "notifyd-push")
 	if err != nil {
-		t.Fatal(err)
-	}
-	pd, closeStore, err := c.PushDeps(context.Background(), log)
-	if err != nil || pd == nil || pd.WebPush != nil || pd.Ntfy == nil {
-		t.Fatalf("push deps %+v, %v", pd, err)
-	}
-	defer closeStore()
-	nc, js, names := natstest.Start(t)
-	key, _ := notify.GenerateDeliveryKey()
-	m := NewMetrics()
-	d, err := Start(context.Background(), Options{JS: js, Names: names, Key: key, Push: pd, Logger: log, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop()
-	pub := notify.NewPublisher(js, nc, names)
-	if err := pub.PublishPushRequest(context.Background(), notify.PushRequest{ChallengeID: "ch-std-1", UserID: "bob", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(nt.Poll(t, "upBob1")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the ntfy device was not woken")
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	waitFor := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(m.Pushes.WithLabelValues("ntfy", "ok")) != 1 {
-		if time.Now().After(waitFor) {
-			t.Fatalf("notifyd_push_wakeups_total{kind=ntfy,result=ok} = %v", testutil.ToFloat64(m.Pushes.WithLabelValues("ntfy", "ok")))
+		if info.NumAckPending == 0 && info.Delivered.Consumer >= 1 {
+			if info.NumRedelivered != 0 || info.Delivered.Consumer != 1 {
+				t.Fatalf("push request delivered %d times, %d redelivered: want once", info.Delivered.Consumer, info.NumRedelivered)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("push request not acknowledged: %+v", info)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	var w push.Wake
-	if err := json.Unmarshal([]byte(nt.Poll(t, "upBob1")[0].Message), &w); err != nil || w.ChallengeID != "ch-std-1" || w.DeviceID != deviceID {
-		t.Fatalf("wake %+v, %v", w, err)
+	if got := s.nt.Poll(t, "upBob1"); len(got) != 0 {
+		t.Fatalf("the internal endpoint got %+v", got)
+	}
+	if n := testutil.ToFloat64(s.m.Pushes.WithLabelValues("ntfy", "ok")); n != 0 {
+		t.Fatalf("ok = %v", n)
+	}
+	logs := s.logs.String()
+	if !strings.Contains(logs, "endpoint address refused") || !strings.Contains(logs, "host=127.0.0.1") || strings.Contains(logs, "upBob1") {
+		t.Fatalf("logs %s: want the refusal with the host, without the topic", logs)
 	}
 }
 

@@ -18,6 +18,11 @@
 //     keeps polling; one device's refusal does not fail the others; a failed push
 //     transport never blocks a login, which the user can still approve by polling.
 //   - An expired request is dropped (acknowledged) without a delivery.
+//   - The endpoint URL is the enrolling user's choice: notifyd's client
+//     (notify/egress) connects only to public unicast addresses, checked on the
+//     address dialled, unless the operator allows a network or a name
+//     (push-allow-internal); a refused address fails that device's delivery at once
+//     (logged with the host, no retry) and the device polls.
 package pushdelivery
 
 import (
@@ -32,6 +37,7 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy"
 	"github.com/twofactor/twofactor/notify/channels/webpush"
+	"github.com/twofactor/twofactor/notify/egress"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/storage"
 )
@@ -122,6 +128,7 @@ func (d Deps) deliver(ctx context.Context, dev *storage.PushDevice, challengeID 
 		d.Observe(dev.ID, ep.Kind, err)
 	}
 	var perm notify.Permanent
+	var refused *egress.RefusedError
 	switch {
 	case err == nil:
 		return nil
@@ -130,6 +137,12 @@ func (d Deps) deliver(ctx context.Context, dev *storage.PushDevice, challengeID 
 			return fmt.Errorf("push delivery: retire endpoint: %w", rerr)
 		}
 		d.Logger.Info("push delivery: endpoint gone, device now polls", "device", dev.ID, "kind", ep.Kind)
+		return nil
+	case errors.As(err, &refused):
+		// The endpoint's host is not a public address (notify/egress): named by host
+		// and address only, never the URL (a capability); not retried.
+		d.Logger.Warn("push delivery: endpoint address refused: not public and not allowed by push-allow-internal, device polls",
+			"device", dev.ID, "kind", ep.Kind, "host", refused.Host, "addr", refused.Addr.String())
 		return nil
 	case errors.As(err, &perm):
 		d.Logger.Warn("push delivery: refused", "device", dev.ID, "kind", ep.Kind, "err", err)

@@ -12,14 +12,17 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy"
 	"github.com/twofactor/twofactor/notify/channels/ntfy/ntfytest"
 	"github.com/twofactor/twofactor/notify/channels/webpush"
 	"github.com/twofactor/twofactor/notify/channels/webpush/webpushtest"
+	"github.com/twofactor/twofactor/notify/egress"
 	"github.com/twofactor/twofactor/notify/natstest"
 	"github.com/twofactor/twofactor/notify/pushdelivery"
 	"github.com/twofactor/twofactor/providers/push"
@@ -190,5 +193,47 @@ func TestPushServiceDownIsRetried(t *testing.T) {
 	// The ntfy device was still woken.
 	if msgs := r.nt.Poll(t, "upDevice1"); len(msgs) != 1 {
 		t.Fatalf("ntfy got %d", len(msgs))
+	}
+}
+
+// Through egress's client without an allowance, both endpoints (on 127.0.0.1) are
+// refused at dial time: neither service sees a request, the request is done (no
+// retry), the endpoints are kept (an operator may allow them later), and the log
+// names the host, not the URL.
+func TestRefusedAddressIsNotRetried(t *testing.T) {
+	r := newRig(t)
+	priv, pub, _ := webpush.GenerateVAPIDKeys()
+	r.wp = webpushtest.New(t, pub, "mailto:ops@auth.example")
+	ws, err := webpush.New(webpush.Config{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subscriber: "ops@auth.example",
+		HTTPClient: egress.NewClient(egress.Config{TLS: r.wp.Client().Transport.(*http.Transport).TLSClientConfig})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := r.wp.Subscription()
+	r.enroll("webpush2", push.Endpoint{Kind: storage.PushEndpointWebPush, URL: sub.Endpoint, P256dh: sub.P256dh, Auth: sub.Auth})
+	var logs testfix.LogBuffer
+	var refused []string
+	d := r.deps
+	d.WebPush, d.Ntfy, d.Logger = ws, ntfy.New(ntfy.Config{HTTPClient: egress.NewClient(egress.Config{})}), slog.New(slog.NewTextHandler(&logs, nil))
+	d.Observe = func(_, kind string, err error) {
+		if errors.Is(err, egress.ErrRefused) {
+			refused = append(refused, kind)
+		}
+	}
+	if err := pushdelivery.Handler(d)(context.Background(), request(t, "ch-7", time.Now().Add(time.Minute))); err != nil {
+		t.Fatalf("refused: %v, want done", err)
+	}
+	if len(refused) != 3 || len(r.wp.Received())+len(r.wp.Errors()) != 0 || len(r.nt.Poll(t, "upDevice1")) != 0 {
+		t.Fatalf("refused %v; web push saw %d, ntfy %d", refused, len(r.wp.Received())+len(r.wp.Errors()), len(r.nt.Poll(t, "upDevice1")))
+	}
+	devs, _ := r.svc.Devices(context.Background(), "alice")
+	for _, dev := range devs {
+		if dev.EndpointKind == storage.PushEndpointPoll && dev.Name != storage.PushEndpointPoll {
+			t.Errorf("device %s retired", dev.Name)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, "endpoint address refused") || !strings.Contains(l, "host=127.0.0.1") ||
+		strings.Contains(l, "upDevice1") || strings.Contains(l, "sub-abc123") {
+		t.Fatalf("logs %s", l)
 	}
 }

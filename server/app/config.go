@@ -4,11 +4,11 @@
 package app
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/twofactor/twofactor/notify/channels/webpush"
+	"github.com/twofactor/twofactor/notify/egress"
 	"github.com/twofactor/twofactor/providers/apppasswords"
 	"github.com/twofactor/twofactor/providers/trusteddevice"
 )
@@ -83,6 +84,10 @@ type Config struct {
 	PushLockOnNotMe            bool
 	PushEndpointHosts          string
 	PushHTTPEndpointHosts      string
+	// PushAllowInternal: embedded mode, what the push worker may reach although not a
+	// public address (notify/egress.ParseAllow), besides push-http-endpoint-hosts.
+	PushAllowInternal string
+	pushAllow         egress.Allow
 	// RememberDeviceGrace and RememberDeviceMax tune remembered devices (policy
 	// decides who may and for how long).
 	RememberDeviceGrace time.Duration
@@ -91,9 +96,9 @@ type Config struct {
 	// (`authd init` writes the key pair; notifyd reads the same file).
 	VAPIDKeyFile    string
 	VAPIDSubscriber string
-	// pushHTTPClient and pushAllowHTTP: tests' push services (TLS certificate, http).
-	pushHTTPClient *http.Client
-	pushAllowHTTP  bool
+	// pushTLS and pushAllowHTTP: tests' push services (TLS certificate, http).
+	pushTLS       *tls.Config
+	pushAllowHTTP bool
 	// PolicyCacheTTL is how long the policy read from the store is reused.
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
@@ -180,6 +185,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.VAPIDSubscriber, "vapid-subscriber", "", "embedded mode: operator contact in the VAPID JWT (mailto:… or https://…); default "+DefaultEmbeddedVAPIDSubscriber)
 	fs.StringVar(&c.PushEndpointHosts, "push-endpoint-hosts", "", "comma-separated hosts (or .domain suffixes) a device's https push endpoint may name (empty: any https host)")
 	fs.StringVar(&c.PushHTTPEndpointHosts, "push-http-endpoint-hosts", "", "comma-separated hosts (or .domain suffixes) a device's push endpoint may name over plain http, e.g. ntfy on the deployment's own network (empty: https only)")
+	fs.StringVar(&c.PushAllowInternal, "push-allow-internal", "", "embedded mode: comma-separated networks (CIDR or IP) and hosts (or .domain suffixes) a device's push endpoint may reach although not a public address; the hosts of push-http-endpoint-hosts are allowed too (empty: public unicast addresses only; notifyd has its own -push-allow-internal)")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
 	fs.DurationVar(&c.RememberDeviceGrace, "remember-device-grace", trusteddevice.DefaultGrace, "how long a rotated-away device token is accepted once more (concurrent requests of one client; at most 5m)")
 	fs.IntVar(&c.RememberDeviceMax, "remember-device-max", trusteddevice.DefaultMaxPerUser, "remembered devices per user; one more evicts the oldest")
@@ -251,6 +257,15 @@ func (c *Config) finish() error {
 	if c.DataDir == "" {
 		return errors.New("data-dir must not be empty")
 	}
+	allow, err := egress.ParseAllow(c.PushAllowInternal)
+	if err != nil {
+		return fmt.Errorf("push-allow-internal: %w", err)
+	}
+	httpHosts, err := egress.ParseAllow(c.PushHTTPEndpointHosts)
+	if err != nil {
+		return fmt.Errorf("push-http-endpoint-hosts: %w", err)
+	}
+	c.pushAllow = allow.Join(httpHosts)
 	if c.PprofListen != "" && !loopback(c.PprofListen) {
 		return fmt.Errorf("pprof-listen %q: want a loopback host:port (profiles reveal internals)", c.PprofListen)
 	}

@@ -65,14 +65,16 @@ func (a *App) startDelivery(ctx context.Context, js jetstream.JetStream, names n
 
 // startPushDelivery runs, in embedded mode, notifyd's push worker in this process
 // (pushdelivery, on the same store and key ring as the push factor): Web Push with
-// the VAPID key file when vapid-subscriber is set, ntfy / UnifiedPush always. With
-// an external NATS, notifyd delivers pushes (its -database-url).
+// the VAPID key file when vapid-subscriber is set, ntfy / UnifiedPush always, through
+// notify/egress's client: public addresses, and what push-allow-internal and
+// push-http-endpoint-hosts allow. With an external NATS, notifyd delivers pushes
+// (its -database-url and -push-allow-internal).
 func (a *App) startPushDelivery(ctx context.Context, svc *push.Service) error {
 	if !a.cfg.Embedded() || svc == nil {
 		return nil
 	}
 	log := a.log.With("component", "notifyd")
-	wp, nt, err := daemon.PushSenders(a.cfg.VAPIDKeyFile, a.cfg.VAPIDSubscriber, a.cfg.pushHTTPClient, log)
+	wp, nt, err := daemon.PushSenders(a.cfg.VAPIDKeyFile, a.cfg.VAPIDSubscriber, daemon.PushClient(a.cfg.pushAllow, a.cfg.pushTLS), log)
 	if err != nil {
 		return err
 	}

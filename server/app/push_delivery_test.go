@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/twofactor/twofactor/clients/pushdevice"
+	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify/channels/ntfy/ntfytest"
 	"github.com/twofactor/twofactor/notify/channels/webpush"
 	"github.com/twofactor/twofactor/notify/channels/webpush/webpushtest"
@@ -35,7 +38,7 @@ import (
 func TestEmbeddedPushDelivery(t *testing.T) {
 	dir := t.TempDir()
 	cfg, err := Parse("authd", []string{"-data-dir", dir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-breached-mode", "off",
-		"-vapid-subscriber", "mailto:ops@auth.example"}, func(string) string { return "" })
+		"-vapid-subscriber", "mailto:ops@auth.example", "-push-allow-internal", "127.0.0.1"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +54,8 @@ func TestEmbeddedPushDelivery(t *testing.T) {
 	}
 	wps := webpushtest.New(t, vapidPub, "mailto:ops@auth.example")
 	nt := ntfytest.New(t)
-	cfg.pushHTTPClient, cfg.pushAllowHTTP = wps.Client(), true
+	// The test's push services listen on 127.0.0.1: allowed explicitly.
+	cfg.pushTLS, cfg.pushAllowHTTP = wps.Client().Transport.(*http.Transport).TLSClientConfig, true
 	conn := serveApp(t, cfg)
 	// A browser device learns the key its subscription must name from the enrollment.
 	en, err := pb.NewEnrollmentServiceClient(conn).BeginEnrollment(context.Background(), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
@@ -94,6 +98,43 @@ func TestEmbeddedPushDelivery(t *testing.T) {
 		Response: &pb.VerifyChallengeRequest_Push{Push: &pb.PushWait{Wait: durationpb.New(5 * time.Second)}}})
 	if err != nil || v.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
 		t.Fatalf("verify = %v, %v", v, err)
+	}
+}
+
+// Embedded mode without an allowance does not reach a device endpoint on 127.0.0.1
+// (an internal service a device key holder points it at): the dial is refused and
+// logged by host, the server sees no request. A host of push-http-endpoint-hosts
+// (localhost here, the deployment's own ntfy in production) is reached, though it
+// resolves to the same loopback address.
+func TestEmbeddedPushRefusesInternalEndpoint(t *testing.T) {
+	cfg, err := Parse("authd", []string{"-data-dir", t.TempDir(), "-listen", "127.0.0.1:0", "-metrics-listen", "", "-breached-mode", "off",
+		"-push-http-endpoint-hosts", "localhost"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.pushAllowHTTP = true // enrolls http://127.0.0.1:…; delivery is egress's to decide
+	nt := ntfytest.New(t)
+	u, _ := url.Parse(nt.URL())
+	var logs testfix.LogBuffer
+	conn := serveAppLogging(t, cfg, &logs)
+	enrollPushDevice(t, conn, &pb.PushEndpoint{Kind: &pb.PushEndpoint_Ntfy{Ntfy: &pb.NtfyTopic{Url: nt.URL() + "/upInternal1"}}})
+	enrollPushDevice(t, conn, &pb.PushEndpoint{Kind: &pb.PushEndpoint_Ntfy{Ntfy: &pb.NtfyTopic{Url: "http://localhost:" + u.Port() + "/upLocal1"}}})
+	if _, err := pb.NewChallengeServiceClient(conn).BeginChallenge(context.Background(), &pb.BeginChallengeRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH,
+		Context: &pb.ClientContext{Ip: "198.51.100.7", UserAgent: "Firefox", Client: "web"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(nt.Poll(t, "upLocal1")) == 0 || !strings.Contains(logs.String(), "endpoint address refused") {
+		if time.Now().After(deadline) {
+			t.Fatalf("localhost device woken %d times; logs %s", len(nt.Poll(t, "upLocal1")), logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := nt.Poll(t, "upInternal1"); len(got) != 0 {
+		t.Fatalf("the internal endpoint got %+v", got)
+	}
+	if l := logs.String(); !strings.Contains(l, "host=127.0.0.1") || strings.Contains(l, "upInternal1") {
+		t.Fatalf("logs %s: want the refused host, not the topic", l)
 	}
 }
 

@@ -26,6 +26,8 @@ func TestTransportIsSecureByDefault(t *testing.T) {
 		"public, insecure off in YAML":  {[]string{"-listen", "0.0.0.0:7443"}, nil, "insecure-plaintext: false\n", "insecure-plaintext"},
 		"pprof public":                  {[]string{"-pprof-listen", "0.0.0.0:6060"}, nil, "", "pprof-listen"},
 		"pprof loopback":                {[]string{"-pprof-listen", "127.0.0.1:6060"}, nil, "", ""},
+		"push allow internal":           {[]string{"-push-allow-internal", "10.0.0.0/8,ntfy"}, nil, "", ""},
+		"push allow internal bad":       {[]string{"-push-allow-internal", "10.0.0.0/33"}, nil, "", "push-allow-internal"},
 		"nats listen loopback":          {[]string{"-nats-listen", "127.0.0.1:0"}, nil, "", ""},
 		"nats listen public":            {[]string{"-nats-listen", "0.0.0.0:4333"}, nil, "", "nats-listen \"0.0.0.0:4333\": not a loopback address"},
 		"nats listen public with TLS":   {[]string{"-nats-listen", "0.0.0.0:4333", "-nats-tls-cert", "c", "-nats-tls-key", "k"}, nil, "", ""},

@@ -15,7 +15,8 @@
 //   - 404 and 410 report ErrGone (the topic or UnifiedPush registration is gone), so
 //     the caller retires the endpoint and the device keeps polling; 429 and 503
 //     honour Retry-After (RFC 9110 §10.2.3) through notify.RetryAfter; 401, 403 and
-//     other 4xx are notify.Permanent.
+//     other 4xx are notify.Permanent, and so are a 3xx (a redirect is not followed)
+//     and a destination address notify/egress refuses (not public, not allowed).
 package ntfy
 
 import (
@@ -31,6 +32,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
+	"github.com/twofactor/twofactor/notify/egress"
 )
 
 // ErrGone reports that the topic or UnifiedPush endpoint no longer exists (404/410).
@@ -45,7 +47,8 @@ type Config struct {
 	// subscribers get the message. Off by default: a device that polls its topic
 	// needs the cached message.
 	NoCache bool
-	// HTTPClient sends the requests (default: a client with a 10 s timeout).
+	// HTTPClient sends the requests (default: notify/egress's client, which reaches
+	// public addresses only, with a 10 s timeout).
 	HTTPClient *http.Client
 	// Now is the clock for Retry-After dates (default time.Now).
 	Now func() time.Time
@@ -60,7 +63,7 @@ func New(cfg Config) *Sender {
 		cfg.Title = "Sign-in request"
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		cfg.HTTPClient = egress.NewClient(egress.Config{})
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -97,6 +100,10 @@ func (s *Sender) Send(ctx context.Context, topicURL, token string, payload []byt
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("ntfy: request: %w", err)
 		}
+		if errors.Is(err, egress.ErrRefused) {
+			// Not a public address (notify/egress): trying again will not change it.
+			return notify.Permanent{Err: fmt.Errorf("ntfy: %w", err), Reason: notify.ReasonRejected}
+		}
 		return fmt.Errorf("ntfy: request failed: %v", err)
 	}
 	defer resp.Body.Close()
@@ -111,6 +118,9 @@ func statusError(resp *http.Response, now time.Time) error {
 		return nil
 	case c == http.StatusNotFound || c == http.StatusGone:
 		return notify.Permanent{Err: fmt.Errorf("%w: HTTP %d", ErrGone, c)}
+	case c >= 300 && c < 400:
+		// The delivery client follows no redirect (notify/egress).
+		return notify.Permanent{Err: fmt.Errorf("ntfy: HTTP %d: redirect not followed", c), Reason: notify.ReasonRejected}
 	}
 	// 429/503 with Retry-After, 401/403, other 4xx, 5xx: as every channel maps them.
 	return channels.StatusError("ntfy", resp, "", now)

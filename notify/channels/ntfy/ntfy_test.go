@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy"
 	"github.com/twofactor/twofactor/notify/channels/ntfy/ntfytest"
+	"github.com/twofactor/twofactor/notify/egress"
 )
 
 func TestPublishAndPoll(t *testing.T) {
@@ -76,4 +78,30 @@ func TestPublishRefusals(t *testing.T) {
 func isPermanent(err error) bool {
 	var p notify.Permanent
 	return errors.As(err, &p)
+}
+
+// The default client is notify/egress's: a topic on a loopback server is refused
+// before any request (a permanent failure, not a retry), and the error names the
+// host, not the topic. A redirect is a permanent refusal, not followed.
+func TestDefaultClientRefusesInternalAndRedirects(t *testing.T) {
+	n := ntfytest.New(t)
+	err := ntfy.New(ntfy.Config{}).Send(context.Background(), n.URL()+"/upSecretTopic", "", []byte(`{}`))
+	var perm notify.Permanent
+	if !errors.Is(err, egress.ErrRefused) || !errors.As(err, &perm) || strings.Contains(err.Error(), "upSecretTopic") {
+		t.Fatalf("send to loopback = %v, want a permanent refusal without the topic", err)
+	}
+	if got := n.Poll(t, "upSecretTopic"); len(got) != 0 {
+		t.Fatalf("the refused server got %+v", got)
+	}
+
+	redirect := httptest.NewServer(http.RedirectHandler(n.URL()+"/upSecretTopic", http.StatusFound))
+	defer redirect.Close()
+	a, _ := egress.ParseAllow("127.0.0.1")
+	err = ntfy.New(ntfy.Config{HTTPClient: egress.NewClient(egress.Config{Allow: a})}).Send(context.Background(), redirect.URL+"/t", "", []byte(`{}`))
+	if !errors.As(err, &perm) || !strings.Contains(err.Error(), "redirect not followed") {
+		t.Fatalf("send to a redirect = %v, want a permanent refusal", err)
+	}
+	if got := n.Poll(t, "upSecretTopic"); len(got) != 0 {
+		t.Fatalf("the redirect was followed: %+v", got)
+	}
 }

@@ -17,7 +17,8 @@
 //   - 404 and 410 report ErrGone (RFC 8030 §7.3: the subscription expired), so the
 //     caller retires the endpoint and the device keeps working by polling; 429 and
 //     503 honour Retry-After (RFC 9110 §10.2.3) through notify.RetryAfter; other 4xx
-//     are notify.Permanent.
+//     are notify.Permanent, and so are a 3xx (a redirect is not followed) and a
+//     destination address notify/egress refuses (not public, not allowed).
 package webpush
 
 import (
@@ -36,6 +37,7 @@ import (
 
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels"
+	"github.com/twofactor/twofactor/notify/egress"
 )
 
 // ErrGone reports that the push service no longer knows the subscription (404/410).
@@ -52,7 +54,8 @@ type Config struct {
 	// TTL is how long the push service keeps an undelivered push (default 2 min,
 	// the challenge lifetime: a later wake-up is of no use).
 	TTL time.Duration
-	// HTTPClient sends the requests (default: a client with a 10 s timeout).
+	// HTTPClient sends the requests (default: notify/egress's client, which reaches
+	// public addresses only, with a 10 s timeout).
 	HTTPClient *http.Client
 	// Now is the clock for Retry-After dates (default time.Now).
 	Now func() time.Time
@@ -87,7 +90,7 @@ func New(cfg Config) (*Sender, error) {
 		cfg.TTL = 2 * time.Minute
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		cfg.HTTPClient = egress.NewClient(egress.Config{})
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -135,6 +138,10 @@ func transportError(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("webpush: request: %w", err)
 	}
+	if errors.Is(err, egress.ErrRefused) {
+		// Not a public address (notify/egress): trying again will not change it.
+		return notify.Permanent{Err: fmt.Errorf("webpush: %w", err), Reason: notify.ReasonRejected}
+	}
 	// The library's own errors (bad keys) name no secret.
 	return fmt.Errorf("webpush: request failed: %v", err)
 }
@@ -146,6 +153,9 @@ func statusError(resp *http.Response, now time.Time) error {
 		return nil
 	case c == http.StatusNotFound || c == http.StatusGone:
 		return notify.Permanent{Err: fmt.Errorf("%w: HTTP %d", ErrGone, c)}
+	case c >= 300 && c < 400:
+		// The delivery client follows no redirect (notify/egress).
+		return notify.Permanent{Err: fmt.Errorf("webpush: HTTP %d: redirect not followed", c), Reason: notify.ReasonRejected}
 	}
 	// 429/503 with Retry-After, 401/403, other 4xx, 5xx: as every channel maps them.
 	return channels.StatusError("webpush", resp, "", now)

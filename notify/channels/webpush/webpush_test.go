@@ -12,6 +12,7 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/webpush"
 	"github.com/twofactor/twofactor/notify/channels/webpush/webpushtest"
+	"github.com/twofactor/twofactor/notify/egress"
 )
 
 func newSender(t *testing.T, ps **webpushtest.Service) *webpush.Sender {
@@ -62,6 +63,9 @@ func TestSendAnswers(t *testing.T) {
 		{http.StatusServiceUnavailable, "", func(err error) bool { return retryOf(err) == 5*time.Second }},
 		{http.StatusRequestEntityTooLarge, "", func(err error) bool { return isPermanent(err) && !errors.Is(err, webpush.ErrGone) }},
 		{http.StatusInternalServerError, "", func(err error) bool { return err != nil && !isPermanent(err) && retryOf(err) == 0 }},
+		{http.StatusFound, "", func(err error) bool {
+			return isPermanent(err) && strings.Contains(err.Error(), "redirect not followed")
+		}},
 		{http.StatusOK, "", func(err error) bool { return err == nil }},
 	}
 	for _, c := range cases {
@@ -108,4 +112,25 @@ func retryOf(err error) time.Duration {
 		return r.D
 	}
 	return 0
+}
+
+// The default client is notify/egress's: a push service on loopback is refused
+// before any request, as a permanent failure naming neither the endpoint's path.
+func TestDefaultClientRefusesInternal(t *testing.T) {
+	priv, pub, err := webpush.GenerateVAPIDKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := webpushtest.New(t, pub, "mailto:ops@auth.example")
+	s, err := webpush.New(webpush.Config{VAPIDPublicKey: pub, VAPIDPrivateKey: priv, Subscriber: "ops@auth.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Send(context.Background(), ps.Subscription(), []byte("x"))
+	if !errors.Is(err, egress.ErrRefused) || !isPermanent(err) || strings.Contains(err.Error(), "sub-abc123") {
+		t.Fatalf("send to loopback = %v, want a permanent refusal without the endpoint", err)
+	}
+	if len(ps.Received())+len(ps.Errors()) != 0 {
+		t.Fatalf("the refused push service saw %d pushes, errors %v", len(ps.Received()), ps.Errors())
+	}
 }
