@@ -231,8 +231,20 @@ func (r *Relay) Publish(ctx context.Context) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	if err := r.lease(ctx); err != nil {
+	took, err := r.lease(ctx)
+	if err != nil {
 		return 0, err
+	}
+	if took {
+		// The rows were read before this relay held the lease: the relay it takes
+		// over from (or that held it while ours had lapsed) may have published and
+		// marked them meanwhile. Read again under the lease, or they go out twice.
+		if recs, err = r.cfg.Store.PendingAuditEvents(ctx, r.cfg.BatchSize); err != nil {
+			return 0, fmt.Errorf("audit relay: read outbox: %w", err)
+		}
+		if len(recs) == 0 {
+			return 0, nil
+		}
 	}
 	done, perr := r.send(ctx, recs)
 	if len(done) > 0 {
@@ -244,25 +256,26 @@ func (r *Relay) Publish(ctx context.Context) (int, error) {
 	return len(done), perr
 }
 
-// lease takes or renews the lease when less than half of it is left.
-func (r *Relay) lease(ctx context.Context) error {
+// lease takes or renews the lease when less than half of it is left; took
+// tells that it did (in the store), so that what was read before may be stale.
+func (r *Relay) lease(ctx context.Context) (took bool, err error) {
 	now := r.cfg.Now()
 	r.mu.Lock()
 	fresh := now.Before(r.leaseUntil.Add(-r.cfg.LeaseTTL / 2))
 	r.mu.Unlock()
 	if fresh {
-		return nil
+		return false, nil
 	}
 	if err := r.cfg.Store.AcquireAuditRelayLease(ctx, r.cfg.Holder, now, r.cfg.LeaseTTL); err != nil {
 		if errors.Is(err, storage.ErrLeaseHeld) {
-			return err
+			return false, err
 		}
-		return fmt.Errorf("audit relay: lease: %w", err)
+		return false, fmt.Errorf("audit relay: lease: %w", err)
 	}
 	r.mu.Lock()
 	r.leaseUntil = now.Add(r.cfg.LeaseTTL)
 	r.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 // release gives the lease up so that another replica's relay takes over at once.

@@ -97,6 +97,61 @@ func TestTwoRelaysPublishEachRowOnce(t *testing.T) {
 	}
 }
 
+// A relay reads its rows before it takes the lease (an idle replica writes no
+// lease); the holder it takes over from may publish and mark those rows between
+// that read and the takeover. The new holder reads again under the lease and
+// sends none of them a second time. Here B's clock, read when it takes the
+// lease, is where A publishes the rows B has read and stops.
+func TestTakeoverRereadsUnderTheLease(t *testing.T) {
+	url := storagetest.URL(t)
+	stA, stB := storagetest.OpenURL(t, url), storagetest.OpenURL(t, url)
+	nc, js, names := natstest.Start(t)
+	mA, mB := NewMetrics(nil), NewMetrics(nil)
+	relayA := newRelay(t, RelayConfig{Store: stA, Events: notify.NewPublisher(js, nc, names), Metrics: mA, Holder: "a"})
+	ctx := context.Background()
+	var handedOver atomic.Bool
+	relayB := newRelay(t, RelayConfig{Store: stB, Events: notify.NewPublisher(js, nc, names), Metrics: mB, Holder: "b",
+		Now: func() time.Time {
+			if handedOver.CompareAndSwap(false, true) {
+				if n, err := relayA.Publish(ctx); err != nil || n != 10 {
+					t.Errorf("relay a before the takeover: %d published, %v", n, err)
+				}
+				relayA.release()
+			}
+			return time.Now()
+		}})
+	tr := NewTrail(TrailConfig{Store: stA})
+	for i := 0; i < 10; i++ {
+		tr.Record(ctx, event("alice", i))
+	}
+	flush(t, tr)
+	if n, err := relayA.Publish(ctx); err != nil || n != 10 {
+		t.Fatalf("relay a: %d published, %v", n, err)
+	}
+	for i := 10; i < 20; i++ {
+		tr.Record(ctx, event("alice", i))
+	}
+	flush(t, tr)
+
+	if n, err := relayB.Publish(ctx); err != nil || n != 0 {
+		t.Fatalf("relay b taking over: %d published, %v; want 0 (a published them)", n, err)
+	}
+	if !handedOver.Load() {
+		t.Fatal("relay b never took the lease: the test saw no takeover")
+	}
+	if a, b := published(mA), published(mB); a != 20 || b != 0 {
+		t.Fatalf("relays published a=%d b=%d, want 20 and 0 (each row once)", a, b)
+	}
+	if n := pending(t, stB); n != 0 {
+		t.Fatalf("%d rows pending", n)
+	}
+	tr.Record(ctx, event("alice", 20))
+	flush(t, tr)
+	if n, err := relayB.Publish(ctx); err != nil || n != 1 {
+		t.Fatalf("relay b holding the lease: %d published, %v; want the new row", n, err)
+	}
+}
+
 // A relay whose holder died (it never released) is taken over when its lease
 // expires, by the other relay's clock.
 func TestRelayLeaseExpires(t *testing.T) {
