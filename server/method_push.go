@@ -58,18 +58,26 @@ func (m pushMethod) Begin(ctx context.Context, in BeginInput) (BeginOutput, erro
 			resp.ExpiresAt = timestamppb.New(b.ExpiresAt)
 		}}
 	if m.pub != nil {
-		out.Deliveries = []Delivery{pushDelivery{m.pub, notify.PushRequest{ChallengeID: b.ChallengeID, UserID: in.UserID, ExpiresAt: b.ExpiresAt}}}
+		out.Deliveries = []Delivery{pushDelivery{m.p, m.pub, notify.PushRequest{ChallengeID: b.ChallengeID, UserID: in.UserID, ExpiresAt: b.ExpiresAt}}}
 	}
 	return out, nil
 }
 
 type pushDelivery struct {
+	p   *push.Service
 	pub PushPublisher
 	req notify.PushRequest
 }
 
 func (d pushDelivery) Deliver(ctx context.Context, _ Begun) error {
 	return d.pub.PublishPushRequest(ctx, d.req)
+}
+
+// Undo withdraws the push whose request was not published: it neither blocks
+// the user's next push nor counts toward the day's cap or the backoff.
+func (d pushDelivery) Undo(ctx context.Context) error {
+	_, err := d.p.Withdraw(ctx, d.req.UserID, d.req.ChallengeID)
+	return err
 }
 
 func pushID(ch *challenge.Challenge) string { return string(ch.Session) }

@@ -21,12 +21,14 @@ const (
 )
 
 // Push challenge states. A challenge is pending until a device answers it or it
-// expires; approved until VerifyChallenge redeems it once.
+// expires; approved until VerifyChallenge redeems it once; withdrawn when its
+// push request could not be published (no device was told of it).
 const (
-	PushPending  = "pending"
-	PushApproved = "approved"
-	PushDenied   = "denied"
-	PushRedeemed = "redeemed"
+	PushPending   = "pending"
+	PushApproved  = "approved"
+	PushDenied    = "denied"
+	PushRedeemed  = "redeemed"
+	PushWithdrawn = "withdrawn"
 )
 
 // Table names of the push factor, also the first part of their seals' associated data.

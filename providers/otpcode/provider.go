@@ -143,6 +143,7 @@ type Store interface {
 	ConsumeOTPCode(ctx context.Context, id string, now time.Time) (bool, error)
 	FailOTPCodeIfSpent(ctx context.Context, id string, now time.Time) error
 	ResendOTPCode(ctx context.Context, userID, id string, seen int, next time.Time, caps []storage.OTPSendCap, now time.Time) error
+	UnsendOTPCode(ctx context.Context, userID, id string, seq int, reason string, caps []storage.OTPSendCap, day string, now time.Time) (bool, error)
 	RecordOTPDelivery(ctx context.Context, id, state, reason string, at time.Time) (bool, error)
 	CreateOTPLinkToken(ctx context.Context, t *storage.OTPLinkToken) error
 	UseOTPLinkToken(ctx context.Context, hash string, now time.Time) (*storage.OTPLinkToken, error)
