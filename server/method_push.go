@@ -140,7 +140,11 @@ func (pushEnroller) Finish(context.Context, *pb.FinishEnrollmentRequest) (*stora
 func pushStatus(err error) (error, bool) {
 	var le *push.LimitError
 	var ie *push.InputError
+	var ec *push.EnrollmentCapError
 	switch {
+	case errors.As(err, &ec):
+		return status.Errorf(codes.FailedPrecondition, "user_id: the user has %d push enrollments waiting, the most allowed is %d; finish one or let it expire first",
+			ec.Have, ec.Limit), true
 	case errors.As(err, &le):
 		msg := "user_id: push refused (" + le.Reason + "), retry after " + le.RetryAfter.Round(1e9).String()
 		if le.Reason == push.LimitLocked {
