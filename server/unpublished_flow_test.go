@@ -72,7 +72,7 @@ func (o natsOutbox) SendOutOfBand(ctx context.Context, s *otpcode.Send) error {
 }
 
 // A code whose send could not be published (this replica's NATS connection
-// closed) fails BeginChallenge and ResendChallenge with Unavailable and is
+// closed) fails BeginChallenge, BeginEnrollment and ResendChallenge with Unavailable and is
 // taken back from the daily caps of the user and the destination; the sends
 // really published still count up to the cap.
 func TestOTPCodeUnpublishedSendsAreNotCounted(t *testing.T) {
@@ -105,6 +105,11 @@ func TestOTPCodeUnpublishedSendsAreNotCounted(t *testing.T) {
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("begin with NATS closed: %v, want Unavailable", err)
 		}
+	}
+	_, err = a.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "alice@example.com"}}})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("enrollment with NATS closed: %v, want Unavailable", err)
 	}
 	bc := beginOTP(t, c, b, "alice", pb.Method_METHOD_EMAIL) // 2 (old code: the cap was used up)
 	c.clock.Add(time.Minute)
