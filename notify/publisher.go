@@ -48,10 +48,10 @@ func (p *Publisher) Names() Names { return p.names }
 func (p *Publisher) publishJSON(ctx context.Context, subject, msgID string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("notify: encode %s: %w", subject, err)
+		return unpublished(fmt.Errorf("notify: encode %s: %w", subject, err))
 	}
 	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
-		return fmt.Errorf("notify: publish %s (msg id %s): %w", subject, msgID, err)
+		return markUnpublished(fmt.Errorf("notify: publish %s (msg id %s): %w", subject, msgID, err))
 	}
 	return nil
 }
@@ -151,15 +151,15 @@ func (p *Publisher) WithDeliveryKey(k *DeliveryKey) *Publisher {
 // after the challenge is stored; record StatusQueued on it once this returns.
 func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error {
 	if p.key == nil {
-		return errors.New("notify: publish gateway send: no delivery key (Publisher.WithDeliveryKey)")
+		return unpublished(errors.New("notify: publish gateway send: no delivery key (Publisher.WithDeliveryKey)"))
 	}
 	data, err := p.key.SealGatewaySend(g)
 	if err != nil {
-		return err
+		return unpublished(err)
 	}
 	subject := p.names.GatewaySubject(g.Kind, g.Channel)
 	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(g.ChallengeID)); err != nil {
-		return fmt.Errorf("notify: publish %s (msg id %s): %w", subject, g.ChallengeID, err)
+		return markUnpublished(fmt.Errorf("notify: publish %s (msg id %s): %w", subject, g.ChallengeID, err))
 	}
 	return nil
 }
@@ -167,7 +167,7 @@ func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error
 // PublishPushRequest publishes r on <p>.push.request with the challenge id as message id.
 func (p *Publisher) PublishPushRequest(ctx context.Context, r PushRequest) error {
 	if err := validToken("push request challenge id", r.ChallengeID); err != nil {
-		return err
+		return unpublished(err)
 	}
 	r.V = SchemaVersion
 	return p.publishJSON(ctx, p.names.PushRequest(), r.ChallengeID, r)

@@ -57,8 +57,8 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeBegun, UserID: userID, Method: f.Name,
 		Details: map[string]string{"challenge_id": ch.ID}})
 	for _, dl := range out.Deliveries {
-		if err := dl.Deliver(ctx, Begun{ID: id, Challenge: ch}); err != nil {
-			return nil, s.toStatus(ctx, err)
+		if err := s.deliver(ctx, f.Name, dl, Begun{ID: id, Challenge: ch}); err != nil {
+			return nil, err
 		}
 	}
 	resp := &pb.BeginChallengeResponse{
@@ -72,6 +72,39 @@ func (s *challengeService) BeginChallenge(ctx context.Context, req *pb.BeginChal
 		out.Respond(resp)
 	}
 	return resp, nil
+}
+
+// deliver performs one of a challenge's deliveries. A failure is Unavailable
+// (try again); when the delivery certainly published nothing
+// (notify.NotPublished) what was reserved for it is taken back first (Undoer),
+// so that a push nobody was told of does not block the next one and a code
+// never sent does not count toward the daily caps. A failure that may have
+// published (an acknowledgement that timed out: the message may still be
+// stored, or sent from the reconnect buffer) keeps its reservation.
+func (s *core) deliver(ctx context.Context, method string, dl Delivery, b Begun) error {
+	err := dl.Deliver(ctx, b)
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	rid := requestIDFrom(ctx)
+	undone := false
+	if u, ok := dl.(Undoer); ok && notify.NotPublished(err) {
+		// The caller's context may have ended; the undo is one short transaction.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		uerr := u.Undo(uctx)
+		cancel()
+		if uerr != nil {
+			s.log.ErrorContext(ctx, "could not take back an unpublished delivery's reservation", "request_id", rid,
+				"method", method, "error", uerr.Error())
+		}
+		undone = uerr == nil
+	}
+	s.log.WarnContext(ctx, "out-of-band delivery failed", "request_id", rid, "method", method,
+		"reservation_undone", undone, "error", err.Error())
+	return status.Errorf(codes.Unavailable, "the %s message could not be handed over for delivery; try again", method)
 }
 
 // checkBegin validates a BeginChallenge request and finds its factor.

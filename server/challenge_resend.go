@@ -38,8 +38,8 @@ func (s *challengeService) ResendChallenge(ctx context.Context, req *pb.ResendCh
 		return nil, s.toStatus(ctx, err)
 	}
 	for _, dl := range deliveries {
-		if err := dl.Deliver(ctx, Begun{ID: req.GetChallengeId(), Challenge: ch}); err != nil {
-			return nil, s.toStatus(ctx, err)
+		if err := s.deliver(ctx, f.Name, dl, Begun{ID: req.GetChallengeId(), Challenge: ch}); err != nil {
+			return nil, err
 		}
 	}
 	s.audit(ctx, req.GetContext(), AuditEvent{Event: notify.EventChallengeBegun, UserID: ch.UserID, Method: f.Name, Result: "resent",

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/storage"
@@ -45,7 +47,7 @@ func (e otpEnroller) Begin(ctx context.Context, req *pb.BeginEnrollmentRequest) 
 	}
 	details := &pb.OutOfBandEnrollment{MaskedDestination: en.Masked, TelegramLink: en.Link}
 	if en.Send != nil {
-		if err := e.out.SendOutOfBand(ctx, en.Send); err != nil {
+		if err := e.deliver(ctx, en.Send); err != nil {
 			return nil, err
 		}
 		details.CodeDigits = uint32(e.p.Config().Digits)
@@ -114,15 +116,33 @@ func (s *enrollmentService) ResendEnrollmentCode(ctx context.Context, req *pb.Re
 		return nil, status.Errorf(codes.FailedPrecondition, "factor_id: not a pending factor whose code can be resent")
 	}
 	send, err := en.p.Resend(ctx, otpcode.ResendInput{UserID: f.UserID, ID: f.ID, Locale: req.GetLocale()})
-	if err == nil {
-		err = en.out.SendOutOfBand(ctx, send)
-	}
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
+	}
+	if err := s.deliver(ctx, f.Method, sendDelivery{p: en.p, out: en.out, send: send}, Begun{}); err != nil {
+		return nil, err
 	}
 	st, err := en.p.Status(ctx, f.UserID, f.ID)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	return &pb.ResendEnrollmentCodeResponse{Delivery: deliveryToPB(st)}, nil
+}
+
+// deliver publishes an enrollment's code. A failure is Unavailable; a send
+// that certainly published nothing is first taken back from the daily caps.
+func (e otpEnroller) deliver(ctx context.Context, send *otpcode.Send) error {
+	err := e.out.SendOutOfBand(ctx, send)
+	if err == nil {
+		return nil
+	}
+	if notify.NotPublished(err) {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_, uerr := e.p.Unsend(uctx, send)
+		cancel()
+		if uerr != nil {
+			return errors.Join(err, uerr) // Internal, logged by toStatus
+		}
+	}
+	return status.Errorf(codes.Unavailable, "the %s message could not be handed over for delivery; try again", e.channel)
 }

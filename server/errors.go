@@ -25,6 +25,11 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 	if errors.As(err, &fe) {
 		return fe.GRPCStatus().Err()
 	}
+	var fc *storage.FactorCapError
+	if errors.As(err, &fc) {
+		return status.Errorf(codes.FailedPrecondition, "user_id: the user has %d %s factors (active or being enrolled), the most allowed is %d; remove one first",
+			fc.Have, fc.Method, fc.Limit)
+	}
 	if _, ok := status.FromError(err); ok {
 		return err
 	}

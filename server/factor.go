@@ -142,7 +142,10 @@ type BeginOutput struct {
 	FromStep *int64
 	// Deliveries are out-of-band work (a code to send, a push to deliver) the
 	// server performs after the challenge is stored, in order; the first that
-	// fails fails BeginChallenge (the stored challenge then expires unused).
+	// fails fails BeginChallenge with Unavailable (the stored challenge then
+	// expires unused), and when it certainly published nothing
+	// (notify.NotPublished) its Undo, if it has one, takes back what the Begin
+	// reserved for it.
 	Deliveries []Delivery
 	// Respond, if set, adds the method's own fields to the BeginChallenge
 	// response (a push's number to show).
@@ -154,6 +157,15 @@ type BeginOutput struct {
 // clear; a code factor stores only the code's keyed hash in the Session.
 type Delivery interface {
 	Deliver(ctx context.Context, ch Begun) error
+}
+
+// Undoer is a Delivery that can take back what was reserved for it (a pending
+// push, sends counted toward daily caps) once its delivery failed without
+// publishing anything. Undo must be safe under concurrency and on any number of
+// replicas: a conditional update in the store that undoes one delivery at most
+// once and never takes a count below what was really sent.
+type Undoer interface {
+	Undo(ctx context.Context) error
 }
 
 // Begun is the challenge a Delivery belongs to, as it was stored.

@@ -71,12 +71,19 @@ type otpMethod struct {
 
 // sendDelivery publishes one Send once the challenge is stored.
 type sendDelivery struct {
+	p    *otpcode.Provider
 	out  OutOfBandSender
 	send *otpcode.Send
 }
 
 func (d sendDelivery) Deliver(ctx context.Context, _ Begun) error {
 	return d.out.SendOutOfBand(ctx, d.send)
+}
+
+// Undo takes back the send, never published, from the daily caps.
+func (d sendDelivery) Undo(ctx context.Context) error {
+	_, err := d.p.Unsend(ctx, d.send)
+	return err
 }
 
 // Begin draws the challenge's code; the code's own row (its keyed hash, its
@@ -98,7 +105,7 @@ func (m otpMethod) Begin(ctx context.Context, in BeginInput) (BeginOutput, error
 	}
 	return BeginOutput{
 		FactorID: c.FactorID, Session: []byte(c.ID),
-		Deliveries: []Delivery{sendDelivery{out: m.out, send: c.Send}},
+		Deliveries: []Delivery{sendDelivery{p: m.p, out: m.out, send: c.Send}},
 		Respond: func(resp *pb.BeginChallengeResponse) {
 			resp.OutOfBand = &pb.OutOfBandChallenge{MaskedDestination: c.Masked, CodeDigits: uint32(c.Digits), Delivery: deliveryToPB(st)}
 		},
@@ -147,7 +154,7 @@ func (m otpMethod) Resend(ctx context.Context, ch *challenge.Challenge, in Resen
 	if err != nil {
 		return nil, nil, err
 	}
-	return deliveryToPB(st), []Delivery{sendDelivery{out: m.out, send: send}}, nil
+	return deliveryToPB(st), []Delivery{sendDelivery{p: m.p, out: m.out, send: send}}, nil
 }
 
 // DeliveryStatus reports how the challenge's message fared.

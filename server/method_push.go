@@ -58,18 +58,26 @@ func (m pushMethod) Begin(ctx context.Context, in BeginInput) (BeginOutput, erro
 			resp.ExpiresAt = timestamppb.New(b.ExpiresAt)
 		}}
 	if m.pub != nil {
-		out.Deliveries = []Delivery{pushDelivery{m.pub, notify.PushRequest{ChallengeID: b.ChallengeID, UserID: in.UserID, ExpiresAt: b.ExpiresAt}}}
+		out.Deliveries = []Delivery{pushDelivery{m.p, m.pub, notify.PushRequest{ChallengeID: b.ChallengeID, UserID: in.UserID, ExpiresAt: b.ExpiresAt}}}
 	}
 	return out, nil
 }
 
 type pushDelivery struct {
+	p   *push.Service
 	pub PushPublisher
 	req notify.PushRequest
 }
 
 func (d pushDelivery) Deliver(ctx context.Context, _ Begun) error {
 	return d.pub.PublishPushRequest(ctx, d.req)
+}
+
+// Undo withdraws the push whose request was not published: it neither blocks
+// the user's next push nor counts toward the day's cap or the backoff.
+func (d pushDelivery) Undo(ctx context.Context) error {
+	_, err := d.p.Withdraw(ctx, d.req.UserID, d.req.ChallengeID)
+	return err
 }
 
 func pushID(ch *challenge.Challenge) string { return string(ch.Session) }
@@ -132,7 +140,11 @@ func (pushEnroller) Finish(context.Context, *pb.FinishEnrollmentRequest) (*stora
 func pushStatus(err error) (error, bool) {
 	var le *push.LimitError
 	var ie *push.InputError
+	var ec *push.EnrollmentCapError
 	switch {
+	case errors.As(err, &ec):
+		return status.Errorf(codes.FailedPrecondition, "user_id: the user has %d push enrollments waiting, the most allowed is %d; finish one or let it expire first",
+			ec.Have, ec.Limit), true
 	case errors.As(err, &le):
 		msg := "user_id: push refused (" + le.Reason + "), retry after " + le.RetryAfter.Round(1e9).String()
 		if le.Reason == push.LimitLocked {

@@ -26,7 +26,7 @@ type GatewaySender struct {
 // SendOutOfBand publishes s.
 func (g GatewaySender) SendOutOfBand(ctx context.Context, s *otpcode.Send) error {
 	if g.Events == nil {
-		return errors.New("server: no event publisher for out-of-band sends")
+		return fmt.Errorf("server: no event publisher for out-of-band sends: %w", notify.ErrNotPublished)
 	}
 	kind := notify.KindCode
 	switch s.Kind {
@@ -34,7 +34,7 @@ func (g GatewaySender) SendOutOfBand(ctx context.Context, s *otpcode.Send) error
 	case otpcode.KindNotice:
 		kind = notify.KindNotice
 	default:
-		return fmt.Errorf("server: out-of-band send of unknown kind %q", s.Kind)
+		return fmt.Errorf("server: out-of-band send of unknown kind %q: %w", s.Kind, notify.ErrNotPublished)
 	}
 	return g.Events.PublishGatewaySend(ctx, notify.GatewaySend{Kind: kind,
 		ChallengeID: s.MessageID(), Channel: s.Channel, UserID: s.UserID, ExpiresAt: s.ExpiresAt,

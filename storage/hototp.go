@@ -52,6 +52,14 @@ const countSendSQL = `INSERT INTO otp_send_counters (scope, subject_key, day, se
  WHERE otp_send_counters.sends < ?
  RETURNING sends`
 
+// unsendOTPCodeSQL takes back a code's last send, if it is send number seq.
+const unsendOTPCodeSQL = `UPDATE otp_codes SET sends = sends - 1, delivery = ?, delivery_reason = ?, delivery_at = ?, updated_at = ?
+ WHERE id = ? AND user_id = ? AND sends = ? AND sends > 0`
+
+// uncountSendSQL takes one send back from a subject's counter of a day, never below zero.
+const uncountSendSQL = `UPDATE otp_send_counters SET sends = sends - 1, updated_at = ?
+ WHERE scope = ? AND subject_key = ? AND day = ? AND sends > 0`
+
 // insertOTPCode writes c as gorm's Create does: a zero CreatedAt or UpdatedAt
 // is gorm's now (UTC), set on c.
 func (s *Store) insertOTPCode(ctx context.Context, c *OTPCode) error {

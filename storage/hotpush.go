@@ -57,6 +57,7 @@ var (
 	answerPushChallengeSQL = `UPDATE push_challenges SET state = ?, decision = ?, device_id = ?, answered_at = ? WHERE id = ? AND user_id = ? AND state = ? AND expires_at > ?`
 	closeApprovedPushSQL   = `UPDATE push_challenges SET state = ?, redeemed_at = ? WHERE id = ? AND state = ? AND expires_at > ?`
 	closePushSQL           = `UPDATE push_challenges SET state = ?, redeemed_at = ? WHERE id = ? AND state = ?`
+	withdrawPushSQL        = `UPDATE push_challenges SET state = ?, redeemed_at = ? WHERE id = ? AND user_id = ? AND state = ?`
 	redeemUsersPushSQL     = `UPDATE push_challenges SET state = ?, redeemed_at = ? WHERE id = ? AND user_id = ? AND state = ? AND expires_at > ?`
 	casPushLimitSQL        = `UPDATE push_limits SET version = ?, pending_id = ?, pending_until = ?, level = ?, next_allowed_at = ?, day = ?, day_count = ?, locked = ? WHERE user_id = ? AND version = ?`
 )
@@ -219,6 +220,14 @@ func (s *Store) ClosePushChallenge(ctx context.Context, id, from string, now tim
 	} else {
 		n, err = s.hotExec(ctx, closePushSQL, PushRedeemed, now, id, from)
 	}
+	return n == 1, err
+}
+
+// WithdrawPushChallenge moves userID's pending challenge id to withdrawn, as
+// when its push request was never published. Of concurrent callers (and a
+// device's concurrent answer) exactly one wins; true: this caller withdrew it.
+func (s *Store) WithdrawPushChallenge(ctx context.Context, id, userID string, now time.Time) (bool, error) {
+	n, err := s.hotExec(ctx, withdrawPushSQL, PushWithdrawn, now, id, userID, PushPending)
 	return n == 1, err
 }
 

@@ -220,6 +220,32 @@ func (s *Store) ResendOTPCode(ctx context.Context, userID, id string, seen int, 
 	})
 }
 
+// UnsendOTPCode takes back send number seq of userID's code id, which was
+// counted (CreateOTPCode, ResendOTPCode) but never published: if the code was
+// sent exactly seq times, one conditional UPDATE counts one send fewer and
+// records the delivery as failed with reason, and each cap's counter of day
+// (the day the send was counted) is lowered by one, never below zero, in the
+// same transaction. A send is taken back at most once, and not at all once a
+// later send was counted (counts may then stay above what was sent, never
+// below). It reports whether it took the send back.
+func (s *Store) UnsendOTPCode(ctx context.Context, userID, id string, seq int, reason string, caps []OTPSendCap, day string, now time.Time) (bool, error) {
+	undone := false
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		n, err := s.hotExec(ctx, unsendOTPCodeSQL, DeliveryFailed, reason, now, now, id, userID, seq) // hototp.go
+		if err != nil || n == 0 {
+			return err
+		}
+		for _, c := range caps {
+			if _, err := s.hotExec(ctx, uncountSendSQL, now, c.Scope, c.Key, day); err != nil {
+				return err
+			}
+		}
+		undone = true
+		return nil
+	})
+	return undone && err == nil, err
+}
+
 // RecordOTPDelivery records a delivery outcome of a code while it is queued,
 // or over an outcome recorded earlier than at (a stale event does not undo a
 // later one). It reports whether it wrote; updated_at is the store's wall clock

@@ -21,12 +21,14 @@ const (
 )
 
 // Push challenge states. A challenge is pending until a device answers it or it
-// expires; approved until VerifyChallenge redeems it once.
+// expires; approved until VerifyChallenge redeems it once; withdrawn when its
+// push request could not be published (no device was told of it).
 const (
-	PushPending  = "pending"
-	PushApproved = "approved"
-	PushDenied   = "denied"
-	PushRedeemed = "redeemed"
+	PushPending   = "pending"
+	PushApproved  = "approved"
+	PushDenied    = "denied"
+	PushRedeemed  = "redeemed"
+	PushWithdrawn = "withdrawn"
 )
 
 // Table names of the push factor, also the first part of their seals' associated data.
@@ -136,6 +138,28 @@ type PushLimit struct {
 // CreatePushEnrollment inserts an enrollment token's row.
 func (s *Store) CreatePushEnrollment(ctx context.Context, e *PushEnrollment) error {
 	return s.DB(ctx).Create(e).Error
+}
+
+// CreatePushEnrollmentWithin inserts e unless its user already has limit
+// enrollment tokens unused and unexpired at now (*CapReachedError). The count
+// and the insert are one transaction that holds the user first (LockAttempt),
+// so tokens issued for one user at the same instant, on any replica, never
+// pass the cap.
+func (s *Store) CreatePushEnrollmentWithin(ctx context.Context, e *PushEnrollment, limit int, now time.Time) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if err := s.LockAttempt(ctx, []string{"push-enrollments:" + e.UserID}); err != nil {
+			return err
+		}
+		var n int64
+		err := s.DB(ctx).Model(&PushEnrollment{}).Where("user_id = ? AND used_at IS NULL AND expires_at > ?", e.UserID, now).Count(&n).Error
+		if err != nil {
+			return err
+		}
+		if n >= int64(limit) {
+			return &CapReachedError{Have: n}
+		}
+		return s.CreatePushEnrollment(ctx, e)
+	})
 }
 
 // GetPushEnrollment finds an unused, unexpired enrollment by its token hash;

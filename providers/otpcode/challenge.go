@@ -123,7 +123,29 @@ func (p *Provider) newCode(ctx context.Context, r codeRequest) (*Send, error) {
 	if err := p.store.CreateOTPCode(ctx, row, p.caps(r.userID, r.dest), now); err != nil {
 		return nil, capError(err)
 	}
+	send.CountedAt = now
 	return send, nil
+}
+
+// DeliveryNotPublished is the delivery reason of a code send taken back by Unsend.
+const DeliveryNotPublished = "not published"
+
+// Unsend takes back a code's send that was counted but, as its publisher
+// proved, never published: the code's count of sends and the daily caps of
+// the user and of the destination get it back, and its delivery is recorded
+// as failed. One conditional UPDATE of the code row (it must still be at this
+// send: a later send counted meanwhile keeps every count) and conditional
+// decrements of the counters of the day it was counted, in one transaction:
+// the send is taken back at most once and no count drops below the sends
+// really made. It reports whether the send was taken back; a notice (not
+// counted per code) is left alone.
+func (p *Provider) Unsend(ctx context.Context, s *Send) (bool, error) {
+	if s == nil || s.Kind != KindCode || s.CountedAt.IsZero() {
+		return false, nil
+	}
+	dest := Destination{Channel: s.Channel, Address: s.Destination}
+	return p.store.UnsendOTPCode(ctx, s.UserID, s.ID, s.Seq, DeliveryNotPublished, p.caps(s.UserID, dest),
+		storage.OTPDay(s.CountedAt), p.now().UTC())
 }
 
 // render builds the Send of a code.

@@ -73,14 +73,35 @@ func hashCode(h Hasher, rowID, code string) []byte {
 }
 
 // destinationKey names a destination in the per-destination send counters
-// without storing it: a keyed hash, hex. An email address counts in lower case
-// (Alice@ and alice@ are one mailbox at nearly every provider).
+// without storing it: a keyed hash, hex, of the destination's canonical
+// mailbox (canonicalDestination). Phone numbers are E.164 already and chat ids
+// plain integers (ParseDestination); only email addresses have variants.
 func destinationKey(h Hasher, d Destination) string {
-	addr := d.Address
-	if d.Channel == Email {
-		addr = strings.ToLower(addr)
+	return hex.EncodeToString(h.MAC(purposeDest, []byte(d.Channel), []byte{0}, []byte(canonicalDestination(d))))
+}
+
+// canonicalDestination is the mailbox a destination reaches, as the daily cap
+// per destination counts it; the message still goes to the address as given.
+// An email address counts in lower case, local part included (Alice@ and
+// alice@ are one mailbox at nearly every provider; RFC 5321 lets a server tell
+// them apart, but a cap that merges two such mailboxes only shares their cap,
+// while one that splits them lets a bomber send one mailbox the cap many
+// times), and without a +tag (alice+1@ and alice+2@ reach alice@ at most
+// providers). A local part that starts with + keeps it.
+func canonicalDestination(d Destination) string {
+	if d.Channel != Email {
+		return d.Address
 	}
-	return hex.EncodeToString(h.MAC(purposeDest, []byte(d.Channel), []byte{0}, []byte(addr)))
+	addr := strings.ToLower(d.Address)
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
+	}
+	local, domain := addr[:at], addr[at:]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		local = local[:i]
+	}
+	return local + domain
 }
 
 // TokenBytes is the link token's entropy: 256 bits.

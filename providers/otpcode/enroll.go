@@ -76,7 +76,7 @@ func (p *Provider) BeginEnrollment(ctx context.Context, in EnrollInput) (*Enroll
 	}
 	var send *Send
 	err = p.store.InTx(ctx, func(ctx context.Context) error {
-		if err := p.store.CreateFactor(ctx, f); err != nil {
+		if err := p.store.CreateFactorWithin(ctx, f, p.cfg.MaxFactorsPerChannel, now); err != nil {
 			return err
 		}
 		send, err = p.newCode(ctx, codeRequest{id: f.ID, userID: in.UserID, factor: f, dest: dest,
@@ -116,7 +116,7 @@ func (p *Provider) beginTelegram(ctx context.Context, in EnrollInput) (*Enrollme
 		f.Name = "Telegram"
 	}
 	err = p.store.InTx(ctx, func(ctx context.Context) error {
-		if err := p.store.CreateFactor(ctx, f); err != nil {
+		if err := p.store.CreateFactorWithin(ctx, f, p.cfg.MaxFactorsPerChannel, now); err != nil {
 			return err
 		}
 		return p.store.CreateOTPLinkToken(ctx, &storage.OTPLinkToken{TokenHash: tokenHash(p.keys, tok),

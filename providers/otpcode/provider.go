@@ -21,10 +21,12 @@ const (
 	DefaultMaxAttempts    = 5
 	DefaultResendCooldown = 30 * time.Second
 	DefaultMaxResends     = 4
-	DefaultUserDailyCap   = 20
-	DefaultDestDailyCap   = 10
-	MaxLinkTTL            = 10 * time.Minute
-	maxDailyCap           = 10000
+	// DefaultMaxFactorsPerChannel is Config.MaxFactorsPerChannel's default.
+	DefaultMaxFactorsPerChannel = 8
+	DefaultUserDailyCap         = 20
+	DefaultDestDailyCap         = 10
+	MaxLinkTTL                  = 10 * time.Minute
+	maxDailyCap                 = 10000
 )
 
 // Send counter scopes.
@@ -56,6 +58,9 @@ type Config struct {
 	// day, against SMS pumping; defaults 20 and 10.
 	UserDailyCap        int
 	DestinationDailyCap int
+	// MaxFactorsPerChannel bounds a user's factors of one channel, active or
+	// being enrolled (storage.FactorCapError beyond it); default 8.
+	MaxFactorsPerChannel int
 	// LinkTTL is how long a Telegram link token works: default and at most 10 min.
 	LinkTTL time.Duration
 	// TelegramBot is the bot's username for the t.me deep link; "" disables
@@ -83,6 +88,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxResends, DefaultMaxResends)
 	def(&c.UserDailyCap, DefaultUserDailyCap)
 	def(&c.DestinationDailyCap, DefaultDestDailyCap)
+	def(&c.MaxFactorsPerChannel, DefaultMaxFactorsPerChannel)
 	if c.ServiceName == "" {
 		c.ServiceName = "twofactor"
 	}
@@ -131,7 +137,7 @@ func (c Config) Validate() error {
 // Store is what the provider needs of storage (storage.Store).
 type Store interface {
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
-	CreateFactor(ctx context.Context, f *storage.Factor) error
+	CreateFactorWithin(ctx context.Context, f *storage.Factor, limit int, now time.Time) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	ListFactors(ctx context.Context, userID, method, state string) ([]storage.Factor, error)
 	ActivateFactor(ctx context.Context, userID, id string, now time.Time, lastStep *int64) (bool, error)
@@ -143,6 +149,7 @@ type Store interface {
 	ConsumeOTPCode(ctx context.Context, id string, now time.Time) (bool, error)
 	FailOTPCodeIfSpent(ctx context.Context, id string, now time.Time) error
 	ResendOTPCode(ctx context.Context, userID, id string, seen int, next time.Time, caps []storage.OTPSendCap, now time.Time) error
+	UnsendOTPCode(ctx context.Context, userID, id string, seq int, reason string, caps []storage.OTPSendCap, day string, now time.Time) (bool, error)
 	RecordOTPDelivery(ctx context.Context, id, state, reason string, at time.Time) (bool, error)
 	CreateOTPLinkToken(ctx context.Context, t *storage.OTPLinkToken) error
 	UseOTPLinkToken(ctx context.Context, hash string, now time.Time) (*storage.OTPLinkToken, error)

@@ -66,6 +66,7 @@ func (p *Provider) Resend(ctx context.Context, in ResendInput) (*Send, error) {
 	if err != nil {
 		return nil, capError(err)
 	}
+	send.CountedAt = now
 	return send, nil
 }
 

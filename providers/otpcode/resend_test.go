@@ -2,6 +2,7 @@ package otpcode
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -196,5 +197,31 @@ func TestDeliveryStatus(t *testing.T) {
 	}
 	if ok, err := e.p.RecordDelivery(e.ctx, "no-such-challenge", Delivery{State: storage.DeliveryDelivered}); ok || err != nil {
 		t.Fatalf("unknown challenge: %v %v", ok, err)
+	}
+}
+
+// The cap per destination counts a mailbox, not its spellings: +tags and case
+// reach one cap, while each message still goes to the address as typed.
+func TestDestinationCapCountsTheMailbox(t *testing.T) {
+	e := newEnv(t, Config{UserDailyCap: 100, DestinationDailyCap: 3})
+	for i, dest := range []string{"alice+1@example.com", "alice+2@Example.COM", "Alice@example.com"} {
+		en, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: fmt.Sprintf("u%d", i), Channel: Email, Destination: dest})
+		if err != nil {
+			t.Fatalf("send %d to %s: %v", i+1, dest, err)
+		}
+		if want, _ := NormalizeEmail(dest); en.Send.Destination != want { // the +tag and the local part's case kept
+			t.Fatalf("send to %q went to %q", dest, en.Send.Destination)
+		}
+	}
+	var ce *storage.SendCapError
+	_, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u9", Channel: Email, Destination: "ALICE+bomb@EXAMPLE.com"})
+	if !errors.As(err, &ce) || ce.Scope != ScopeDestination {
+		t.Fatalf("fourth send to alice's mailbox: %v, want the destination's cap", err)
+	}
+	// Another mailbox, and one whose name begins with +, have caps of their own.
+	for _, dest := range []string{"bob+alice@example.com", "+alice@example.com", "alice@example.org"} {
+		if _, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u8", Channel: Email, Destination: dest}); err != nil {
+			t.Fatalf("send to %s: %v", dest, err)
+		}
 	}
 }

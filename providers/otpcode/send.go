@@ -40,6 +40,9 @@ type Send struct {
 	// ExpiresAt is when the code stops working; a message not sent by then is
 	// of no use and should be dropped, not sent.
 	ExpiresAt time.Time
+	// CountedAt is when a code's send was counted toward the daily caps (its
+	// counters' day), for Provider.Unsend; zero for a notice.
+	CountedAt time.Time
 }
 
 // MessageID is the id one message is published under: ID for the first send,

@@ -16,8 +16,9 @@ import (
 // user first, so exactly MaxDevices finish and the others are ErrTooManyDevices.
 func TestEnrollmentCapHoldsUnderConcurrency(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, push.Config{MaxDevices: 2})
-	replicas := []*push.Service{e.svc, e.service(e.store, push.Config{MaxDevices: 2})}
+	cfg := push.Config{MaxDevices: 2, MaxPendingEnrollments: 12}
+	e := newEnv(t, cfg)
+	replicas := []*push.Service{e.svc, e.service(e.store, cfg)}
 	const devices, rounds = 12, 6
 	for round := range rounds {
 		user := fmt.Sprintf("cap-%d", round)

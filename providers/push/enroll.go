@@ -62,7 +62,10 @@ func (s *Service) BeginEnrollment(ctx context.Context, userID, server string) (*
 	now := s.now()
 	e := &storage.PushEnrollment{ID: uuid.NewString(), UserID: userID, CreatedAt: now,
 		TokenHash: s.ring.MAC(macEnroll, []byte(token)), ExpiresAt: now.Add(s.cfg.EnrollmentTTL)}
-	if err := s.store.CreatePushEnrollment(ctx, e); err != nil {
+	var full *storage.CapReachedError
+	if err := s.store.CreatePushEnrollmentWithin(ctx, e, s.cfg.MaxPendingEnrollments, now); errors.As(err, &full) {
+		return nil, &EnrollmentCapError{Have: full.Have, Limit: s.cfg.MaxPendingEnrollments}
+	} else if err != nil {
 		return nil, err
 	}
 	q := url.Values{"token": {token}}

@@ -211,7 +211,7 @@ func TestEnrollmentCarriesVAPIDKey(t *testing.T) {
 // file's ntfy on the deployment's network), which need not be in EndpointHosts;
 // every other endpoint must be https on an allowed host.
 func TestEndpointHTTPOnlyToNamedHosts(t *testing.T) {
-	e := newEnv(t, push.Config{EndpointHosts: []string{"ntfy.example"}, HTTPEndpointHosts: []string{"ntfy", ".internal"}, MaxDevices: 10})
+	e := newEnv(t, push.Config{EndpointHosts: []string{"ntfy.example"}, HTTPEndpointHosts: []string{"ntfy", ".internal"}, MaxDevices: 10, MaxPendingEnrollments: 16})
 	ctx := context.Background()
 	for url, field := range map[string]string{
 		"http://ntfy/upAlice":             "",

@@ -95,6 +95,47 @@ func (s *Service) reserve(l *storage.PushLimit, challengeID string, now, until t
 	return true, nil
 }
 
+// Withdraw takes back a push whose request could not be published (no device
+// was told of it), as if it had never been begun: the challenge is withdrawn
+// (devices polling no longer see it, a verify finds it expired), it stops being
+// the user's pending push, and it no longer counts toward the day's cap; the
+// backoff is left as it was (an unpublished push is no unanswered one). The
+// challenge moves from pending to withdrawn by one conditional UPDATE, in the
+// same transaction as the limit's compare-and-set: of concurrent withdrawals
+// (or a device that answered meanwhile, having polled) one wins, so a push is
+// taken back at most once and the day's count never drops below the pushes
+// really begun. It reports whether it withdrew the push.
+func (s *Service) Withdraw(ctx context.Context, userID, challengeID string) (bool, error) {
+	c, err := s.challengeOf(ctx, userID, challengeID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	now := s.now()
+	withdrawn := false
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		ok, err := s.store.WithdrawPushChallenge(ctx, c.ID, userID, now)
+		if err != nil || !ok {
+			return err
+		}
+		withdrawn = true
+		day := c.CreatedAt.UTC().Format(time.DateOnly)
+		return s.updateLimit(ctx, userID, func(l *storage.PushLimit) (bool, error) {
+			write := false
+			if l.PendingID == c.ID {
+				l.PendingID, l.PendingUntil, write = "", time.Time{}, true
+			}
+			if l.Day == day && l.DayCount > 0 {
+				l.DayCount, write = l.DayCount-1, true
+			}
+			return write, nil
+		})
+	})
+	return withdrawn && err == nil, err
+}
+
 // settle records the answer to challengeID: an approval resets the backoff, a
 // refusal (deny, not me, wrong number) raises it and, for "not me" when
 // configured, locks the method.

@@ -151,7 +151,7 @@ func (s *Service) peek(ctx context.Context, userID, challengeID string) (Status,
 		return "", err
 	}
 	switch {
-	case c.State == storage.PushRedeemed:
+	case c.State == storage.PushRedeemed, c.State == storage.PushWithdrawn:
 		return StatusExpired, nil
 	case c.State == storage.PushDenied:
 		return StatusDenied, nil

@@ -55,6 +55,9 @@ var (
 	ErrNoDevice = errors.New("push: no active device")
 	// ErrTooManyDevices: the user has MaxDevices active devices.
 	ErrTooManyDevices = errors.New("push: too many devices")
+	// ErrTooManyEnrollments: the user has MaxPendingEnrollments tokens waiting
+	// (an *EnrollmentCapError says how many).
+	ErrTooManyEnrollments = errors.New("push: too many enrollments waiting")
 	// ErrNotFound: no such challenge or device for this user or device.
 	ErrNotFound = errors.New("push: not found")
 	// ErrAnswered: the challenge was already answered.
@@ -97,6 +100,9 @@ type Config struct {
 	LockOnNotMe bool
 	// MaxDevices bounds a user's active devices (default 10).
 	MaxDevices int
+	// MaxPendingEnrollments bounds a user's enrollment tokens unused and
+	// unexpired (default 5): BeginEnrollment refuses more (*EnrollmentCapError).
+	MaxPendingEnrollments int
 	// AllowHTTP accepts http:// endpoints on any host (tests only).
 	AllowHTTP bool
 	// EndpointHosts, when set, lists the hosts (or ".suffix" domains) a device's
@@ -141,6 +147,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxDevices <= 0 {
 		c.MaxDevices = 10
+	}
+	if c.MaxPendingEnrollments <= 0 {
+		c.MaxPendingEnrollments = 5
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -191,3 +200,17 @@ func (s *Service) Cleanup(ctx context.Context) error {
 	_, e3 := s.store.DeletePushNoncesBefore(ctx, now)
 	return errors.Join(e1, e2, e3)
 }
+
+// EnrollmentCapError refuses an enrollment token beyond MaxPendingEnrollments;
+// it is ErrTooManyEnrollments.
+type EnrollmentCapError struct {
+	Have  int64
+	Limit int
+}
+
+func (e *EnrollmentCapError) Error() string {
+	return fmt.Sprintf("push: the user has %d enrollments waiting, the most allowed is %d", e.Have, e.Limit)
+}
+
+// Unwrap makes the error ErrTooManyEnrollments.
+func (e *EnrollmentCapError) Unwrap() error { return ErrTooManyEnrollments }

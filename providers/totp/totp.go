@@ -75,6 +75,9 @@ type Config struct {
 	EnrollmentTTL time.Duration
 	// MaxEnrollAttempts wrong proofs end a pending enrollment; default 5.
 	MaxEnrollAttempts int
+	// MaxFactors bounds a user's TOTP factors, active or being enrolled
+	// (storage.FactorCapError beyond it); default 16.
+	MaxFactors int
 }
 
 func (c Config) withDefaults() Config {
@@ -95,6 +98,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxEnrollAttempts == 0 {
 		c.MaxEnrollAttempts = 5
+	}
+	if c.MaxFactors == 0 {
+		c.MaxFactors = 16
 	}
 	return c
 }
@@ -156,7 +162,7 @@ func ParseParams(data []byte) (Params, error) {
 
 // Store is what the provider needs of storage.
 type Store interface {
-	CreateFactor(ctx context.Context, f *storage.Factor) error
+	CreateFactorWithin(ctx context.Context, f *storage.Factor, limit int, now time.Time) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	ListFactors(ctx context.Context, userID, method, state string) ([]storage.Factor, error)
 	ListFactorHeads(ctx context.Context, userID, method, state string, limit int) ([]storage.FactorHead, error)
@@ -247,7 +253,7 @@ func (p *Provider) BeginEnrollment(ctx context.Context, userID, name, accountNam
 	if f.SecretKeyID, f.SealedSecret, err = p.sealer.Seal(seed, f.AAD()); err != nil {
 		return nil, err
 	}
-	if err := p.store.CreateFactor(ctx, f); err != nil {
+	if err := p.store.CreateFactorWithin(ctx, f, p.cfg.MaxFactors, now); err != nil {
 		return nil, err
 	}
 	return &Enrollment{Factor: f, Secret: key.Secret(), URI: key.URL(), QRPNG: qrPNG, Params: params, ExpiresAt: exp}, nil

@@ -79,6 +79,10 @@ type Config struct {
 	// Timeout is the ceremony timeout sent to the client, and how long a pending
 	// registration lasts; default 5 minutes.
 	Timeout time.Duration
+	// MaxCredentials bounds a user's WebAuthn factors (passkeys, security
+	// keys, imported U2F keys), active or being registered
+	// (storage.FactorCapError beyond it); default 32.
+	MaxCredentials int
 }
 
 func (c Config) withDefaults() Config {
@@ -99,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Minute
+	}
+	if c.MaxCredentials == 0 {
+		c.MaxCredentials = 32
 	}
 	return c
 }
@@ -126,7 +133,7 @@ func (p StaticPolicy) WebAuthnPolicy(context.Context) (Policy, error) { return P
 
 // Store is what the provider needs of storage.
 type Store interface {
-	CreateFactor(ctx context.Context, f *storage.Factor) error
+	CreateFactorWithin(ctx context.Context, f *storage.Factor, limit int, now time.Time) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	GetFactorByCredentialID(ctx context.Context, credentialID []byte) (*storage.Factor, error)
 	ListFactors(ctx context.Context, userID, method, state string) ([]storage.Factor, error)
@@ -407,7 +414,7 @@ func (p *Provider) BeginRegistration(ctx context.Context, userID, userName, disp
 		ID: uuid.NewString(), UserID: userID, Method: Method, Name: name, State: storage.FactorPending,
 		Data: data, ExpiresAt: &exp, CreatedAt: now, UpdatedAt: now,
 	}
-	if err := p.store.CreateFactor(ctx, f); err != nil {
+	if err := p.store.CreateFactorWithin(ctx, f, p.cfg.MaxCredentials, now); err != nil {
 		return nil, nil, err
 	}
 	return f, optionsJSON, nil
@@ -530,7 +537,7 @@ func (p *Provider) ImportU2F(ctx context.Context, userID, appID string, keyHandl
 	if _, err := p.store.GetFactorByCredentialID(ctx, cred.ID); err == nil {
 		return nil, ErrCredentialExists
 	}
-	if err := p.store.CreateFactor(ctx, f); err != nil {
+	if err := p.store.CreateFactorWithin(ctx, f, p.cfg.MaxCredentials, now); err != nil {
 		if storage.IsDuplicate(err) {
 			return nil, ErrCredentialExists
 		}

@@ -12,7 +12,11 @@
 // A message appears whole or not at all: it is written to a temporary file in the
 // folder (".outbox-*.tmp", which neither "*.txt" nor a message name matches),
 // synced, and linked to its name, which must not exist yet (a message is never
-// written over another); the temporary file is removed in every case.
+// written over another); the temporary file is removed in every case but a
+// crash between the write and the removal. New sweeps such leftovers (they may
+// hold a code in clear) once they are older than StaleTemp: a write takes
+// milliseconds, so a Sender of another process sharing the folder never loses a
+// temporary file it is still writing.
 package outbox
 
 import (
@@ -43,6 +47,10 @@ type Sender struct{ cfg Config }
 // that no reader of messages (which look for *.txt) sees one.
 const tempPattern = ".outbox-*.tmp"
 
+// StaleTemp is the age (by modification time, against Config.Now) past which
+// New removes a temporary file a crash left behind.
+const StaleTemp = 10 * time.Minute
+
 // New creates the folder (0700) if needed and checks its mode.
 func New(cfg Config) (*Sender, error) {
 	if cfg.Dir == "" {
@@ -64,7 +72,35 @@ func New(cfg Config) (*Sender, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Sender{cfg: cfg}, nil
+	s := &Sender{cfg: cfg}
+	s.sweep()
+	return s, nil
+}
+
+// sweep removes the folder's temporary files older than StaleTemp: left by a
+// crash between a write and its removal. Only regular files named by
+// tempPattern are looked at; a failure is logged and the Sender starts anyway.
+func (s *Sender) sweep() {
+	names, err := filepath.Glob(filepath.Join(s.cfg.Dir, tempPattern))
+	if err != nil {
+		return // the pattern is constant and valid
+	}
+	now := s.cfg.Now()
+	removed := 0
+	for _, name := range names {
+		st, err := os.Lstat(name)
+		if err != nil || !st.Mode().IsRegular() || now.Sub(st.ModTime()) <= StaleTemp {
+			continue
+		}
+		if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.cfg.Logger.Warn("outbox: cannot remove a stale temporary file (it may hold a code in clear)", "file", name, "error", err.Error())
+			continue
+		}
+		removed++
+	}
+	if removed > 0 {
+		s.cfg.Logger.Info("outbox: removed temporary files a crash left behind", "folder", s.cfg.Dir, "files", removed)
+	}
 }
 
 // Send writes m to <dir>/<unix nanos>-<channel>-<challenge id>.txt (a notice: to

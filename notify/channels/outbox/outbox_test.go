@@ -104,3 +104,43 @@ func TestRejects(t *testing.T) {
 		t.Errorf("path in channel: %v", err)
 	}
 }
+
+// New removes the temporary files a crash left behind once they are older
+// than StaleTemp (by the injected clock against their modification time), and
+// leaves a fresh one (another Sender may be writing it), messages and other
+// files alone.
+func TestNewSweepsStaleTemporaryFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "outbox")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	files := map[string]time.Duration{ // name → age
+		".outbox-1111.tmp":   outbox.StaleTemp + time.Second, // stale: removed
+		".outbox-2222.tmp":   outbox.StaleTemp - time.Second, // being written: kept
+		"1-sms-ch-1.txt":     time.Hour,                      // a message: kept
+		".outbox-notes.keep": time.Hour,                      // not a temporary file: kept
+	}
+	for name, age := range files {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte("Your code is 424242."), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs bytes.Buffer
+	if _, err := outbox.New(outbox.Config{Dir: dir, Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Now: func() time.Time { return now }}); err != nil {
+		t.Fatal(err)
+	}
+	for name := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if gone := os.IsNotExist(err); gone != (name == ".outbox-1111.tmp") {
+			t.Errorf("%s: removed %v (%v)", name, gone, err)
+		}
+	}
+	if !strings.Contains(logs.String(), `"files":1`) || strings.Contains(logs.String(), "424242") {
+		t.Errorf("logs: %s", logs.String())
+	}
+}
