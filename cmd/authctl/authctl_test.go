@@ -20,6 +20,14 @@ import (
 // metrics listener unless extra flags (which win) ask for one.
 func startAuthd(t *testing.T, extra ...string) (addr, dataDir string) {
 	t.Helper()
+	a, dataDir := startApp(t, extra...)
+	return a.Addr(), dataDir
+}
+
+// startApp runs an embedded authd in process and returns it (for the addresses it
+// listens on) and its data folder.
+func startApp(t *testing.T, extra ...string) (a *app.App, dataDir string) {
+	t.Helper()
 	dataDir = t.TempDir()
 	args := append([]string{"-data-dir", dataDir, "-listen", "127.0.0.1:0", "-metrics-listen", "", "-database-url", storagetest.URL(t)}, extra...)
 	cfg, err := app.Parse("authd", args, func(string) string { return "" })
@@ -27,14 +35,14 @@ func startAuthd(t *testing.T, extra ...string) (addr, dataDir string) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err = app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return a.Addr(), dataDir
+	return a, dataDir
 }
 
 // session drives authctl like a person at a terminal: it reads what authctl

@@ -6,7 +6,6 @@ import (
 	"encoding/base32"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,16 +16,6 @@ import (
 	"github.com/twofactor/twofactor/clients/client"
 	"github.com/twofactor/twofactor/providers/totp"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func runOut(t *testing.T, args ...string) string {
 	t.Helper()
@@ -40,8 +29,14 @@ func runOut(t *testing.T, args ...string) string {
 // throttle status/clear, audit list and audit tail against a whole authd whose
 // embedded NATS accepts TCP clients; /metrics on its own port.
 func TestObserveCommands(t *testing.T) {
-	natsAddr, metricsAddr := freePort(t), freePort(t)
-	addr, dataDir := startAuthd(t, "-metrics-listen", metricsAddr, "-nats-listen", natsAddr)
+	// Ports the listeners pick themselves: a port found free and released for
+	// authd to bind could be taken meanwhile by anything else on the machine.
+	a, dataDir := startApp(t, "-metrics-listen", "127.0.0.1:0", "-nats-listen", "127.0.0.1:0")
+	addr, metricsAddr := a.Addr(), a.MetricsAddr()
+	natsAddr := strings.TrimPrefix(a.NATSClientURL(), "nats://")
+	if natsAddr == "" || strings.HasSuffix(natsAddr, ":0") || metricsAddr == "" || strings.HasSuffix(metricsAddr, ":0") {
+		t.Fatalf("listening on NATS %q, metrics %q", a.NATSClientURL(), metricsAddr)
+	}
 	g := []string{"-addr", addr, "-data-dir", dataDir}
 
 	key, err := client.FindAPIKey("", dataDir)

@@ -51,9 +51,14 @@ func connect(t testing.TB, srv *natsserver.Server) *nats.Conn {
 	return nc
 }
 
+// announcementLimit bounds the wait for an announcement: a failure bound only, far
+// above the milliseconds it takes, so that a loaded CI machine does not miss it.
+const announcementLimit = 10 * time.Second
+
 // Issue on A, verify on B (now cached there), revoke on A: B refuses as soon as
-// the announcement reaches it, well within a second, although B's clock stands
-// still and its cached entry would otherwise live on.
+// the announcement reaches it, although B's clock stands still and B trusts its
+// cache for an hour after its last read of the revocation counter: only the
+// announcement can make B forget the entry.
 func TestRevocationReachesOtherReplicaOverNATS(t *testing.T) {
 	ctx := context.Background()
 	url := storagetest.URL(t)
@@ -62,7 +67,10 @@ func TestRevocationReachesOtherReplicaOverNATS(t *testing.T) {
 	ncA, ncB := connect(t, srv), connect(t, srv)
 
 	a := newReplica(t, url, ring, 1000, func(c *apppasswords.Config) { c.Announcer = natsAnnouncer{ncA} })
-	b := newReplica(t, url, ring, 1000, func(c *apppasswords.Config) { c.Announcer = natsAnnouncer{ncB} })
+	b := newReplica(t, url, ring, 1000, func(c *apppasswords.Config) {
+		c.Announcer = natsAnnouncer{ncB}
+		c.RevocationCheck = time.Hour // the counter does not make B forget within the test
+	})
 
 	delivered := make(chan string, 16)
 	for _, r := range []struct {
@@ -102,7 +110,6 @@ func TestRevocationReachesOtherReplicaOverNATS(t *testing.T) {
 		t.Fatal("A refused before revocation")
 	}
 
-	start := time.Now()
 	if err := a.svc.Revoke(ctx, "alice", p.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -114,18 +121,13 @@ func TestRevocationReachesOtherReplicaOverNATS(t *testing.T) {
 		if id != p.ID {
 			t.Fatalf("B heard of %s, want %s", id, p.ID)
 		}
-	case <-time.After(time.Second):
-		t.Fatal("B heard of no revocation within a second")
+	case <-time.After(announcementLimit):
+		t.Fatalf("B heard of no revocation within %v", announcementLimit)
 	}
 	res, err := b.svc.Verify(ctx, "alice", pw, "192.0.2.1")
 	if err != nil || res.Valid || res.Reason != apppasswords.ReasonUnknown {
 		t.Fatalf("B after revocation: %+v, %v", res, err)
 	}
-	elapsed := time.Since(start)
-	if elapsed >= time.Second {
-		t.Fatalf("B refused after %v, want under a second", elapsed)
-	}
-	t.Logf("revoked on A, refused on B after %v", elapsed)
 
 	// RevokeAll travels the same way.
 	_, pw1, _ := a.svc.Issue(ctx, "alice", "one", apppasswords.Scope{})
@@ -141,8 +143,8 @@ func TestRevocationReachesOtherReplicaOverNATS(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		select {
 		case <-delivered:
-		case <-time.After(time.Second):
-			t.Fatal("B heard of fewer than 2 revocations within a second")
+		case <-time.After(announcementLimit):
+			t.Fatalf("B heard of fewer than 2 revocations within %v", announcementLimit)
 		}
 	}
 	for _, pw := range []string{pw1, pw2} {

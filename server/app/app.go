@@ -53,6 +53,8 @@ type App struct {
 	events     *notify.Publisher
 	js         jetstream.JetStream
 	names      notify.Names
+	// natsURL is the embedded NATS server's TCP client URL ("" without one).
+	natsURL string
 	// devTelegram simulates a Telegram /start (embedded mode, Telegram to the
 	// outbox; nil otherwise).
 	devTelegram func(ctx context.Context, token, chatID string) error
@@ -331,11 +333,17 @@ func (a *App) startEmbeddedNATS() error {
 	if a.nc, err = emb.Connect(nats.Name("authd")); err != nil {
 		return err
 	}
-	if u := emb.ClientURL(); u != "" {
+	a.natsURL = emb.ClientURL()
+	if u := a.natsURL; u != "" {
 		a.log.Info("embedded NATS accepts clients presenting the token file", "url", u, "token_file", tokenFile, "tls", ec.TLS != nil)
 	}
 	return nil
 }
+
+// NATSClientURL is the URL on which the embedded NATS server accepts TCP clients
+// (nats-listen; a port 0 there is resolved), or "" when it has no listener or NATS
+// is external.
+func (a *App) NATSClientURL() string { return a.natsURL }
 
 func (a *App) breachedChecker() (server.PasswordChecker, error) {
 	switch a.cfg.BreachedMode {
