@@ -52,7 +52,6 @@ func (s *Store) CreateFactor(ctx context.Context, f *Factor) error {
 	return s.DB(ctx).Create(f).Error
 }
 
-// GetFactor loads a factor of a user.
 // FactorCapError refuses a factor that would take its user beyond the cap of
 // its method: Have counts the user's factors of the method, active or being
 // enrolled, Limit is the cap.
@@ -90,6 +89,7 @@ func (s *Store) CreateFactorWithin(ctx context.Context, f *Factor, limit int, no
 	})
 }
 
+// GetFactor loads a factor of a user.
 func (s *Store) GetFactor(ctx context.Context, userID, id string) (*Factor, error) {
 	var f Factor
 	err := s.DB(ctx).Where("id = ? AND user_id = ?", id, userID).Take(&f).Error
