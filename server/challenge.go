@@ -90,20 +90,35 @@ func (s *core) deliver(ctx context.Context, method string, dl Delivery, b Begun)
 		return err
 	}
 	rid := requestIDFrom(ctx)
-	undone := false
-	if u, ok := dl.(Undoer); ok && notify.NotPublished(err) {
-		// The caller's context may have ended; the undo is one short transaction.
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		uerr := u.Undo(uctx)
-		cancel()
-		if uerr != nil {
-			s.log.ErrorContext(ctx, "could not take back an unpublished delivery's reservation", "request_id", rid,
-				"method", method, "error", uerr.Error())
-		}
-		undone = uerr == nil
+	undone, uerr := undoUnpublished(ctx, dl, err)
+	if uerr != nil {
+		s.log.ErrorContext(ctx, "could not take back an unpublished delivery's reservation", "request_id", rid,
+			"method", method, "error", uerr.Error())
 	}
 	s.log.WarnContext(ctx, "out-of-band delivery failed", "request_id", rid, "method", method,
 		"reservation_undone", undone, "error", err.Error())
+	return deliveryUnavailable(method)
+}
+
+// undoUnpublished takes back what was reserved for dl when its delivery failed
+// with err and certainly published nothing (notify.NotPublished) and dl is an
+// Undoer; it reports whether it did. The caller's context may have ended: the
+// undo, one short transaction, runs on its own.
+func undoUnpublished(ctx context.Context, dl Delivery, err error) (bool, error) {
+	u, ok := dl.(Undoer)
+	if !ok || !notify.NotPublished(err) {
+		return false, nil
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := u.Undo(uctx); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// deliveryUnavailable is the answer to a failed delivery of a method's message.
+func deliveryUnavailable(method string) error {
 	return status.Errorf(codes.Unavailable, "the %s message could not be handed over for delivery; try again", method)
 }
 

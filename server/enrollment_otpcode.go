@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/storage"
@@ -132,17 +130,13 @@ func (s *enrollmentService) ResendEnrollmentCode(ctx context.Context, req *pb.Re
 // deliver publishes an enrollment's code. A failure is Unavailable; a send
 // that certainly published nothing is first taken back from the daily caps.
 func (e otpEnroller) deliver(ctx context.Context, send *otpcode.Send) error {
-	err := e.out.SendOutOfBand(ctx, send)
+	dl := sendDelivery{p: e.p, out: e.out, send: send}
+	err := dl.Deliver(ctx, Begun{})
 	if err == nil {
 		return nil
 	}
-	if notify.NotPublished(err) {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		_, uerr := e.p.Unsend(uctx, send)
-		cancel()
-		if uerr != nil {
-			return errors.Join(err, uerr) // Internal, logged by toStatus
-		}
+	if _, uerr := undoUnpublished(ctx, dl, err); uerr != nil {
+		return errors.Join(err, uerr) // Internal, logged by toStatus
 	}
-	return status.Errorf(codes.Unavailable, "the %s message could not be handed over for delivery; try again", e.channel)
+	return deliveryUnavailable(e.channel)
 }
