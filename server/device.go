@@ -410,7 +410,9 @@ func (s *deviceService) WatchPushes(req *pb.WatchPushesRequest, stream pb.Device
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			// The caller's status, not OK: with OK the client could read
+			// io.EOF before its own deadline fires.
+			return status.FromContextError(ctx.Err()).Err()
 		case <-end.C:
 			return nil
 		case <-s.opts.Stopping:

@@ -303,3 +303,59 @@ func TestWatchPushesEndsOnStop(t *testing.T) {
 	}
 	<-stopped // would hang (and the test time out) if the stream held it
 }
+
+// watchStream is the server side of a WatchPushes stream, without a network:
+// the test controls when the caller's context ends.
+type watchStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	sent chan *pb.WatchPushesResponse
+}
+
+func (s *watchStream) Context() context.Context { return s.ctx }
+func (s *watchStream) Send(m *pb.WatchPushesResponse) error {
+	s.sent <- m
+	return nil
+}
+
+// A caller whose deadline passes gets DeadlineExceeded, not OK: with OK its
+// Recv could read io.EOF before its own deadline fired, and a listener would
+// take a deadline for the server ending the stream.
+func TestWatchPushesEndsWithTheCallersStatus(t *testing.T) {
+	r := newDeviceRig(t, push.Config{}, server.DeviceOptions{Poll: time.Hour})
+	d := r.enroll(t, "alice")
+	if _, err := r.svc.Begin(context.Background(), push.BeginInput{UserID: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	h := server.NewDeviceService(r.svc, server.DeviceOptions{Poll: time.Hour})
+	for _, end := range []struct {
+		cause error
+		want  codes.Code
+	}{{context.DeadlineExceeded, codes.DeadlineExceeded}, {context.Canceled, codes.Canceled}} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		ctx = &endedWith{Context: ctx, err: &end.cause}
+		s := &watchStream{ctx: ctx, sent: make(chan *pb.WatchPushesResponse, 1)}
+		auth, _ := d.Auth(push.PurposeWatch)
+		done := make(chan error, 1)
+		go func() { done <- h.WatchPushes(&pb.WatchPushesRequest{Auth: auth}, s) }()
+		<-s.sent // served: now the caller's context ends
+		cancel(end.cause)
+		if err := <-done; status.Code(err) != end.want {
+			t.Fatalf("ended by %v: WatchPushes returned %v, want %v", end.cause, err, end.want)
+		}
+	}
+}
+
+// endedWith reports err as the context's error once it is done, as a context
+// whose deadline passed does (context.WithDeadline cannot be ended at will).
+type endedWith struct {
+	context.Context
+	err *error
+}
+
+func (c *endedWith) Err() error {
+	if c.Context.Err() != nil {
+		return *c.err
+	}
+	return nil
+}

@@ -117,16 +117,36 @@ func deviceListen(e *env, args []string) error {
 		return err
 	}
 	c := e.devices()
+	fmt.Fprintln(e.out, "Waiting for push logins (Ctrl-C to stop)…")
+	for {
+		err := e.listenOnce(d, c)
+		if e.ctx.Err() != nil {
+			return nil // -timeout or Ctrl-C ended the listening
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			// The stream's lifetime ended: open the next one.
+		case status.Code(err) == codes.Unavailable:
+			// The replica is stopping or gone: reconnect after a pause.
+			select {
+			case <-e.ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// listenOnce reads one WatchPushes stream until it ends and answers each push.
+func (e *env) listenOnce(d *pushdevice.Device, c pb.DeviceServiceClient) error {
 	stream, err := d.Watch(e.ctx, c)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(e.out, "Waiting for push logins (Ctrl-C to stop)…")
 	for {
 		msg, err := stream.Recv()
-		if c := status.Code(err); c == codes.DeadlineExceeded || c == codes.Canceled {
-			return nil // -timeout ended the listening
-		}
 		if err != nil {
 			return err
 		}

@@ -2,16 +2,23 @@ package main
 
 import (
 	"context"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/twofactor/twofactor/clients/client"
 	"github.com/twofactor/twofactor/clients/pushdevice"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/push"
+	"github.com/twofactor/twofactor/server"
+	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
 // A terminal device end to end: enroll, listen, type the number; the login is accepted.
@@ -92,4 +99,63 @@ func TestLoginWithPush(t *testing.T) {
 	}
 	login.until(`^Accepted: carl passed the second factor`)
 	login.wait()
+}
+
+// `device listen` outlives a stream: when authd ends one (its lifetime, here
+// 50 ms) the listener opens the next and still answers the pushes.
+func TestDeviceListenReconnects(t *testing.T) {
+	store := storagetest.Open(t)
+	svc, err := push.New(store, storagetest.KeyRing(t), push.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan struct{}, 16)
+	g := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		opened <- struct{}{}
+		return h(srv, ss)
+	}))
+	pb.RegisterDeviceServiceServer(g, server.NewDeviceService(svc, server.DeviceOptions{Poll: time.Hour, StreamLifetime: 50 * time.Millisecond}))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	en, err := svc.BeginEnrollment(context.Background(), "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := pushdevice.New()
+	if err := d.Enroll(context.Background(), pb.NewDeviceServiceClient(conn), en.Token, "Laptop", "cli", nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "device.json")
+	if err := d.Save(file, ""); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "admin.key"), []byte("unused by the device API\n"), 0o600)
+
+	s := start(t, lis.Addr().String(), dir, "-timeout", "20s", "device", "listen", "-file", file)
+	s.until(`^Waiting for push logins`)
+	for range 2 { // the first stream ended and the listener opened a second
+		select {
+		case <-opened:
+		case err := <-s.done:
+			t.Fatalf("device listen ended with its first stream: %v", err)
+		}
+	}
+	b, err := svc.Begin(context.Background(), push.BeginInput{UserID: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.until(`^Sign-in request:`)
+	s.answer(b.Number)
+	s.until(`→ approved`)
 }
