@@ -58,7 +58,11 @@ func (e otpEnroller) Begin(ctx context.Context, req *pb.BeginEnrollmentRequest) 
 }
 
 // Finish proves the destination with its code; a Telegram factor is finished
-// by its chat's binding, and Finish then returns it.
+// by its chat's binding, and Finish then returns it. A replaced destination's
+// notice is handed over in the activation's transaction: when it cannot be
+// published the replacement is undone (the old factor active, the new one
+// pending, its code good for a retry) and the answer is Unavailable; the
+// retried Finish replaces and tells, under the same notice id.
 func (e otpEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
 	if e.channel == otpcode.Telegram {
 		return e.p.TelegramFactor(ctx, req.GetUserId(), req.GetFactorId())
@@ -66,19 +70,24 @@ func (e otpEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest
 	if req.GetCode() == "" {
 		return nil, invalid("code", "is required to finish a %s enrollment", e.channel)
 	}
-	fin, res, err := e.p.FinishEnrollment(ctx, req.GetUserId(), req.GetFactorId(), req.GetCode())
+	var published error
+	fin, res, err := e.p.FinishEnrollmentThen(ctx, req.GetUserId(), req.GetFactorId(), req.GetCode(),
+		func(ctx context.Context, fin *otpcode.Finished) error {
+			if fin.Notice == nil {
+				return nil
+			}
+			published = e.out.SendOutOfBand(ctx, fin.Notice)
+			return published
+		})
 	switch {
 	case errors.Is(err, otpcode.ErrMalformed):
 		return nil, invalid("code", "%v", err)
 	case errors.Is(err, otpcode.ErrWrongCode):
 		return nil, &WrongProof{Field: "code", Message: "wrong code; " + remainingText(res.Remaining)}
+	case published != nil: // the transaction was undone with it
+		return nil, deliveryUnavailable(e.channel)
 	case err != nil:
 		return nil, err
-	}
-	if fin.Notice != nil {
-		if err := e.out.SendOutOfBand(ctx, fin.Notice); err != nil {
-			return nil, err
-		}
 	}
 	return fin.Factor, nil
 }

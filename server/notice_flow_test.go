@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
@@ -98,8 +101,10 @@ type deliveryRig struct {
 	// lossy is out as the code channels and the "not me" notifier use it:
 	// while lose is above zero, a notice's publish goes through but is
 	// reported lost (lossyOut).
-	lossy     lossyOut
-	lose      *atomic.Int32
+	lossy lossyOut
+	lose  *atomic.Int32
+	// down, while set, has lossy refuse notices unpublished (lossyOut.down).
+	down      *atomic.Bool
 	box       *mailbox
 	dir       string
 	delivered chan notify.Outcome
@@ -114,8 +119,8 @@ func newDeliveryRig(t *testing.T) *deliveryRig {
 	}
 	g := &deliveryRig{c: c, box: startMailbox(t), dir: filepath.Join(t.TempDir(), "outbox"),
 		out: server.GatewaySender{Events: notify.NewPublisher(c.js, c.nc, c.names).WithDeliveryKey(key)}, delivered: make(chan notify.Outcome, 64),
-		lose: new(atomic.Int32)}
-	g.lossy = lossyOut{out: g.out, lose: g.lose}
+		lose: new(atomic.Int32), down: new(atomic.Bool)}
+	g.lossy = lossyOut{out: g.out, lose: g.lose, down: g.down}
 	var providers []*otpcode.Provider
 	g.providers = &providers
 	c.factorFns = append(c.factorFns, func(st *storage.Store) []server.Factor {
@@ -150,15 +155,20 @@ func newDeliveryRig(t *testing.T) *deliveryRig {
 // lossyOut hands sends to out; while lose is above zero it counts it down and
 // reports a notice whose publish went through as failed, as when the stream's
 // acknowledgement is lost on the way back: the change that handed it over is
-// undone and retried, the notice already queued.
+// undone and retried, the notice already queued. While down is set it publishes
+// no notice and fails as a publisher without NATS does (notify.ErrNotPublished).
 type lossyOut struct {
 	out  server.OutOfBandSender
 	lose *atomic.Int32
+	down *atomic.Bool
 }
 
 var errAckLost = errors.New("the publish acknowledgement was lost")
 
 func (l lossyOut) SendOutOfBand(ctx context.Context, s *otpcode.Send) error {
+	if s.Kind == otpcode.KindNotice && l.down != nil && l.down.Load() {
+		return fmt.Errorf("server test: NATS is down: %w", notify.ErrNotPublished)
+	}
 	if err := l.out.SendOutOfBand(ctx, s); err != nil || s.Kind != otpcode.KindNotice {
 		return err
 	}
@@ -357,8 +367,8 @@ func TestReplacedDestinationNoticeFailureChangesNothing(t *testing.T) {
 	if err := g.c.js.DeleteStream(bg, g.c.names.NoticeStream()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); err == nil {
-		t.Fatal("finished although the notice could not be published")
+	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); status.Code(err) != codes.Unavailable {
+		t.Fatalf("finish although the notice could not be published: %v, want Unavailable", err)
 	}
 	if st := g.factorStates(t); st[old] != pb.FactorState_FACTOR_STATE_ACTIVE || st[finish.GetFactorId()] != pb.FactorState_FACTOR_STATE_PENDING {
 		t.Fatalf("after the failed finish: %v", st)
@@ -375,6 +385,70 @@ func TestReplacedDestinationNoticeFailureChangesNothing(t *testing.T) {
 	// The stream is new, notifyd's consumer went with the old one: the notice waits there.
 	if info, err := noticeStream(t, g).Info(bg); err != nil || info.State.Msgs != 1 {
 		t.Fatalf("notices queued: %+v, %v; want the one of the change", info, err)
+	}
+}
+
+// An email address or a phone number replaced while its notice cannot be
+// published (the publisher fails as without NATS) is not replaced: Finish answers
+// Unavailable, the old factor stays active and the new one pending, and nothing
+// is told; once the publisher works the same code replaces it and the old
+// destination is told once.
+func TestReplacedDestinationUnpublishedNoticeRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		method   pb.Method
+		old, new string
+		told     func(t *testing.T, g *deliveryRig) (codes, notices int)
+		read     func(t *testing.T, g *deliveryRig, dest string) func() string
+	}{
+		{name: "email", method: pb.Method_METHOD_EMAIL, old: "alice@example.com", new: "alice@example.org",
+			told: func(_ *testing.T, g *deliveryRig) (int, int) {
+				mails := g.box.to("alice@example.com")
+				return min(len(mails), 1), max(len(mails)-1, 0) // its code first, then notices
+			},
+			read: func(_ *testing.T, g *deliveryRig, dest string) func() string { return g.lastMail(dest) }},
+		{name: "sms", method: pb.Method_METHOD_SMS, old: "+4915123456712", new: "+4915123456799",
+			told: func(t *testing.T, g *deliveryRig) (int, int) {
+				codes, notices := g.outboxTo(t, "+4915123456712")
+				return len(codes), len(notices)
+			},
+			read: func(t *testing.T, g *deliveryRig, dest string) func() string {
+				return func() string {
+					codes, _ := g.outboxTo(t, dest)
+					return codes[len(codes)-1][strings.Index(codes[len(codes)-1], "\n\n")+2:]
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newDeliveryRig(t)
+			old := g.enrollDelivered(t, tc.method, tc.old, "", tc.read(t, g, tc.old))
+			finish := g.beginDelivered(t, tc.method, tc.new, old, tc.read(t, g, tc.new))
+			ctx := g.c.as("selfservice")
+			g.down.Store(true)
+			for range 2 {
+				if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); status.Code(err) != codes.Unavailable {
+					t.Fatalf("finish with the notice unpublished: %v, want Unavailable", err)
+				}
+			}
+			if st := g.factorStates(t); st[old] != pb.FactorState_FACTOR_STATE_ACTIVE || st[finish.GetFactorId()] != pb.FactorState_FACTOR_STATE_PENDING {
+				t.Fatalf("after the failed finishes: old %v, new %v; want active and pending", st[old], st[finish.GetFactorId()])
+			}
+			if n := g.noticesStored(t); n != 0 {
+				t.Fatalf("%d notices stored while the publisher was down", n)
+			}
+			g.down.Store(false)
+			f, err := g.r.enrollment().FinishEnrollment(ctx, finish)
+			if err != nil || f.GetFactor().GetState() != pb.FactorState_FACTOR_STATE_ACTIVE {
+				t.Fatalf("finish with the same code once the notice can go: %v, %v", f, err)
+			}
+			g.wait(t, notify.KindNotice)
+			if st := g.factorStates(t); st[old] != pb.FactorState_FACTOR_STATE_UNSPECIFIED {
+				t.Fatalf("the replaced factor is still there: %v", st[old])
+			}
+			if c, n := tc.told(t, g); c != 1 || n != 1 || g.noticesStored(t) != 1 {
+				t.Fatalf("old destination: %d codes, %d notices (%d stored); want 1 and 1", c, n, g.noticesStored(t))
+			}
+		})
 	}
 }
 

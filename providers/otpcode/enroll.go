@@ -142,7 +142,22 @@ type Finished struct {
 // Attempts are counted before evaluation; when they are used up, or the
 // enrollment expired, the pending factor is removed (ErrEnrollmentExpired).
 // A wrong code is ErrWrongCode with the attempts left in Result.
+//
+// A replacement's notice (Finished.Notice) is only prepared: a caller that
+// publishes it uses FinishEnrollmentThen, so that the replacement and the
+// notice go together.
 func (p *Provider) FinishEnrollment(ctx context.Context, userID, factorID, code string) (*Finished, Result, error) {
+	return p.FinishEnrollmentThen(ctx, userID, factorID, code, nil)
+}
+
+// FinishEnrollmentThen is FinishEnrollment running then (when not nil) on the
+// result in the activation's transaction: an error of then undoes the
+// activation and the replacement (the old factor stays active, the new one
+// pending, its code unused and good for a retry; the attempt stays counted, it
+// was counted before the code was evaluated) and is returned as it is, so that
+// a replaced destination's notice is handed over with the change or the change
+// is not made. A retry hands over the same notice (its id is the change's).
+func (p *Provider) FinishEnrollmentThen(ctx context.Context, userID, factorID, code string, then func(ctx context.Context, fin *Finished) error) (*Finished, Result, error) {
 	f, err := p.store.GetFactor(ctx, userID, factorID)
 	if err != nil {
 		return nil, Result{}, err
@@ -172,7 +187,7 @@ func (p *Provider) FinishEnrollment(ctx context.Context, userID, factorID, code 
 		fin, err = p.activate(ctx, f, func(ctx context.Context) (bool, error) {
 			return p.store.ActivateFactor(ctx, userID, factorID, now, nil)
 		})
-		return err
+		return runThen(ctx, fin, err, then)
 	})
 	if err != nil {
 		return nil, Result{}, err
@@ -211,6 +226,15 @@ func (p *Provider) activate(ctx context.Context, f *storage.Factor, act func(ctx
 		return nil, err
 	}
 	return fin, p.store.DeleteFactor(ctx, f.UserID, old.ID)
+}
+
+// runThen runs then (when not nil) on fin, an activation's result, in the
+// activation's transaction, unless the activation failed with err.
+func runThen(ctx context.Context, fin *Finished, err error, then func(ctx context.Context, fin *Finished) error) error {
+	if err != nil || then == nil {
+		return err
+	}
+	return then(ctx, fin)
 }
 
 // changedNotice tells old's destination that the factor moved to the
@@ -262,10 +286,8 @@ func (p *Provider) BindTelegramThen(ctx context.Context, token, chatID string, t
 		if err != nil {
 			return err
 		}
-		if fin, err = p.bindChat(ctx, f, Destination{Channel: Telegram, Address: chat}, now); err != nil || then == nil {
-			return err
-		}
-		return then(ctx, fin)
+		fin, err = p.bindChat(ctx, f, Destination{Channel: Telegram, Address: chat}, now)
+		return runThen(ctx, fin, err, then)
 	})
 	if err != nil {
 		return nil, err

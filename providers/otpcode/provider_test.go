@@ -276,6 +276,51 @@ func TestReplaceTellsOldDestination(t *testing.T) {
 	}
 }
 
+// A replacement whose notice could not be handed over (FinishEnrollmentThen's
+// then failing) is undone: the old factor stays active and logs in, the new one
+// pending, its code open (the attempt counted, as before the evaluation); the
+// same code then finishes it and hands over the same notice.
+func TestFinishEnrollmentThenFailureUndoesReplacement(t *testing.T) {
+	e := newEnv(t, Config{})
+	old := e.enroll(t, "u1", SMS, "+4915123456712")
+	en, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: SMS, Destination: "+4915123456799", Replaces: old.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errDown := errors.New("NATS is down")
+	var first *Send
+	_, _, err = e.p.FinishEnrollmentThen(e.ctx, "u1", en.Factor.ID, en.Send.Code, func(_ context.Context, fin *Finished) error {
+		first = fin.Notice
+		return errDown
+	})
+	if !errors.Is(err, errDown) || first == nil || first.Destination != "+4915123456712" {
+		t.Fatalf("finish with the notice refused: %v, notice %+v", err, first)
+	}
+	if f, err := e.store.GetFactor(e.ctx, "u1", old.ID); err != nil || f.State != storage.FactorActive {
+		t.Fatalf("old factor after the undone change: %+v, %v", f, err)
+	}
+	if f, err := e.store.GetFactor(e.ctx, "u1", en.Factor.ID); err != nil || f.State != storage.FactorPending {
+		t.Fatalf("new factor after the undone change: %+v, %v", f, err)
+	}
+	if c, err := e.store.GetOTPCode(e.ctx, "u1", en.Factor.ID); err != nil || c.State != storage.OTPOpen || c.Attempts != 1 {
+		t.Fatalf("code after the undone change: %+v, %v; want open, one attempt counted", c, err)
+	}
+	if ch := e.begin(t, "u1", SMS); ch.FactorID != old.ID {
+		t.Fatalf("challenge on %s; want the old factor", ch.FactorID)
+	}
+	var told []*Send
+	fin, res, err := e.p.FinishEnrollmentThen(e.ctx, "u1", en.Factor.ID, en.Send.Code, func(_ context.Context, fin *Finished) error {
+		told = append(told, fin.Notice)
+		return nil
+	})
+	if err != nil || !res.Accepted || fin.Factor.State != storage.FactorActive || len(told) != 1 || told[0].ID != first.ID {
+		t.Fatalf("retry: %+v %+v %v, told %v; want active and the first notice once", fin, res, err, told)
+	}
+	if _, err := e.store.GetFactor(e.ctx, "u1", old.ID); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("old factor after the change: %v", err)
+	}
+}
+
 // A change retried after its transaction failed (the notice handed over, the
 // commit lost) names the same notice, so delivery drops the second; a notice id
 // is a UUID (what message ids, outbox names and webhooks accept); another change
