@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -280,14 +281,16 @@ func TestAppPasswordManagementChecks(t *testing.T) {
 	if l, _ := ap.ListAppPasswords(self, &pb.ListAppPasswordsRequest{UserId: "alice"}); len(l.GetAppPasswords()) != 1 || l.GetAppPasswords()[0].GetName() != "phone" {
 		t.Fatalf("alice's app passwords changed: %v", l)
 	}
-	// The per-user bound is FailedPrecondition naming user_id.
+	// The per-user bound is FailedPrecondition naming user_id and the bound.
 	for i := 1; ; i++ {
 		_, err := ap.IssueAppPassword(self, &pb.IssueAppPasswordRequest{UserId: "carol", Name: "n"})
 		if err == nil {
 			continue
 		}
-		if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), "user_id") || i != apppasswords.DefaultMaxPerUser+1 {
-			t.Fatalf("issue %d: %v, want FailedPrecondition naming user_id after %d", i, err, apppasswords.DefaultMaxPerUser)
+		want := fmt.Sprintf("user_id: too many app passwords: the user has %d app passwords, the most allowed is %d; revoke one first",
+			apppasswords.DefaultMaxPerUser, apppasswords.DefaultMaxPerUser)
+		if status.Code(err) != codes.FailedPrecondition || status.Convert(err).Message() != want || i != apppasswords.DefaultMaxPerUser+1 {
+			t.Fatalf("issue %d: %v, want FailedPrecondition %q after %d", i, err, want, apppasswords.DefaultMaxPerUser)
 		}
 		break
 	}

@@ -25,10 +25,12 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 	if errors.As(err, &fe) {
 		return fe.GRPCStatus().Err()
 	}
-	var fc *storage.FactorCapError
-	if errors.As(err, &fc) {
-		return status.Errorf(codes.FailedPrecondition, "user_id: the user has %d %s factors (active or being enrolled), the most allowed is %d; remove one first",
-			fc.Have, fc.Method, fc.Limit)
+	// The factor caps (storage.CreateFactorWithin); the other capped inserts
+	// come back as their providers' errors (apppasswords.ErrTooMany,
+	// push.EnrollmentCapError), mapped below.
+	var ce *storage.CapError
+	if errors.As(err, &ce) {
+		return status.Error(codes.FailedPrecondition, "user_id: "+ce.Error()+"; remove one first")
 	}
 	if _, ok := status.FromError(err); ok {
 		return err

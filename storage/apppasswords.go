@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -50,32 +49,16 @@ func (s *Store) CreateAppPassword(ctx context.Context, p *AppPassword) error {
 	return s.DB(ctx).Create(p).Error
 }
 
-// CapReachedError refuses an insert that would take a user beyond a per-user
-// cap; Have is how many the user has.
-type CapReachedError struct{ Have int64 }
-
-func (e *CapReachedError) Error() string {
-	return fmt.Sprintf("storage: per-user cap reached (the user has %d)", e.Have)
-}
-
 // CreateAppPasswordWithin inserts p unless its user already has maxPerUser app
-// passwords (*CapReachedError). The count and the insert are one transaction
-// that holds the user first (LockAttempt), so issues for one user at the same
-// instant, on any replica, never pass the cap.
+// passwords (*CapError). The count and the insert are one transaction that
+// holds the user first (LockAttempt), so issues for one user at the same
+// instant, on any replica, never pass the cap. Inside a caller's transaction,
+// run it before any read the caller's transaction depends on (LockAttempt's
+// rule).
 func (s *Store) CreateAppPasswordWithin(ctx context.Context, p *AppPassword, maxPerUser int) error {
-	return s.InTx(ctx, func(ctx context.Context) error {
-		if err := s.LockAttempt(ctx, []string{"app-passwords:" + p.UserID}); err != nil {
-			return err
-		}
-		n, err := s.CountAppPasswords(ctx, p.UserID)
-		if err != nil {
-			return err
-		}
-		if n >= int64(maxPerUser) {
-			return &CapReachedError{Have: n}
-		}
-		return s.CreateAppPassword(ctx, p)
-	})
+	return s.insertWithin(ctx, "app-passwords:"+p.UserID, "app passwords", maxPerUser,
+		func(ctx context.Context) (int64, error) { return s.CountAppPasswords(ctx, p.UserID) },
+		func(ctx context.Context) error { return s.CreateAppPassword(ctx, p) })
 }
 
 // GetAppPasswordByHash finds the app password whose LookupHash is hash, with one

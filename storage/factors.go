@@ -52,41 +52,21 @@ func (s *Store) CreateFactor(ctx context.Context, f *Factor) error {
 	return s.DB(ctx).Create(f).Error
 }
 
-// FactorCapError refuses a factor that would take its user beyond the cap of
-// its method: Have counts the user's factors of the method, active or being
-// enrolled, Limit is the cap.
-type FactorCapError struct {
-	Method string
-	Limit  int
-	Have   int64
-}
-
-func (e *FactorCapError) Error() string {
-	return fmt.Sprintf("the user has %d %s factors (active or being enrolled), the most allowed is %d", e.Have, e.Method, e.Limit)
-}
-
 // CreateFactorWithin inserts f unless its user already has limit factors of
-// f's method, active or pending and unexpired at now (*FactorCapError). The
-// count and the insert are one transaction that holds the user's method first
-// (LockAttempt), so enrollments for one user at the same instant, on any
-// replica, never pass the cap. Inside a caller's transaction, run it before
-// any read the caller's transaction depends on (LockAttempt's rule).
+// f's method, active or pending and unexpired at now (*CapError, What "<method>
+// factors (active or being enrolled)"). The count and the insert are one
+// transaction that holds the user's method first (LockAttempt), so enrollments
+// for one user at the same instant, on any replica, never pass the cap. Inside
+// a caller's transaction, run it before any read the caller's transaction
+// depends on (LockAttempt's rule).
 func (s *Store) CreateFactorWithin(ctx context.Context, f *Factor, limit int, now time.Time) error {
-	return s.InTx(ctx, func(ctx context.Context) error {
-		if err := s.LockAttempt(ctx, []string{"factors:" + f.Method + "\x00" + f.UserID}); err != nil {
-			return err
-		}
-		var n int64
-		err := s.DB(ctx).Model(&Factor{}).Where("user_id = ? AND method = ? AND (state = ? OR (state = ? AND (expires_at IS NULL OR expires_at > ?)))",
-			f.UserID, f.Method, FactorActive, FactorPending, now).Count(&n).Error
-		if err != nil {
-			return err
-		}
-		if n >= int64(limit) {
-			return &FactorCapError{Method: f.Method, Limit: limit, Have: n}
-		}
-		return s.CreateFactor(ctx, f)
-	})
+	return s.insertWithin(ctx, "factors:"+f.Method+"\x00"+f.UserID, f.Method+" factors (active or being enrolled)", limit,
+		func(ctx context.Context) (n int64, err error) {
+			err = s.DB(ctx).Model(&Factor{}).Where("user_id = ? AND method = ? AND (state = ? OR (state = ? AND (expires_at IS NULL OR expires_at > ?)))",
+				f.UserID, f.Method, FactorActive, FactorPending, now).Count(&n).Error
+			return n, err
+		},
+		func(ctx context.Context) error { return s.CreateFactor(ctx, f) })
 }
 
 // GetFactor loads a factor of a user.

@@ -141,25 +141,19 @@ func (s *Store) CreatePushEnrollment(ctx context.Context, e *PushEnrollment) err
 }
 
 // CreatePushEnrollmentWithin inserts e unless its user already has limit
-// enrollment tokens unused and unexpired at now (*CapReachedError). The count
-// and the insert are one transaction that holds the user first (LockAttempt),
-// so tokens issued for one user at the same instant, on any replica, never
-// pass the cap.
+// enrollment tokens unused and unexpired at now (*CapError, What "push
+// enrollments waiting"). The count and the insert are one transaction that
+// holds the user first (LockAttempt), so tokens issued for one user at the same
+// instant, on any replica, never pass the cap. Inside a caller's transaction,
+// run it before any read the caller's transaction depends on (LockAttempt's
+// rule).
 func (s *Store) CreatePushEnrollmentWithin(ctx context.Context, e *PushEnrollment, limit int, now time.Time) error {
-	return s.InTx(ctx, func(ctx context.Context) error {
-		if err := s.LockAttempt(ctx, []string{"push-enrollments:" + e.UserID}); err != nil {
-			return err
-		}
-		var n int64
-		err := s.DB(ctx).Model(&PushEnrollment{}).Where("user_id = ? AND used_at IS NULL AND expires_at > ?", e.UserID, now).Count(&n).Error
-		if err != nil {
-			return err
-		}
-		if n >= int64(limit) {
-			return &CapReachedError{Have: n}
-		}
-		return s.CreatePushEnrollment(ctx, e)
-	})
+	return s.insertWithin(ctx, "push-enrollments:"+e.UserID, "push enrollments waiting", limit,
+		func(ctx context.Context) (n int64, err error) {
+			err = s.DB(ctx).Model(&PushEnrollment{}).Where("user_id = ? AND used_at IS NULL AND expires_at > ?", e.UserID, now).Count(&n).Error
+			return n, err
+		},
+		func(ctx context.Context) error { return s.CreatePushEnrollment(ctx, e) })
 }
 
 // GetPushEnrollment finds an unused, unexpired enrollment by its token hash;

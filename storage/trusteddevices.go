@@ -65,17 +65,16 @@ type CredentialsEpoch struct {
 func (CredentialsEpoch) TableName() string { return "credentials_epochs" }
 
 // CreateTrustedDevice inserts d and then evicts the user's oldest series beyond
-// maxPerUser, in one transaction; it returns the ids it evicted. The transaction
-// holds the user first (LockAttempt), so creations for one user at the same
-// instant, on any replica, count one after the other and never leave more than
-// maxPerUser.
+// maxPerUser, in one transaction; it returns the ids it evicted. Unlike the
+// other per-user caps it never refuses: a new device pushes out the oldest. The
+// transaction holds the user first (LockAttempt), so creations for one user at
+// the same instant, on any replica, count one after the other and never leave
+// more than maxPerUser. Inside a caller's transaction, run it before any read
+// the caller's transaction depends on (LockAttempt's rule).
 func (s *Store) CreateTrustedDevice(ctx context.Context, d *TrustedDevice, maxPerUser int) ([]string, error) {
 	var evicted []string
-	err := s.InTx(ctx, func(ctx context.Context) error {
+	err := s.holding(ctx, "trusted-devices:"+d.UserID, func(ctx context.Context) error {
 		evicted = nil
-		if err := s.LockAttempt(ctx, []string{"trusted-devices:" + d.UserID}); err != nil {
-			return err
-		}
 		if err := s.DB(ctx).Create(d).Error; err != nil {
 			return err
 		}

@@ -201,9 +201,9 @@ func (s *Service) Issue(ctx context.Context, userID, name string, scope Scope) (
 		FilesystemOnly: scope.FilesystemOnly,
 		CreatedAt:      s.now(),
 	}
-	var full *storage.CapReachedError
+	var full *storage.CapError
 	if err := s.cfg.Store.CreateAppPasswordWithin(ctx, row, s.cfg.MaxPerUser); errors.As(err, &full) {
-		return AppPassword{}, "", fmt.Errorf("%w: the user has %d, the most allowed", ErrTooMany, full.Have)
+		return AppPassword{}, "", fmt.Errorf("%w: %s", ErrTooMany, full.Error())
 	} else if err != nil {
 		return AppPassword{}, "", fmt.Errorf("store app password: %w", err)
 	}

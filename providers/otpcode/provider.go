@@ -59,7 +59,7 @@ type Config struct {
 	UserDailyCap        int
 	DestinationDailyCap int
 	// MaxFactorsPerChannel bounds a user's factors of one channel, active or
-	// being enrolled (storage.FactorCapError beyond it); default 8.
+	// being enrolled (storage.CapError beyond it); default 8.
 	MaxFactorsPerChannel int
 	// LinkTTL is how long a Telegram link token works: default and at most 10 min.
 	LinkTTL time.Duration

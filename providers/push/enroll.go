@@ -62,9 +62,9 @@ func (s *Service) BeginEnrollment(ctx context.Context, userID, server string) (*
 	now := s.now()
 	e := &storage.PushEnrollment{ID: uuid.NewString(), UserID: userID, CreatedAt: now,
 		TokenHash: s.ring.MAC(macEnroll, []byte(token)), ExpiresAt: now.Add(s.cfg.EnrollmentTTL)}
-	var full *storage.CapReachedError
+	var full *storage.CapError
 	if err := s.store.CreatePushEnrollmentWithin(ctx, e, s.cfg.MaxPendingEnrollments, now); errors.As(err, &full) {
-		return nil, &EnrollmentCapError{Have: full.Have, Limit: s.cfg.MaxPendingEnrollments}
+		return nil, &EnrollmentCapError{Have: full.Have, Limit: full.Limit}
 	} else if err != nil {
 		return nil, err
 	}

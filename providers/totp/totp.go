@@ -76,7 +76,7 @@ type Config struct {
 	// MaxEnrollAttempts wrong proofs end a pending enrollment; default 5.
 	MaxEnrollAttempts int
 	// MaxFactors bounds a user's TOTP factors, active or being enrolled
-	// (storage.FactorCapError beyond it); default 16.
+	// (storage.CapError beyond it); default 16.
 	MaxFactors int
 }
 

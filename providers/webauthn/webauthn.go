@@ -81,7 +81,7 @@ type Config struct {
 	Timeout time.Duration
 	// MaxCredentials bounds a user's WebAuthn factors (passkeys, security
 	// keys, imported U2F keys), active or being registered
-	// (storage.FactorCapError beyond it); default 32.
+	// (storage.CapError beyond it); default 32.
 	MaxCredentials int
 }
 
