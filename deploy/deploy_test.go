@@ -70,6 +70,7 @@ func TestComposeTopology(t *testing.T) {
 	checkPorts(t, "docker-compose.yml", services)
 	checkWebAuthnOrigin(t, services)
 	checkVariables(t, services)
+	checkPushAllowInternal(t, services)
 	if services["lb"].DependsOn["authd-1"].Condition != types.ServiceConditionHealthy {
 		t.Error("lb must wait for healthy authd replicas")
 	}
@@ -203,6 +204,30 @@ func checkWebAuthnOrigin(t *testing.T, services types.Services) {
 		}
 		if rp == nil || *rp != u.Hostname() {
 			t.Errorf("%s: TWOFACTOR_WEBAUTHN_RP_ID %q, want the demo origin's host %s", name, deref(rp), u.Hostname())
+		}
+	}
+}
+
+// checkPushAllowInternal: every authd and notifyd has the same push allowance, and
+// it admits the push endpoint hosts the compose network's devices register (its
+// ntfy): authd refuses to enroll what notifyd would not reach, notifyd reaches what
+// authd enrolled.
+func checkPushAllowInternal(t *testing.T, services types.Services) {
+	t.Helper()
+	var want *string
+	for name, s := range services {
+		if bin := ourBinary(s); (bin != "authd" && bin != "notifyd") || oneShot[name] {
+			continue
+		}
+		got := s.Environment["TWOFACTOR_PUSH_ALLOW_INTERNAL"]
+		if got == nil || !slices.Contains(strings.Split(*got, ","), "ntfy") {
+			t.Errorf("%s: TWOFACTOR_PUSH_ALLOW_INTERNAL %q does not allow the compose ntfy", name, deref(got))
+			continue
+		}
+		if want == nil {
+			want = got
+		} else if *got != *want {
+			t.Errorf("%s: TWOFACTOR_PUSH_ALLOW_INTERNAL %q, another service has %q", name, *got, *want)
 		}
 	}
 }

@@ -18,6 +18,9 @@
 //   - Allowed although internal: the networks (CIDRs or single IPs) of Allow.Prefixes,
 //     and the names (or ".domain" suffixes) of Allow.Hosts, whose addresses are then
 //     not checked: the operator vouches for its own names' DNS.
+//   - CheckHost applies the same policy to a URL's host before any dial (authd, when
+//     a device registers its endpoint): IP literals and localhost only, names are
+//     not resolved then (the dial checks what they resolve to).
 //   - Redirects are not followed (a push service answers, it does not redirect); the
 //     3xx is the answer. Proxies from the environment (HTTPS_PROXY, …) are not used:
 //     through a proxy the dial would go to the proxy, and the proxy would reach the
@@ -189,10 +192,47 @@ func (d *Dialer) Check(host string, ip netip.Addr) error {
 	if d.allow.hostAllowed(host) {
 		return nil
 	}
-	if d.guard.SafeAddr(ip.Unmap()) != nil {
+	// A zone (fe80::1%eth0) is dropped: netip.Prefix.Contains matches no zoned
+	// address, so an allowed network would not cover it.
+	if d.guard.SafeAddr(ip.WithZone("").Unmap()) != nil {
 		return &RefusedError{Host: host, Addr: ip}
 	}
 	return nil
+}
+
+// loopback is what "localhost" resolves to (RFC 6761 §6.3).
+var loopback = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+
+// CheckHost is Check's policy applied to a URL's host (u.Hostname(): no brackets,
+// no port) before any resolution, for a caller that validates an endpoint when it
+// is registered rather than when it is dialled (authd's push enrollment): a
+// *RefusedError when the dial would certainly be refused, nil otherwise.
+//
+//   - An IP literal (IPv4, IPv6, IPv4-mapped IPv6, with or without a zone) is
+//     checked as Check checks the address dialled.
+//   - "localhost" and the names under ".localhost", in any case and with or without
+//     the trailing dot, always resolve to loopback (RFC 6761 §6.3): they are checked
+//     as 127.0.0.1 and ::1 (allowed when Allow.Hosts names them or Allow.Prefixes
+//     covers either address).
+//   - Any other name is NOT resolved: its DNS may change between now and a dial, and
+//     the dial checks the addresses it resolves to then (DialContext). nil.
+func (d *Dialer) CheckHost(host string) error {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return d.Check(host, ip)
+	}
+	name := strings.TrimSuffix(strings.ToLower(host), ".")
+	if name != "localhost" && !strings.HasSuffix(name, ".localhost") {
+		return nil
+	}
+	var refused error
+	for _, ip := range loopback {
+		if err := d.Check(host, ip); err == nil {
+			return nil
+		} else if refused == nil {
+			refused = err
+		}
+	}
+	return refused
 }
 
 // DialContext resolves addr's host, keeps the addresses Check allows and dials them

@@ -224,3 +224,37 @@ func TestParseAllow(t *testing.T) {
 		t.Fatalf("ParseAllow(\"\") = %+v, %v", a, err)
 	}
 }
+
+// CheckHost, for a check at registration: IP literals as Check, localhost as
+// loopback, other names not resolved; the allowance as for a dial.
+func TestCheckHost(t *testing.T) {
+	d := egress.NewDialer(egress.Config{})
+	for _, h := range []string{"127.0.0.1", "10.0.0.5", "169.254.169.254", "::1", "fc00::1", "fd12::1", "fe80::1%eth0",
+		"::ffff:127.0.0.1", "::ffff:10.0.0.5", "0.0.0.0", "localhost", "LOCALHOST.", "api.localhost", "Api.LocalHost."} {
+		var re *egress.RefusedError
+		if err := d.CheckHost(h); !errors.As(err, &re) || re.Host != h {
+			t.Errorf("CheckHost(%q) = %v, want refused naming the host", h, err)
+		}
+	}
+	for _, h := range []string{"8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8", "ntfy.sh", "ntfy", "localhost.example.com", "notlocalhost"} {
+		if err := d.CheckHost(h); err != nil {
+			t.Errorf("CheckHost(%q) = %v, want nil", h, err)
+		}
+	}
+	a, _ := egress.ParseAllow("10.0.0.0/8,fe80::/10,127.0.0.1,.internal")
+	d = egress.NewDialer(egress.Config{Allow: a})
+	for _, h := range []string{"10.0.0.5", "::ffff:10.0.0.5", "fe80::1%eth0", "localhost", "127.0.0.1"} {
+		if err := d.CheckHost(h); err != nil {
+			t.Errorf("allowed: CheckHost(%q) = %v", h, err)
+		}
+	}
+	for _, h := range []string{"::1", "169.254.169.254", "192.168.1.1"} {
+		if err := d.CheckHost(h); !errors.Is(err, egress.ErrRefused) {
+			t.Errorf("allowed 10/8, fe80::/10, 127.0.0.1: CheckHost(%q) = %v, want refused", h, err)
+		}
+	}
+	a, _ = egress.ParseAllow("localhost")
+	if err := egress.NewDialer(egress.Config{Allow: a}).CheckHost("LOCALHOST."); err != nil {
+		t.Errorf("localhost allowed by name: %v", err)
+	}
+}

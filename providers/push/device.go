@@ -69,13 +69,26 @@ func (s *Service) validURL(raw string) error {
 	host := strings.ToLower(u.Hostname())
 	switch {
 	case u.Scheme == "http" && (s.cfg.AllowHTTP || hostIn(host, s.cfg.HTTPEndpointHosts)):
-		return nil
 	case u.Scheme != "https":
 		return inputErr("endpoint.url", "must be https (plain http only to the hosts of push-http-endpoint-hosts)")
-	case len(s.cfg.EndpointHosts) == 0 || hostIn(host, s.cfg.EndpointHosts):
-		return nil
+	case len(s.cfg.EndpointHosts) != 0 && !hostIn(host, s.cfg.EndpointHosts):
+		return inputErr("endpoint.url", "host %q is not an allowed push service", host)
 	}
-	return inputErr("endpoint.url", "host %q is not an allowed push service", host)
+	return s.publicHost(host)
+}
+
+// publicHost refuses an endpoint notifyd would never wake: its host an IP literal
+// in a range notify/egress refuses (loopback, RFC 1918, link-local and cloud
+// metadata, ULA, CGNAT, IPv4-mapped forms, …) or localhost, unless
+// Config.AllowInternal allows it (egress.Dialer.CheckHost, the very policy of
+// notifyd's dial). Any other host name is not resolved here: its DNS may change
+// after enrollment, and notifyd checks the addresses it resolves to at each dial.
+// The reason names the host, never the URL's path (an ntfy topic is a capability).
+func (s *Service) publicHost(host string) error {
+	if err := s.egress.CheckHost(host); err != nil {
+		return inputErr("endpoint.url", "host %q is not a public address, notifyd would never wake this endpoint (allow it with push-allow-internal)", host)
+	}
+	return nil
 }
 
 // hostIn tells whether host is one of hosts or under one of its ".suffix" domains.

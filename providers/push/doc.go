@@ -78,7 +78,11 @@
 //   - A device's endpoint must be https (and, when Config.EndpointHosts is set, on
 //     one of those push-service hosts), so notifyd does not post to arbitrary
 //     addresses; plain http only to the hosts of Config.HTTPEndpointHosts (a push
-//     service on the deployment's own network, such as the compose file's ntfy). A push
+//     service on the deployment's own network, such as the compose file's ntfy). An
+//     endpoint whose host is an IP literal notify/egress refuses (loopback, RFC 1918,
+//     link-local, ULA, …) or localhost is refused at enrollment and SetEndpoint unless
+//     Config.AllowInternal allows it: notifyd would never wake it. Host names are not
+//     resolved then (notifyd checks what they resolve to at each dial). A push
 //     service answering 404/410 retires the endpoint (RFC 8030 §7.3); the device
 //     keeps working by polling, so a failed push transport locks no one out.
 package push

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twofactor/twofactor/notify/egress"
 	"github.com/twofactor/twofactor/storage"
 )
 
@@ -114,6 +115,15 @@ type Config struct {
 	// network, such as the compose file's ntfy (http://ntfy/<topic>), that
 	// notifyd reaches without leaving it. Every other endpoint must be https.
 	HTTPEndpointHosts []string
+	// AllowInternal is what a device's endpoint may name although not a public
+	// address: the networks and hosts notifyd's -push-allow-internal allows (authd's
+	// -push-allow-internal, plus its push-http-endpoint-hosts). An endpoint whose
+	// host is an IP literal in a refused range (loopback, RFC 1918, link-local,
+	// ULA, …: notify/egress's policy) or localhost, and not allowed here, is
+	// refused at enrollment and UpdatePushEndpoint, since notifyd would never wake
+	// it. Other host names are not resolved then (notifyd checks the addresses at
+	// each dial).
+	AllowInternal egress.Allow
 	// VAPIDPublicKey is the server's Web Push key (base64url, an uncompressed
 	// P-256 point), given to enrolling devices (Enrollment.VAPIDPublicKey and the
 	// URI's "vapid") for their PushManager.subscribe; empty: no Web Push.
@@ -170,9 +180,10 @@ func (c Config) withDefaults() (Config, error) {
 // Service is the push factor. It is safe for concurrent use, and any number of
 // replicas may share one store: every decision is a conditional statement there.
 type Service struct {
-	store *storage.Store
-	ring  *storage.KeyRing
-	cfg   Config
+	store  *storage.Store
+	ring   *storage.KeyRing
+	cfg    Config
+	egress *egress.Dialer // only its CheckHost: the endpoint's address policy
 }
 
 // New returns the push factor on store, sealing with ring.
@@ -184,7 +195,7 @@ func New(store *storage.Store, ring *storage.KeyRing, cfg Config) (*Service, err
 	if err != nil {
 		return nil, err
 	}
-	return &Service{store: store, ring: ring, cfg: c}, nil
+	return &Service{store: store, ring: ring, cfg: c, egress: egress.NewDialer(egress.Config{Allow: c.AllowInternal})}, nil
 }
 
 // Config returns the configuration in force (defaults filled in).

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -84,8 +85,11 @@ type Config struct {
 	PushLockOnNotMe            bool
 	PushEndpointHosts          string
 	PushHTTPEndpointHosts      string
-	// PushAllowInternal: embedded mode, what the push worker may reach although not a
-	// public address (notify/egress.ParseAllow), besides push-http-endpoint-hosts.
+	// PushAllowInternal: what a device's push endpoint may name although not a
+	// public address (notify/egress.ParseAllow), besides push-http-endpoint-hosts:
+	// what enrollment and UpdatePushEndpoint accept (an IP literal or localhost
+	// outside it is refused up front), and in embedded mode what the push worker
+	// may reach. Set it as notifyd's -push-allow-internal.
 	PushAllowInternal string
 	pushAllow         egress.Allow
 	// RememberDeviceGrace and RememberDeviceMax tune remembered devices (policy
@@ -99,6 +103,10 @@ type Config struct {
 	// pushTLS and pushAllowHTTP: tests' push services (TLS certificate, http).
 	pushTLS       *tls.Config
 	pushAllowHTTP bool
+	// pushEnrollAnyAddress: tests, enrollment accepts any address (a device
+	// enrolled before authd checked, or by an authd configured unlike notifyd),
+	// so that the test sees the push worker's own refusal.
+	pushEnrollAnyAddress bool
 	// PolicyCacheTTL is how long the policy read from the store is reused.
 	PolicyCacheTTL time.Duration
 	// PprofListen serves net/http/pprof on this address (loopback only; off when empty).
@@ -185,7 +193,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.VAPIDSubscriber, "vapid-subscriber", "", "embedded mode: operator contact in the VAPID JWT (mailto:… or https://…); default "+DefaultEmbeddedVAPIDSubscriber)
 	fs.StringVar(&c.PushEndpointHosts, "push-endpoint-hosts", "", "comma-separated hosts (or .domain suffixes) a device's https push endpoint may name (empty: any https host)")
 	fs.StringVar(&c.PushHTTPEndpointHosts, "push-http-endpoint-hosts", "", "comma-separated hosts (or .domain suffixes) a device's push endpoint may name over plain http, e.g. ntfy on the deployment's own network (empty: https only)")
-	fs.StringVar(&c.PushAllowInternal, "push-allow-internal", "", "embedded mode: comma-separated networks (CIDR or IP) and hosts (or .domain suffixes) a device's push endpoint may reach although not a public address; the hosts of push-http-endpoint-hosts are allowed too (empty: public unicast addresses only; notifyd has its own -push-allow-internal)")
+	fs.StringVar(&c.PushAllowInternal, "push-allow-internal", "", "comma-separated networks (CIDR or IP) and hosts (or .domain suffixes) a device's push endpoint may name although not a public address: enrollment refuses an IP literal or localhost outside them, and in embedded mode the push worker reaches no other; the hosts of push-http-endpoint-hosts are allowed too (empty: public unicast addresses only; set it as notifyd's -push-allow-internal)")
 	fs.IntVar(&c.AppPasswordCache, "app-password-cache", 100000, "app-password verifications cached per replica (0: no cache)")
 	fs.DurationVar(&c.RememberDeviceGrace, "remember-device-grace", trusteddevice.DefaultGrace, "how long a rotated-away device token is accepted once more (concurrent requests of one client; at most 5m)")
 	fs.IntVar(&c.RememberDeviceMax, "remember-device-max", trusteddevice.DefaultMaxPerUser, "remembered devices per user; one more evicts the oldest")
@@ -381,3 +389,12 @@ func loopback(hostport string) bool {
 
 // AdminKeyPath is where the first start writes the admin API key for authctl.
 func (c *Config) AdminKeyPath() string { return filepath.Join(c.DataDir, "admin.key") }
+
+// pushEnrollAllow is what a push endpoint may name at enrollment although not a
+// public address: what the push worker may reach (pushAllow).
+func (c *Config) pushEnrollAllow() egress.Allow {
+	if c.pushEnrollAnyAddress {
+		return egress.Allow{Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}}
+	}
+	return c.pushAllow
+}

@@ -57,7 +57,8 @@ func (a *App) buildFactors(d *server.Deps) error {
 	}
 	if d.Push, err = push.New(a.store, ring, push.Config{NumberMode: a.cfg.PushNumberMode, Digits: a.cfg.PushDigits,
 		DailyCap: a.cfg.PushDailyCap, LockOnNotMe: a.cfg.PushLockOnNotMe, EndpointHosts: splitList(a.cfg.PushEndpointHosts),
-		HTTPEndpointHosts: splitList(a.cfg.PushHTTPEndpointHosts), AllowHTTP: a.cfg.pushAllowHTTP, VAPIDPublicKey: vapid}); err != nil {
+		HTTPEndpointHosts: splitList(a.cfg.PushHTTPEndpointHosts), AllowInternal: a.cfg.pushEnrollAllow(),
+		AllowHTTP: a.cfg.pushAllowHTTP, VAPIDPublicKey: vapid}); err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
 	var pub server.PushPublisher
