@@ -11,9 +11,9 @@ import (
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
-// Verify redeems an approval in one conditional UPDATE: of concurrent verifiers
-// on two replicas exactly one is accepted; an approval that expired is not,
-// and a denial is still reported once.
+// Verify redeems an approval in one conditional UPDATE: another user's verify
+// does not; of concurrent verifiers on two replicas exactly one is accepted; an
+// approval that expired is not, and a denial is still reported once.
 func TestVerifyRedeemsApprovalOnceConcurrently(t *testing.T) {
 	e := newEnv(t, push.Config{})
 	replica := e.service(storagetest.OpenURL(t, storeURL(t, e)), push.Config{})
@@ -21,6 +21,11 @@ func TestVerifyRedeemsApprovalOnceConcurrently(t *testing.T) {
 	b := e.begin("alice")
 	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number}); err != nil {
 		t.Fatal(err)
+	}
+	// Another user's verify, which the UPDATE tries first, neither redeems the
+	// approval nor learns of it.
+	if st, err := replica.Verify(context.Background(), "bob", b.ChallengeID); !errors.Is(err, push.ErrNotFound) {
+		t.Fatalf("another user's verify: %s, %v; want ErrNotFound", st, err)
 	}
 	replicas := []*push.Service{e.svc, replica}
 	statuses := make([]push.Status, 8)
