@@ -149,8 +149,9 @@ func (s *Service) FinishEnrollment(ctx context.Context, in FinishInput) (*storag
 		if ok, err := s.store.UsePushEnrollment(ctx, e.ID, now); err != nil || !ok {
 			return errors.Join(err, ErrEnrollment)
 		}
-		// Held first, so that enrollments of one user finishing at the same
-		// instant on any replica count one after the other.
+		// Held before the count (after the token's conditional UPDATE, which
+		// reads nothing the count depends on), so that enrollments of one user
+		// finishing at the same instant on any replica count one after the other.
 		if err := s.store.LockAttempt(ctx, []string{"push-devices:" + e.UserID}); err != nil {
 			return err
 		}
