@@ -184,7 +184,7 @@ func TestDeviceAPIRefusesBadInput(t *testing.T) {
 // signature over it, and refuses the same signature over an endpoint the relay
 // would have changed.
 func TestDeviceEnrollsWithWebPush(t *testing.T) {
-	f := start(t)
+	f := start(t, "-push-allow-internal", "127.0.0.1") // the test's push service
 	b := f.browser(t)
 	b.signIn("wanda").must(t, "/account")
 	p := b.post("/account/push", nil).must(t, "/account/push", `id="push-device-link"`)
