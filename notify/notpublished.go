@@ -8,13 +8,14 @@ import (
 )
 
 // ErrNotPublished marks a publish that certainly reached no stream: it failed
-// before anything was sent (bad input, no delivery key, the connection closed
-// or down), or JetStream answered that no stream took it. A caller may then
-// take back what it reserved for the message (a push pending, a send counted
-// toward a daily cap). A publish that fails otherwise (its acknowledgement
-// timed out, the context ended) is not marked: the message may be stored, or
-// wait in the client's reconnect buffer and be sent once NATS is back, so what
-// was reserved for it must stay.
+// before anything was sent (bad input, no delivery key, the connection already
+// closed, draining or its reconnect buffer full), or JetStream answered that no
+// stream took it. A caller may then take back what it reserved for the message
+// (a push pending, a send counted toward a daily cap). A publish that fails
+// otherwise (its acknowledgement timed out, the context ended, the connection
+// dropped or closed while it waited) is not marked: the message may be stored,
+// or wait in the client's reconnect buffer and be sent once NATS is back, so
+// what was reserved for it must stay.
 var ErrNotPublished = errors.New("notify: not published")
 
 // NotPublished tells whether err says a publish certainly reached no stream.
@@ -27,8 +28,10 @@ func markUnpublished(err error) error {
 		return err
 	}
 	var api *jetstream.APIError
+	// Not nats.ErrConnectionClosed: a request sent and then cut off by the
+	// close returns it too (Publisher.publish tells a connection closed before).
 	switch {
-	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrInvalidConnection),
+	case errors.Is(err, nats.ErrInvalidConnection),
 		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrReconnectBufExceeded),
 		errors.Is(err, nats.ErrMaxPayload), errors.Is(err, nats.ErrBadSubject),
 		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),

@@ -2,9 +2,11 @@ package notify_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/twofactor/twofactor/notify"
@@ -53,5 +55,42 @@ func TestNotPublishedOnlyWhenCertain(t *testing.T) {
 	own.Close()
 	if err := pub.PublishPushRequest(ctx, notify.PushRequest{ChallengeID: "c-4", UserID: "alice", ExpiresAt: time.Now().Add(time.Minute)}); !notify.NotPublished(err) {
 		t.Fatalf("publish on a closed connection: %v, want NotPublished", err)
+	}
+}
+
+// A connection that closes while the publish waits for its acknowledgement
+// (nats.ErrConnectionClosed, the same error as a publish on a connection closed
+// before) may have delivered the message: here a responder on the subject gets
+// it and closes the publisher's connection instead of answering. Not marked, so
+// a caller keeps what it reserved for a message that may be stored.
+func TestConnectionClosedWhileWaitingIsNotMarked(t *testing.T) {
+	nc, _, names := natstest.StartBare(t) // no streams: the responder stands for one
+	own := natstest.Dial(t, nc)
+	js, err := jetstream.New(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	sub, err := nc.Subscribe(names.PushRequest(), func(m *nats.Msg) {
+		got <- m.Data
+		own.Close() // the stored message's acknowledgement never reaches the publisher
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = notify.NewPublisher(js, own, names).PublishPushRequest(ctx, notify.PushRequest{ChallengeID: "c-5", UserID: "alice", ExpiresAt: time.Now().Add(time.Minute)})
+	select {
+	case <-got:
+	default:
+		t.Fatalf("the responder never got the message (publish: %v)", err)
+	}
+	if !errors.Is(err, nats.ErrConnectionClosed) || notify.NotPublished(err) {
+		t.Fatalf("publish whose connection closed after sending: %v, NotPublished %v; want ErrConnectionClosed, not marked", err, notify.NotPublished(err))
 	}
 }

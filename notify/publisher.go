@@ -50,6 +50,18 @@ func (p *Publisher) publishJSON(ctx context.Context, subject, msgID string, v an
 	if err != nil {
 		return unpublished(fmt.Errorf("notify: encode %s: %w", subject, err))
 	}
+	return p.publish(ctx, subject, msgID, data)
+}
+
+// publish publishes data on subject with message id msgID and waits for the
+// stream's acknowledgement; its error says (ErrNotPublished) when nothing was
+// stored for certain. A connection already closed is told here, before
+// publishing: once the request is sent, a close while it waits returns the same
+// nats.ErrConnectionClosed, and the message may be stored.
+func (p *Publisher) publish(ctx context.Context, subject, msgID string, data []byte) error {
+	if nc := p.js.Conn(); nc != nil && nc.IsClosed() {
+		return unpublished(fmt.Errorf("notify: publish %s (msg id %s): %w", subject, msgID, nats.ErrConnectionClosed))
+	}
 	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID)); err != nil {
 		return markUnpublished(fmt.Errorf("notify: publish %s (msg id %s): %w", subject, msgID, err))
 	}
@@ -157,11 +169,7 @@ func (p *Publisher) PublishGatewaySend(ctx context.Context, g GatewaySend) error
 	if err != nil {
 		return unpublished(err)
 	}
-	subject := p.names.GatewaySubject(g.Kind, g.Channel)
-	if _, err := p.js.Publish(ctx, subject, data, jetstream.WithMsgID(g.ChallengeID)); err != nil {
-		return markUnpublished(fmt.Errorf("notify: publish %s (msg id %s): %w", subject, g.ChallengeID, err))
-	}
-	return nil
+	return p.publish(ctx, p.names.GatewaySubject(g.Kind, g.Channel), g.ChallengeID, data)
 }
 
 // PublishPushRequest publishes r on <p>.push.request with the challenge id as message id.

@@ -127,7 +127,10 @@ func deviceListen(e *env, args []string) error {
 		case errors.Is(err, io.EOF):
 			// The stream's lifetime ended: open the next one.
 		case status.Code(err) == codes.Unavailable:
-			// The replica is stopping or gone: reconnect after a pause.
+			// The replica is stopping or gone (or authd is not there at all:
+			// said, so that a wrong -addr does not look like a quiet wait):
+			// reconnect after a pause.
+			fmt.Fprintln(e.out, "   authd unavailable, retrying in a second:", status.Convert(err).Message())
 			select {
 			case <-e.ctx.Done():
 				return nil

@@ -131,7 +131,10 @@ func TestDeviceListenReconnects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, _ := pushdevice.New()
+	d, err := pushdevice.New()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := d.Enroll(context.Background(), pb.NewDeviceServiceClient(conn), en.Token, "Laptop", "cli", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,9 @@ func TestDeviceListenReconnects(t *testing.T) {
 	if err := d.Save(file, ""); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "admin.key"), []byte("unused by the device API\n"), 0o600)
+	if err := os.WriteFile(filepath.Join(dir, "admin.key"), []byte("unused by the device API\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	s := start(t, lis.Addr().String(), dir, "-timeout", "20s", "device", "listen", "-file", file)
 	s.until(`^Waiting for push logins`)
@@ -158,4 +163,31 @@ func TestDeviceListenReconnects(t *testing.T) {
 	s.until(`^Sign-in request:`)
 	s.answer(b.Number)
 	s.until(`→ approved`)
+}
+
+// `device listen` says when authd cannot be reached (here nothing listens on
+// its address) instead of waiting silently while it retries.
+func TestDeviceListenSaysUnavailable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+	d, err := pushdevice.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.ID, d.UserID = "dev-1", "alice" // as if enrolled: never sent anywhere
+	dir := t.TempDir()
+	file := filepath.Join(dir, "device.json")
+	if err := d.Save(file, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "admin.key"), []byte("unused by the device API\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, addr, dir, "-timeout", "20s", "device", "listen", "-file", file)
+	s.until(`^Waiting for push logins`)
+	s.until(`authd unavailable, retrying`)
 }

@@ -26,12 +26,21 @@ done
 for i in 1 2 3; do
 	BENCHFLAGS=-half-rate logged half-$i "$HERE/run-sqlite.sh" "$AUTHD" "$BENCH" "$SQ" "$L-half-$i" totp-login
 done
+# wait_port PORT: until something listens on 127.0.0.1:PORT (at most 10 s), not a guessed sleep.
+wait_port() {
+	for _ in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "nothing listens on 127.0.0.1:$1" >&2
+	return 1
+}
 apart() { # one run with notifyd apart
 	local D=$OUT/run-$L-nd-$1
 	rm -rf "$D" "$D.nats" && cp -r "$SQ" "$D"
 	nats-server -js -a 127.0.0.1 -p 14333 -sd "$D.nats" >"$D.nats.log" 2>&1 &
 	local NP=$!
-	sleep 1
+	wait_port 14333
 	"$AUTHD" init -data-dir "$D" -nats-url nats://127.0.0.1:14333 >/dev/null
 	"$AUTHD" -data-dir "$D" -nats-url nats://127.0.0.1:14333 -listen 127.0.0.1:17853 -metrics-listen 127.0.0.1:17854 \
 		-breached-mode off -otp-user-daily-cap 10000 -otp-destination-daily-cap 10000 -push-daily-cap 1000000 >"$D.authd.log" 2>&1 &
@@ -39,7 +48,7 @@ apart() { # one run with notifyd apart
 	"$NOTIFYD" -data-dir "$D" -nats-url nats://127.0.0.1:14333 -outbox -metrics-listen 127.0.0.1:17855 \
 		-email-concurrency 16 >"$D.notifyd.log" 2>&1 &
 	local NDP=$!
-	sleep 2
+	wait_port 17853 && wait_port 17854 && wait_port 17855
 	"$BENCH" run -addr 127.0.0.1:17853 -data-dir "$D" -users "${USERS:-100000}" -duration "${DUR:-5s}" \
 		-scenarios totp-login,email-login,push-login -authd-pid $AP -notifyd-pid $NDP \
 		-metrics-url http://127.0.0.1:17854/metrics -json "$D.json"

@@ -81,13 +81,20 @@ func New(cfg Config) (*Sender, error) {
 // crash between a write and its removal. Only regular files named by
 // tempPattern are looked at; a failure is logged and the Sender starts anyway.
 func (s *Sender) sweep() {
-	names, err := filepath.Glob(filepath.Join(s.cfg.Dir, tempPattern))
+	// The folder's entries matched by name: a glob of the whole path would read
+	// the folder's own name as a pattern ("out[1]" matches no folder of that name).
+	entries, err := os.ReadDir(s.cfg.Dir)
 	if err != nil {
-		return // the pattern is constant and valid
+		s.cfg.Logger.Warn("outbox: cannot list the folder for stale temporary files", "folder", s.cfg.Dir, "error", err.Error())
+		return
 	}
 	now := s.cfg.Now()
 	removed := 0
-	for _, name := range names {
+	for _, e := range entries {
+		if ok, _ := filepath.Match(tempPattern, e.Name()); !ok {
+			continue
+		}
+		name := filepath.Join(s.cfg.Dir, e.Name())
 		st, err := os.Lstat(name)
 		if err != nil || !st.Mode().IsRegular() || now.Sub(st.ModTime()) <= StaleTemp {
 			continue

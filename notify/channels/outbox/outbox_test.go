@@ -108,9 +108,14 @@ func TestRejects(t *testing.T) {
 // New removes the temporary files a crash left behind once they are older
 // than StaleTemp (by the injected clock against their modification time), and
 // leaves a fresh one (another Sender may be writing it), messages and other
-// files alone.
+// files alone; also in a folder whose name a glob pattern would misread.
 func TestNewSweepsStaleTemporaryFiles(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "outbox")
+	for _, name := range []string{"outbox", "out[1]box"} {
+		t.Run(name, func(t *testing.T) { testSweep(t, filepath.Join(t.TempDir(), name)) })
+	}
+}
+
+func testSweep(t *testing.T, dir string) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
