@@ -52,13 +52,16 @@ type session struct {
 	lines  chan string // what authctl prints, line by line, read without blocking it
 	in     *io.PipeWriter
 	done   chan error
+	stop   context.CancelFunc // ends the command as its -timeout would
 	output strings.Builder
 }
 
 func start(t *testing.T, addr, dataDir string, args ...string) *session {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
-	s := &session{t: t, lines: make(chan string, 1024), in: inW, done: make(chan error, 1)}
+	ctx, stop := context.WithCancel(context.Background())
+	t.Cleanup(stop)
+	s := &session{t: t, lines: make(chan string, 1024), in: inW, done: make(chan error, 1), stop: stop}
 	go func() {
 		r := bufio.NewReader(outR)
 		for {
@@ -73,7 +76,7 @@ func start(t *testing.T, addr, dataDir string, args ...string) *session {
 		}
 	}()
 	go func() {
-		err := run(append([]string{"-addr", addr, "-data-dir", dataDir}, args...), inR, outW)
+		err := runContext(ctx, append([]string{"-addr", addr, "-data-dir", dataDir}, args...), inR, outW)
 		outW.CloseWithError(io.EOF)
 		inR.Close() // answers to an authctl that has exited fail instead of blocking
 		s.done <- err

@@ -119,13 +119,23 @@ func deviceListen(e *env, args []string) error {
 	c := e.devices()
 	fmt.Fprintln(e.out, "Waiting for push logins (Ctrl-C to stop)…")
 	for {
+		opened := time.Now()
 		err := e.listenOnce(d, c)
 		if e.ctx.Err() != nil {
-			return nil // -timeout or Ctrl-C ended the listening
+			return nil // -timeout (or the caller) ended the listening
 		}
 		switch {
 		case errors.Is(err, io.EOF):
-			// The stream's lifetime ended: open the next one.
+			// The stream's lifetime ended: open the next one, at once unless
+			// it ended as soon as it opened (no tight loop against a proxy
+			// that closes streams).
+			if time.Since(opened) < time.Second {
+				select {
+				case <-e.ctx.Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+			}
 		case status.Code(err) == codes.Unavailable:
 			// The replica is stopping or gone (or authd is not there at all:
 			// said, so that a wrong -addr does not look like a quiet wait):

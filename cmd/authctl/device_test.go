@@ -49,9 +49,7 @@ func TestDeviceEnrollListenApprove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// -timeout ends the listening (an open device stream would hold authd's
-	// graceful stop for its grace period).
-	s = start(t, addr, dataDir, "-timeout", "4s", "device", "listen", "-file", file)
+	s = start(t, addr, dataDir, "device", "listen", "-file", file)
 	s.until(`^Sign-in request: web from 198\.51\.100\.4 \(Safari\)`)
 	s.answer(begun.GetPush().GetNumber())
 	s.until(`→ approved`)
@@ -60,6 +58,7 @@ func TestDeviceEnrollListenApprove(t *testing.T) {
 	if err != nil || v.GetResult() != pb.VerifyResult_VERIFY_RESULT_ACCEPTED {
 		t.Fatalf("verify = %v, %v", v, err)
 	}
+	s.stop() // as Ctrl-C or -timeout: the listening ends without an error
 	s.wait()
 }
 

@@ -62,6 +62,12 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	return runContext(context.Background(), args, stdin, stdout)
+}
+
+// runContext runs one command; ctx ending ends it as -timeout does (tests stop
+// a listening device with it).
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("authctl", flag.ContinueOnError)
 	addr := fs.String("addr", envOr("TWOFACTOR_ADDR", "127.0.0.1:7443"), "authd address (env TWOFACTOR_ADDR)")
 	dataDir := fs.String("data-dir", envOr("TWOFACTOR_DATA_DIR", "data"), "embedded authd's data folder, where admin.key is")
@@ -93,7 +99,6 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	ctx := context.Background()
 	if *timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
