@@ -76,7 +76,7 @@ type Config struct {
 	// MaxEnrollAttempts wrong proofs end a pending enrollment; default 5.
 	MaxEnrollAttempts int
 	// MaxFactors bounds a user's TOTP factors, active or being enrolled
-	// (storage.CapError beyond it); default 16.
+	// (storage.CapError beyond it); 0 or less: the default, 16.
 	MaxFactors int
 }
 
@@ -99,7 +99,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxEnrollAttempts == 0 {
 		c.MaxEnrollAttempts = 5
 	}
-	if c.MaxFactors == 0 {
+	if c.MaxFactors <= 0 {
 		c.MaxFactors = 16
 	}
 	return c

@@ -81,7 +81,7 @@ type Config struct {
 	Timeout time.Duration
 	// MaxCredentials bounds a user's WebAuthn factors (passkeys, security
 	// keys, imported U2F keys), active or being registered
-	// (storage.CapError beyond it); default 32.
+	// (storage.CapError beyond it); 0 or less: the default, 32.
 	MaxCredentials int
 }
 
@@ -104,7 +104,7 @@ func (c Config) withDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = 5 * time.Minute
 	}
-	if c.MaxCredentials == 0 {
+	if c.MaxCredentials <= 0 {
 		c.MaxCredentials = 32
 	}
 	return c
