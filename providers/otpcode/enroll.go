@@ -76,7 +76,7 @@ func (p *Provider) BeginEnrollment(ctx context.Context, in EnrollInput) (*Enroll
 	}
 	var send *Send
 	err = p.store.InTx(ctx, func(ctx context.Context) error {
-		if err := p.store.CreateFactorWithin(ctx, f, p.cfg.MaxFactorsPerChannel, now); err != nil {
+		if err := p.store.CreateFactorWithin(ctx, f, p.factorCap(in), now); err != nil {
 			return err
 		}
 		send, err = p.newCode(ctx, codeRequest{id: f.ID, userID: in.UserID, factor: f, dest: dest,
@@ -87,6 +87,17 @@ func (p *Provider) BeginEnrollment(ctx context.Context, in EnrollInput) (*Enroll
 		return nil, err
 	}
 	return &Enrollment{Factor: f, Masked: dest.Masked(), ExpiresAt: *f.ExpiresAt, Send: send}, nil
+}
+
+// factorCap is the cap in's new factor is counted against: a replacement may
+// take a user one beyond MaxFactorsPerChannel while it is pending, since the
+// factor it replaces goes when it is finished (a user at the cap can still
+// change an address in place; a second replacement at once is refused).
+func (p *Provider) factorCap(in EnrollInput) int {
+	if in.Replaces != "" {
+		return p.cfg.MaxFactorsPerChannel + 1
+	}
+	return p.cfg.MaxFactorsPerChannel
 }
 
 // pendingFactor builds a pending factor of in's channel.
@@ -116,7 +127,7 @@ func (p *Provider) beginTelegram(ctx context.Context, in EnrollInput) (*Enrollme
 		f.Name = "Telegram"
 	}
 	err = p.store.InTx(ctx, func(ctx context.Context) error {
-		if err := p.store.CreateFactorWithin(ctx, f, p.cfg.MaxFactorsPerChannel, now); err != nil {
+		if err := p.store.CreateFactorWithin(ctx, f, p.factorCap(in), now); err != nil {
 			return err
 		}
 		return p.store.CreateOTPLinkToken(ctx, &storage.OTPLinkToken{TokenHash: tokenHash(p.keys, tok),

@@ -382,3 +382,30 @@ func TestRetriedChangeNamesTheSameNotice(t *testing.T) {
 		t.Fatalf("binding again: %v %v, first notice %s", again, err, bound.ID)
 	}
 }
+
+// A user at the channel's cap can still replace an address in place (the
+// replaced factor goes when the new one is finished), but not begin a second
+// replacement, nor a new address beside them.
+func TestReplaceAtTheCap(t *testing.T) {
+	e := newEnv(t, Config{MaxFactorsPerChannel: 2, UserDailyCap: 100, DestinationDailyCap: 100})
+	old := e.enroll(t, "u1", Email, "a@example.com")
+	e.enroll(t, "u1", Email, "b@example.com")
+	var capErr *storage.CapError
+	if _, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: Email, Destination: "c@example.com"}); !errors.As(err, &capErr) {
+		t.Fatalf("a third address beside two: %v, want the cap", err)
+	}
+	en, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: Email, Destination: "c@example.com", Replaces: old.ID})
+	if err != nil {
+		t.Fatalf("replacing at the cap: %v", err)
+	}
+	if _, err := e.p.BeginEnrollment(e.ctx, EnrollInput{UserID: "u1", Channel: Email, Destination: "d@example.com", Replaces: old.ID}); !errors.As(err, &capErr) {
+		t.Fatalf("a second replacement while one is pending: %v, want the cap", err)
+	}
+	if _, _, err := e.p.FinishEnrollment(e.ctx, "u1", en.Factor.ID, en.Send.Code); err != nil {
+		t.Fatalf("finishing the replacement: %v", err)
+	}
+	fs, err := e.store.ListFactors(e.ctx, "u1", Email, storage.FactorActive)
+	if err != nil || len(fs) != 2 {
+		t.Fatalf("active factors after the replacement: %d, %v; want 2", len(fs), err)
+	}
+}
