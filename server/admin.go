@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
@@ -202,7 +203,8 @@ func (s *adminService) DeleteUser(ctx context.Context, req *pb.DeleteUserRequest
 	return &pb.DeleteUserResponse{}, nil
 }
 
-// checkGroup validates a group name: 1 to 255 bytes of printable UTF-8.
+// checkGroup validates a group name: 1 to 255 bytes of printable UTF-8 (no C0
+// or C1 control character, as checkUserID).
 func checkGroup(field, g string) error {
 	switch {
 	case g == "":
@@ -212,10 +214,8 @@ func checkGroup(field, g string) error {
 	case !utf8.ValidString(g):
 		return invalid(field, "is not valid UTF-8")
 	}
-	for _, r := range g {
-		if r < 0x20 || r == 0x7f {
-			return invalid(field, "contains control characters")
-		}
+	if strings.IndexFunc(g, unicode.IsControl) >= 0 {
+		return invalid(field, "contains control characters")
 	}
 	return nil
 }

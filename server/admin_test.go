@@ -100,6 +100,10 @@ func TestAdminInputNamesTheField(t *testing.T) {
 			_, err := r.admin().SetGroupAdmins(adm, &pb.SetGroupAdminsRequest{Group: "e\nng", AdminUserIds: []string{"carol"}})
 			return err
 		}, "group"},
+		{"C1 control char in group", func() error {
+			_, err := r.admin().SetUserGroups(adm, &pb.SetUserGroupsRequest{UserId: "alice", Groups: []string{"eng", "ops\u009b31m"}})
+			return err
+		}, "groups[1]"},
 		{"bad admin id", func() error {
 			_, err := r.admin().SetGroupAdmins(adm, &pb.SetGroupAdminsRequest{Group: "eng", AdminUserIds: []string{"carol", ""}})
 			return err

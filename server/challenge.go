@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -89,15 +90,14 @@ func (s *core) deliver(ctx context.Context, method string, dl Delivery, b Begun)
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	rid := requestIDFrom(ctx)
+	return s.toStatus(ctx, failedDelivery(ctx, method, dl, err))
+}
+
+// failedDelivery is dl's failure err, after undoUnpublished took back what
+// was reserved for it when nothing was published.
+func failedDelivery(ctx context.Context, method string, dl Delivery, err error) *deliveryError {
 	undone, uerr := undoUnpublished(ctx, dl, err)
-	if uerr != nil {
-		s.log.ErrorContext(ctx, "could not take back an unpublished delivery's reservation", "request_id", rid,
-			"method", method, "error", uerr.Error())
-	}
-	s.log.WarnContext(ctx, "out-of-band delivery failed", "request_id", rid, "method", method,
-		"reservation_undone", undone, "error", err.Error())
-	return deliveryUnavailable(method)
+	return &deliveryError{method: method, err: err, undone: undone, undoErr: uerr}
 }
 
 // undoUnpublished takes back what was reserved for dl when its delivery failed
@@ -115,6 +115,34 @@ func undoUnpublished(ctx context.Context, dl Delivery, err error) (bool, error) 
 		return false, err
 	}
 	return true, nil
+}
+
+// deliveryError is a method's message that could not be handed over for
+// delivery: toStatus logs its cause (and a failed undo) and answers
+// Unavailable (deliveryUnavailable), wherever it comes from (a challenge's
+// delivery, an enrollment's code or notice).
+type deliveryError struct {
+	method  string
+	err     error
+	undone  bool  // what was reserved for it was taken back
+	undoErr error // taking it back failed
+}
+
+func (e *deliveryError) Error() string {
+	return "delivery of the " + e.method + " message: " + e.err.Error()
+}
+func (e *deliveryError) Unwrap() error { return e.err }
+
+// log records e: the cause is the caller's only trace of it (the answer is
+// Unavailable, without it).
+func (e *deliveryError) log(ctx context.Context, log *slog.Logger) {
+	rid := requestIDFrom(ctx)
+	if e.undoErr != nil {
+		log.ErrorContext(ctx, "could not take back an unpublished delivery's reservation", "request_id", rid,
+			"method", e.method, "error", e.undoErr.Error())
+	}
+	log.WarnContext(ctx, "out-of-band delivery failed", "request_id", rid, "method", e.method,
+		"reservation_undone", e.undone, "error", e.err.Error())
 }
 
 // deliveryUnavailable is the answer to a failed delivery of a method's message.

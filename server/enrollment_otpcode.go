@@ -85,7 +85,7 @@ func (e otpEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest
 	case errors.Is(err, otpcode.ErrWrongCode):
 		return nil, &WrongProof{Field: "code", Message: "wrong code; " + remainingText(res.Remaining)}
 	case published != nil: // the transaction was undone with it
-		return nil, deliveryUnavailable(e.channel)
+		return nil, &deliveryError{method: e.channel, err: published}
 	case err != nil:
 		return nil, err
 	}
@@ -136,16 +136,13 @@ func (s *enrollmentService) ResendEnrollmentCode(ctx context.Context, req *pb.Re
 	return &pb.ResendEnrollmentCodeResponse{Delivery: deliveryToPB(st)}, nil
 }
 
-// deliver publishes an enrollment's code. A failure is Unavailable; a send
-// that certainly published nothing is first taken back from the daily caps.
+// deliver publishes an enrollment's code. A failure is a *deliveryError
+// (Unavailable); a send that certainly published nothing is first taken back
+// from the daily caps.
 func (e otpEnroller) deliver(ctx context.Context, send *otpcode.Send) error {
 	dl := sendDelivery{p: e.p, out: e.out, send: send}
-	err := dl.Deliver(ctx, Begun{})
-	if err == nil {
-		return nil
+	if err := dl.Deliver(ctx, Begun{}); err != nil {
+		return failedDelivery(ctx, e.channel, dl, err)
 	}
-	if _, uerr := undoUnpublished(ctx, dl, err); uerr != nil {
-		return errors.Join(err, uerr) // Internal, logged by toStatus
-	}
-	return deliveryUnavailable(e.channel)
+	return nil
 }

@@ -25,6 +25,11 @@ func (s *core) toStatus(ctx context.Context, err error) error {
 	if errors.As(err, &fe) {
 		return fe.GRPCStatus().Err()
 	}
+	var de *deliveryError
+	if errors.As(err, &de) {
+		de.log(ctx, s.log)
+		return deliveryUnavailable(de.method)
+	}
 	// The factor caps (storage.CreateFactorWithin); the other capped inserts
 	// come back as their providers' errors (apppasswords.ErrTooMany,
 	// push.EnrollmentCapError), mapped below.

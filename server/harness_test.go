@@ -89,6 +89,9 @@ type cluster struct {
 	// notMe is every replica's server.Deps.NotMe; a factorFn may set it for the
 	// replica it builds (notme_flow_test.go).
 	notMe server.NotMeNotifier
+	// onAudit, when set, sees every event a replica records, on the recording
+	// request's context, before the trail does.
+	onAudit func(ctx context.Context, e server.AuditEvent)
 	// devTelegram is every replica's server.Deps.DevTelegramStart (nil: refused).
 	devTelegram func(ctx context.Context, token, chatID string) error
 	// replicas are the ones start made (flushAudit flushes each).
@@ -225,9 +228,13 @@ func (c *cluster) start() *replica {
 	}
 	metrics := server.NewMetrics()
 	trail, relay := startAudit(t, st, events, log, metrics, c.auditLinger)
+	var auditor server.Auditor = trail
+	if c.onAudit != nil {
+		auditor = hookedTrail{Trail: trail, hook: c.onAudit}
+	}
 	srv, err := server.New(server.Deps{
 		Store: st, Keys: c.ring, APIKeys: c.apiKey, Factors: factors, Logger: log, Now: c.clock.Now,
-		BackupCodes: bcodes, AdminCodes: acodes, Auditor: trail, Metrics: metrics,
+		BackupCodes: bcodes, AdminCodes: acodes, Auditor: auditor, Metrics: metrics,
 		WebAuthn: wa, AppPasswords: ap, Events: events, Breached: bc, Throttle: th, Policy: pol, Devices: devices,
 		Push: ps, PushWatcher: server.NATSPushWatcher{Conn: nc, Subject: c.names.PushRequest()}, NotMe: c.notMe,
 		DevTelegramStart: c.devTelegram,
@@ -252,6 +259,17 @@ func (c *cluster) start() *replica {
 	r := &replica{addr: lis.Addr().String(), conn: conn, srv: srv, nc: nc, trail: trail, relay: relay}
 	c.replicas = append(c.replicas, r)
 	return r
+}
+
+// hookedTrail is an audit trail whose Record calls hook first (cluster.onAudit).
+type hookedTrail struct {
+	*audit.Trail
+	hook func(ctx context.Context, e server.AuditEvent)
+}
+
+func (h hookedTrail) Record(ctx context.Context, e server.AuditEvent) {
+	h.hook(ctx, e)
+	h.Trail.Record(ctx, e)
 }
 
 // startAudit starts a replica's audit trail and its relay (polling often, so that

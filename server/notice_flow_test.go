@@ -370,6 +370,9 @@ func TestReplacedDestinationNoticeFailureChangesNothing(t *testing.T) {
 	if _, err := g.r.enrollment().FinishEnrollment(ctx, finish); status.Code(err) != codes.Unavailable {
 		t.Fatalf("finish although the notice could not be published: %v, want Unavailable", err)
 	}
+	if !strings.Contains(g.c.logs.String(), deliveryFailedLog) { // old code: no trace of the cause
+		t.Fatalf("the notice's failed publish is not logged: %s", g.c.logs.String())
+	}
 	if st := g.factorStates(t); st[old] != pb.FactorState_FACTOR_STATE_ACTIVE || st[finish.GetFactorId()] != pb.FactorState_FACTOR_STATE_PENDING {
 		t.Fatalf("after the failed finish: %v", st)
 	}

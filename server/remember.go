@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -159,11 +160,19 @@ func (s *challengeService) rememberDevice(ctx context.Context, req *pb.VerifyCha
 	}
 }
 
+// credentialsChangeTimeout bounds credentialsChanged's one short transaction.
+const credentialsChangeTimeout = 10 * time.Second
+
 // credentialsChanged moves the user's credentials epoch (every remembered device
 // of the user dies) after cause changed the user's credentials; it runs whether
 // or not remembered devices are enabled, so that enabling them later revives
-// nothing.
+// nothing. It runs after the change committed, on a context the caller cannot
+// end (for at most credentialsChangeTimeout): a caller leaving in between (a push
+// device enrolling itself with a stolen token) must not keep the user's
+// remembered devices alive.
 func (s *core) credentialsChanged(ctx context.Context, userID, cause, actor string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), credentialsChangeTimeout)
+	defer cancel()
 	_, removed, err := s.store.BumpCredentialsEpoch(ctx, userID, s.now().UTC())
 	if err != nil {
 		return s.toStatus(ctx, err)

@@ -11,10 +11,14 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/twofactor/twofactor/clients/pushdevice"
+	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/trusteddevice"
 	"github.com/twofactor/twofactor/providers/webauthn/softauthn"
+	"github.com/twofactor/twofactor/server"
 	"github.com/twofactor/twofactor/storage/storagetest"
 )
 
@@ -195,6 +199,43 @@ func TestRememberedDevicesDieWithCredentialsChange(t *testing.T) {
 	}
 	if n := len(c.auditOf("device.revoked")); n < len(triggers) {
 		t.Fatalf("%d device.revoked events, want one per trigger", n)
+	}
+}
+
+// A push device that ends its FinishDeviceEnrollment call as soon as it is stored
+// (one enrolling with a stolen token, say) does not keep the user's remembered
+// devices alive: the credentials epoch moves on a context the caller cannot end.
+// Old code: the epoch's bump ran on the caller's context, failed Canceled, and
+// every remembered device stayed valid beside the new device.
+func TestRememberedDevicesDieWhenTheEnrollingDeviceLeaves(t *testing.T) {
+	c := newCluster(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.onAudit = func(sctx context.Context, e server.AuditEvent) {
+		if e.Event == notify.EventFactorEnrolled && e.Method == push.Method {
+			cancel()      // the device leaves once it is stored
+			<-sctx.Done() // and the server has seen it leave
+		}
+	}
+	r := c.start()
+	allowRemember(t, c, r, nil)
+	_, seed, params := enrollTOTP(t, c, r, "alice")
+	tok := loginRemember(t, c, r, "alice", seed, params).GetDeviceToken()
+	tok = checkDevice(t, c, r, "alice", tok, false).GetDeviceToken()
+	begin, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := pushdevice.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Now = c.clock.Now
+	if err := d.Enroll(ctx, r.devices(), begin.GetPush().GetToken(), "Phone", "android", nil); status.Code(err) != codes.Canceled {
+		t.Fatalf("enrollment left by its caller: %v, want Canceled", err)
+	}
+	if got := checkDevice(t, c, r, "alice", tok, false); got.GetResult() != pb.RememberedResult_REMEMBERED_RESULT_NOT_REMEMBERED {
+		t.Fatalf("the remembered device outlived the push device enrolled: %v", got)
 	}
 }
 

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,6 +58,9 @@ func TestPushUnpublishedIsWithdrawn(t *testing.T) {
 	}
 }
 
+// deliveryFailedLog is the message of a logged delivery failure.
+const deliveryFailedLog = `"msg":"out-of-band delivery failed"`
+
 // natsOutbox publishes sends as authd does (GatewaySender, over its replica's
 // own NATS connection) and keeps those published, so a test reads the code.
 type natsOutbox struct {
@@ -106,10 +110,15 @@ func TestOTPCodeUnpublishedSendsAreNotCounted(t *testing.T) {
 			t.Fatalf("begin with NATS closed: %v, want Unavailable", err)
 		}
 	}
+	logged := strings.Count(c.logs.String(), deliveryFailedLog)
 	_, err = a.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
 		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "alice@example.com"}}})
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("enrollment with NATS closed: %v, want Unavailable", err)
+	}
+	// The cause is logged as a challenge's is (old code: the enrollment's was not).
+	if n := strings.Count(c.logs.String(), deliveryFailedLog); n != logged+1 {
+		t.Fatalf("enrollment's failed delivery logged %d times, want once", n-logged)
 	}
 	bc := beginOTP(t, c, b, "alice", pb.Method_METHOD_EMAIL) // 2 (old code: the cap was used up)
 	c.clock.Add(time.Minute)
