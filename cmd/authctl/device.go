@@ -121,8 +121,10 @@ func deviceListen(e *env, args []string) error {
 	for {
 		opened := time.Now()
 		err := e.listenOnce(d, c)
-		if e.ctx.Err() != nil {
-			return nil // -timeout (or the caller) ended the listening
+		// -timeout (or the caller) ended the listening; its deadline may come
+		// as the server's DeadlineExceeded just before the context's own.
+		if c := status.Code(err); e.ctx.Err() != nil || c == codes.DeadlineExceeded || c == codes.Canceled {
+			return nil
 		}
 		switch {
 		case errors.Is(err, io.EOF):

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/twofactor/twofactor/clients/client"
@@ -100,20 +102,19 @@ func TestLoginWithPush(t *testing.T) {
 	login.wait()
 }
 
-// `device listen` outlives a stream: when authd ends one (its lifetime, here
-// 50 ms) the listener opens the next and still answers the pushes.
-func TestDeviceListenReconnects(t *testing.T) {
-	store := storagetest.Open(t)
-	svc, err := push.New(store, storagetest.KeyRing(t), push.Config{})
+// deviceAPI serves the device API alone (a push service on a fresh store) with
+// the given stream lifetime; every stream opened passes through intercept.
+// It enrolls a device for alice and returns the service, the address, the
+// folder (with a placeholder admin.key: the device API does not use it) and
+// the device's key file.
+func deviceAPI(t *testing.T, lifetime time.Duration, intercept grpc.StreamServerInterceptor) (svc *push.Service, addr, dir, file string) {
+	t.Helper()
+	svc, err := push.New(storagetest.Open(t), storagetest.KeyRing(t), push.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	opened := make(chan struct{}, 16)
-	g := grpc.NewServer(grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-		opened <- struct{}{}
-		return h(srv, ss)
-	}))
-	pb.RegisterDeviceServiceServer(g, server.NewDeviceService(svc, server.DeviceOptions{Poll: time.Hour, StreamLifetime: 50 * time.Millisecond}))
+	g := grpc.NewServer(grpc.StreamInterceptor(intercept))
+	pb.RegisterDeviceServiceServer(g, server.NewDeviceService(svc, server.DeviceOptions{Poll: time.Hour, StreamLifetime: lifetime}))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +126,6 @@ func TestDeviceListenReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-
 	en, err := svc.BeginEnrollment(context.Background(), "alice", "")
 	if err != nil {
 		t.Fatal(err)
@@ -137,16 +137,26 @@ func TestDeviceListenReconnects(t *testing.T) {
 	if err := d.Enroll(context.Background(), pb.NewDeviceServiceClient(conn), en.Token, "Laptop", "cli", nil); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	file := filepath.Join(dir, "device.json")
+	dir = t.TempDir()
+	file = filepath.Join(dir, "device.json")
 	if err := d.Save(file, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "admin.key"), []byte("unused by the device API\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return svc, lis.Addr().String(), dir, file
+}
 
-	s := start(t, lis.Addr().String(), dir, "-timeout", "20s", "device", "listen", "-file", file)
+// `device listen` outlives a stream: when authd ends one (its lifetime, here
+// 50 ms) the listener opens the next and still answers the pushes.
+func TestDeviceListenReconnects(t *testing.T) {
+	opened := make(chan struct{}, 16)
+	svc, addr, dir, file := deviceAPI(t, 50*time.Millisecond, func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		opened <- struct{}{}
+		return h(srv, ss)
+	})
+	s := start(t, addr, dir, "-timeout", "20s", "device", "listen", "-file", file)
 	s.until(`^Waiting for push logins`)
 	for range 2 { // the first stream ended and the listener opened a second
 		select {
@@ -162,6 +172,19 @@ func TestDeviceListenReconnects(t *testing.T) {
 	s.until(`^Sign-in request:`)
 	s.answer(b.Number)
 	s.until(`→ approved`)
+}
+
+// The deadline of -timeout can reach the listener as the server's
+// DeadlineExceeded before its own context ends (the server's copy of the
+// deadline fired first): that is the end of the listening, not an error.
+func TestDeviceListenEndsOnTheServersDeadline(t *testing.T) {
+	_, addr, dir, file := deviceAPI(t, time.Hour, func(any, grpc.ServerStream, *grpc.StreamServerInfo, grpc.StreamHandler) error {
+		return status.Error(codes.DeadlineExceeded, "context deadline exceeded")
+	})
+	s := start(t, addr, dir, "-timeout", "20s", "device", "listen", "-file", file)
+	if out := s.wait(); !strings.Contains(out, "Waiting for push logins") {
+		t.Fatalf("device listen:\n%s", out)
+	}
 }
 
 // `device listen` says when authd cannot be reached (here nothing listens on
