@@ -211,10 +211,14 @@ func TestRememberedDevicesDieWhenTheEnrollingDeviceLeaves(t *testing.T) {
 	c := newCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	revoked := make(chan struct{}, 1)
 	c.onAudit = func(sctx context.Context, e server.AuditEvent) {
-		if e.Event == notify.EventFactorEnrolled && e.Method == push.Method {
+		switch {
+		case e.Event == notify.EventFactorEnrolled && e.Method == push.Method:
 			cancel()      // the device leaves once it is stored
 			<-sctx.Done() // and the server has seen it leave
+		case e.Event == notify.EventDeviceRevoked:
+			revoked <- struct{}{} // the handler has gone on past the caller's leaving
 		}
 	}
 	r := c.start()
@@ -233,6 +237,13 @@ func TestRememberedDevicesDieWhenTheEnrollingDeviceLeaves(t *testing.T) {
 	d.Now = c.clock.Now
 	if err := d.Enroll(ctx, r.devices(), begin.GetPush().GetToken(), "Phone", "android", nil); status.Code(err) != codes.Canceled {
 		t.Fatalf("enrollment left by its caller: %v, want Canceled", err)
+	}
+	// The caller's Canceled comes at once; the server goes on. (Old code: its
+	// epoch bump failed, nothing was revoked.)
+	select {
+	case <-revoked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no device.revoked after the enrolling device left")
 	}
 	if got := checkDevice(t, c, r, "alice", tok, false); got.GetResult() != pb.RememberedResult_REMEMBERED_RESULT_NOT_REMEMBERED {
 		t.Fatalf("the remembered device outlived the push device enrolled: %v", got)

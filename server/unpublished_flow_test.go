@@ -120,6 +120,17 @@ func TestOTPCodeUnpublishedSendsAreNotCounted(t *testing.T) {
 	if n := strings.Count(c.logs.String(), deliveryFailedLog); n != logged+1 {
 		t.Fatalf("enrollment's failed delivery logged %d times, want once", n-logged)
 	}
+	// The pending factor whose id the caller never got is gone (old code: it
+	// held a slot of the channel's cap until it expired).
+	list, err := b.enrollment().ListFactors(c.as("selfservice"), &pb.ListFactorsRequest{UserId: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range list.GetFactors() {
+		if f.GetState() == pb.FactorState_FACTOR_STATE_PENDING {
+			t.Fatalf("the unpublished enrollment left a pending factor %s", f.GetId())
+		}
+	}
 	bc := beginOTP(t, c, b, "alice", pb.Method_METHOD_EMAIL) // 2 (old code: the cap was used up)
 	c.clock.Add(time.Minute)
 	_, err = a.challenges().ResendChallenge(ctx, &pb.ResendChallengeRequest{ChallengeId: bc.GetChallengeId()})

@@ -233,6 +233,14 @@ func (s *Store) DeleteFactor(ctx context.Context, userID, id string) error {
 	})
 }
 
+// DeletePendingFactor removes a user's factor if it is still pending (an
+// enrollment abandoned before it was handed to its caller); it reports whether
+// it did.
+func (s *Store) DeletePendingFactor(ctx context.Context, userID, id string) (bool, error) {
+	res := s.DB(ctx).Where("id = ? AND user_id = ? AND state = ?", id, userID, FactorPending).Delete(&Factor{})
+	return res.RowsAffected == 1, res.Error
+}
+
 // DeleteExpiredPendingFactors removes enrollments never finished before now.
 func (s *Store) DeleteExpiredPendingFactors(ctx context.Context, now time.Time) (int64, error) {
 	res := s.DB(ctx).Where("state = ? AND expires_at < ?", FactorPending, now).Delete(&Factor{})

@@ -89,6 +89,15 @@ func (p *Provider) BeginEnrollment(ctx context.Context, in EnrollInput) (*Enroll
 	return &Enrollment{Factor: f, Masked: dest.Masked(), ExpiresAt: *f.ExpiresAt, Send: send}, nil
 }
 
+// Abandon removes a pending factor whose enrollment never reached its caller
+// (its code could not be handed over for delivery): unfinishable, it would
+// otherwise hold a slot of the channel's cap until it expires. A factor no
+// longer pending is left alone.
+func (p *Provider) Abandon(ctx context.Context, userID, factorID string) error {
+	_, err := p.store.DeletePendingFactor(ctx, userID, factorID)
+	return err
+}
+
 // factorCap is the cap in's new factor is counted against: a replacement may
 // take a user one beyond MaxFactorsPerChannel while it is pending, since the
 // factor it replaces goes when it is finished (a user at the cap can still

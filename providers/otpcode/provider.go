@@ -142,6 +142,7 @@ type Store interface {
 	ListFactors(ctx context.Context, userID, method, state string) ([]storage.Factor, error)
 	ActivateFactor(ctx context.Context, userID, id string, now time.Time, lastStep *int64) (bool, error)
 	DeleteFactor(ctx context.Context, userID, id string) error
+	DeletePendingFactor(ctx context.Context, userID, id string) (bool, error)
 	BindPendingFactor(ctx context.Context, userID, id, method, keyID string, sealed, data []byte, now time.Time) (bool, error)
 	CreateOTPCode(ctx context.Context, c *storage.OTPCode, caps []storage.OTPSendCap, now time.Time) error
 	GetOTPCode(ctx context.Context, userID, id string) (*storage.OTPCode, error)
