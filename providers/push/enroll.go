@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -201,10 +202,8 @@ func validText(field, v string, max int) error {
 	if v == "" || len(v) > max*4 || utf8.RuneCountInString(v) > max || !utf8.ValidString(v) {
 		return inputErr(field, "want 1 to %d characters of UTF-8", max)
 	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return inputErr(field, "no control characters")
-		}
+	if strings.IndexFunc(v, unicode.IsControl) >= 0 { // C0, DEL and C1 (U+0080–U+009F)
+		return inputErr(field, "no control characters")
 	}
 	return nil
 }

@@ -134,6 +134,7 @@ func TestEnrollmentInputErrors(t *testing.T) {
 		{"name", func(in *push.FinishInput) { in.Name = "" }},
 		{"name", func(in *push.FinishInput) { in.Name = strings.Repeat("x", 65) }},
 		{"name", func(in *push.FinishInput) { in.Name = "a\nb" }},
+		{"name", func(in *push.FinishInput) { in.Name = "a\u009bb" }}, // C1 (CSI): a terminal escape in logs and audit
 		{"platform", func(in *push.FinishInput) { in.Platform = strings.Repeat("p", 33) }},
 		{"public_key", func(in *push.FinishInput) { in.PublicKey = []byte("not a key") }},
 		{"nonce", func(in *push.FinishInput) { in.Nonce = in.Nonce[:4] }},
