@@ -84,7 +84,7 @@ func (e otpEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest
 			if fin.Notice == nil {
 				return nil
 			}
-			published = e.out.SendOutOfBand(ctx, fin.Notice)
+			published = sendNotice(ctx, e.out, fin.Notice)
 			return published
 		})
 	switch {

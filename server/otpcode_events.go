@@ -42,6 +42,21 @@ func (g GatewaySender) SendOutOfBand(ctx context.Context, s *otpcode.Send) error
 	})
 }
 
+// NoticePublishTimeout bounds the publish of a replaced destination's notice.
+// It runs inside the replacement's transaction, which holds the user's
+// throttle row (and on SQLite the one writer), so a NATS that does not answer
+// must not hold them for the publisher's default of 5 s. A timeout undoes the
+// replacement like any failed publish; the retry republishes under the same id
+// (a notice that did reach the stream is then deduplicated).
+const NoticePublishTimeout = 2 * time.Second
+
+// sendNotice publishes a notice within NoticePublishTimeout.
+func sendNotice(ctx context.Context, out OutOfBandSender, s *otpcode.Send) error {
+	ctx, cancel := context.WithTimeout(ctx, NoticePublishTimeout)
+	defer cancel()
+	return out.SendOutOfBand(ctx, s)
+}
+
 // OTPCodeEvents handles what notifyd reports back to authd: Telegram chat
 // bindings and delivery statuses. server/app subscribes them (durable
 // consumers, one replica each).
@@ -61,7 +76,7 @@ var ErrPermanent = errors.New("permanent")
 func (h OTPCodeEvents) Binding(ctx context.Context, token, chatID string) error {
 	_, err := h.Provider.BindTelegramThen(ctx, token, chatID, func(ctx context.Context, fin *otpcode.Finished) error {
 		if fin.Notice != nil && h.Out != nil {
-			return h.Out.SendOutOfBand(ctx, fin.Notice)
+			return sendNotice(ctx, h.Out, fin.Notice)
 		}
 		return nil
 	})

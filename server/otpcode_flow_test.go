@@ -24,12 +24,18 @@ import (
 type memOutbox struct {
 	mu    sync.Mutex
 	sends []*otpcode.Send
+	left  []time.Duration // per send: the time its context had left (-1: no deadline)
 }
 
-func (o *memOutbox) SendOutOfBand(_ context.Context, s *otpcode.Send) error {
+func (o *memOutbox) SendOutOfBand(ctx context.Context, s *otpcode.Send) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.sends = append(o.sends, s)
+	left := time.Duration(-1)
+	if d, ok := ctx.Deadline(); ok {
+		left = time.Until(d)
+	}
+	o.left = append(o.left, left)
 	return nil
 }
 
@@ -461,6 +467,14 @@ func TestOTPCodeReplaceAndEnrollmentResend(t *testing.T) {
 	}
 	if n := out.last(t); n.Kind != otpcode.KindNotice || n.Destination != "alice@example.com" || !strings.Contains(n.Text, "b•••@example.org") {
 		t.Fatalf("notice %v", n)
+	}
+	// Published in the replacement's transaction, the notice has a bound of
+	// its own (the request has none here).
+	out.mu.Lock()
+	left := out.left[len(out.left)-1]
+	out.mu.Unlock()
+	if left <= 0 || left > server.NoticePublishTimeout {
+		t.Fatalf("the notice's publish had %v left, want within (0, %v]", left, server.NoticePublishTimeout)
 	}
 	bc := beginOTP(t, c, r, "alice", pb.Method_METHOD_EMAIL)
 	if bc.GetOutOfBand().GetMaskedDestination() != "b•••@example.org" {
