@@ -56,7 +56,11 @@ func (s *Service) Respond(ctx context.Context, d *storage.PushDevice, in Respond
 		return nil, err
 	}
 	now := s.now()
-	if c.State != storage.PushPending {
+	switch c.State {
+	case storage.PushPending:
+	case storage.PushWithdrawn: // taken back (its wake-up could not be sent): over, unanswered
+		return nil, ErrExpired
+	default:
 		return nil, ErrAnswered
 	}
 	if !c.ExpiresAt.After(now) {

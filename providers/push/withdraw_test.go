@@ -44,8 +44,8 @@ func TestWithdrawOnceAndNotAfterAnAnswer(t *testing.T) {
 	if st, err := e.svc.Verify(ctx, "alice", b.ChallengeID); st != push.StatusExpired || err != nil {
 		t.Fatalf("verify of a withdrawn push: %s, %v", st, err)
 	}
-	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number}); err == nil {
-		t.Fatal("a withdrawn push was answered")
+	if _, err := e.respond(e.svc, d, push.RespondInput{ChallengeID: b.ChallengeID, Decision: push.DecisionApprove, Number: b.Number}); !errors.Is(err, push.ErrExpired) {
+		t.Fatalf("answering a withdrawn push: %v, want ErrExpired (it is over, not answered)", err)
 	}
 
 	// The next push begins at once; answered, it is not withdrawn.
