@@ -149,7 +149,7 @@ func (s *Store) RememberPushNonce(ctx context.Context, deviceID string, nonce []
 // CreatePushChallenge inserts a push challenge (CreatedAt now if unset, as gorm's Create).
 func (s *Store) CreatePushChallenge(ctx context.Context, c *PushChallenge) error {
 	if c.CreatedAt.IsZero() {
-		c.CreatedAt = time.Now().UTC()
+		c.CreatedAt = s.wallNow()
 	}
 	_, err := s.hotExec(ctx, createPushChallengeSQL, c.ID, c.UserID, c.State, c.NumberMode, c.NumberHash,
 		c.SealedContext, c.ContextKeyID, c.ExpiresAt, c.Decision, c.DeviceID, nullTimeArg(c.AnsweredAt),
@@ -258,7 +258,7 @@ func (s *Store) CompareAndSwapPushLimit(ctx context.Context, next *PushLimit) (b
 // session names its push challenge); CreatedAt and UpdatedAt now if unset, as
 // gorm's Create.
 func (s *Store) createChallenge(ctx context.Context, c *Challenge) error {
-	now := time.Now().UTC()
+	now := s.wallNow()
 	if c.CreatedAt.IsZero() {
 		c.CreatedAt = now
 	}
