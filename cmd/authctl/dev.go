@@ -1,9 +1,9 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
-	"strings"
 
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 )
@@ -19,19 +19,11 @@ func init() {
 func devTelegramStart(e *env, args []string) error {
 	fs := flag.NewFlagSet("dev telegram-start", flag.ContinueOnError)
 	chat := fs.String("chat", "", "the simulated chat's id (an integer; default 100000001)")
-	// A token may begin with "-": the first argument is the link unless it is -chat.
-	var link string
-	if len(args) > 0 && args[0] != "-chat" && !strings.HasPrefix(args[0], "-chat=") && args[0] != "--chat" {
-		link, args = args[0], args[1:]
+	pos, err := parseFlags(fs, args) // a token may begin with "-"
+	if err != nil || len(pos) != 1 {
+		return errors.Join(err, fmt.Errorf("usage: authctl dev telegram-start <link-or-token> [-chat ID]"))
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if link == "" && fs.NArg() == 1 {
-		link = fs.Arg(0)
-	} else if fs.NArg() != 0 || link == "" {
-		return fmt.Errorf("usage: authctl dev telegram-start <link-or-token> [-chat ID]")
-	}
+	link := pos[0]
 	r, err := e.c.Dev.SimulateTelegramStart(e.ctx, &pb.SimulateTelegramStartRequest{Link: link, ChatId: *chat})
 	if err != nil {
 		return err

@@ -36,20 +36,48 @@ const defaultDeviceFile = "device.json"
 
 func (e *env) devices() pb.DeviceServiceClient { return pb.NewDeviceServiceClient(e.c.Conn()) }
 
-// parseFlags parses args with flags before or after the positional ones.
+// parseFlags parses args with flags before or after the positional ones. An
+// argument that starts with "-" but names no flag of fs is positional: an
+// enrollment token or a link token is base64url and may start with "-".
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	fs.SetOutput(io.Discard)
 	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
+	for i := 0; i < len(args); {
+		name, isFlag := flagName(fs, args[i])
+		switch {
+		case !isFlag:
+			pos = append(pos, args[i])
+			i++
+			continue
+		case args[i] == "--":
+			return append(pos, args[i+1:]...), nil
+		}
+		n := 1 // the flag, and its value when it needs one and has no "="
+		if f := fs.Lookup(name); f != nil && !strings.Contains(args[i], "=") && !isBoolFlag(f) && i+1 < len(args) {
+			n = 2
+		}
+		if err := fs.Parse(args[i : i+n]); err != nil {
 			return nil, err
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+		i += n
 	}
+	return pos, nil
+}
+
+// flagName returns the flag arg names and whether it is one of fs's (or asks
+// for help, or is the "--" that ends the flags); anything not starting with
+// "-" is not one.
+func flagName(fs *flag.FlagSet, arg string) (string, bool) {
+	if len(arg) < 2 || arg[0] != '-' {
+		return "", false
+	}
+	name, _, _ := strings.Cut(strings.TrimPrefix(arg[1:], "-"), "=")
+	return name, name == "" || name == "h" || name == "help" || fs.Lookup(name) != nil
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // enrollToken takes a token or the enrollment URI of its QR code.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"net"
 	"os"
 	"path/filepath"
@@ -212,4 +214,26 @@ func TestDeviceListenSaysUnavailable(t *testing.T) {
 	s := start(t, addr, dir, "-timeout", "20s", "device", "listen", "-file", file)
 	s.until(`^Waiting for push logins`)
 	s.until(`authd unavailable, retrying`)
+}
+
+// A token is base64url and may start with "-": it is a positional argument,
+// not an unknown flag (CI once drew an enrollment token "-sDky…"), while the
+// command's flags still parse before or after it.
+func TestParseFlagsTakesATokenThatStartsWithADash(t *testing.T) {
+	for _, args := range [][]string{
+		{"-sDkyHzf7TRpemQsjM93sx", "-name", "Laptop"},
+		{"-name", "Laptop", "-sDkyHzf7TRpemQsjM93sx"},
+		{"--name=Laptop", "-sDkyHzf7TRpemQsjM93sx"},
+	} {
+		fs := flag.NewFlagSet("device enroll", flag.ContinueOnError)
+		name := fs.String("name", "", "")
+		pos, err := parseFlags(fs, args)
+		if err != nil || len(pos) != 1 || pos[0] != "-sDkyHzf7TRpemQsjM93sx" || *name != "Laptop" {
+			t.Errorf("%q: positional %q, name %q, %v", args, pos, *name, err)
+		}
+	}
+	fs := flag.NewFlagSet("device enroll", flag.ContinueOnError)
+	if _, err := parseFlags(fs, []string{"-h"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-h: %v, want the help", err)
+	}
 }
