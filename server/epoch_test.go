@@ -9,6 +9,7 @@ import (
 
 	"github.com/twofactor/twofactor/clients/pushdevice"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
+	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/providers/totp"
 	"github.com/twofactor/twofactor/providers/webauthn/softauthn"
 	"github.com/twofactor/twofactor/storage"
@@ -218,4 +219,51 @@ func TestCredentialsChangeAndEpochCommitTogether(t *testing.T) {
 	if n, ok := len(c.auditOf("device.revoked")), len(cases); n != ok {
 		t.Fatalf("%d device.revoked events, want %d (one per change that committed)", n, ok)
 	}
+}
+
+// A code-channel enrollment that replaces a destination moves the epoch in the
+// activation's transaction, before the notice to the old destination is handed
+// over: when the move fails, nothing is sent, the old factor stays, the new one
+// stays pending with its code good, and the remembered devices live on. Old
+// code: the replacement and its notice were done, the devices alive.
+func TestOTPCodeReplacementUndoneWhenTheEpochCannotMove(t *testing.T) {
+	c, out, _ := otpCluster(t, otpcode.Config{})
+	r := c.start()
+	allowRemember(t, c, r, nil)
+	ctx := c.as("selfservice")
+	_, seed, params := enrollTOTP(t, c, r, "alice")
+	old := enrollOTP(t, c, r, out, "alice", pb.Method_METHOD_EMAIL, "alice@example.com")
+	b, err := r.enrollment().BeginEnrollment(ctx, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_EMAIL,
+		Options: &pb.BeginEnrollmentRequest_OutOfBand{OutOfBand: &pb.OutOfBandEnrollmentOptions{Destination: "bob@example.org", ReplacesFactorId: old}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, sent := out.last(t).Code, out.count()
+	finish := func() error {
+		_, err := r.enrollment().FinishEnrollment(ctx, &pb.FinishEnrollmentRequest{UserId: "alice", FactorId: b.GetFactorId(),
+			Proof: &pb.FinishEnrollmentRequest_Code{Code: code}})
+		return err
+	}
+	tok := loginRemember(t, c, r, "alice", seed, params).GetDeviceToken()
+	st := storagetest.OpenURL(t, c.url)
+	restore := failEpochs(t, st)
+	err = finish()
+	restore()
+	if err == nil {
+		t.Fatal("answered OK although the epoch did not move")
+	}
+	if out.count() != sent || !hasFactor(t, c, r, "alice", pb.Method_METHOD_EMAIL, old) || hasFactor(t, c, r, "alice", pb.Method_METHOD_EMAIL, b.GetFactorId()) {
+		t.Fatalf("after the failed move: %d sends (want %d), the old factor active %v, the new one active %v", out.count(), sent,
+			hasFactor(t, c, r, "alice", pb.Method_METHOD_EMAIL, old), hasFactor(t, c, r, "alice", pb.Method_METHOD_EMAIL, b.GetFactorId()))
+	}
+	alive := checkDevice(t, c, r, "alice", tok, false)
+	wantRemembered(t, alive, pb.RememberedResult_REMEMBERED_RESULT_REMEMBERED)
+	if err := finish(); err != nil {
+		t.Fatalf("retried: %v", err)
+	}
+	if n := out.last(t); out.count() != sent+1 || n.Kind != otpcode.KindNotice || n.Destination != "alice@example.com" ||
+		hasFactor(t, c, r, "alice", pb.Method_METHOD_EMAIL, old) || !hasFactor(t, c, r, "alice", pb.Method_METHOD_EMAIL, b.GetFactorId()) {
+		t.Fatalf("retried: %d sends, last %v", out.count(), n)
+	}
+	wantRemembered(t, checkDevice(t, c, r, "alice", alive.GetDeviceToken(), false), pb.RememberedResult_REMEMBERED_RESULT_NOT_REMEMBERED)
 }
