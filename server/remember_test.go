@@ -204,9 +204,11 @@ func TestRememberedDevicesDieWithCredentialsChange(t *testing.T) {
 
 // A push device that ends its FinishDeviceEnrollment call as soon as it is stored
 // (one enrolling with a stolen token, say) does not keep the user's remembered
-// devices alive: the credentials epoch moves on a context the caller cannot end.
-// Old code: the epoch's bump ran on the caller's context, failed Canceled, and
-// every remembered device stayed valid beside the new device.
+// devices alive: the credentials epoch moved in the enrollment's own transaction,
+// so the device is stored only with the epoch moved.
+// Old code (before the transaction was shared): the epoch's bump ran after the
+// commit on the caller's context, failed Canceled, and every remembered device
+// stayed valid beside the new device.
 func TestRememberedDevicesDieWhenTheEnrollingDeviceLeaves(t *testing.T) {
 	c := newCluster(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -233,6 +235,9 @@ func TestRememberedDevicesDieWhenTheEnrollingDeviceLeaves(t *testing.T) {
 	d.Now = c.clock.Now
 	if err := d.Enroll(ctx, r.devices(), begin.GetPush().GetToken(), "Phone", "android", nil); status.Code(err) != codes.Canceled {
 		t.Fatalf("enrollment left by its caller: %v, want Canceled", err)
+	}
+	if !hasFactor(t, c, r, "alice", pb.Method_METHOD_PUSH, "") {
+		t.Fatal("the push device left after it was stored, yet it is not enrolled")
 	}
 	if got := checkDevice(t, c, r, "alice", tok, false); got.GetResult() != pb.RememberedResult_REMEMBERED_RESULT_NOT_REMEMBERED {
 		t.Fatalf("the remembered device outlived the push device enrolled: %v", got)
