@@ -57,15 +57,19 @@ func (s *adminService) IssueAdminBackupCode(ctx context.Context, req *pb.IssueAd
 	if err := s.requireAllowed(ctx, admincodes.Method); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	issued, err := s.adminCodes.Issue(ctx, req.GetActorId(), req.GetUserId(), ttl)
+	var issued admincodes.Issued
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if issued, err = s.adminCodes.Issue(ctx, req.GetActorId(), req.GetUserId(), ttl); err != nil {
+			return err
+		}
+		return s.credentialsChanged(ctx, req.GetUserId(), notify.EventAdminCodeIssued, req.GetActorId())
+	})
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventAdminCodeIssued, UserID: req.GetUserId(), Actor: req.GetActorId(), Method: admincodes.Method,
 		Details: map[string]string{"expires_at": issued.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z")}})
-	if err := s.credentialsChanged(ctx, req.GetUserId(), notify.EventAdminCodeIssued, req.GetActorId()); err != nil {
-		return nil, err
-	}
 	return &pb.IssueAdminBackupCodeResponse{Code: issued.Code, ExpiresAt: timestamppb.New(issued.ExpiresAt)}, nil
 }
 
@@ -79,7 +83,14 @@ func (s *adminService) ResetFactors(ctx context.Context, req *pb.ResetFactorsReq
 			return nil, err
 		}
 	}
-	n, err := s.store.ResetFactors(ctx, req.GetUserId(), req.GetFactorId())
+	var n int
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if n, err = s.store.ResetFactors(ctx, req.GetUserId(), req.GetFactorId()); err != nil {
+			return err
+		}
+		return s.credentialsChanged(ctx, req.GetUserId(), notify.EventAdminReset, req.GetActorId())
+	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, notFound("factor_id", req.GetFactorId())
 	}
@@ -91,9 +102,6 @@ func (s *adminService) ResetFactors(ctx context.Context, req *pb.ResetFactorsReq
 		details["factor_id"] = req.GetFactorId()
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventAdminReset, UserID: req.GetUserId(), Actor: req.GetActorId(), Details: details})
-	if err := s.credentialsChanged(ctx, req.GetUserId(), notify.EventAdminReset, req.GetActorId()); err != nil {
-		return nil, err
-	}
 	return &pb.ResetFactorsResponse{Removed: uint32(n)}, nil
 }
 

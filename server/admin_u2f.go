@@ -12,6 +12,7 @@ import (
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/webauthn"
+	"github.com/twofactor/twofactor/storage"
 )
 
 // ImportU2FRegistration imports a key registered with the legacy FIDO U2F API (key
@@ -38,7 +39,14 @@ func (s *adminService) ImportU2FRegistration(ctx context.Context, req *pb.Import
 	if err != nil {
 		return nil, invalid("public_key", "is not base64url")
 	}
-	f, err := s.wa.ImportU2F(ctx, req.GetUserId(), req.GetAppId(), handle, pub, req.GetCounter(), req.GetName())
+	var f *storage.Factor
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if f, err = s.wa.ImportU2F(ctx, req.GetUserId(), req.GetAppId(), handle, pub, req.GetCounter(), req.GetName()); err != nil {
+			return err
+		}
+		return s.credentialsChanged(ctx, f.UserID, notify.EventFactorEnrolled, req.GetActorId())
+	})
 	switch {
 	case errors.Is(err, webauthn.ErrAppID):
 		return nil, invalid("app_id", "%v", err)
@@ -53,9 +61,6 @@ func (s *adminService) ImportU2FRegistration(ctx context.Context, req *pb.Import
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorEnrolled, UserID: f.UserID, Actor: req.GetActorId(), Method: f.Method, Result: "active",
 		Details: map[string]string{"factor_id": f.ID, "source": "u2f_import", "app_id": req.GetAppId()}})
-	if err := s.credentialsChanged(ctx, f.UserID, notify.EventFactorEnrolled, req.GetActorId()); err != nil {
-		return nil, err
-	}
 	return &pb.ImportU2FRegistrationResponse{Factor: s.factors.factorToPB(f)}, nil
 }
 

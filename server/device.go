@@ -60,9 +60,11 @@ type DeviceOptions struct {
 	// Stopping ends every WatchPushes stream (Unavailable: reconnect) when it
 	// closes, so that a graceful stop does not wait for them (Server.Drain).
 	Stopping <-chan struct{}
-	// CredentialsChanged, when set, runs after a device enrolled (a factor
-	// added): it moves the user's credentials epoch, as FinishEnrollment does
-	// (the server's core.credentialsChanged). An error fails the request.
+	// CredentialsChanged, when set, runs in the transaction that enrolls a
+	// device (a factor added), on its ctx: it moves the user's credentials
+	// epoch, as FinishEnrollment does (the server's core.credentialsChanged).
+	// An error undoes the enrollment (the token stays unused) and fails the
+	// request.
 	CredentialsChanged func(ctx context.Context, userID, cause string) error
 }
 
@@ -244,19 +246,20 @@ func (s *deviceService) FinishDeviceEnrollment(ctx context.Context, req *pb.Fini
 		return nil, status.Error(codes.InvalidArgument, "endpoint: is required")
 	}
 	a := req.GetAuth()
-	d, err := s.push.FinishEnrollment(ctx, push.FinishInput{Token: req.GetToken(), PublicKey: req.GetPublicKey(),
+	in := push.FinishInput{Token: req.GetToken(), PublicKey: req.GetPublicKey(),
 		Name: req.GetName(), Platform: req.GetPlatform(), Endpoint: endpointFromPB(req.GetEndpoint()),
-		TimestampMillis: a.GetTimestampMs(), Nonce: a.GetNonce(), Signature: a.GetSignature()})
+		TimestampMillis: a.GetTimestampMs(), Nonce: a.GetNonce(), Signature: a.GetSignature()}
+	if changed := s.opts.CredentialsChanged; changed != nil {
+		in.Then = func(ctx context.Context, d *storage.PushDevice) error {
+			return changed(ctx, d.UserID, notify.EventFactorEnrolled)
+		}
+	}
+	d, err := s.push.FinishEnrollment(ctx, in)
 	if err != nil {
 		return nil, s.deviceStatus(ctx, err)
 	}
 	s.opts.Auditor.Record(ctx, AuditEvent{Event: notify.EventFactorEnrolled, UserID: d.UserID, Method: push.Method,
 		Result: "enrolled", Details: map[string]string{"device_id": d.ID, "platform": d.Platform, "endpoint": d.EndpointKind}})
-	if s.opts.CredentialsChanged != nil {
-		if err := s.opts.CredentialsChanged(ctx, d.UserID, notify.EventFactorEnrolled); err != nil {
-			return nil, err
-		}
-	}
 	return &pb.FinishDeviceEnrollmentResponse{DeviceId: d.ID, UserId: d.UserID}, nil
 }
 

@@ -63,17 +63,15 @@ func (s *enrollmentService) FinishEnrollment(ctx context.Context, req *pb.Finish
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorEnrolled, UserID: f.UserID, Method: f.Method, Result: "active",
 		Details: map[string]string{"factor_id": f.ID}})
-	if err := s.credentialsChanged(ctx, f.UserID, notify.EventFactorEnrolled, ""); err != nil {
-		return nil, err
-	}
 	return &pb.FinishEnrollmentResponse{Factor: s.factors.factorToPB(f)}, nil
 }
 
-// finish runs the factor's Finish; a low-entropy factor's proof is counted
-// before it is checked (guardAttempt), as a challenge answer is.
+// finish runs the factor's Finish, which moves the user's credentials epoch in
+// the activation's transaction (finishThen); a low-entropy factor's proof is
+// counted before it is checked (guardAttempt), as a challenge answer is.
 func (s *enrollmentService) finish(ctx context.Context, desc *Factor, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
 	if !desc.LowEntropy {
-		f, err := desc.Enroll.Finish(ctx, req)
+		f, err := s.finishThen(ctx, desc, req)
 		var wrong *WrongProof
 		if errors.As(err, &wrong) {
 			s.metrics.verification(desc.Name+"_enrollment", "rejected")
@@ -90,7 +88,7 @@ func (s *enrollmentService) finish(ctx context.Context, desc *Factor, req *pb.Fi
 	)
 	res, err := s.guardAttempt(ctx, nil, throttle.Subjects{UserID: req.GetUserId()}, desc.Name, func(ctx context.Context) (throttle.Verdict, error) {
 		var err error
-		if f, err = desc.Enroll.Finish(ctx, req); errors.As(err, &wrong) {
+		if f, err = s.finishThen(ctx, desc, req); errors.As(err, &wrong) {
 			return throttle.Rejected, nil
 		}
 		return throttle.Accepted, err
@@ -103,6 +101,40 @@ func (s *enrollmentService) finish(ctx context.Context, desc *Factor, req *pb.Fi
 	case wrong != nil:
 		s.metrics.verification(desc.Name+"_enrollment", "rejected")
 		return nil, invalid(wrong.Field, "%s", wrong.Message)
+	}
+	return f, nil
+}
+
+// finishThen runs the factor's Finish and moves the user's credentials epoch in
+// the transaction that activates the factor (TxFinisher), or, for an Enroller
+// that cannot, in a transaction around Finish: the factor is active with the
+// epoch moved, or neither. A *WrongProof commits what Finish wrote (its counts
+// of wrong codes).
+func (s *enrollmentService) finishThen(ctx context.Context, desc *Factor, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
+	then := func(ctx context.Context, f *storage.Factor) error {
+		return s.credentialsChanged(ctx, f.UserID, notify.EventFactorEnrolled, "")
+	}
+	if tf, ok := desc.Enroll.(TxFinisher); ok {
+		return tf.FinishThen(ctx, req, then)
+	}
+	var (
+		f     *storage.Factor
+		wrong *WrongProof
+	)
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if f, err = desc.Enroll.Finish(ctx, req); errors.As(err, &wrong) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		return then(ctx, f)
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case wrong != nil:
+		return nil, wrong
 	}
 	return f, nil
 }
@@ -158,7 +190,12 @@ func (s *enrollmentService) RemoveFactor(ctx context.Context, req *pb.RemoveFact
 	}
 	f, err := s.store.GetFactor(ctx, req.GetUserId(), req.GetFactorId())
 	if err == nil {
-		err = s.store.DeleteFactor(ctx, req.GetUserId(), req.GetFactorId())
+		err = s.store.InTx(ctx, func(ctx context.Context) error {
+			if err := s.store.DeleteFactor(ctx, req.GetUserId(), req.GetFactorId()); err != nil {
+				return err
+			}
+			return s.credentialsChanged(ctx, f.UserID, notify.EventFactorRemoved, "")
+		})
 	}
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, notFound("factor_id", req.GetFactorId())
@@ -168,8 +205,5 @@ func (s *enrollmentService) RemoveFactor(ctx context.Context, req *pb.RemoveFact
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventFactorRemoved, UserID: f.UserID, Method: f.Method,
 		Details: map[string]string{"factor_id": f.ID}})
-	if err := s.credentialsChanged(ctx, f.UserID, notify.EventFactorRemoved, ""); err != nil {
-		return nil, err
-	}
 	return &pb.RemoveFactorResponse{}, nil
 }

@@ -72,8 +72,15 @@ func (e otpEnroller) Begin(ctx context.Context, req *pb.BeginEnrollmentRequest) 
 // pending, its code good for a retry) and the answer is Unavailable; the
 // retried Finish replaces and tells, under the same notice id.
 func (e otpEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
+	return e.FinishThen(ctx, req, nil)
+}
+
+// FinishThen runs then in the activation's transaction (TxFinisher), before the
+// notice is handed over: a failure of then sends nothing. A Telegram factor was
+// activated by its chat's binding; then runs in a transaction of its own.
+func (e otpEnroller) FinishThen(ctx context.Context, req *pb.FinishEnrollmentRequest, then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error) {
 	if e.channel == otpcode.Telegram {
-		return e.p.TelegramFactor(ctx, req.GetUserId(), req.GetFactorId())
+		return e.p.TelegramFactorThen(ctx, req.GetUserId(), req.GetFactorId(), then)
 	}
 	if req.GetCode() == "" {
 		return nil, invalid("code", "is required to finish a %s enrollment", e.channel)
@@ -81,6 +88,11 @@ func (e otpEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest
 	var published error
 	fin, res, err := e.p.FinishEnrollmentThen(ctx, req.GetUserId(), req.GetFactorId(), req.GetCode(),
 		func(ctx context.Context, fin *otpcode.Finished) error {
+			if then != nil {
+				if err := then(ctx, fin.Factor); err != nil {
+					return err
+				}
+			}
 			if fin.Notice == nil {
 				return nil
 			}

@@ -42,11 +42,16 @@ func (s webauthnEnroller) Begin(ctx context.Context, req *pb.BeginEnrollmentRequ
 
 // Finish verifies the browser's registration response.
 func (s webauthnEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
+	return s.FinishThen(ctx, req, nil)
+}
+
+// FinishThen runs then in the activation's transaction (TxFinisher).
+func (s webauthnEnroller) FinishThen(ctx context.Context, req *pb.FinishEnrollmentRequest, then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error) {
 	att := req.GetWebauthnAttestationJson()
 	if att == "" {
 		return nil, invalid("webauthn_attestation_json", "is required to finish a WebAuthn enrollment")
 	}
-	f, err := s.wa.FinishRegistration(ctx, req.GetUserId(), req.GetFactorId(), []byte(att))
+	f, err := s.wa.FinishRegistrationThen(ctx, req.GetUserId(), req.GetFactorId(), []byte(att), then)
 	switch {
 	case err == nil:
 		return f, nil

@@ -114,6 +114,16 @@ type Enroller interface {
 	Finish(ctx context.Context, req *pb.FinishEnrollmentRequest) (*storage.Factor, error)
 }
 
+// TxFinisher is an Enroller whose Finish can run then inside the transaction
+// that activates the factor, with the active factor: an error from then undoes
+// the activation. FinishEnrollment moves the user's credentials epoch there. An
+// Enroller that is not one has its Finish run in a transaction (store.InTx) with
+// then after it: an error of Finish other than a *WrongProof then undoes what
+// Finish wrote (its own transactions join that one).
+type TxFinisher interface {
+	FinishThen(ctx context.Context, req *pb.FinishEnrollmentRequest, then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error)
+}
+
 // WrongProof is an enrollment proof that does not match (a wrong TOTP code).
 type WrongProof struct{ Field, Message string }
 

@@ -123,10 +123,15 @@ func (e totpEnroller) Begin(ctx context.Context, req *pb.BeginEnrollmentRequest)
 }
 
 func (e totpEnroller) Finish(ctx context.Context, req *pb.FinishEnrollmentRequest) (*storage.Factor, error) {
+	return e.FinishThen(ctx, req, nil)
+}
+
+// FinishThen runs then in the activation's transaction (TxFinisher).
+func (e totpEnroller) FinishThen(ctx context.Context, req *pb.FinishEnrollmentRequest, then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error) {
 	if req.GetCode() == "" {
 		return nil, invalid("code", "is required to finish a TOTP enrollment")
 	}
-	f, err := e.p.FinishEnrollment(ctx, req.GetUserId(), req.GetFactorId(), req.GetCode())
+	f, err := e.p.FinishEnrollmentThen(ctx, req.GetUserId(), req.GetFactorId(), req.GetCode(), then)
 	switch {
 	case errors.Is(err, totp.ErrMalformed):
 		return nil, invalid("code", "%v", err)

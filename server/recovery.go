@@ -34,15 +34,19 @@ func (s *enrollmentService) IssueBackupCodes(ctx context.Context, req *pb.IssueB
 	if err := s.requireAllowed(ctx, backupcodes.Method); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	issued, err := s.backupCodes.Issue(ctx, req.GetUserId())
+	var issued backupcodes.Issued
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if issued, err = s.backupCodes.Issue(ctx, req.GetUserId()); err != nil {
+			return err
+		}
+		return s.credentialsChanged(ctx, req.GetUserId(), notify.EventBackupCodesIssued, "")
+	})
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
 	s.audit(ctx, nil, AuditEvent{Event: notify.EventBackupCodesIssued, UserID: req.GetUserId(), Method: backupcodes.Method,
 		Details: map[string]string{"count": strconv.Itoa(len(issued.Codes))}})
-	if err := s.credentialsChanged(ctx, req.GetUserId(), notify.EventBackupCodesIssued, ""); err != nil {
-		return nil, err
-	}
 	return &pb.IssueBackupCodesResponse{Codes: issued.Codes, CreatedAt: timestamppb.New(issued.CreatedAt)}, nil
 }
 

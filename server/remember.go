@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -160,28 +159,32 @@ func (s *challengeService) rememberDevice(ctx context.Context, req *pb.VerifyCha
 	}
 }
 
-// credentialsChangeTimeout bounds credentialsChanged's one short transaction.
-const credentialsChangeTimeout = 10 * time.Second
+// errCredentialsOutsideTx is credentialsChanged called without the change's
+// transaction: a bug, refused rather than moving the epoch on its own.
+var errCredentialsOutsideTx = errors.New("server: credentials epoch moved outside the change's transaction")
 
 // credentialsChanged moves the user's credentials epoch (every remembered device
-// of the user dies) after cause changed the user's credentials; it runs whether
-// or not remembered devices are enabled, so that enabling them later revives
-// nothing. It runs after the change committed, on a context the caller cannot
-// end (for at most credentialsChangeTimeout): a caller leaving in between (a push
-// device enrolling itself with a stolen token) must not keep the user's
-// remembered devices alive.
+// of the user dies) because cause changed the user's credentials. It runs in the
+// change's own transaction (ctx from store.InTx, or from a provider's transaction
+// that store.InTx joins), so that the change and the move commit together or not
+// at all: an error from it undoes the change. It runs whether or not remembered
+// devices are enabled, so that enabling them later revives nothing. The audit
+// event of the revoked devices is written in the same transaction. A caller
+// leaving halfway (a push device enrolling itself with a stolen token) leaves
+// either both or neither: the devices never outlive the change.
 func (s *core) credentialsChanged(ctx context.Context, userID, cause, actor string) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), credentialsChangeTimeout)
-	defer cancel()
+	if !s.store.InTransaction(ctx) {
+		return errCredentialsOutsideTx
+	}
 	_, removed, err := s.store.BumpCredentialsEpoch(ctx, userID, s.now().UTC())
 	if err != nil {
-		return s.toStatus(ctx, err)
+		return err
 	}
-	if removed > 0 {
-		s.audit(ctx, nil, AuditEvent{Event: notify.EventDeviceRevoked, UserID: userID, Actor: actor, Method: rememberedMethod, Result: "credentials_changed",
-			Details: map[string]string{"cause": cause, "revoked": strconv.FormatInt(removed, 10)}})
+	if removed == 0 {
+		return nil
 	}
-	return nil
+	return s.auditTx(ctx, nil, AuditEvent{Event: notify.EventDeviceRevoked, UserID: userID, Actor: actor, Method: rememberedMethod, Result: "credentials_changed",
+		Details: map[string]string{"cause": cause, "revoked": strconv.FormatInt(removed, 10)}})
 }
 
 // NotifyPasswordChanged moves the user's credentials epoch: every remembered

@@ -339,6 +339,24 @@ var ErrTelegramPending = errors.New("the Telegram chat has not pressed Start in 
 // ErrTelegramPending while it waits, ErrEnrollmentExpired when it waited too
 // long (the pending factor is removed), ErrNotPending for another factor.
 func (p *Provider) TelegramFactor(ctx context.Context, userID, factorID string) (*storage.Factor, error) {
+	return p.TelegramFactorThen(ctx, userID, factorID, nil)
+}
+
+// TelegramFactorThen is TelegramFactor running then, when not nil, on the active
+// factor in a transaction (the activation, by the chat's binding, is past): its
+// error is returned.
+func (p *Provider) TelegramFactorThen(ctx context.Context, userID, factorID string, then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error) {
+	f, err := p.telegramFactor(ctx, userID, factorID)
+	if err != nil || then == nil {
+		return f, err
+	}
+	if err := p.store.InTx(ctx, func(ctx context.Context) error { return then(ctx, f) }); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (p *Provider) telegramFactor(ctx context.Context, userID, factorID string) (*storage.Factor, error) {
 	f, err := p.store.GetFactor(ctx, userID, factorID)
 	if err != nil {
 		return nil, err

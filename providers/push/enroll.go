@@ -108,6 +108,10 @@ type FinishInput struct {
 	Nonce           []byte
 	// Signature by the device's key over EnrollMessage(in).
 	Signature []byte
+	// Then, when set, runs in the enrollment's transaction once the device is
+	// stored, with the device: an error from it undoes the enrollment (the
+	// token stays unused) and FinishEnrollment returns it.
+	Then func(ctx context.Context, d *storage.PushDevice) error
 }
 
 // EnrollMessage is what a device signs to finish enrollment, proving it holds the
@@ -164,7 +168,13 @@ func (s *Service) FinishEnrollment(ctx context.Context, in FinishInput) (*storag
 		if err := s.store.CreateFactor(ctx, f); err != nil {
 			return err
 		}
-		return s.store.CreatePushDevice(ctx, d)
+		if err := s.store.CreatePushDevice(ctx, d); err != nil {
+			return err
+		}
+		if in.Then != nil {
+			return in.Then(ctx, d)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

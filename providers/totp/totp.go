@@ -162,6 +162,8 @@ func ParseParams(data []byte) (Params, error) {
 
 // Store is what the provider needs of storage.
 type Store interface {
+	// InTx runs fn in one transaction; a nested InTx joins it (storage.Store.InTx).
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 	CreateFactorWithin(ctx context.Context, f *storage.Factor, limit int, now time.Time) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	ListFactors(ctx context.Context, userID, method, state string) ([]storage.Factor, error)
@@ -262,6 +264,13 @@ func (p *Provider) BeginEnrollment(ctx context.Context, userID, name, accountNam
 // FinishEnrollment activates a pending factor when code is right. The step of the
 // proof counts as used, so the same code cannot also log in.
 func (p *Provider) FinishEnrollment(ctx context.Context, userID, factorID, code string) (*storage.Factor, error) {
+	return p.FinishEnrollmentThen(ctx, userID, factorID, code, nil)
+}
+
+// FinishEnrollmentThen is FinishEnrollment running then, when not nil, in the
+// transaction that activates the factor, with the active factor: an error from
+// then undoes the activation (the enrollment stays pending) and is returned.
+func (p *Provider) FinishEnrollmentThen(ctx context.Context, userID, factorID, code string, then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error) {
 	f, err := p.store.GetFactor(ctx, userID, factorID)
 	if err != nil {
 		return nil, err
@@ -286,14 +295,27 @@ func (p *Provider) FinishEnrollment(ctx context.Context, userID, factorID, code 
 	if err != nil {
 		return nil, err
 	}
-	ok, err := p.store.ActivateFactor(ctx, userID, factorID, now, &step)
+	var active *storage.Factor
+	err = p.store.InTx(ctx, func(ctx context.Context) error {
+		ok, err := p.store.ActivateFactor(ctx, userID, factorID, now, &step)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotPending
+		}
+		if active, err = p.store.GetFactor(ctx, userID, factorID); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(ctx, active)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, ErrNotPending
-	}
-	return p.store.GetFactor(ctx, userID, factorID)
+	return active, nil
 }
 
 // Verify checks code against one active factor and consumes its time step. It

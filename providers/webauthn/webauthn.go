@@ -133,6 +133,8 @@ func (p StaticPolicy) WebAuthnPolicy(context.Context) (Policy, error) { return P
 
 // Store is what the provider needs of storage.
 type Store interface {
+	// InTx runs fn in one transaction; a nested InTx joins it (storage.Store.InTx).
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 	CreateFactorWithin(ctx context.Context, f *storage.Factor, limit int, now time.Time) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	GetFactorByCredentialID(ctx context.Context, credentialID []byte) (*storage.Factor, error)
@@ -425,6 +427,13 @@ func (p *Provider) BeginRegistration(ctx context.Context, userID, userName, disp
 // the factor with the new credential. The pending enrollment is used up either way:
 // after a refusal the user begins again.
 func (p *Provider) FinishRegistration(ctx context.Context, userID, factorID string, responseJSON []byte) (*storage.Factor, error) {
+	return p.FinishRegistrationThen(ctx, userID, factorID, responseJSON, nil)
+}
+
+// FinishRegistrationThen is FinishRegistration running then, when not nil, in
+// the transaction that activates the factor, with the active factor: an error
+// from then undoes the activation (the enrollment stays pending) and is returned.
+func (p *Provider) FinishRegistrationThen(ctx context.Context, userID, factorID string, responseJSON []byte, then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error) {
 	f, err := p.store.GetFactor(ctx, userID, factorID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, ErrNotPending
@@ -489,18 +498,33 @@ func (p *Provider) FinishRegistration(ctx context.Context, userID, factorID stri
 		_ = p.store.DeleteFactor(ctx, userID, factorID)
 		return nil, ErrCredentialExists
 	}
-	ok, err := p.store.ActivateFactorWithData(ctx, userID, factorID, now, data, cred.ID)
+	var active *storage.Factor
+	err = p.store.InTx(ctx, func(ctx context.Context) error {
+		ok, err := p.store.ActivateFactorWithData(ctx, userID, factorID, now, data, cred.ID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotPending
+		}
+		if active, err = p.store.GetFactor(ctx, userID, factorID); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(ctx, active)
+		}
+		return nil
+	})
 	if errors.Is(err, storage.ErrDuplicate) {
+		// After the activation's transaction: on PostgreSQL the failed INSERT
+		// ended it.
 		_ = p.store.DeleteFactor(ctx, userID, factorID)
 		return nil, ErrCredentialExists
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, ErrNotPending
-	}
-	return p.store.GetFactor(ctx, userID, factorID)
+	return active, nil
 }
 
 // ImportU2F stores a key registered through the legacy FIDO U2F API — its AppID,
