@@ -138,6 +138,33 @@ func (s *Store) ListFactorHeads(ctx context.Context, userID, method, state strin
 	return heads, rows.Err()
 }
 
+// ActivateThen runs activate (ActivateFactor or ActivateFactorWithData, bound by
+// the caller) and, when it took, then on the active factor, in one
+// transaction: an error from then undoes the activation and is returned, and
+// notPending is returned when the factor was no longer pending. A nil then
+// only activates.
+func (s *Store) ActivateThen(ctx context.Context, userID, id string, activate func(ctx context.Context) (bool, error), notPending error,
+	then func(ctx context.Context, f *Factor) error) (*Factor, error) {
+	var active *Factor
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		ok, err := activate(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return notPending
+		}
+		if active, err = s.GetFactor(ctx, userID, id); err != nil || then == nil {
+			return err
+		}
+		return then(ctx, active)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return active, nil
+}
+
 // ActivateFactor turns a pending factor active. Only one caller wins: it reports
 // false when the factor was not pending (already active, or gone).
 func (s *Store) ActivateFactor(ctx context.Context, userID, id string, now time.Time, lastStep *int64) (bool, error) {

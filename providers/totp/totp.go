@@ -162,8 +162,8 @@ func ParseParams(data []byte) (Params, error) {
 
 // Store is what the provider needs of storage.
 type Store interface {
-	// InTx runs fn in one transaction; a nested InTx joins it (storage.Store.InTx).
-	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	ActivateThen(ctx context.Context, userID, id string, activate func(ctx context.Context) (bool, error), notPending error,
+		then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error)
 	CreateFactorWithin(ctx context.Context, f *storage.Factor, limit int, now time.Time) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	ListFactors(ctx context.Context, userID, method, state string) ([]storage.Factor, error)
@@ -295,27 +295,9 @@ func (p *Provider) FinishEnrollmentThen(ctx context.Context, userID, factorID, c
 	if err != nil {
 		return nil, err
 	}
-	var active *storage.Factor
-	err = p.store.InTx(ctx, func(ctx context.Context) error {
-		ok, err := p.store.ActivateFactor(ctx, userID, factorID, now, &step)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return ErrNotPending
-		}
-		if active, err = p.store.GetFactor(ctx, userID, factorID); err != nil {
-			return err
-		}
-		if then != nil {
-			return then(ctx, active)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return active, nil
+	return p.store.ActivateThen(ctx, userID, factorID, func(ctx context.Context) (bool, error) {
+		return p.store.ActivateFactor(ctx, userID, factorID, now, &step)
+	}, ErrNotPending, then)
 }
 
 // Verify checks code against one active factor and consumes its time step. It

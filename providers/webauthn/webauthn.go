@@ -133,8 +133,8 @@ func (p StaticPolicy) WebAuthnPolicy(context.Context) (Policy, error) { return P
 
 // Store is what the provider needs of storage.
 type Store interface {
-	// InTx runs fn in one transaction; a nested InTx joins it (storage.Store.InTx).
-	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	ActivateThen(ctx context.Context, userID, id string, activate func(ctx context.Context) (bool, error), notPending error,
+		then func(ctx context.Context, f *storage.Factor) error) (*storage.Factor, error)
 	CreateFactorWithin(ctx context.Context, f *storage.Factor, limit int, now time.Time) error
 	GetFactor(ctx context.Context, userID, id string) (*storage.Factor, error)
 	GetFactorByCredentialID(ctx context.Context, credentialID []byte) (*storage.Factor, error)
@@ -498,23 +498,9 @@ func (p *Provider) FinishRegistrationThen(ctx context.Context, userID, factorID 
 		_ = p.store.DeleteFactor(ctx, userID, factorID)
 		return nil, ErrCredentialExists
 	}
-	var active *storage.Factor
-	err = p.store.InTx(ctx, func(ctx context.Context) error {
-		ok, err := p.store.ActivateFactorWithData(ctx, userID, factorID, now, data, cred.ID)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return ErrNotPending
-		}
-		if active, err = p.store.GetFactor(ctx, userID, factorID); err != nil {
-			return err
-		}
-		if then != nil {
-			return then(ctx, active)
-		}
-		return nil
-	})
+	active, err := p.store.ActivateThen(ctx, userID, factorID, func(ctx context.Context) (bool, error) {
+		return p.store.ActivateFactorWithData(ctx, userID, factorID, now, data, cred.ID)
+	}, ErrNotPending, then)
 	if errors.Is(err, storage.ErrDuplicate) {
 		// After the activation's transaction: on PostgreSQL the failed INSERT
 		// ended it.
