@@ -157,7 +157,12 @@ func (s *Store) UseBackupCode(ctx context.Context, userID, setID, codeID string,
 }
 
 func (s *Store) countUnused(ctx context.Context, userID, setID string) (int, error) {
-	rows, err := s.hotQuery(ctx, sqlCountUnusedCodes, userID, setID)
+	return s.hotCount(ctx, sqlCountUnusedCodes, userID, setID)
+}
+
+// hotCount runs a prepared SELECT COUNT(*) (hotQuery) and returns the count.
+func (s *Store) hotCount(ctx context.Context, query string, args ...any) (int, error) {
+	rows, err := s.hotQuery(ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -185,9 +190,8 @@ func (s *Store) GetBackupCodeSet(ctx context.Context, userID string) (*BackupCod
 
 // CountUnusedBackupCodes counts the unused codes of a user's current set.
 func (s *Store) CountUnusedBackupCodes(ctx context.Context, userID string) (int, error) {
-	var n int64
-	err := s.DB(ctx).Model(&BackupCode{}).Where("user_id = ? AND used_at IS NULL", userID).Count(&n).Error
-	return int(n), err
+	// Prepared (hot.go): a backup-code login's BeginChallenge asks it (Usable).
+	return s.hotCount(ctx, "SELECT COUNT(*) FROM backup_codes WHERE user_id = ? AND used_at IS NULL", userID)
 }
 
 // DeleteBackupCodes removes a user's backup codes and their set. It reports

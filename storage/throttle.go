@@ -119,8 +119,10 @@ func (s *Store) RecordThrottleFailure(ctx context.Context, kind, key string, now
 // ResetThrottle forgets a subject's failures and lock (a success, or an admin
 // clearing it). It reports whether there was anything to forget.
 func (s *Store) ResetThrottle(ctx context.Context, kind, key string) (bool, error) {
-	res := s.DB(ctx).Where("kind = ? AND subject_key = ?", kind, key).Delete(&ThrottleState{})
-	return res.RowsAffected > 0, res.Error
+	// Prepared (hot.go): every accepted login with a count, and every login by a
+	// high-entropy factor (backup and admin codes), runs it.
+	n, err := s.hotExec(ctx, "DELETE FROM throttle_states WHERE kind = ? AND subject_key = ?", kind, key)
+	return n > 0, err
 }
 
 // DeleteThrottlesBefore removes the states whose last failure is before t and

@@ -29,3 +29,31 @@ func BenchmarkRecordThrottleFailure(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkResetThrottle resets a subject that has no count, as every login by
+// a high-entropy factor (backup and admin codes) does for its user.
+func BenchmarkResetThrottle(b *testing.B) {
+	st := storagetest.Open(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := st.ResetThrottle(ctx, storage.ThrottleUser, fmt.Sprintf("user-%d", i%1000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCountUnusedBackupCodes counts a user's unused codes, as a
+// backup-code login's BeginChallenge does.
+func BenchmarkCountUnusedBackupCodes(b *testing.B) {
+	st := storagetest.Open(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := st.CountUnusedBackupCodes(ctx, fmt.Sprintf("user-%d", i%1000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
