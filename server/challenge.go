@@ -109,12 +109,18 @@ func undoUnpublished(ctx context.Context, dl Delivery, err error) (bool, error) 
 	if !ok || !notify.NotPublished(err) {
 		return false, nil
 	}
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	uctx, cancel := detached(ctx)
 	defer cancel()
 	if err := u.Undo(uctx); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// detached is ctx without its end, bounded to 10 s: for the short clean-up
+// after a failed delivery, which must run even when the caller has left.
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
 // deliveryError is a method's message that could not be handed over for

@@ -48,7 +48,9 @@ func (e otpEnroller) Begin(ctx context.Context, req *pb.BeginEnrollmentRequest) 
 		if err := e.deliver(ctx, en.Send); err != nil {
 			// The caller never learns the factor's id: remove it rather than
 			// let it hold a slot of the cap until it expires.
-			if aerr := e.p.Abandon(context.WithoutCancel(ctx), req.GetUserId(), en.Factor.ID); aerr != nil {
+			actx, cancel := detached(ctx)
+			defer cancel()
+			if aerr := e.p.Abandon(actx, req.GetUserId(), en.Factor.ID); aerr != nil {
 				var de *deliveryError
 				if errors.As(err, &de) {
 					de.undoErr = errors.Join(de.undoErr, fmt.Errorf("abandoning the pending factor: %w", aerr))
