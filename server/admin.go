@@ -58,12 +58,9 @@ func (s *adminService) IssueAdminBackupCode(ctx context.Context, req *pb.IssueAd
 		return nil, s.toStatus(ctx, err)
 	}
 	var issued admincodes.Issued
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
-		var err error
-		if issued, err = s.adminCodes.Issue(ctx, req.GetActorId(), req.GetUserId(), ttl); err != nil {
-			return err
-		}
-		return s.credentialsChanged(ctx, req.GetUserId(), notify.EventAdminCodeIssued, req.GetActorId())
+	err := s.changingCredentials(ctx, req.GetUserId(), notify.EventAdminCodeIssued, req.GetActorId(), func(ctx context.Context) (err error) {
+		issued, err = s.adminCodes.Issue(ctx, req.GetActorId(), req.GetUserId(), ttl)
+		return err
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
@@ -84,12 +81,9 @@ func (s *adminService) ResetFactors(ctx context.Context, req *pb.ResetFactorsReq
 		}
 	}
 	var n int
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
-		var err error
-		if n, err = s.store.ResetFactors(ctx, req.GetUserId(), req.GetFactorId()); err != nil {
-			return err
-		}
-		return s.credentialsChanged(ctx, req.GetUserId(), notify.EventAdminReset, req.GetActorId())
+	err := s.changingCredentials(ctx, req.GetUserId(), notify.EventAdminReset, req.GetActorId(), func(ctx context.Context) (err error) {
+		n, err = s.store.ResetFactors(ctx, req.GetUserId(), req.GetFactorId())
+		return err
 	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, notFound("factor_id", req.GetFactorId())

@@ -40,12 +40,9 @@ func (s *adminService) ImportU2FRegistration(ctx context.Context, req *pb.Import
 		return nil, invalid("public_key", "is not base64url")
 	}
 	var f *storage.Factor
-	err = s.store.InTx(ctx, func(ctx context.Context) error {
-		var err error
-		if f, err = s.wa.ImportU2F(ctx, req.GetUserId(), req.GetAppId(), handle, pub, req.GetCounter(), req.GetName()); err != nil {
-			return err
-		}
-		return s.credentialsChanged(ctx, f.UserID, notify.EventFactorEnrolled, req.GetActorId())
+	err = s.changingCredentials(ctx, req.GetUserId(), notify.EventFactorEnrolled, req.GetActorId(), func(ctx context.Context) (err error) {
+		f, err = s.wa.ImportU2F(ctx, req.GetUserId(), req.GetAppId(), handle, pub, req.GetCounter(), req.GetName())
+		return err
 	})
 	switch {
 	case errors.Is(err, webauthn.ErrAppID):

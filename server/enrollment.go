@@ -190,11 +190,8 @@ func (s *enrollmentService) RemoveFactor(ctx context.Context, req *pb.RemoveFact
 	}
 	f, err := s.store.GetFactor(ctx, req.GetUserId(), req.GetFactorId())
 	if err == nil {
-		err = s.store.InTx(ctx, func(ctx context.Context) error {
-			if err := s.store.DeleteFactor(ctx, req.GetUserId(), req.GetFactorId()); err != nil {
-				return err
-			}
-			return s.credentialsChanged(ctx, f.UserID, notify.EventFactorRemoved, "")
+		err = s.changingCredentials(ctx, f.UserID, notify.EventFactorRemoved, "", func(ctx context.Context) error {
+			return s.store.DeleteFactor(ctx, req.GetUserId(), req.GetFactorId())
 		})
 	}
 	if errors.Is(err, storage.ErrNotFound) {

@@ -35,12 +35,9 @@ func (s *enrollmentService) IssueBackupCodes(ctx context.Context, req *pb.IssueB
 		return nil, s.toStatus(ctx, err)
 	}
 	var issued backupcodes.Issued
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
-		var err error
-		if issued, err = s.backupCodes.Issue(ctx, req.GetUserId()); err != nil {
-			return err
-		}
-		return s.credentialsChanged(ctx, req.GetUserId(), notify.EventBackupCodesIssued, "")
+	err := s.changingCredentials(ctx, req.GetUserId(), notify.EventBackupCodesIssued, "", func(ctx context.Context) (err error) {
+		issued, err = s.backupCodes.Issue(ctx, req.GetUserId())
+		return err
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, err)

@@ -187,6 +187,17 @@ func (s *core) credentialsChanged(ctx context.Context, userID, cause, actor stri
 		Details: map[string]string{"cause": cause, "revoked": strconv.FormatInt(removed, 10)}})
 }
 
+// changingCredentials runs change and moves userID's credentials epoch
+// (credentialsChanged) in one transaction: both commit, or neither.
+func (s *core) changingCredentials(ctx context.Context, userID, cause, actor string, change func(ctx context.Context) error) error {
+	return s.store.InTx(ctx, func(ctx context.Context) error {
+		if err := change(ctx); err != nil {
+			return err
+		}
+		return s.credentialsChanged(ctx, userID, cause, actor)
+	})
+}
+
 // NotifyPasswordChanged moves the user's credentials epoch: every remembered
 // device of the user dies.
 func (s *enrollmentService) NotifyPasswordChanged(ctx context.Context, req *pb.NotifyPasswordChangedRequest) (*pb.NotifyPasswordChangedResponse, error) {
