@@ -144,14 +144,14 @@ func deviceListen(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c := e.devices()
+	client := e.devices()
 	fmt.Fprintln(e.out, "Waiting for push logins (Ctrl-C to stop)…")
 	for {
 		opened := time.Now()
-		err := e.listenOnce(d, c)
+		err := e.listenOnce(d, client)
 		// -timeout (or the caller) ended the listening; its deadline may come
 		// as the server's DeadlineExceeded just before the context's own.
-		if c := status.Code(err); e.ctx.Err() != nil || c == codes.DeadlineExceeded || c == codes.Canceled {
+		if code := status.Code(err); e.ctx.Err() != nil || code == codes.DeadlineExceeded || code == codes.Canceled {
 			return nil
 		}
 		switch {
@@ -159,26 +159,32 @@ func deviceListen(e *env, args []string) error {
 			// The stream's lifetime ended: open the next one, at once unless
 			// it ended as soon as it opened (no tight loop against a proxy
 			// that closes streams).
-			if time.Since(opened) < time.Second {
-				select {
-				case <-e.ctx.Done():
-					return nil
-				case <-time.After(time.Second):
-				}
+			if time.Since(opened) < time.Second && !e.pause(time.Second) {
+				return nil
 			}
 		case status.Code(err) == codes.Unavailable:
 			// The replica is stopping or gone (or authd is not there at all:
 			// said, so that a wrong -addr does not look like a quiet wait):
 			// reconnect after a pause.
 			fmt.Fprintln(e.out, "   authd unavailable, retrying in a second:", status.Convert(err).Message())
-			select {
-			case <-e.ctx.Done():
+			if !e.pause(time.Second) {
 				return nil
-			case <-time.After(time.Second):
 			}
 		default:
 			return err
 		}
+	}
+}
+
+// pause waits d; false when the command's context ended first.
+func (e *env) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-e.ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
