@@ -7,7 +7,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/twofactor/twofactor/clients/pushdevice"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/otpcode"
 	"github.com/twofactor/twofactor/providers/totp"
@@ -109,18 +108,10 @@ func TestCredentialsChangeAndEpochCommitTogether(t *testing.T) {
 				}
 		}},
 		{"push device enrolled", func() (func() error, func() bool) {
-			begin, err := r.enrollment().BeginEnrollment(self, &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := pushdevice.New()
-			if err != nil {
-				t.Fatal(err)
-			}
-			d.Now = c.clock.Now
+			token, d := pushToken(t, c, r, "alice")
 			return func() error {
 					// The same token both times: the failed enrollment did not spend it.
-					return d.Enroll(context.Background(), r.devices(), begin.GetPush().GetToken(), "Phone", "android", nil)
+					return d.Enroll(context.Background(), r.devices(), token, "Phone", "android", nil)
 				}, func() bool {
 					return hasFactor(t, c, r, "alice", pb.Method_METHOD_PUSH, "")
 				}

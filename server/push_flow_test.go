@@ -19,6 +19,18 @@ import (
 // the device's own enrollment through DeviceService on dr.
 func enrollPush(t *testing.T, c *cluster, r, dr *replica, user string) *pushdevice.Device {
 	t.Helper()
+	token, d := pushToken(t, c, r, user)
+	// The device API takes no API key.
+	if err := d.Enroll(context.Background(), dr.devices(), token, "Phone", "android", nil); err != nil {
+		t.Fatalf("FinishDeviceEnrollment: %v", err)
+	}
+	return d
+}
+
+// pushToken begins a push enrollment for user on r and returns its token and a
+// new device (on the cluster's clock) to enroll with it.
+func pushToken(t *testing.T, c *cluster, r *replica, user string) (string, *pushdevice.Device) {
+	t.Helper()
 	begin, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: user, Method: pb.Method_METHOD_PUSH})
 	if err != nil {
 		t.Fatalf("BeginEnrollment(push): %v", err)
@@ -31,11 +43,7 @@ func enrollPush(t *testing.T, c *cluster, r, dr *replica, user string) *pushdevi
 		t.Fatal(err)
 	}
 	d.Now = c.clock.Now
-	// The device API takes no API key.
-	if err := d.Enroll(context.Background(), dr.devices(), begin.GetPush().GetToken(), "Phone", "android", nil); err != nil {
-		t.Fatalf("FinishDeviceEnrollment: %v", err)
-	}
-	return d
+	return begin.GetPush().GetToken(), d
 }
 
 func beginPush(t *testing.T, c *cluster, r *replica, user string) *pb.BeginChallengeResponse {

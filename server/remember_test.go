@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/twofactor/twofactor/clients/pushdevice"
 	"github.com/twofactor/twofactor/notify"
 	pb "github.com/twofactor/twofactor/proto/twofactor/v1"
 	"github.com/twofactor/twofactor/providers/push"
@@ -224,16 +223,8 @@ func TestRememberedDevicesDieWhenTheEnrollingDeviceLeaves(t *testing.T) {
 	_, seed, params := enrollTOTP(t, c, r, "alice")
 	tok := loginRemember(t, c, r, "alice", seed, params).GetDeviceToken()
 	tok = checkDevice(t, c, r, "alice", tok, false).GetDeviceToken()
-	begin, err := r.enrollment().BeginEnrollment(c.as("selfservice"), &pb.BeginEnrollmentRequest{UserId: "alice", Method: pb.Method_METHOD_PUSH})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := pushdevice.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Now = c.clock.Now
-	if err := d.Enroll(ctx, r.devices(), begin.GetPush().GetToken(), "Phone", "android", nil); status.Code(err) != codes.Canceled {
+	token, d := pushToken(t, c, r, "alice")
+	if err := d.Enroll(ctx, r.devices(), token, "Phone", "android", nil); status.Code(err) != codes.Canceled {
 		t.Fatalf("enrollment left by its caller: %v, want Canceled", err)
 	}
 	if !hasFactor(t, c, r, "alice", pb.Method_METHOD_PUSH, "") {

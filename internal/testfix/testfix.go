@@ -1,5 +1,6 @@
 // Package testfix holds the test fixtures several packages' tests share: a log
-// capture and a settable clock. It is
+// capture, a settable clock, an in-process SMTP server and an egress allowance
+// covering every address. It is
 // imported only by _test.go files.
 package testfix
 

@@ -22,7 +22,6 @@ import (
 	"github.com/twofactor/twofactor/internal/testfix"
 	"github.com/twofactor/twofactor/notify"
 	"github.com/twofactor/twofactor/notify/channels/ntfy/ntfytest"
-	"github.com/twofactor/twofactor/notify/egress"
 	"github.com/twofactor/twofactor/notify/natstest"
 	"github.com/twofactor/twofactor/providers/push"
 	"github.com/twofactor/twofactor/storage"
@@ -54,7 +53,7 @@ func startStandalone(t *testing.T, env map[string]string) *standalone {
 		t.Fatal(err)
 	}
 	dbURL := storagetest.URL(t)
-	authd, err := push.New(storagetest.OpenURL(t, dbURL), ring, push.Config{AllowHTTP: true, AllowInternal: anyAddress(t)}) // authd's side
+	authd, err := push.New(storagetest.OpenURL(t, dbURL), ring, push.Config{AllowHTTP: true, AllowInternal: testfix.AnyAddress()}) // authd's side
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,15 +193,4 @@ func enrollNtfyDevice(t *testing.T, svc *push.Service, topicURL string) string {
 		t.Fatal(err)
 	}
 	return d.ID
-}
-
-// anyAddress lets authd's side enroll the test's push services on 127.0.0.1 (and,
-// for the refusal tests, an endpoint this notifyd refuses, as one enrolled before
-// authd checked addresses or by an authd configured unlike notifyd).
-func anyAddress(t *testing.T) egress.Allow {
-	a, err := egress.ParseAllow("0.0.0.0/0,::/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }

@@ -45,7 +45,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, wp: webpushtest.New(t, pub, "mailto:ops@auth.example"), nt: ntfytest.New(t), devices: map[string]string{}}
-	r.svc, err = push.New(storagetest.Open(t), storagetest.KeyRing(t), push.Config{AllowHTTP: true, AllowInternal: anyAddress(t)})
+	r.svc, err = push.New(storagetest.Open(t), storagetest.KeyRing(t), push.Config{AllowHTTP: true, AllowInternal: testfix.AnyAddress()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,15 +236,4 @@ func TestRefusedAddressIsNotRetried(t *testing.T) {
 		strings.Contains(l, "upDevice1") || strings.Contains(l, "sub-abc123") {
 		t.Fatalf("logs %s", l)
 	}
-}
-
-// anyAddress lets authd's side enroll the test's push services on 127.0.0.1 (and,
-// for the refusal tests, an endpoint this notifyd refuses, as one enrolled before
-// authd checked addresses or by an authd configured unlike notifyd).
-func anyAddress(t *testing.T) egress.Allow {
-	a, err := egress.ParseAllow("0.0.0.0/0,::/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
